@@ -1,0 +1,325 @@
+//! `Cached`: a read-through cache, a local store in front of a remote one.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::stream::BoxStream;
+use oci_types::{Descriptor, Digest, MAX_MANIFEST_SIZE, MediaType, Repository, Tag};
+
+use crate::{
+    BlobBody, BlobReader, BlobWriter, ErrorCode, ListParams, OciInterface, PushManifestParams,
+    ReferrersParams, Result, body_from_bytes,
+};
+
+/// A read-through cache: content addressed by digest is served from `local` once fetched from
+/// `remote`; everything else goes to `remote`.
+///
+/// - Blobs and manifests are fetched from the remote on a miss, verified by the local store's
+///   own push checks, then served locally. Concurrent misses for one digest make one fetch.
+/// - A manifest whose blobs are not cached yet cannot be stored in a local store that checks
+///   references; it is then served straight from the remote (verified) and cached on a later
+///   read.
+/// - Tags are asked of the remote every time; the answer is recorded locally, and when the
+///   remote is unavailable ([`Error::is_unavailable`](crate::Error::is_unavailable)) the last
+///   recorded answer serves.
+/// - Writes, listings and referrers go to the remote; deletes go to the remote and then drop the
+///   local copy.
+pub struct Cached<R, L> {
+    remote: R,
+    local: L,
+    in_flight: Mutex<HashMap<Digest, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl<R: OciInterface, L: OciInterface> Cached<R, L> {
+    /// Puts `local` in front of `remote`.
+    pub fn new(remote: R, local: L) -> Self {
+        Self {
+            remote,
+            local,
+            in_flight: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The remote store.
+    pub fn remote(&self) -> &R {
+        &self.remote
+    }
+
+    /// The local store.
+    pub fn local(&self) -> &L {
+        &self.local
+    }
+
+    /// Runs `fill` for `digest` with at most one fill per digest at a time; others wait for it
+    /// and then find the content cached.
+    async fn single_flight<T>(
+        &self,
+        digest: &Digest,
+        fill: impl Future<Output = Result<T>> + Send,
+    ) -> Result<T> {
+        let gate = {
+            let mut in_flight = self
+                .in_flight
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            Arc::clone(in_flight.entry(digest.clone()).or_default())
+        };
+        let result = {
+            let _turn = gate.lock().await;
+            fill.await
+        };
+        let mut in_flight = self
+            .in_flight
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if in_flight.get(digest).is_some_and(|g| Arc::ptr_eq(g, &gate))
+            && Arc::strong_count(&gate) <= 2
+        {
+            in_flight.remove(digest);
+        }
+        result
+    }
+
+    async fn fill_blob(&self, repo: &Repository, digest: &Digest) -> Result<BlobReader> {
+        self.single_flight(digest, async {
+            if let Ok(reader) = self.local.get_blob(repo, digest).await {
+                return Ok(reader);
+            }
+            let (descriptor, body) = self.remote.get_blob(repo, digest).await?.into_parts();
+            self.local.push_blob(repo, &descriptor, body).await?;
+            tracing::debug!(%repo, %digest, "cached blob");
+            self.local.get_blob(repo, digest).await
+        })
+        .await
+    }
+
+    /// Fetches a manifest from the remote, records it (and `tags`) locally where the local
+    /// store accepts it, and serves the fetched bytes.
+    async fn fill_manifest(
+        &self,
+        repo: &Repository,
+        digest: &Digest,
+        tags: Vec<Tag>,
+    ) -> Result<BlobReader> {
+        self.single_flight(digest, async {
+            if tags.is_empty()
+                && let Ok(reader) = self.local.get_manifest(repo, digest).await
+            {
+                return Ok(reader);
+            }
+            let reader = self.remote.get_manifest(repo, digest).await?;
+            let descriptor = reader.descriptor().clone();
+            let bytes = reader.bytes(MAX_MANIFEST_SIZE as u64).await?;
+            let params = PushManifestParams::new()
+                .with_digest(digest.clone())
+                .with_tags(tags);
+            match self
+                .local
+                .push_manifest(repo, bytes.clone(), &descriptor.media_type, &params)
+                .await
+            {
+                Ok(_) => tracing::debug!(%repo, %digest, "cached manifest"),
+                Err(error) if error.code() == Some(ErrorCode::ManifestBlobUnknown) => {
+                    tracing::debug!(%repo, %digest, "manifest served uncached: its content is not cached yet");
+                }
+                Err(error) => tracing::warn!(%repo, %digest, %error, "could not cache manifest"),
+            }
+            Ok(BlobReader::verified(descriptor, body_from_bytes(bytes)))
+        })
+        .await
+    }
+
+    /// Drops a local copy after a remote delete; a copy that is not there is fine.
+    fn forget(&self, what: &str, result: Result<()>) {
+        if let Err(error) = result
+            && !matches!(
+                error.code(),
+                Some(ErrorCode::BlobUnknown | ErrorCode::ManifestUnknown | ErrorCode::NameUnknown)
+            )
+        {
+            tracing::warn!(%error, "could not drop cached {what}");
+        }
+    }
+}
+
+impl<R, L> fmt::Debug for Cached<R, L>
+where
+    R: fmt::Debug,
+    L: fmt::Debug,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Cached")
+            .field("remote", &self.remote)
+            .field("local", &self.local)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<R: fmt::Display, L: fmt::Display> fmt::Display for Cached<R, L> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} cached in {}", self.remote, self.local)
+    }
+}
+
+#[deny(clippy::missing_trait_methods)]
+#[async_trait]
+impl<R: OciInterface, L: OciInterface> OciInterface for Cached<R, L> {
+    async fn get_blob(&self, repo: &Repository, digest: &Digest) -> Result<BlobReader> {
+        match self.local.get_blob(repo, digest).await {
+            Ok(reader) => Ok(reader),
+            Err(_) => self.fill_blob(repo, digest).await,
+        }
+    }
+
+    async fn get_blob_range(
+        &self,
+        repo: &Repository,
+        digest: &Digest,
+        start: u64,
+        end: Option<u64>,
+    ) -> Result<BlobReader> {
+        // A range is usually a resumed download of a large blob: serve it from wherever the
+        // blob is rather than fetching all of it to answer a part.
+        if self.local.resolve_blob(repo, digest).await.is_ok() {
+            return self.local.get_blob_range(repo, digest, start, end).await;
+        }
+        self.remote.get_blob_range(repo, digest, start, end).await
+    }
+
+    async fn get_manifest(&self, repo: &Repository, digest: &Digest) -> Result<BlobReader> {
+        match self.local.get_manifest(repo, digest).await {
+            Ok(reader) => Ok(reader),
+            Err(_) => self.fill_manifest(repo, digest, Vec::new()).await,
+        }
+    }
+
+    async fn get_tag(&self, repo: &Repository, tag: &Tag) -> Result<BlobReader> {
+        match self.remote.resolve_tag(repo, tag).await {
+            Ok(descriptor) => {
+                self.fill_manifest(repo, &descriptor.digest, vec![tag.clone()])
+                    .await
+            }
+            Err(error) if error.is_unavailable() => {
+                tracing::warn!(%repo, %tag, %error, "remote unavailable: serving the last known tag");
+                self.local.get_tag(repo, tag).await.map_err(|_| error)
+            }
+            Err(error) => {
+                if error.code() == Some(ErrorCode::ManifestUnknown) {
+                    self.forget("tag", self.local.delete_tag(repo, tag).await);
+                }
+                Err(error)
+            }
+        }
+    }
+
+    async fn resolve_blob(&self, repo: &Repository, digest: &Digest) -> Result<Descriptor> {
+        match self.local.resolve_blob(repo, digest).await {
+            Ok(descriptor) => Ok(descriptor),
+            Err(_) => self.remote.resolve_blob(repo, digest).await,
+        }
+    }
+
+    async fn resolve_manifest(&self, repo: &Repository, digest: &Digest) -> Result<Descriptor> {
+        match self.local.resolve_manifest(repo, digest).await {
+            Ok(descriptor) => Ok(descriptor),
+            Err(_) => self.remote.resolve_manifest(repo, digest).await,
+        }
+    }
+
+    async fn resolve_tag(&self, repo: &Repository, tag: &Tag) -> Result<Descriptor> {
+        match self.remote.resolve_tag(repo, tag).await {
+            Err(error) if error.is_unavailable() => {
+                self.local.resolve_tag(repo, tag).await.map_err(|_| error)
+            }
+            other => other,
+        }
+    }
+
+    async fn push_blob(
+        &self,
+        repo: &Repository,
+        descriptor: &Descriptor,
+        body: BlobBody,
+    ) -> Result<Descriptor> {
+        self.remote.push_blob(repo, descriptor, body).await
+    }
+
+    async fn push_blob_chunked(
+        &self,
+        repo: &Repository,
+        chunk_size: Option<usize>,
+    ) -> Result<Box<dyn BlobWriter>> {
+        self.remote.push_blob_chunked(repo, chunk_size).await
+    }
+
+    async fn push_blob_chunked_resume(
+        &self,
+        repo: &Repository,
+        id: &str,
+        offset: Option<u64>,
+        chunk_size: Option<usize>,
+    ) -> Result<Box<dyn BlobWriter>> {
+        self.remote
+            .push_blob_chunked_resume(repo, id, offset, chunk_size)
+            .await
+    }
+
+    async fn mount_blob(
+        &self,
+        from: &Repository,
+        to: &Repository,
+        digest: &Digest,
+    ) -> Result<Descriptor> {
+        self.remote.mount_blob(from, to, digest).await
+    }
+
+    async fn push_manifest(
+        &self,
+        repo: &Repository,
+        contents: Bytes,
+        media_type: &MediaType,
+        params: &PushManifestParams,
+    ) -> Result<Descriptor> {
+        self.remote
+            .push_manifest(repo, contents, media_type, params)
+            .await
+    }
+
+    async fn delete_blob(&self, repo: &Repository, digest: &Digest) -> Result<()> {
+        self.remote.delete_blob(repo, digest).await?;
+        self.forget("blob", self.local.delete_blob(repo, digest).await);
+        Ok(())
+    }
+
+    async fn delete_manifest(&self, repo: &Repository, digest: &Digest) -> Result<()> {
+        self.remote.delete_manifest(repo, digest).await?;
+        self.forget("manifest", self.local.delete_manifest(repo, digest).await);
+        Ok(())
+    }
+
+    async fn delete_tag(&self, repo: &Repository, tag: &Tag) -> Result<()> {
+        self.remote.delete_tag(repo, tag).await?;
+        self.forget("tag", self.local.delete_tag(repo, tag).await);
+        Ok(())
+    }
+
+    fn repositories(&self, params: &ListParams) -> BoxStream<'static, Result<Repository>> {
+        self.remote.repositories(params)
+    }
+
+    fn tags(&self, repo: &Repository, params: &ListParams) -> BoxStream<'static, Result<Tag>> {
+        self.remote.tags(repo, params)
+    }
+
+    fn referrers(
+        &self,
+        repo: &Repository,
+        digest: &Digest,
+        params: &ReferrersParams,
+    ) -> BoxStream<'static, Result<Descriptor>> {
+        self.remote.referrers(repo, digest, params)
+    }
+}

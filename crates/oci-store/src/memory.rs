@@ -1,0 +1,664 @@
+//! `MemoryStore`: the reference implementation of [`OciInterface`], complete and in memory.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use async_trait::async_trait;
+use bytes::{Bytes, BytesMut};
+use futures::stream::{self, BoxStream, StreamExt};
+use oci_types::{
+    Algorithm, Descriptor, Digest, MAX_MANIFEST_SIZE, Manifest, MediaType, Repository, Tag,
+    media_type,
+};
+use rand::Rng;
+
+use crate::{
+    BlobBody, BlobReader, BlobWriter, Error, ListParams, OciInterface, PushCheck,
+    PushManifestParams, ReferrersParams, Result, body_from_bytes,
+};
+
+/// The chunk size a [`MemoryStore`] upload reports when the caller gives no hint.
+const DEFAULT_CHUNK_SIZE: usize = 64 * 1024;
+
+/// A complete [`OciInterface`] in memory: the reference every other store is measured against,
+/// and the store of tests and caches.
+///
+/// Blob content is kept once, however many repositories link it. Cloning the store gives
+/// another handle to the same content.
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// use oci_store::{MemoryStore, OciInterface, OciInterfaceExt};
+/// use oci_types::{MediaType, Repository, media_type};
+///
+/// let store = MemoryStore::new();
+/// let repo: Repository = "library/hello".parse()?;
+/// let layer = store
+///     .push_blob_bytes(&repo, MediaType::from_static(media_type::OCI_LAYER_TAR), "hi".into())
+///     .await?;
+/// assert_eq!(store.get_blob_bytes(&repo, &layer.digest, 1024).await?, "hi");
+/// # Ok::<(), oci_store::Error>(())
+/// # }).unwrap();
+/// ```
+#[derive(Clone, Default)]
+pub struct MemoryStore {
+    state: Arc<Mutex<State>>,
+}
+
+#[derive(Default)]
+struct State {
+    /// Content by digest, shared by every repository that links it.
+    content: HashMap<Digest, Bytes>,
+    repos: BTreeMap<Repository, RepoState>,
+    uploads: HashMap<String, Upload>,
+}
+
+#[derive(Default)]
+struct RepoState {
+    blobs: BTreeSet<Digest>,
+    manifests: BTreeMap<Digest, StoredManifest>,
+    tags: BTreeMap<Tag, Digest>,
+}
+
+struct StoredManifest {
+    bytes: Bytes,
+    media_type: MediaType,
+    subject: Option<Digest>,
+    artifact_type: Option<MediaType>,
+    annotations: BTreeMap<String, String>,
+}
+
+impl StoredManifest {
+    fn descriptor(&self, digest: &Digest) -> Descriptor {
+        Descriptor::new(
+            self.media_type.clone(),
+            digest.clone(),
+            self.bytes.len() as u64,
+        )
+    }
+}
+
+struct Upload {
+    repo: Repository,
+    data: BytesMut,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        // No code path panics while holding the lock, and every change is applied whole, so a
+        // poisoned lock still guards a consistent state.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Replaces the stored bytes of a blob without any check, so that tests can prove that
+    /// reads detect corruption. Not part of the API.
+    #[cfg(any(test, feature = "conformance"))]
+    #[doc(hidden)]
+    pub fn corrupt_blob_for_tests(&self, digest: &Digest) -> bool {
+        let mut state = self.state();
+        match state.content.get_mut(digest) {
+            Some(content) => {
+                let mut bytes = content.to_vec();
+                match bytes.first_mut() {
+                    Some(first) => *first ^= 0xff,
+                    None => bytes.push(0),
+                }
+                *content = bytes.into();
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+impl State {
+    fn repo(&self, repo: &Repository) -> Result<&RepoState> {
+        self.repos
+            .get(repo)
+            .ok_or_else(|| Error::NameUnknown { repo: repo.clone() })
+    }
+
+    fn blob(&self, repo: &Repository, digest: &Digest) -> Result<Bytes> {
+        let state = self.repo(repo)?;
+        state
+            .blobs
+            .contains(digest)
+            .then(|| self.content.get(digest).cloned())
+            .flatten()
+            .ok_or_else(|| Error::BlobUnknown {
+                repo: repo.clone(),
+                digest: digest.clone(),
+            })
+    }
+
+    fn manifest(&self, repo: &Repository, digest: &Digest) -> Result<&StoredManifest> {
+        self.repo(repo)?
+            .manifests
+            .get(digest)
+            .ok_or_else(|| Error::ManifestUnknown {
+                repo: repo.clone(),
+                reference: digest.to_string(),
+            })
+    }
+
+    fn tagged(&self, repo: &Repository, tag: &Tag) -> Result<(Digest, &StoredManifest)> {
+        let digest = self
+            .repo(repo)?
+            .tags
+            .get(tag)
+            .ok_or_else(|| Error::ManifestUnknown {
+                repo: repo.clone(),
+                reference: tag.to_string(),
+            })?;
+        Ok((digest.clone(), self.manifest(repo, digest)?))
+    }
+
+    fn store_blob(&mut self, repo: &Repository, digest: Digest, content: Bytes) {
+        self.content.entry(digest.clone()).or_insert(content);
+        self.repos
+            .entry(repo.clone())
+            .or_default()
+            .blobs
+            .insert(digest);
+    }
+
+    /// Drops content that no repository links any more.
+    fn collect(&mut self, digest: &Digest) {
+        if !self.repos.values().any(|r| r.blobs.contains(digest)) {
+            self.content.remove(digest);
+        }
+    }
+}
+
+fn octet_stream(digest: &Digest, size: usize) -> Descriptor {
+    Descriptor::new(
+        MediaType::from_static(media_type::OCTET_STREAM),
+        digest.clone(),
+        size as u64,
+    )
+}
+
+/// Checks a range against the contract of [`OciInterface::get_blob_range`] and clamps its end.
+pub(crate) fn check_range(
+    digest: &Digest,
+    size: u64,
+    start: u64,
+    end: Option<u64>,
+) -> Result<std::ops::Range<u64>> {
+    let end = end.unwrap_or(size).min(size);
+    if start >= size || start >= end {
+        return Err(Error::RangeInvalid {
+            target: digest.to_string(),
+            reason: format!(
+                "range starting at {start} and ending at {end} selects no byte of a {size}-byte blob"
+            ),
+        });
+    }
+    Ok(start..end)
+}
+
+/// What a manifest push needs to know about the manifest, read from its bytes.
+struct ManifestFacts {
+    references: Vec<Descriptor>,
+    is_index: bool,
+    subject: Option<Digest>,
+    artifact_type: Option<MediaType>,
+    annotations: BTreeMap<String, String>,
+}
+
+/// Parses a pushed manifest: the image and index kinds fully, any other media type as opaque
+/// JSON (artifacts and legacy schema 1 are stored without their references being checked).
+fn manifest_facts(
+    repo: &Repository,
+    bytes: &[u8],
+    media_type: &MediaType,
+) -> Result<ManifestFacts> {
+    let invalid = |reason: String| Error::ManifestInvalid {
+        repo: repo.clone(),
+        reason,
+    };
+    if media_type.is_manifest() || media_type.is_index() {
+        let manifest = Manifest::parse(bytes, media_type).map_err(|e| invalid(e.to_string()))?;
+        return Ok(ManifestFacts {
+            references: manifest.references().into_iter().cloned().collect(),
+            is_index: matches!(manifest, Manifest::Index(_)),
+            subject: manifest.subject().map(|s| s.digest.clone()),
+            artifact_type: manifest.effective_artifact_type().cloned(),
+            annotations: manifest.annotations().clone(),
+        });
+    }
+    serde_json::from_slice::<serde_json::Value>(bytes)
+        .map_err(|e| invalid(format!("not valid JSON: {e}")))?;
+    Ok(ManifestFacts {
+        references: Vec::new(),
+        is_index: false,
+        subject: None,
+        artifact_type: None,
+        annotations: BTreeMap::new(),
+    })
+}
+
+async fn collect_checked(descriptor: &Descriptor, mut body: BlobBody) -> Result<Bytes> {
+    let mut check = PushCheck::new(descriptor);
+    let mut buffer = BytesMut::new();
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk?;
+        check.update(&chunk)?;
+        buffer.extend_from_slice(&chunk);
+    }
+    check.finish()?;
+    Ok(buffer.freeze())
+}
+
+#[async_trait]
+impl OciInterface for MemoryStore {
+    async fn get_blob(&self, repo: &Repository, digest: &Digest) -> Result<BlobReader> {
+        let content = self.state().blob(repo, digest)?;
+        // The descriptor states the digest asked for; the verifying reader proves the content
+        // still matches it (the corruption test depends on this).
+        let descriptor = octet_stream(digest, content.len());
+        Ok(BlobReader::verified(descriptor, body_from_bytes(content)))
+    }
+
+    async fn get_blob_range(
+        &self,
+        repo: &Repository,
+        digest: &Digest,
+        start: u64,
+        end: Option<u64>,
+    ) -> Result<BlobReader> {
+        let content = self.state().blob(repo, digest)?;
+        let range = check_range(digest, content.len() as u64, start, end)?;
+        let descriptor = octet_stream(digest, content.len());
+        // Both bounds are within `content`, checked above.
+        let piece = content.slice(range.start as usize..range.end as usize);
+        Ok(BlobReader::ranged(
+            descriptor,
+            range,
+            body_from_bytes(piece),
+        ))
+    }
+
+    async fn get_manifest(&self, repo: &Repository, digest: &Digest) -> Result<BlobReader> {
+        let state = self.state();
+        let manifest = state.manifest(repo, digest)?;
+        Ok(BlobReader::verified(
+            manifest.descriptor(digest),
+            body_from_bytes(manifest.bytes.clone()),
+        ))
+    }
+
+    async fn get_tag(&self, repo: &Repository, tag: &Tag) -> Result<BlobReader> {
+        let state = self.state();
+        let (digest, manifest) = state.tagged(repo, tag)?;
+        Ok(BlobReader::verified(
+            manifest.descriptor(&digest),
+            body_from_bytes(manifest.bytes.clone()),
+        ))
+    }
+
+    async fn resolve_blob(&self, repo: &Repository, digest: &Digest) -> Result<Descriptor> {
+        let content = self.state().blob(repo, digest)?;
+        Ok(octet_stream(digest, content.len()))
+    }
+
+    async fn resolve_manifest(&self, repo: &Repository, digest: &Digest) -> Result<Descriptor> {
+        Ok(self.state().manifest(repo, digest)?.descriptor(digest))
+    }
+
+    async fn resolve_tag(&self, repo: &Repository, tag: &Tag) -> Result<Descriptor> {
+        let state = self.state();
+        let (digest, manifest) = state.tagged(repo, tag)?;
+        Ok(manifest.descriptor(&digest))
+    }
+
+    async fn push_blob(
+        &self,
+        repo: &Repository,
+        descriptor: &Descriptor,
+        body: BlobBody,
+    ) -> Result<Descriptor> {
+        let content = collect_checked(descriptor, body).await?;
+        let size = content.len();
+        self.state()
+            .store_blob(repo, descriptor.digest.clone(), content);
+        Ok(octet_stream(&descriptor.digest, size))
+    }
+
+    async fn push_blob_chunked(
+        &self,
+        repo: &Repository,
+        chunk_size: Option<usize>,
+    ) -> Result<Box<dyn BlobWriter>> {
+        let id = format!("{:032x}", rand::rng().random::<u128>());
+        self.state().uploads.insert(
+            id.clone(),
+            Upload {
+                repo: repo.clone(),
+                data: BytesMut::new(),
+            },
+        );
+        Ok(Box::new(MemoryWriter {
+            store: self.clone(),
+            repo: repo.clone(),
+            id,
+            size: 0,
+            chunk_size: chunk_size.unwrap_or(DEFAULT_CHUNK_SIZE).max(1),
+        }))
+    }
+
+    async fn push_blob_chunked_resume(
+        &self,
+        repo: &Repository,
+        id: &str,
+        offset: Option<u64>,
+        chunk_size: Option<usize>,
+    ) -> Result<Box<dyn BlobWriter>> {
+        let state = self.state();
+        let upload = state
+            .uploads
+            .get(id)
+            .filter(|u| &u.repo == repo)
+            .ok_or_else(|| Error::BlobUploadUnknown {
+                repo: repo.clone(),
+                id: id.to_owned(),
+            })?;
+        let size = upload.data.len() as u64;
+        if let Some(offset) = offset.filter(|&o| o != size) {
+            return Err(Error::RangeInvalid {
+                target: format!("upload {id}"),
+                reason: format!("resume at offset {offset}, but {size} bytes were written"),
+            });
+        }
+        Ok(Box::new(MemoryWriter {
+            store: self.clone(),
+            repo: repo.clone(),
+            id: id.to_owned(),
+            size,
+            chunk_size: chunk_size.unwrap_or(DEFAULT_CHUNK_SIZE).max(1),
+        }))
+    }
+
+    async fn mount_blob(
+        &self,
+        from: &Repository,
+        to: &Repository,
+        digest: &Digest,
+    ) -> Result<Descriptor> {
+        let mut state = self.state();
+        let content = state.blob(from, digest)?;
+        let size = content.len();
+        state.store_blob(to, digest.clone(), content);
+        Ok(octet_stream(digest, size))
+    }
+
+    async fn push_manifest(
+        &self,
+        repo: &Repository,
+        contents: Bytes,
+        media_type: &MediaType,
+        params: &PushManifestParams,
+    ) -> Result<Descriptor> {
+        if contents.len() > MAX_MANIFEST_SIZE {
+            return Err(Error::ManifestTooLarge {
+                repo: repo.clone(),
+                size: contents.len() as u64,
+                limit: MAX_MANIFEST_SIZE as u64,
+            });
+        }
+        let algorithm = params
+            .digest
+            .as_ref()
+            .map_or(Algorithm::Sha256, Digest::algorithm);
+        let digest = Digest::of(algorithm, &contents);
+        if let Some(expected) = params.digest.as_ref().filter(|&e| *e != digest) {
+            return Err(Error::DigestInvalid {
+                what: "manifest".to_owned(),
+                expected: expected.clone(),
+                actual: digest,
+            });
+        }
+        let facts = manifest_facts(repo, &contents, media_type)?;
+
+        let mut state = self.state();
+        let existing = state.repos.get(repo);
+        for reference in &facts.references {
+            let present = existing.is_some_and(|r| {
+                if facts.is_index {
+                    r.manifests.contains_key(&reference.digest)
+                } else {
+                    r.blobs.contains(&reference.digest)
+                }
+            });
+            // Layers that live elsewhere (non-distributable, with URLs) need not be here.
+            let elsewhere =
+                !reference.urls.is_empty() && reference.media_type.is_non_distributable();
+            if !present && !elsewhere {
+                return Err(Error::ManifestBlobUnknown {
+                    repo: repo.clone(),
+                    digest: reference.digest.clone(),
+                });
+            }
+        }
+        let descriptor = Descriptor::new(media_type.clone(), digest.clone(), contents.len() as u64);
+        let repo_state = state.repos.entry(repo.clone()).or_default();
+        repo_state.manifests.insert(
+            digest.clone(),
+            StoredManifest {
+                bytes: contents,
+                media_type: media_type.clone(),
+                subject: facts.subject,
+                artifact_type: facts.artifact_type,
+                annotations: facts.annotations,
+            },
+        );
+        for tag in &params.tags {
+            repo_state.tags.insert(tag.clone(), digest.clone());
+        }
+        Ok(descriptor)
+    }
+
+    async fn delete_blob(&self, repo: &Repository, digest: &Digest) -> Result<()> {
+        let mut state = self.state();
+        state.blob(repo, digest)?;
+        if let Some(repo_state) = state.repos.get_mut(repo) {
+            repo_state.blobs.remove(digest);
+        }
+        state.collect(digest);
+        Ok(())
+    }
+
+    async fn delete_manifest(&self, repo: &Repository, digest: &Digest) -> Result<()> {
+        let mut state = self.state();
+        state.manifest(repo, digest)?;
+        if let Some(repo_state) = state.repos.get_mut(repo) {
+            repo_state.manifests.remove(digest);
+            repo_state.tags.retain(|_, target| target != digest);
+        }
+        Ok(())
+    }
+
+    async fn delete_tag(&self, repo: &Repository, tag: &Tag) -> Result<()> {
+        let mut state = self.state();
+        state.tagged(repo, tag)?;
+        if let Some(repo_state) = state.repos.get_mut(repo) {
+            repo_state.tags.remove(tag);
+        }
+        Ok(())
+    }
+
+    fn repositories(&self, params: &ListParams) -> BoxStream<'static, Result<Repository>> {
+        let names = params.apply(self.state().repos.keys().cloned().collect::<Vec<_>>());
+        stream::iter(names.into_iter().map(Ok)).boxed()
+    }
+
+    fn tags(&self, repo: &Repository, params: &ListParams) -> BoxStream<'static, Result<Tag>> {
+        let state = self.state();
+        match state.repo(repo) {
+            Ok(repo_state) => {
+                let tags = params.apply(repo_state.tags.keys().cloned().collect::<Vec<_>>());
+                stream::iter(tags.into_iter().map(Ok)).boxed()
+            }
+            Err(error) => stream::once(async move { Err(error) }).boxed(),
+        }
+    }
+
+    fn referrers(
+        &self,
+        repo: &Repository,
+        digest: &Digest,
+        params: &ReferrersParams,
+    ) -> BoxStream<'static, Result<Descriptor>> {
+        let state = self.state();
+        let found: Vec<Result<Descriptor>> = state
+            .repos
+            .get(repo)
+            .into_iter()
+            .flat_map(|r| r.manifests.iter())
+            .filter(|(_, m)| m.subject.as_ref() == Some(digest))
+            .filter(|(_, m)| {
+                params
+                    .artifact_type
+                    .as_ref()
+                    .is_none_or(|wanted| m.artifact_type.as_ref() == Some(wanted))
+            })
+            .map(|(d, m)| {
+                let mut descriptor = m.descriptor(d);
+                descriptor.artifact_type = m.artifact_type.clone();
+                descriptor.annotations = m.annotations.clone();
+                Ok(descriptor)
+            })
+            .collect();
+        stream::iter(found).boxed()
+    }
+}
+
+impl fmt::Debug for MemoryStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = self.state();
+        f.debug_struct("MemoryStore")
+            .field("repositories", &state.repos.len())
+            .field("blobs", &state.content.len())
+            .field("uploads", &state.uploads.len())
+            .finish()
+    }
+}
+
+impl fmt::Display for MemoryStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("memory")
+    }
+}
+
+/// A chunked upload into a [`MemoryStore`]. The content lives in the store, not the writer, so
+/// that a later [`OciInterface::push_blob_chunked_resume`] finds it.
+struct MemoryWriter {
+    store: MemoryStore,
+    repo: Repository,
+    id: String,
+    size: u64,
+    chunk_size: usize,
+}
+
+impl MemoryWriter {
+    fn unknown(&self) -> Error {
+        Error::BlobUploadUnknown {
+            repo: self.repo.clone(),
+            id: self.id.clone(),
+        }
+    }
+}
+
+impl fmt::Debug for MemoryWriter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MemoryWriter")
+            .field("repo", &self.repo)
+            .field("id", &self.id)
+            .field("size", &self.size)
+            .finish()
+    }
+}
+
+#[async_trait]
+impl BlobWriter for MemoryWriter {
+    async fn write(&mut self, chunk: Bytes) -> Result<()> {
+        let mut state = self.store.state();
+        let upload = state
+            .uploads
+            .get_mut(&self.id)
+            .filter(|u| u.repo == self.repo)
+            .ok_or_else(|| self.unknown())?;
+        let written = upload.data.len() as u64;
+        if written != self.size {
+            // Another writer resumed this upload and moved it on.
+            return Err(Error::RangeInvalid {
+                target: format!("upload {}", self.id),
+                reason: format!("this writer is at {}, the upload at {written}", self.size),
+            });
+        }
+        upload.data.extend_from_slice(&chunk);
+        self.size += chunk.len() as u64;
+        Ok(())
+    }
+
+    fn size(&self) -> u64 {
+        self.size
+    }
+
+    fn chunk_size(&self) -> usize {
+        self.chunk_size
+    }
+
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    async fn close(self: Box<Self>) -> Result<()> {
+        Ok(())
+    }
+
+    async fn commit(self: Box<Self>, digest: &Digest) -> Result<Descriptor> {
+        let mut state = self.store.state();
+        if state
+            .uploads
+            .get(&self.id)
+            .is_none_or(|u| u.repo != self.repo)
+        {
+            return Err(self.unknown());
+        }
+        let upload = state
+            .uploads
+            .remove(&self.id)
+            .ok_or_else(|| self.unknown())?;
+        let content = upload.data.freeze();
+        let actual = Digest::of(digest.algorithm(), &content);
+        if actual != *digest {
+            return Err(Error::DigestInvalid {
+                what: "uploaded blob".to_owned(),
+                expected: digest.clone(),
+                actual,
+            });
+        }
+        let size = content.len();
+        state.store_blob(&self.repo, digest.clone(), content);
+        Ok(octet_stream(digest, size))
+    }
+
+    async fn cancel(self: Box<Self>) -> Result<()> {
+        let mut state = self.store.state();
+        if state
+            .uploads
+            .get(&self.id)
+            .is_some_and(|u| u.repo == self.repo)
+        {
+            state.uploads.remove(&self.id);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,190 @@
+//! `cargo xtask`: the developer tasks of the hoist workspace.
+//!
+//! Run `cargo xtask help` for the list of commands. Arguments are parsed by hand and commands are
+//! run with `std::process::Command`, so that the tool builds quickly and has few dependencies.
+
+// xtask is a command-line tool: printing to stdout and stderr is its whole interface.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+mod ci;
+mod lint;
+
+use std::env;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+use anyhow::{Context, Result, bail};
+
+const USAGE: &str = "\
+usage: cargo xtask <command> [args]
+
+commands:
+  ci [-- <args>]  run the CI pipeline: fmt, clippy, test, doc and lint, stopping at the first
+                  failure; <args> are appended to `cargo test --workspace --locked`
+                  (for example `cargo xtask ci -- -- --nocapture`)
+  lint            check the crate layering and the tidy rules of the workspace
+  help            print this message
+";
+
+/// What the command line asked for.
+#[derive(Debug, PartialEq, Eq)]
+enum Cmd {
+    Help,
+    Ci { test_args: Vec<OsString> },
+    Lint,
+}
+
+/// A command line that cannot be run; reported with the usage and exit code 2.
+#[derive(Debug, PartialEq, Eq)]
+struct UsageError(String);
+
+fn parse_args(args: &[OsString]) -> Result<Cmd, UsageError> {
+    let Some((cmd, rest)) = args.split_first() else {
+        return Ok(Cmd::Help);
+    };
+    let Some(cmd) = cmd.to_str() else {
+        return Err(UsageError(format!("unknown command {cmd:?}")));
+    };
+    let cmd = match cmd {
+        "help" | "-h" | "--help" => Cmd::Help,
+        "ci" => match rest.split_first() {
+            None => Cmd::Ci {
+                test_args: Vec::new(),
+            },
+            Some((sep, test_args)) if sep == "--" => Cmd::Ci {
+                test_args: test_args.to_vec(),
+            },
+            Some((arg, _)) => {
+                return Err(UsageError(format!(
+                    "unexpected argument {arg:?} to `ci` (extra `cargo test` arguments go after `--`)"
+                )));
+            }
+        },
+        "lint" => Cmd::Lint,
+        other => return Err(UsageError(format!("unknown command `{other}`"))),
+    };
+    if matches!(cmd, Cmd::Lint | Cmd::Help)
+        && let Some(arg) = rest.first()
+    {
+        return Err(UsageError(format!("unexpected argument {arg:?}")));
+    }
+    Ok(cmd)
+}
+
+fn main() -> ExitCode {
+    let args: Vec<OsString> = env::args_os().skip(1).collect();
+    let cmd = match parse_args(&args) {
+        Ok(cmd) => cmd,
+        Err(UsageError(msg)) => {
+            eprintln!("error: {msg}\n");
+            eprint!("{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = match cmd {
+        Cmd::Help => {
+            print!("{USAGE}");
+            Ok(())
+        }
+        Cmd::Ci { test_args } => workspace_root().and_then(|root| ci::run(&root, &test_args)),
+        Cmd::Lint => workspace_root().and_then(|root| lint::run(&root)),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The workspace root: the parent of this crate's directory.
+pub(crate) fn workspace_root() -> Result<PathBuf> {
+    let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    match manifest_dir.parent() {
+        Some(root) => Ok(root.to_path_buf()),
+        None => bail!("xtask directory {} has no parent", manifest_dir.display()),
+    }
+}
+
+/// A `cargo` command run from the workspace root, using the cargo that runs us (`$CARGO`) if any.
+pub(crate) fn cargo(root: &Path) -> Command {
+    let program = env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo"));
+    let mut cmd = Command::new(program);
+    cmd.current_dir(root);
+    cmd
+}
+
+/// Runs `cmd` to completion with inherited stdio and fails unless it exits successfully.
+pub(crate) fn run_status(cmd: &mut Command) -> Result<()> {
+    let status = cmd
+        .status()
+        .with_context(|| format!("failed to start {}", describe(cmd)))?;
+    if !status.success() {
+        bail!("{} failed ({status})", describe(cmd));
+    }
+    Ok(())
+}
+
+/// `cmd` as a shell-like string for messages, e.g. "`cargo fmt --all --check`".
+pub(crate) fn describe(cmd: &Command) -> String {
+    let program = Path::new(cmd.get_program())
+        .file_name()
+        .unwrap_or(cmd.get_program())
+        .to_string_lossy();
+    let mut out = format!("`{program}");
+    for arg in cmd.get_args() {
+        out.push(' ');
+        out.push_str(&arg.to_string_lossy());
+    }
+    out.push('`');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(list: &[&str]) -> Vec<OsString> {
+        list.iter().map(OsString::from).collect()
+    }
+
+    #[test]
+    fn no_args_and_help_print_usage() {
+        assert_eq!(parse_args(&[]), Ok(Cmd::Help));
+        assert_eq!(parse_args(&args(&["help"])), Ok(Cmd::Help));
+        assert_eq!(parse_args(&args(&["--help"])), Ok(Cmd::Help));
+    }
+
+    #[test]
+    fn ci_passes_args_after_separator() {
+        assert_eq!(
+            parse_args(&args(&["ci"])),
+            Ok(Cmd::Ci {
+                test_args: Vec::new()
+            })
+        );
+        assert_eq!(
+            parse_args(&args(&["ci", "--", "--", "--nocapture"])),
+            Ok(Cmd::Ci {
+                test_args: args(&["--", "--nocapture"])
+            })
+        );
+        assert!(parse_args(&args(&["ci", "--nocapture"])).is_err());
+    }
+
+    #[test]
+    fn unknown_commands_and_stray_args_are_usage_errors() {
+        assert!(parse_args(&args(&["bogus"])).is_err());
+        assert!(parse_args(&args(&["lint", "extra"])).is_err());
+        assert_eq!(parse_args(&args(&["lint"])), Ok(Cmd::Lint));
+    }
+
+    #[test]
+    fn describe_shows_program_name_and_args() {
+        let mut cmd = Command::new("/usr/bin/cargo");
+        cmd.args(["fmt", "--all"]);
+        assert_eq!(describe(&cmd), "`cargo fmt --all`");
+    }
+}
