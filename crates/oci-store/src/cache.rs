@@ -323,3 +323,208 @@ impl<R: OciInterface, L: OciInterface> OciInterface for Cached<R, L> {
         self.remote.referrers(repo, digest, params)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use bytes::Bytes;
+    use oci_types::{ImageManifest, MediaType, Repository, Tag, media_type};
+
+    use super::Cached;
+    use crate::conformance::{Faulty, Fixture, seeded_bytes};
+    use crate::{ErrorCode, MemoryStore, OciInterface, OciInterfaceExt, PushManifestParams};
+
+    mod cached_memory {
+        use super::*;
+        crate::conformance_tests!(|| async {
+            let remote = MemoryStore::new();
+            let corrupter = remote.conformance_corrupter();
+            Fixture::new(Cached::new(remote, MemoryStore::new())).with_corrupter(corrupter)
+        });
+    }
+
+    fn repo() -> Repository {
+        "cache/test".parse().unwrap()
+    }
+
+    async fn push_image(store: &MemoryStore, tag: &str, seed: u64) -> oci_types::Descriptor {
+        let layer = store
+            .push_blob_bytes(
+                &repo(),
+                MediaType::from_static(media_type::OCI_LAYER_GZIP),
+                seeded_bytes(seed, 1000),
+            )
+            .await
+            .unwrap();
+        let config = store
+            .push_blob_bytes(
+                &repo(),
+                MediaType::from_static(media_type::OCI_CONFIG),
+                Bytes::from("{}"),
+            )
+            .await
+            .unwrap();
+        store
+            .push_manifest(
+                &repo(),
+                ImageManifest::new(config, vec![layer]).to_json().into(),
+                &MediaType::from_static(media_type::OCI_MANIFEST),
+                &PushManifestParams::new().with_tag(tag.parse().unwrap()),
+            )
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_misses_for_one_digest_make_one_fetch() {
+        let origin = MemoryStore::new();
+        let blob = origin
+            .push_blob_bytes(
+                &repo(),
+                MediaType::from_static(media_type::OCI_LAYER_GZIP),
+                seeded_bytes(1, 1 << 20),
+            )
+            .await
+            .unwrap();
+        let remote = Faulty::new(origin);
+        let cache = Arc::new(Cached::new(remote.clone(), MemoryStore::new()));
+        let readers: Vec<_> = (0..16)
+            .map(|_| {
+                let (cache, digest) = (Arc::clone(&cache), blob.digest.clone());
+                tokio::spawn(async move { cache.get_blob_bytes(&repo(), &digest, 1 << 21).await })
+            })
+            .collect();
+        for reader in readers {
+            assert_eq!(reader.await.unwrap().unwrap().len(), 1 << 20);
+        }
+        assert_eq!(
+            remote.calls("get_blob"),
+            1,
+            "sixteen concurrent misses, one fetch"
+        );
+        cache
+            .get_blob_bytes(&repo(), &blob.digest, 1 << 21)
+            .await
+            .unwrap();
+        assert_eq!(
+            remote.calls("get_blob"),
+            1,
+            "a later read is served locally"
+        );
+    }
+
+    #[tokio::test]
+    async fn content_is_served_locally_once_fetched() {
+        let origin = MemoryStore::new();
+        let manifest = push_image(&origin, "v1", 2).await;
+        let remote = Faulty::new(origin);
+        let cache = Cached::new(remote.clone(), MemoryStore::new());
+        // Manifests are cached once their blobs are: pull the blobs, then the manifest.
+        let tag: Tag = "v1".parse().unwrap();
+        let bytes = cache
+            .get_tag(&repo(), &tag)
+            .await
+            .unwrap()
+            .bytes(1 << 20)
+            .await
+            .unwrap();
+        let parsed = oci_types::Manifest::parse(&bytes, &manifest.media_type).unwrap();
+        for reference in parsed.references() {
+            cache
+                .get_blob_bytes(&repo(), &reference.digest, 1 << 20)
+                .await
+                .unwrap();
+        }
+        cache.get_tag(&repo(), &tag).await.unwrap();
+        remote.set_offline(true);
+        for reference in parsed.references() {
+            cache
+                .get_blob_bytes(&repo(), &reference.digest, 1 << 20)
+                .await
+                .unwrap();
+        }
+        let offline = cache
+            .get_manifest(&repo(), &manifest.digest)
+            .await
+            .unwrap()
+            .bytes(1 << 20)
+            .await
+            .unwrap();
+        assert_eq!(offline, bytes);
+    }
+
+    #[tokio::test]
+    async fn the_last_known_tag_serves_while_the_remote_is_unavailable() {
+        let origin = MemoryStore::new();
+        let first = push_image(&origin, "moving", 3).await;
+        let remote = Faulty::new(origin.clone());
+        let cache = Cached::new(remote.clone(), MemoryStore::new());
+        let tag: Tag = "moving".parse().unwrap();
+        let parsed_first = {
+            let bytes = cache
+                .get_tag(&repo(), &tag)
+                .await
+                .unwrap()
+                .bytes(1 << 20)
+                .await
+                .unwrap();
+            oci_types::Manifest::parse(&bytes, &first.media_type).unwrap()
+        };
+        for reference in parsed_first.references() {
+            cache
+                .get_blob_bytes(&repo(), &reference.digest, 1 << 20)
+                .await
+                .unwrap();
+        }
+        assert_eq!(
+            cache
+                .get_tag(&repo(), &tag)
+                .await
+                .unwrap()
+                .descriptor()
+                .digest,
+            first.digest
+        );
+
+        // The tag moves on the remote; the cache follows it.
+        let second = push_image(&origin, "moving", 4).await;
+        assert_eq!(
+            cache.resolve_tag(&repo(), &tag).await.unwrap().digest,
+            second.digest
+        );
+
+        // The remote goes away: the last answer recorded locally serves.
+        remote.set_offline(true);
+        let served = cache.resolve_tag(&repo(), &tag).await.unwrap();
+        assert_eq!(served.digest, first.digest, "the last recorded answer");
+        cache.get_tag(&repo(), &tag).await.unwrap();
+
+        // A tag never seen has no last answer: the remote's failure is reported.
+        let unseen: Tag = "unseen".parse().unwrap();
+        let error = cache.resolve_tag(&repo(), &unseen).await.unwrap_err();
+        assert!(error.is_unavailable(), "{error}");
+    }
+
+    #[tokio::test]
+    async fn content_is_verified_before_it_is_cached() {
+        let origin = MemoryStore::new();
+        let blob = origin
+            .push_blob_bytes(
+                &repo(),
+                MediaType::from_static(media_type::OCI_LAYER_GZIP),
+                seeded_bytes(5, 5000),
+            )
+            .await
+            .unwrap();
+        assert!(origin.corrupt_blob_for_tests(&blob.digest));
+        let local = MemoryStore::new();
+        let cache = Cached::new(origin, local.clone());
+        let result = cache.get_blob_bytes(&repo(), &blob.digest, 1 << 20).await;
+        assert_eq!(result.unwrap_err().code(), Some(ErrorCode::DigestInvalid));
+        assert!(
+            local.resolve_blob(&repo(), &blob.digest).await.is_err(),
+            "nothing corrupt was cached"
+        );
+    }
+}

@@ -96,6 +96,33 @@ impl MemoryStore {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// A conformance [`Corrupter`](crate::conformance::Corrupter) that damages this store's
+    /// blobs. Not part of the API.
+    #[cfg(any(test, feature = "conformance"))]
+    #[doc(hidden)]
+    pub fn conformance_corrupter(&self) -> crate::conformance::Corrupter {
+        let store = self.clone();
+        Arc::new(move |_repo, digest| {
+            let store = store.clone();
+            Box::pin(async move { store.corrupt_blob_for_tests(&digest) })
+        })
+    }
+
+    /// Stores `content` under `digest` in `repo` without checking that it matches, so that test
+    /// doubles can model a faulty store. Not part of the API.
+    #[cfg(any(test, feature = "conformance"))]
+    #[doc(hidden)]
+    pub fn insert_unchecked_for_tests(&self, repo: &Repository, digest: Digest, content: Bytes) {
+        let mut state = self.state();
+        state.content.insert(digest.clone(), content);
+        state
+            .repos
+            .entry(repo.clone())
+            .or_default()
+            .blobs
+            .insert(digest);
+    }
+
     /// Replaces the stored bytes of a blob without any check, so that tests can prove that
     /// reads detect corruption. Not part of the API.
     #[cfg(any(test, feature = "conformance"))]
@@ -660,5 +687,47 @@ impl BlobWriter for MemoryWriter {
             state.uploads.remove(&self.id);
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use crate::OciInterface;
+    use crate::conformance::Fixture;
+
+    use super::MemoryStore;
+
+    fn fixture() -> Fixture {
+        let store = MemoryStore::new();
+        let corrupter = store.conformance_corrupter();
+        Fixture::new(store).with_corrupter(corrupter)
+    }
+
+    mod memory {
+        crate::conformance_tests!(|| async { super::fixture() });
+    }
+
+    /// The same suite through `Arc<dyn OciInterface>` and `Box<dyn OciInterface>`, proving that
+    /// the pointer impls forward every method.
+    mod as_arc_dyn {
+        use super::*;
+        crate::conformance_tests!(|| async {
+            let store = MemoryStore::new();
+            let corrupter = store.conformance_corrupter();
+            let shared: Arc<dyn OciInterface> = Arc::new(store);
+            Fixture::new(shared).with_corrupter(corrupter)
+        });
+    }
+
+    mod as_box_dyn {
+        use super::*;
+        crate::conformance_tests!(|| async {
+            let store = MemoryStore::new();
+            let corrupter = store.conformance_corrupter();
+            let boxed: Box<dyn OciInterface> = Box::new(store);
+            Fixture::new(boxed).with_corrupter(corrupter)
+        });
     }
 }

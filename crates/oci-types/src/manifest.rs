@@ -116,7 +116,8 @@ impl Manifest {
     /// with), checking what the image-spec requires:
     /// - at most [`MAX_MANIFEST_SIZE`] bytes of JSON, `schemaVersion` 2;
     /// - a `mediaType` field, where present, equal to `media_type`;
-    /// - every descriptor well formed (strict digests, media types, sizes).
+    /// - every descriptor well formed (strict digests, media types, sizes), the subject's too;
+    ///   an error names the field it is in (`config`, `layers[1]`, `manifests[0]`, `subject`).
     ///
     /// Unknown fields are ignored. Docker schema 1 and artifact types other than the four
     /// manifest kinds are refused here: callers that store any JSON check
@@ -168,44 +169,32 @@ impl Manifest {
         if media_type.is_manifest() {
             let raw: RawManifest = serde_json::from_value(value)
                 .map_err(|e| invalid(format!("not an image manifest: {e}")))?;
-            let manifest = ImageManifest {
+            Ok(Self::Image(ImageManifest {
                 schema_version: 2,
                 media_type: media_type.clone(),
-                artifact_type: raw.artifact_type,
-                config: raw.config,
-                layers: raw.layers,
-                subject: raw.subject,
-                annotations: raw.annotations,
-            };
-            validate_all(
-                std::iter::once(("config", 0, &manifest.config)).chain(
-                    manifest
-                        .layers
-                        .iter()
-                        .enumerate()
-                        .map(|(i, d)| ("layers", i, d)),
-                ),
-            )?;
-            Ok(Self::Image(manifest))
+                artifact_type: optional_field("artifactType", raw.artifact_type)?,
+                config: descriptor("config".to_owned(), raw.config)?,
+                layers: descriptors("layers", raw.layers)?,
+                subject: raw
+                    .subject
+                    .map(|s| descriptor("subject".to_owned(), s))
+                    .transpose()?,
+                annotations: optional_field("annotations", raw.annotations)?.unwrap_or_default(),
+            }))
         } else if media_type.is_index() {
             let raw: RawIndex = serde_json::from_value(value)
                 .map_err(|e| invalid(format!("not an image index: {e}")))?;
-            let index = ImageIndex {
+            Ok(Self::Index(ImageIndex {
                 schema_version: 2,
                 media_type: media_type.clone(),
-                artifact_type: raw.artifact_type,
-                manifests: raw.manifests,
-                subject: raw.subject,
-                annotations: raw.annotations,
-            };
-            validate_all(
-                index
-                    .manifests
-                    .iter()
-                    .enumerate()
-                    .map(|(i, d)| ("manifests", i, d)),
-            )?;
-            Ok(Self::Index(index))
+                artifact_type: optional_field("artifactType", raw.artifact_type)?,
+                manifests: descriptors("manifests", raw.manifests)?,
+                subject: raw
+                    .subject
+                    .map(|s| descriptor("subject".to_owned(), s))
+                    .transpose()?,
+                annotations: optional_field("annotations", raw.annotations)?.unwrap_or_default(),
+            }))
         } else {
             Err(invalid(format!(
                 "media type {:?} is not an image manifest or index",
@@ -260,17 +249,20 @@ impl Manifest {
 /// The JSON shape of an image manifest. Read with hoist's own types rather than `oci-spec`'s:
 /// `oci-spec` 0.10 spells the platform fields `osVersion`/`osFeatures` instead of the spec's
 /// `os.version`/`os.features`, and would silently drop Windows build numbers.
+///
+/// The fields stay raw JSON here and are read one by one, so that an error names the field it
+/// is in (`layers[1]: invalid digest ...`) rather than only a line and column.
 #[derive(serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct RawManifest {
     #[serde(default)]
-    artifact_type: Option<MediaType>,
-    config: Descriptor,
-    layers: Vec<Descriptor>,
+    artifact_type: Option<serde_json::Value>,
+    config: serde_json::Value,
+    layers: Vec<serde_json::Value>,
     #[serde(default)]
-    subject: Option<Descriptor>,
+    subject: Option<serde_json::Value>,
     #[serde(default)]
-    annotations: BTreeMap<String, String>,
+    annotations: Option<serde_json::Value>,
 }
 
 /// The JSON shape of an image index.
@@ -278,23 +270,49 @@ struct RawManifest {
 #[serde(rename_all = "camelCase")]
 struct RawIndex {
     #[serde(default)]
-    artifact_type: Option<MediaType>,
-    manifests: Vec<Descriptor>,
+    artifact_type: Option<serde_json::Value>,
+    manifests: Vec<serde_json::Value>,
     #[serde(default)]
-    subject: Option<Descriptor>,
+    subject: Option<serde_json::Value>,
     #[serde(default)]
-    annotations: BTreeMap<String, String>,
+    annotations: Option<serde_json::Value>,
 }
 
-fn validate_all<'a>(
-    descriptors: impl Iterator<Item = (&'static str, usize, &'a Descriptor)>,
-) -> Result<()> {
-    for (field, index, descriptor) in descriptors {
-        descriptor.validate().map_err(|e| Error::Manifest {
-            reason: format!("{field}[{index}]: {e}"),
-        })?;
-    }
-    Ok(())
+/// Reads one optional field, naming it in the error. `null` reads as absent.
+fn optional_field<T: serde::de::DeserializeOwned>(
+    name: &str,
+    value: Option<serde_json::Value>,
+) -> Result<Option<T>> {
+    value
+        .map(|v| {
+            serde_json::from_value(v).map_err(|e| Error::Manifest {
+                reason: format!("{name}: {e}"),
+            })
+        })
+        .transpose()
+}
+
+/// Reads and validates one descriptor, naming the field it is in.
+fn descriptor(name: String, value: serde_json::Value) -> Result<Descriptor> {
+    let in_field = |reason: String| Error::Manifest {
+        reason: format!("{name}: {reason}"),
+    };
+    let descriptor: Descriptor =
+        serde_json::from_value(value).map_err(|e| in_field(e.to_string()))?;
+    descriptor.validate().map_err(|e| match e {
+        Error::Manifest { reason } => in_field(reason),
+        other => in_field(other.to_string()),
+    })?;
+    Ok(descriptor)
+}
+
+/// Reads and validates a list of descriptors, naming each by its index (`layers[1]`).
+fn descriptors(name: &str, values: Vec<serde_json::Value>) -> Result<Vec<Descriptor>> {
+    values
+        .into_iter()
+        .enumerate()
+        .map(|(i, value)| descriptor(format!("{name}[{i}]"), value))
+        .collect()
 }
 
 impl TryFrom<&oci_spec::image::ImageManifest> for ImageManifest {

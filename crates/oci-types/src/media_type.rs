@@ -62,8 +62,8 @@ pub enum Compression {
 /// A media type such as `application/vnd.oci.image.manifest.v1+json`.
 ///
 /// Parsing checks the `type/subtype` shape of RFC 6838 (restricted names, optional
-/// `; parameters`); it does not restrict the type to known ones, since registries and layouts
-/// carry artifacts of any type.
+/// `; parameters`, no surrounding whitespace, no control characters); it does not restrict the
+/// type to known ones, since registries and layouts carry artifacts of any type.
 ///
 /// ```
 /// use oci_types::{MediaType, media_type};
@@ -82,7 +82,15 @@ impl MediaType {
             input: input.to_owned(),
             reason: reason.to_owned(),
         };
-        let essence = input.split(';').next().unwrap_or_default().trim();
+        if input.starts_with(char::is_whitespace) || input.ends_with(char::is_whitespace) {
+            return Err(invalid("leading or trailing whitespace"));
+        }
+        // Parameters are not parsed, but a media type travels in HTTP headers and JSON: no
+        // control characters (CR, LF, NUL...) anywhere.
+        if let Some(bad) = input.chars().find(|c| c.is_control()) {
+            return Err(invalid(&format!("control character {bad:?}")));
+        }
+        let essence = input.split(';').next().unwrap_or_default().trim_end();
         let (kind, subtype) = essence
             .split_once('/')
             .ok_or_else(|| invalid("missing '/' between type and subtype"))?;

@@ -41,7 +41,7 @@ impl Reference {
             reason,
         };
         if input.is_empty() {
-            return Err(invalid("name", "is empty".to_owned()));
+            return Err(invalid("repository", "is empty".to_owned()));
         }
         let (name_and_tag, digest) = match input.split_once('@') {
             Some((before, digest)) => {
@@ -80,7 +80,7 @@ impl Reference {
         let full_len = registry.len() + 1 + path.len();
         if full_len > MAX_REPOSITORY_LEN {
             return Err(invalid(
-                "name",
+                "repository",
                 format!(
                     "{registry}/{path} is {full_len} characters, longer than the limit of {MAX_REPOSITORY_LEN}"
                 ),
