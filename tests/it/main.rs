@@ -1,1 +1,9 @@
-//! Cross-crate tests of the hoist workspace.
+//! Cross-crate tests of the hoist workspace: the public API of several crates used together, as
+//! a program depending on them would.
+
+// Helpers shared by tests are not `#[test]` functions, which clippy's allow-in-tests covers;
+// a failed expectation in a test helper should panic just the same.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod conformance;
+mod platform_pull;

@@ -45,7 +45,16 @@ fn steps(test_args: &[OsString]) -> Vec<Step> {
     if let Action::Cargo { args, .. } = &mut test.action {
         args.extend(test_args.iter().cloned());
     }
-    let mut doc = cargo_step("doc", &["doc", "--workspace", "--no-deps", "--locked"]);
+    let mut doc = cargo_step(
+        "doc",
+        &[
+            "doc",
+            "--workspace",
+            "--all-features",
+            "--no-deps",
+            "--locked",
+        ],
+    );
     if let Action::Cargo { env, .. } = &mut doc.action {
         *env = &[("RUSTDOCFLAGS", "-D warnings")];
     }

@@ -38,8 +38,8 @@
 //! ```
 //!
 //! # Features
-//! - `conformance`: exposes [`conformance`], the suite of checks and the
-//!   [`conformance_tests!`] macro that turns them into one named test each. Not semver-stable.
+//! - `conformance`: exposes the `conformance` module, the suite of checks and the
+//!   `conformance_tests!` macro that turns them into one named test each. Not semver-stable.
 #![warn(missing_docs)]
 
 mod blob;

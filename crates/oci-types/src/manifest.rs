@@ -172,7 +172,10 @@ impl Manifest {
             Ok(Self::Image(ImageManifest {
                 schema_version: 2,
                 media_type: media_type.clone(),
-                artifact_type: optional_field("artifactType", raw.artifact_type)?,
+                artifact_type: optional_field(
+                    "artifactType",
+                    raw.artifact_type.filter(|v| v != ""),
+                )?,
                 config: descriptor("config".to_owned(), raw.config)?,
                 layers: descriptors("layers", raw.layers)?,
                 subject: raw
@@ -187,7 +190,10 @@ impl Manifest {
             Ok(Self::Index(ImageIndex {
                 schema_version: 2,
                 media_type: media_type.clone(),
-                artifact_type: optional_field("artifactType", raw.artifact_type)?,
+                artifact_type: optional_field(
+                    "artifactType",
+                    raw.artifact_type.filter(|v| v != ""),
+                )?,
                 manifests: descriptors("manifests", raw.manifests)?,
                 subject: raw
                     .subject
@@ -297,6 +303,20 @@ fn descriptor(name: String, value: serde_json::Value) -> Result<Descriptor> {
     let in_field = |reason: String| Error::Manifest {
         reason: format!("{name}: {reason}"),
     };
+    // Serde's derived structs also read JSON arrays (fields by position); no other
+    // implementation does, so such a manifest must not get into a store.
+    if !value.is_object() {
+        return Err(in_field(format!(
+            "{} is not a JSON object",
+            json_kind(&value)
+        )));
+    }
+    if value
+        .get("platform")
+        .is_some_and(|p| !p.is_object() && !p.is_null())
+    {
+        return Err(in_field("platform is not a JSON object".to_owned()));
+    }
     let descriptor: Descriptor =
         serde_json::from_value(value).map_err(|e| in_field(e.to_string()))?;
     descriptor.validate().map_err(|e| match e {
@@ -304,6 +324,18 @@ fn descriptor(name: String, value: serde_json::Value) -> Result<Descriptor> {
         other => in_field(other.to_string()),
     })?;
     Ok(descriptor)
+}
+
+/// What kind of JSON value `value` is, for messages.
+fn json_kind(value: &serde_json::Value) -> &'static str {
+    match value {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    }
 }
 
 /// Reads and validates a list of descriptors, naming each by its index (`layers[1]`).
@@ -319,7 +351,7 @@ impl TryFrom<&oci_spec::image::ImageManifest> for ImageManifest {
     type Error = Error;
 
     /// Converts `oci-spec`'s manifest, checking every descriptor (platform `os.version` is lost
-    /// by `oci-spec` itself, see [`RawManifest`]).
+    /// by `oci-spec` itself).
     fn try_from(raw: &oci_spec::image::ImageManifest) -> Result<Self> {
         let media_type = match raw.media_type() {
             Some(mt) => MediaType::parse(mt.as_ref())?,

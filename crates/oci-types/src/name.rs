@@ -103,9 +103,11 @@ fn check_path_component(component: &str) -> std::result::Result<(), String> {
                 }
             }
             _ => {
+                // Every byte before `i` is ASCII, so `i` starts a character: name it whole
+                // rather than its first byte (`'é'`, not `'Ã'`).
+                let bad = component[i..].chars().next().unwrap_or(char::from(b));
                 return Err(format!(
-                    "character {:?} is not allowed (only a-z, 0-9, '.', '_', '-')",
-                    char::from(b)
+                    "character {bad:?} is not allowed (only a-z, 0-9, '.', '_', '-')"
                 ));
             }
         }
