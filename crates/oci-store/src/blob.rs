@@ -202,6 +202,27 @@ impl Stream for Checked {
     }
 }
 
+/// Checks a range against the contract of
+/// [`OciInterface::get_blob_range`](crate::OciInterface::get_blob_range) and clamps its end, for
+/// every store to share.
+pub fn check_range(
+    digest: &Digest,
+    size: u64,
+    start: u64,
+    end: Option<u64>,
+) -> Result<std::ops::Range<u64>> {
+    let end = end.unwrap_or(size).min(size);
+    if start >= size || start >= end {
+        return Err(Error::RangeInvalid {
+            target: digest.to_string(),
+            reason: format!(
+                "range starting at {start} and ending at {end} selects no byte of a {size}-byte blob"
+            ),
+        });
+    }
+    Ok(start..end)
+}
+
 /// Hashes and counts a body that is being written, so that a store can check a push against
 /// its descriptor before the content becomes visible.
 #[derive(Debug)]

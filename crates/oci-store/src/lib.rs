@@ -47,13 +47,15 @@ mod cache;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 mod error;
+mod inspect;
 mod interface;
 mod memory;
 mod read_only;
 
-pub use blob::{BlobBody, BlobReader, BlobWriter, PushCheck, body_from_bytes};
+pub use blob::{BlobBody, BlobReader, BlobWriter, PushCheck, body_from_bytes, check_range};
 pub use cache::Cached;
 pub use error::{Error, ErrorCode, Result};
+pub use inspect::{InspectedManifest, inspect_manifest};
 pub use interface::{
     ListParams, OciInterface, OciInterfaceExt, PushManifestParams, ReferrersParams,
 };

@@ -7,15 +7,12 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use futures::stream::{self, BoxStream, StreamExt};
-use oci_types::{
-    Algorithm, Descriptor, Digest, MAX_MANIFEST_SIZE, Manifest, MediaType, Repository, Tag,
-    media_type,
-};
+use oci_types::{Descriptor, Digest, MediaType, Repository, Tag, media_type};
 use rand::Rng;
 
 use crate::{
     BlobBody, BlobReader, BlobWriter, Error, ListParams, OciInterface, PushCheck,
-    PushManifestParams, ReferrersParams, Result, body_from_bytes,
+    PushManifestParams, ReferrersParams, Result, body_from_bytes, check_range, inspect_manifest,
 };
 
 /// The chunk size a [`MemoryStore`] upload reports when the caller gives no hint.
@@ -211,66 +208,6 @@ fn octet_stream(digest: &Digest, size: usize) -> Descriptor {
     )
 }
 
-/// Checks a range against the contract of [`OciInterface::get_blob_range`] and clamps its end.
-pub(crate) fn check_range(
-    digest: &Digest,
-    size: u64,
-    start: u64,
-    end: Option<u64>,
-) -> Result<std::ops::Range<u64>> {
-    let end = end.unwrap_or(size).min(size);
-    if start >= size || start >= end {
-        return Err(Error::RangeInvalid {
-            target: digest.to_string(),
-            reason: format!(
-                "range starting at {start} and ending at {end} selects no byte of a {size}-byte blob"
-            ),
-        });
-    }
-    Ok(start..end)
-}
-
-/// What a manifest push needs to know about the manifest, read from its bytes.
-struct ManifestFacts {
-    references: Vec<Descriptor>,
-    is_index: bool,
-    subject: Option<Digest>,
-    artifact_type: Option<MediaType>,
-    annotations: BTreeMap<String, String>,
-}
-
-/// Parses a pushed manifest: the image and index kinds fully, any other media type as opaque
-/// JSON (artifacts and legacy schema 1 are stored without their references being checked).
-fn manifest_facts(
-    repo: &Repository,
-    bytes: &[u8],
-    media_type: &MediaType,
-) -> Result<ManifestFacts> {
-    let invalid = |reason: String| Error::ManifestInvalid {
-        repo: repo.clone(),
-        reason,
-    };
-    if media_type.is_manifest() || media_type.is_index() {
-        let manifest = Manifest::parse(bytes, media_type).map_err(|e| invalid(e.to_string()))?;
-        return Ok(ManifestFacts {
-            references: manifest.references().into_iter().cloned().collect(),
-            is_index: matches!(manifest, Manifest::Index(_)),
-            subject: manifest.subject().map(|s| s.digest.clone()),
-            artifact_type: manifest.effective_artifact_type().cloned(),
-            annotations: manifest.annotations().clone(),
-        });
-    }
-    serde_json::from_slice::<serde_json::Value>(bytes)
-        .map_err(|e| invalid(format!("not valid JSON: {e}")))?;
-    Ok(ManifestFacts {
-        references: Vec::new(),
-        is_index: false,
-        subject: None,
-        artifact_type: None,
-        annotations: BTreeMap::new(),
-    })
-}
-
 async fn collect_checked(descriptor: &Descriptor, mut body: BlobBody) -> Result<Bytes> {
     let mut check = PushCheck::new(descriptor);
     let mut buffer = BytesMut::new();
@@ -432,30 +369,10 @@ impl OciInterface for MemoryStore {
         media_type: &MediaType,
         params: &PushManifestParams,
     ) -> Result<Descriptor> {
-        if contents.len() > MAX_MANIFEST_SIZE {
-            return Err(Error::ManifestTooLarge {
-                repo: repo.clone(),
-                size: contents.len() as u64,
-                limit: MAX_MANIFEST_SIZE as u64,
-            });
-        }
-        let algorithm = params
-            .digest
-            .as_ref()
-            .map_or(Algorithm::Sha256, Digest::algorithm);
-        let digest = Digest::of(algorithm, &contents);
-        if let Some(expected) = params.digest.as_ref().filter(|&e| *e != digest) {
-            return Err(Error::DigestInvalid {
-                what: "manifest".to_owned(),
-                expected: expected.clone(),
-                actual: digest,
-            });
-        }
-        let facts = manifest_facts(repo, &contents, media_type)?;
-
+        let facts = inspect_manifest(repo, &contents, media_type, params)?;
         let mut state = self.state();
         let existing = state.repos.get(repo);
-        for reference in &facts.references {
+        for reference in &facts.required {
             let present = existing.is_some_and(|r| {
                 if facts.is_index {
                     r.manifests.contains_key(&reference.digest)
@@ -463,17 +380,14 @@ impl OciInterface for MemoryStore {
                     r.blobs.contains(&reference.digest)
                 }
             });
-            // Layers that live elsewhere (non-distributable, with URLs) need not be here.
-            let elsewhere =
-                !reference.urls.is_empty() && reference.media_type.is_non_distributable();
-            if !present && !elsewhere {
+            if !present {
                 return Err(Error::ManifestBlobUnknown {
                     repo: repo.clone(),
                     digest: reference.digest.clone(),
                 });
             }
         }
-        let descriptor = Descriptor::new(media_type.clone(), digest.clone(), contents.len() as u64);
+        let (digest, descriptor) = (facts.digest, facts.descriptor);
         let repo_state = state.repos.entry(repo.clone()).or_default();
         repo_state.manifests.insert(
             digest.clone(),
