@@ -135,6 +135,8 @@ pub struct Fixture {
     /// What it can do.
     pub caps: Capabilities,
     corrupter: Option<Corrupter>,
+    /// Whatever must live as long as the fixture (a temporary directory, a server).
+    _guard: Option<Arc<dyn std::any::Any + Send + Sync>>,
 }
 
 impl Fixture {
@@ -149,6 +151,7 @@ impl Fixture {
             store,
             caps: Capabilities::default(),
             corrupter: None,
+            _guard: None,
         }
     }
 
@@ -161,6 +164,13 @@ impl Fixture {
     /// Gives the suite a way to damage stored blobs, for the check that reads detect it.
     pub fn with_corrupter(mut self, corrupter: Corrupter) -> Self {
         self.corrupter = Some(corrupter);
+        self
+    }
+
+    /// Keeps `guard` alive as long as the fixture: the temporary directory of a store, a
+    /// server it talks to.
+    pub fn with_guard(mut self, guard: impl std::any::Any + Send + Sync) -> Self {
+        self._guard = Some(Arc::new(guard));
         self
     }
 

@@ -1,0 +1,336 @@
+//! One OCI image layout directory on disk: its files, the lock that serialises changes to
+//! `index.json`, and crash-safe writes.
+//!
+//! On-disk protocol (every write):
+//! 1. new content goes to a uniquely named file under `.hoist/tmp/` (never under `blobs/`);
+//! 2. it is fsynced, checked (digest and size for blobs), then renamed into place;
+//! 3. the directory that received it is fsynced.
+//!
+//! `index.json` changes only while holding an exclusive advisory lock on `.hoist/lock`, and is
+//! read again under that lock before each change, so concurrent processes never lose each
+//! other's updates. Readers need no lock: the rename makes each version appear whole.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use bytes::{Bytes, BytesMut};
+use futures::StreamExt;
+use oci_store::{BlobBody, PushCheck};
+use oci_types::{Descriptor, Digest};
+use rand::Rng;
+use tokio::io::AsyncWriteExt;
+
+use crate::index::IndexFile;
+use crate::{Error, Result};
+
+/// The directory where hoist keeps its own files inside a layout. Other tools ignore it (the
+/// image-layout spec tells them to tolerate unknown files).
+pub(crate) const HOIST_DIR: &str = ".hoist";
+/// The `imageLayoutVersion` hoist writes.
+pub(crate) const LAYOUT_VERSION: &str = "1.0.0";
+/// How many bytes a write to disk gathers at least (fewer, larger writes).
+const WRITE_BUFFER: usize = 1 << 20;
+
+/// One layout directory.
+#[derive(Debug)]
+pub(crate) struct Layout {
+    dir: PathBuf,
+}
+
+impl Layout {
+    pub(crate) fn new(dir: PathBuf) -> Self {
+        Self { dir }
+    }
+
+    pub(crate) fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub(crate) fn blob_path(&self, digest: &Digest) -> PathBuf {
+        // A `Digest` is validated: its parts are `[a-z0-9]` only, so this stays inside `blobs/`.
+        self.dir
+            .join("blobs")
+            .join(digest.algorithm().as_str())
+            .join(digest.encoded())
+    }
+
+    pub(crate) fn tmp_dir(&self) -> PathBuf {
+        self.dir.join(HOIST_DIR).join("tmp")
+    }
+
+    pub(crate) fn uploads_dir(&self) -> PathBuf {
+        self.dir.join(HOIST_DIR).join("uploads")
+    }
+
+    fn lock_path(&self) -> PathBuf {
+        self.dir.join(HOIST_DIR).join("lock")
+    }
+
+    /// Whether the layout has been created (its `oci-layout` file exists).
+    pub(crate) fn exists(&self) -> bool {
+        self.dir.join("oci-layout").is_file()
+    }
+
+    /// Checks an existing layout's `oci-layout` and `index.json`; a directory that is missing or
+    /// empty is a layout yet to be created.
+    pub(crate) fn validate(&self) -> Result<()> {
+        let header = self.dir.join("oci-layout");
+        match fs::read(&header) {
+            Ok(bytes) => {
+                let value: serde_json::Value =
+                    serde_json::from_slice(&bytes).map_err(|e| Error::InvalidLayout {
+                        path: header.clone(),
+                        reason: format!("not valid JSON: {e}"),
+                    })?;
+                let version = value
+                    .get("imageLayoutVersion")
+                    .and_then(serde_json::Value::as_str);
+                if !version.is_some_and(|v| v.starts_with("1.")) {
+                    return Err(Error::InvalidLayout {
+                        path: header,
+                        reason: format!("imageLayoutVersion is {version:?}, expected 1.x"),
+                    });
+                }
+                self.read_index()?;
+                Ok(())
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                let empty = match fs::read_dir(&self.dir) {
+                    Ok(mut entries) => entries.next().is_none(),
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => true,
+                    Err(e) => return Err(Error::io("cannot read directory", &self.dir, e)),
+                };
+                if empty {
+                    Ok(())
+                } else {
+                    Err(Error::InvalidLayout {
+                        path: self.dir.clone(),
+                        reason: "not an OCI image layout: it has files but no oci-layout file"
+                            .to_owned(),
+                    })
+                }
+            }
+            Err(e) => Err(Error::io("cannot read", header, e)),
+        }
+    }
+
+    /// Reads `index.json`; a layout not yet created has an empty index.
+    pub(crate) fn read_index(&self) -> Result<IndexFile> {
+        let path = self.dir.join("index.json");
+        match fs::read(&path) {
+            Ok(bytes) => {
+                IndexFile::parse(&bytes).map_err(|reason| Error::InvalidLayout { path, reason })
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound && !self.exists() => {
+                Ok(IndexFile::empty())
+            }
+            Err(e) => Err(Error::io("cannot read", path, e)),
+        }
+    }
+
+    /// Creates the layout's skeleton if it is missing: `oci-layout`, `index.json`, `blobs/` and
+    /// hoist's own directories. Safe to call from many processes at once.
+    pub(crate) fn ensure_created(&self) -> Result<()> {
+        for dir in [self.dir.join("blobs"), self.tmp_dir(), self.uploads_dir()] {
+            fs::create_dir_all(&dir).map_err(|e| Error::io("cannot create directory", dir, e))?;
+        }
+        if self.exists() && self.dir.join("index.json").is_file() {
+            return Ok(());
+        }
+        let _lock = self.lock()?;
+        if !self.dir.join("index.json").is_file() {
+            self.write_atomically("index.json", &IndexFile::empty().to_json())?;
+        }
+        if !self.exists() {
+            let header = format!("{{\"imageLayoutVersion\":\"{LAYOUT_VERSION}\"}}");
+            self.write_atomically("oci-layout", header.as_bytes())?;
+        }
+        Ok(())
+    }
+
+    /// Takes the exclusive lock that serialises changes to `index.json` (blocking).
+    fn lock(&self) -> Result<File> {
+        let path = self.lock_path();
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| Error::io("cannot open lock file", &path, e))?;
+        file.lock()
+            .map_err(|e| Error::io("cannot lock", &path, e))?;
+        Ok(file)
+    }
+
+    /// Changes `index.json` under the lock: reads it again, applies `change`, and writes it back
+    /// atomically when `change` reports that it changed something (blocking).
+    pub(crate) fn update_index<R>(
+        &self,
+        change: impl FnOnce(&mut IndexFile) -> oci_store::Result<(bool, R)>,
+    ) -> oci_store::Result<R> {
+        self.ensure_created()?;
+        let _lock = self.lock()?;
+        let mut index = self.read_index()?;
+        let (changed, result) = change(&mut index)?;
+        if changed {
+            self.write_atomically("index.json", &index.to_json())?;
+        }
+        Ok(result)
+    }
+
+    /// Writes a file of the layout's top directory through a temporary file, fsync and rename,
+    /// then fsyncs the directory (blocking).
+    fn write_atomically(&self, name: &str, bytes: &[u8]) -> Result<()> {
+        let tmp = self.tmp_dir().join(format!("{name}.{}.tmp", random_id()));
+        let result = (|| {
+            let mut file = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&tmp)
+                .map_err(|e| Error::io("cannot create", &tmp, e))?;
+            file.write_all(bytes)
+                .map_err(|e| Error::io("cannot write", &tmp, e))?;
+            file.sync_all()
+                .map_err(|e| Error::io("cannot sync", &tmp, e))?;
+            let target = self.dir.join(name);
+            fs::rename(&tmp, &target)
+                .map_err(|e| Error::io("cannot rename into place", target, e))?;
+            sync_dir(&self.dir)
+        })();
+        if result.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        result
+    }
+
+    /// Stores a blob from a stream: the content goes to a temporary file while it is hashed;
+    /// only if digest and size match is it fsynced and renamed into `blobs/`. A blob already
+    /// present is verified against the stream but not written again.
+    pub(crate) async fn write_blob(
+        &self,
+        descriptor: &Descriptor,
+        mut body: BlobBody,
+    ) -> oci_store::Result<()> {
+        let target = self.blob_path(&descriptor.digest);
+        if tokio::fs::metadata(&target)
+            .await
+            .is_ok_and(|m| m.len() == descriptor.size)
+        {
+            let mut check = PushCheck::new(descriptor);
+            while let Some(chunk) = body.next().await {
+                check.update(&chunk?)?;
+            }
+            return check.finish();
+        }
+        self.ensure_created_async().await?;
+        let tmp = self.tmp_dir().join(format!("blob-{}.partial", random_id()));
+        let result = self.write_blob_to(descriptor, body, &tmp, &target).await;
+        if result.is_err() {
+            let _ = tokio::fs::remove_file(&tmp).await;
+        }
+        result
+    }
+
+    async fn write_blob_to(
+        &self,
+        descriptor: &Descriptor,
+        mut body: BlobBody,
+        tmp: &Path,
+        target: &Path,
+    ) -> oci_store::Result<()> {
+        let io = |context: &str, path: &Path| {
+            let context = format!("{context} {}", path.display());
+            move |e| oci_store::Error::io(context, e)
+        };
+        let mut file = tokio::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(tmp)
+            .await
+            .map_err(io("cannot create", tmp))?;
+        let mut check = PushCheck::new(descriptor);
+        let mut pending = BytesMut::new();
+        while let Some(chunk) = body.next().await {
+            let chunk: Bytes = chunk?;
+            // Hashing here, on the async side, overlaps with the write of the previous buffer,
+            // which tokio runs on a blocking thread.
+            check.update(&chunk)?;
+            if pending.is_empty() && chunk.len() >= WRITE_BUFFER {
+                file.write_all(&chunk)
+                    .await
+                    .map_err(io("cannot write", tmp))?;
+            } else {
+                pending.extend_from_slice(&chunk);
+                if pending.len() >= WRITE_BUFFER {
+                    file.write_all(&pending.split())
+                        .await
+                        .map_err(io("cannot write", tmp))?;
+                }
+            }
+        }
+        if !pending.is_empty() {
+            file.write_all(&pending)
+                .await
+                .map_err(io("cannot write", tmp))?;
+        }
+        check.finish()?;
+        file.sync_data().await.map_err(io("cannot sync", tmp))?;
+        drop(file);
+        let parent = target.parent().map(Path::to_path_buf).unwrap_or_default();
+        tokio::fs::create_dir_all(&parent)
+            .await
+            .map_err(io("cannot create directory", &parent))?;
+        tokio::fs::rename(tmp, target)
+            .await
+            .map_err(io("cannot rename into place", target))?;
+        tokio::task::spawn_blocking(move || sync_dir(&parent))
+            .await
+            .map_err(join_error)??;
+        Ok(())
+    }
+
+    /// Moves a verified file (a finished upload) into `blobs/` (blocking).
+    pub(crate) fn install_blob(&self, file: &Path, digest: &Digest) -> Result<()> {
+        let target = self.blob_path(digest);
+        let parent = target.parent().map(Path::to_path_buf).unwrap_or_default();
+        fs::create_dir_all(&parent)
+            .map_err(|e| Error::io("cannot create directory", &parent, e))?;
+        File::open(file)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| Error::io("cannot sync", file, e))?;
+        fs::rename(file, &target).map_err(|e| Error::io("cannot rename into place", &target, e))?;
+        sync_dir(&parent)
+    }
+
+    pub(crate) async fn ensure_created_async(&self) -> oci_store::Result<()> {
+        if self.exists() {
+            return Ok(());
+        }
+        let layout = Self::new(self.dir.clone());
+        tokio::task::spawn_blocking(move || layout.ensure_created())
+            .await
+            .map_err(join_error)??;
+        Ok(())
+    }
+}
+
+/// Fsyncs a directory so that a rename into it survives a crash.
+pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io("cannot sync directory", dir, e))
+}
+
+/// 32 random hex characters: names of temporary files and upload ids.
+pub(crate) fn random_id() -> String {
+    format!("{:032x}", rand::rng().random::<u128>())
+}
+
+pub(crate) fn join_error(error: tokio::task::JoinError) -> oci_store::Error {
+    oci_store::Error::Backend {
+        backend: "oci-layout".to_owned(),
+        message: "a blocking file operation failed".to_owned(),
+        source: Some(Box::new(error)),
+    }
+}

@@ -1,0 +1,1 @@
+//! What the layout leaves on disk.
