@@ -80,6 +80,14 @@ impl IndexFile {
             .collect()
     }
 
+    /// How many entries cannot be read.
+    pub(crate) fn unreadable_entries(&self, default: &Repository) -> usize {
+        self.entries
+            .iter()
+            .filter(|raw| read_entry(raw, default).is_err())
+            .count()
+    }
+
     /// Removes the readable entries for which `remove` is true and returns them.
     pub(crate) fn remove(
         &mut self,

@@ -152,6 +152,10 @@ impl Layout {
     /// Takes the exclusive lock that serialises changes to `index.json` (blocking).
     fn lock(&self) -> Result<File> {
         let path = self.lock_path();
+        let hoist_dir = self.dir.join(HOIST_DIR);
+        // A layout written by another tool has no `.hoist/` yet.
+        fs::create_dir_all(&hoist_dir)
+            .map_err(|e| Error::io("cannot create directory", hoist_dir, e))?;
         let file = OpenOptions::new()
             .create(true)
             .truncate(false)
@@ -161,6 +165,12 @@ impl Layout {
         file.lock()
             .map_err(|e| Error::io("cannot lock", &path, e))?;
         Ok(file)
+    }
+
+    /// Takes the layout's lock for maintenance (gc), which must not race with manifest pushes
+    /// (blocking).
+    pub(crate) fn lock_for_maintenance(&self) -> Result<File> {
+        self.lock()
     }
 
     /// Changes `index.json` under the lock: reads it again, applies `change`, and writes it back
@@ -304,7 +314,8 @@ impl Layout {
     }
 
     pub(crate) async fn ensure_created_async(&self) -> oci_store::Result<()> {
-        if self.exists() {
+        // A layout another tool wrote exists without hoist's own directories.
+        if self.exists() && self.tmp_dir().is_dir() && self.uploads_dir().is_dir() {
             return Ok(());
         }
         let layout = Self::new(self.dir.clone());

@@ -37,10 +37,14 @@
 #![warn(missing_docs)]
 
 mod error;
+mod find;
 mod index;
 mod layout;
+mod maintenance;
 mod store;
 mod upload;
 
 pub use error::{Error, Result};
+pub use find::{FoundLayout, find_layout};
+pub use maintenance::{FsckReport, GcOptions, GcReport};
 pub use store::{DEFAULT_REPOSITORY, LayoutOptions, LayoutStore};

@@ -96,7 +96,6 @@ enum Mode {
 #[derive(Debug, Default)]
 pub(crate) struct ManifestFacts {
     pub(crate) children: Vec<Descriptor>,
-    pub(crate) references: Vec<Descriptor>,
     pub(crate) subject: Option<Digest>,
     pub(crate) artifact_type: Option<MediaType>,
     pub(crate) annotations: BTreeMap<String, String>,
@@ -269,7 +268,6 @@ impl LayoutStore {
                     Manifest::Index(index) => index.manifests.clone(),
                     _ => Vec::new(),
                 },
-                references: manifest.references().into_iter().cloned().collect(),
                 subject: manifest.subject().map(|s| s.digest.clone()),
                 artifact_type: manifest.effective_artifact_type().cloned(),
                 annotations: manifest.annotations().clone(),

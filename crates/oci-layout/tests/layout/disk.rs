@@ -1,1 +1,510 @@
-//! What the layout leaves on disk.
+//! What the layout leaves on disk, how it reads layouts others wrote, and how it meets bad
+//! input: each failure names the file or input at fault and changes nothing on disk.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::TryStreamExt;
+use oci_layout::{GcOptions, LayoutOptions, LayoutStore, find_layout};
+use oci_store::{ErrorCode, OciInterface, OciInterfaceExt, PushManifestParams};
+use oci_types::{Descriptor, Digest, ImageManifest, MediaType, Repository, Tag, media_type};
+use serde_json::Value;
+
+fn default_repo() -> Repository {
+    LayoutOptions::default().default_repository
+}
+
+fn tag(name: &str) -> Tag {
+    name.parse().unwrap()
+}
+
+/// Pushes a small image (config and one layer) with `tags`; returns the manifest descriptor
+/// and the layer's.
+async fn push_image(
+    store: &LayoutStore,
+    repo: &Repository,
+    seed: &str,
+    tags: &[&str],
+) -> (Descriptor, Descriptor) {
+    let layer = store
+        .push_blob_bytes(
+            repo,
+            MediaType::from_static(media_type::OCI_LAYER_GZIP),
+            Bytes::from(format!("layer {seed}")),
+        )
+        .await
+        .unwrap();
+    let config = store
+        .push_blob_bytes(
+            repo,
+            MediaType::from_static(media_type::OCI_CONFIG),
+            Bytes::from(format!("{{\"seed\":\"{seed}\"}}")),
+        )
+        .await
+        .unwrap();
+    let manifest = ImageManifest::new(config, vec![layer.clone()]).to_json();
+    let pushed = store
+        .push_manifest(
+            repo,
+            manifest.into(),
+            &MediaType::from_static(media_type::OCI_MANIFEST),
+            &PushManifestParams::new().with_tags(tags.iter().map(|t| tag(t))),
+        )
+        .await
+        .unwrap();
+    (pushed, layer)
+}
+
+fn index_json(dir: &Path) -> Value {
+    serde_json::from_slice(&std::fs::read(dir.join("index.json")).unwrap()).unwrap()
+}
+
+/// Every file under `dir` with its size and content hash: what "nothing on disk changed" means.
+fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Digest> {
+    let mut files = BTreeMap::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                pending.push(path);
+            } else {
+                files.insert(path.clone(), Digest::sha256(&std::fs::read(&path).unwrap()));
+            }
+        }
+    }
+    files
+}
+
+#[tokio::test]
+async fn the_default_repository_is_written_with_bare_tags_others_with_their_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = LayoutStore::open(dir.path()).await.unwrap();
+    let (default_manifest, _) = push_image(&store, &default_repo(), "a", &["v1"]).await;
+    let team: Repository = "team/app".parse().unwrap();
+    let (team_manifest, _) = push_image(&store, &team, "b", &["v2"]).await;
+    push_image(&store, &team, "c", &[]).await;
+
+    let header: Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("oci-layout")).unwrap()).unwrap();
+    assert_eq!(header["imageLayoutVersion"], "1.0.0");
+    let index = index_json(dir.path());
+    assert_eq!(index["schemaVersion"], 2);
+    let names: Vec<(String, String)> = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["annotations"]["org.opencontainers.image.ref.name"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_owned(),
+                e["digest"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert!(
+        names.contains(&("v1".to_owned(), default_manifest.digest.to_string())),
+        "{names:?}"
+    );
+    assert!(
+        names.contains(&("team/app:v2".to_owned(), team_manifest.digest.to_string())),
+        "{names:?}"
+    );
+    assert!(
+        names.iter().any(|(n, _)| n.starts_with("team/app@sha256:")),
+        "untagged push: {names:?}"
+    );
+    let repos: Vec<Repository> = store
+        .repositories(&Default::default())
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(repos, [default_repo(), team]);
+}
+
+#[tokio::test]
+async fn a_layout_written_by_hand_as_skopeo_does_opens_as_it_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = b"{}";
+    let manifest = ImageManifest::new(
+        Descriptor::of_bytes(MediaType::from_static(media_type::OCI_CONFIG), config),
+        vec![],
+    )
+    .to_json();
+    let manifest_digest = Digest::sha256(&manifest);
+    std::fs::create_dir_all(dir.path().join("blobs/sha256")).unwrap();
+    std::fs::write(
+        dir.path().join("oci-layout"),
+        r#"{"imageLayoutVersion": "1.0.0"}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path()
+            .join("blobs/sha256")
+            .join(Digest::sha256(config).encoded()),
+        config,
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path()
+            .join("blobs/sha256")
+            .join(manifest_digest.encoded()),
+        &manifest,
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("manifest.json"), "[]").unwrap();
+    let index = format!(
+        r#"{{"schemaVersion":2,"manifests":[
+            {{"mediaType":"{}","digest":"{manifest_digest}","size":{},"annotations":{{"org.opencontainers.image.ref.name":"latest"}}}},
+            {{"mediaType":"application/vnd.example.unknown","digest":"{manifest_digest}","size":{},"annotations":{{"org.opencontainers.image.ref.name":"odd"}}}},
+            {{"mediaType":"{}","digest":"sha256:not-hex","size":1,"annotations":{{"org.opencontainers.image.ref.name":"broken"}}}}
+        ]}}"#,
+        media_type::OCI_MANIFEST,
+        manifest.len(),
+        manifest.len(),
+        media_type::OCI_MANIFEST,
+    );
+    std::fs::write(dir.path().join("index.json"), index).unwrap();
+    let before = snapshot(dir.path());
+
+    let store = LayoutStore::open(dir.path()).await.unwrap();
+    let reader = store
+        .get_tag(&default_repo(), &tag("latest"))
+        .await
+        .unwrap();
+    assert_eq!(reader.descriptor().digest, manifest_digest);
+    assert_eq!(reader.bytes(1 << 20).await.unwrap(), manifest);
+    let tags: Vec<Tag> = store
+        .tags(&default_repo(), &Default::default())
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(
+        tags,
+        [tag("latest"), tag("odd")],
+        "an unknown media type is tolerated, a broken entry skipped"
+    );
+    assert_eq!(snapshot(dir.path()), before, "reading changes nothing");
+    let report = store.fsck().await.unwrap();
+    assert_eq!(report.unreadable_entries, 1);
+    assert_eq!(report.checked, 2);
+    assert!(
+        report.corrupt.is_empty() && report.missing.is_empty() && report.stray.is_empty(),
+        "{report:?}"
+    );
+
+    // A write keeps the entry hoist cannot read, and the file it does not know.
+    push_image(&store, &default_repo(), "new", &["new"]).await;
+    let entries = index_json(dir.path())["manifests"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert!(
+        entries.iter().any(|e| e["digest"] == "sha256:not-hex"),
+        "the unreadable entry survives a rewrite"
+    );
+    assert!(dir.path().join("manifest.json").is_file());
+}
+
+#[tokio::test]
+async fn a_malformed_index_or_header_is_refused_naming_the_file() {
+    for (file, content, expected) in [
+        ("index.json", "{not json", "index.json"),
+        (
+            "index.json",
+            r#"{"schemaVersion":2}"#,
+            "\"manifests\" is missing",
+        ),
+        (
+            "index.json",
+            r#"{"schemaVersion":1,"manifests":[]}"#,
+            "schemaVersion",
+        ),
+        (
+            "oci-layout",
+            r#"{"imageLayoutVersion":"2.0.0"}"#,
+            "oci-layout",
+        ),
+        ("oci-layout", "[]", "imageLayoutVersion"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("oci-layout"),
+            r#"{"imageLayoutVersion":"1.0.0"}"#,
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("index.json"),
+            r#"{"schemaVersion":2,"manifests":[]}"#,
+        )
+        .unwrap();
+        std::fs::write(dir.path().join(file), content).unwrap();
+        let before = snapshot(dir.path());
+        let error = LayoutStore::open(dir.path()).await.unwrap_err().to_string();
+        assert!(
+            error.contains(expected),
+            "{file} = {content:?}: error {error:?} should mention {expected:?}"
+        );
+        assert!(error.contains(file), "{error:?} should name {file}");
+        assert_eq!(
+            snapshot(dir.path()),
+            before,
+            "a refused open changes nothing"
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("random.txt"), "not a layout").unwrap();
+    let error = LayoutStore::open(dir.path()).await.unwrap_err().to_string();
+    assert!(error.contains("no oci-layout file"), "{error}");
+}
+
+#[tokio::test]
+async fn a_corrupt_or_truncated_blob_is_caught_naming_the_digest() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = LayoutStore::open(dir.path()).await.unwrap();
+    let (_, layer) = push_image(&store, &default_repo(), "corrupt", &["v1"]).await;
+    let path = dir.path().join("blobs/sha256").join(layer.digest.encoded());
+    let original = std::fs::read(&path).unwrap();
+    for damaged in [
+        original[..original.len() - 1].to_vec(),
+        [original.as_slice(), b"!"].concat(),
+        {
+            let mut flipped = original.clone();
+            flipped[0] ^= 1;
+            flipped
+        },
+    ] {
+        std::fs::write(&path, &damaged).unwrap();
+        let result: Result<Vec<Bytes>, _> = async {
+            store
+                .get_blob(&default_repo(), &layer.digest)
+                .await?
+                .into_stream()
+                .try_collect()
+                .await
+        }
+        .await;
+        let error = result.unwrap_err();
+        assert!(
+            matches!(
+                error.code(),
+                Some(ErrorCode::DigestInvalid | ErrorCode::SizeInvalid)
+            ),
+            "{error}"
+        );
+        assert!(
+            error.to_string().contains(layer.digest.encoded()),
+            "{error} should name the blob"
+        );
+        let report = store.fsck().await.unwrap();
+        assert_eq!(report.corrupt, [layer.digest.clone()], "{report:?}");
+    }
+    std::fs::remove_file(&path).unwrap();
+    let report = store.fsck().await.unwrap();
+    assert_eq!(report.missing, [layer.digest.clone()], "{report:?}");
+}
+
+#[tokio::test]
+async fn an_upload_id_that_names_another_path_is_unknown_and_touches_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = LayoutStore::open(dir.path()).await.unwrap();
+    push_image(&store, &default_repo(), "anchor", &["v1"]).await;
+    std::fs::write(dir.path().join("x"), "outside").unwrap();
+    let before = snapshot(dir.path());
+    for id in [
+        "../../x",
+        "../x",
+        "/etc/passwd",
+        "..",
+        "",
+        "0123456789abcdef0123456789abcdeF",
+        "a/b",
+    ] {
+        let error = store
+            .push_blob_chunked_resume(&default_repo(), id, None, None)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            error.code(),
+            Some(ErrorCode::BlobUploadUnknown),
+            "{id:?}: {error}"
+        );
+        assert!(
+            error.to_string().contains(&format!("{id:?}")),
+            "{error} should name {id:?}"
+        );
+    }
+    assert_eq!(snapshot(dir.path()), before);
+}
+
+#[tokio::test]
+async fn a_digest_in_the_wrong_form_is_refused_or_reported() {
+    for input in [
+        "dir@sha256:XYZ",
+        "dir@md5:d41d8cd98f00b204e9800998ecf8427e",
+        "dir:bad tag",
+        "dir:-x",
+        ":v1",
+    ] {
+        let error = find_layout(input).unwrap_err().to_string();
+        assert!(error.contains(input), "{error} should name {input:?}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let store = LayoutStore::open(dir.path()).await.unwrap();
+    push_image(&store, &default_repo(), "stray", &["v1"]).await;
+    let odd = dir
+        .path()
+        .join("blobs/sha256/E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855");
+    std::fs::write(&odd, "").unwrap();
+    let report = store.fsck().await.unwrap();
+    assert_eq!(report.stray, [odd], "{report:?}");
+}
+
+#[tokio::test]
+async fn gc_removes_only_what_nothing_reachable_needs() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = LayoutStore::open(dir.path()).await.unwrap();
+    let (kept, kept_layer) = push_image(&store, &default_repo(), "kept", &["kept"]).await;
+    let (dropped, dropped_layer) =
+        push_image(&store, &default_repo(), "dropped", &["dropped"]).await;
+    let loose = store
+        .push_blob_bytes(
+            &default_repo(),
+            MediaType::from_static(media_type::OCTET_STREAM),
+            Bytes::from("loose"),
+        )
+        .await
+        .unwrap();
+    store
+        .delete_manifest(&default_repo(), &dropped.digest)
+        .await
+        .unwrap();
+    let mut upload = store
+        .push_blob_chunked(&default_repo(), None)
+        .await
+        .unwrap();
+    upload.write(Bytes::from("abandoned")).await.unwrap();
+    upload.close().await.unwrap();
+    std::fs::write(dir.path().join(".hoist/tmp/blob-crashed.partial"), "debris").unwrap();
+
+    // With the default grace period, everything here is too young to go.
+    let report = store.gc(&GcOptions::default()).await.unwrap();
+    assert!(
+        report.removed_blobs.is_empty() && report.removed_uploads.is_empty(),
+        "{report:?}"
+    );
+
+    let dry = store
+        .gc(&GcOptions::default()
+            .with_grace(Duration::ZERO)
+            .with_dry_run(true))
+        .await
+        .unwrap();
+    let mut dry_blobs: Vec<Digest> = dry.removed_blobs.iter().map(|(d, _)| d.clone()).collect();
+    dry_blobs.sort();
+    let mut expected = vec![
+        dropped.digest.clone(),
+        dropped_layer.digest.clone(),
+        loose.digest.clone(),
+    ];
+    // The dropped image's config is its own too.
+    let dropped_config = dir
+        .path()
+        .join("blobs/sha256")
+        .join(Digest::sha256(br#"{"seed":"dropped"}"#).encoded());
+    assert!(dropped_config.is_file());
+    expected.push(Digest::sha256(br#"{"seed":"dropped"}"#));
+    expected.sort();
+    assert_eq!(dry_blobs, expected);
+    assert!(dry.dry_run);
+    assert!(
+        dir.path()
+            .join("blobs/sha256")
+            .join(loose.digest.encoded())
+            .is_file(),
+        "a dry run removes nothing"
+    );
+
+    let report = store
+        .gc(&GcOptions::default().with_grace(Duration::ZERO))
+        .await
+        .unwrap();
+    assert_eq!(report.removed_blobs.len(), 4);
+    assert_eq!(report.removed_uploads.len(), 1);
+    assert_eq!(report.removed_temp_files, 1);
+    assert!(report.freed_bytes > 0);
+    for gone in &expected {
+        assert!(
+            !dir.path()
+                .join("blobs/sha256")
+                .join(gone.encoded())
+                .exists()
+        );
+    }
+    store
+        .get_tag(&default_repo(), &tag("kept"))
+        .await
+        .unwrap()
+        .bytes(1 << 20)
+        .await
+        .unwrap();
+    store
+        .get_blob_bytes(&default_repo(), &kept_layer.digest, 1 << 20)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .resolve_tag(&default_repo(), &tag("kept"))
+            .await
+            .unwrap()
+            .digest,
+        kept.digest
+    );
+    assert!(store.fsck().await.unwrap().is_clean());
+}
+
+#[tokio::test]
+async fn find_layout_prefers_the_deepest_layout() {
+    let dir = tempfile::tempdir().unwrap();
+    let outer = dir.path().join("images");
+    let inner = outer.join("team/app");
+    let outer_store = LayoutStore::open(&outer).await.unwrap();
+    push_image(&outer_store, &default_repo(), "y", &["v0"]).await;
+    let store = LayoutStore::open(&inner).await.unwrap();
+    push_image(&store, &default_repo(), "x", &["v1"]).await;
+    let text = |p: &Path| p.to_string_lossy().into_owned();
+
+    let found = find_layout(&format!("{}:v1", text(&inner))).unwrap();
+    assert_eq!(
+        (
+            found.dir.clone(),
+            found.repository.clone(),
+            found.tag.clone()
+        ),
+        (inner.clone(), None, Some(tag("v1")))
+    );
+    let found = find_layout(&format!("{}/other/repo:v2", text(&outer))).unwrap();
+    assert_eq!(found.dir, outer);
+    assert_eq!(
+        found.repository.map(|r| r.to_string()).as_deref(),
+        Some("other/repo")
+    );
+    let digest = Digest::sha256(b"m");
+    let found = find_layout(&format!("{}@{digest}", text(&inner))).unwrap();
+    assert_eq!(
+        (found.dir, found.tag, found.digest),
+        (inner.clone(), None, Some(digest))
+    );
+    let colon = dir.path().join("odd:name");
+    let odd = LayoutStore::open(&colon).await.unwrap();
+    push_image(&odd, &default_repo(), "z", &["v1"]).await;
+    assert_eq!(
+        find_layout(&text(&colon)).unwrap().dir,
+        colon,
+        "a layout directory is taken whole"
+    );
+}
