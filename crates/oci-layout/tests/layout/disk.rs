@@ -301,11 +301,19 @@ async fn a_corrupt_or_truncated_blob_is_caught_naming_the_digest() {
             "{error} should name the blob"
         );
         let report = store.fsck().await.unwrap();
-        assert_eq!(report.corrupt, [layer.digest.clone()], "{report:?}");
+        assert_eq!(
+            report.corrupt,
+            std::slice::from_ref(&layer.digest),
+            "{report:?}"
+        );
     }
     std::fs::remove_file(&path).unwrap();
     let report = store.fsck().await.unwrap();
-    assert_eq!(report.missing, [layer.digest.clone()], "{report:?}");
+    assert_eq!(
+        report.missing,
+        std::slice::from_ref(&layer.digest),
+        "{report:?}"
+    );
 }
 
 #[tokio::test]
