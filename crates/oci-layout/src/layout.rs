@@ -96,12 +96,19 @@ impl Layout {
                 Ok(())
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                let empty = match fs::read_dir(&self.dir) {
-                    Ok(mut entries) => entries.next().is_none(),
+                // `ensure_created` makes these before it writes `oci-layout` last: another
+                // process may be creating the layout right now.
+                let being_created = |name: &std::ffi::OsStr| {
+                    name == "blobs" || name == "index.json" || name == HOIST_DIR
+                };
+                let fresh = match fs::read_dir(&self.dir) {
+                    Ok(entries) => entries
+                        .filter_map(std::result::Result::ok)
+                        .all(|entry| being_created(&entry.file_name())),
                     Err(e) if e.kind() == io::ErrorKind::NotFound => true,
                     Err(e) => return Err(Error::io("cannot read directory", &self.dir, e)),
                 };
-                if empty {
+                if fresh {
                     Ok(())
                 } else {
                     Err(Error::InvalidLayout {
