@@ -1,7 +1,8 @@
 //! `cargo xtask ci`: the CI pipeline, one step after another, stopping at the first failure.
 //!
-//! The steps are the same locally and on CI: formatting, clippy, tests, docs (warnings are
-//! errors everywhere), then the repository lints of [`crate::lint`], run in-process.
+//! The steps are the same locally and on CI: formatting, clippy, installing the third-party
+//! peers of the interop tests, tests, docs (warnings are errors everywhere), then the repository
+//! lints of [`crate::lint`], run in-process.
 
 use std::ffi::OsString;
 use std::path::Path;
@@ -18,6 +19,11 @@ enum Action {
     Cargo {
         args: Vec<OsString>,
         env: &'static [(&'static str, &'static str)],
+    },
+    /// Run a program from the workspace root.
+    Command {
+        program: &'static str,
+        args: &'static [&'static str],
     },
     /// Run `cargo xtask lint` in this process.
     Lint,
@@ -72,6 +78,15 @@ fn steps(test_args: &[OsString]) -> Vec<Step> {
                 "warnings",
             ],
         ),
+        // The interop tests run against third-party peers from Debian packages; the installer
+        // is idempotent and quick once they are there.
+        Step {
+            name: "peers",
+            action: Action::Command {
+                program: "bash",
+                args: &["tests/peers/install.sh"],
+            },
+        },
         test,
         doc,
         Step {
@@ -91,6 +106,12 @@ pub(crate) fn run(root: &Path, test_args: &[OsString]) -> Result<()> {
                 cmd.args(args).envs(env.iter().copied());
                 let env_prefix: String = env.iter().map(|(k, v)| format!("{k}=\"{v}\" ")).collect();
                 println!("==> {}: {env_prefix}{}", step.name, describe(&cmd));
+                run_status(&mut cmd)
+            }
+            Action::Command { program, args } => {
+                let mut cmd = std::process::Command::new(program);
+                cmd.args(*args).current_dir(root);
+                println!("==> {}: {}", step.name, describe(&cmd));
                 run_status(&mut cmd)
             }
             Action::Lint => {
@@ -118,7 +139,7 @@ mod tests {
     #[test]
     fn steps_run_in_the_documented_order() {
         let names: Vec<_> = steps(&[]).iter().map(|s| s.name).collect();
-        assert_eq!(names, ["fmt", "clippy", "test", "doc", "lint"]);
+        assert_eq!(names, ["fmt", "clippy", "peers", "test", "doc", "lint"]);
     }
 
     #[test]
