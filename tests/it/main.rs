@@ -6,4 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod conformance;
+mod interop_layout;
+mod layout_processes;
 mod platform_pull;
+mod support;
