@@ -1,0 +1,36 @@
+//! Any [`OciInterface`](oci_store::OciInterface) served as an OCI distribution-spec registry.
+//!
+//! `oci-server` knows stores only as `Arc<dyn OciInterface>`: the same server serves memory, an
+//! image layout directory, a cache in front of another registry. It answers every endpoint of
+//! the distribution-spec (end-1 to end-14, plus `_catalog`), streams blob bodies both ways,
+//! answers errors in the spec's JSON with the status their code calls for, and offers basic auth
+//! (htpasswd, bcrypt), bearer tokens through a built-in token endpoint, TLS through rustls,
+//! read-only mode, limits, and graceful shutdown. Requests are logged through `tracing`
+//! (target `oci_server::access`).
+//!
+//! ```
+//! # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+//! use std::sync::Arc;
+//! use oci_server::{RegistryServer, ServerOptions};
+//! use oci_store::MemoryStore;
+//!
+//! let server = RegistryServer::new(Arc::new(MemoryStore::new()))
+//!     .with_options(ServerOptions::default().with_deletes(false));
+//! let listening = server.bind("127.0.0.1:0".parse().unwrap()).await?;
+//! println!("serving on {}", listening.url());
+//! listening.shutdown().await;
+//! # Ok::<(), oci_server::Error>(())
+//! # }).unwrap();
+//! ```
+#![warn(missing_docs)]
+
+mod auth;
+mod error;
+mod handler;
+mod route;
+mod serve;
+mod wire;
+
+pub use auth::{Auth, Htpasswd, TOKEN_SERVICE};
+pub use error::{Error, Result};
+pub use serve::{Listening, RegistryServer, ServerOptions};

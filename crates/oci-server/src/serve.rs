@@ -1,0 +1,290 @@
+//! The server itself: options, TLS, the accept loop, graceful shutdown.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use oci_store::OciInterface;
+use oci_types::MAX_MANIFEST_SIZE;
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, oneshot};
+use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
+
+use crate::auth::{Auth, Authenticator};
+use crate::handler::{State, handle};
+use crate::{Error, Result};
+
+/// How a [`RegistryServer`] behaves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ServerOptions {
+    /// Refuse every write and delete (405).
+    pub read_only: bool,
+    /// Allow deletes of blobs, manifests and tags (405 when off).
+    pub deletes: bool,
+    /// The largest manifest accepted (413 above); at least 4 MiB per the spec.
+    pub max_manifest_size: u64,
+    /// The largest request body of a blob upload, if limited (413 above).
+    pub max_blob_size: Option<u64>,
+    /// How many upload requests may stream at once (429 with `Retry-After` beyond).
+    pub max_concurrent_uploads: usize,
+    /// How long shutdown waits for requests in flight.
+    pub shutdown_grace: Duration,
+    /// Whether the server speaks TLS (set by [`RegistryServer::with_tls`]).
+    pub(crate) tls: bool,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        Self {
+            read_only: false,
+            deletes: true,
+            max_manifest_size: MAX_MANIFEST_SIZE as u64,
+            max_blob_size: None,
+            max_concurrent_uploads: 64,
+            shutdown_grace: Duration::from_secs(30),
+            tls: false,
+        }
+    }
+}
+
+impl ServerOptions {
+    /// Refuse writes.
+    pub fn with_read_only(mut self, read_only: bool) -> Self {
+        self.read_only = read_only;
+        self
+    }
+
+    /// Allow or refuse deletes.
+    pub fn with_deletes(mut self, deletes: bool) -> Self {
+        self.deletes = deletes;
+        self
+    }
+
+    /// Limits manifests.
+    pub fn with_max_manifest_size(mut self, bytes: u64) -> Self {
+        self.max_manifest_size = bytes;
+        self
+    }
+
+    /// Limits blob uploads.
+    pub fn with_max_blob_size(mut self, bytes: Option<u64>) -> Self {
+        self.max_blob_size = bytes;
+        self
+    }
+
+    /// Limits concurrent upload requests.
+    pub fn with_max_concurrent_uploads(mut self, count: usize) -> Self {
+        self.max_concurrent_uploads = count;
+        self
+    }
+
+    /// Sets how long shutdown waits for requests in flight.
+    pub fn with_shutdown_grace(mut self, grace: Duration) -> Self {
+        self.shutdown_grace = grace;
+        self
+    }
+}
+
+/// Serves an [`OciInterface`] as a distribution-spec registry.
+pub struct RegistryServer {
+    store: Arc<dyn OciInterface>,
+    options: ServerOptions,
+    auth: Option<Auth>,
+    tls: Option<Arc<rustls::ServerConfig>>,
+}
+
+impl std::fmt::Debug for RegistryServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegistryServer")
+            .field("store", &self.store.to_string())
+            .field("options", &self.options)
+            .field("auth", &self.auth.is_some())
+            .field("tls", &self.tls.is_some())
+            .finish()
+    }
+}
+
+impl RegistryServer {
+    /// A server of `store` with the default options: no auth, plain HTTP, deletes allowed.
+    pub fn new(store: Arc<dyn OciInterface>) -> Self {
+        Self {
+            store,
+            options: ServerOptions::default(),
+            auth: None,
+            tls: None,
+        }
+    }
+
+    /// Sets the options.
+    pub fn with_options(mut self, options: ServerOptions) -> Self {
+        let tls = self.options.tls;
+        self.options = options;
+        self.options.tls = tls;
+        self
+    }
+
+    /// Requires authentication.
+    pub fn with_auth(mut self, auth: Auth) -> Self {
+        self.auth = Some(auth);
+        self
+    }
+
+    /// Serves HTTPS (HTTP/2 and HTTP/1.1 by ALPN) with a certificate chain and private key read
+    /// from PEM files.
+    pub fn with_tls(mut self, certificate: &Path, key: &Path) -> Result<Self> {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let config_error = |what: &Path, reason: String| Error::Config {
+            what: format!("TLS file {}", what.display()),
+            reason,
+        };
+        let chain = CertificateDer::pem_file_iter(certificate)
+            .map_err(|e| config_error(certificate, e.to_string()))?
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| config_error(certificate, e.to_string()))?;
+        if chain.is_empty() {
+            return Err(config_error(certificate, "no certificate in it".to_owned()));
+        }
+        let key_der =
+            PrivateKeyDer::from_pem_file(key).map_err(|e| config_error(key, e.to_string()))?;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| config_error(certificate, e.to_string()))?
+            .with_no_client_auth()
+            .with_single_cert(chain, key_der)
+            .map_err(|e| config_error(key, e.to_string()))?;
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        self.tls = Some(Arc::new(config));
+        self.options.tls = true;
+        Ok(self)
+    }
+
+    /// Starts listening on `addr` (port 0 picks a free one) and serving in the background.
+    pub async fn bind(self, addr: SocketAddr) -> Result<Listening> {
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| Error::Bind { addr, source })?;
+        let local_addr = listener
+            .local_addr()
+            .map_err(|source| Error::Bind { addr, source })?;
+        let state = Arc::new(State {
+            store: self.store,
+            upload_slots: Arc::new(Semaphore::new(self.options.max_concurrent_uploads.max(1))),
+            options: self.options.clone(),
+            auth: self.auth.map(Authenticator::new),
+        });
+        let (stop, stopped) = oneshot::channel();
+        let acceptor = self.tls.map(TlsAcceptor::from);
+        tracing::info!(%local_addr, tls = acceptor.is_some(), "registry listening");
+        let task = tokio::spawn(accept_loop(
+            listener,
+            state,
+            acceptor,
+            stopped,
+            self.options.shutdown_grace,
+        ));
+        Ok(Listening {
+            local_addr,
+            tls: self.options.tls,
+            stop: Some(stop),
+            task,
+        })
+    }
+}
+
+/// A server that is running.
+#[derive(Debug)]
+pub struct Listening {
+    local_addr: SocketAddr,
+    tls: bool,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<()>,
+}
+
+impl Listening {
+    /// The address it listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Its base URL, `http://127.0.0.1:PORT` (or `https://`).
+    pub fn url(&self) -> String {
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.local_addr)
+    }
+
+    /// Stops accepting connections, lets requests in flight finish (up to the shutdown grace),
+    /// and returns when the server is done.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Err(error) = (&mut self.task).await {
+            tracing::error!(%error, "the server task failed");
+        }
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    state: Arc<State>,
+    tls: Option<TlsAcceptor>,
+    mut stop: oneshot::Receiver<()>,
+    grace: Duration,
+) {
+    let graceful = GracefulShutdown::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(accepted) => accepted,
+                    Err(error) => {
+                        // Out of file descriptors, typically: back off instead of spinning.
+                        tracing::warn!(%error, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let state = Arc::clone(&state);
+                let tls = tls.clone();
+                let watcher = graceful.watcher();
+                tokio::spawn(async move {
+                    let service = service_fn(move |request| {
+                        let state = Arc::clone(&state);
+                        async move { Ok::<_, Infallible>(handle(state, request).await) }
+                    });
+                    let builder = auto::Builder::new(TokioExecutor::new());
+                    let result = match tls {
+                        Some(acceptor) => match acceptor.accept(stream).await {
+                            Ok(stream) => watcher.watch(builder.serve_connection(TokioIo::new(stream), service)).await,
+                            Err(error) => {
+                                tracing::debug!(%peer, %error, "TLS handshake failed");
+                                return;
+                            }
+                        },
+                        None => watcher.watch(builder.serve_connection(TokioIo::new(stream), service)).await,
+                    };
+                    if let Err(error) = result {
+                        tracing::debug!(%peer, %error, "connection ended with an error");
+                    }
+                });
+            }
+            _ = &mut stop => break,
+        }
+    }
+    drop(listener);
+    tokio::select! {
+        () = graceful.shutdown() => tracing::info!("registry stopped"),
+        () = tokio::time::sleep(grace) => tracing::warn!(?grace, "requests still in flight after the shutdown grace; closing"),
+    }
+}
