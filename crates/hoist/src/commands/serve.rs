@@ -1,0 +1,82 @@
+//! `hoist serve`: a registry on a directory (one OCI layout per repository) or in memory.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use oci_layout::LayoutStore;
+use oci_server::{Auth, Htpasswd, RegistryServer, ServerOptions};
+use oci_store::{MemoryStore, OciInterface};
+
+use crate::cli::ServeArgs;
+
+/// Where `hoist serve` keeps repositories when given neither `--root` nor `--memory`.
+const DEFAULT_ROOT: &str = "hoist-registry";
+
+pub(crate) async fn run(args: ServeArgs) -> Result<()> {
+    let (store, place): (Arc<dyn OciInterface>, String) = if args.memory {
+        (
+            Arc::new(MemoryStore::new()),
+            "memory (lost on exit)".to_owned(),
+        )
+    } else {
+        let explicit = args.root.is_some();
+        let root = args.root.unwrap_or_else(|| PathBuf::from(DEFAULT_ROOT));
+        let store = LayoutStore::open_per_repository(&root)
+            .await
+            .with_context(|| format!("cannot open {} as a registry root", root.display()))?;
+        let place = format!("{} (one OCI layout per repository)", root.display());
+        if !explicit {
+            eprintln!("hoist: no --root given: serving ./{DEFAULT_ROOT}");
+        }
+        (Arc::new(store), place)
+    };
+    let options = ServerOptions::default()
+        .with_read_only(args.read_only)
+        .with_deletes(!args.no_delete)
+        .with_max_blob_size(args.max_blob_size)
+        .with_max_concurrent_uploads(args.max_concurrent_uploads)
+        .with_shutdown_grace(Duration::from_secs(30));
+    let mut server = RegistryServer::new(store).with_options(options);
+    let users = args
+        .htpasswd
+        .as_deref()
+        .map(Htpasswd::load)
+        .transpose()
+        .context("cannot use the htpasswd file")?;
+    match (args.token_auth, users) {
+        (true, users) => {
+            server = server.with_auth(Auth::Token {
+                users,
+                lifetime: Duration::from_secs(300),
+            });
+        }
+        (false, Some(users)) => server = server.with_auth(Auth::Basic(users)),
+        (false, None) => {}
+    }
+    if let (Some(certificate), Some(key)) = (&args.tls_cert, &args.tls_key) {
+        server = server
+            .with_tls(certificate, key)
+            .context("cannot set up TLS")?;
+    }
+    let listening = server
+        .bind(args.addr)
+        .await
+        .with_context(|| format!("cannot serve on {}", args.addr))?;
+    eprintln!("hoist: serving {place} on {}", listening.url());
+    wait_for_signal().await?;
+    eprintln!("hoist: shutting down; finishing requests in flight");
+    listening.shutdown().await;
+    Ok(())
+}
+
+/// Returns on SIGINT (Ctrl-C) or SIGTERM.
+async fn wait_for_signal() -> Result<()> {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("cannot listen for SIGTERM")?;
+    tokio::select! {
+        result = tokio::signal::ctrl_c() => result.context("cannot listen for SIGINT"),
+        _ = terminate.recv() => Ok(()),
+    }
+}
