@@ -40,9 +40,15 @@ pub(crate) async fn handle(state: Arc<State>, request: Request<Incoming>) -> Rep
     let started = Instant::now();
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
-    let response = match dispatch(&state, request).await {
+    let mut response = match dispatch(&state, request).await {
         Ok(response) | Err(response) => response,
     };
+    // Clients written for the Docker registry look for this header on every answer.
+    set(
+        &mut response,
+        "Docker-Distribution-API-Version",
+        "registry/2.0",
+    );
     tracing::info!(
         target: "oci_server::access",
         %method,
@@ -107,16 +113,11 @@ async fn dispatch(state: &Arc<State>, request: Request<Incoming>) -> Outcome {
         .unwrap_or_default();
     let store = &state.store;
     match (route, method) {
-        (Route::Base, Method::GET | Method::HEAD) => {
-            let mut response =
-                wire::json(StatusCode::OK, &serde_json::json!({}), "application/json");
-            set(
-                &mut response,
-                "Docker-Distribution-API-Version",
-                "registry/2.0",
-            );
-            Ok(response)
-        }
+        (Route::Base, Method::GET | Method::HEAD) => Ok(wire::json(
+            StatusCode::OK,
+            &serde_json::json!({}),
+            "application/json",
+        )),
         (Route::Catalog, Method::GET) => catalog(store.as_ref(), &query).await,
         (Route::Blob { name, digest }, method @ (Method::GET | Method::HEAD)) => {
             let (repo, digest) = (repository(name)?, digest_of(digest)?);
