@@ -1,0 +1,898 @@
+//! `RegistryClient`: a distribution-spec registry as an `OciInterface`.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use bytes::{Bytes, BytesMut};
+use futures::stream::{self, BoxStream, StreamExt};
+use http::{Method, Response, StatusCode, Uri, header};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use oci_store::{BlobBody, Error, ErrorCode, PushCheck, Result};
+use oci_types::{Descriptor, Digest, MAX_MANIFEST_SIZE, MediaType, Repository, media_type};
+use tokio::sync::Semaphore;
+
+use crate::auth::{CachedToken, Challenge, Credentials, TokenResponse, parse_challenge};
+use crate::transport::{
+    AcceptAnyCertificate, Body, Call, HttpClient, RetryPolicy, http_client, is_loopback,
+    retry_after, transient,
+};
+
+/// Every manifest type a pull accepts.
+pub(crate) const ACCEPT_MANIFESTS: &str = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.v1+prettyjws, application/vnd.docker.distribution.manifest.v1+json;q=0.5, */*;q=0.1";
+
+/// Error bodies are read up to this size (registries send small JSON; anything larger is not
+/// an error description worth holding).
+const ERROR_BODY_LIMIT: usize = 8 * 1024;
+
+/// How often a broken blob download is resumed from the byte reached.
+const DOWNLOAD_RESUMES: u32 = 5;
+
+/// How to reach and authenticate to a registry: see [`RegistryClient::builder`].
+#[derive(Debug, Clone)]
+pub struct RegistryClientBuilder {
+    registry: String,
+    credentials: Option<Credentials>,
+    credential_files: Option<Vec<PathBuf>>,
+    plain_http: Option<bool>,
+    ca_files: Vec<PathBuf>,
+    skip_verify: bool,
+    retry: RetryPolicy,
+    max_concurrent_requests: usize,
+    chunk_size: usize,
+    monolithic_limit: u64,
+}
+
+impl RegistryClientBuilder {
+    /// Uses these credentials instead of looking them up in the credential files.
+    pub fn with_credentials(mut self, credentials: Credentials) -> Self {
+        self.credentials = Some(credentials);
+        self
+    }
+
+    /// Looks credentials up in these files instead of the default ones
+    /// ([`credential_files`](crate::credential_files)).
+    pub fn with_credential_files(mut self, files: Vec<PathBuf>) -> Self {
+        self.credential_files = Some(files);
+        self
+    }
+
+    /// Speaks plain HTTP (true) or HTTPS (false). By default, plain HTTP for `localhost`,
+    /// `127.0.0.0/8` and `[::1]`, HTTPS elsewhere.
+    pub fn with_plain_http(mut self, plain: bool) -> Self {
+        self.plain_http = Some(plain);
+        self
+    }
+
+    /// Trusts the certificates in a PEM file too (a private CA).
+    pub fn with_ca_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.ca_files.push(path.into());
+        self
+    }
+
+    /// Accepts any certificate from this registry. Dangerous; for test registries only.
+    pub fn with_skip_verify(mut self, skip: bool) -> Self {
+        self.skip_verify = skip;
+        self
+    }
+
+    /// Sets when requests are retried.
+    pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// Limits the requests in flight to this registry.
+    pub fn with_max_concurrent_requests(mut self, count: usize) -> Self {
+        self.max_concurrent_requests = count.max(1);
+        self
+    }
+
+    /// Blobs larger than this are uploaded in chunks of [`with_chunk_size`](Self::with_chunk_size)
+    /// rather than in one request.
+    pub fn with_monolithic_limit(mut self, bytes: u64) -> Self {
+        self.monolithic_limit = bytes;
+        self
+    }
+
+    /// The size of upload chunks (raised to a registry's `OCI-Chunk-Min-Length`).
+    pub fn with_chunk_size(mut self, bytes: usize) -> Self {
+        self.chunk_size = bytes.max(1);
+        self
+    }
+
+    /// Builds the client, reading credentials and certificates.
+    pub async fn build(self) -> crate::Result<RegistryClient> {
+        let (name, host) = endpoint(&self.registry);
+        let credentials = match self.credentials {
+            Some(credentials) => credentials,
+            None => {
+                let files = self
+                    .credential_files
+                    .unwrap_or_else(crate::credential_files);
+                crate::credentials_from_files(&name, &files).await?
+            }
+        };
+        let plain = self.plain_http.unwrap_or_else(|| is_loopback(&host));
+        let tls = tls_config(&self.ca_files, self.skip_verify)?;
+        Ok(RegistryClient {
+            inner: Arc::new(Inner {
+                base: format!("{}://{host}", if plain { "http" } else { "https" }),
+                name,
+                host,
+                http: http_client(tls),
+                credentials: Mutex::new(credentials),
+                tokens: Mutex::new(HashMap::new()),
+                basic: AtomicBool::new(false),
+                retry: self.retry,
+                permits: Arc::new(Semaphore::new(self.max_concurrent_requests)),
+                chunk_size: self.chunk_size,
+                monolithic_limit: self.monolithic_limit,
+            }),
+        })
+    }
+}
+
+/// The registry's name for credentials and display, and the host to connect to: Docker Hub's
+/// names (`docker.io`, `index.docker.io`) go to `registry-1.docker.io`.
+fn endpoint(registry: &str) -> (String, String) {
+    let registry = registry.trim_end_matches('/');
+    let registry = registry
+        .strip_prefix("https://")
+        .or_else(|| registry.strip_prefix("http://"))
+        .unwrap_or(registry);
+    match registry {
+        "docker.io" | "index.docker.io" | "registry-1.docker.io" => {
+            ("docker.io".to_owned(), "registry-1.docker.io".to_owned())
+        }
+        other => (other.to_owned(), other.to_owned()),
+    }
+}
+
+fn tls_config(ca_files: &[PathBuf], skip_verify: bool) -> crate::Result<rustls::ClientConfig> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| crate::Error::Config {
+            what: "TLS".to_owned(),
+            reason: e.to_string(),
+        })?;
+    let config = if skip_verify {
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate(provider)))
+            .with_no_client_auth()
+    } else {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        let native = rustls_native_certs::load_native_certs();
+        for certificate in native.certs {
+            let _ = roots.add(certificate);
+        }
+        for file in ca_files {
+            let certificates =
+                CertificateDer::pem_file_iter(file).map_err(|e| crate::Error::Config {
+                    what: format!("CA file {}", file.display()),
+                    reason: e.to_string(),
+                })?;
+            for certificate in certificates {
+                let certificate = certificate.map_err(|e| crate::Error::Config {
+                    what: format!("CA file {}", file.display()),
+                    reason: e.to_string(),
+                })?;
+                roots.add(certificate).map_err(|e| crate::Error::Config {
+                    what: format!("CA file {}", file.display()),
+                    reason: e.to_string(),
+                })?;
+            }
+        }
+        builder.with_root_certificates(roots).with_no_client_auth()
+    };
+    Ok(config)
+}
+
+/// A client of one registry; cheap to clone (the connection pool and token cache are shared).
+#[derive(Clone)]
+pub struct RegistryClient {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    /// The registry's name (`docker.io`, `localhost:5000`).
+    pub(crate) name: String,
+    /// The host connected to.
+    pub(crate) host: String,
+    /// `scheme://host`.
+    pub(crate) base: String,
+    http: HttpClient,
+    credentials: Mutex<Credentials>,
+    /// Bearer tokens by the scope they were asked for.
+    tokens: Mutex<HashMap<String, CachedToken>>,
+    /// The registry asked for basic credentials: send them up front.
+    basic: AtomicBool,
+    retry: RetryPolicy,
+    permits: Arc<Semaphore>,
+    pub(crate) chunk_size: usize,
+    pub(crate) monolithic_limit: u64,
+}
+
+/// What a request was about: used to turn an error answer into the right typed error.
+#[derive(Debug, Clone)]
+pub(crate) enum Target<'a> {
+    Blob(&'a Repository, &'a Digest),
+    Manifest(&'a Repository, &'a str),
+    Upload(&'a Repository, &'a str),
+    Repository(&'a Repository),
+    Catalog,
+}
+
+impl RegistryClient {
+    /// A client of `registry` (`ghcr.io`, `localhost:5000`, `docker.io`), to configure and
+    /// [`build`](RegistryClientBuilder::build).
+    pub fn builder(registry: &str) -> RegistryClientBuilder {
+        RegistryClientBuilder {
+            registry: registry.to_owned(),
+            credentials: None,
+            credential_files: None,
+            plain_http: None,
+            ca_files: Vec::new(),
+            skip_verify: false,
+            retry: RetryPolicy::default(),
+            max_concurrent_requests: 16,
+            chunk_size: 8 << 20,
+            monolithic_limit: u64::MAX,
+        }
+    }
+
+    /// The registry's name.
+    pub fn registry(&self) -> &str {
+        &self.inner.name
+    }
+
+    pub(crate) fn uri(&self, path_and_query: &str) -> Result<Uri> {
+        let text = format!("{}{path_and_query}", self.inner.base);
+        text.parse()
+            .map_err(|e| self.backend(format!("cannot build the URL {text}: {e}")))
+    }
+
+    /// Resolves a `Location` (absolute or relative) against the registry.
+    pub(crate) fn location(&self, response: &Response<Incoming>) -> Result<Uri> {
+        let location = response
+            .headers()
+            .get(header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| {
+                self.backend(format!(
+                    "answer {} without a Location header",
+                    response.status()
+                ))
+            })?;
+        self.resolve(location)
+    }
+
+    pub(crate) fn resolve(&self, location: &str) -> Result<Uri> {
+        if location.starts_with("http://") || location.starts_with("https://") {
+            location
+                .parse()
+                .map_err(|e| self.backend(format!("bad Location {location:?}: {e}")))
+        } else if location.starts_with('/') {
+            self.uri(location)
+        } else {
+            self.uri(&format!("/{location}"))
+        }
+    }
+
+    pub(crate) fn backend(&self, message: String) -> Error {
+        Error::Backend {
+            backend: self.to_string(),
+            message,
+            source: None,
+        }
+    }
+
+    fn is_own_host(&self, uri: &Uri) -> bool {
+        uri.authority()
+            .is_some_and(|a| a.as_str().eq_ignore_ascii_case(&self.inner.host))
+    }
+
+    /// The scope of a request on a repository.
+    pub(crate) fn scope(repo: &Repository, actions: &str) -> String {
+        format!("repository:{repo}:{actions}")
+    }
+
+    fn authorization(&self, scope: &str) -> Option<http::HeaderValue> {
+        if self.inner.basic.load(Ordering::Relaxed) {
+            let credentials = self
+                .inner
+                .credentials
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            return credentials.basic_header().and_then(|h| h.parse().ok());
+        }
+        let tokens = self
+            .inner
+            .tokens
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        tokens
+            .get(scope)
+            .filter(|t| t.fresh())
+            .and_then(|t| format!("Bearer {}", t.token).parse().ok())
+    }
+
+    /// Sends `call`, authenticating when challenged and retrying transient failures of
+    /// requests that can be sent again. `scope` is what the request needs ("" for none).
+    pub(crate) async fn send(&self, call: &mut Call, scope: &str) -> Result<Response<Incoming>> {
+        let _permit = Arc::clone(&self.inner.permits)
+            .acquire_owned()
+            .await
+            .map_err(|_| self.backend("client closed".to_owned()))?;
+        let mut authenticated = false;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let authorization = if self.is_own_host(&call.uri) {
+                self.authorization(scope)
+            } else {
+                None
+            };
+            let request = call.build(authorization.as_ref()).ok_or_else(|| {
+                self.backend("a streamed request body cannot be sent twice".to_owned())
+            })?;
+            let span =
+                tracing::debug_span!("request", method = %call.method, path = call.uri.path());
+            let _entered = span.enter();
+            let result = self.inner.http.request(request).await;
+            drop(_entered);
+            let can_retry = call.retryable() && attempt < self.inner.retry.attempts;
+            match result {
+                Err(error) => {
+                    if can_retry {
+                        let delay = self.inner.retry.delay(attempt, None);
+                        tracing::debug!(%error, ?delay, uri = %call.uri, "request failed; retrying");
+                        tokio::time::sleep(delay).await;
+                        continue;
+                    }
+                    return Err(Error::io(
+                        format!("{} {} on {self}", call.method, call.uri.path()),
+                        std::io::Error::other(error),
+                    ));
+                }
+                Ok(response) => {
+                    let status = response.status();
+                    tracing::debug!(method = %call.method, path = call.uri.path(), status = status.as_u16(), "response");
+                    if status == StatusCode::UNAUTHORIZED
+                        && !authenticated
+                        && call.body.replayable()
+                    {
+                        authenticated = true;
+                        if self.authenticate(&response, scope).await? {
+                            continue;
+                        }
+                        return Ok(response);
+                    }
+                    if transient(status) && can_retry {
+                        let delay = self.inner.retry.delay(attempt, retry_after(&response));
+                        tracing::debug!(status = status.as_u16(), ?delay, uri = %call.uri, "transient answer; retrying");
+                        tokio::time::sleep(delay).await;
+                        continue;
+                    }
+                    return Ok(response);
+                }
+            }
+        }
+    }
+
+    /// Answers a 401's challenge: switches to basic credentials, or fetches a token for the
+    /// scope. Returns whether the request is worth sending again.
+    async fn authenticate(&self, response: &Response<Incoming>, scope: &str) -> Result<bool> {
+        let Some(challenge) = response
+            .headers()
+            .get_all(header::WWW_AUTHENTICATE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find_map(parse_challenge)
+        else {
+            return Ok(false);
+        };
+        match challenge {
+            Challenge::Basic => {
+                let has_basic = self
+                    .inner
+                    .credentials
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .basic_header()
+                    .is_some();
+                if has_basic {
+                    self.inner.basic.store(true, Ordering::Relaxed);
+                }
+                Ok(has_basic)
+            }
+            Challenge::Bearer {
+                realm,
+                service,
+                scope: asked,
+            } => {
+                let mut scopes: Vec<String> = asked.into_iter().collect();
+                for part in scope.split(' ').filter(|s| !s.is_empty()) {
+                    if !scopes.iter().any(|s| s == part) {
+                        scopes.push(part.to_owned());
+                    }
+                }
+                let token = self
+                    .fetch_token(&realm, service.as_deref(), &scopes)
+                    .await?;
+                self.inner
+                    .tokens
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .insert(scope.to_owned(), token);
+                Ok(true)
+            }
+        }
+    }
+
+    /// Asks a token endpoint for a token: OAuth2 `refresh_token` grant with an identity token,
+    /// else the Docker `GET` flow with basic credentials (or none).
+    async fn fetch_token(
+        &self,
+        realm: &str,
+        service: Option<&str>,
+        scopes: &[String],
+    ) -> Result<CachedToken> {
+        let credentials = self
+            .inner
+            .credentials
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let unauthorized = |message: String| Error::Unauthorized { message };
+        let mut call = match &credentials {
+            Credentials::IdentityToken(refresh) => {
+                let mut form = form_urlencoded::Serializer::new(String::new());
+                form.append_pair("grant_type", "refresh_token");
+                form.append_pair("refresh_token", refresh);
+                form.append_pair("client_id", "hoist");
+                if let Some(service) = service {
+                    form.append_pair("service", service);
+                }
+                form.append_pair("scope", &scopes.join(" "));
+                let uri: Uri = realm
+                    .parse()
+                    .map_err(|e| unauthorized(format!("bad token realm {realm:?}: {e}")))?;
+                Call::new(Method::POST, uri)
+                    .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                    .body(Body::Bytes(Bytes::from(form.finish())))
+            }
+            _ => {
+                let mut query = form_urlencoded::Serializer::new(String::new());
+                if let Some(service) = service {
+                    query.append_pair("service", service);
+                }
+                for scope in scopes {
+                    query.append_pair("scope", scope);
+                }
+                let separator = if realm.contains('?') { '&' } else { '?' };
+                let uri: Uri = format!("{realm}{separator}{}", query.finish())
+                    .parse()
+                    .map_err(|e| unauthorized(format!("bad token realm {realm:?}: {e}")))?;
+                let mut call = Call::new(Method::GET, uri);
+                if let Some(basic) = credentials.basic_header() {
+                    call = call.header(header::AUTHORIZATION, &basic);
+                }
+                call
+            }
+        };
+        let request = call
+            .build(None)
+            .ok_or_else(|| self.backend("token request".to_owned()))?;
+        let response = self.inner.http.request(request).await.map_err(|e| {
+            Error::io(
+                format!("cannot reach the token endpoint {realm}"),
+                std::io::Error::other(e),
+            )
+        })?;
+        let status = response.status();
+        let body = read_limited(response, 64 * 1024).await?;
+        if !status.is_success() {
+            return Err(unauthorized(format!(
+                "{self}: the token endpoint {realm} answered {status}: {}",
+                String::from_utf8_lossy(&body)
+                    .chars()
+                    .take(200)
+                    .collect::<String>()
+            )));
+        }
+        let parsed: TokenResponse = serde_json::from_slice(&body).map_err(|e| {
+            unauthorized(format!(
+                "{self}: the token endpoint {realm} answered something other than a token: {e}"
+            ))
+        })?;
+        let (token, refresh) = parsed.into_cached().ok_or_else(|| {
+            unauthorized(format!(
+                "{self}: the token endpoint {realm} answered without a token"
+            ))
+        })?;
+        if let (Some(refresh), Credentials::IdentityToken(_)) = (refresh, &credentials) {
+            // OAuth2 servers may rotate refresh tokens.
+            *self
+                .inner
+                .credentials
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = Credentials::IdentityToken(refresh);
+        }
+        Ok(token)
+    }
+
+    /// Sends a request and turns any answer other than `expected` into an error.
+    pub(crate) async fn expect(
+        &self,
+        call: &mut Call,
+        scope: &str,
+        expected: &[StatusCode],
+        target: Target<'_>,
+    ) -> Result<Response<Incoming>> {
+        let response = self.send(call, scope).await?;
+        if expected.contains(&response.status()) {
+            return Ok(response);
+        }
+        Err(self.error_from(response, target).await)
+    }
+
+    /// Turns an error answer into the typed error of what was asked; a HEAD's missing body is
+    /// made up for by the target (a 404 on a blob is `BLOB_UNKNOWN`, not a guess).
+    pub(crate) async fn error_from(
+        &self,
+        response: Response<Incoming>,
+        target: Target<'_>,
+    ) -> Error {
+        let status = response.status();
+        let wait = retry_after(&response);
+        let body = read_limited(response, ERROR_BODY_LIMIT)
+            .await
+            .unwrap_or_default();
+        let wire: Option<(String, String, Option<serde_json::Value>)> =
+            serde_json::from_slice::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|v| v.get("errors")?.as_array()?.first().cloned())
+                .map(|e| {
+                    (
+                        e.get("code")
+                            .and_then(|c| c.as_str())
+                            .unwrap_or_default()
+                            .to_owned(),
+                        e.get("message")
+                            .and_then(|m| m.as_str())
+                            .unwrap_or_default()
+                            .to_owned(),
+                        e.get("detail").cloned().filter(|d| !d.is_null()),
+                    )
+                });
+        let code = match &wire {
+            Some((code, _, _)) => ErrorCode::from_wire(code),
+            None => match (status.as_u16(), &target) {
+                (404, Target::Blob(..)) => Some(ErrorCode::BlobUnknown),
+                (404, Target::Manifest(..)) => Some(ErrorCode::ManifestUnknown),
+                (404, Target::Upload(..)) => Some(ErrorCode::BlobUploadUnknown),
+                (404, Target::Repository(..)) => Some(ErrorCode::NameUnknown),
+                (401, _) => Some(ErrorCode::Unauthorized),
+                (403, _) => Some(ErrorCode::Denied),
+                (429, _) => Some(ErrorCode::TooManyRequests),
+                (416, _) => Some(ErrorCode::RangeInvalid),
+                _ => None,
+            },
+        };
+        let message = wire
+            .as_ref()
+            .map(|(code, message, _)| {
+                if message.is_empty() {
+                    code.clone()
+                } else {
+                    message.clone()
+                }
+            })
+            .unwrap_or_else(|| format!("{self} answered {status}"));
+        match (code, &target) {
+            (Some(ErrorCode::BlobUnknown), Target::Blob(repo, digest)) => Error::BlobUnknown {
+                repo: (*repo).clone(),
+                digest: (*digest).clone(),
+            },
+            (Some(ErrorCode::ManifestUnknown), Target::Manifest(repo, reference)) => {
+                Error::ManifestUnknown {
+                    repo: (*repo).clone(),
+                    reference: (*reference).to_owned(),
+                }
+            }
+            (
+                Some(ErrorCode::NameUnknown),
+                Target::Blob(repo, _)
+                | Target::Manifest(repo, _)
+                | Target::Upload(repo, _)
+                | Target::Repository(repo),
+            ) => Error::NameUnknown {
+                repo: (*repo).clone(),
+            },
+            (Some(ErrorCode::BlobUploadUnknown), Target::Upload(repo, id)) => {
+                Error::BlobUploadUnknown {
+                    repo: (*repo).clone(),
+                    id: (*id).to_owned(),
+                }
+            }
+            (Some(ErrorCode::Unauthorized), _) => Error::Unauthorized {
+                message: format!("{self}: {message}"),
+            },
+            (Some(ErrorCode::Denied), _) => Error::Denied {
+                message: format!("{self}: {message}"),
+            },
+            (Some(ErrorCode::TooManyRequests), _) => Error::TooManyRequests { retry_after: wait },
+            (Some(ErrorCode::RangeInvalid), _) => Error::RangeInvalid {
+                target: format!("{target:?}"),
+                reason: message,
+            },
+            (code, _) => Error::Remote {
+                status: status.as_u16(),
+                code,
+                message: format!("{self}: {message}"),
+                detail: wire.and_then(|(_, _, detail)| detail),
+            },
+        }
+    }
+
+    /// Opens a blob's content from `offset` on, following redirects (credentials never go to
+    /// another host). Returns the response and the URL that answered.
+    pub(crate) async fn open_blob(
+        &self,
+        repo: &Repository,
+        digest: &Digest,
+        range: Option<(u64, Option<u64>)>,
+    ) -> Result<(Response<Incoming>, Uri)> {
+        let mut uri = self.uri(&format!("/v2/{repo}/blobs/{digest}"))?;
+        let scope = Self::scope(repo, "pull");
+        for _ in 0..6 {
+            let mut call = Call::new(Method::GET, uri.clone());
+            if let Some((start, end)) = range {
+                let value = match end {
+                    Some(end) => format!("bytes={start}-{}", end.saturating_sub(1)),
+                    None => format!("bytes={start}-"),
+                };
+                call = call.header(header::RANGE, &value);
+            }
+            let response = self.send(&mut call, &scope).await?;
+            if response.status().is_redirection() {
+                let next = self.location(&response)?;
+                tracing::debug!(from = %uri, to = %next, "following a redirect");
+                uri = next;
+                continue;
+            }
+            let ok = if range.is_some() {
+                [StatusCode::PARTIAL_CONTENT, StatusCode::OK]
+            } else {
+                [StatusCode::OK, StatusCode::OK]
+            };
+            if ok.contains(&response.status()) {
+                return Ok((response, uri));
+            }
+            return Err(self.error_from(response, Target::Blob(repo, digest)).await);
+        }
+        Err(self.backend(format!("too many redirects fetching {digest}")))
+    }
+
+    /// A blob body that resumes with `Range` from the byte reached when the connection breaks.
+    pub(crate) fn resuming_body(
+        &self,
+        repo: &Repository,
+        digest: &Digest,
+        first: Response<Incoming>,
+        start: u64,
+        end: u64,
+    ) -> BlobBody {
+        struct State {
+            client: RegistryClient,
+            repo: Repository,
+            digest: Digest,
+            body: Option<BoxStream<'static, Result<Bytes>>>,
+            offset: u64,
+            end: u64,
+            resumes: u32,
+            done: bool,
+        }
+        let state = State {
+            client: self.clone(),
+            repo: repo.clone(),
+            digest: digest.clone(),
+            body: Some(incoming_stream(first)),
+            offset: start,
+            end,
+            resumes: DOWNLOAD_RESUMES,
+            done: false,
+        };
+        stream::unfold(state, |mut state| async move {
+            loop {
+                if state.done {
+                    return None;
+                }
+                let Some(body) = state.body.as_mut() else {
+                    match state.client.open_blob(&state.repo, &state.digest, Some((state.offset, Some(state.end)))).await {
+                        Ok((response, _)) if response.status() == StatusCode::PARTIAL_CONTENT && content_range_start(&response) == Some(state.offset) => {
+                            state.body = Some(incoming_stream(response));
+                            continue;
+                        }
+                        Ok((response, _)) => {
+                            state.done = true;
+                            let error = state.client.backend(format!(
+                                "resuming {} at byte {}: the registry answered {} without the range asked",
+                                state.digest,
+                                state.offset,
+                                response.status()
+                            ));
+                            return Some((Err(error), state));
+                        }
+                        Err(error) => {
+                            state.done = true;
+                            return Some((Err(error), state));
+                        }
+                    }
+                };
+                match body.next().await {
+                    Some(Ok(chunk)) => {
+                        state.offset += chunk.len() as u64;
+                        return Some((Ok(chunk), state));
+                    }
+                    Some(Err(error)) if state.resumes > 0 && state.offset < state.end => {
+                        state.resumes -= 1;
+                        tracing::warn!(%error, digest = %state.digest, offset = state.offset, "download broke off; resuming");
+                        state.body = None;
+                    }
+                    Some(Err(error)) => {
+                        state.done = true;
+                        return Some((Err(error), state));
+                    }
+                    None => return None,
+                }
+            }
+        })
+        .boxed()
+    }
+}
+
+fn content_range_start(response: &Response<Incoming>) -> Option<u64> {
+    let value = response
+        .headers()
+        .get(header::CONTENT_RANGE)?
+        .to_str()
+        .ok()?;
+    value
+        .trim()
+        .strip_prefix("bytes ")?
+        .split('-')
+        .next()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// The total size stated by `Content-Range: bytes a-b/size`.
+pub(crate) fn content_range_total(response: &Response<Incoming>) -> Option<u64> {
+    let value = response
+        .headers()
+        .get(header::CONTENT_RANGE)?
+        .to_str()
+        .ok()?;
+    value.rsplit_once('/')?.1.trim().parse().ok()
+}
+
+pub(crate) fn content_length(response: &Response<Incoming>) -> Option<u64> {
+    response
+        .headers()
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
+
+pub(crate) fn header_digest(response: &Response<Incoming>) -> Option<Digest> {
+    Digest::parse(
+        response
+            .headers()
+            .get("Docker-Content-Digest")?
+            .to_str()
+            .ok()?,
+    )
+    .ok()
+}
+
+pub(crate) fn header_media_type(response: &Response<Incoming>) -> Option<MediaType> {
+    let value = response
+        .headers()
+        .get(header::CONTENT_TYPE)?
+        .to_str()
+        .ok()?;
+    MediaType::parse(value.split(';').next()?.trim()).ok()
+}
+
+pub(crate) fn incoming_stream(response: Response<Incoming>) -> BoxStream<'static, Result<Bytes>> {
+    response
+        .into_body()
+        .into_data_stream()
+        .map(|chunk| {
+            chunk.map_err(|e| Error::io("reading a registry's answer", std::io::Error::other(e)))
+        })
+        .boxed()
+}
+
+/// Reads a body, keeping at most `limit` bytes.
+pub(crate) async fn read_limited(response: Response<Incoming>, limit: usize) -> Result<Bytes> {
+    let mut body = incoming_stream(response);
+    let mut buffer = BytesMut::new();
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk?;
+        let room = limit.saturating_sub(buffer.len());
+        buffer.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if buffer.len() >= limit {
+            break;
+        }
+    }
+    Ok(buffer.freeze())
+}
+
+/// Reads a manifest body whole (at most [`MAX_MANIFEST_SIZE`]).
+pub(crate) async fn read_manifest(
+    client: &RegistryClient,
+    response: Response<Incoming>,
+) -> Result<Bytes> {
+    let bytes = read_limited(response, MAX_MANIFEST_SIZE + 1).await?;
+    if bytes.len() > MAX_MANIFEST_SIZE {
+        return Err(client.backend(format!("a manifest larger than {MAX_MANIFEST_SIZE} bytes")));
+    }
+    Ok(bytes)
+}
+
+/// Wraps a pushed body so that the client hashes it too: a body that does not match its
+/// descriptor ends in an error, which aborts the upload before the registry can commit it.
+pub(crate) fn checked_body(descriptor: &Descriptor, body: BlobBody) -> BlobBody {
+    let mut check = Some(PushCheck::new(descriptor));
+    body.map(Some)
+        .chain(stream::once(async { None }))
+        .filter_map(move |item| {
+            let out = match item {
+                Some(Ok(chunk)) => match check.as_mut().map(|c| c.update(&chunk)) {
+                    Some(Err(error)) => Some(Err(error)),
+                    _ => Some(Ok(chunk)),
+                },
+                Some(Err(error)) => Some(Err(error)),
+                None => check.take().and_then(|c| c.finish().err()).map(Err),
+            };
+            futures::future::ready(out)
+        })
+        .boxed()
+}
+
+pub(crate) fn octet_stream(digest: &Digest, size: u64) -> Descriptor {
+    Descriptor::new(
+        MediaType::from_static(media_type::OCTET_STREAM),
+        digest.clone(),
+        size,
+    )
+}
+
+impl fmt::Debug for RegistryClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RegistryClient")
+            .field("registry", &self.inner.name)
+            .field("base", &self.inner.base)
+            .finish_non_exhaustive()
+    }
+}
+
+impl fmt::Display for RegistryClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "registry {}", self.inner.name)
+    }
+}

@@ -1,0 +1,697 @@
+//! `OciInterface` for [`RegistryClient`]: each method as the distribution-spec requests.
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::stream::{self, BoxStream, StreamExt};
+use http::{Method, Response, StatusCode, header};
+use hyper::body::Incoming;
+use oci_store::{
+    BlobBody, BlobReader, BlobWriter, Error, ErrorCode, ListParams, OciInterface,
+    PushManifestParams, ReferrersParams, Result, body_from_bytes,
+};
+use oci_types::{
+    Descriptor, Digest, ImageIndex, Manifest, MediaType, Repository, Tag, media_type, referrers_tag,
+};
+
+use crate::client::{
+    ACCEPT_MANIFESTS, RegistryClient, Target, checked_body, content_length, content_range_total,
+    header_digest, header_media_type, incoming_stream, octet_stream, read_limited, read_manifest,
+};
+use crate::transport::{Body, Call};
+use crate::upload::RegistryWriter;
+
+/// The page size asked of registries when listing everything (ECR's maximum).
+const LIST_PAGE: usize = 1000;
+
+/// A listing endpoint: where it is, what it needs, and how to read its names.
+struct Listing<T> {
+    path: String,
+    scope: String,
+    repo: Option<Repository>,
+    /// The JSON field holding the names (`tags`, `repositories`).
+    field: &'static str,
+    parse: fn(&str) -> Option<T>,
+    name_of: fn(&T) -> String,
+}
+
+impl RegistryClient {
+    /// A manifest's descriptor from a HEAD or GET answer.
+    fn manifest_descriptor(
+        &self,
+        response: &Response<Incoming>,
+        known: Option<&Digest>,
+        body: Option<&Bytes>,
+    ) -> Result<Descriptor> {
+        let media_type = header_media_type(response).ok_or_else(|| {
+            self.backend("a manifest answer without a usable Content-Type".to_owned())
+        })?;
+        let digest = match (header_digest(response), known, body) {
+            (_, Some(known), _) => known.clone(),
+            (Some(stated), None, _) => stated,
+            (None, None, Some(body)) => Digest::sha256(body),
+            (None, None, None) => {
+                return Err(
+                    self.backend("a manifest answer without Docker-Content-Digest".to_owned())
+                );
+            }
+        };
+        let size = match body {
+            Some(body) => body.len() as u64,
+            None => content_length(response).ok_or_else(|| {
+                self.backend("a manifest answer without Content-Length".to_owned())
+            })?,
+        };
+        Ok(Descriptor::new(media_type, digest, size))
+    }
+
+    async fn fetch_manifest(
+        &self,
+        repo: &Repository,
+        reference: &str,
+        known: Option<&Digest>,
+        head: bool,
+    ) -> Result<(Descriptor, Option<Bytes>)> {
+        let method = if head { Method::HEAD } else { Method::GET };
+        let mut call = Call::new(
+            method,
+            self.uri(&format!("/v2/{repo}/manifests/{reference}"))?,
+        )
+        .header(header::ACCEPT, ACCEPT_MANIFESTS);
+        let scope = Self::scope(repo, "pull");
+        let response = self
+            .expect(
+                &mut call,
+                &scope,
+                &[StatusCode::OK],
+                Target::Manifest(repo, reference),
+            )
+            .await?;
+        if head {
+            return Ok((self.manifest_descriptor(&response, known, None)?, None));
+        }
+        let stated = header_digest(&response);
+        let media_type_probe = header_media_type(&response);
+        let bytes = read_manifest(self, response).await?;
+        let digest = match (known, stated) {
+            (Some(known), _) => known.clone(),
+            (None, Some(stated)) => stated,
+            (None, None) => Digest::sha256(&bytes),
+        };
+        let media_type = media_type_probe.ok_or_else(|| {
+            self.backend("a manifest answer without a usable Content-Type".to_owned())
+        })?;
+        let size = bytes.len() as u64;
+        Ok((Descriptor::new(media_type, digest, size), Some(bytes)))
+    }
+
+    /// PUTs a manifest under one reference.
+    async fn put_manifest(
+        &self,
+        repo: &Repository,
+        reference: &str,
+        contents: &Bytes,
+        media_type: &MediaType,
+    ) -> Result<Response<Incoming>> {
+        let mut call = Call::new(
+            Method::PUT,
+            self.uri(&format!("/v2/{repo}/manifests/{reference}"))?,
+        )
+        .header(header::CONTENT_TYPE, media_type.essence())
+        .body(Body::Bytes(contents.clone()));
+        let scope = Self::scope(repo, "pull,push");
+        self.expect(
+            &mut call,
+            &scope,
+            &[StatusCode::CREATED, StatusCode::OK, StatusCode::ACCEPTED],
+            Target::Manifest(repo, reference),
+        )
+        .await
+    }
+
+    /// For registries without the referrers API: adds a referrer to the index kept under the
+    /// subject's referrers tag (distribution-spec, "Referrers Tag Schema").
+    async fn add_to_referrers_tag(
+        &self,
+        repo: &Repository,
+        subject: &Digest,
+        referrer: Descriptor,
+    ) -> Result<()> {
+        let tag = referrers_tag(subject);
+        let mut index = match self.fetch_manifest(repo, tag.as_str(), None, false).await {
+            Ok((descriptor, Some(bytes))) => {
+                match Manifest::parse(&bytes, &descriptor.media_type) {
+                    Ok(Manifest::Index(index)) => index,
+                    _ => ImageIndex::new(Vec::new()),
+                }
+            }
+            Ok(_) => ImageIndex::new(Vec::new()),
+            Err(error)
+                if matches!(
+                    error.code(),
+                    Some(ErrorCode::ManifestUnknown | ErrorCode::NameUnknown)
+                ) =>
+            {
+                ImageIndex::new(Vec::new())
+            }
+            Err(error) => return Err(error),
+        };
+        if index.manifests.iter().any(|d| d.digest == referrer.digest) {
+            return Ok(());
+        }
+        index.manifests.push(referrer);
+        let bytes = Bytes::from(index.to_json());
+        self.put_manifest(
+            repo,
+            tag.as_str(),
+            &bytes,
+            &MediaType::from_static(media_type::OCI_INDEX),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Pages through a listing endpoint, following `Link`, else `last`.
+    fn list<T: Send + 'static>(
+        &self,
+        listing: Listing<T>,
+        params: &ListParams,
+    ) -> BoxStream<'static, Result<T>> {
+        let Listing {
+            path,
+            scope,
+            repo: target_repo,
+            field,
+            parse,
+            name_of,
+        } = listing;
+        struct Pager<T> {
+            next: Option<String>,
+            remaining: Option<usize>,
+            buffered: std::collections::VecDeque<T>,
+        }
+        let client = self.clone();
+        let page = params.limit.map_or(LIST_PAGE, |l| l.clamp(1, LIST_PAGE));
+        let first = match &params.start_after {
+            Some(last) => format!("{path}?n={page}&last={last}"),
+            None => format!("{path}?n={page}"),
+        };
+        if params.limit == Some(0) {
+            return stream::empty().boxed();
+        }
+        let state = Pager {
+            next: Some(first),
+            remaining: params.limit,
+            buffered: std::collections::VecDeque::new(),
+        };
+        stream::unfold(state, move |mut state| {
+            let (client, scope, target_repo, path) = (
+                client.clone(),
+                scope.clone(),
+                target_repo.clone(),
+                path.clone(),
+            );
+            async move {
+                loop {
+                    if state.remaining == Some(0) {
+                        return None;
+                    }
+                    if let Some(item) = state.buffered.pop_front() {
+                        state.remaining = state.remaining.map(|r| r - 1);
+                        return Some((Ok(item), state));
+                    }
+                    let url = state.next.take()?;
+                    let uri = match client.resolve(&url) {
+                        Ok(uri) => uri,
+                        Err(error) => return Some((Err(error), state)),
+                    };
+                    let mut call = Call::new(Method::GET, uri);
+                    let target = match &target_repo {
+                        Some(repo) => Target::Repository(repo),
+                        None => Target::Catalog,
+                    };
+                    let response = match client
+                        .expect(&mut call, &scope, &[StatusCode::OK], target)
+                        .await
+                    {
+                        Ok(response) => response,
+                        Err(error) => return Some((Err(error), state)),
+                    };
+                    let link = response
+                        .headers()
+                        .get(header::LINK)
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.split(';').next())
+                        .map(|v| {
+                            v.trim()
+                                .trim_start_matches('<')
+                                .trim_end_matches('>')
+                                .to_owned()
+                        });
+                    let body = match read_limited(response, 64 << 20).await {
+                        Ok(body) => body,
+                        Err(error) => return Some((Err(error), state)),
+                    };
+                    let names: Vec<String> = serde_json::from_slice::<serde_json::Value>(&body)
+                        .ok()
+                        .and_then(|v| v.get(field).cloned())
+                        .and_then(|v| serde_json::from_value(v).ok())
+                        .unwrap_or_default();
+                    let items: Vec<T> = names.iter().filter_map(|n| parse(n)).collect();
+                    // Without a Link, a full page may mean more: ask again after its last name.
+                    state.next = link.or_else(|| {
+                        (items.len() >= page)
+                            .then(|| items.last().map(name_of))
+                            .flatten()
+                            .map(|last| format!("{path}?n={page}&last={last}"))
+                    });
+                    if items.is_empty() {
+                        return None;
+                    }
+                    state.buffered.extend(items);
+                }
+            }
+        })
+        .boxed()
+    }
+}
+
+#[async_trait]
+impl OciInterface for RegistryClient {
+    async fn get_blob(&self, repo: &Repository, digest: &Digest) -> Result<BlobReader> {
+        let (response, _) = self.open_blob(repo, digest, None).await?;
+        let size = match content_length(&response) {
+            Some(size) => size,
+            None => self.resolve_blob(repo, digest).await?.size,
+        };
+        let body = self.resuming_body(repo, digest, response, 0, size);
+        Ok(BlobReader::verified(octet_stream(digest, size), body))
+    }
+
+    async fn get_blob_range(
+        &self,
+        repo: &Repository,
+        digest: &Digest,
+        start: u64,
+        end: Option<u64>,
+    ) -> Result<BlobReader> {
+        if end.is_some_and(|end| end <= start) {
+            return Err(Error::RangeInvalid {
+                target: digest.to_string(),
+                reason: format!("range {start}..{end:?} selects no byte"),
+            });
+        }
+        let (response, _) = self.open_blob(repo, digest, Some((start, end))).await?;
+        if response.status() == StatusCode::PARTIAL_CONTENT {
+            let total = content_range_total(&response)
+                .ok_or_else(|| self.backend("a 206 answer without Content-Range".to_owned()))?;
+            let stop = end.unwrap_or(total).min(total);
+            let body = self.resuming_body(repo, digest, response, start, stop);
+            return Ok(BlobReader::ranged(
+                octet_stream(digest, total),
+                start..stop,
+                body,
+            ));
+        }
+        // The registry sent the whole blob: cut the range out of it.
+        let total = content_length(&response)
+            .ok_or_else(|| self.backend("a blob answer without Content-Length".to_owned()))?;
+        let range = oci_store::check_range(digest, total, start, end)?;
+        let mut skip = range.start;
+        let mut take = range.end - range.start;
+        let body = incoming_stream(response)
+            .filter_map(move |chunk| {
+                let out = match chunk {
+                    Err(error) => Some(Err(error)),
+                    Ok(mut chunk) => {
+                        let drop = skip.min(chunk.len() as u64);
+                        skip -= drop;
+                        let _ = chunk.split_to(drop as usize);
+                        let keep = take.min(chunk.len() as u64);
+                        take -= keep;
+                        chunk.truncate(keep as usize);
+                        (!chunk.is_empty()).then_some(Ok(chunk))
+                    }
+                };
+                futures::future::ready(out)
+            })
+            .boxed();
+        Ok(BlobReader::ranged(octet_stream(digest, total), range, body))
+    }
+
+    async fn get_manifest(&self, repo: &Repository, digest: &Digest) -> Result<BlobReader> {
+        let (descriptor, bytes) = self
+            .fetch_manifest(repo, digest.as_str(), Some(digest), false)
+            .await?;
+        Ok(BlobReader::verified(
+            descriptor,
+            body_from_bytes(bytes.unwrap_or_default()),
+        ))
+    }
+
+    async fn get_tag(&self, repo: &Repository, tag: &Tag) -> Result<BlobReader> {
+        let (descriptor, bytes) = self.fetch_manifest(repo, tag.as_str(), None, false).await?;
+        Ok(BlobReader::verified(
+            descriptor,
+            body_from_bytes(bytes.unwrap_or_default()),
+        ))
+    }
+
+    async fn resolve_blob(&self, repo: &Repository, digest: &Digest) -> Result<Descriptor> {
+        let mut call = Call::new(
+            Method::HEAD,
+            self.uri(&format!("/v2/{repo}/blobs/{digest}"))?,
+        );
+        let scope = Self::scope(repo, "pull");
+        let response = self
+            .expect(
+                &mut call,
+                &scope,
+                &[StatusCode::OK],
+                Target::Blob(repo, digest),
+            )
+            .await?;
+        let size = content_length(&response)
+            .ok_or_else(|| self.backend(format!("HEAD of blob {digest} without Content-Length")))?;
+        Ok(octet_stream(digest, size))
+    }
+
+    async fn resolve_manifest(&self, repo: &Repository, digest: &Digest) -> Result<Descriptor> {
+        Ok(self
+            .fetch_manifest(repo, digest.as_str(), Some(digest), true)
+            .await?
+            .0)
+    }
+
+    async fn resolve_tag(&self, repo: &Repository, tag: &Tag) -> Result<Descriptor> {
+        match self.fetch_manifest(repo, tag.as_str(), None, true).await {
+            Ok((descriptor, _)) => Ok(descriptor),
+            // Some registries leave Docker-Content-Digest out of HEAD answers: GET instead.
+            Err(Error::Backend { .. }) => Ok(self
+                .fetch_manifest(repo, tag.as_str(), None, false)
+                .await?
+                .0),
+            Err(error) => Err(error),
+        }
+    }
+
+    async fn push_blob(
+        &self,
+        repo: &Repository,
+        descriptor: &Descriptor,
+        body: BlobBody,
+    ) -> Result<Descriptor> {
+        let body = checked_body(descriptor, body);
+        if descriptor.size > self.inner.monolithic_limit {
+            let mut writer = RegistryWriter::start(self, repo, None).await?;
+            let mut body = body;
+            while let Some(chunk) = body.next().await {
+                writer.write(chunk?).await?;
+            }
+            return Box::new(writer).commit(&descriptor.digest).await;
+        }
+        // POST then PUT: the POST also settles authentication before the body streams, so the
+        // body is never needed twice.
+        let scope = Self::scope(repo, "pull,push");
+        let mut post = Call::new(
+            Method::POST,
+            self.uri(&format!("/v2/{repo}/blobs/uploads/"))?,
+        )
+        .header(header::CONTENT_LENGTH, "0");
+        let response = self
+            .expect(
+                &mut post,
+                &scope,
+                &[StatusCode::ACCEPTED],
+                Target::Repository(repo),
+            )
+            .await?;
+        let location = self.location(&response)?.to_string();
+        let separator = if location.contains('?') { '&' } else { '?' };
+        let uri = self.resolve(&format!(
+            "{location}{separator}digest={}",
+            descriptor.digest
+        ))?;
+        let mut put = Call::new(Method::PUT, uri)
+            .header(header::CONTENT_TYPE, "application/octet-stream")
+            .header(header::CONTENT_LENGTH, &descriptor.size.to_string())
+            .body(Body::Stream(Some(body)));
+        self.expect(
+            &mut put,
+            &scope,
+            &[StatusCode::CREATED],
+            Target::Blob(repo, &descriptor.digest),
+        )
+        .await?;
+        Ok(octet_stream(&descriptor.digest, descriptor.size))
+    }
+
+    async fn push_blob_chunked(
+        &self,
+        repo: &Repository,
+        chunk_size: Option<usize>,
+    ) -> Result<Box<dyn BlobWriter>> {
+        Ok(Box::new(
+            RegistryWriter::start(self, repo, chunk_size).await?,
+        ))
+    }
+
+    async fn push_blob_chunked_resume(
+        &self,
+        repo: &Repository,
+        id: &str,
+        offset: Option<u64>,
+        chunk_size: Option<usize>,
+    ) -> Result<Box<dyn BlobWriter>> {
+        Ok(Box::new(
+            RegistryWriter::resume(self, repo, id, offset, chunk_size).await?,
+        ))
+    }
+
+    async fn mount_blob(
+        &self,
+        from: &Repository,
+        to: &Repository,
+        digest: &Digest,
+    ) -> Result<Descriptor> {
+        let uri = self.uri(&format!(
+            "/v2/{to}/blobs/uploads/?mount={digest}&from={from}"
+        ))?;
+        let mut call = Call::new(Method::POST, uri).header(header::CONTENT_LENGTH, "0");
+        let scope = format!(
+            "{} {}",
+            Self::scope(to, "pull,push"),
+            Self::scope(from, "pull")
+        );
+        let response = self
+            .expect(
+                &mut call,
+                &scope,
+                &[StatusCode::CREATED, StatusCode::ACCEPTED],
+                Target::Repository(to),
+            )
+            .await?;
+        if response.status() == StatusCode::CREATED {
+            return self.resolve_blob(to, digest).await;
+        }
+        // 202: the registry did not mount and opened an upload instead; close it.
+        if let Ok(location) = self.location(&response) {
+            let mut cancel = Call::new(Method::DELETE, location);
+            let _ = self.send(&mut cancel, &Self::scope(to, "pull,push")).await;
+        }
+        self.resolve_blob(from, digest).await?;
+        Err(Error::unsupported("cross-repository mount", self))
+    }
+
+    async fn push_manifest(
+        &self,
+        repo: &Repository,
+        contents: Bytes,
+        media_type: &MediaType,
+        params: &PushManifestParams,
+    ) -> Result<Descriptor> {
+        let inspected = oci_store::inspect_manifest(repo, &contents, media_type, params)?;
+        let digest = inspected.digest.clone();
+        let response = self
+            .put_manifest(repo, digest.as_str(), &contents, media_type)
+            .await?;
+        if let Some(stated) =
+            header_digest(&response).filter(|d| d.algorithm() == digest.algorithm() && *d != digest)
+        {
+            return Err(Error::DigestInvalid {
+                what: "manifest (as the registry stored it)".to_owned(),
+                expected: digest,
+                actual: stated,
+            });
+        }
+        let registry_indexes_referrers = response.headers().contains_key("OCI-Subject");
+        for tag in &params.tags {
+            self.put_manifest(repo, tag.as_str(), &contents, media_type)
+                .await?;
+        }
+        if let (Some(subject), false) = (&inspected.subject, registry_indexes_referrers) {
+            let mut referrer = inspected.descriptor.clone();
+            referrer.artifact_type = inspected.artifact_type.clone();
+            referrer.annotations = inspected.annotations.clone();
+            self.add_to_referrers_tag(repo, subject, referrer).await?;
+        }
+        Ok(inspected.descriptor)
+    }
+
+    async fn delete_blob(&self, repo: &Repository, digest: &Digest) -> Result<()> {
+        let mut call = Call::new(
+            Method::DELETE,
+            self.uri(&format!("/v2/{repo}/blobs/{digest}"))?,
+        );
+        self.expect(
+            &mut call,
+            &Self::scope(repo, "delete"),
+            &[StatusCode::ACCEPTED, StatusCode::OK, StatusCode::NO_CONTENT],
+            Target::Blob(repo, digest),
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn delete_manifest(&self, repo: &Repository, digest: &Digest) -> Result<()> {
+        let mut call = Call::new(
+            Method::DELETE,
+            self.uri(&format!("/v2/{repo}/manifests/{digest}"))?,
+        );
+        self.expect(
+            &mut call,
+            &Self::scope(repo, "delete"),
+            &[StatusCode::ACCEPTED, StatusCode::OK, StatusCode::NO_CONTENT],
+            Target::Manifest(repo, digest.as_str()),
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn delete_tag(&self, repo: &Repository, tag: &Tag) -> Result<()> {
+        let mut call = Call::new(
+            Method::DELETE,
+            self.uri(&format!("/v2/{repo}/manifests/{tag}"))?,
+        );
+        self.expect(
+            &mut call,
+            &Self::scope(repo, "delete"),
+            &[StatusCode::ACCEPTED, StatusCode::OK, StatusCode::NO_CONTENT],
+            Target::Manifest(repo, tag.as_str()),
+        )
+        .await?;
+        Ok(())
+    }
+
+    fn repositories(&self, params: &ListParams) -> BoxStream<'static, Result<Repository>> {
+        let listing = Listing {
+            path: "/v2/_catalog".to_owned(),
+            scope: "registry:catalog:*".to_owned(),
+            repo: None,
+            field: "repositories",
+            parse: |name| Repository::parse(name).ok(),
+            name_of: Repository::to_string,
+        };
+        self.list(listing, params)
+    }
+
+    fn tags(&self, repo: &Repository, params: &ListParams) -> BoxStream<'static, Result<Tag>> {
+        let listing = Listing {
+            path: format!("/v2/{repo}/tags/list"),
+            scope: Self::scope(repo, "pull"),
+            repo: Some(repo.clone()),
+            field: "tags",
+            parse: |name| Tag::parse(name).ok(),
+            name_of: Tag::to_string,
+        };
+        self.list(listing, params)
+    }
+
+    fn referrers(
+        &self,
+        repo: &Repository,
+        digest: &Digest,
+        params: &ReferrersParams,
+    ) -> BoxStream<'static, Result<Descriptor>> {
+        let (client, repo, digest, wanted) = (
+            self.clone(),
+            repo.clone(),
+            digest.clone(),
+            params.artifact_type.clone(),
+        );
+        stream::once(async move {
+            let mut path = format!("/v2/{repo}/referrers/{digest}");
+            if let Some(kind) = &wanted {
+                path.push_str(&format!(
+                    "?artifactType={}",
+                    form_urlencoded::byte_serialize(kind.as_str().as_bytes()).collect::<String>()
+                ));
+            }
+            let mut call = Call::new(Method::GET, client.uri(&path)?)
+                .header(header::ACCEPT, media_type::OCI_INDEX);
+            let response = client
+                .send(&mut call, &RegistryClient::scope(&repo, "pull"))
+                .await?;
+            let (found, filtered) = if response.status() == StatusCode::OK {
+                let filtered = response
+                    .headers()
+                    .get("OCI-Filters-Applied")
+                    .and_then(|v| v.to_str().ok())
+                    .is_some_and(|v| v.split(',').any(|f| f.trim() == "artifactType"));
+                let bytes = read_manifest(&client, response).await?;
+                let index =
+                    match Manifest::parse(&bytes, &MediaType::from_static(media_type::OCI_INDEX)) {
+                        Ok(Manifest::Index(index)) => index,
+                        _ => {
+                            return Err(client.backend(format!(
+                                "the referrers of {digest} are not an image index"
+                            )));
+                        }
+                    };
+                (index.manifests, filtered)
+            } else if response.status() == StatusCode::NOT_FOUND {
+                // No referrers API: the tag schema fallback.
+                let tag = referrers_tag(&digest);
+                match client
+                    .fetch_manifest(&repo, tag.as_str(), None, false)
+                    .await
+                {
+                    Ok((descriptor, Some(bytes))) => {
+                        match Manifest::parse(&bytes, &descriptor.media_type) {
+                            Ok(Manifest::Index(index)) => (index.manifests, false),
+                            _ => (Vec::new(), false),
+                        }
+                    }
+                    Ok(_) => (Vec::new(), false),
+                    Err(error)
+                        if matches!(
+                            error.code(),
+                            Some(ErrorCode::ManifestUnknown | ErrorCode::NameUnknown)
+                        ) =>
+                    {
+                        (Vec::new(), false)
+                    }
+                    Err(error) => return Err(error),
+                }
+            } else {
+                return Err(client.error_from(response, Target::Repository(&repo)).await);
+            };
+            let kept: Vec<Result<Descriptor>> = found
+                .into_iter()
+                .filter(|d| {
+                    filtered
+                        || wanted
+                            .as_ref()
+                            .is_none_or(|w| d.artifact_type.as_ref() == Some(w))
+                })
+                .map(Ok)
+                .collect();
+            Ok(kept)
+        })
+        .map(|page| match page {
+            Ok(items) => stream::iter(items).boxed(),
+            Err(error) => stream::once(async move { Err(error) }).boxed(),
+        })
+        .flatten()
+        .boxed()
+    }
+}

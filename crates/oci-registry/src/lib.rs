@@ -1,0 +1,38 @@
+//! An OCI distribution-spec registry client as an [`OciInterface`](oci_store::OciInterface), on
+//! hyper and rustls.
+//!
+//! [`RegistryClient`] speaks to one registry: HTTP/1.1 and HTTP/2 by ALPN, system and webpki
+//! roots plus any CA you give it, plain HTTP for `localhost`, `127.0.0.0/8` and `[::1]` (or when
+//! told). It authenticates the way registries expect (anonymous, basic, or bearer tokens through
+//! the challenge flow, cached per scope until they expire, with OAuth2 identity tokens), taking
+//! credentials from docker's `config.json` (including `credHelpers` and `credsStore` programs)
+//! and the containers `auth.json`. Bodies stream both ways and are verified; idempotent requests
+//! are retried with backoff on connection errors, 408, 429 (honouring `Retry-After`) and 5xx; a
+//! broken blob download resumes with `Range`; redirects of blob downloads are followed without
+//! sending credentials to another host; listings follow `Link`; referrers fall back to the tag
+//! schema on registries without the API.
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! use oci_registry::RegistryClient;
+//! use oci_store::OciInterface;
+//!
+//! let client = RegistryClient::builder("ghcr.io").build().await?;
+//! let repo = "org/app".parse()?;
+//! let manifest = client.resolve_tag(&repo, &"1.2".parse()?).await?;
+//! println!("{}", manifest.digest);
+//! # Ok(()) }
+//! ```
+#![warn(missing_docs)]
+
+mod auth;
+mod client;
+mod error;
+mod interface;
+mod transport;
+mod upload;
+
+pub use auth::{Credentials, credential_files, credentials_from_files};
+pub use client::{RegistryClient, RegistryClientBuilder};
+pub use error::{Error, Result};
+pub use transport::RetryPolicy;

@@ -1,0 +1,323 @@
+//! HTTP: the pooled hyper client over rustls, which registries get plain HTTP, and one request
+//! sent with authentication, retries and redirects.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri, header};
+use http_body_util::{BodyExt, Empty, Full, StreamBody, combinators::UnsyncBoxBody};
+use hyper::body::{Frame, Incoming};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use oci_store::{BlobBody, Error as StoreError};
+use rand::Rng;
+
+/// The body of a request.
+pub(crate) type RequestBody = UnsyncBoxBody<Bytes, StoreError>;
+
+pub(crate) type HttpClient = Client<HttpsConnector<HttpConnector>, RequestBody>;
+
+/// When a failed request is tried again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RetryPolicy {
+    /// How many times a request is sent at most.
+    pub attempts: u32,
+    /// The delay before the first retry; it doubles each time, with jitter.
+    pub base_delay: Duration,
+    /// The longest delay, including one a server asks for with `Retry-After`.
+    pub max_delay: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            attempts: 5,
+            base_delay: Duration::from_millis(200),
+            max_delay: Duration::from_secs(30),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// Never retry.
+    pub fn none() -> Self {
+        Self {
+            attempts: 1,
+            ..Self::default()
+        }
+    }
+
+    /// Sets the number of attempts.
+    pub fn with_attempts(mut self, attempts: u32) -> Self {
+        self.attempts = attempts.max(1);
+        self
+    }
+
+    /// Sets the first delay.
+    pub fn with_base_delay(mut self, delay: Duration) -> Self {
+        self.base_delay = delay;
+        self
+    }
+
+    /// The delay before retry number `retry` (1-based): exponential with full jitter in its
+    /// upper half, or what the server asked for, capped.
+    pub(crate) fn delay(&self, retry: u32, asked: Option<Duration>) -> Duration {
+        if let Some(asked) = asked {
+            return asked.min(self.max_delay);
+        }
+        let exponential = self
+            .base_delay
+            .saturating_mul(1 << retry.saturating_sub(1).min(16));
+        let capped = exponential.min(self.max_delay);
+        let jitter = rand::rng().random_range(0.5..=1.0);
+        capped.mul_f64(jitter)
+    }
+}
+
+/// Whether `host` (with its port) is on this machine, where registries speak plain HTTP by
+/// default: `localhost`, `127.0.0.0/8`, `[::1]`.
+pub(crate) fn is_loopback(host: &str) -> bool {
+    let without_port = if let Some(rest) = host.strip_prefix('[') {
+        rest.split(']').next().unwrap_or_default()
+    } else {
+        host.rsplit_once(':').map_or(host, |(h, port)| {
+            if port.chars().all(|c| c.is_ascii_digit()) {
+                h
+            } else {
+                host
+            }
+        })
+    };
+    without_port == "localhost"
+        || without_port == "::1"
+        || without_port
+            .parse::<std::net::Ipv4Addr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// A request body that can be sent again (for retries and auth round trips) or only once.
+pub(crate) enum Body {
+    Empty,
+    Bytes(Bytes),
+    /// Sent once: a request with this body is not retried.
+    Stream(Option<BlobBody>),
+}
+
+impl Body {
+    pub(crate) fn take(&mut self) -> Option<RequestBody> {
+        Some(match self {
+            Self::Empty => Empty::new().map_err(|never| match never {}).boxed_unsync(),
+            Self::Bytes(bytes) => Full::new(bytes.clone())
+                .map_err(|never| match never {})
+                .boxed_unsync(),
+            Self::Stream(stream) => {
+                StreamBody::new(stream.take()?.map(|c| c.map(Frame::data))).boxed_unsync()
+            }
+        })
+    }
+
+    pub(crate) fn replayable(&self) -> bool {
+        !matches!(self, Self::Stream(_))
+    }
+}
+
+/// One request, as built by the client: enough to send it again.
+pub(crate) struct Call {
+    pub(crate) method: Method,
+    pub(crate) uri: Uri,
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: Body,
+}
+
+impl Call {
+    pub(crate) fn new(method: Method, uri: Uri) -> Self {
+        Self {
+            method,
+            uri,
+            headers: HeaderMap::new(),
+            body: Body::Empty,
+        }
+    }
+
+    pub(crate) fn header(mut self, name: header::HeaderName, value: &str) -> Self {
+        if let Ok(value) = HeaderValue::from_str(value) {
+            self.headers.insert(name, value);
+        }
+        self
+    }
+
+    pub(crate) fn body(mut self, body: Body) -> Self {
+        self.body = body;
+        self
+    }
+
+    /// Whether sending it twice is harmless (and its body can be sent twice).
+    pub(crate) fn retryable(&self) -> bool {
+        self.body.replayable()
+            && matches!(
+                self.method,
+                Method::GET | Method::HEAD | Method::PUT | Method::DELETE
+            )
+    }
+
+    /// The request to send now, with `authorization` if any.
+    pub(crate) fn build(
+        &mut self,
+        authorization: Option<&HeaderValue>,
+    ) -> Option<Request<RequestBody>> {
+        let body = self.body.take()?;
+        let mut request = Request::builder()
+            .method(self.method.clone())
+            .uri(self.uri.clone())
+            .body(body)
+            .ok()?;
+        *request.headers_mut() = self.headers.clone();
+        if let Some(value) = authorization {
+            request
+                .headers_mut()
+                .insert(header::AUTHORIZATION, value.clone());
+        }
+        Some(request)
+    }
+}
+
+/// Whether a status is worth another try.
+pub(crate) fn transient(status: StatusCode) -> bool {
+    matches!(status.as_u16(), 408 | 429 | 500 | 502 | 503 | 504)
+}
+
+/// The `Retry-After` of a response, in seconds (the HTTP-date form is not used by registries).
+pub(crate) fn retry_after(response: &Response<Incoming>) -> Option<Duration> {
+    let seconds: u64 = response
+        .headers()
+        .get(header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(Duration::from_secs(seconds))
+}
+
+/// Builds the pooled HTTPS-capable client.
+pub(crate) fn http_client(tls: rustls::ClientConfig) -> HttpClient {
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    http.set_connect_timeout(Some(Duration::from_secs(30)));
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .enable_http2()
+        .wrap_connector(http);
+    Client::builder(TokioExecutor::new()).build(connector)
+}
+
+/// A rustls verifier that accepts any certificate: for registries the user named as insecure.
+#[derive(Debug)]
+pub(crate) struct AcceptAnyCertificate(pub(crate) Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AcceptAnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &rustls::pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_hosts_are_recognised() {
+        for host in [
+            "localhost",
+            "localhost:5000",
+            "127.0.0.1",
+            "127.0.0.1:5000",
+            "127.1.2.3:80",
+            "[::1]",
+            "[::1]:5000",
+        ] {
+            assert!(is_loopback(host), "{host}");
+        }
+        for host in [
+            "docker.io",
+            "ghcr.io:443",
+            "10.0.0.1:5000",
+            "[::2]:5000",
+            "localhost.example.com",
+            "128.0.0.1",
+        ] {
+            assert!(!is_loopback(host), "{host}");
+        }
+    }
+
+    #[test]
+    fn delays_grow_and_honour_retry_after() {
+        let policy = RetryPolicy::default();
+        let first = policy.delay(1, None);
+        assert!(
+            first >= Duration::from_millis(100) && first <= Duration::from_millis(200),
+            "{first:?}"
+        );
+        let fourth = policy.delay(4, None);
+        assert!(
+            fourth >= Duration::from_millis(800) && fourth <= Duration::from_millis(1600),
+            "{fourth:?}"
+        );
+        assert_eq!(
+            policy.delay(1, Some(Duration::from_secs(3))),
+            Duration::from_secs(3)
+        );
+        assert_eq!(
+            policy.delay(1, Some(Duration::from_secs(3600))),
+            policy.max_delay
+        );
+        assert!(policy.delay(40, None) <= policy.max_delay);
+    }
+}

@@ -1,0 +1,299 @@
+//! Chunked, resumable uploads to a registry: PATCH per chunk with `Content-Range`, a closing
+//! PUT with the digest, and resumption through the upload status endpoint.
+
+use std::fmt;
+
+use async_trait::async_trait;
+use bytes::{Bytes, BytesMut};
+use http::{Method, StatusCode, Uri, header};
+use oci_store::{BlobWriter, Error, Result};
+use oci_types::{Descriptor, Digest, Repository};
+
+use crate::client::{RegistryClient, Target, octet_stream};
+use crate::transport::{Body, Call};
+
+pub(crate) struct RegistryWriter {
+    client: RegistryClient,
+    repo: Repository,
+    /// The upload's current URL (registries may move it with every answer); also its id.
+    location: Uri,
+    id: String,
+    /// Bytes the registry has confirmed.
+    confirmed: u64,
+    /// Bytes written but not yet sent.
+    pending: BytesMut,
+    chunk_size: usize,
+}
+
+/// The size a registry reports as `Range: 0-<last byte>`. `0-0` is read as nothing yet: it is
+/// what the Docker registry (and hoist's server) answer for an empty upload, and it is
+/// ambiguous with one byte; after a PATCH the client knows better and takes the larger.
+fn reported_size(value: Option<&str>) -> Option<u64> {
+    let (start, end) = value?.trim().trim_start_matches("bytes=").split_once('-')?;
+    let end: i64 = end.trim().parse().ok()?;
+    if start.trim() == "0" && end == 0 {
+        return Some(0);
+    }
+    Some(u64::try_from(end + 1).unwrap_or(0))
+}
+
+impl RegistryWriter {
+    /// Starts an upload: `POST /v2/<repo>/blobs/uploads/`.
+    pub(crate) async fn start(
+        client: &RegistryClient,
+        repo: &Repository,
+        chunk_size: Option<usize>,
+    ) -> Result<Self> {
+        let mut call = Call::new(
+            Method::POST,
+            client.uri(&format!("/v2/{repo}/blobs/uploads/"))?,
+        )
+        .header(header::CONTENT_LENGTH, "0");
+        let scope = RegistryClient::scope(repo, "pull,push");
+        let response = client
+            .expect(
+                &mut call,
+                &scope,
+                &[StatusCode::ACCEPTED],
+                Target::Repository(repo),
+            )
+            .await?;
+        let location = client.location(&response)?;
+        let minimum: usize = response
+            .headers()
+            .get("OCI-Chunk-Min-Length")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        Ok(Self {
+            client: client.clone(),
+            repo: repo.clone(),
+            id: location.to_string(),
+            location,
+            confirmed: 0,
+            pending: BytesMut::new(),
+            chunk_size: chunk_size
+                .unwrap_or(client.inner.chunk_size)
+                .max(minimum)
+                .max(1),
+        })
+    }
+
+    /// Continues an upload by id (its URL): asks the registry where it is.
+    pub(crate) async fn resume(
+        client: &RegistryClient,
+        repo: &Repository,
+        id: &str,
+        offset: Option<u64>,
+        chunk_size: Option<usize>,
+    ) -> Result<Self> {
+        let unknown = || Error::BlobUploadUnknown {
+            repo: repo.clone(),
+            id: id.to_owned(),
+        };
+        // An id is this registry's upload URL for this repository: never follow one elsewhere.
+        let location = client.resolve(id).map_err(|_| unknown())?;
+        let own = location
+            .authority()
+            .is_some_and(|a| a.as_str().eq_ignore_ascii_case(&client.inner.host));
+        if !own
+            || !location
+                .path()
+                .starts_with(&format!("/v2/{repo}/blobs/uploads/"))
+        {
+            return Err(unknown());
+        }
+        let mut writer = Self {
+            client: client.clone(),
+            repo: repo.clone(),
+            id: id.to_owned(),
+            location,
+            confirmed: 0,
+            pending: BytesMut::new(),
+            chunk_size: chunk_size.unwrap_or(client.inner.chunk_size).max(1),
+        };
+        writer.confirmed = writer.status().await?;
+        if let Some(offset) = offset.filter(|&o| o != writer.confirmed) {
+            return Err(Error::RangeInvalid {
+                target: format!("upload {id}"),
+                reason: format!(
+                    "resume at offset {offset}, but the registry has {} bytes",
+                    writer.confirmed
+                ),
+            });
+        }
+        Ok(writer)
+    }
+
+    /// `GET` on the upload: how many bytes the registry has.
+    async fn status(&mut self) -> Result<u64> {
+        let mut call = Call::new(Method::GET, self.location.clone());
+        let scope = RegistryClient::scope(&self.repo, "pull,push");
+        let response = self
+            .client
+            .expect(
+                &mut call,
+                &scope,
+                &[StatusCode::NO_CONTENT, StatusCode::OK],
+                Target::Upload(&self.repo, &self.id),
+            )
+            .await?;
+        if let Ok(location) = self.client.location(&response) {
+            self.location = location;
+        }
+        let range = response
+            .headers()
+            .get(header::RANGE)
+            .and_then(|v| v.to_str().ok());
+        Ok(reported_size(range).unwrap_or(0))
+    }
+
+    fn with_digest(&self, digest: &Digest) -> Result<Uri> {
+        let text = self.location.to_string();
+        let separator = if text.contains('?') { '&' } else { '?' };
+        format!("{text}{separator}digest={digest}")
+            .parse()
+            .map_err(|e| {
+                self.client
+                    .backend(format!("cannot build the upload URL: {e}"))
+            })
+    }
+
+    /// Sends the pending bytes as one chunk.
+    async fn send_chunk(&mut self) -> Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let chunk = self.pending.split().freeze();
+        let start = self.confirmed;
+        let end = start + chunk.len() as u64 - 1;
+        let mut call = Call::new(Method::PATCH, self.location.clone())
+            .header(header::CONTENT_TYPE, "application/octet-stream")
+            .header(header::CONTENT_RANGE, &format!("{start}-{end}"))
+            .header(header::CONTENT_LENGTH, &chunk.len().to_string())
+            .body(Body::Bytes(chunk));
+        let scope = RegistryClient::scope(&self.repo, "pull,push");
+        let response = match self
+            .client
+            .expect(
+                &mut call,
+                &scope,
+                &[StatusCode::ACCEPTED, StatusCode::NO_CONTENT],
+                Target::Upload(&self.repo, &self.id),
+            )
+            .await
+        {
+            Ok(response) => response,
+            Err(error) => {
+                // Learn where the upload really is, so that the caller can resume from there.
+                if let Ok(size) = self.status().await {
+                    self.confirmed = size;
+                }
+                return Err(error);
+            }
+        };
+        if let Ok(location) = self.client.location(&response) {
+            self.location = location;
+        }
+        let range = response
+            .headers()
+            .get(header::RANGE)
+            .and_then(|v| v.to_str().ok());
+        self.confirmed = reported_size(range).unwrap_or(end + 1).max(end + 1);
+        Ok(())
+    }
+}
+
+impl fmt::Debug for RegistryWriter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RegistryWriter")
+            .field("repo", &self.repo)
+            .field("location", &self.location.path())
+            .field("confirmed", &self.confirmed)
+            .field("pending", &self.pending.len())
+            .finish()
+    }
+}
+
+#[async_trait]
+impl BlobWriter for RegistryWriter {
+    async fn write(&mut self, chunk: Bytes) -> Result<()> {
+        self.pending.extend_from_slice(&chunk);
+        while self.pending.len() >= self.chunk_size {
+            let rest = self.pending.split_off(self.chunk_size);
+            self.send_chunk().await?;
+            self.pending = rest;
+        }
+        Ok(())
+    }
+
+    fn size(&self) -> u64 {
+        self.confirmed + self.pending.len() as u64
+    }
+
+    fn chunk_size(&self) -> usize {
+        self.chunk_size
+    }
+
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    async fn close(mut self: Box<Self>) -> Result<()> {
+        self.send_chunk().await
+    }
+
+    async fn commit(mut self: Box<Self>, digest: &Digest) -> Result<Descriptor> {
+        let uri = self.with_digest(digest)?;
+        let rest = self.pending.split().freeze();
+        let size = self.confirmed + rest.len() as u64;
+        let mut call = Call::new(Method::PUT, uri)
+            .header(header::CONTENT_TYPE, "application/octet-stream")
+            .header(header::CONTENT_LENGTH, &rest.len().to_string());
+        if !rest.is_empty() {
+            call = call.header(
+                header::CONTENT_RANGE,
+                &format!("{}-{}", self.confirmed, size - 1),
+            );
+        }
+        let mut call = call.body(Body::Bytes(rest));
+        let scope = RegistryClient::scope(&self.repo, "pull,push");
+        self.client
+            .expect(
+                &mut call,
+                &scope,
+                &[StatusCode::CREATED, StatusCode::NO_CONTENT],
+                Target::Upload(&self.repo, &self.id),
+            )
+            .await?;
+        Ok(octet_stream(digest, size))
+    }
+
+    async fn cancel(self: Box<Self>) -> Result<()> {
+        let mut call = Call::new(Method::DELETE, self.location.clone());
+        let scope = RegistryClient::scope(&self.repo, "pull,push");
+        let response = self.client.send(&mut call, &scope).await?;
+        match response.status() {
+            status if status.is_success() || status == StatusCode::NOT_FOUND => Ok(()),
+            _ => Err(self
+                .client
+                .error_from(response, Target::Upload(&self.repo, &self.id))
+                .await),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::reported_size;
+
+    #[test]
+    fn ranges_report_sizes() {
+        assert_eq!(reported_size(Some("0-99")), Some(100));
+        assert_eq!(reported_size(Some("bytes=0-0")), Some(0));
+        assert_eq!(reported_size(Some("0-1")), Some(2));
+        assert_eq!(reported_size(Some("0--1")), Some(0));
+        assert_eq!(reported_size(Some("junk")), None);
+        assert_eq!(reported_size(None), None);
+    }
+}
