@@ -854,20 +854,40 @@ pub(crate) async fn read_manifest(
     Ok(bytes)
 }
 
+/// Where [`checked_body`] leaves the reason it failed a body: the transport reports only that
+/// the request body broke off.
+pub(crate) type BodyFailure = Arc<Mutex<Option<Error>>>;
+
 /// Wraps a pushed body so that the client hashes it too: a body that does not match its
 /// descriptor ends in an error, which aborts the upload before the registry can commit it.
-pub(crate) fn checked_body(descriptor: &Descriptor, body: BlobBody) -> BlobBody {
+pub(crate) fn checked_body(
+    descriptor: &Descriptor,
+    body: BlobBody,
+    failure: BodyFailure,
+) -> BlobBody {
     let mut check = Some(PushCheck::new(descriptor));
+    let record = move |error: Error| -> Error {
+        let message = error.to_string();
+        *failure.lock().unwrap_or_else(PoisonError::into_inner) = Some(error);
+        Error::Backend {
+            backend: "oci-registry".to_owned(),
+            message,
+            source: None,
+        }
+    };
     body.map(Some)
         .chain(stream::once(async { None }))
         .filter_map(move |item| {
             let out = match item {
                 Some(Ok(chunk)) => match check.as_mut().map(|c| c.update(&chunk)) {
-                    Some(Err(error)) => Some(Err(error)),
+                    Some(Err(error)) => Some(Err(record(error))),
                     _ => Some(Ok(chunk)),
                 },
                 Some(Err(error)) => Some(Err(error)),
-                None => check.take().and_then(|c| c.finish().err()).map(Err),
+                None => check
+                    .take()
+                    .and_then(|c| c.finish().err())
+                    .map(|e| Err(record(e))),
             };
             futures::future::ready(out)
         })

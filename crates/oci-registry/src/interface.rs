@@ -14,8 +14,9 @@ use oci_types::{
 };
 
 use crate::client::{
-    ACCEPT_MANIFESTS, RegistryClient, Target, checked_body, content_length, content_range_total,
-    header_digest, header_media_type, incoming_stream, octet_stream, read_limited, read_manifest,
+    ACCEPT_MANIFESTS, BodyFailure, RegistryClient, Target, checked_body, content_length,
+    content_range_total, header_digest, header_media_type, incoming_stream, octet_stream,
+    read_limited, read_manifest,
 };
 use crate::transport::{Body, Call};
 use crate::upload::RegistryWriter;
@@ -400,12 +401,26 @@ impl OciInterface for RegistryClient {
         descriptor: &Descriptor,
         body: BlobBody,
     ) -> Result<Descriptor> {
-        let body = checked_body(descriptor, body);
+        let failure = BodyFailure::default();
+        let body = checked_body(descriptor, body, std::sync::Arc::clone(&failure));
+        let own_failure = |error: Error| {
+            failure
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .take()
+                .unwrap_or(error)
+        };
         if descriptor.size > self.inner.monolithic_limit {
             let mut writer = RegistryWriter::start(self, repo, None).await?;
             let mut body = body;
             while let Some(chunk) = body.next().await {
-                writer.write(chunk?).await?;
+                match chunk {
+                    Ok(chunk) => writer.write(chunk).await?,
+                    Err(error) => {
+                        let _ = Box::new(writer).cancel().await;
+                        return Err(own_failure(error));
+                    }
+                }
             }
             return Box::new(writer).commit(&descriptor.digest).await;
         }
@@ -441,7 +456,8 @@ impl OciInterface for RegistryClient {
             &[StatusCode::CREATED],
             Target::Blob(repo, &descriptor.digest),
         )
-        .await?;
+        .await
+        .map_err(own_failure)?;
         Ok(octet_stream(&descriptor.digest, descriptor.size))
     }
 
@@ -511,8 +527,16 @@ impl OciInterface for RegistryClient {
     ) -> Result<Descriptor> {
         let inspected = oci_store::inspect_manifest(repo, &contents, media_type, params)?;
         let digest = inspected.digest.clone();
+        // Tags go with the push by digest (`?tag=`, distribution-spec end-7b): one request, and
+        // the manifest keeps its digest's algorithm. A registry that does not support it
+        // confirms no tag with `OCI-Tag`; those tags are pushed one by one below.
+        let mut reference = digest.to_string();
+        if !params.tags.is_empty() {
+            let tags: Vec<String> = params.tags.iter().map(|t| format!("tag={t}")).collect();
+            reference = format!("{reference}?{}", tags.join("&"));
+        }
         let response = self
-            .put_manifest(repo, digest.as_str(), &contents, media_type)
+            .put_manifest(repo, &reference, &contents, media_type)
             .await?;
         if let Some(stated) =
             header_digest(&response).filter(|d| d.algorithm() == digest.algorithm() && *d != digest)
@@ -524,7 +548,18 @@ impl OciInterface for RegistryClient {
             });
         }
         let registry_indexes_referrers = response.headers().contains_key("OCI-Subject");
-        for tag in &params.tags {
+        let confirmed: Vec<String> = response
+            .headers()
+            .get_all("OCI-Tag")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(',').map(|t| t.trim().to_owned()))
+            .collect();
+        for tag in params
+            .tags
+            .iter()
+            .filter(|t| !confirmed.iter().any(|c| c == t.as_str()))
+        {
             self.put_manifest(repo, tag.as_str(), &contents, media_type)
                 .await?;
         }

@@ -4,6 +4,7 @@
 use std::fmt;
 
 use async_trait::async_trait;
+use base64::Engine as _;
 use bytes::{Bytes, BytesMut};
 use http::{Method, StatusCode, Uri, header};
 use oci_store::{BlobWriter, Error, Result};
@@ -15,14 +16,27 @@ use crate::transport::{Body, Call};
 pub(crate) struct RegistryWriter {
     client: RegistryClient,
     repo: Repository,
-    /// The upload's current URL (registries may move it with every answer); also its id.
+    /// The upload's current URL (registries may move it with every answer).
     location: Uri,
+    /// The upload's first URL, base64url-encoded: an id safe in any path or header, which a
+    /// server proxying through this client can hand out as its own.
     id: String,
     /// Bytes the registry has confirmed.
     confirmed: u64,
     /// Bytes written but not yet sent.
     pending: BytesMut,
     chunk_size: usize,
+}
+
+fn encode_id(location: &Uri) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(location.to_string())
+}
+
+fn decode_id(id: &str) -> Option<String> {
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(id)
+        .ok()?;
+    String::from_utf8(bytes).ok()
 }
 
 /// The size a registry reports as `Range: 0-<last byte>`. `0-0` is read as nothing yet: it is
@@ -68,7 +82,7 @@ impl RegistryWriter {
         Ok(Self {
             client: client.clone(),
             repo: repo.clone(),
-            id: location.to_string(),
+            id: encode_id(&location),
             location,
             confirmed: 0,
             pending: BytesMut::new(),
@@ -92,7 +106,8 @@ impl RegistryWriter {
             id: id.to_owned(),
         };
         // An id is this registry's upload URL for this repository: never follow one elsewhere.
-        let location = client.resolve(id).map_err(|_| unknown())?;
+        let url = decode_id(id).ok_or_else(unknown)?;
+        let location = client.resolve(&url).map_err(|_| unknown())?;
         let own = location
             .authority()
             .is_some_and(|a| a.as_str().eq_ignore_ascii_case(&client.inner.host));
