@@ -5,8 +5,13 @@
 // a failed expectation in a test helper should panic just the same.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod client_conformance;
 mod conformance;
+mod http;
 mod interop_layout;
 mod layout_processes;
 mod platform_pull;
+mod server_auth;
+mod server_http;
+mod server_interop;
 mod support;

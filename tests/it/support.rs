@@ -64,3 +64,160 @@ where
     );
     output
 }
+
+/// The root of the workspace (the parent of this package).
+pub(crate) fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the tests package sits in the workspace")
+        .to_path_buf()
+}
+
+/// The `hoist` binary, built once per test process with `cargo build -p hoist` (this package
+/// cannot name another package's binary through `CARGO_BIN_EXE_`).
+pub(crate) fn hoist_binary() -> PathBuf {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let root = workspace_root();
+            let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+            let status = Command::new(&cargo)
+                .args(["build", "-p", "hoist", "--quiet"])
+                .current_dir(&root)
+                .status()
+                .unwrap_or_else(|e| panic!("cannot run {cargo:?} build -p hoist: {e}"));
+            assert!(status.success(), "cargo build -p hoist failed ({status})");
+            let target = std::env::var_os("CARGO_TARGET_DIR")
+                .map(|dir| root.join(dir))
+                .unwrap_or_else(|| root.join("target"));
+            let binary = target.join("debug").join("hoist");
+            assert!(
+                binary.is_file(),
+                "cargo build -p hoist left no {}",
+                binary.display()
+            );
+            binary
+        })
+        .clone()
+}
+
+/// A free TCP port on loopback (bound, read, released: another process may take it in
+/// between, which a test on loopback can live with).
+pub(crate) fn free_addr() -> std::net::SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binding 127.0.0.1:0");
+    listener
+        .local_addr()
+        .expect("the address of a bound socket")
+}
+
+/// `hoist serve ARGS --addr 127.0.0.1:PORT` running in the background, killed on drop. Its
+/// stderr (the access log among it) goes to a file, read with [`ServeProcess::stderr`].
+#[derive(Debug)]
+pub(crate) struct ServeProcess {
+    child: std::process::Child,
+    addr: std::net::SocketAddr,
+    log: tempfile::NamedTempFile,
+}
+
+impl ServeProcess {
+    /// Starts `hoist serve` with `args` (`--addr` is added) and waits until `/v2/` answers
+    /// (any status; over TLS when `--tls-cert` is among `args`, until the port accepts
+    /// connections after the server said it serves).
+    pub(crate) fn start<S: AsRef<OsStr>>(args: &[S]) -> Self {
+        let addr = free_addr();
+        let log = tempfile::NamedTempFile::new().expect("a temporary file for the stderr");
+        let stderr = log.reopen().expect("reopening the stderr file");
+        let mut command = Command::new(hoist_binary());
+        command
+            .arg("serve")
+            .args(args)
+            .arg("--addr")
+            .arg(addr.to_string())
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(stderr);
+        let line = format!("{command:?}");
+        let child = command
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {line}: {e}"));
+        let tls = args.iter().any(|a| a.as_ref() == "--tls-cert");
+        let mut serve = Self { child, addr, log };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            if let Some(status) = serve.child.try_wait().expect("waiting for hoist serve") {
+                panic!("{line} exited ({status}):\n{}", serve.stderr());
+            }
+            let ready = if tls {
+                serve.stderr().contains("hoist: serving")
+                    && std::net::TcpStream::connect(addr).is_ok()
+            } else {
+                answers(addr)
+            };
+            if ready {
+                return serve;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{line} did not answer on /v2/ within 30 s:\n{}",
+                serve.stderr()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
+    /// The address it listens on.
+    pub(crate) fn addr(&self) -> std::net::SocketAddr {
+        self.addr
+    }
+
+    /// Its process id.
+    pub(crate) fn id(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Everything it wrote to stderr so far.
+    pub(crate) fn stderr(&self) -> String {
+        std::fs::read_to_string(self.log.path()).unwrap_or_default()
+    }
+
+    /// Waits for it to exit (after a signal sent by the test), at most `timeout`.
+    pub(crate) fn wait_exit(&mut self, timeout: std::time::Duration) -> std::process::ExitStatus {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("waiting for hoist serve") {
+                return status;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "hoist serve did not exit within {timeout:?}:\n{}",
+                self.stderr()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for ServeProcess {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
+    }
+}
+
+/// Whether an HTTP server at `addr` answers `GET /v2/` with any status.
+fn answers(addr: std::net::SocketAddr) -> bool {
+    use std::io::{Read, Write};
+    let timeout = std::time::Duration::from_secs(1);
+    let Ok(mut stream) = std::net::TcpStream::connect_timeout(&addr, timeout) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(timeout));
+    let request = format!("GET /v2/ HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    if stream.write_all(request.as_bytes()).is_err() {
+        return false;
+    }
+    let mut start = [0u8; 5];
+    stream.read_exact(&mut start).is_ok() && &start == b"HTTP/"
+}

@@ -63,6 +63,9 @@ pub(crate) struct ServeArgs {
     /// Limit blob uploads to this many bytes each.
     #[arg(long, value_name = "BYTES")]
     pub(crate) max_blob_size: Option<u64>,
+    /// Require upload chunks of at least this many bytes (announced as OCI-Chunk-Min-Length).
+    #[arg(long, value_name = "BYTES")]
+    pub(crate) min_chunk_size: Option<u64>,
     /// How many uploads may stream at once.
     #[arg(long, value_name = "N", default_value_t = 64)]
     pub(crate) max_concurrent_uploads: usize,

@@ -92,17 +92,17 @@ async fn dispatch(state: &Arc<State>, request: Request<Incoming>) -> Outcome {
         Method::POST | Method::PUT | Method::PATCH | Method::DELETE
     );
     if writes && state.options.read_only {
-        return Err(wire::refusal(
-            StatusCode::METHOD_NOT_ALLOWED,
-            ErrorCode::Unsupported,
+        return Err(not_allowed(
+            &route,
+            &state.options,
             "this registry is read-only",
         ));
     }
     if method == Method::DELETE && !state.options.deletes && !matches!(route, Route::Upload { .. })
     {
-        return Err(wire::refusal(
-            StatusCode::METHOD_NOT_ALLOWED,
-            ErrorCode::Unsupported,
+        return Err(not_allowed(
+            &route,
+            &state.options,
             "deletes are disabled on this registry",
         ));
     }
@@ -196,12 +196,60 @@ async fn dispatch(state: &Arc<State>, request: Request<Incoming>) -> Outcome {
             )
             .await
         }
-        (_, method) => Err(wire::refusal(
-            StatusCode::METHOD_NOT_ALLOWED,
-            ErrorCode::Unsupported,
+        (route, method) => Err(not_allowed(
+            &route,
+            &state.options,
             &format!("{method} is not allowed on {path}"),
         )),
     }
+}
+
+/// A 405 with the `Allow` header RFC 9110 requires: the methods this route takes under the
+/// server's options.
+fn not_allowed(route: &Route<'_>, options: &ServerOptions, message: &str) -> Reply {
+    let writable = !options.read_only;
+    let deletable = writable && options.deletes;
+    let methods: Vec<&str> = match route {
+        Route::Base => vec!["GET", "HEAD"],
+        Route::Catalog | Route::Tags { .. } | Route::Referrers { .. } | Route::Token => vec!["GET"],
+        Route::Blob { .. } => [("GET", true), ("HEAD", true), ("DELETE", deletable)]
+            .into_iter()
+            .filter(|m| m.1)
+            .map(|m| m.0)
+            .collect(),
+        Route::Manifest { .. } => [
+            ("GET", true),
+            ("HEAD", true),
+            ("PUT", writable),
+            ("DELETE", deletable),
+        ]
+        .into_iter()
+        .filter(|m| m.1)
+        .map(|m| m.0)
+        .collect(),
+        Route::Uploads { .. } => [("POST", writable)]
+            .into_iter()
+            .filter(|m| m.1)
+            .map(|m| m.0)
+            .collect(),
+        Route::Upload { .. } => [
+            ("GET", true),
+            ("PATCH", writable),
+            ("PUT", writable),
+            ("DELETE", writable),
+        ]
+        .into_iter()
+        .filter(|m| m.1)
+        .map(|m| m.0)
+        .collect(),
+    };
+    let mut response = wire::refusal(
+        StatusCode::METHOD_NOT_ALLOWED,
+        ErrorCode::Unsupported,
+        message,
+    );
+    set(&mut response, header::ALLOW, &methods.join(", "));
+    response
 }
 
 fn repository(name: &str) -> Result<Repository, Reply> {
@@ -653,10 +701,11 @@ async fn post_upload(
     }
     let writer = store.push_blob_chunked(repo, None).await.map_err(fail)?;
     let id = writer.id().to_owned();
-    let chunk = writer.chunk_size();
     writer.close().await.map_err(fail)?;
     let mut response = upload_status(StatusCode::ACCEPTED, repo, &id, 0);
-    set(&mut response, "OCI-Chunk-Min-Length", &chunk.to_string());
+    if let Some(minimum) = state.options.min_chunk_size {
+        set(&mut response, "OCI-Chunk-Min-Length", &minimum.to_string());
+    }
     Ok(response)
 }
 
@@ -719,6 +768,19 @@ async fn patch_upload(
     id: &str,
     request: Request<Incoming>,
 ) -> Outcome {
+    if let (Some(minimum), Some(length)) = (
+        state.options.min_chunk_size,
+        content_length(request.headers()),
+    ) && length < minimum
+    {
+        return Err(wire::refusal(
+            StatusCode::RANGE_NOT_SATISFIABLE,
+            ErrorCode::BlobUploadInvalid,
+            &format!(
+                "a chunk of {length} bytes is smaller than this registry's minimum of {minimum} (only the last chunk, sent with the closing PUT, may be smaller)"
+            ),
+        ));
+    }
     let _slot = upload_slot(state)?;
     let mut writer = resume(state, repo, id, request.headers()).await?;
     let body = body_stream(request.into_body(), state.options.max_blob_size);

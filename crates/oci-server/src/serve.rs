@@ -35,6 +35,9 @@ pub struct ServerOptions {
     pub max_blob_size: Option<u64>,
     /// How many upload requests may stream at once (429 with `Retry-After` beyond).
     pub max_concurrent_uploads: usize,
+    /// The smallest chunk a PATCH may carry (every chunk but the last), announced as
+    /// `OCI-Chunk-Min-Length`; none by default, and then the header is not sent.
+    pub min_chunk_size: Option<u64>,
     /// How long shutdown waits for requests in flight.
     pub shutdown_grace: Duration,
     /// Whether the server speaks TLS (set by [`RegistryServer::with_tls`]).
@@ -49,6 +52,7 @@ impl Default for ServerOptions {
             max_manifest_size: MAX_MANIFEST_SIZE as u64,
             max_blob_size: None,
             max_concurrent_uploads: 64,
+            min_chunk_size: None,
             shutdown_grace: Duration::from_secs(30),
             tls: false,
         }
@@ -83,6 +87,12 @@ impl ServerOptions {
     /// Limits concurrent upload requests.
     pub fn with_max_concurrent_uploads(mut self, count: usize) -> Self {
         self.max_concurrent_uploads = count;
+        self
+    }
+
+    /// Requires chunks of at least `bytes` (announced as `OCI-Chunk-Min-Length`).
+    pub fn with_min_chunk_size(mut self, bytes: Option<u64>) -> Self {
+        self.min_chunk_size = bytes;
         self
     }
 

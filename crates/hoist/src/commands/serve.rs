@@ -37,6 +37,7 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
         .with_deletes(!args.no_delete)
         .with_max_blob_size(args.max_blob_size)
         .with_max_concurrent_uploads(args.max_concurrent_uploads)
+        .with_min_chunk_size(args.min_chunk_size)
         .with_shutdown_grace(Duration::from_secs(30));
     let mut server = RegistryServer::new(store).with_options(options);
     let users = args
