@@ -152,6 +152,8 @@ pub(crate) struct Authenticator {
     /// clients send the same header with every request.
     verified: Mutex<HashMap<Digest, Instant>>,
     tokens: Mutex<HashMap<String, Grant>>,
+    /// Refresh tokens issued by password grants, with their user.
+    refresh_tokens: Mutex<HashMap<String, String>>,
 }
 
 /// How long a checked basic credential is trusted without checking it again.
@@ -163,6 +165,7 @@ impl Authenticator {
             auth,
             verified: Mutex::new(HashMap::new()),
             tokens: Mutex::new(HashMap::new()),
+            refresh_tokens: Mutex::new(HashMap::new()),
         }
     }
 
@@ -289,50 +292,93 @@ impl Authenticator {
                 "token auth is not enabled",
             ));
         };
-        if request.method() != Method::GET {
-            return Err(wire::refusal(
-                StatusCode::METHOD_NOT_ALLOWED,
-                ErrorCode::Unsupported,
-                "the token endpoint takes GET",
-            ));
-        }
-        if let Some(users) = users {
-            let authorization = request
-                .headers()
-                .get(header::AUTHORIZATION)
-                .and_then(|v| v.to_str().ok());
-            if self.basic_ok(users, authorization).is_none() {
-                let mut response = wire::refusal(
-                    StatusCode::UNAUTHORIZED,
-                    ErrorCode::Unauthorized,
-                    "credentials required for a token",
-                );
-                set(
-                    &mut response,
-                    header::WWW_AUTHENTICATE,
-                    "Basic realm=\"hoist\"",
-                );
-                return Err(response);
+        let unauthorized = |message: &str| {
+            let mut response =
+                wire::refusal(StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized, message);
+            set(
+                &mut response,
+                header::WWW_AUTHENTICATE,
+                "Basic realm=\"hoist\"",
+            );
+            response
+        };
+        let (scopes, refresh_token) = match *request.method() {
+            // The Docker flow: scopes in the query, basic credentials in the header.
+            Method::GET => {
+                if let Some(users) = users {
+                    let authorization = request
+                        .headers()
+                        .get(header::AUTHORIZATION)
+                        .and_then(|v| v.to_str().ok());
+                    if self.basic_ok(users, authorization).is_none() {
+                        return Err(unauthorized("credentials required for a token"));
+                    }
+                }
+                let query = request.uri().query().unwrap_or_default().to_owned();
+                (scopes_of(form_urlencoded::parse(query.as_bytes())), None)
             }
-        }
-        let scopes: Vec<Scope> = request
-            .uri()
-            .query()
-            .map(|q| {
-                form_urlencoded::parse(q.as_bytes())
-                    .into_owned()
-                    .collect::<Vec<_>>()
-            })
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|(k, _)| k == "scope")
-            .flat_map(|(_, v)| v.split(' ').filter_map(Scope::parse).collect::<Vec<_>>())
-            .collect();
-        let token = format!(
-            "{:032x}{:032x}",
-            rand::rng().random::<u128>(),
-            rand::rng().random::<u128>()
-        );
+            // OAuth2: a form with a password or refresh_token grant; a password grant also
+            // gets a refresh token (what `docker login` keeps as an identity token).
+            Method::POST => {
+                let body = http_body_util::BodyExt::collect(request.into_body())
+                    .await
+                    .map(|b| b.to_bytes())
+                    .unwrap_or_default();
+                let form: Vec<(String, String)> =
+                    form_urlencoded::parse(&body).into_owned().collect();
+                let field = |name: &str| {
+                    form.iter()
+                        .find(|(k, _)| k == name)
+                        .map(|(_, v)| v.as_str())
+                };
+                match field("grant_type") {
+                    Some("password") => {
+                        let (user, password) = (
+                            field("username").unwrap_or_default(),
+                            field("password").unwrap_or_default(),
+                        );
+                        if users.as_ref().is_some_and(|u| !u.verify(user, password)) {
+                            return Err(unauthorized("wrong user name or password"));
+                        }
+                        let refresh = random_token();
+                        self.refresh_tokens
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .insert(refresh.clone(), user.to_owned());
+                        (scopes_of(form_urlencoded::parse(&body)), Some(refresh))
+                    }
+                    Some("refresh_token") => {
+                        let known = field("refresh_token").is_some_and(|t| {
+                            self.refresh_tokens
+                                .lock()
+                                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                                .contains_key(t)
+                        });
+                        if !known {
+                            return Err(unauthorized("unknown refresh token"));
+                        }
+                        (scopes_of(form_urlencoded::parse(&body)), None)
+                    }
+                    other => {
+                        return Err(wire::refusal(
+                            StatusCode::BAD_REQUEST,
+                            ErrorCode::Unsupported,
+                            &format!(
+                                "grant_type {other:?} is not supported (password or refresh_token)"
+                            ),
+                        ));
+                    }
+                }
+            }
+            _ => {
+                return Err(wire::refusal(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    ErrorCode::Unsupported,
+                    "the token endpoint takes GET or POST",
+                ));
+            }
+        };
+        let token = random_token();
         let grant = Grant {
             scopes,
             expires: Instant::now() + *lifetime,
@@ -341,16 +387,34 @@ impl Authenticator {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .insert(token.clone(), grant);
-        Ok(wire::json(
-            StatusCode::OK,
-            &serde_json::json!({
-                "token": token,
-                "access_token": token,
-                "expires_in": lifetime.as_secs(),
-            }),
-            "application/json",
-        ))
+        let mut answer = serde_json::json!({
+            "token": token,
+            "access_token": token,
+            "expires_in": lifetime.as_secs(),
+        });
+        if let Some(refresh) = refresh_token {
+            answer["refresh_token"] = serde_json::Value::from(refresh);
+        }
+        Ok(wire::json(StatusCode::OK, &answer, "application/json"))
     }
+}
+
+fn random_token() -> String {
+    format!(
+        "{:032x}{:032x}",
+        rand::rng().random::<u128>(),
+        rand::rng().random::<u128>()
+    )
+}
+
+/// The scopes of `scope` parameters (each may hold several, separated by spaces).
+fn scopes_of<'a>(
+    pairs: impl Iterator<Item = (std::borrow::Cow<'a, str>, std::borrow::Cow<'a, str>)>,
+) -> Vec<Scope> {
+    pairs
+        .filter(|(k, _)| k == "scope")
+        .flat_map(|(_, v)| v.split(' ').filter_map(Scope::parse).collect::<Vec<_>>())
+        .collect()
 }
 
 /// The scope a request needs: pull to read, push to write, delete to delete; the catalog needs

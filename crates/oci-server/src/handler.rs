@@ -211,7 +211,8 @@ fn not_allowed(route: &Route<'_>, options: &ServerOptions, message: &str) -> Rep
     let deletable = writable && options.deletes;
     let methods: Vec<&str> = match route {
         Route::Base => vec!["GET", "HEAD"],
-        Route::Catalog | Route::Tags { .. } | Route::Referrers { .. } | Route::Token => vec!["GET"],
+        Route::Catalog | Route::Tags { .. } | Route::Referrers { .. } => vec!["GET"],
+        Route::Token => vec!["GET", "POST"],
         Route::Blob { .. } => [("GET", true), ("HEAD", true), ("DELETE", deletable)]
             .into_iter()
             .filter(|m| m.1)
