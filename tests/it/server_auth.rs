@@ -590,6 +590,17 @@ async fn tls_with_a_certificate_of_our_own_ca_over_http1_and_http2() {
 
 // ---- read-only and no-delete ----
 
+/// A 405 must say what is allowed (RFC 9110 §15.5.6), and that is not what was refused.
+fn assert_allow_lacks(refused: &crate::server_interop::Reply, method: &str) {
+    let allow = refused
+        .header("allow")
+        .unwrap_or_else(|| panic!("405 without Allow: {refused:?}"));
+    assert!(
+        !allow.split(',').any(|m| m.trim() == method),
+        "405 to {method}, yet Allow: {allow}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn read_only_refuses_every_write_and_serves_reads() {
     let root = tempfile::tempdir().unwrap();
@@ -646,7 +657,8 @@ async fn read_only_refuses_every_write_and_serves_reads() {
     reads().await;
 
     let manifest_type = ("content-type", media_type::OCI_MANIFEST);
-    let writes: [(&str, String, Vec<(&str, &str)>, Bytes); 8] = [
+    type Write<'a> = (&'a str, String, Vec<(&'a str, &'a str)>, Bytes);
+    let writes: [Write<'_>; 8] = [
         (
             "POST",
             "/v2/team/app/blobs/uploads/".into(),
@@ -706,6 +718,7 @@ async fn read_only_refuses_every_write_and_serves_reads() {
             "{method} {target} on --read-only: {refused:?}"
         );
         assert!(refused.code().is_some(), "{method} {target}: no error body");
+        assert_allow_lacks(&refused, method);
     }
     reads().await;
 }
@@ -727,6 +740,7 @@ async fn no_delete_refuses_deletes_and_nothing_else() {
             "DELETE {target} on --no-delete: {refused:?}"
         );
         assert!(refused.code().is_some(), "DELETE {target}: no error body");
+        assert_allow_lacks(&refused, "DELETE");
     }
     let accept = ("accept", media_type::OCI_MANIFEST);
     let pulled = send(addr, "GET", "/v2/team/app/manifests/v1", &[accept], "").await;

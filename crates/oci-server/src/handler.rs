@@ -6,6 +6,7 @@
 #![allow(clippy::result_large_err)]
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
@@ -292,21 +293,53 @@ fn content_length(headers: &HeaderMap) -> Option<u64> {
         .ok()
 }
 
-fn body_stream(body: Incoming, limit: Option<u64>) -> BlobBody {
+/// A request body as a blob body, cut off with an error once it passes `room` bytes (what is
+/// left of the blob size limit); the returned flag tells that this happened, so the answer can
+/// be 413 rather than the store's error for a broken body.
+fn body_stream(body: Incoming, room: Option<u64>) -> (BlobBody, Arc<AtomicBool>) {
+    let overflowed = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&overflowed);
     let mut seen = 0u64;
-    body.into_data_stream()
+    let stream = body
+        .into_data_stream()
         .map(move |chunk| {
             let chunk = chunk
                 .map_err(|e| Error::io("reading the request body", std::io::Error::other(e)))?;
             seen += chunk.len() as u64;
-            match limit {
-                Some(limit) if seen > limit => Err(Error::Denied {
-                    message: format!("request body larger than the limit of {limit} bytes"),
-                }),
+            match room {
+                Some(room) if seen > room => {
+                    flag.store(true, Ordering::Relaxed);
+                    Err(Error::io(
+                        "reading the request body",
+                        std::io::Error::other("the blob is larger than the limit"),
+                    ))
+                }
                 _ => Ok(chunk),
             }
         })
-        .boxed()
+        .boxed();
+    (stream, overflowed)
+}
+
+/// The answer to a failed upload: 413 when the body passed the blob size limit.
+fn upload_failure(state: &State, overflowed: &AtomicBool, error: Error) -> Reply {
+    match state.options.max_blob_size {
+        Some(limit) if overflowed.load(Ordering::Relaxed) => too_large("blob", limit),
+        _ => fail(error),
+    }
+}
+
+/// What is left of the blob size limit for an upload that has `written` bytes; 413 when the
+/// request's own `Content-Length` already goes past it.
+fn room_for(state: &State, written: u64, headers: &HeaderMap) -> Result<Option<u64>, Reply> {
+    let Some(limit) = state.options.max_blob_size else {
+        return Ok(None);
+    };
+    let room = limit.saturating_sub(written);
+    if content_length(headers).is_some_and(|length| length > room) {
+        return Err(too_large("blob", limit));
+    }
+    Ok(Some(room))
 }
 
 fn too_large(what: &str, limit: u64) -> Reply {
@@ -674,12 +707,9 @@ async fn post_upload(
         let digest = digest_of(digest)?;
         let _slot = upload_slot(state)?;
         let length = content_length(request.headers());
-        if let (Some(limit), Some(length)) = (state.options.max_blob_size, length)
-            && length > limit
-        {
-            return Err(too_large("blob", limit));
-        }
-        let body = body_stream(request.into_body(), state.options.max_blob_size);
+        let room = room_for(state, 0, request.headers())?;
+        let (body, overflowed) = body_stream(request.into_body(), room);
+        let failed = |error| upload_failure(state, &overflowed, error);
         match length {
             Some(size) => {
                 let descriptor = Descriptor::new(
@@ -690,11 +720,14 @@ async fn post_upload(
                 store
                     .push_blob(repo, &descriptor, body)
                     .await
-                    .map_err(fail)?;
+                    .map_err(failed)?;
             }
             None => {
                 let mut writer = store.push_blob_chunked(repo, None).await.map_err(fail)?;
-                write_body(writer.as_mut(), body).await.map_err(fail)?;
+                if let Err(error) = write_body(writer.as_mut(), body).await {
+                    let _ = writer.cancel().await;
+                    return Err(failed(error));
+                }
                 writer.commit(&digest).await.map_err(fail)?;
             }
         }
@@ -784,12 +817,13 @@ async fn patch_upload(
     }
     let _slot = upload_slot(state)?;
     let mut writer = resume(state, repo, id, request.headers()).await?;
-    let body = body_stream(request.into_body(), state.options.max_blob_size);
+    let room = room_for(state, writer.size(), request.headers())?;
+    let (body, overflowed) = body_stream(request.into_body(), room);
     let written = write_body(writer.as_mut(), body).await;
     let size = writer.size();
     // Keep what arrived, even when the body broke off: the client resumes from there.
     writer.close().await.map_err(fail)?;
-    written.map_err(fail)?;
+    written.map_err(|error| upload_failure(state, &overflowed, error))?;
     Ok(upload_status(StatusCode::ACCEPTED, repo, id, size))
 }
 
@@ -810,10 +844,11 @@ async fn put_upload(
     let digest = digest_of(digest)?;
     let _slot = upload_slot(state)?;
     let mut writer = resume(state, repo, id, request.headers()).await?;
-    let body = body_stream(request.into_body(), state.options.max_blob_size);
+    let room = room_for(state, writer.size(), request.headers())?;
+    let (body, overflowed) = body_stream(request.into_body(), room);
     if let Err(error) = write_body(writer.as_mut(), body).await {
         writer.close().await.map_err(fail)?;
-        return Err(fail(error));
+        return Err(upload_failure(state, &overflowed, error));
     }
     writer.commit(&digest).await.map_err(fail)?;
     Ok(blob_created(repo, &digest))
