@@ -73,32 +73,10 @@ pub(crate) fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
-/// The `hoist` binary, built once per test process with `cargo build -p hoist` (this package
-/// cannot name another package's binary through `CARGO_BIN_EXE_`).
+/// The `hoist` command line: the same program as `crates/hoist`, built by `cargo test` as this
+/// package's `hoist-under-test` binary (a package cannot name another package's binary).
 pub(crate) fn hoist_binary() -> PathBuf {
-    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            let root = workspace_root();
-            let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-            let status = Command::new(&cargo)
-                .args(["build", "-p", "hoist", "--quiet"])
-                .current_dir(&root)
-                .status()
-                .unwrap_or_else(|e| panic!("cannot run {cargo:?} build -p hoist: {e}"));
-            assert!(status.success(), "cargo build -p hoist failed ({status})");
-            let target = std::env::var_os("CARGO_TARGET_DIR")
-                .map(|dir| root.join(dir))
-                .unwrap_or_else(|| root.join("target"));
-            let binary = target.join("debug").join("hoist");
-            assert!(
-                binary.is_file(),
-                "cargo build -p hoist left no {}",
-                binary.display()
-            );
-            binary
-        })
-        .clone()
+    PathBuf::from(env!("CARGO_BIN_EXE_hoist-under-test"))
 }
 
 /// A free TCP port on loopback (bound, read, released: another process may take it in
