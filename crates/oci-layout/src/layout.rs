@@ -19,7 +19,6 @@ use futures::StreamExt;
 use oci_store::{BlobBody, PushCheck};
 use oci_types::{Descriptor, Digest};
 use rand::Rng;
-use tokio::io::AsyncWriteExt;
 
 use crate::index::IndexFile;
 use crate::{Error, Result};
@@ -31,6 +30,9 @@ pub(crate) const HOIST_DIR: &str = ".hoist";
 pub(crate) const LAYOUT_VERSION: &str = "1.0.0";
 /// How many bytes a write to disk gathers at least (fewer, larger writes).
 const WRITE_BUFFER: usize = 1 << 20;
+/// How many buffers may wait for the writer thread: the memory a blob write holds at most is
+/// about this many times [`WRITE_BUFFER`].
+const WRITE_QUEUE: usize = 8;
 
 /// One layout directory.
 #[derive(Debug)]
@@ -260,40 +262,53 @@ impl Layout {
             let context = format!("{context} {}", path.display());
             move |e| oci_store::Error::io(context, e)
         };
-        let mut file = tokio::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(tmp)
-            .await
-            .map_err(io("cannot create", tmp))?;
+        // One thread writes, fed through a bounded channel: buffers change hands without a
+        // copy, and hashing on this side runs up to WRITE_QUEUE buffers ahead of the disk
+        // (tokio's own file type copies every buffer and overlaps only one write).
+        let (sender, mut receiver) = tokio::sync::mpsc::channel::<Bytes>(WRITE_QUEUE);
+        let path = tmp.to_path_buf();
+        let writer = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            let mut file = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)?;
+            while let Some(buffer) = receiver.blocking_recv() {
+                file.write_all(&buffer)?;
+            }
+            file.sync_data()
+        });
         let mut check = PushCheck::new(descriptor);
         let mut pending = BytesMut::new();
-        while let Some(chunk) = body.next().await {
-            let chunk: Bytes = chunk?;
-            // Hashing here, on the async side, overlaps with the write of the previous buffer,
-            // which tokio runs on a blocking thread.
-            check.update(&chunk)?;
-            if pending.is_empty() && chunk.len() >= WRITE_BUFFER {
-                file.write_all(&chunk)
-                    .await
-                    .map_err(io("cannot write", tmp))?;
-            } else {
-                pending.extend_from_slice(&chunk);
-                if pending.len() >= WRITE_BUFFER {
-                    file.write_all(&pending.split())
-                        .await
-                        .map_err(io("cannot write", tmp))?;
+        let fed: oci_store::Result<()> = async {
+            while let Some(chunk) = body.next().await {
+                let chunk: Bytes = chunk?;
+                check.update(&chunk)?;
+                // Small pieces (from a network, say) are gathered into larger writes.
+                let buffer = if pending.is_empty() && chunk.len() >= WRITE_BUFFER {
+                    chunk
+                } else {
+                    pending.extend_from_slice(&chunk);
+                    if pending.len() < WRITE_BUFFER {
+                        continue;
+                    }
+                    pending.split().freeze()
+                };
+                if sender.send(buffer).await.is_err() {
+                    // The writer stopped: its own error says why.
+                    break;
                 }
             }
+            if !pending.is_empty() {
+                let _ = sender.send(pending.split().freeze()).await;
+            }
+            Ok(())
         }
-        if !pending.is_empty() {
-            file.write_all(&pending)
-                .await
-                .map_err(io("cannot write", tmp))?;
-        }
+        .await;
+        drop(sender);
+        let written = writer.await.map_err(join_error)?;
+        fed?;
+        written.map_err(io("cannot write", tmp))?;
         check.finish()?;
-        file.sync_data().await.map_err(io("cannot sync", tmp))?;
-        drop(file);
         let parent = target.parent().map(Path::to_path_buf).unwrap_or_default();
         tokio::fs::create_dir_all(&parent)
             .await
