@@ -6,6 +6,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod client_conformance;
+mod client_faults;
+mod client_peers;
 mod conformance;
 mod http;
 mod interop_layout;

@@ -130,12 +130,15 @@ fn parse_params(text: &str) -> HashMap<String, String> {
 pub(crate) struct CachedToken {
     pub(crate) token: String,
     pub(crate) expires: Instant,
+    /// How long before expiry the token is renewed: five seconds, or half its lifetime for
+    /// shorter-lived tokens (so that a token is always good right after it is fetched).
+    pub(crate) margin: Duration,
 }
 
 impl CachedToken {
     /// Tokens are renewed a little before they expire, so none is refused mid-request.
     pub(crate) fn fresh(&self) -> bool {
-        Instant::now() + Duration::from_secs(5) < self.expires
+        Instant::now() + self.margin < self.expires
     }
 }
 
@@ -161,6 +164,7 @@ impl TokenResponse {
             CachedToken {
                 token,
                 expires: Instant::now() + lifetime,
+                margin: Duration::from_secs(5).min(lifetime / 2),
             },
             self.refresh_token,
         ))

@@ -131,6 +131,7 @@ impl RegistryClientBuilder {
                 permits: Arc::new(Semaphore::new(self.max_concurrent_requests)),
                 chunk_size: self.chunk_size,
                 monolithic_limit: self.monolithic_limit,
+                uploads: Mutex::new(HashMap::new()),
             }),
         })
     }
@@ -219,6 +220,9 @@ pub(crate) struct Inner {
     permits: Arc<Semaphore>,
     pub(crate) chunk_size: usize,
     pub(crate) monolithic_limit: u64,
+    /// The latest URL of each upload this client started or resumed, by upload id: registries
+    /// (the CNCF one among them) move an upload's URL with every answer and refuse old ones.
+    pub(crate) uploads: Mutex<HashMap<String, Uri>>,
 }
 
 /// What a request was about: used to turn an error answer into the right typed error.

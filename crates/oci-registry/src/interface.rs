@@ -171,6 +171,49 @@ impl RegistryClient {
         Ok(())
     }
 
+    /// Takes a deleted referrer out of the index kept under its subject's referrers tag, where
+    /// there is one.
+    async fn remove_from_referrers_tag(
+        &self,
+        repo: &Repository,
+        subject: &Digest,
+        referrer: &Digest,
+    ) -> Result<()> {
+        let tag = referrers_tag(subject);
+        let mut index = match self.fetch_manifest(repo, tag.as_str(), None, false).await {
+            Ok((descriptor, Some(bytes))) => {
+                match Manifest::parse(&bytes, &descriptor.media_type) {
+                    Ok(Manifest::Index(index)) => index,
+                    _ => return Ok(()),
+                }
+            }
+            Ok(_) => return Ok(()),
+            Err(error)
+                if matches!(
+                    error.code(),
+                    Some(ErrorCode::ManifestUnknown | ErrorCode::NameUnknown)
+                ) =>
+            {
+                return Ok(());
+            }
+            Err(error) => return Err(error),
+        };
+        let before = index.manifests.len();
+        index.manifests.retain(|d| &d.digest != referrer);
+        if index.manifests.len() == before {
+            return Ok(());
+        }
+        let bytes = Bytes::from(index.to_json());
+        self.put_manifest(
+            repo,
+            tag.as_str(),
+            &bytes,
+            &MediaType::from_static(media_type::OCI_INDEX),
+        )
+        .await?;
+        Ok(())
+    }
+
     /// Pages through a listing endpoint, following `Link`, else `last`.
     fn list<T: Send + 'static>(
         &self,
@@ -189,6 +232,10 @@ impl RegistryClient {
             next: Option<String>,
             remaining: Option<usize>,
             buffered: std::collections::VecDeque<T>,
+            /// The last name handed out (or `start_after`): registries that ignore `n` and
+            /// `last` send everything on every page, unsorted, so each page is sorted and
+            /// only names after this one are kept.
+            after: Option<String>,
         }
         let client = self.clone();
         let page = params.limit.map_or(LIST_PAGE, |l| l.clamp(1, LIST_PAGE));
@@ -203,6 +250,7 @@ impl RegistryClient {
             next: Some(first),
             remaining: params.limit,
             buffered: std::collections::VecDeque::new(),
+            after: params.start_after.clone(),
         };
         stream::unfold(state, move |mut state| {
             let (client, scope, target_repo, path) = (
@@ -218,6 +266,7 @@ impl RegistryClient {
                     }
                     if let Some(item) = state.buffered.pop_front() {
                         state.remaining = state.remaining.map(|r| r - 1);
+                        state.after = Some(name_of(&item));
                         return Some((Ok(item), state));
                     }
                     let url = state.next.take()?;
@@ -257,17 +306,25 @@ impl RegistryClient {
                         .and_then(|v| v.get(field).cloned())
                         .and_then(|v| serde_json::from_value(v).ok())
                         .unwrap_or_default();
+                    let full_page = names.len() >= page;
+                    let mut names: Vec<String> = names
+                        .into_iter()
+                        .filter(|n| state.after.as_ref().is_none_or(|after| n > after))
+                        .collect();
+                    names.sort();
+                    names.dedup();
                     let items: Vec<T> = names.iter().filter_map(|n| parse(n)).collect();
+                    // A page that brings nothing new ends the listing, whatever it links to.
+                    if items.is_empty() {
+                        return None;
+                    }
                     // Without a Link, a full page may mean more: ask again after its last name.
                     state.next = link.or_else(|| {
-                        (items.len() >= page)
+                        full_page
                             .then(|| items.last().map(name_of))
                             .flatten()
                             .map(|last| format!("{path}?n={page}&last={last}"))
                     });
-                    if items.is_empty() {
-                        return None;
-                    }
                     state.buffered.extend(items);
                 }
             }
@@ -588,6 +645,17 @@ impl OciInterface for RegistryClient {
     }
 
     async fn delete_manifest(&self, repo: &Repository, digest: &Digest) -> Result<()> {
+        // A referrer must also leave its subject's referrers tag, on registries without the
+        // referrers API: learn its subject before it is gone.
+        let subject = match self
+            .fetch_manifest(repo, digest.as_str(), Some(digest), false)
+            .await
+        {
+            Ok((descriptor, Some(bytes))) => Manifest::parse(&bytes, &descriptor.media_type)
+                .ok()
+                .and_then(|m| m.subject().map(|s| s.digest.clone())),
+            _ => None,
+        };
         let mut call = Call::new(
             Method::DELETE,
             self.uri(&format!("/v2/{repo}/manifests/{digest}"))?,
@@ -599,6 +667,10 @@ impl OciInterface for RegistryClient {
             Target::Manifest(repo, digest.as_str()),
         )
         .await?;
+        if let Some(subject) = subject {
+            self.remove_from_referrers_tag(repo, &subject, digest)
+                .await?;
+        }
         Ok(())
     }
 
@@ -710,7 +782,7 @@ impl OciInterface for RegistryClient {
             } else {
                 return Err(client.error_from(response, Target::Repository(&repo)).await);
             };
-            let kept: Vec<Result<Descriptor>> = found
+            let mut found: Vec<Descriptor> = found
                 .into_iter()
                 .filter(|d| {
                     filtered
@@ -718,8 +790,11 @@ impl OciInterface for RegistryClient {
                             .as_ref()
                             .is_none_or(|w| d.artifact_type.as_ref() == Some(w))
                 })
-                .map(Ok)
                 .collect();
+            // The trait's order, whatever order the registry or the tag index kept.
+            found.sort_by(|a, b| a.digest.as_str().cmp(b.digest.as_str()));
+            found.dedup_by(|a, b| a.digest == b.digest);
+            let kept: Vec<Result<Descriptor>> = found.into_iter().map(Ok).collect();
             Ok(kept)
         })
         .map(|page| match page {

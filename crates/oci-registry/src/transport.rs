@@ -158,11 +158,11 @@ impl Call {
 
     /// Whether sending it twice is harmless (and its body can be sent twice).
     pub(crate) fn retryable(&self) -> bool {
+        // Every request hoist sends with a replayable body is safe to repeat: GET, HEAD, PUT
+        // and DELETE are idempotent, a PATCH carries its Content-Range (a repeat the registry
+        // already has is refused, not appended), and a repeated POST at worst opens an upload
+        // that is never used.
         self.body.replayable()
-            && matches!(
-                self.method,
-                Method::GET | Method::HEAD | Method::PUT | Method::DELETE
-            )
     }
 
     /// The request to send now, with `authorization` if any.

@@ -52,6 +52,26 @@ fn reported_size(value: Option<&str>) -> Option<u64> {
 }
 
 impl RegistryWriter {
+    /// Moves the upload to the URL the registry gave last, remembering it for resumption.
+    fn moved_to(&mut self, location: Uri) {
+        self.client
+            .inner
+            .uploads
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(self.id.clone(), location.clone());
+        self.location = location;
+    }
+
+    fn forget(&self) {
+        self.client
+            .inner
+            .uploads
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&self.id);
+    }
+
     /// Starts an upload: `POST /v2/<repo>/blobs/uploads/`.
     pub(crate) async fn start(
         client: &RegistryClient,
@@ -106,8 +126,20 @@ impl RegistryWriter {
             id: id.to_owned(),
         };
         // An id is this registry's upload URL for this repository: never follow one elsewhere.
-        let url = decode_id(id).ok_or_else(unknown)?;
-        let location = client.resolve(&url).map_err(|_| unknown())?;
+        let latest = client
+            .inner
+            .uploads
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(id)
+            .cloned();
+        let location = match latest {
+            Some(location) => location,
+            None => {
+                let url = decode_id(id).ok_or_else(unknown)?;
+                client.resolve(&url).map_err(|_| unknown())?
+            }
+        };
         let own = location
             .authority()
             .is_some_and(|a| a.as_str().eq_ignore_ascii_case(&client.inner.host));
@@ -154,7 +186,7 @@ impl RegistryWriter {
             )
             .await?;
         if let Ok(location) = self.client.location(&response) {
-            self.location = location;
+            self.moved_to(location);
         }
         let range = response
             .headers()
@@ -208,7 +240,7 @@ impl RegistryWriter {
             }
         };
         if let Ok(location) = self.client.location(&response) {
-            self.location = location;
+            self.moved_to(location);
         }
         let range = response
             .headers()
@@ -281,11 +313,23 @@ impl BlobWriter for RegistryWriter {
                 Target::Upload(&self.repo, &self.id),
             )
             .await?;
+        self.forget();
         Ok(octet_stream(digest, size))
     }
 
     async fn cancel(self: Box<Self>) -> Result<()> {
-        let mut call = Call::new(Method::DELETE, self.location.clone());
+        // Another writer of this upload may have moved it on since this one last heard.
+        let latest = self
+            .client
+            .inner
+            .uploads
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&self.id)
+            .cloned()
+            .unwrap_or_else(|| self.location.clone());
+        self.forget();
+        let mut call = Call::new(Method::DELETE, latest);
         let scope = RegistryClient::scope(&self.repo, "pull,push");
         let response = self.client.send(&mut call, &scope).await?;
         match response.status() {

@@ -56,6 +56,8 @@ pub use uploads::*;
 pub struct Capabilities {
     /// Deletes of blobs, manifests and tags.
     pub deletes: bool,
+    /// Deletes of tags alone (the CNCF registry 2.8 cannot: it answers 400 DIGEST_INVALID).
+    pub tag_deletes: bool,
     /// Referrers listing.
     pub referrers: bool,
     /// Resuming chunked uploads by id.
@@ -72,6 +74,7 @@ impl Default for Capabilities {
     fn default() -> Self {
         Self {
             deletes: true,
+            tag_deletes: true,
             referrers: true,
             chunked_resume: true,
             cross_repo_mount: true,
@@ -90,6 +93,12 @@ impl Capabilities {
     /// Without deletes.
     pub fn without_deletes(mut self) -> Self {
         self.deletes = false;
+        self
+    }
+
+    /// Without deletes of tags alone.
+    pub fn without_tag_deletes(mut self) -> Self {
+        self.tag_deletes = false;
         self
     }
 
