@@ -6,6 +6,7 @@
 // xtask is a command-line tool: printing to stdout and stderr is its whole interface.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+mod bench;
 mod ci;
 mod lint;
 
@@ -24,6 +25,12 @@ commands:
                   failure; <args> are appended to `cargo test --workspace --locked`
                   (for example `cargo xtask ci -- -- --nocapture`)
   lint            check the crate layering and the tidy rules of the workspace
+  bench [layout] [--size-mib N] [--runs R] [--pause S] [--quick]
+                  measure speed and memory targets against the machine's limits, measured
+                  side by side in the same run (default: layout, 1024 MiB, 3 runs, a 20 s
+                  pause after each run's deletion, an untimed ballast write before each run;
+                  --quick: no pause and no ballast, a smoke test); prints a table and writes
+                  target/bench/<scenario>.json
   help            print this message
 ";
 
@@ -33,6 +40,7 @@ enum Cmd {
     Help,
     Ci { test_args: Vec<OsString> },
     Lint,
+    Bench(bench::BenchArgs),
 }
 
 /// A command line that cannot be run; reported with the usage and exit code 2.
@@ -62,6 +70,7 @@ fn parse_args(args: &[OsString]) -> Result<Cmd, UsageError> {
             }
         },
         "lint" => Cmd::Lint,
+        "bench" => Cmd::Bench(bench::parse_args(rest).map_err(UsageError)?),
         other => return Err(UsageError(format!("unknown command `{other}`"))),
     };
     if matches!(cmd, Cmd::Lint | Cmd::Help)
@@ -89,6 +98,7 @@ fn main() -> ExitCode {
         }
         Cmd::Ci { test_args } => workspace_root().and_then(|root| ci::run(&root, &test_args)),
         Cmd::Lint => workspace_root().and_then(|root| lint::run(&root)),
+        Cmd::Bench(args) => workspace_root().and_then(|root| bench::run(&root, &args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -179,6 +189,19 @@ mod tests {
         assert!(parse_args(&args(&["bogus"])).is_err());
         assert!(parse_args(&args(&["lint", "extra"])).is_err());
         assert_eq!(parse_args(&args(&["lint"])), Ok(Cmd::Lint));
+    }
+
+    #[test]
+    fn bench_takes_its_own_arguments() {
+        assert_eq!(
+            parse_args(&args(&["bench"])),
+            Ok(Cmd::Bench(bench::BenchArgs::default()))
+        );
+        assert!(matches!(
+            parse_args(&args(&["bench", "layout", "--runs", "1"])),
+            Ok(Cmd::Bench(bench::BenchArgs { runs: 1, .. }))
+        ));
+        assert!(parse_args(&args(&["bench", "--runs"])).is_err());
     }
 
     #[test]
