@@ -345,17 +345,63 @@ async fn read_blob(layout: &Layout, descriptor: &Descriptor) -> Result<BlobReade
     ))
 }
 
+/// How many bytes one read of a blob file takes.
+const READ_BUFFER: u64 = 1 << 20;
+/// How many buffers a blob read may have ready ahead of its consumer.
+const READ_AHEAD: usize = 4;
+
 /// A file (or its first `limit` bytes) as a blob body whose errors name the file.
+///
+/// One blocking thread reads into fresh buffers, a few ahead of the consumer, so that hashing
+/// (the verifying reader) overlaps with reading and no buffer is copied on the way.
 fn file_body(file: tokio::fs::File, path: PathBuf, limit: Option<u64>) -> BlobBody {
-    let reader: Box<dyn tokio::io::AsyncRead + Send + Unpin> = match limit {
-        Some(limit) => Box::new(file.take(limit)),
-        None => Box::new(file),
+    let file = match file.try_into_std() {
+        Ok(file) => file,
+        // An operation still in flight on the file (none is, after open and seek): read it
+        // through tokio instead.
+        Err(file) => {
+            let reader: Box<dyn tokio::io::AsyncRead + Send + Unpin> = match limit {
+                Some(limit) => Box::new(file.take(limit)),
+                None => Box::new(file),
+            };
+            return tokio_util::io::ReaderStream::with_capacity(reader, READ_BUFFER as usize)
+                .map(move |chunk| {
+                    chunk.map_err(|e| Error::io(format!("cannot read {}", path.display()), e))
+                })
+                .boxed();
+        }
     };
-    tokio_util::io::ReaderStream::with_capacity(reader, 1 << 20)
-        .map(move |chunk| {
-            chunk.map_err(|e| Error::io(format!("cannot read {}", path.display()), e))
-        })
-        .boxed()
+    let (sender, receiver) = tokio::sync::mpsc::channel::<Result<Bytes>>(READ_AHEAD);
+    tokio::task::spawn_blocking(move || {
+        use std::io::Read;
+        let mut reader: Box<dyn Read> = match limit {
+            Some(limit) => Box::new(file.take(limit)),
+            None => Box::new(file),
+        };
+        loop {
+            let mut buffer = Vec::with_capacity(READ_BUFFER as usize);
+            match (&mut reader).take(READ_BUFFER).read_to_end(&mut buffer) {
+                Ok(0) => return,
+                Ok(_) => {
+                    if sender.blocking_send(Ok(Bytes::from(buffer))).is_err() {
+                        // The reader was dropped: stop reading.
+                        return;
+                    }
+                }
+                Err(e) => {
+                    let _ = sender.blocking_send(Err(Error::io(
+                        format!("cannot read {}", path.display()),
+                        e,
+                    )));
+                    return;
+                }
+            }
+        }
+    });
+    futures::stream::unfold(receiver, |mut receiver| async move {
+        receiver.recv().await.map(|item| (item, receiver))
+    })
+    .boxed()
 }
 
 fn octet_stream(digest: &Digest, size: u64) -> Descriptor {
