@@ -35,6 +35,9 @@ pub(crate) enum Fault {
     RedirectTo(String),
     /// Forwards, then closes the connection after this many bytes of the response body.
     CutAfter(usize),
+    /// Forwards this many bytes of the response body, then sends nothing more while keeping the
+    /// connection open (for a minute at most).
+    StallAfter(usize),
     /// Forwards, flipping the bits of byte N of the response body.
     CorruptResponse(usize),
     /// Forwards, flipping the bits of byte N of the request body.
@@ -428,10 +431,11 @@ async fn proxy_connection(mut client: TcpStream, state: Arc<Mutex<ProxyState>>) 
         let status = status_of(&response_head);
         record_status(status);
         let ok = (200..300).contains(&status);
-        let (cut, corrupt) = match fault {
-            Some(Fault::CutAfter(n)) if ok => (Some(n), None),
-            Some(Fault::CorruptResponse(n)) if ok => (None, Some(n)),
-            _ => (None, None),
+        let (cut, corrupt, stall) = match fault {
+            Some(Fault::CutAfter(n)) if ok => (Some(n), None, false),
+            Some(Fault::StallAfter(n)) if ok => (Some(n), None, true),
+            Some(Fault::CorruptResponse(n)) if ok => (None, Some(n), false),
+            _ => (None, None, false),
         };
         let mut head_bytes = response_head.into_bytes();
         head_bytes.extend_from_slice(b"\r\n\r\n");
@@ -452,6 +456,10 @@ async fn proxy_connection(mut client: TcpStream, state: Arc<Mutex<ProxyState>>) 
                     {
                         let _ = client_write.write_all(&chunk[..limit - position]).await;
                         let _ = client_write.flush().await;
+                        if stall {
+                            // Silent but open: only the client's stall timeout ends this.
+                            tokio::time::sleep(Duration::from_secs(60)).await;
+                        }
                         break;
                     }
                     position += chunk.len();
@@ -709,6 +717,46 @@ async fn a_download_cut_off_midway_resumes_with_range() {
     assert!(
         (2..=10).contains(&gets),
         "a bounded number of resumptions ({gets}), then {error}"
+    );
+}
+
+/// A download that stalls (the connection stays open, no byte comes) counts as broken once the
+/// client's stall timeout passes, and resumes with `Range` like a dropped one.
+#[tokio::test]
+async fn a_stalled_download_resumes_after_the_stall_timeout() {
+    let (listening, memory) = server(false).await;
+    let proxy = Proxy::start(listening.local_addr()).await;
+    let repo = repo("stall");
+    let content = seeded_bytes(3, 1 << 20);
+    let blob = stored(&memory, &repo, &content).await;
+    let client = RegistryClient::builder(&proxy.host())
+        .with_credential_files(Vec::new())
+        .with_stall_timeout(Duration::from_millis(500))
+        .build()
+        .await
+        .unwrap();
+    let stall_at = 200 * 1024;
+    proxy.add(Rule::new(
+        Some("GET"),
+        &format!("/blobs/{}", blob.digest),
+        1,
+        Fault::StallAfter(stall_at),
+    ));
+    let got = client
+        .get_blob_bytes(&repo, &blob.digest, 2 << 20)
+        .await
+        .unwrap();
+    assert!(got == content, "the resumed download is the blob");
+    let gets = blob_gets(&proxy.log(), &blob.digest);
+    assert_eq!(
+        gets.len(),
+        2,
+        "one stalled download, one resumption: {gets:#?}"
+    );
+    assert_eq!(
+        gets[1].header("range"),
+        Some(format!("bytes={stall_at}-{}", content.len() - 1).as_str()),
+        "the resumption asks for the rest, from the byte reached"
     );
 }
 

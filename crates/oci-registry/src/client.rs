@@ -5,6 +5,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use futures::stream::{self, BoxStream, StreamExt};
@@ -44,6 +45,7 @@ pub struct RegistryClientBuilder {
     max_concurrent_requests: usize,
     chunk_size: usize,
     monolithic_limit: u64,
+    stall_timeout: Duration,
 }
 
 impl RegistryClientBuilder {
@@ -104,6 +106,13 @@ impl RegistryClientBuilder {
         self
     }
 
+    /// How long a blob download may go without a byte before it counts as broken (and is
+    /// resumed with `Range`, like a dropped connection). Default: 60 seconds.
+    pub fn with_stall_timeout(mut self, timeout: Duration) -> Self {
+        self.stall_timeout = timeout;
+        self
+    }
+
     /// Builds the client, reading credentials and certificates.
     pub async fn build(self) -> crate::Result<RegistryClient> {
         let (name, host) = endpoint(&self.registry);
@@ -131,6 +140,7 @@ impl RegistryClientBuilder {
                 permits: Arc::new(Semaphore::new(self.max_concurrent_requests)),
                 chunk_size: self.chunk_size,
                 monolithic_limit: self.monolithic_limit,
+                stall_timeout: self.stall_timeout,
                 uploads: Mutex::new(HashMap::new()),
             }),
         })
@@ -220,6 +230,7 @@ pub(crate) struct Inner {
     permits: Arc<Semaphore>,
     pub(crate) chunk_size: usize,
     pub(crate) monolithic_limit: u64,
+    stall_timeout: Duration,
     /// The latest URL of each upload this client started or resumed, by upload id: registries
     /// (the CNCF one among them) move an upload's URL with every answer and refuse old ones.
     pub(crate) uploads: Mutex<HashMap<String, Uri>>,
@@ -250,6 +261,7 @@ impl RegistryClient {
             max_concurrent_requests: 16,
             chunk_size: 8 << 20,
             monolithic_limit: u64::MAX,
+            stall_timeout: Duration::from_secs(60),
         }
     }
 
@@ -743,7 +755,15 @@ impl RegistryClient {
                         }
                     }
                 };
-                match body.next().await {
+                let stall = state.client.inner.stall_timeout;
+                let next = match tokio::time::timeout(stall, body.next()).await {
+                    Ok(next) => next,
+                    Err(_) => Some(Err(Error::io(
+                        format!("downloading {}: no data for {stall:?}", state.digest),
+                        std::io::Error::from(std::io::ErrorKind::TimedOut),
+                    ))),
+                };
+                match next {
                     Some(Ok(chunk)) => {
                         state.offset += chunk.len() as u64;
                         return Some((Ok(chunk), state));
