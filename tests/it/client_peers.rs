@@ -767,6 +767,12 @@ struct TlsCncf {
 
 impl TlsCncf {
     fn start(openssl: &Path) -> Self {
+        Self::start_with(openssl, false)
+    }
+
+    /// With `mutual`, the registry requires a client certificate signed by the test CA
+    /// (`http.tls.clientcas`) instead of basic auth.
+    fn start_with(openssl: &Path, mutual: bool) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let (ca, certificate, key) = certificates(openssl, dir.path());
         let htpasswd = dir.path().join("htpasswd");
@@ -780,12 +786,21 @@ impl TlsCncf {
             format!(
                 "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n  \
                  delete:\n    enabled: true\n  maintenance:\n    uploadpurging:\n      enabled: false\n\
-                 auth:\n  htpasswd:\n    realm: hoist-test\n    path: {}\n\
-                 http:\n  addr: {addr}\n  tls:\n    certificate: {}\n    key: {}\n",
+                 {}\
+                 http:\n  addr: {addr}\n  tls:\n    certificate: {}\n    key: {}\n{}",
                 data.display(),
-                htpasswd.display(),
+                if mutual {
+                    String::new()
+                } else {
+                    format!("auth:\n  htpasswd:\n    realm: hoist-test\n    path: {}\n", htpasswd.display())
+                },
                 certificate.display(),
                 key.display(),
+                if mutual {
+                    format!("    clientcas:\n      - {}\n", ca.display())
+                } else {
+                    String::new()
+                },
             ),
         )
         .unwrap();
@@ -1592,5 +1607,101 @@ async fn helper_child(dir: &Path) {
             .to_string()
             .contains("docker-credential-absent-helper"),
         "{error}"
+    );
+}
+
+/// A client certificate signed by the test CA in `dir` (made by [`certificates`]); returns
+/// (certificate, key).
+fn client_certificate(openssl: &Path, dir: &Path) -> (PathBuf, PathBuf) {
+    let path = |name: &str| dir.join(name);
+    let text = |p: &Path| p.to_str().unwrap().to_owned();
+    std::fs::write(
+        path("client.ext"),
+        "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\n",
+    )
+    .unwrap();
+    run(
+        openssl,
+        [
+            "req",
+            "-subj",
+            "/CN=hoist test client",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            &text(&path("client.key")),
+            "-out",
+            &text(&path("client.csr")),
+        ],
+    );
+    run(
+        openssl,
+        [
+            "x509",
+            "-req",
+            "-in",
+            &text(&path("client.csr")),
+            "-CA",
+            &text(&path("ca.crt")),
+            "-CAkey",
+            &text(&path("ca.key")),
+            "-CAcreateserial",
+            "-out",
+            &text(&path("client.crt")),
+            "-days",
+            "2",
+            "-extfile",
+            &text(&path("client.ext")),
+        ],
+    );
+    (path("client.crt"), path("client.key"))
+}
+
+/// A registry that requires a client certificate (mutual TLS): the client given its identity
+/// pushes and reads back; without it, the handshake is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cncf_registry_requiring_a_client_certificate() {
+    let (Some(_), Some(openssl)) = (peer("docker-registry"), peer("openssl")) else {
+        return;
+    };
+    let registry = {
+        let openssl = openssl.clone();
+        tokio::task::spawn_blocking(move || TlsCncf::start_with(&openssl, true))
+            .await
+            .unwrap()
+    };
+    let (certificate, key) = client_certificate(&openssl, registry.dir.path());
+    let repo: Repository = "mtls/app".parse().unwrap();
+    let client = registry
+        .builder()
+        .with_ca_file(&registry.ca)
+        .with_client_identity(&certificate, &key)
+        .build()
+        .await
+        .unwrap();
+    let pushed = client
+        .push_blob_bytes(&repo, octet(), Bytes::from_static(b"mutual tls"))
+        .await
+        .unwrap();
+    assert_eq!(
+        client
+            .get_blob_bytes(&repo, &pushed.digest, 1024)
+            .await
+            .unwrap(),
+        "mutual tls"
+    );
+    let anonymous = registry
+        .builder()
+        .with_ca_file(&registry.ca)
+        .with_retry(RetryPolicy::none())
+        .build()
+        .await
+        .unwrap();
+    assert!(
+        anonymous.resolve_blob(&repo, &pushed.digest).await.is_err(),
+        "without a client certificate the registry refuses the connection"
     );
 }

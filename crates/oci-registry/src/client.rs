@@ -46,6 +46,7 @@ pub struct RegistryClientBuilder {
     chunk_size: usize,
     monolithic_limit: u64,
     stall_timeout: Duration,
+    client_identity: Option<(PathBuf, PathBuf)>,
 }
 
 impl RegistryClientBuilder {
@@ -106,6 +107,17 @@ impl RegistryClientBuilder {
         self
     }
 
+    /// Presents this client certificate (PEM chain and PEM private key) to registries that ask
+    /// for one (mutual TLS).
+    pub fn with_client_identity(
+        mut self,
+        certificate: impl Into<PathBuf>,
+        key: impl Into<PathBuf>,
+    ) -> Self {
+        self.client_identity = Some((certificate.into(), key.into()));
+        self
+    }
+
     /// How long a blob download may go without a byte before it counts as broken (and is
     /// resumed with `Range`, like a dropped connection). Default: 60 seconds.
     pub fn with_stall_timeout(mut self, timeout: Duration) -> Self {
@@ -126,7 +138,11 @@ impl RegistryClientBuilder {
             }
         };
         let plain = self.plain_http.unwrap_or_else(|| is_loopback(&host));
-        let tls = tls_config(&self.ca_files, self.skip_verify)?;
+        let tls = tls_config(
+            &self.ca_files,
+            self.skip_verify,
+            self.client_identity.as_ref(),
+        )?;
         Ok(RegistryClient {
             inner: Arc::new(Inner {
                 base: format!("{}://{host}", if plain { "http" } else { "https" }),
@@ -163,7 +179,11 @@ fn endpoint(registry: &str) -> (String, String) {
     }
 }
 
-fn tls_config(ca_files: &[PathBuf], skip_verify: bool) -> crate::Result<rustls::ClientConfig> {
+fn tls_config(
+    ca_files: &[PathBuf],
+    skip_verify: bool,
+    identity: Option<&(PathBuf, PathBuf)>,
+) -> crate::Result<rustls::ClientConfig> {
     use rustls::pki_types::CertificateDer;
     use rustls::pki_types::pem::PemObject;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -173,11 +193,10 @@ fn tls_config(ca_files: &[PathBuf], skip_verify: bool) -> crate::Result<rustls::
             what: "TLS".to_owned(),
             reason: e.to_string(),
         })?;
-    let config = if skip_verify {
+    let wants_identity = if skip_verify {
         builder
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate(provider)))
-            .with_no_client_auth()
     } else {
         let mut roots = rustls::RootCertStore::empty();
         roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
@@ -202,7 +221,25 @@ fn tls_config(ca_files: &[PathBuf], skip_verify: bool) -> crate::Result<rustls::
                 })?;
             }
         }
-        builder.with_root_certificates(roots).with_no_client_auth()
+        builder.with_root_certificates(roots)
+    };
+    let config = match identity {
+        None => wants_identity.with_no_client_auth(),
+        Some((certificate, key)) => {
+            use rustls::pki_types::PrivateKeyDer;
+            let bad = |path: &PathBuf, reason: String| crate::Error::Config {
+                what: format!("client identity {}", path.display()),
+                reason,
+            };
+            let chain = CertificateDer::pem_file_iter(certificate)
+                .map_err(|e| bad(certificate, e.to_string()))?
+                .collect::<std::result::Result<Vec<_>, _>>()
+                .map_err(|e| bad(certificate, e.to_string()))?;
+            let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| bad(key, e.to_string()))?;
+            wants_identity
+                .with_client_auth_cert(chain, key_der)
+                .map_err(|e| bad(certificate, e.to_string()))?
+        }
     };
     Ok(config)
 }
@@ -262,6 +299,7 @@ impl RegistryClient {
             chunk_size: 8 << 20,
             monolithic_limit: u64::MAX,
             stall_timeout: Duration::from_secs(60),
+            client_identity: None,
         }
     }
 
