@@ -419,7 +419,13 @@ impl RegistryClient {
                 }
                 Ok(response) => {
                     let status = response.status();
-                    tracing::debug!(method = %call.method, path = call.uri.path(), status = status.as_u16(), "response");
+                    tracing::debug!(
+                        method = %call.method,
+                        path = call.uri.path(),
+                        status = status.as_u16(),
+                        bytes = content_length(&response),
+                        "response"
+                    );
                     if status == StatusCode::UNAUTHORIZED
                         && !authenticated
                         && call.body.replayable()
@@ -976,5 +982,34 @@ impl fmt::Debug for RegistryClient {
 impl fmt::Display for RegistryClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "registry {}", self.inner.name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::endpoint;
+
+    #[test]
+    fn docker_hub_names_go_to_its_registry_host() {
+        for name in [
+            "docker.io",
+            "index.docker.io",
+            "registry-1.docker.io",
+            "https://index.docker.io/",
+        ] {
+            assert_eq!(
+                endpoint(name),
+                ("docker.io".to_owned(), "registry-1.docker.io".to_owned()),
+                "{name}"
+            );
+        }
+        assert_eq!(
+            endpoint("ghcr.io"),
+            ("ghcr.io".to_owned(), "ghcr.io".to_owned())
+        );
+        assert_eq!(
+            endpoint("localhost:5000"),
+            ("localhost:5000".to_owned(), "localhost:5000".to_owned())
+        );
     }
 }
