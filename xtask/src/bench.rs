@@ -48,6 +48,8 @@ use crate::{cargo, describe, run_status};
 pub(crate) enum Scenario {
     /// Push a blob into a new layout and read it back (issue 3).
     Layout,
+    /// `hoist serve` against `docker-registry`, side by side (issue 4).
+    Server,
 }
 
 /// What `cargo xtask bench` was asked to do.
@@ -60,6 +62,8 @@ pub(crate) struct BenchArgs {
     pub(crate) pause_secs: u64,
     /// Whether each run starts with the ballast write.
     pub(crate) ballast: bool,
+    /// `--quick`: a smoke test (shorter load tests in the server scenario).
+    pub(crate) quick: bool,
 }
 
 impl Default for BenchArgs {
@@ -70,6 +74,7 @@ impl Default for BenchArgs {
             runs: 3,
             pause_secs: 20,
             ballast: true,
+            quick: false,
         }
     }
 }
@@ -81,6 +86,7 @@ const MAX_SIZE_MIB: u64 = 1 << 20;
 /// [--quick]`, where `--quick` means `--pause 0` and no ballast (a smoke test, not a measure).
 pub(crate) fn parse_args(args: &[OsString]) -> Result<BenchArgs, String> {
     let mut parsed = BenchArgs::default();
+    let mut size_given = false;
     let mut rest = args.iter();
     while let Some(arg) = rest.next() {
         let Some(arg) = arg.to_str() else {
@@ -97,7 +103,11 @@ pub(crate) fn parse_args(args: &[OsString]) -> Result<BenchArgs, String> {
         };
         match arg {
             "layout" => parsed.scenario = Scenario::Layout,
-            "--size-mib" => parsed.size_mib = value(arg)?,
+            "server" => parsed.scenario = Scenario::Server,
+            "--size-mib" => {
+                parsed.size_mib = value(arg)?;
+                size_given = true;
+            }
             "--runs" => {
                 parsed.runs =
                     usize::try_from(value(arg)?).map_err(|_| "`--runs` is too large".to_owned())?;
@@ -106,9 +116,13 @@ pub(crate) fn parse_args(args: &[OsString]) -> Result<BenchArgs, String> {
             "--quick" => {
                 parsed.pause_secs = 0;
                 parsed.ballast = false;
+                parsed.quick = true;
             }
             other => return Err(format!("unexpected argument {other:?} to `bench`")),
         }
+    }
+    if parsed.scenario == Scenario::Server && !size_given {
+        parsed.size_mib = SERVER_SIZE_MIB;
     }
     if !(1..=MAX_SIZE_MIB).contains(&parsed.size_mib) {
         return Err(format!("`--size-mib` must be from 1 to {MAX_SIZE_MIB}"));
@@ -122,6 +136,7 @@ pub(crate) fn parse_args(args: &[OsString]) -> Result<BenchArgs, String> {
 pub(crate) fn run(root: &Path, args: &BenchArgs) -> Result<()> {
     match args.scenario {
         Scenario::Layout => layout(root, args),
+        Scenario::Server => server(root, args),
     }
 }
 
@@ -805,6 +820,846 @@ fn measure(
     })
 }
 
+// Scenario `server` (issue 4): with filesystem storage for both, `hoist serve` against
+// `docker-registry` side by side in one run: blob download and upload throughput at least
+// [`DOWNLOAD_LIMIT`] and [`UPLOAD_LIMIT`] times the registry's, manifest HEAD and GET requests
+// per second with [`WRK_CONNECTIONS`] concurrent connections at least [`RPS_LIMIT`] times the
+// registry's; the upload is also compared with writing the same bytes into a new file
+// (`dd conv=fdatasync`), the machine's bound, and the memory of an idle connection reported.
+//
+// How it measures: both servers run on free loopback ports with fresh data directories; every
+// run uploads a new random blob (so that no server finds it already stored) with `curl`
+// (`POST`, then one monolithic `PUT -T`), downloads it once untimed and once timed, writes it
+// with `dd` into a new file, and load-tests the manifest with `wrk`; the order of the servers
+// (and of `dd` among the writes) alternates between runs; results are medians.
+
+/// The default blob size of the server scenario.
+const SERVER_SIZE_MIB: u64 = 256;
+/// hoist's throughput over the registry's, at least.
+const DOWNLOAD_LIMIT: f64 = 1.5;
+const UPLOAD_LIMIT: f64 = 1.5;
+/// hoist's manifest requests per second over the registry's, at least.
+const RPS_LIMIT: f64 = 2.0;
+/// Concurrent connections of the `wrk` load tests.
+const WRK_CONNECTIONS: u32 = 32;
+/// How many idle connections the memory measure opens to each server.
+const IDLE_CONNECTIONS: usize = 200;
+/// The repository and tag the scenario pushes to.
+const REPO: &str = "bench/server";
+const TAG: &str = "latest";
+/// `{}`, the config blob of the manifest.
+const EMPTY_CONFIG_DIGEST: &str =
+    "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a";
+const MANIFEST_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
+
+/// The two servers compared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Peer {
+    Hoist,
+    Registry,
+}
+
+impl Peer {
+    fn key(self) -> &'static str {
+        match self {
+            Self::Hoist => "hoist",
+            Self::Registry => "registry",
+        }
+    }
+}
+
+/// What a run measures: times in seconds for the first five, requests per second for the rest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Probe {
+    Dd,
+    Upload(Peer),
+    Download(Peer),
+    Head(Peer),
+    Get(Peer),
+}
+
+impl Probe {
+    const TIMED: [Self; 5] = [
+        Self::Dd,
+        Self::Upload(Peer::Hoist),
+        Self::Upload(Peer::Registry),
+        Self::Download(Peer::Hoist),
+        Self::Download(Peer::Registry),
+    ];
+    const RATES: [Self; 4] = [
+        Self::Head(Peer::Hoist),
+        Self::Head(Peer::Registry),
+        Self::Get(Peer::Hoist),
+        Self::Get(Peer::Registry),
+    ];
+
+    fn key(self) -> String {
+        match self {
+            Self::Dd => "dd".to_owned(),
+            Self::Upload(p) => format!("{}_upload", p.key()),
+            Self::Download(p) => format!("{}_download", p.key()),
+            Self::Head(p) => format!("{}_manifest_head", p.key()),
+            Self::Get(p) => format!("{}_manifest_get", p.key()),
+        }
+    }
+
+    fn label(self) -> String {
+        match self {
+            Self::Dd => "dd conv=fdatasync, new file".to_owned(),
+            Self::Upload(p) => format!("{} upload (POST + PUT)", p.key()),
+            Self::Download(p) => format!("{} download (GET)", p.key()),
+            Self::Head(p) => format!("{} HEAD manifest (xtask loader)", p.key()),
+            Self::Get(p) => format!("{} GET manifest (wrk)", p.key()),
+        }
+    }
+}
+
+/// The order of run `index` (from 0): hoist first in even runs, the registry first in odd
+/// ones; `dd` before the uploads in even runs, after them in odd ones.
+fn server_order(index: usize) -> Vec<Probe> {
+    use Probe::{Dd, Download, Get, Head, Upload};
+    let even = index.is_multiple_of(2);
+    let (a, b) = if even {
+        (Peer::Hoist, Peer::Registry)
+    } else {
+        (Peer::Registry, Peer::Hoist)
+    };
+    let mut order = if even {
+        vec![Dd, Upload(a), Upload(b)]
+    } else {
+        vec![Upload(a), Upload(b), Dd]
+    };
+    order.extend([Download(a), Download(b), Head(a), Head(b), Get(a), Get(b)]);
+    order
+}
+
+/// The `Location` header of an HTTP response head (the last one, after redirects or `100`s).
+fn parse_location(headers: &str) -> Option<String> {
+    headers
+        .lines()
+        .filter_map(|line| {
+            let (name, value) = line.split_once(':')?;
+            name.trim()
+                .eq_ignore_ascii_case("location")
+                .then(|| value.trim().to_owned())
+        })
+        .next_back()
+}
+
+/// The URL to `PUT` a monolithic upload to: `location` made absolute against `base`
+/// (`http://host:port`), with the digest query parameter appended.
+fn upload_url(base: &str, location: &str, digest: &str) -> String {
+    let absolute = if location.starts_with("http://") || location.starts_with("https://") {
+        location.to_owned()
+    } else {
+        format!("{base}/{}", location.trim_start_matches('/'))
+    };
+    let sep = if absolute.contains('?') { '&' } else { '?' };
+    format!("{absolute}{sep}digest={digest}")
+}
+
+/// What `wrk` reports that the scenario uses.
+#[derive(Debug, Clone, PartialEq)]
+struct WrkSummary {
+    requests_per_sec: f64,
+    /// Responses with a status outside 2xx and 3xx.
+    non_2xx: u64,
+}
+
+fn parse_wrk(stdout: &str) -> Result<WrkSummary> {
+    let rps = stdout
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Requests/sec:"))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .with_context(|| format!("no `Requests/sec:` in the output of wrk:\n{stdout}"))?;
+    let non_2xx = stdout
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Non-2xx or 3xx responses:"))
+        .map(|v| v.trim().parse::<u64>())
+        .transpose()
+        .context("unreadable `Non-2xx or 3xx responses:` in the output of wrk")?
+        .unwrap_or(0);
+    Ok(WrkSummary {
+        requests_per_sec: rps,
+        non_2xx,
+    })
+}
+
+/// `VmRSS` of a `/proc/PID/status`, in KiB.
+fn parse_vm_rss_kib(status: &str) -> Option<u64> {
+    let line = status.lines().find_map(|l| l.strip_prefix("VmRSS:"))?;
+    line.trim().trim_end_matches("kB").trim().parse().ok()
+}
+
+fn vm_rss_kib(pid: u32) -> Result<u64> {
+    let path = format!("/proc/{pid}/status");
+    let status = fs::read_to_string(&path).with_context(|| format!("cannot read {path}"))?;
+    parse_vm_rss_kib(&status).with_context(|| format!("no VmRSS in {path}"))
+}
+
+/// A free TCP port on loopback (free when this returns; nothing else should take it meanwhile).
+fn free_port() -> Result<u16> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").context("cannot bind loopback")?;
+    Ok(listener.local_addr()?.port())
+}
+
+/// A running server of the scenario.
+struct Endpoint {
+    peer: Peer,
+    /// `http://127.0.0.1:PORT`.
+    base: String,
+    pid: u32,
+}
+
+/// The servers the scenario started; stopped when dropped, whatever happened.
+struct Servers {
+    hoist: Option<std::process::Child>,
+    registry_dir: Option<PathBuf>,
+    stop_script: PathBuf,
+}
+
+impl Drop for Servers {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.hoist.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if let Some(dir) = self.registry_dir.take() {
+            let _ = Command::new("bash")
+                .arg(&self.stop_script)
+                .env("REGISTRY_DIR", &dir)
+                .env("REGISTRY_WIPE", "1")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+}
+
+fn curl() -> Command {
+    let mut cmd = Command::new("curl");
+    cmd.args(["-sS", "-f"]);
+    cmd
+}
+
+/// Polls `GET /v2/` until the server answers (10 s at most).
+fn wait_until_answering(base: &str, hoist: &mut std::process::Child) -> Result<()> {
+    for _ in 0..100 {
+        let ok = curl()
+            .args(["-o", "/dev/null", "--max-time", "2"])
+            .arg(format!("{base}/v2/"))
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if ok {
+            return Ok(());
+        }
+        if let Some(status) = hoist.try_wait()? {
+            bail!("hoist serve exited ({status})");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    bail!("hoist serve did not answer on {base} within 10 s")
+}
+
+/// Uploads `body` (a file, or `data` when `file` is `None`) as the blob `digest`: `POST`, then
+/// one monolithic `PUT`. Returns the seconds both took.
+fn upload_blob(base: &str, file: Option<&Path>, data: &str, digest: &str) -> Result<f64> {
+    let started = Instant::now();
+    let mut post = curl();
+    post.args(["-X", "POST", "-D", "-", "-o", "/dev/null"])
+        .arg(format!("{base}/v2/{REPO}/blobs/uploads/"));
+    let (_, output) = timed(&mut post)?;
+    let headers = String::from_utf8_lossy(&output.stdout);
+    let location = parse_location(&headers)
+        .with_context(|| format!("no Location in the answer to the POST:\n{headers}"))?;
+    let mut put = curl();
+    put.args([
+        "-X",
+        "PUT",
+        "-H",
+        "Expect:",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+    ])
+    .args(["-H", "Content-Type: application/octet-stream"]);
+    match file {
+        Some(file) => put.arg("-T").arg(file),
+        None => put.args(["--data-binary", data]),
+    };
+    put.arg(upload_url(base, &location, digest));
+    let (_, output) = timed(&mut put)?;
+    let seconds = started.elapsed().as_secs_f64();
+    let code = String::from_utf8_lossy(&output.stdout);
+    if code.trim() != "201" {
+        bail!("PUT of {digest} to {base} answered {code}, expected 201");
+    }
+    Ok(seconds)
+}
+
+/// Downloads the blob `digest` and checks its size; returns the seconds it took.
+fn download_blob(base: &str, digest: &str, size_bytes: u64) -> Result<f64> {
+    let mut get = curl();
+    get.args(["-o", "/dev/null", "-w", "%{size_download}"])
+        .arg(format!("{base}/v2/{REPO}/blobs/{digest}"));
+    let (seconds, output) = timed(&mut get)?;
+    let got = String::from_utf8_lossy(&output.stdout);
+    if got.trim().parse::<u64>().ok() != Some(size_bytes) {
+        bail!("GET of {digest} from {base} gave {got} bytes, expected {size_bytes}");
+    }
+    Ok(seconds)
+}
+
+/// Pushes `{}` as config and a manifest with the blob `layer` to `REPO:TAG`.
+fn push_manifest(base: &str, layer: &str, layer_size: u64) -> Result<()> {
+    upload_blob(base, None, "{}", EMPTY_CONFIG_DIGEST)?;
+    let manifest = json!({
+        "schemaVersion": 2,
+        "mediaType": MANIFEST_TYPE,
+        "config": {
+            "mediaType": "application/vnd.oci.image.config.v1+json",
+            "digest": EMPTY_CONFIG_DIGEST,
+            "size": 2,
+        },
+        "layers": [{
+            "mediaType": "application/vnd.oci.image.layer.v1.tar",
+            "digest": layer,
+            "size": layer_size,
+        }],
+    });
+    let mut put = curl();
+    put.args(["-X", "PUT", "-o", "/dev/null", "-w", "%{http_code}"])
+        .args(["-H", &format!("Content-Type: {MANIFEST_TYPE}")])
+        .args(["--data-binary", &manifest.to_string()])
+        .arg(format!("{base}/v2/{REPO}/manifests/{TAG}"));
+    let (_, output) = timed(&mut put)?;
+    let code = String::from_utf8_lossy(&output.stdout);
+    if code.trim() != "201" {
+        bail!("PUT of the manifest to {base} answered {code}, expected 201");
+    }
+    Ok(())
+}
+
+/// Runs `wrk` with `script` against the manifest of `base`; returns requests per second.
+fn wrk(base: &str, script: &Path, seconds: u64) -> Result<f64> {
+    let mut cmd = Command::new("wrk");
+    cmd.args([
+        "-t2",
+        &format!("-c{WRK_CONNECTIONS}"),
+        &format!("-d{seconds}s"),
+    ])
+    .arg("-s")
+    .arg(script)
+    .arg(format!("{base}/v2/{REPO}/manifests/{TAG}"));
+    let (_, output) = timed(&mut cmd)?;
+    let summary = parse_wrk(&String::from_utf8_lossy(&output.stdout))?;
+    if summary.non_2xx > 0 || summary.requests_per_sec <= 0.0 {
+        bail!("{} against {base}: {summary:?}", describe(&cmd));
+    }
+    Ok(summary.requests_per_sec)
+}
+
+/// The status code of an HTTP response head in `buf`, once the head is complete
+/// (`\r\n\r\n`); `None` while more is needed.
+fn parse_head_status(buf: &[u8]) -> Option<u16> {
+    let end = buf.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = std::str::from_utf8(&buf[..end]).ok()?;
+    head.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// `HEAD` requests per second on the manifest of `base` with [`WRK_CONNECTIONS`] keep-alive
+/// connections for `seconds`, one blocking thread each: wrk 4.1 (Debian's) waits for a body
+/// after a `HEAD` response with a `Content-Length` and so cannot measure `HEAD`.
+fn head_load(base: &str, seconds: u64) -> Result<f64> {
+    use std::io::Write as _;
+    let addr = base.trim_start_matches("http://").to_owned();
+    let request = format!(
+        "HEAD /v2/{REPO}/manifests/{TAG} HTTP/1.1\r\nHost: {addr}\r\nAccept: {MANIFEST_TYPE}\r\n\r\n"
+    );
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(seconds);
+    let threads: Vec<_> = (0..WRK_CONNECTIONS)
+        .map(|_| {
+            let (addr, request) = (addr.clone(), request.clone());
+            std::thread::spawn(move || -> Result<u64> {
+                let mut conn = std::net::TcpStream::connect(&addr)?;
+                conn.set_nodelay(true)?;
+                let mut count = 0;
+                let mut buf = Vec::with_capacity(4096);
+                let mut chunk = [0u8; 4096];
+                while Instant::now() < deadline {
+                    conn.write_all(request.as_bytes())?;
+                    buf.clear();
+                    let status = loop {
+                        let n = conn.read(&mut chunk)?;
+                        if n == 0 {
+                            bail!("{addr} closed the connection");
+                        }
+                        buf.extend_from_slice(&chunk[..n]);
+                        if let Some(status) = parse_head_status(&buf) {
+                            break status;
+                        }
+                    };
+                    if status != 200 {
+                        bail!("HEAD of the manifest on {addr} answered {status}");
+                    }
+                    count += 1;
+                }
+                Ok(count)
+            })
+        })
+        .collect();
+    let mut total = 0;
+    for thread in threads {
+        total += thread
+            .join()
+            .map_err(|_| anyhow::anyhow!("a HEAD load thread panicked"))??;
+    }
+    Ok(total as f64 / started.elapsed().as_secs_f64())
+}
+
+/// Opens [`IDLE_CONNECTIONS`] connections that send nothing; returns `VmRSS` before and
+/// after, in KiB.
+fn idle_memory(endpoint: &Endpoint) -> Result<(u64, u64)> {
+    let addr = endpoint.base.trim_start_matches("http://");
+    let before = vm_rss_kib(endpoint.pid)?;
+    let mut conns = Vec::with_capacity(IDLE_CONNECTIONS);
+    for _ in 0..IDLE_CONNECTIONS {
+        conns.push(
+            std::net::TcpStream::connect(addr)
+                .with_context(|| format!("cannot connect to {addr}"))?,
+        );
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    let after = vm_rss_kib(endpoint.pid)?;
+    drop(conns);
+    Ok((before, after))
+}
+
+/// One measure of a run: seconds for [`Probe::TIMED`], requests per second for the rest.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Reading {
+    probe: Probe,
+    value: f64,
+}
+
+/// Everything the server scenario measured.
+#[derive(Debug)]
+struct ServerReport {
+    size_bytes: u64,
+    wrk_secs: u64,
+    ballast_bytes: Vec<u64>,
+    runs: Vec<Vec<Reading>>,
+    /// `VmRSS` before and after opening the idle connections, in KiB, hoist then registry.
+    idle_kib: [(u64, u64); 2],
+}
+
+impl ServerReport {
+    fn values(&self, probe: Probe) -> Vec<f64> {
+        self.runs
+            .iter()
+            .filter_map(|run| run.iter().find(|r| r.probe == probe).map(|r| r.value))
+            .collect()
+    }
+
+    fn median(&self, probe: Probe) -> f64 {
+        median(&self.values(probe)).unwrap_or(f64::NAN)
+    }
+
+    /// hoist's throughput (or request rate) over the registry's.
+    fn ratio(&self, probe: fn(Peer) -> Probe) -> f64 {
+        let (h, r) = (
+            self.median(probe(Peer::Hoist)),
+            self.median(probe(Peer::Registry)),
+        );
+        if matches!(probe(Peer::Hoist), Probe::Upload(_) | Probe::Download(_)) {
+            r / h
+        } else {
+            h / r
+        }
+    }
+
+    /// An upload's throughput as a share of `dd`'s, in percent.
+    fn upload_vs_dd(&self, peer: Peer) -> f64 {
+        100.0 * self.median(Probe::Dd) / self.median(Probe::Upload(peer))
+    }
+
+    fn idle_kib_per_conn(&self, peer: Peer) -> f64 {
+        let (before, after) = self.idle_kib[usize::from(peer == Peer::Registry)];
+        (after as f64 - before as f64) / IDLE_CONNECTIONS as f64
+    }
+
+    fn targets(&self) -> Vec<Target> {
+        let at_least = |name, ratio: f64, limit: f64| Target {
+            name,
+            measured: format_ratio(ratio),
+            limit: format!("≥ {}", format_ratio(limit)),
+            pass: ratio >= limit,
+            value: ratio,
+            limit_value: limit,
+        };
+        vec![
+            at_least(
+                "blob download MB/s, hoist / registry",
+                self.ratio(Probe::Download),
+                DOWNLOAD_LIMIT,
+            ),
+            at_least(
+                "blob upload MB/s, hoist / registry",
+                self.ratio(Probe::Upload),
+                UPLOAD_LIMIT,
+            ),
+            at_least(
+                "manifest HEAD req/s, hoist / registry",
+                self.ratio(Probe::Head),
+                RPS_LIMIT,
+            ),
+            at_least(
+                "manifest GET req/s, hoist / registry",
+                self.ratio(Probe::Get),
+                RPS_LIMIT,
+            ),
+        ]
+    }
+
+    fn table(&self) -> String {
+        let runs = self.runs.len();
+        let mut out = String::new();
+        let ballast = match self.ballast_bytes.iter().max() {
+            Some(&max) if max > 0 => format!("up to {} MiB ballast before each run", max >> 20),
+            _ => "no ballast".to_owned(),
+        };
+        let _ = writeln!(
+            out,
+            "server bench: hoist serve vs docker-registry, filesystem storage, fresh data dirs, \
+             loopback;\n{} MiB random blob (a new one per run), {runs} run(s), {ballast}; \
+             server order alternates\n(odd runs: hoist first, dd before the uploads; even runs: \
+             registry first, dd after);\nGET: wrk -t2 -c{WRK_CONNECTIONS} -d{}s; HEAD: xtask's own loader, {WRK_CONNECTIONS} keep-alive \
+             connections (wrk 4.1 hangs on HEAD)\n",
+            self.size_bytes >> 20,
+            self.wrk_secs,
+        );
+        let header = |out: &mut String, title: &str, unit: &str| {
+            let _ = write!(out, "{title:<38}");
+            for i in 1..=runs {
+                let _ = write!(out, "{:>10}", format!("run {i}"));
+            }
+            let _ = writeln!(out, "{:>10}{unit:>10}", "median");
+        };
+        header(&mut out, "seconds", "MB/s");
+        for probe in Probe::TIMED {
+            let _ = write!(out, "{:<38}", probe.label());
+            for v in self.values(probe) {
+                let _ = write!(out, "{v:>10.3}");
+            }
+            let m = self.median(probe);
+            let _ = writeln!(out, "{m:>10.3}{:>10.0}", rate_mb_s(self.size_bytes, m));
+        }
+        let _ = writeln!(out);
+        header(&mut out, "requests/s", "");
+        for probe in Probe::RATES {
+            let _ = write!(out, "{:<38}", probe.label());
+            for v in self.values(probe) {
+                let _ = write!(out, "{v:>10.0}");
+            }
+            let _ = writeln!(out, "{:>10.0}", self.median(probe));
+        }
+        let _ = writeln!(
+            out,
+            "\nidle connections ({IDLE_CONNECTIONS}, before load){:>12}{:>12}{:>12}",
+            "RSS before", "after", "KiB/conn"
+        );
+        for peer in [Peer::Hoist, Peer::Registry] {
+            let (before, after) = self.idle_kib[usize::from(peer == Peer::Registry)];
+            let _ = writeln!(
+                out,
+                "{:<38}{:>12}{:>12}{:>12.1}",
+                peer.key(),
+                format_mib(before),
+                format_mib(after),
+                self.idle_kib_per_conn(peer)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "\n{:<40}{:>10}{:>10}   verdict",
+            "target", "measured", "limit"
+        );
+        for t in self.targets() {
+            let _ = writeln!(
+                out,
+                "{:<40}{:>10}{:>10}   {}",
+                t.name,
+                t.measured,
+                t.limit,
+                verdict(t.pass)
+            );
+        }
+        for peer in [Peer::Hoist, Peer::Registry] {
+            let _ = writeln!(
+                out,
+                "{:<40}{:>10}{:>10}   (reported)",
+                format!("{} upload / dd write bound", peer.key()),
+                format!("{:.0}%", self.upload_vs_dd(peer)),
+                "-"
+            );
+        }
+        out
+    }
+
+    fn to_json(&self) -> Value {
+        let all = Probe::TIMED.iter().chain(&Probe::RATES);
+        let values: serde_json::Map<String, Value> = all
+            .clone()
+            .map(|&p| (p.key(), json!(self.values(p))))
+            .collect();
+        let medians: serde_json::Map<String, Value> =
+            all.map(|&p| (p.key(), json!(self.median(p)))).collect();
+        let idle = |peer: Peer| {
+            let (before, after) = self.idle_kib[usize::from(peer == Peer::Registry)];
+            json!({
+                "rss_before_kib": before,
+                "rss_after_kib": after,
+                "kib_per_connection": self.idle_kib_per_conn(peer),
+            })
+        };
+        json!({
+            "scenario": "server",
+            "size_bytes": self.size_bytes,
+            "runs": self.runs.len(),
+            "wrk": { "threads": 2, "connections": WRK_CONNECTIONS, "seconds": self.wrk_secs },
+            "ballast_bytes": self.ballast_bytes,
+            "order": self.runs.iter()
+                .map(|run| run.iter().map(|r| r.probe.key()).collect::<Vec<_>>())
+                .collect::<Vec<_>>(),
+            "values": values,
+            "medians": medians,
+            "units": { "dd, upload, download": "seconds", "manifest": "requests/s" },
+            "upload_percent_of_dd": {
+                "hoist": self.upload_vs_dd(Peer::Hoist),
+                "registry": self.upload_vs_dd(Peer::Registry),
+            },
+            "idle_connections": IDLE_CONNECTIONS,
+            "idle_memory": { "hoist": idle(Peer::Hoist), "registry": idle(Peer::Registry) },
+            "targets": self.targets().iter().map(|t| json!({
+                "name": t.name,
+                "value": t.value,
+                "at_least": t.limit_value,
+                "pass": t.pass,
+            })).collect::<Vec<_>>(),
+        })
+    }
+}
+
+fn server(root: &Path, args: &BenchArgs) -> Result<()> {
+    let mut build = cargo(root);
+    build.args(["build", "--release", "--locked", "-p", "hoist"]);
+    println!("==> build: {}", describe(&build));
+    run_status(&mut build)?;
+    let exe = target_dir(root).join("release").join("hoist");
+    for tool in ["curl", "wrk", "docker-registry"] {
+        let found = Command::new("sh")
+            .args(["-c", &format!("command -v {tool}")])
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !found {
+            bail!("`{tool}` is not installed (apt-get install -y {tool})");
+        }
+    }
+    let bench_dir = target_dir(root).join("bench");
+    let work = bench_dir.join("server-work");
+    remove_dir(&work)?;
+    fs::create_dir_all(&work).with_context(|| format!("cannot create {}", work.display()))?;
+    let size_bytes = args.size_mib << 20;
+    let wrk_secs = if args.quick { 2 } else { 5 };
+
+    let peers_dir = root.join("tests").join("peers");
+    let mut servers = Servers {
+        hoist: None,
+        registry_dir: None,
+        stop_script: peers_dir.join("stop-registry.sh"),
+    };
+    let registry_dir = work.join("registry");
+    let registry_addr = format!("127.0.0.1:{}", free_port()?);
+    println!(
+        "==> docker-registry on {registry_addr}, data {}",
+        registry_dir.display()
+    );
+    servers.registry_dir = Some(registry_dir.clone());
+    let mut start = Command::new("bash");
+    start
+        .arg(peers_dir.join("start-registry.sh"))
+        .env("REGISTRY_DIR", &registry_dir)
+        .env("REGISTRY_ADDR", &registry_addr)
+        .env_remove("REGISTRY_RESET");
+    let (_, output) = timed(&mut start)?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let registry_pid: u32 = stdout
+        .lines()
+        .last()
+        .and_then(|l| l.trim().parse().ok())
+        .with_context(|| format!("start-registry.sh printed no PID: {stdout:?}"))?;
+
+    let hoist_root = work.join("hoist-root");
+    fs::create_dir_all(&hoist_root)?;
+    let hoist_addr = format!("127.0.0.1:{}", free_port()?);
+    println!(
+        "==> hoist serve on {hoist_addr}, root {}",
+        hoist_root.display()
+    );
+    let log = File::create(work.join("hoist.log"))?;
+    let child = Command::new(&exe)
+        .arg("serve")
+        .arg("--root")
+        .arg(&hoist_root)
+        .args(["--addr", &hoist_addr, "-q"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .with_context(|| format!("cannot start {}", exe.display()))?;
+    let hoist_pid = child.id();
+    let child = servers.hoist.insert(child);
+    let hoist_base = format!("http://{hoist_addr}");
+    wait_until_answering(&hoist_base, child)?;
+    let endpoints = [
+        Endpoint {
+            peer: Peer::Hoist,
+            base: hoist_base,
+            pid: hoist_pid,
+        },
+        Endpoint {
+            peer: Peer::Registry,
+            base: format!("http://{registry_addr}"),
+            pid: registry_pid,
+        },
+    ];
+    let endpoint = |peer: Peer| &endpoints[usize::from(peer == Peer::Registry)];
+
+    // Before any load, so that neither server holds garbage from it (Go collects lazily).
+    println!("==> idle connections: {IDLE_CONNECTIONS} to each server, RSS before and after");
+    let idle_kib = [
+        idle_memory(endpoint(Peer::Hoist))?,
+        idle_memory(endpoint(Peer::Registry))?,
+    ];
+    for e in &endpoints {
+        let (before, after) = idle_kib[usize::from(e.peer == Peer::Registry)];
+        println!("    {:<38}{before:>8} -> {after} KiB", e.peer.key());
+    }
+
+    let get_script = work.join("get.lua");
+    fs::write(
+        &get_script,
+        format!("wrk.method = \"GET\"\nwrk.headers[\"Accept\"] = \"{MANIFEST_TYPE}\"\n"),
+    )?;
+
+    let mut runs = Vec::new();
+    let mut ballasts = Vec::new();
+    let mut manifest_pushed = false;
+    for index in 0..args.runs {
+        let dir = work.join(format!("run-{}", index + 1));
+        fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        println!("==> run {} of {}", index + 1, args.runs);
+        let source = dir.join("source.bin");
+        let mut head = Command::new("head");
+        head.arg("-c")
+            .arg(size_bytes.to_string())
+            .arg("/dev/urandom")
+            .stdout(
+                File::create(&source)
+                    .with_context(|| format!("cannot create {}", source.display()))?,
+            );
+        run_status(&mut head)?;
+        let (_, output) = timed(&mut openssl_dgst(&source))?;
+        let digest = parse_openssl_digest(&String::from_utf8_lossy(&output.stdout))?;
+        read_through(&source)?;
+        println!("    source {digest}");
+        let ballast = if args.ballast {
+            let meminfo =
+                fs::read_to_string("/proc/meminfo").context("cannot read /proc/meminfo")?;
+            let available =
+                parse_mem_available(&meminfo).context("no MemAvailable in /proc/meminfo")?;
+            ballast_bytes(size_bytes, available)
+        } else {
+            0
+        };
+        if ballast > 0 {
+            println!("    ballast: {} MiB (untimed)", ballast >> 20);
+            write_ballast(&dir.join("ballast"), ballast)?;
+        }
+        ballasts.push(ballast);
+        let mut readings = Vec::new();
+        for probe in server_order(index) {
+            let value = match probe {
+                Probe::Dd => {
+                    let target = dir.join("dd-file");
+                    let mut dd = Command::new("dd");
+                    dd.arg(format!("if={}", source.display()))
+                        .arg(format!("of={}", target.display()))
+                        .args(["bs=1M", "conv=fdatasync"]);
+                    let (seconds, _) = timed(&mut dd)?;
+                    let written = fs::metadata(&target)?.len();
+                    if written != size_bytes {
+                        bail!("dd wrote {written} bytes, expected {size_bytes}");
+                    }
+                    seconds
+                }
+                Probe::Upload(peer) => {
+                    upload_blob(&endpoint(peer).base, Some(&source), "", &digest)?
+                }
+                Probe::Download(peer) => {
+                    let base = &endpoint(peer).base;
+                    // Untimed first: both servers serve it from the page cache alike.
+                    download_blob(base, &digest, size_bytes)?;
+                    download_blob(base, &digest, size_bytes)?
+                }
+                Probe::Head(peer) | Probe::Get(peer) => {
+                    if !manifest_pushed {
+                        for e in &endpoints {
+                            push_manifest(&e.base, &digest, size_bytes)?;
+                        }
+                        manifest_pushed = true;
+                    }
+                    if matches!(probe, Probe::Head(_)) {
+                        head_load(&endpoint(peer).base, wrk_secs)?
+                    } else {
+                        wrk(&endpoint(peer).base, &get_script, wrk_secs)?
+                    }
+                }
+            };
+            if Probe::TIMED.contains(&probe) {
+                println!("    {:<38}{value:>10.3} s", probe.label());
+            } else {
+                println!("    {:<38}{value:>10.0} req/s", probe.label());
+            }
+            readings.push(Reading { probe, value });
+        }
+        runs.push(readings);
+    }
+
+    drop(servers);
+    remove_dir(&work)?;
+
+    let report = ServerReport {
+        size_bytes,
+        wrk_secs,
+        ballast_bytes: ballasts,
+        runs,
+        idle_kib,
+    };
+    let json_path = bench_dir.join("server.json");
+    let mut text = serde_json::to_string_pretty(&report.to_json())?;
+    text.push('\n');
+    fs::write(&json_path, text).with_context(|| format!("cannot write {}", json_path.display()))?;
+    println!();
+    print!("{}", report.table());
+    println!("\nresults: {}", json_path.display());
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -823,6 +1678,7 @@ mod tests {
                 runs: 3,
                 pause_secs: 20,
                 ballast: true,
+                quick: false,
             })
         );
         assert_eq!(parse_args(&args(&["layout"])), parse_args(&[]));
@@ -846,6 +1702,7 @@ mod tests {
                 runs: 5,
                 pause_secs: 0,
                 ballast: false,
+                quick: true,
             })
         );
         assert_eq!(
@@ -858,6 +1715,7 @@ mod tests {
     fn bad_arguments_are_refused() {
         for bad in [
             &["registry"][..],
+            &["server", "--size-mib", "0"],
             &["--size-mib"],
             &["--size-mib", "-1"],
             &["--size-mib", "0"],
@@ -1023,5 +1881,137 @@ mod tests {
             Some(PathBuf::from("/t/release/examples/layout_bench"))
         );
         assert_eq!(find_example_executable(messages, "other"), None);
+    }
+
+    #[test]
+    fn server_scenario_defaults_to_256_mib() {
+        let parsed = parse_args(&args(&["server"])).unwrap();
+        assert_eq!(parsed.scenario, Scenario::Server);
+        assert_eq!(parsed.size_mib, SERVER_SIZE_MIB);
+        assert_eq!(parsed.runs, 3);
+        let parsed = parse_args(&args(&["server", "--size-mib", "64", "--quick"])).unwrap();
+        assert_eq!((parsed.size_mib, parsed.quick), (64, true));
+        assert_eq!(
+            parse_args(&args(&["--size-mib", "64", "server"])).map(|a| a.size_mib),
+            Ok(64)
+        );
+    }
+
+    #[test]
+    fn location_is_found_and_made_absolute() {
+        let headers = "HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\
+                       location: /v2/r/blobs/uploads/abc\r\nRange: 0-0\r\n\r\n";
+        let location = parse_location(headers).unwrap();
+        assert_eq!(location, "/v2/r/blobs/uploads/abc");
+        assert_eq!(
+            upload_url("http://127.0.0.1:1", &location, "sha256:00"),
+            "http://127.0.0.1:1/v2/r/blobs/uploads/abc?digest=sha256:00"
+        );
+        let absolute = parse_location(
+            "HTTP/1.1 202 Accepted\r\nLocation: http://h:5/v2/r/blobs/uploads/u?_state=x\r\n\r\n",
+        )
+        .unwrap();
+        assert_eq!(
+            upload_url("http://127.0.0.1:1", &absolute, "sha256:00"),
+            "http://h:5/v2/r/blobs/uploads/u?_state=x&digest=sha256:00"
+        );
+        assert_eq!(parse_location("HTTP/1.1 202 Accepted\r\n\r\n"), None);
+    }
+
+    #[test]
+    fn wrk_output_is_parsed() {
+        let out = "Running 5s test @ http://127.0.0.1:1/v2/r/manifests/latest\n\
+                   \x20 2 threads and 32 connections\n\
+                   \x20 61234 requests in 5.00s, 40.1MB read\n\
+                   Requests/sec:  12246.80\n\
+                   Transfer/sec:      8.02MB\n";
+        assert_eq!(
+            parse_wrk(out).unwrap(),
+            WrkSummary {
+                requests_per_sec: 12246.8,
+                non_2xx: 0
+            }
+        );
+        let errors = "  Non-2xx or 3xx responses: 17\nRequests/sec:    100.00\n";
+        assert_eq!(parse_wrk(errors).unwrap().non_2xx, 17);
+        assert!(parse_wrk("Usage: wrk <options> <url>\n").is_err());
+    }
+
+    #[test]
+    fn proc_status_and_head_responses_are_parsed() {
+        let status = "Name:\thoist\nVmPeak:\t  20000 kB\nVmRSS:\t   12104 kB\nRssAnon:\t 5000 kB\n";
+        assert_eq!(parse_vm_rss_kib(status), Some(12104));
+        assert_eq!(parse_vm_rss_kib("Name:\tx\n"), None);
+        assert_eq!(
+            parse_head_status(b"HTTP/1.1 200 OK\r\nContent-Length: 9"),
+            None
+        );
+        assert_eq!(
+            parse_head_status(b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n"),
+            Some(200)
+        );
+        assert_eq!(
+            parse_head_status(b"HTTP/1.1 404 Not Found\r\n\r\n"),
+            Some(404)
+        );
+    }
+
+    #[test]
+    fn server_order_alternates_peers_and_dd() {
+        assert_eq!(server_order(0)[0], Probe::Dd);
+        assert_eq!(server_order(0)[1], Probe::Upload(Peer::Hoist));
+        assert_eq!(server_order(1)[0], Probe::Upload(Peer::Registry));
+        assert_eq!(server_order(1)[2], Probe::Dd);
+        for index in 0..2 {
+            let order = server_order(index);
+            for probe in Probe::TIMED.iter().chain(&Probe::RATES) {
+                assert_eq!(order.iter().filter(|p| *p == probe).count(), 1, "{probe:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn server_report_ratios_and_table() {
+        let run = |up_h, up_r, down_h, down_r, rps_h, rps_r| {
+            [
+                (Probe::Dd, 0.7),
+                (Probe::Upload(Peer::Hoist), up_h),
+                (Probe::Upload(Peer::Registry), up_r),
+                (Probe::Download(Peer::Hoist), down_h),
+                (Probe::Download(Peer::Registry), down_r),
+                (Probe::Head(Peer::Hoist), rps_h),
+                (Probe::Head(Peer::Registry), rps_r),
+                (Probe::Get(Peer::Hoist), rps_h),
+                (Probe::Get(Peer::Registry), rps_r),
+            ]
+            .into_iter()
+            .map(|(probe, value)| Reading { probe, value })
+            .collect::<Vec<_>>()
+        };
+        let report = ServerReport {
+            size_bytes: 256 << 20,
+            wrk_secs: 5,
+            ballast_bytes: vec![0; 3],
+            runs: vec![
+                run(0.8, 1.3, 0.1, 0.2, 20000.0, 1000.0),
+                run(0.7, 1.2, 0.1, 0.12, 21000.0, 1100.0),
+                run(0.9, 1.4, 0.1, 0.13, 19000.0, 900.0),
+            ],
+            idle_kib: [(10_000, 10_400), (30_000, 31_000)],
+        };
+        assert!((report.ratio(Probe::Upload) - 1.3 / 0.8).abs() < 1e-9);
+        assert!((report.ratio(Probe::Download) - 1.3).abs() < 1e-9);
+        assert!((report.ratio(Probe::Head) - 20.0).abs() < 1e-9);
+        assert!((report.upload_vs_dd(Peer::Hoist) - 87.5).abs() < 1e-9);
+        assert!((report.idle_kib_per_conn(Peer::Registry) - 5.0).abs() < 1e-9);
+        let verdicts: Vec<bool> = report.targets().iter().map(|t| t.pass).collect();
+        assert_eq!(verdicts, [false, true, true, true]);
+        let table = report.table();
+        assert!(table.contains("FAIL") && table.contains("PASS"), "{table}");
+        assert!(table.contains("88%"), "{table}");
+        let json = report.to_json();
+        assert_eq!(json["scenario"], json!("server"));
+        assert_eq!(json["medians"]["hoist_upload"], json!(0.8));
+        assert_eq!(json["targets"][1]["pass"], json!(true));
     }
 }

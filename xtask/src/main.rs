@@ -31,6 +31,12 @@ commands:
                   pause after each run's deletion, an untimed ballast write before each run;
                   --quick: no pause and no ballast, a smoke test); prints a table and writes
                   target/bench/<scenario>.json
+  bench server [--size-mib N] [--runs R] [--quick]
+                  `hoist serve` against docker-registry (filesystem storage, loopback), side
+                  by side: blob upload and download throughput, manifest HEAD/GET requests
+                  per second with 32 connections (needs curl, wrk, docker-registry), memory
+                  per idle connection (default: 256 MiB blob, 3 runs, 5 s load tests;
+                  --quick: no ballast, 2 s load tests)
   help            print this message
 ";
 
@@ -200,6 +206,10 @@ mod tests {
         assert!(matches!(
             parse_args(&args(&["bench", "layout", "--runs", "1"])),
             Ok(Cmd::Bench(bench::BenchArgs { runs: 1, .. }))
+        ));
+        assert!(matches!(
+            parse_args(&args(&["bench", "server"])),
+            Ok(Cmd::Bench(bench::BenchArgs { size_mib: 256, .. }))
         ));
         assert!(parse_args(&args(&["bench", "--runs"])).is_err());
     }
