@@ -36,7 +36,7 @@ use oci_store::{
 use oci_types::{Descriptor, Digest, ImageManifest, MediaType, Repository, Tag, media_type};
 
 use crate::client_faults::{Proxy, Seen};
-use crate::support::{ServeProcess, free_addr, peer, run, workspace_root};
+use crate::support::{ServeProcess, certificates, free_addr, peer, run, workspace_root};
 
 const USER: &str = "hoister";
 const PASSWORD: &str = "correct horse battery staple";
@@ -679,81 +679,6 @@ async fn cncf_tags_listing_of_1000_tags_ends() {
 }
 
 // ---- the CNCF registry with htpasswd over TLS ----
-
-/// A CA and a certificate for 127.0.0.1 (IP SAN) it signed, made with the `openssl` CLI in
-/// `dir`; returns (CA certificate, server certificate, server key).
-fn certificates(openssl: &Path, dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
-    let path = |name: &str| dir.join(name);
-    let text = |p: &Path| p.to_str().unwrap().to_owned();
-    std::fs::write(
-        path("ca.cnf"),
-        "[req]\ndistinguished_name=dn\nx509_extensions=v3\nprompt=no\n[dn]\nCN=hoist client test CA\n\
-         [v3]\nbasicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\n\
-         subjectKeyIdentifier=hash\n",
-    )
-    .unwrap();
-    std::fs::write(
-        path("server.ext"),
-        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n\
-         keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n\
-         authorityKeyIdentifier=keyid\n",
-    )
-    .unwrap();
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-    ];
-    run(
-        openssl,
-        ["req", "-x509", "-config", &text(&path("ca.cnf"))]
-            .into_iter()
-            .chain(ec)
-            .chain([
-                "-keyout",
-                &text(&path("ca.key")),
-                "-out",
-                &text(&path("ca.crt")),
-                "-days",
-                "2",
-            ]),
-    );
-    run(
-        openssl,
-        ["req", "-subj", "/CN=127.0.0.1"]
-            .into_iter()
-            .chain(ec)
-            .chain([
-                "-keyout",
-                &text(&path("server.key")),
-                "-out",
-                &text(&path("server.csr")),
-            ]),
-    );
-    run(
-        openssl,
-        [
-            "x509",
-            "-req",
-            "-in",
-            &text(&path("server.csr")),
-            "-CA",
-            &text(&path("ca.crt")),
-            "-CAkey",
-            &text(&path("ca.key")),
-            "-CAcreateserial",
-            "-out",
-            &text(&path("server.crt")),
-            "-days",
-            "2",
-            "-extfile",
-            &text(&path("server.ext")),
-        ],
-    );
-    (path("ca.crt"), path("server.crt"), path("server.key"))
-}
 
 /// `docker-registry serve CONFIG` with htpasswd auth and TLS, started by the test, killed on
 /// drop.
