@@ -14,9 +14,7 @@ use oci_store::{
     BlobBody, BlobReader, BlobWriter, Error, ListParams, OciInterface, PushManifestParams,
     ReferrersParams, Result, body_from_bytes, check_range, inspect_manifest,
 };
-use oci_types::{
-    Descriptor, Digest, MAX_MANIFEST_SIZE, Manifest, MediaType, Repository, Tag, media_type,
-};
+use oci_types::{Descriptor, Digest, MAX_MANIFEST_SIZE, Manifest, MediaType, Repository, Tag};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use crate::index::Entry;
@@ -404,14 +402,6 @@ fn file_body(file: tokio::fs::File, path: PathBuf, limit: Option<u64>) -> BlobBo
     .boxed()
 }
 
-fn octet_stream(digest: &Digest, size: u64) -> Descriptor {
-    Descriptor::new(
-        MediaType::from_static(media_type::OCTET_STREAM),
-        digest.clone(),
-        size,
-    )
-}
-
 /// Runs blocking file work off the async threads.
 async fn blocking<T: Send + 'static, E>(
     work: impl FnOnce() -> std::result::Result<T, E> + Send + 'static,
@@ -486,7 +476,7 @@ impl OciInterface for LayoutStore {
     async fn get_blob(&self, repo: &Repository, digest: &Digest) -> Result<BlobReader> {
         let scope = self.scope(repo)?;
         let size = self.blob_size(&scope, repo, digest).await?;
-        read_blob(&scope.layout, &octet_stream(digest, size)).await
+        read_blob(&scope.layout, &Descriptor::octet_stream(digest, size)).await
     }
 
     async fn get_blob_range(
@@ -509,7 +499,11 @@ impl OciInterface for LayoutStore {
         let mut file = tokio::fs::File::open(&path).await.map_err(io)?;
         file.seek(SeekFrom::Start(range.start)).await.map_err(io)?;
         let body = file_body(file, path.clone(), Some(range.end - range.start));
-        Ok(BlobReader::ranged(octet_stream(digest, size), range, body))
+        Ok(BlobReader::ranged(
+            Descriptor::octet_stream(digest, size),
+            range,
+            body,
+        ))
     }
 
     async fn get_manifest(&self, repo: &Repository, digest: &Digest) -> Result<BlobReader> {
@@ -524,7 +518,7 @@ impl OciInterface for LayoutStore {
 
     async fn resolve_blob(&self, repo: &Repository, digest: &Digest) -> Result<Descriptor> {
         let scope = self.scope(repo)?;
-        Ok(octet_stream(
+        Ok(Descriptor::octet_stream(
             digest,
             self.blob_size(&scope, repo, digest).await?,
         ))
@@ -546,7 +540,10 @@ impl OciInterface for LayoutStore {
     ) -> Result<Descriptor> {
         let scope = self.scope(repo)?;
         scope.layout.write_blob(descriptor, body).await?;
-        Ok(octet_stream(&descriptor.digest, descriptor.size))
+        Ok(Descriptor::octet_stream(
+            &descriptor.digest,
+            descriptor.size,
+        ))
     }
 
     async fn push_blob_chunked(
@@ -585,16 +582,19 @@ impl OciInterface for LayoutStore {
         if Arc::ptr_eq(&source.layout, &target.layout)
             || self.blob_size(&target, to, digest).await.is_ok()
         {
-            return Ok(octet_stream(digest, size));
+            return Ok(Descriptor::octet_stream(digest, size));
         }
         // Another layout: copy the blob through the verified write path (a hard link would share
         // one inode between layouts, so damage to one would silently be damage to both).
-        let reader = read_blob(&source.layout, &octet_stream(digest, size)).await?;
+        let reader = read_blob(&source.layout, &Descriptor::octet_stream(digest, size)).await?;
         target
             .layout
-            .write_blob(&octet_stream(digest, size), reader.into_stream())
+            .write_blob(
+                &Descriptor::octet_stream(digest, size),
+                reader.into_stream(),
+            )
             .await?;
-        Ok(octet_stream(digest, size))
+        Ok(Descriptor::octet_stream(digest, size))
     }
 
     async fn push_manifest(

@@ -13,7 +13,7 @@ use http::{Method, Response, StatusCode, Uri, header};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use oci_store::{BlobBody, Error, ErrorCode, PushCheck, Result};
-use oci_types::{Descriptor, Digest, MAX_MANIFEST_SIZE, MediaType, Repository, media_type};
+use oci_types::{Descriptor, Digest, MAX_MANIFEST_SIZE, MediaType, Repository};
 use tokio::sync::Semaphore;
 
 use crate::auth::{CachedToken, Challenge, Credentials, TokenResponse, parse_challenge};
@@ -960,14 +960,6 @@ pub(crate) fn checked_body(
             futures::future::ready(out)
         })
         .boxed()
-}
-
-pub(crate) fn octet_stream(digest: &Digest, size: u64) -> Descriptor {
-    Descriptor::new(
-        MediaType::from_static(media_type::OCTET_STREAM),
-        digest.clone(),
-        size,
-    )
 }
 
 impl fmt::Debug for RegistryClient {

@@ -15,8 +15,8 @@ use oci_types::{
 
 use crate::client::{
     ACCEPT_MANIFESTS, BodyFailure, RegistryClient, Target, checked_body, content_length,
-    content_range_total, header_digest, header_media_type, incoming_stream, octet_stream,
-    read_limited, read_manifest,
+    content_range_total, header_digest, header_media_type, incoming_stream, read_limited,
+    read_manifest,
 };
 use crate::transport::{Body, Call};
 use crate::upload::RegistryWriter;
@@ -342,7 +342,10 @@ impl OciInterface for RegistryClient {
             None => self.resolve_blob(repo, digest).await?.size,
         };
         let body = self.resuming_body(repo, digest, response, 0, size);
-        Ok(BlobReader::verified(octet_stream(digest, size), body))
+        Ok(BlobReader::verified(
+            Descriptor::octet_stream(digest, size),
+            body,
+        ))
     }
 
     async fn get_blob_range(
@@ -365,7 +368,7 @@ impl OciInterface for RegistryClient {
             let stop = end.unwrap_or(total).min(total);
             let body = self.resuming_body(repo, digest, response, start, stop);
             return Ok(BlobReader::ranged(
-                octet_stream(digest, total),
+                Descriptor::octet_stream(digest, total),
                 start..stop,
                 body,
             ));
@@ -393,7 +396,11 @@ impl OciInterface for RegistryClient {
                 futures::future::ready(out)
             })
             .boxed();
-        Ok(BlobReader::ranged(octet_stream(digest, total), range, body))
+        Ok(BlobReader::ranged(
+            Descriptor::octet_stream(digest, total),
+            range,
+            body,
+        ))
     }
 
     async fn get_manifest(&self, repo: &Repository, digest: &Digest) -> Result<BlobReader> {
@@ -430,7 +437,7 @@ impl OciInterface for RegistryClient {
             .await?;
         let size = content_length(&response)
             .ok_or_else(|| self.backend(format!("HEAD of blob {digest} without Content-Length")))?;
-        Ok(octet_stream(digest, size))
+        Ok(Descriptor::octet_stream(digest, size))
     }
 
     async fn resolve_manifest(&self, repo: &Repository, digest: &Digest) -> Result<Descriptor> {
@@ -515,7 +522,10 @@ impl OciInterface for RegistryClient {
         )
         .await
         .map_err(own_failure)?;
-        Ok(octet_stream(&descriptor.digest, descriptor.size))
+        Ok(Descriptor::octet_stream(
+            &descriptor.digest,
+            descriptor.size,
+        ))
     }
 
     async fn push_blob_chunked(

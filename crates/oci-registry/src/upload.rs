@@ -10,7 +10,7 @@ use http::{Method, StatusCode, Uri, header};
 use oci_store::{BlobWriter, Error, Result};
 use oci_types::{Descriptor, Digest, Repository};
 
-use crate::client::{RegistryClient, Target, octet_stream};
+use crate::client::{RegistryClient, Target};
 use crate::transport::{Body, Call};
 
 pub(crate) struct RegistryWriter {
@@ -314,7 +314,7 @@ impl BlobWriter for RegistryWriter {
             )
             .await?;
         self.forget();
-        Ok(octet_stream(digest, size))
+        Ok(Descriptor::octet_stream(digest, size))
     }
 
     async fn cancel(self: Box<Self>) -> Result<()> {

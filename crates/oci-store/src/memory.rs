@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use futures::stream::{self, BoxStream, StreamExt};
-use oci_types::{Descriptor, Digest, MediaType, Repository, Tag, media_type};
+use oci_types::{Descriptor, Digest, MediaType, Repository, Tag};
 use rand::Rng;
 
 use crate::{
@@ -200,14 +200,6 @@ impl State {
     }
 }
 
-fn octet_stream(digest: &Digest, size: usize) -> Descriptor {
-    Descriptor::new(
-        MediaType::from_static(media_type::OCTET_STREAM),
-        digest.clone(),
-        size as u64,
-    )
-}
-
 async fn collect_checked(descriptor: &Descriptor, mut body: BlobBody) -> Result<Bytes> {
     let mut check = PushCheck::new(descriptor);
     let mut buffer = BytesMut::new();
@@ -226,7 +218,7 @@ impl OciInterface for MemoryStore {
         let content = self.state().blob(repo, digest)?;
         // The descriptor states the digest asked for; the verifying reader proves the content
         // still matches it (the corruption test depends on this).
-        let descriptor = octet_stream(digest, content.len());
+        let descriptor = Descriptor::octet_stream(digest, content.len() as u64);
         Ok(BlobReader::verified(descriptor, body_from_bytes(content)))
     }
 
@@ -239,7 +231,7 @@ impl OciInterface for MemoryStore {
     ) -> Result<BlobReader> {
         let content = self.state().blob(repo, digest)?;
         let range = check_range(digest, content.len() as u64, start, end)?;
-        let descriptor = octet_stream(digest, content.len());
+        let descriptor = Descriptor::octet_stream(digest, content.len() as u64);
         // Both bounds are within `content`, checked above.
         let piece = content.slice(range.start as usize..range.end as usize);
         Ok(BlobReader::ranged(
@@ -269,7 +261,7 @@ impl OciInterface for MemoryStore {
 
     async fn resolve_blob(&self, repo: &Repository, digest: &Digest) -> Result<Descriptor> {
         let content = self.state().blob(repo, digest)?;
-        Ok(octet_stream(digest, content.len()))
+        Ok(Descriptor::octet_stream(digest, content.len() as u64))
     }
 
     async fn resolve_manifest(&self, repo: &Repository, digest: &Digest) -> Result<Descriptor> {
@@ -292,7 +284,7 @@ impl OciInterface for MemoryStore {
         let size = content.len();
         self.state()
             .store_blob(repo, descriptor.digest.clone(), content);
-        Ok(octet_stream(&descriptor.digest, size))
+        Ok(Descriptor::octet_stream(&descriptor.digest, size as u64))
     }
 
     async fn push_blob_chunked(
@@ -359,7 +351,7 @@ impl OciInterface for MemoryStore {
         let content = state.blob(from, digest)?;
         let size = content.len();
         state.store_blob(to, digest.clone(), content);
-        Ok(octet_stream(digest, size))
+        Ok(Descriptor::octet_stream(digest, size as u64))
     }
 
     async fn push_manifest(
@@ -588,7 +580,7 @@ impl BlobWriter for MemoryWriter {
         }
         let size = content.len();
         state.store_blob(&self.repo, digest.clone(), content);
-        Ok(octet_stream(digest, size))
+        Ok(Descriptor::octet_stream(digest, size as u64))
     }
 
     async fn cancel(self: Box<Self>) -> Result<()> {

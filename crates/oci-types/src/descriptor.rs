@@ -62,6 +62,16 @@ impl Descriptor {
         }
     }
 
+    /// The descriptor of a blob whose type is not known (`application/octet-stream`): what
+    /// stores answer for blobs, which they keep without a media type.
+    pub fn octet_stream(digest: &Digest, size: u64) -> Self {
+        Self::new(
+            MediaType::from_static(crate::media_type::OCTET_STREAM),
+            digest.clone(),
+            size,
+        )
+    }
+
     /// The descriptor of `content`, hashed with SHA-256.
     pub fn of_bytes(media_type: MediaType, content: &[u8]) -> Self {
         Self::new(media_type, Digest::sha256(content), content.len() as u64)
