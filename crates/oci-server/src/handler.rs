@@ -402,12 +402,17 @@ async fn get_blob(
     headers: &HeaderMap,
     head: bool,
 ) -> Outcome {
-    let has_range = headers.contains_key(header::RANGE);
-    if head || has_range {
-        let descriptor = store.resolve_blob(repo, digest).await.map_err(fail)?;
-        let size = descriptor.size;
-        let (start, end) = match range_request(headers, size) {
-            RangeRequest::Unsatisfiable if !head => {
+    if head {
+        let size = store.resolve_blob(repo, digest).await.map_err(fail)?.size;
+        let mut response = Reply::new(wire::empty());
+        blob_headers(&mut response, digest);
+        set(&mut response, header::CONTENT_LENGTH, &size.to_string());
+        return Ok(response);
+    }
+    if headers.contains_key(header::RANGE) {
+        let size = store.resolve_blob(repo, digest).await.map_err(fail)?.size;
+        match range_request(headers, size) {
+            RangeRequest::Unsatisfiable => {
                 let mut response = wire::refusal(
                     StatusCode::RANGE_NOT_SATISFIABLE,
                     ErrorCode::RangeInvalid,
@@ -423,43 +428,29 @@ async fn get_blob(
                 );
                 return Err(response);
             }
-            RangeRequest::Part(start, end) if !head => (start, end),
-            _ => {
-                let body = if head {
-                    wire::empty()
-                } else {
-                    wire::stream(
-                        store
-                            .get_blob(repo, digest)
-                            .await
-                            .map_err(fail)?
-                            .into_stream(),
-                    )
-                };
-                let mut response = Reply::new(body);
+            RangeRequest::Part(start, end) => {
+                let reader = store
+                    .get_blob_range(repo, digest, start, Some(end))
+                    .await
+                    .map_err(fail)?;
+                let mut response = Reply::new(wire::stream(reader.into_stream()));
+                *response.status_mut() = StatusCode::PARTIAL_CONTENT;
                 blob_headers(&mut response, digest);
-                set(&mut response, header::CONTENT_LENGTH, &size.to_string());
+                set(
+                    &mut response,
+                    header::CONTENT_LENGTH,
+                    &(end - start).to_string(),
+                );
+                set(
+                    &mut response,
+                    header::CONTENT_RANGE,
+                    &format!("bytes {start}-{}/{size}", end - 1),
+                );
                 return Ok(response);
             }
-        };
-        let reader = store
-            .get_blob_range(repo, digest, start, Some(end))
-            .await
-            .map_err(fail)?;
-        let mut response = Reply::new(wire::stream(reader.into_stream()));
-        *response.status_mut() = StatusCode::PARTIAL_CONTENT;
-        blob_headers(&mut response, digest);
-        set(
-            &mut response,
-            header::CONTENT_LENGTH,
-            &(end - start).to_string(),
-        );
-        set(
-            &mut response,
-            header::CONTENT_RANGE,
-            &format!("bytes {start}-{}/{size}", end - 1),
-        );
-        return Ok(response);
+            // Several ranges: served whole, below.
+            RangeRequest::Whole => {}
+        }
     }
     let reader = store.get_blob(repo, digest).await.map_err(fail)?;
     let size = reader.descriptor().size;
