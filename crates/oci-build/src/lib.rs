@@ -1,0 +1,46 @@
+//! `oci-build`: moving and making OCI images through any [`OciInterface`](oci_store::OciInterface).
+//!
+//! Everything here works through `&dyn OciInterface`, so the same code copies between
+//! registries, layouts, memory and any wrapper, and knows none of them by name.
+//!
+//! - [`copy`]: an image, an index or a whole multi-platform tree from one store to another,
+//!   with platform selection, parallel blob transfers, cross-repository mounts, referrers and
+//!   schema 1 conversion; progress as [`CopyEvent`]s.
+//! - [`fetch_image`] and [`select_child`]: the image for a platform, out of an index, with the
+//!   matching rules of [`PlatformMatcher`](oci_types::PlatformMatcher).
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use bytes::Bytes;
+//! use oci_build::{CopyOptions, Endpoint, ManifestRef, copy};
+//! use oci_store::{MemoryStore, OciInterface, OciInterfaceExt, PushManifestParams};
+//! use oci_types::{ImageManifest, MediaType, Repository, Tag, media_type};
+//!
+//! let (src, dst) = (MemoryStore::new(), MemoryStore::new());
+//! let repo = Repository::parse("demo")?;
+//! let config = src
+//!     .push_blob_bytes(&repo, MediaType::from_static(media_type::OCI_CONFIG), Bytes::from_static(b"{}"))
+//!     .await?;
+//! let manifest = ImageManifest::new(config, Vec::new()).to_json();
+//! let tag = Tag::parse("v1")?;
+//! src.push_manifest(&repo, manifest.into(), &MediaType::from_static(media_type::OCI_MANIFEST),
+//!     &PushManifestParams::new().with_tag(tag.clone())).await?;
+//!
+//! let report = copy(Endpoint::new(&src, &repo), &ManifestRef::Tag(tag.clone()),
+//!     Endpoint::new(&dst, &repo), &[tag.clone()], &CopyOptions::default()).await?;
+//! assert_eq!(report.blobs_copied, 1);
+//! assert_eq!(dst.resolve_tag(&repo, &tag).await?.digest, report.root.unwrap().digest);
+//! # Ok(()) }
+//! ```
+
+mod copy;
+mod error;
+mod platform;
+mod schema1;
+
+pub use copy::{CopyEvent, CopyOptions, CopyReport, Endpoint, PlatformFilter, ProgressSink, copy};
+pub use error::{Error, Result};
+pub use platform::{
+    Image, MAX_CONFIG_SIZE, ManifestRef, RawManifest, fetch_image, read_manifest, select_child,
+};
