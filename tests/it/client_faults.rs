@@ -1047,7 +1047,7 @@ async fn a_streamed_upload_answered_429_fails_with_the_delay_and_stores_nothing(
     let proxy = Proxy::start(listening.local_addr()).await;
     let repo = repo("upload-put-slow-down");
     let client = client(&proxy, None).await;
-    let content = seeded_bytes(16, 100_000);
+    let content = seeded_bytes(16, 2 << 20);
     proxy.add(Rule::new(
         Some("PUT"),
         "/blobs/uploads/",
@@ -1264,7 +1264,7 @@ async fn a_byte_damaged_on_the_way_up_is_not_stored() {
     let proxy = Proxy::start(listening.local_addr()).await;
     let repo = repo("damaged-up");
     let client = client(&proxy, None).await;
-    let content = seeded_bytes(10, 100_000);
+    let content = seeded_bytes(10, 2 << 20);
     let digest = Digest::sha256(&content);
     proxy.add(Rule::new(
         Some("PUT"),
@@ -1340,4 +1340,134 @@ async fn a_push_with_a_wrong_size_stores_nothing() {
         .await
         .unwrap();
     memory.resolve_blob(&repo, &digest).await.unwrap();
+}
+
+// ---- upload strategies ----
+
+/// A small blob goes in one request, `POST ?digest=` with the body, where the registry takes
+/// it (hoist's server does); a registry that answers it with a new upload instead gets a PUT
+/// (see `client_peers`, against the CNCF registry, which ignores such bodies).
+#[tokio::test]
+async fn a_small_blob_is_pushed_in_one_post() {
+    let (listening, memory) = server(false).await;
+    let proxy = Proxy::start(listening.local_addr()).await;
+    let repo = repo("single-post");
+    let client = client(&proxy, None).await;
+    let content = seeded_bytes(11, 4000);
+    let pushed = client
+        .push_blob_bytes(&repo, octet(), content.clone())
+        .await
+        .unwrap();
+    let uploads: Vec<_> = steps(&proxy.log())
+        .into_iter()
+        .filter(|(_, path, _)| path.contains("/blobs/uploads/"))
+        .collect();
+    assert_eq!(
+        uploads,
+        vec![("POST".to_owned(), format!("/v2/{repo}/blobs/uploads/"), 201)],
+        "one POST with the body, answered 201"
+    );
+    assert_eq!(
+        memory
+            .get_blob_bytes(&repo, &pushed.digest, 1 << 20)
+            .await
+            .unwrap(),
+        content
+    );
+}
+
+/// A registry that refuses a whole-blob PUT with 413 (a proxy with a body limit, say): the
+/// push fails, and the client sends blobs that big in chunks from then on; the copy engine
+/// sends the blob again by itself, so a copy goes through.
+#[tokio::test]
+async fn a_put_refused_as_too_large_is_sent_again_in_chunks() {
+    let (listening, memory) = server(false).await;
+    let proxy = Proxy::start(listening.local_addr()).await;
+    let repo = repo("put-too-large");
+    let client = client(&proxy, None).await;
+    let content = seeded_bytes(12, 3 << 20);
+    proxy.add(Rule::new(
+        Some("PUT"),
+        "/blobs/uploads/",
+        1,
+        Fault::Answer(413, vec![]),
+    ));
+    let error = client
+        .push_blob_bytes(&repo, octet(), content.clone())
+        .await
+        .expect_err("the PUT was refused");
+    assert_eq!(error.http_status(), 413, "{error}");
+    let digest = Digest::sha256(&content);
+    assert_nothing_stored(&memory, &repo, &digest).await;
+
+    proxy.clear_log();
+    client
+        .push_blob_bytes(&repo, octet(), content.clone())
+        .await
+        .unwrap();
+    let log = steps(&proxy.log());
+    assert!(
+        log.iter().any(|(method, _, _)| method == "PATCH"),
+        "chunks after the 413: {log:?}"
+    );
+    assert_eq!(
+        memory
+            .get_blob_bytes(&repo, &digest, 8 << 20)
+            .await
+            .unwrap(),
+        content
+    );
+}
+
+/// The copy engine over the same refusal: the first attempt gets 413, the second goes in
+/// chunks, and the image lands whole.
+#[tokio::test]
+async fn a_copy_gets_past_a_put_refused_as_too_large() {
+    let (listening, memory) = server(false).await;
+    let proxy = Proxy::start(listening.local_addr()).await;
+    let repo = repo("copy-put-too-large");
+    let client = client(&proxy, None).await;
+    let source = MemoryStore::new();
+    let layer = stored(&source, &repo, &seeded_bytes(13, 3 << 20)).await;
+    let config = source
+        .push_blob_bytes(
+            &repo,
+            MediaType::from_static(media_type::OCI_CONFIG),
+            Bytes::from_static(b"{}"),
+        )
+        .await
+        .unwrap();
+    let tag = oci_types::Tag::parse("v1").unwrap();
+    let manifest = ImageManifest::new(config, vec![layer.clone()]).to_json();
+    source
+        .push_manifest(
+            &repo,
+            manifest.into(),
+            &MediaType::from_static(media_type::OCI_MANIFEST),
+            &PushManifestParams::new().with_tag(tag.clone()),
+        )
+        .await
+        .unwrap();
+    proxy.add(Rule::new(
+        Some("PUT"),
+        "/blobs/uploads/",
+        1,
+        Fault::Answer(413, vec![]),
+    ));
+    let report = oci_build::copy(
+        oci_build::Endpoint::new(&source, &repo),
+        &oci_build::ManifestRef::Tag(tag.clone()),
+        oci_build::Endpoint::new(&client, &repo),
+        std::slice::from_ref(&tag),
+        &oci_build::CopyOptions::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.blobs_copied, 2);
+    assert_eq!(proxy.pending_faults(), 0, "the 413 was met");
+    assert_eq!(
+        memory.resolve_tag(&repo, &tag).await.unwrap().digest,
+        report.root.unwrap().digest
+    );
+    assert!(memory.resolve_blob(&repo, &layer.digest).await.is_ok());
 }

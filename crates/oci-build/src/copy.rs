@@ -548,23 +548,50 @@ impl Copier<'_> {
             digest: digest.clone(),
             size: descriptor.size,
         });
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.send_blob(&job).await {
+                Ok(()) => break,
+                // The body streamed once and is gone; the source can give it again. The
+                // target may have learned from the failure (a registry that refused a big
+                // PUT with 413 gets chunks next time).
+                Err(error) if attempt < TRANSFER_ATTEMPTS && worth_another_attempt(&error) => {
+                    warn!(%digest, attempt, "blob transfer failed, sending it again: {error}");
+                }
+                Err(error) => {
+                    return Err(Error::store(
+                        format!(
+                            "copying blob {digest} from {}/{} to {}/{}",
+                            src.store, src.repo, dst.store, dst.repo
+                        ),
+                        error,
+                    ));
+                }
+            }
+        }
+        self.emit(CopyEvent::BlobDone {
+            digest,
+            size: descriptor.size,
+        });
+        Ok(Outcome::Copied(descriptor.size))
+    }
+
+    /// One attempt at streaming a blob from the source into the target.
+    async fn send_blob(&self, job: &BlobJob) -> oci_store::Result<()> {
+        let (src, dst) = (self.src, self.dst);
+        let descriptor = job.descriptor();
         let body = match job {
-            BlobJob::Generated(_, bytes) => body_from_bytes(bytes),
+            BlobJob::Generated(_, bytes) => body_from_bytes(bytes.clone()),
             BlobJob::FromSource(_) => src
                 .store
-                .get_blob(src.repo, &digest)
-                .await
-                .map_err(|e| {
-                    Error::store(
-                        format!("reading blob {digest} from {}/{}", src.store, src.repo),
-                        e,
-                    )
-                })?
+                .get_blob(src.repo, &descriptor.digest)
+                .await?
                 .into_stream(),
         };
         let body = match self.options.progress.clone() {
             Some(sink) => {
-                let digest = digest.clone();
+                let digest = descriptor.digest.clone();
                 body.inspect_ok(move |chunk| {
                     sink(&CopyEvent::BlobProgress {
                         digest: digest.clone(),
@@ -575,23 +602,8 @@ impl Copier<'_> {
             }
             None => body,
         };
-        dst.store
-            .push_blob(dst.repo, &descriptor, body)
-            .await
-            .map_err(|e| {
-                Error::store(
-                    format!(
-                        "copying blob {digest} from {}/{} to {}/{}",
-                        src.store, src.repo, dst.store, dst.repo
-                    ),
-                    e,
-                )
-            })?;
-        self.emit(CopyEvent::BlobDone {
-            digest,
-            size: descriptor.size,
-        });
-        Ok(Outcome::Copied(descriptor.size))
+        dst.store.push_blob(dst.repo, descriptor, body).await?;
+        Ok(())
     }
 
     /// Phase 3: the manifests in plan order (children first, the tagged root after them).
@@ -629,6 +641,20 @@ impl Copier<'_> {
         }
         Ok(())
     }
+}
+
+/// How many times a blob transfer is tried when the failure may pass.
+const TRANSFER_ATTEMPTS: usize = 2;
+
+/// Failures another attempt may get past: the network or the target was unavailable (the
+/// stores' own retries already gave up once), or the target refused a whole-blob upload as
+/// too large (413), which a registry client answers by sending chunks next time. A source
+/// that gave wrong content is not among them.
+fn worth_another_attempt(error: &oci_store::Error) -> bool {
+    !matches!(
+        error.code(),
+        Some(ErrorCode::DigestInvalid | ErrorCode::SizeInvalid)
+    ) && (error.is_unavailable() || error.http_status() == 413)
 }
 
 enum Outcome {

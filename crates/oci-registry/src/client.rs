@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -158,6 +158,8 @@ impl RegistryClientBuilder {
                 monolithic_limit: self.monolithic_limit,
                 stall_timeout: self.stall_timeout,
                 uploads: Mutex::new(HashMap::new()),
+                refused_put_size: AtomicU64::new(u64::MAX),
+                single_post_refused: AtomicBool::new(false),
             }),
         })
     }
@@ -267,6 +269,12 @@ pub(crate) struct Inner {
     permits: Arc<Semaphore>,
     pub(crate) chunk_size: usize,
     pub(crate) monolithic_limit: u64,
+    /// The size above which this registry refused a whole-blob PUT with 413: larger blobs go
+    /// in chunks from then on.
+    pub(crate) refused_put_size: AtomicU64,
+    /// The registry answered a single-POST upload (`POST ?digest=` with the body) with a new
+    /// upload instead of storing it: POST+PUT from then on.
+    pub(crate) single_post_refused: AtomicBool,
     stall_timeout: Duration,
     /// The latest URL of each upload this client started or resumed, by upload id: registries
     /// (the CNCF one among them) move an upload's URL with every answer and refuse old ones.
@@ -327,6 +335,17 @@ impl RegistryClient {
                 ))
             })?;
         self.resolve(location)
+    }
+
+    /// The URL that closes the upload a POST answered with: its `Location` plus `digest=`.
+    pub(crate) fn upload_uri_with_digest(
+        &self,
+        response: &Response<Incoming>,
+        digest: &Digest,
+    ) -> Result<Uri> {
+        let location = self.location(response)?.to_string();
+        let separator = if location.contains('?') { '&' } else { '?' };
+        self.resolve(&format!("{location}{separator}digest={digest}"))
     }
 
     pub(crate) fn resolve(&self, location: &str) -> Result<Uri> {

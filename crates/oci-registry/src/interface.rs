@@ -1,7 +1,9 @@
 //! `OciInterface` for [`RegistryClient`]: each method as the distribution-spec requests.
 
 use async_trait::async_trait;
-use bytes::Bytes;
+use std::sync::atomic::Ordering;
+
+use bytes::{Bytes, BytesMut};
 use futures::stream::{self, BoxStream, StreamExt};
 use http::{Method, Response, StatusCode, header};
 use hyper::body::Incoming;
@@ -20,6 +22,11 @@ use crate::client::{
 };
 use crate::transport::{Body, Call};
 use crate::upload::RegistryWriter;
+use tracing::{debug, warn};
+
+/// Blobs up to this size are sent in one `POST ?digest=` where the registry takes it: configs
+/// and small layers, for which a second round trip costs more than the bytes.
+const SINGLE_POST_LIMIT: u64 = 1 << 20;
 
 /// The page size asked of registries when listing everything (ECR's maximum).
 const LIST_PAGE: usize = 1000;
@@ -474,8 +481,14 @@ impl OciInterface for RegistryClient {
                 .take()
                 .unwrap_or(error)
         };
-        if descriptor.size > self.inner.monolithic_limit {
-            let mut writer = RegistryWriter::start(self, repo, None).await?;
+        let refused_put_size = self.inner.refused_put_size.load(Ordering::Relaxed);
+        if descriptor.size > self.inner.monolithic_limit || descriptor.size >= refused_put_size {
+            // Under a refused size, chunks stay well below it: the closing PUT carries one too.
+            let chunk_size = (refused_put_size < u64::MAX).then(|| {
+                let half = usize::try_from(refused_put_size / 2).unwrap_or(usize::MAX);
+                half.clamp(64 << 10, self.inner.chunk_size)
+            });
+            let mut writer = RegistryWriter::start(self, repo, chunk_size).await?;
             let mut body = body;
             while let Some(chunk) = body.next().await {
                 match chunk {
@@ -488,9 +501,62 @@ impl OciInterface for RegistryClient {
             }
             return Box::new(writer).commit(&descriptor.digest).await;
         }
+        let scope = Self::scope(repo, "pull,push");
+        let stored = Descriptor::octet_stream(&descriptor.digest, descriptor.size);
+        let target = Target::Blob(repo, &descriptor.digest);
+        if descriptor.size <= SINGLE_POST_LIMIT
+            && !self.inner.single_post_refused.load(Ordering::Relaxed)
+        {
+            // Small blobs (configs, small layers) in one request, `POST ?digest=` with the
+            // body (distribution-spec end-4b). Held in memory, so that an auth challenge, a
+            // retry, or a registry that ignores the body can be answered by sending it again.
+            let mut content =
+                BytesMut::with_capacity(usize::try_from(descriptor.size).unwrap_or(0));
+            let mut body = body;
+            while let Some(chunk) = body.next().await {
+                content.extend_from_slice(&chunk.map_err(&own_failure)?);
+            }
+            let content = content.freeze();
+            let mut post = Call::new(
+                Method::POST,
+                self.uri(&format!(
+                    "/v2/{repo}/blobs/uploads/?digest={}",
+                    descriptor.digest
+                ))?,
+            )
+            .header(header::CONTENT_TYPE, "application/octet-stream")
+            .header(header::CONTENT_LENGTH, &content.len().to_string())
+            .body(Body::Bytes(content.clone()));
+            let response = self
+                .expect(
+                    &mut post,
+                    &scope,
+                    &[StatusCode::CREATED, StatusCode::ACCEPTED],
+                    target.clone(),
+                )
+                .await?;
+            if response.status() == StatusCode::CREATED {
+                return Ok(stored);
+            }
+            // 202: the registry opened an upload and ignored the body (the CNCF registry
+            // does); finish it with a PUT, and use POST+PUT from now on.
+            debug!(registry = %self.inner.name, "single-POST upload not supported; using POST+PUT");
+            self.inner
+                .single_post_refused
+                .store(true, Ordering::Relaxed);
+            let mut put = Call::new(
+                Method::PUT,
+                self.upload_uri_with_digest(&response, &descriptor.digest)?,
+            )
+            .header(header::CONTENT_TYPE, "application/octet-stream")
+            .header(header::CONTENT_LENGTH, &content.len().to_string())
+            .body(Body::Bytes(content));
+            self.expect(&mut put, &scope, &[StatusCode::CREATED], target)
+                .await?;
+            return Ok(stored);
+        }
         // POST then PUT: the POST also settles authentication before the body streams, so the
         // body is never needed twice.
-        let scope = Self::scope(repo, "pull,push");
         let mut post = Call::new(
             Method::POST,
             self.uri(&format!("/v2/{repo}/blobs/uploads/"))?,
@@ -504,28 +570,31 @@ impl OciInterface for RegistryClient {
                 Target::Repository(repo),
             )
             .await?;
-        let location = self.location(&response)?.to_string();
-        let separator = if location.contains('?') { '&' } else { '?' };
-        let uri = self.resolve(&format!(
-            "{location}{separator}digest={}",
-            descriptor.digest
-        ))?;
-        let mut put = Call::new(Method::PUT, uri)
-            .header(header::CONTENT_TYPE, "application/octet-stream")
-            .header(header::CONTENT_LENGTH, &descriptor.size.to_string())
-            .body(Body::Stream(Some(body)));
-        self.expect(
-            &mut put,
-            &scope,
-            &[StatusCode::CREATED],
-            Target::Blob(repo, &descriptor.digest),
+        let mut put = Call::new(
+            Method::PUT,
+            self.upload_uri_with_digest(&response, &descriptor.digest)?,
         )
-        .await
-        .map_err(own_failure)?;
-        Ok(Descriptor::octet_stream(
-            &descriptor.digest,
-            descriptor.size,
-        ))
+        .header(header::CONTENT_TYPE, "application/octet-stream")
+        .header(header::CONTENT_LENGTH, &descriptor.size.to_string())
+        .body(Body::Stream(Some(body)));
+        match self
+            .expect(&mut put, &scope, &[StatusCode::CREATED], target)
+            .await
+        {
+            Ok(_) => Ok(stored),
+            Err(error) => {
+                if error.http_status() == 413 {
+                    // The body is gone (it streamed once); the caller can send it again, and
+                    // this client will then send blobs this big in chunks.
+                    self.inner
+                        .refused_put_size
+                        .fetch_min(descriptor.size, Ordering::Relaxed);
+                    warn!(registry = %self.inner.name, size = descriptor.size,
+                        "the registry refused a whole-blob upload as too large; blobs this big go in chunks from now on");
+                }
+                Err(own_failure(error))
+            }
+        }
     }
 
     async fn push_blob_chunked(
