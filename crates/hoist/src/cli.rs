@@ -1,31 +1,431 @@
-//! The command line, declared once: parsing, `--help` and (later) completions and the man page
-//! all come from these definitions.
+//! The command line, declared once: parsing, `--help`, the shell completions (`hoist
+//! completions`) and the man page (`hoist man`, used by `cargo xtask dist`) all come from these
+//! definitions.
+
+// The doc comments here are help texts, written for the terminal: `oci:DIR[:TAG]` and
+// `auths.<registry>` are syntax, not links or HTML.
+#![allow(rustdoc::broken_intra_doc_links, rustdoc::invalid_html_tags)]
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+use oci_types::{Platform, Tag};
+
+use crate::location::Location;
+
+/// What `hoist --help` says after the list of commands.
+const AFTER_HELP: &str = "\
+Images are named as people type them: ubuntu (docker.io/library/ubuntu:latest),
+ghcr.io/org/app:1.2, localhost:5000/app@sha256:..., and oci:DIR[:TAG] for an OCI image layout
+directory (without TAG: latest). Credentials come from docker's config.json (hoist login) and
+the containers auth.json.
+
+Examples:
+  hoist copy alpine:3.20 localhost:5000/alpine:3.20
+  hoist pull --platform linux/arm64 ghcr.io/org/app:1.2 ./app
+  hoist inspect alpine:3.20
+
+Machine output (digests, manifests, listings, --json) goes to stdout; progress, summaries and
+errors go to stderr.
+
+Exit status:
+  0  success
+  1  failure of any other kind
+  2  usage error (unknown flag, malformed reference, platform or tag)
+  3  not found (manifest, blob or repository unknown; no image for the platform)
+  4  authentication refused (UNAUTHORIZED, DENIED)
+  5  network failure (connection, TLS, timeout) or registry unavailable (5xx, 429)
+  6  verification failure (digest or size mismatch, fsck found problems)";
 
 /// Copy, inspect and serve OCI images and registries.
 #[derive(Debug, Parser)]
-#[command(name = "hoist", version, about, propagate_version = true)]
+#[command(
+    name = "hoist",
+    version,
+    about,
+    propagate_version = true,
+    after_help = AFTER_HELP,
+    max_term_width = 100
+)]
 pub(crate) struct Cli {
-    /// More log output (-v: info, -vv: debug); RUST_LOG overrides.
-    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    /// More output: per-blob progress lines when stderr is not a terminal, more log output
+    /// (-v: info, -vv: debug); RUST_LOG overrides the log level.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, display_order = 900)]
     pub(crate) verbose: u8,
-    /// Only errors.
-    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    /// Only errors: no progress, no summaries.
+    #[arg(
+        short,
+        long,
+        global = true,
+        conflicts_with = "verbose",
+        display_order = 901
+    )]
     pub(crate) quiet: bool,
+    #[command(flatten)]
+    pub(crate) registry: RegistryArgs,
     #[command(subcommand)]
     pub(crate) command: Command,
 }
 
+/// How registries are reached.
+#[derive(Debug, Clone, Default, Args)]
+#[command(next_help_heading = "Registry options")]
+pub(crate) struct RegistryArgs {
+    /// Speak plain HTTP to registries (default: only to localhost, 127.0.0.0/8 and [::1]).
+    #[arg(long, global = true)]
+    pub(crate) plain_http: bool,
+    /// Accept any TLS certificate from registries (for test registries only).
+    #[arg(long, global = true)]
+    pub(crate) insecure: bool,
+    /// Trust the CA certificates in this PEM file too (repeatable).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub(crate) ca_file: Vec<PathBuf>,
+}
+
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
-    /// Serve images as an OCI distribution-spec registry.
+    /// Copy an image, an index or a whole multi-platform image between registries and layouts.
     ///
-    /// Example: hoist serve --root ./registry --addr 127.0.0.1:5000
+    /// Prints the digest of what DST now holds on stdout. Blobs the target already has are
+    /// skipped; between repositories of one registry they are mounted, not uploaded.
+    #[command(
+        visible_alias = "cp",
+        after_help = "Examples:\n  hoist copy alpine:3.20 localhost:5000/alpine:3.20\n  hoist cp --platform linux/amd64 --platform linux/arm64 ghcr.io/org/app:1.2 oci:./app:1.2\n  hoist copy --referrers reg.example/app@sha256:... reg.example/mirror/app:v1"
+    )]
+    Copy(CopyArgs),
+    /// Copy an image from a registry into an OCI layout directory (= copy REF oci:DIR[:TAG]).
+    ///
+    /// The image is tagged in the layout with REF's tag (latest when REF has only a digest),
+    /// as a bare tag, which skopeo and umoci read. Prints the digest on stdout.
+    #[command(after_help = "Example:\n  hoist pull --platform linux/arm64 alpine:3.20 ./alpine")]
+    Pull(PullArgs),
+    /// Copy an image from an OCI layout directory to a registry (= copy oci:DIR[:TAG] REF).
+    ///
+    /// Prints the digest on stdout.
+    #[command(after_help = "Example:\n  hoist push ./alpine:3.20 localhost:5000/alpine:3.20")]
+    Push(PushArgs),
+    /// Print a manifest exactly as stored (the bytes its digest is computed from).
+    #[command(
+        after_help = "Examples:\n  hoist manifest alpine:3.20 | jq .\n  hoist manifest --platform linux/arm64 alpine:3.20"
+    )]
+    Manifest(ManifestArgs),
+    /// Print the config of an image (for an index, of the image for --platform, default: this
+    /// machine's).
+    #[command(
+        after_help = "Example:\n  hoist config --platform linux/amd64 alpine:3.20 | jq .config"
+    )]
+    Config(ManifestArgs),
+    /// Print the digest of a manifest (sha256:...).
+    #[command(
+        after_help = "Examples:\n  hoist digest alpine:3.20\n  hoist digest --platform linux/amd64 alpine:3.20"
+    )]
+    Digest(ManifestArgs),
+    /// Describe an image or index: digest, media type, platforms, layers, labels, entrypoint.
+    #[command(
+        after_help = "Examples:\n  hoist inspect alpine:3.20\n  hoist inspect --platform linux/arm64 --json alpine:3.20"
+    )]
+    Inspect(InspectArgs),
+    /// List the tags of a repository, one per line.
+    #[command(after_help = "Examples:\n  hoist ls localhost:5000/alpine\n  hoist ls oci:./layout")]
+    Ls(ListArgs),
+    /// List the repositories of a registry (or of an OCI layout: oci:DIR), one per line.
+    #[command(after_help = "Example:\n  hoist catalog localhost:5000")]
+    Catalog(CatalogArgs),
+    /// Read or write single blobs.
+    #[command(subcommand)]
+    Blob(BlobCommand),
+    /// Point more tags at the manifest REF names (in REF's repository).
+    #[command(after_help = "Example:\n  hoist tag localhost:5000/app:1.2.3 1.2 1 latest")]
+    Tag(TagArgs),
+    /// Delete a tag, or a manifest by digest.
+    ///
+    /// By tag, only the tag goes (the manifest stays, reachable by digest); by digest, or by tag
+    /// with --manifest, the manifest goes, with every tag pointing at it.
+    #[command(
+        after_help = "Examples:\n  hoist delete localhost:5000/app:old\n  hoist delete --manifest localhost:5000/app:old\n  hoist delete localhost:5000/app@sha256:..."
+    )]
+    Delete(DeleteArgs),
+    /// List the manifests that refer to REF (signatures, SBOMs, attestations).
+    ///
+    /// One line per referrer: digest, artifact type (or - when it has none) and size, separated
+    /// by tabs.
+    #[command(
+        after_help = "Example:\n  hoist referrers --artifact-type application/vnd.dev.cosign.artifact.sig.v1+json ghcr.io/org/app:1.2"
+    )]
+    Referrers(ReferrersArgs),
+    /// Check credentials against a registry and store them in docker's config.json.
+    ///
+    /// Writes auths.<registry>.auth in $DOCKER_CONFIG/config.json (else ~/.docker/config.json)
+    /// as `docker login` does, keeping everything else in the file.
+    #[command(
+        after_help = "Examples:\n  hoist login ghcr.io -u me --password-stdin < token.txt\n  hoist login localhost:5000 -u admin -p secret"
+    )]
+    Login(LoginArgs),
+    /// Remove a registry's credentials from docker's config.json.
+    #[command(after_help = "Example:\n  hoist logout ghcr.io")]
+    Logout(LogoutArgs),
+    /// Remove what nothing in an OCI layout (or a root of layouts) needs any more.
+    ///
+    /// Prints the digest of each removed blob on stdout.
+    #[command(after_help = "Example:\n  hoist gc --dry-run ./layout")]
+    Gc(GcArgs),
+    /// Verify every blob of an OCI layout (or a root of layouts) against its digest.
+    ///
+    /// Prints one line per problem on stdout (corrupt DIGEST, missing DIGEST, stray PATH,
+    /// unreadable-entries N) and exits with 6 if there is any.
+    #[command(after_help = "Example:\n  hoist fsck ./layout")]
+    Fsck(FsckArgs),
+    /// Serve images as an OCI distribution-spec registry.
+    #[command(after_help = "Example:\n  hoist serve --root ./registry --addr 127.0.0.1:5000")]
     Serve(ServeArgs),
+    /// Print a shell completion script.
+    #[command(
+        after_help = "Examples:\n  hoist completions bash > /etc/bash_completion.d/hoist\n  hoist completions zsh > \"${fpath[1]}/_hoist\"\n  hoist completions fish > ~/.config/fish/completions/hoist.fish"
+    )]
+    Completions(CompletionsArgs),
+    /// Print the man page (roff), as `cargo xtask dist` packs it.
+    #[command(hide = true)]
+    Man,
+}
+
+/// Which platforms of an index to copy.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct PlatformArgs {
+    /// Copy only the image for this platform, os/arch[/variant] (repeatable; with several, a
+    /// new index of the chosen images is made). Default: every platform.
+    #[arg(long, value_name = "PLATFORM", value_parser = parse_platform)]
+    pub(crate) platform: Vec<Platform>,
+    /// Copy every platform of an index, unchanged (the default; for crane and skopeo habits).
+    #[arg(long, conflicts_with = "platform")]
+    pub(crate) all_platforms: bool,
+}
+
+/// How to copy.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct TransferArgs {
+    #[command(flatten)]
+    pub(crate) platforms: PlatformArgs,
+    /// Also copy what refers to the image (signatures, SBOMs, attestations), recursively.
+    #[arg(long)]
+    pub(crate) referrers: bool,
+    /// How many blobs to transfer at once.
+    #[arg(short, long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..))]
+    pub(crate) jobs: u16,
+}
+
+/// `hoist copy`.
+#[derive(Debug, Args)]
+pub(crate) struct CopyArgs {
+    /// What to copy: a registry reference or oci:DIR[:TAG].
+    #[arg(value_name = "SRC", value_parser = Location::parse)]
+    pub(crate) src: Location,
+    /// Where to: a registry reference or oci:DIR[:TAG]; a digest in it is checked against
+    /// what was copied.
+    #[arg(value_name = "DST", value_parser = Location::parse)]
+    pub(crate) dst: Location,
+    #[command(flatten)]
+    pub(crate) transfer: TransferArgs,
+}
+
+/// `hoist pull`.
+#[derive(Debug, Args)]
+pub(crate) struct PullArgs {
+    /// The image: a registry reference (or oci:DIR[:TAG]).
+    #[arg(value_name = "REF", value_parser = Location::parse)]
+    pub(crate) src: Location,
+    /// The OCI layout directory (created if missing); oci:DIR:TAG chooses the tag too.
+    #[arg(value_name = "DIR", value_parser = Location::parse_pull_dir)]
+    pub(crate) dir: Location,
+    #[command(flatten)]
+    pub(crate) transfer: TransferArgs,
+}
+
+/// `hoist push`.
+#[derive(Debug, Args)]
+pub(crate) struct PushArgs {
+    /// The OCI layout directory, with the tag to push (default: latest).
+    #[arg(value_name = "DIR[:TAG]", value_parser = Location::parse_layout)]
+    pub(crate) dir: Location,
+    /// Where to: a registry reference.
+    #[arg(value_name = "REF", value_parser = Location::parse)]
+    pub(crate) dst: Location,
+    #[command(flatten)]
+    pub(crate) transfer: TransferArgs,
+}
+
+/// `hoist manifest`, `hoist config`, `hoist digest`.
+#[derive(Debug, Args)]
+pub(crate) struct ManifestArgs {
+    /// The image: a registry reference or oci:DIR[:TAG].
+    #[arg(value_name = "REF", value_parser = Location::parse)]
+    pub(crate) reference: Location,
+    /// For an index: the image for this platform, os/arch[/variant].
+    #[arg(long, value_name = "PLATFORM", value_parser = parse_platform)]
+    pub(crate) platform: Option<Platform>,
+}
+
+/// `hoist inspect`.
+#[derive(Debug, Args)]
+pub(crate) struct InspectArgs {
+    #[command(flatten)]
+    pub(crate) target: ManifestArgs,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+/// `hoist ls`.
+#[derive(Debug, Args)]
+pub(crate) struct ListArgs {
+    /// The repository: a registry reference (its tag is ignored) or oci:DIR.
+    #[arg(value_name = "REF", value_parser = Location::parse)]
+    pub(crate) repository: Location,
+    /// Print a JSON array instead of lines.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+/// `hoist catalog`.
+#[derive(Debug, Args)]
+pub(crate) struct CatalogArgs {
+    /// The registry (host[:port]) or oci:DIR.
+    #[arg(value_name = "REGISTRY", value_parser = Location::parse_registry)]
+    pub(crate) registry: Location,
+    /// Print a JSON array instead of lines.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum BlobCommand {
+    /// Write a blob to stdout or a file, streamed and verified.
+    ///
+    /// With -o, the file appears only once the whole blob has arrived and matched its digest.
+    #[command(
+        after_help = "Example:\n  hoist blob get localhost:5000/app@sha256:... -o layer.tar.gz"
+    )]
+    Get(BlobGetArgs),
+    /// Upload a file as a blob, streamed; prints its digest.
+    #[command(after_help = "Example:\n  hoist blob put localhost:5000/app ./layer.tar.gz")]
+    Put(BlobPutArgs),
+}
+
+/// `hoist blob get`.
+#[derive(Debug, Args)]
+pub(crate) struct BlobGetArgs {
+    /// The blob: REPOSITORY@DIGEST in a registry or oci:DIR@DIGEST.
+    #[arg(value_name = "REF@DIGEST", value_parser = Location::parse)]
+    pub(crate) blob: Location,
+    /// Write to this file instead of stdout.
+    #[arg(short, long, value_name = "FILE")]
+    pub(crate) output: Option<PathBuf>,
+}
+
+/// `hoist blob put`.
+#[derive(Debug, Args)]
+pub(crate) struct BlobPutArgs {
+    /// The repository: a registry reference (tag ignored) or oci:DIR.
+    #[arg(value_name = "REPO", value_parser = Location::parse)]
+    pub(crate) repository: Location,
+    /// The file to upload.
+    #[arg(value_name = "FILE")]
+    pub(crate) file: PathBuf,
+}
+
+/// `hoist tag`.
+#[derive(Debug, Args)]
+pub(crate) struct TagArgs {
+    /// The manifest: a registry reference or oci:DIR[:TAG].
+    #[arg(value_name = "REF", value_parser = Location::parse)]
+    pub(crate) reference: Location,
+    /// The tags to add, in REF's repository.
+    #[arg(value_name = "NEWTAG", required = true, value_parser = parse_tag)]
+    pub(crate) tags: Vec<Tag>,
+}
+
+/// `hoist delete`.
+#[derive(Debug, Args)]
+pub(crate) struct DeleteArgs {
+    /// What to delete: a reference with a tag or a digest, or oci:DIR[:TAG].
+    #[arg(value_name = "REF", value_parser = Location::parse)]
+    pub(crate) reference: Location,
+    /// Delete the manifest the tag points at (and so every tag pointing at it), not just the
+    /// tag.
+    #[arg(long)]
+    pub(crate) manifest: bool,
+}
+
+/// `hoist referrers`.
+#[derive(Debug, Args)]
+pub(crate) struct ReferrersArgs {
+    /// The subject: a registry reference or oci:DIR[:TAG].
+    #[arg(value_name = "REF", value_parser = Location::parse)]
+    pub(crate) reference: Location,
+    /// Only referrers of this artifact type.
+    #[arg(long, value_name = "TYPE", value_parser = parse_media_type)]
+    pub(crate) artifact_type: Option<oci_types::MediaType>,
+    /// Print the descriptors as a JSON array.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+/// `hoist login`.
+#[derive(Debug, Args)]
+pub(crate) struct LoginArgs {
+    /// The registry (host[:port]; docker.io for Docker Hub).
+    #[arg(value_name = "REGISTRY")]
+    pub(crate) registry: String,
+    /// The user name.
+    #[arg(short, long)]
+    pub(crate) username: String,
+    /// The password or token (visible to other users of this machine in the process list:
+    /// prefer --password-stdin).
+    #[arg(short, long, conflicts_with = "password_stdin")]
+    pub(crate) password: Option<String>,
+    /// Read the password or token from stdin (without its final newline).
+    #[arg(long)]
+    pub(crate) password_stdin: bool,
+}
+
+/// `hoist logout`.
+#[derive(Debug, Args)]
+pub(crate) struct LogoutArgs {
+    /// The registry (host[:port]; docker.io for Docker Hub).
+    #[arg(value_name = "REGISTRY")]
+    pub(crate) registry: String,
+}
+
+/// `hoist gc`.
+#[derive(Debug, Args)]
+pub(crate) struct GcArgs {
+    /// An OCI layout directory, or a root of one layout per repository (as `hoist serve
+    /// --root` keeps).
+    #[arg(value_name = "DIR")]
+    pub(crate) dir: PathBuf,
+    /// Only report what would be removed.
+    #[arg(long)]
+    pub(crate) dry_run: bool,
+    /// Keep unreferenced blobs, uploads and temporary files younger than this many seconds:
+    /// another process may be about to push the manifest that needs them.
+    #[arg(long, value_name = "SECONDS", default_value_t = 3600)]
+    pub(crate) grace: u64,
+}
+
+/// `hoist fsck`.
+#[derive(Debug, Args)]
+pub(crate) struct FsckArgs {
+    /// An OCI layout directory, or a root of one layout per repository.
+    #[arg(value_name = "DIR")]
+    pub(crate) dir: PathBuf,
+}
+
+/// `hoist completions`.
+#[derive(Debug, Args)]
+pub(crate) struct CompletionsArgs {
+    /// The shell.
+    #[arg(value_name = "SHELL")]
+    pub(crate) shell: clap_complete::Shell,
 }
 
 /// `hoist serve`.
@@ -69,4 +469,89 @@ pub(crate) struct ServeArgs {
     /// How many uploads may stream at once.
     #[arg(long, value_name = "N", default_value_t = 64)]
     pub(crate) max_concurrent_uploads: usize,
+}
+
+fn parse_platform(input: &str) -> Result<Platform, oci_types::Error> {
+    Platform::parse(input)
+}
+
+fn parse_tag(input: &str) -> Result<Tag, oci_types::Error> {
+    Tag::parse(input)
+}
+
+fn parse_media_type(input: &str) -> Result<oci_types::MediaType, oci_types::Error> {
+    oci_types::MediaType::parse(input)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn copy_takes_platforms_jobs_and_an_alias() {
+        let cli = Cli::try_parse_from([
+            "hoist",
+            "cp",
+            "--platform",
+            "linux/arm64",
+            "--platform",
+            "linux/amd64",
+            "-j",
+            "8",
+            "alpine",
+            "oci:./out:v1",
+        ])
+        .unwrap();
+        let Command::Copy(args) = cli.command else {
+            panic!("not a copy: {:?}", cli.command)
+        };
+        assert_eq!(args.transfer.jobs, 8);
+        assert_eq!(args.transfer.platforms.platform.len(), 2);
+        assert_eq!(args.dst.to_string(), "oci:./out:v1");
+    }
+
+    #[test]
+    fn malformed_input_is_a_usage_error() {
+        for args in [
+            &["hoist", "copy", "Bad//ref", "x"][..],
+            &["hoist", "copy", "a", "b", "-j", "0"],
+            &["hoist", "manifest", "--platform", "linux", "a"],
+            &["hoist", "tag", "a", "-bad-"],
+            &[
+                "hoist",
+                "copy",
+                "--platform",
+                "linux/amd64",
+                "--all-platforms",
+                "a",
+                "b",
+            ],
+        ] {
+            let error = Cli::try_parse_from(args).unwrap_err();
+            assert_eq!(error.exit_code(), 2, "{args:?}: {error}");
+        }
+    }
+
+    #[test]
+    fn registry_flags_are_global() {
+        let cli = Cli::try_parse_from([
+            "hoist",
+            "ls",
+            "--plain-http",
+            "--ca-file",
+            "ca.pem",
+            "--insecure",
+            "reg.example/app",
+        ])
+        .unwrap();
+        assert!(cli.registry.plain_http && cli.registry.insecure);
+        assert_eq!(cli.registry.ca_file, [PathBuf::from("ca.pem")]);
+    }
 }

@@ -5,23 +5,39 @@
 //! binary is one line and the project's tests can build the very same program as a binary of
 //! their own (`cargo test` then builds it once, with the features of the test build, instead of
 //! a nested `cargo build` inside a test).
+//!
+//! Machine output (digests, manifests, listings, JSON) goes to stdout; progress, summaries and
+//! errors go to stderr. The exit status says what kind of failure ended a command (see
+//! `hoist --help`): 1 other, 2 usage, 3 not found, 4 authentication refused, 5 network, 6
+//! verification.
 
 // A command-line program: writing to stdout and stderr is its interface.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod cli;
 mod commands;
+mod exit;
+mod location;
+mod output;
+mod progress;
 
 use std::process::ExitCode;
 
+use anyhow::Result;
 use clap::Parser;
 
-use crate::cli::{Cli, Command};
+use crate::cli::{BlobCommand, Cli, Command};
+use crate::commands::Ctx;
+use crate::location::Opener;
 
 /// Runs the command line with the process arguments and returns its exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.verbose, cli.quiet);
+    init_logging(
+        cli.verbose,
+        cli.quiet,
+        matches!(cli.command, Command::Serve(_)),
+    );
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -32,29 +48,65 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(async {
-        match cli.command {
-            Command::Serve(args) => commands::serve::run(args).await,
-        }
-    });
-    match result {
+    match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
+        // `hoist ls | head -1`: the reader has what it wanted.
+        Err(error) if exit::is_stdout_closed(&error) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("hoist: {error}");
             for cause in error.chain().skip(1) {
                 eprintln!("  caused by: {cause}");
             }
-            ExitCode::FAILURE
+            ExitCode::from(exit::classify(&error).code())
         }
     }
 }
 
-/// Logs to stderr: warnings and the server's access log by default, more with `-v`, only
-/// errors with `-q`; `RUST_LOG` overrides all of it.
-fn init_logging(verbose: u8, quiet: bool) {
+async fn run(cli: Cli) -> Result<()> {
+    let jobs = match &cli.command {
+        Command::Copy(args) => args.transfer.jobs,
+        Command::Pull(args) => args.transfer.jobs,
+        Command::Push(args) => args.transfer.jobs,
+        _ => 1,
+    };
+    let ctx = Ctx {
+        quiet: cli.quiet,
+        verbose: cli.verbose,
+        // Room for every blob transfer plus the manifest and check requests beside them.
+        opener: Opener::new(cli.registry).with_max_requests(usize::from(jobs) + 4),
+    };
+    match cli.command {
+        Command::Copy(args) => commands::copy::run(&ctx, args).await,
+        Command::Pull(args) => commands::copy::pull(&ctx, args).await,
+        Command::Push(args) => commands::copy::push(&ctx, args).await,
+        Command::Manifest(args) => commands::manifest::manifest(&ctx, args).await,
+        Command::Config(args) => commands::manifest::config(&ctx, args).await,
+        Command::Digest(args) => commands::manifest::digest(&ctx, args).await,
+        Command::Inspect(args) => commands::inspect::run(&ctx, args).await,
+        Command::Ls(args) => commands::list::tags(&ctx, args).await,
+        Command::Catalog(args) => commands::list::catalog(&ctx, args).await,
+        Command::Referrers(args) => commands::list::referrers(&ctx, args).await,
+        Command::Blob(BlobCommand::Get(args)) => commands::blob::get(&ctx, args).await,
+        Command::Blob(BlobCommand::Put(args)) => commands::blob::put(&ctx, args).await,
+        Command::Tag(args) => commands::tag::tag(&ctx, args).await,
+        Command::Delete(args) => commands::tag::delete(&ctx, args).await,
+        Command::Login(args) => commands::login::login(&ctx, args).await,
+        Command::Logout(args) => commands::login::logout(&ctx, args).await,
+        Command::Gc(args) => commands::layout::gc(&ctx, args).await,
+        Command::Fsck(args) => commands::layout::fsck(&ctx, args).await,
+        Command::Serve(args) => commands::serve::run(args).await,
+        Command::Completions(args) => commands::generate::completions(&args),
+        Command::Man => commands::generate::man(),
+    }
+}
+
+/// Logs to stderr: warnings by default (and the server's access log for `hoist serve`), more
+/// with `-v`, only errors with `-q`; `RUST_LOG` overrides all of it.
+fn init_logging(verbose: u8, quiet: bool, serving: bool) {
     let default = match (quiet, verbose) {
         (true, _) => "error",
-        (false, 0) => "warn,hoist=info,oci_server=info",
+        (false, 0) if serving => "warn,hoist=info,oci_server=info",
+        (false, 0) => "warn",
         (false, 1) => "info",
         (false, _) => "debug",
     };

@@ -1,3 +1,40 @@
-//! One module per command.
+//! One module per command (or per family of commands sharing their code).
 
+pub(crate) mod blob;
+pub(crate) mod copy;
+pub(crate) mod generate;
+pub(crate) mod inspect;
+pub(crate) mod layout;
+pub(crate) mod list;
+pub(crate) mod login;
+pub(crate) mod manifest;
 pub(crate) mod serve;
+pub(crate) mod tag;
+
+use crate::location::Opener;
+use crate::progress;
+
+/// What every command gets: the global flags and the store opener.
+#[derive(Debug)]
+pub(crate) struct Ctx {
+    /// `-q`: no progress, no summaries.
+    pub(crate) quiet: bool,
+    /// `-v` count.
+    pub(crate) verbose: u8,
+    /// Opens the locations the user named.
+    pub(crate) opener: Opener,
+}
+
+impl Ctx {
+    /// Tells the person running hoist what happened, on stderr, unless `-q`.
+    pub(crate) fn say(&self, message: impl std::fmt::Display) {
+        if !self.quiet {
+            eprintln!("{message}");
+        }
+    }
+
+    /// How copies show their progress.
+    pub(crate) fn progress_mode(&self) -> progress::Mode {
+        progress::Mode::choose(self.quiet, self.verbose)
+    }
+}

@@ -1,0 +1,213 @@
+//! `hoist blob get` and `hoist blob put`: single blobs, streamed both ways (never held in
+//! memory), verified by the stores on the way.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use futures::{StreamExt, TryStreamExt};
+use oci_store::{BlobBody, ErrorCode};
+use oci_types::{Algorithm, Descriptor, Digest, Digester};
+use tokio::io::AsyncWriteExt;
+
+use crate::cli::{BlobGetArgs, BlobPutArgs};
+use crate::commands::Ctx;
+use crate::exit::{Failed, Failure};
+use crate::output::{async_stdout_error, human_size, print_line};
+
+/// The size of the reads that hash and upload a file.
+const CHUNK: usize = 1 << 20;
+
+/// `hoist blob get REF@DIGEST [-o FILE]`.
+pub(crate) async fn get(ctx: &Ctx, args: BlobGetArgs) -> Result<()> {
+    let Some(digest) = args.blob.digest().cloned() else {
+        return Err(Failed::new(
+            Failure::Usage,
+            format!(
+                "{} names no blob: give REPOSITORY@DIGEST or oci:DIR@DIGEST",
+                args.blob
+            ),
+        )
+        .into());
+    };
+    let place = ctx.opener.open(&args.blob).await?;
+    let what = || format!("cannot read blob {digest} from {}", args.blob);
+    let reader = place
+        .store
+        .get_blob(&place.repo, &digest)
+        .await
+        .with_context(what)?;
+    let size = reader.descriptor().size;
+    let mut body = reader.into_stream();
+    match &args.output {
+        None => {
+            let mut stdout = tokio::io::stdout();
+            while let Some(chunk) = body.next().await {
+                let chunk = chunk.with_context(what)?;
+                stdout.write_all(&chunk).await.map_err(async_stdout_error)?;
+            }
+            stdout.flush().await.map_err(async_stdout_error)?;
+        }
+        Some(path) => {
+            write_atomically(path, body).await.with_context(what)?;
+            ctx.say(format!(
+                "wrote blob {digest} ({}) to {}",
+                human_size(size),
+                path.display()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Streams `body` into a temporary file beside `path` and renames it into place only once the
+/// stream has ended cleanly (the store's reader verified it); removes it on any failure.
+async fn write_atomically(path: &Path, mut body: BlobBody) -> Result<()> {
+    let name = path
+        .file_name()
+        .with_context(|| format!("{} names no file", path.display()))?;
+    let temporary = path.with_file_name(format!(
+        ".{}.hoist-{}.tmp",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    let result = async {
+        let mut file = tokio::fs::File::create(&temporary)
+            .await
+            .with_context(|| format!("cannot create {}", temporary.display()))?;
+        while let Some(chunk) = body.next().await {
+            file.write_all(&chunk?)
+                .await
+                .with_context(|| format!("cannot write {}", temporary.display()))?;
+        }
+        file.sync_all()
+            .await
+            .with_context(|| format!("cannot write {}", temporary.display()))?;
+        tokio::fs::rename(&temporary, path).await.with_context(|| {
+            format!(
+                "cannot rename {} to {}",
+                temporary.display(),
+                path.display()
+            )
+        })
+    }
+    .await;
+    if result.is_err() {
+        let _ = tokio::fs::remove_file(&temporary).await;
+    }
+    result
+}
+
+/// `hoist blob put REPO FILE`: hashes the file in one streamed read, then uploads it in a
+/// second; the store checks the upload against the digest of the first.
+pub(crate) async fn put(ctx: &Ctx, args: BlobPutArgs) -> Result<()> {
+    let place = ctx.opener.open(&args.repository).await?;
+    let path = args.file.clone();
+    let (digest, size) = hash_file(path.clone())
+        .await
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    let what = || {
+        format!(
+            "cannot upload {} to {} as blob {digest}",
+            path.display(),
+            args.repository.repository_name()
+        )
+    };
+    match place.store.resolve_blob(&place.repo, &digest).await {
+        Ok(_) => {
+            ctx.say(format!(
+                "blob {digest} ({}) is already in {}",
+                human_size(size),
+                args.repository.repository_name()
+            ));
+            return print_line(&digest);
+        }
+        Err(error)
+            if matches!(
+                error.code(),
+                Some(ErrorCode::BlobUnknown | ErrorCode::NameUnknown)
+            ) => {}
+        Err(error) => return Err(error).with_context(what),
+    }
+    let file = tokio::fs::File::open(&path)
+        .await
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    let shown = path.display().to_string();
+    let body: BlobBody = tokio_util::io::ReaderStream::with_capacity(file, CHUNK)
+        .map_err(move |e| oci_store::Error::io(format!("reading {shown}"), e))
+        .boxed();
+    place
+        .store
+        .push_blob(&place.repo, &Descriptor::octet_stream(&digest, size), body)
+        .await
+        .with_context(what)?;
+    ctx.say(format!(
+        "uploaded {} ({}) to {}",
+        path.display(),
+        human_size(size),
+        args.repository.repository_name()
+    ));
+    print_line(&digest)
+}
+
+/// The SHA-256 digest and size of a file, read once in chunks on a blocking thread.
+async fn hash_file(path: PathBuf) -> Result<(Digest, u64)> {
+    tokio::task::spawn_blocking(move || -> Result<(Digest, u64)> {
+        let mut file = std::fs::File::open(&path)?;
+        let mut digester = Digester::new(Algorithm::Sha256);
+        let mut buffer = vec![0; CHUNK];
+        let mut size = 0u64;
+        loop {
+            let read = match file.read(&mut buffer) {
+                Ok(0) => break,
+                Ok(read) => read,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e.into()),
+            };
+            digester.update(&buffer[..read]);
+            size += read as u64;
+        }
+        Ok((digester.finish(), size))
+    })
+    .await
+    .context("the hashing thread failed")?
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn files_are_hashed_in_chunks() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("blob");
+        let content: Vec<u8> = (0..CHUNK * 2 + 17).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&path, &content).unwrap();
+        let (digest, size) = hash_file(path).await.unwrap();
+        assert_eq!(digest, Digest::sha256(&content));
+        assert_eq!(size, content.len() as u64);
+    }
+
+    #[tokio::test]
+    async fn a_failed_stream_leaves_no_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out");
+        let failing: BlobBody = futures::stream::iter([
+            Ok(Bytes::from_static(b"part")),
+            Err(oci_store::Error::SizeInvalid {
+                what: "blob".to_owned(),
+                digest: Digest::sha256(b"x"),
+                expected: 9,
+                actual: 4,
+            }),
+        ])
+        .boxed();
+        assert!(write_atomically(&path, failing).await.is_err());
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+        let good: BlobBody = futures::stream::iter([Ok(Bytes::from_static(b"whole"))]).boxed();
+        write_atomically(&path, good).await.unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"whole");
+    }
+}

@@ -1,0 +1,124 @@
+//! `hoist copy` (alias `cp`), `hoist pull` and `hoist push`: one copy between any two
+//! locations, through `oci_build::copy`.
+
+use anyhow::{Context, Result};
+use oci_build::{CopyOptions, ManifestRef, PlatformFilter, copy};
+use oci_types::Digest;
+
+use crate::cli::{CopyArgs, PullArgs, PushArgs, TransferArgs};
+use crate::commands::Ctx;
+use crate::exit::{Failed, Failure};
+use crate::location::{Location, Place};
+use crate::output::{count, human_size, print_line};
+use crate::progress::CopyProgress;
+
+pub(crate) async fn run(ctx: &Ctx, args: CopyArgs) -> Result<()> {
+    copy_between(ctx, &args.src, &args.dst, &args.transfer).await
+}
+
+/// `pull REF DIR` is `copy REF oci:DIR[:TAG]`, TAG being REF's tag unless DIR names one.
+pub(crate) async fn pull(ctx: &Ctx, args: PullArgs) -> Result<()> {
+    let dst = if args.dir.tag().is_some() || args.dir.digest().is_some() {
+        args.dir
+    } else {
+        let tag = args.src.tag().cloned();
+        args.dir.with_tag(tag)
+    };
+    copy_between(ctx, &args.src, &dst, &args.transfer).await
+}
+
+/// `push DIR[:TAG] REF` is `copy oci:DIR[:TAG] REF`.
+pub(crate) async fn push(ctx: &Ctx, args: PushArgs) -> Result<()> {
+    copy_between(ctx, &args.dir, &args.dst, &args.transfer).await
+}
+
+/// The digest of the manifest `at` names in `place`, without reading more than a descriptor.
+async fn source_digest(place: &Place, at: &ManifestRef) -> Result<Digest> {
+    let descriptor = match at {
+        ManifestRef::Tag(tag) => place.store.resolve_tag(&place.repo, tag).await,
+        ManifestRef::Digest(digest) => place.store.resolve_manifest(&place.repo, digest).await,
+    }?;
+    Ok(descriptor.digest)
+}
+
+async fn copy_between(
+    ctx: &Ctx,
+    src: &Location,
+    dst: &Location,
+    transfer: &TransferArgs,
+) -> Result<()> {
+    let from = ctx.opener.open(src).await?;
+    let to = ctx.opener.open(dst).await?;
+    let reference = src.manifest_ref();
+    let tags = dst.write_tags();
+    let platforms = if transfer.platforms.platform.is_empty() {
+        PlatformFilter::All
+    } else {
+        PlatformFilter::Only(transfer.platforms.platform.clone())
+    };
+    let expected = dst.digest().cloned();
+    // With every platform the copy keeps the source's digest: check it before writing anything.
+    if let (Some(expected), PlatformFilter::All) = (&expected, &platforms) {
+        let actual = source_digest(&from, &reference)
+            .await
+            .with_context(|| format!("cannot read {src}"))?;
+        if actual != *expected {
+            return Err(Failed::new(
+                Failure::Verification,
+                format!("{src} has digest {actual}, not the {expected} that {dst} names"),
+            )
+            .into());
+        }
+    }
+    let progress = CopyProgress::new(ctx.progress_mode());
+    // Options that oci-build adds later keep their defaults.
+    #[allow(clippy::needless_update)]
+    let options = CopyOptions {
+        platforms,
+        referrers: transfer.referrers,
+        jobs: usize::from(transfer.jobs),
+        // Between repositories of one registry, a mount saves the whole transfer.
+        mount: src.registry().is_some() && src.registry() == dst.registry(),
+        progress: progress.sink(),
+        ..CopyOptions::default()
+    };
+    let result = copy(from.endpoint(), &reference, to.endpoint(), &tags, &options).await;
+    progress.finish();
+    let report = result.with_context(|| format!("cannot copy {src} to {dst}"))?;
+    let root = report
+        .root
+        .as_ref()
+        .map(|root| root.digest.clone())
+        .context("the copy reported no manifest")?;
+    if let Some(expected) = expected.filter(|expected| *expected != root) {
+        return Err(Failed::new(
+            Failure::Verification,
+            format!("copied {src} to {dst} as {root}, not the {expected} that {dst} names"),
+        )
+        .into());
+    }
+    print_line(&root)?;
+    let mut summary = format!(
+        "copied {src} to {dst}: {} copied ({})",
+        count(report.blobs_copied, "blob", "blobs"),
+        human_size(report.bytes_copied)
+    );
+    if report.blobs_skipped > 0 {
+        summary.push_str(&format!(", {} already there", report.blobs_skipped));
+    }
+    if report.blobs_mounted > 0 {
+        summary.push_str(&format!(", {} mounted", report.blobs_mounted));
+    }
+    summary.push_str(&format!(
+        ", {} pushed",
+        count(report.manifests_pushed, "manifest", "manifests")
+    ));
+    if report.referrers > 0 {
+        summary.push_str(&format!(
+            " ({})",
+            count(report.referrers, "referrer", "referrers")
+        ));
+    }
+    ctx.say(summary);
+    Ok(())
+}
