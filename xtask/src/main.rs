@@ -8,6 +8,7 @@
 
 mod bench;
 mod ci;
+mod dist;
 mod lint;
 
 use std::env;
@@ -25,6 +26,9 @@ commands:
                   failure; <args> are appended to `cargo test --workspace --locked`
                   (for example `cargo xtask ci -- -- --nocapture`)
   lint            check the crate layering and the tidy rules of the workspace
+  dist            build `hoist` with the dist profile (LTO, stripped) and pack it with its
+                  man page and bash, zsh and fish completions, README and LICENSE into
+                  target/dist/hoist-<version>-<target>.tar.gz, with target/dist/SHA256SUMS
   bench [layout] [--size-mib N] [--runs R] [--pause S] [--quick]
                   measure speed and memory targets against the machine's limits, measured
                   side by side in the same run (default: layout, 1024 MiB, 3 runs, a 20 s
@@ -46,6 +50,7 @@ enum Cmd {
     Help,
     Ci { test_args: Vec<OsString> },
     Lint,
+    Dist,
     Bench(bench::BenchArgs),
 }
 
@@ -76,10 +81,11 @@ fn parse_args(args: &[OsString]) -> Result<Cmd, UsageError> {
             }
         },
         "lint" => Cmd::Lint,
+        "dist" => Cmd::Dist,
         "bench" => Cmd::Bench(bench::parse_args(rest).map_err(UsageError)?),
         other => return Err(UsageError(format!("unknown command `{other}`"))),
     };
-    if matches!(cmd, Cmd::Lint | Cmd::Help)
+    if matches!(cmd, Cmd::Lint | Cmd::Dist | Cmd::Help)
         && let Some(arg) = rest.first()
     {
         return Err(UsageError(format!("unexpected argument {arg:?}")));
@@ -104,6 +110,7 @@ fn main() -> ExitCode {
         }
         Cmd::Ci { test_args } => workspace_root().and_then(|root| ci::run(&root, &test_args)),
         Cmd::Lint => workspace_root().and_then(|root| lint::run(&root)),
+        Cmd::Dist => workspace_root().and_then(|root| dist::run(&root)),
         Cmd::Bench(args) => workspace_root().and_then(|root| bench::run(&root, &args)),
     };
     match result {
@@ -195,6 +202,8 @@ mod tests {
         assert!(parse_args(&args(&["bogus"])).is_err());
         assert!(parse_args(&args(&["lint", "extra"])).is_err());
         assert_eq!(parse_args(&args(&["lint"])), Ok(Cmd::Lint));
+        assert_eq!(parse_args(&args(&["dist"])), Ok(Cmd::Dist));
+        assert!(parse_args(&args(&["dist", "extra"])).is_err());
     }
 
     #[test]
