@@ -104,9 +104,9 @@ fn cncf_corrupter(data: PathBuf) -> Corrupter {
 /// with it waits for the test binary to exit, then stops the registry with `stop-registry.sh`
 /// (`REGISTRY_WIPE=1`) and removes the directory.
 #[derive(Debug)]
-struct SharedCncf {
+pub(crate) struct SharedCncf {
     dir: PathBuf,
-    addr: SocketAddr,
+    pub(crate) addr: SocketAddr,
     _reaper: Child,
 }
 
@@ -155,7 +155,7 @@ impl SharedCncf {
 
 /// The shared registry, started on first use; `None` (after saying why) when the peer is not
 /// installed.
-fn shared_cncf() -> Option<&'static SharedCncf> {
+pub(crate) fn shared_cncf() -> Option<&'static SharedCncf> {
     static REGISTRY: OnceLock<Option<SharedCncf>> = OnceLock::new();
     REGISTRY
         .get_or_init(|| {
