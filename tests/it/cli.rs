@@ -451,9 +451,23 @@ fn htpasswd(dir: &Path, user: &str, password: &str) -> PathBuf {
 /// removes them. Wrong credentials are refused with the auth exit code and change nothing.
 #[tokio::test(flavor = "multi_thread")]
 async fn login_writes_docker_config_and_logout_removes_it() {
+    login_flow(false).await;
+}
+
+/// The same with the token flow: the token endpoint checks the credentials.
+#[tokio::test(flavor = "multi_thread")]
+async fn login_through_a_token_endpoint() {
+    login_flow(true).await;
+}
+
+async fn login_flow(token_auth: bool) {
     let work = tempfile::tempdir().unwrap();
     let users = htpasswd(work.path(), "ci", "s3cret");
-    let server = ServeProcess::start(&["--memory", "--htpasswd", users.to_str().unwrap()]);
+    let mut args = vec!["--memory", "--htpasswd", users.to_str().unwrap()];
+    if token_auth {
+        args.push("--token-auth");
+    }
+    let server = ServeProcess::start(&args);
     let addr = server.addr().to_string();
     let hoist = Hoist::new();
     std::fs::create_dir_all(hoist.docker_config()).unwrap();

@@ -311,6 +311,17 @@ impl RegistryClient {
         }
     }
 
+    /// Checks that the registry accepts this client's credentials, as `docker login` does:
+    /// `GET /v2/`, authenticated as any request is (basic credentials, or a token without a
+    /// scope from the registry's token endpoint). Wrong credentials are `UNAUTHORIZED` (or
+    /// `DENIED`), whether the registry or its token endpoint refused them.
+    pub async fn check_credentials(&self) -> oci_store::Result<()> {
+        let mut call = Call::new(Method::GET, self.uri("/v2/")?);
+        self.expect(&mut call, "", &[StatusCode::OK], Target::Catalog)
+            .await?;
+        Ok(())
+    }
+
     /// The registry's name.
     pub fn registry(&self) -> &str {
         &self.inner.name

@@ -7,9 +7,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use base64::Engine as _;
-use futures::StreamExt;
-use oci_registry::{Credentials, RegistryClient};
-use oci_store::{ErrorCode, ListParams, OciInterface};
+use oci_registry::Credentials;
+use oci_store::ErrorCode;
 use serde_json::{Map, Value};
 
 use crate::cli::{LoginArgs, LogoutArgs};
@@ -93,51 +92,9 @@ fn read_password_from_stdin() -> Result<String> {
     Ok(text.to_owned())
 }
 
-/// What a listing with some credentials says about them.
-#[derive(Debug)]
-enum Probe {
-    /// The registry answered past authentication.
-    Accepted,
-    /// The token endpoint refused the credentials.
-    TokenRefused(oci_store::Error),
-    /// The registry itself refused: wrong basic credentials, or a token without the catalog
-    /// scope.
-    RegistryRefused(oci_store::Error),
-    /// The registry could not be reached.
-    Failed(oci_store::Error),
-}
-
-/// Asks for one repository of the catalog: the cheapest request that needs authentication.
-async fn probe(client: &RegistryClient) -> Probe {
-    let mut listing = client.repositories(&ListParams::new().with_limit(1));
-    let error = match listing.next().await {
-        None | Some(Ok(_)) => return Probe::Accepted,
-        Some(Err(error)) => error,
-    };
-    match error.code() {
-        Some(ErrorCode::Unauthorized | ErrorCode::Denied) => {
-            // oci-registry's own wording for a refusal by the token endpoint: the registry's
-            // API offers no other way to tell it from the registry's refusal.
-            if error.to_string().contains("token endpoint") {
-                Probe::TokenRefused(error)
-            } else {
-                Probe::RegistryRefused(error)
-            }
-        }
-        _ if error.is_unavailable() => Probe::Failed(error),
-        // Answered past authentication, without a catalog (404, UNSUPPORTED...).
-        _ => Probe::Accepted,
-    }
-}
-
-/// Checks the credentials against the registry before they are stored.
-///
-/// A registry with the token flow checks credentials at its token endpoint, and may still
-/// refuse the catalog to the token it issued; one with basic auth refuses wrong credentials on
-/// the request itself. When the registry (not its token endpoint) refused, an anonymous try
-/// tells the two apart where the token endpoint wants credentials; Docker Hub, whose token
-/// endpoint also serves anonymous users and whose catalog is closed to everyone, is known to
-/// use the token flow.
+/// Checks the credentials against the registry before they are stored, as `docker login`
+/// does: `GET /v2/` with them, through the registry's token endpoint where it has one (which
+/// is where a token registry checks credentials).
 async fn verify(ctx: &Ctx, host: &str, username: &str, password: &str) -> Result<()> {
     let client = ctx
         .opener
@@ -149,33 +106,20 @@ async fn verify(ctx: &Ctx, host: &str, username: &str, password: &str) -> Result
         .build()
         .await
         .with_context(|| format!("cannot set up a client of registry {host}"))?;
-    let refused = |error: oci_store::Error| {
-        anyhow::Error::new(error).context(format!(
-            "{host} refused the credentials of {username} (hoist checks them by listing the registry's repositories)"
-        ))
-    };
-    match probe(&client).await {
-        Probe::Accepted => Ok(()),
-        Probe::TokenRefused(error) => Err(refused(error)),
-        Probe::Failed(error) => Err(anyhow::Error::new(error)
-            .context(format!("cannot reach {host} to check the credentials"))),
-        Probe::RegistryRefused(error) => {
-            if DOCKER_HUB_NAMES.contains(&host) {
-                return Ok(());
-            }
-            let anonymous = ctx
-                .opener
-                .client_builder(host)
-                .with_credentials(Credentials::Anonymous)
-                .build()
-                .await
-                .with_context(|| format!("cannot set up a client of registry {host}"))?;
-            match probe(&anonymous).await {
-                // The token endpoint wants credentials, and issued a token for ours.
-                Probe::TokenRefused(_) => Ok(()),
-                _ => Err(refused(error)),
-            }
+    match client.check_credentials().await {
+        Ok(()) => Ok(()),
+        Err(error)
+            if matches!(
+                error.code(),
+                Some(ErrorCode::Unauthorized | ErrorCode::Denied)
+            ) =>
+        {
+            Err(anyhow::Error::new(error)
+                .context(format!("{host} refused the credentials of {username}")))
         }
+        Err(error) => Err(anyhow::Error::new(error).context(format!(
+            "cannot check the credentials of {username} with {host}"
+        ))),
     }
 }
 
