@@ -43,6 +43,8 @@ use serde_json::{Value, json};
 
 use crate::{cargo, describe, run_status};
 
+mod client;
+
 /// The scenarios `cargo xtask bench` knows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Scenario {
@@ -50,6 +52,8 @@ pub(crate) enum Scenario {
     Layout,
     /// `hoist serve` against `docker-registry`, side by side (issue 4).
     Server,
+    /// `hoist copy` against `skopeo copy`, pull and push (issue "registry client speed").
+    Client,
 }
 
 /// What `cargo xtask bench` was asked to do.
@@ -87,6 +91,7 @@ const MAX_SIZE_MIB: u64 = 1 << 20;
 pub(crate) fn parse_args(args: &[OsString]) -> Result<BenchArgs, String> {
     let mut parsed = BenchArgs::default();
     let mut size_given = false;
+    let mut runs_given = false;
     let mut rest = args.iter();
     while let Some(arg) = rest.next() {
         let Some(arg) = arg.to_str() else {
@@ -104,6 +109,7 @@ pub(crate) fn parse_args(args: &[OsString]) -> Result<BenchArgs, String> {
         match arg {
             "layout" => parsed.scenario = Scenario::Layout,
             "server" => parsed.scenario = Scenario::Server,
+            "client" => parsed.scenario = Scenario::Client,
             "--size-mib" => {
                 parsed.size_mib = value(arg)?;
                 size_given = true;
@@ -111,6 +117,7 @@ pub(crate) fn parse_args(args: &[OsString]) -> Result<BenchArgs, String> {
             "--runs" => {
                 parsed.runs =
                     usize::try_from(value(arg)?).map_err(|_| "`--runs` is too large".to_owned())?;
+                runs_given = true;
             }
             "--pause" => parsed.pause_secs = value(arg)?,
             "--quick" => {
@@ -123,6 +130,9 @@ pub(crate) fn parse_args(args: &[OsString]) -> Result<BenchArgs, String> {
     }
     if parsed.scenario == Scenario::Server && !size_given {
         parsed.size_mib = SERVER_SIZE_MIB;
+    }
+    if parsed.scenario == Scenario::Client {
+        client::apply_defaults(&mut parsed, size_given, runs_given);
     }
     if !(1..=MAX_SIZE_MIB).contains(&parsed.size_mib) {
         return Err(format!("`--size-mib` must be from 1 to {MAX_SIZE_MIB}"));
@@ -137,6 +147,7 @@ pub(crate) fn run(root: &Path, args: &BenchArgs) -> Result<()> {
     match args.scenario {
         Scenario::Layout => layout(root, args),
         Scenario::Server => server(root, args),
+        Scenario::Client => client::run(root, args),
     }
 }
 
@@ -1025,15 +1036,39 @@ impl Drop for Servers {
             let _ = child.wait();
         }
         if let Some(dir) = self.registry_dir.take() {
-            let _ = Command::new("bash")
-                .arg(&self.stop_script)
-                .env("REGISTRY_DIR", &dir)
-                .env("REGISTRY_WIPE", "1")
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
+            stop_registry(&self.stop_script, &dir, true);
         }
     }
+}
+
+/// Starts `docker-registry` with `tests/peers/start-registry.sh` (filesystem storage under
+/// `dir/data`, listening on `addr`); returns its PID.
+fn start_registry(peers_dir: &Path, dir: &Path, addr: &str) -> Result<u32> {
+    let mut start = Command::new("bash");
+    start
+        .arg(peers_dir.join("start-registry.sh"))
+        .env("REGISTRY_DIR", dir)
+        .env("REGISTRY_ADDR", addr)
+        .env_remove("REGISTRY_RESET");
+    let (_, output) = timed(&mut start)?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    stdout
+        .lines()
+        .last()
+        .and_then(|l| l.trim().parse().ok())
+        .with_context(|| format!("start-registry.sh printed no PID: {stdout:?}"))
+}
+
+/// Stops the registry of `dir` with `stop_script` (`stop-registry.sh`), deleting its data if
+/// `wipe`; errors are ignored (this runs on the way out).
+fn stop_registry(stop_script: &Path, dir: &Path, wipe: bool) {
+    let _ = Command::new("bash")
+        .arg(stop_script)
+        .env("REGISTRY_DIR", dir)
+        .env("REGISTRY_WIPE", if wipe { "1" } else { "0" })
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
 }
 
 fn curl() -> Command {
@@ -1062,13 +1097,24 @@ fn wait_until_answering(base: &str, hoist: &mut std::process::Child) -> Result<(
     bail!("hoist serve did not answer on {base} within 10 s")
 }
 
-/// Uploads `body` (a file, or `data` when `file` is `None`) as the blob `digest`: `POST`, then
-/// one monolithic `PUT`. Returns the seconds both took.
+/// Uploads `body` (a file, or `data` when `file` is `None`) as the blob `digest` to [`REPO`]:
+/// `POST`, then one monolithic `PUT`. Returns the seconds both took.
 fn upload_blob(base: &str, file: Option<&Path>, data: &str, digest: &str) -> Result<f64> {
+    upload_blob_to(base, REPO, file, data, digest)
+}
+
+/// [`upload_blob`] to the repository `repo`.
+fn upload_blob_to(
+    base: &str,
+    repo: &str,
+    file: Option<&Path>,
+    data: &str,
+    digest: &str,
+) -> Result<f64> {
     let started = Instant::now();
     let mut post = curl();
     post.args(["-X", "POST", "-D", "-", "-o", "/dev/null"])
-        .arg(format!("{base}/v2/{REPO}/blobs/uploads/"));
+        .arg(format!("{base}/v2/{repo}/blobs/uploads/"));
     let (_, output) = timed(&mut post)?;
     let headers = String::from_utf8_lossy(&output.stdout);
     let location = parse_location(&headers)
@@ -1099,11 +1145,16 @@ fn upload_blob(base: &str, file: Option<&Path>, data: &str, digest: &str) -> Res
     Ok(seconds)
 }
 
-/// Downloads the blob `digest` and checks its size; returns the seconds it took.
+/// Downloads the blob `digest` from [`REPO`] and checks its size; returns the seconds it took.
 fn download_blob(base: &str, digest: &str, size_bytes: u64) -> Result<f64> {
+    download_blob_from(base, REPO, digest, size_bytes)
+}
+
+/// [`download_blob`] from the repository `repo`.
+fn download_blob_from(base: &str, repo: &str, digest: &str, size_bytes: u64) -> Result<f64> {
     let mut get = curl();
     get.args(["-o", "/dev/null", "-w", "%{size_download}"])
-        .arg(format!("{base}/v2/{REPO}/blobs/{digest}"));
+        .arg(format!("{base}/v2/{repo}/blobs/{digest}"));
     let (seconds, output) = timed(&mut get)?;
     let got = String::from_utf8_lossy(&output.stdout);
     if got.trim().parse::<u64>().ok() != Some(size_bytes) {
@@ -1453,13 +1504,18 @@ impl ServerReport {
     }
 }
 
-fn server(root: &Path, args: &BenchArgs) -> Result<()> {
+/// Builds the `hoist` command line in release mode and returns its path.
+fn build_hoist(root: &Path) -> Result<PathBuf> {
     let mut build = cargo(root);
     build.args(["build", "--release", "--locked", "-p", "hoist"]);
     println!("==> build: {}", describe(&build));
     run_status(&mut build)?;
-    let exe = target_dir(root).join("release").join("hoist");
-    for tool in ["curl", "wrk", "docker-registry"] {
+    Ok(target_dir(root).join("release").join("hoist"))
+}
+
+/// Fails unless every one of `tools` is on the `PATH` (Debian packages of the same names).
+fn require_tools(tools: &[&str]) -> Result<()> {
+    for tool in tools {
         let found = Command::new("sh")
             .args(["-c", &format!("command -v {tool}")])
             .stdout(Stdio::null())
@@ -1469,6 +1525,12 @@ fn server(root: &Path, args: &BenchArgs) -> Result<()> {
             bail!("`{tool}` is not installed (apt-get install -y {tool})");
         }
     }
+    Ok(())
+}
+
+fn server(root: &Path, args: &BenchArgs) -> Result<()> {
+    let exe = build_hoist(root)?;
+    require_tools(&["curl", "wrk", "docker-registry"])?;
     let bench_dir = target_dir(root).join("bench");
     let work = bench_dir.join("server-work");
     remove_dir(&work)?;
@@ -1489,19 +1551,7 @@ fn server(root: &Path, args: &BenchArgs) -> Result<()> {
         registry_dir.display()
     );
     servers.registry_dir = Some(registry_dir.clone());
-    let mut start = Command::new("bash");
-    start
-        .arg(peers_dir.join("start-registry.sh"))
-        .env("REGISTRY_DIR", &registry_dir)
-        .env("REGISTRY_ADDR", &registry_addr)
-        .env_remove("REGISTRY_RESET");
-    let (_, output) = timed(&mut start)?;
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let registry_pid: u32 = stdout
-        .lines()
-        .last()
-        .and_then(|l| l.trim().parse().ok())
-        .with_context(|| format!("start-registry.sh printed no PID: {stdout:?}"))?;
+    let registry_pid = start_registry(&peers_dir, &registry_dir, &registry_addr)?;
 
     let hoist_root = work.join("hoist-root");
     fs::create_dir_all(&hoist_root)?;

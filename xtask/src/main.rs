@@ -41,6 +41,12 @@ commands:
                   per second with 32 connections (needs curl, wrk, docker-registry), memory
                   per idle connection (default: 256 MiB blob, 3 runs, 5 s load tests;
                   --quick: no ballast, 2 s load tests)
+  bench client [--size-mib N] [--runs R] [--pause S] [--quick]
+                  `hoist copy` against `skopeo copy` with docker-registry (loopback), pull
+                  into a new layout and push into a new registry, beside the machine's
+                  limits measured with curl, openssl and dd, 4 blobs at a time; peak RSS
+                  (needs curl, skopeo, docker-registry, gzip, GNU time; default: 1024 MiB
+                  in 8 gzip layers of random data, 3 runs; --quick: 64 MiB, 1 run)
   help            print this message
 ";
 
