@@ -29,10 +29,10 @@ pub(crate) const HOIST_DIR: &str = ".hoist";
 /// The `imageLayoutVersion` hoist writes.
 pub(crate) const LAYOUT_VERSION: &str = "1.0.0";
 /// How many bytes a write to disk gathers at least (fewer, larger writes).
-const WRITE_BUFFER: usize = 1 << 20;
+const WRITE_BUFFER: usize = 256 << 10;
 /// How many buffers may wait for the writer thread: the memory a blob write holds at most is
 /// about this many times [`WRITE_BUFFER`].
-const WRITE_QUEUE: usize = 8;
+const WRITE_QUEUE: usize = 4;
 
 /// One layout directory.
 #[derive(Debug)]
@@ -278,24 +278,32 @@ impl Layout {
             file.sync_data()
         });
         let mut check = PushCheck::new(descriptor);
-        let mut pending = BytesMut::new();
+        // Buffers of exactly WRITE_BUFFER bytes: one that grew past it (by `extend`) would keep
+        // twice the capacity alive in the queue.
+        let mut pending = BytesMut::with_capacity(WRITE_BUFFER);
         let fed: oci_store::Result<()> = async {
-            while let Some(chunk) = body.next().await {
-                let chunk: Bytes = chunk?;
+            'feed: while let Some(chunk) = body.next().await {
+                let mut chunk: Bytes = chunk?;
                 check.update(&chunk)?;
-                // Small pieces (from a network, say) are gathered into larger writes.
-                let buffer = if pending.is_empty() && chunk.len() >= WRITE_BUFFER {
-                    chunk
-                } else {
-                    pending.extend_from_slice(&chunk);
-                    if pending.len() < WRITE_BUFFER {
-                        continue;
+                if pending.is_empty() && chunk.len() >= WRITE_BUFFER {
+                    // Already large: written as it is, without a copy.
+                    if sender.send(chunk).await.is_err() {
+                        break;
                     }
-                    pending.split().freeze()
-                };
-                if sender.send(buffer).await.is_err() {
-                    // The writer stopped: its own error says why.
-                    break;
+                    continue;
+                }
+                // Small pieces (from a network, say) are gathered into larger writes.
+                while !chunk.is_empty() {
+                    let take = (WRITE_BUFFER - pending.len()).min(chunk.len());
+                    pending.extend_from_slice(&chunk.split_to(take));
+                    if pending.len() == WRITE_BUFFER {
+                        let full =
+                            std::mem::replace(&mut pending, BytesMut::with_capacity(WRITE_BUFFER));
+                        if sender.send(full.freeze()).await.is_err() {
+                            // The writer stopped: its own error says why.
+                            break 'feed;
+                        }
+                    }
                 }
             }
             if !pending.is_empty() {

@@ -344,7 +344,7 @@ async fn read_blob(layout: &Layout, descriptor: &Descriptor) -> Result<BlobReade
 }
 
 /// How many bytes one read of a blob file takes.
-const READ_BUFFER: u64 = 1 << 20;
+const READ_BUFFER: u64 = 256 << 10;
 /// How many buffers a blob read may have ready ahead of its consumer.
 const READ_AHEAD: usize = 4;
 
