@@ -32,7 +32,7 @@ pub(crate) const LAYOUT_VERSION: &str = "1.0.0";
 const WRITE_BUFFER: usize = 256 << 10;
 /// How many buffers may wait for the writer thread: the memory a blob write holds at most is
 /// about this many times [`WRITE_BUFFER`].
-const WRITE_QUEUE: usize = 4;
+const WRITE_QUEUE: usize = 2;
 
 /// One layout directory.
 #[derive(Debug)]
