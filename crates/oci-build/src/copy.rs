@@ -22,7 +22,7 @@ use oci_types::{Descriptor, Digest, ImageIndex, Manifest, Platform, Repository, 
 use tracing::{debug, warn};
 
 use crate::error::{Error, Result};
-use crate::platform::{MAX_DEPTH, ManifestRef, RawManifest, is_v2, read_manifest, select_child};
+use crate::platform::{MAX_DEPTH, ManifestRef, RawManifest, is_v2, read_manifest, require_child};
 use crate::schema1;
 
 /// Which platforms of an index to copy.
@@ -307,18 +307,7 @@ impl Copier<'_> {
         };
         let mut chosen: Vec<Descriptor> = Vec::new();
         for platform in &wanted {
-            let Some(child) = select_child(&index, platform) else {
-                return Err(Error::NoMatchingPlatform {
-                    wanted: platform.to_string(),
-                    repo: self.src.repo.clone(),
-                    digest: root.descriptor.digest.clone(),
-                    available: index
-                        .manifests
-                        .iter()
-                        .filter_map(|c| c.platform.as_ref().map(ToString::to_string))
-                        .collect(),
-                });
-            };
+            let child = require_child(&index, platform, self.src.repo, &root.descriptor.digest)?;
             debug!(%platform, child = %child.digest, "platform selected");
             if !chosen.iter().any(|c| c.digest == child.digest) {
                 chosen.push(child.clone());

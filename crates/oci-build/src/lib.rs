@@ -42,5 +42,6 @@ mod schema1;
 pub use copy::{CopyEvent, CopyOptions, CopyReport, Endpoint, PlatformFilter, ProgressSink, copy};
 pub use error::{Error, Result};
 pub use platform::{
-    Image, MAX_CONFIG_SIZE, ManifestRef, RawManifest, fetch_image, read_manifest, select_child,
+    Image, MAX_CONFIG_SIZE, ManifestRef, RawManifest, fetch_image, read_manifest, require_child,
+    select_child,
 };

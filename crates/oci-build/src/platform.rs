@@ -100,6 +100,26 @@ pub fn select_child<'a>(index: &'a ImageIndex, wanted: &Platform) -> Option<&'a 
         .map(|best| candidates[best].0)
 }
 
+/// [`select_child`], or [`Error::NoMatchingPlatform`] naming the platforms the index
+/// `index_digest` of `repo` offers.
+pub fn require_child<'a>(
+    index: &'a ImageIndex,
+    wanted: &Platform,
+    repo: &Repository,
+    index_digest: &Digest,
+) -> Result<&'a Descriptor> {
+    select_child(index, wanted).ok_or_else(|| Error::NoMatchingPlatform {
+        wanted: wanted.to_string(),
+        repo: repo.clone(),
+        digest: index_digest.clone(),
+        available: index
+            .manifests
+            .iter()
+            .filter_map(|c| c.platform.as_ref().map(ToString::to_string))
+            .collect(),
+    })
+}
+
 /// An image resolved for one platform: what it takes to run or unpack it.
 #[derive(Debug, Clone)]
 pub struct Image {
@@ -169,18 +189,7 @@ pub async fn fetch_image(
                 });
             }
             Manifest::Index(list) => {
-                let Some(child) = select_child(&list, &wanted) else {
-                    return Err(Error::NoMatchingPlatform {
-                        wanted: wanted.to_string(),
-                        repo: repo.clone(),
-                        digest: raw.descriptor.digest,
-                        available: list
-                            .manifests
-                            .iter()
-                            .filter_map(|c| c.platform.as_ref().map(ToString::to_string))
-                            .collect(),
-                    });
-                };
+                let child = require_child(&list, &wanted, repo, &raw.descriptor.digest)?;
                 let child_digest = child.digest.clone();
                 index.get_or_insert(raw.descriptor);
                 raw = read_manifest(store, repo, &ManifestRef::Digest(child_digest)).await?;

@@ -348,15 +348,24 @@ impl RegistryClient {
         self.resolve(location)
     }
 
-    /// The URL that closes the upload a POST answered with: its `Location` plus `digest=`.
-    pub(crate) fn upload_uri_with_digest(
+    /// The `PUT` that closes the upload a POST answered with, carrying the whole blob
+    /// `descriptor` as `body`: the POST's `Location` plus `digest=`.
+    pub(crate) fn closing_put(
         &self,
         response: &Response<Incoming>,
-        digest: &Digest,
-    ) -> Result<Uri> {
+        descriptor: &Descriptor,
+        body: Body,
+    ) -> Result<Call> {
         let location = self.location(response)?.to_string();
         let separator = if location.contains('?') { '&' } else { '?' };
-        self.resolve(&format!("{location}{separator}digest={digest}"))
+        let uri = self.resolve(&format!(
+            "{location}{separator}digest={}",
+            descriptor.digest
+        ))?;
+        Ok(Call::new(Method::PUT, uri)
+            .header(header::CONTENT_TYPE, "application/octet-stream")
+            .header(header::CONTENT_LENGTH, &descriptor.size.to_string())
+            .body(body))
     }
 
     pub(crate) fn resolve(&self, location: &str) -> Result<Uri> {

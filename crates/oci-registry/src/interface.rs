@@ -544,13 +544,7 @@ impl OciInterface for RegistryClient {
             self.inner
                 .single_post_refused
                 .store(true, Ordering::Relaxed);
-            let mut put = Call::new(
-                Method::PUT,
-                self.upload_uri_with_digest(&response, &descriptor.digest)?,
-            )
-            .header(header::CONTENT_TYPE, "application/octet-stream")
-            .header(header::CONTENT_LENGTH, &content.len().to_string())
-            .body(Body::Bytes(content));
+            let mut put = self.closing_put(&response, descriptor, Body::Bytes(content))?;
             self.expect(&mut put, &scope, &[StatusCode::CREATED], target)
                 .await?;
             return Ok(stored);
@@ -570,13 +564,7 @@ impl OciInterface for RegistryClient {
                 Target::Repository(repo),
             )
             .await?;
-        let mut put = Call::new(
-            Method::PUT,
-            self.upload_uri_with_digest(&response, &descriptor.digest)?,
-        )
-        .header(header::CONTENT_TYPE, "application/octet-stream")
-        .header(header::CONTENT_LENGTH, &descriptor.size.to_string())
-        .body(Body::Stream(Some(body)));
+        let mut put = self.closing_put(&response, descriptor, Body::Stream(Some(body)))?;
         match self
             .expect(&mut put, &scope, &[StatusCode::CREATED], target)
             .await

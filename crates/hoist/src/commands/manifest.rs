@@ -1,7 +1,7 @@
 //! `hoist manifest`, `hoist config` and `hoist digest`: one object of an image, for scripts.
 
 use anyhow::{Context, Result};
-use oci_build::{ManifestRef, RawManifest, fetch_image, read_manifest, select_child};
+use oci_build::{ManifestRef, RawManifest, fetch_image, read_manifest, require_child};
 use oci_types::{Manifest, Platform};
 
 use crate::cli::ManifestArgs;
@@ -43,19 +43,8 @@ pub(crate) async fn read_for_platform(
             manifest: root,
         });
     };
-    let Some(child) = select_child(&index, platform) else {
-        return Err(oci_build::Error::NoMatchingPlatform {
-            wanted: platform.to_string(),
-            repo: place.repo.clone(),
-            digest: root.descriptor.digest.clone(),
-            available: index
-                .manifests
-                .iter()
-                .filter_map(|c| c.platform.as_ref().map(ToString::to_string))
-                .collect(),
-        })
-        .with_context(|| format!("cannot choose an image of {location}"));
-    };
+    let child = require_child(&index, platform, &place.repo, &root.descriptor.digest)
+        .with_context(|| format!("cannot choose an image of {location}"))?;
     let manifest = read_manifest(
         &*place.store,
         &place.repo,
