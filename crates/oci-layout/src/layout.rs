@@ -33,6 +33,8 @@ const WRITE_BUFFER: usize = 256 << 10;
 /// How many buffers may wait for the writer thread: the memory a blob write holds at most is
 /// about this many times [`WRITE_BUFFER`].
 const WRITE_QUEUE: usize = 2;
+/// After this many new bytes of a blob, the disk is asked to start writing them out.
+const WRITEBACK_STEP: u64 = 16 << 20;
 
 /// One layout directory.
 #[derive(Debug)]
@@ -272,10 +274,7 @@ impl Layout {
                 .write(true)
                 .create_new(true)
                 .open(&path)?;
-            while let Some(buffer) = receiver.blocking_recv() {
-                file.write_all(&buffer)?;
-            }
-            file.sync_data()
+            write_through(&mut file, || receiver.blocking_recv())
         });
         let mut check = PushCheck::new(descriptor);
         // Buffers of exactly WRITE_BUFFER bytes: one that grew past it (by `extend`) would keep
@@ -354,6 +353,44 @@ impl Layout {
             .map_err(join_error)??;
         Ok(())
     }
+}
+
+/// Writes every buffer `next` gives to `file`, then syncs its data (blocking).
+///
+/// The kernel would otherwise keep a whole blob in the page cache and write it only when the
+/// final sync asks, so that the disk sat idle while the content arrived and the sync then
+/// waited for all of it. A second thread syncs the file each time [`WRITEBACK_STEP`] more
+/// bytes were written, which keeps the disk busy while the writing goes on, and leaves the
+/// final sync only the tail.
+fn write_through(
+    file: &mut File,
+    mut next: impl FnMut() -> Option<Bytes>,
+) -> std::io::Result<()> {
+    let early = file.try_clone()?;
+    std::thread::scope(|scope| {
+        // Capacity one: a request made while a sync runs waits for it; further ones are
+        // dropped, since the sync after the waiting one covers their bytes too.
+        let (request, requests) = std::sync::mpsc::sync_channel::<()>(1);
+        scope.spawn(move || {
+            while requests.recv().is_ok() {
+                // Only a head start: an error here shows again in the final sync.
+                let _ = early.sync_data();
+            }
+        });
+        let mut written = 0u64;
+        let mut requested = 0u64;
+        while let Some(buffer) = next() {
+            file.write_all(&buffer)?;
+            written += buffer.len() as u64;
+            if written - requested >= WRITEBACK_STEP {
+                let _ = request.try_send(());
+                requested = written;
+            }
+        }
+        drop(request);
+        Ok::<(), std::io::Error>(())
+    })?;
+    file.sync_data()
 }
 
 /// Fsyncs a directory so that a rename into it survives a crash.
