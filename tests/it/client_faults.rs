@@ -18,7 +18,9 @@ use bytes::Bytes;
 use oci_registry::{Credentials, RegistryClient, RetryPolicy};
 use oci_server::{Auth, Htpasswd, Listening, RegistryServer};
 use oci_store::conformance::seeded_bytes;
-use oci_store::{ErrorCode, MemoryStore, OciInterface, OciInterfaceExt, PushManifestParams};
+use oci_store::{
+    BlobReader, ErrorCode, MemoryStore, OciInterface, OciInterfaceExt, PushManifestParams,
+};
 use oci_types::{Descriptor, Digest, ImageManifest, MediaType, Repository, media_type};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -1340,6 +1342,56 @@ async fn a_push_with_a_wrong_size_stores_nothing() {
         .await
         .unwrap();
     memory.resolve_blob(&repo, &digest).await.unwrap();
+}
+
+/// A copy pushes another store's verified read, which the client then does not hash again
+/// (the read's own check runs as it streams): corrupt content must still end the upload
+/// before the registry commits it, reported as `DIGEST_INVALID`, in each upload strategy.
+#[tokio::test]
+async fn a_corrupt_verified_read_pushed_without_a_second_hash_stores_nothing() {
+    let (listening, memory) = server(false).await;
+    let proxy = Proxy::start(listening.local_addr()).await;
+    let repo = repo("lying-read");
+    let streamed = client(&proxy, None).await;
+    let chunked = RegistryClient::builder(&proxy.host())
+        .with_credential_files(Vec::new())
+        .with_monolithic_limit(10_000)
+        .with_chunk_size(30_000)
+        .build()
+        .await
+        .unwrap();
+    // One POST (small), POST + streamed PUT, and chunks.
+    for (client, size) in [
+        (&streamed, 100_000),
+        (&streamed, 2 << 20),
+        (&chunked, 100_000),
+    ] {
+        let content = seeded_bytes(12, size);
+        let descriptor = Descriptor::new(octet(), Digest::sha256(&content), size as u64);
+        let mut damaged = content.to_vec();
+        damaged[size / 2] ^= 1;
+        let body = BlobReader::verified(descriptor.clone(), oci_store::body_from_bytes(damaged))
+            .into_stream();
+        let error = client
+            .push_blob(&repo, &descriptor, body)
+            .await
+            .expect_err("corrupt content is refused");
+        assert_eq!(
+            error.code(),
+            Some(ErrorCode::DigestInvalid),
+            "{size}: {error}"
+        );
+        assert_nothing_stored(&memory, &repo, &descriptor.digest).await;
+
+        let body = BlobReader::verified(descriptor.clone(), oci_store::body_from_bytes(content))
+            .into_stream();
+        client.push_blob(&repo, &descriptor, body).await.unwrap();
+        memory
+            .resolve_blob(&repo, &descriptor.digest)
+            .await
+            .unwrap();
+        memory.delete_blob(&repo, &descriptor.digest).await.unwrap();
+    }
 }
 
 // ---- upload strategies ----

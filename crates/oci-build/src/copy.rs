@@ -581,13 +581,14 @@ impl Copier<'_> {
         let body = match self.options.progress.clone() {
             Some(sink) => {
                 let digest = descriptor.digest.clone();
-                body.inspect_ok(move |chunk| {
+                // Keeps what the source's read verifies, so that the target need not hash
+                // the content again.
+                body.inspect_chunks(move |chunk| {
                     sink(&CopyEvent::BlobProgress {
                         digest: digest.clone(),
                         bytes: chunk.len() as u64,
                     });
                 })
-                .boxed()
             }
             None => body,
         };

@@ -75,7 +75,8 @@ async fn push(src: &Path, dir: PathBuf, digest: Digest) -> Result<u64, Box<dyn E
         .map(move |chunk| {
             chunk.map_err(|e| oci_store::Error::io(format!("cannot read {shown}"), e))
         })
-        .boxed();
+        .boxed()
+        .into();
     let descriptor = Descriptor::new(
         MediaType::from_static(media_type::OCI_LAYER_TAR),
         digest,

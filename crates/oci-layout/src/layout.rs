@@ -238,7 +238,7 @@ impl Layout {
             .await
             .is_ok_and(|m| m.len() == descriptor.size)
         {
-            let mut check = PushCheck::new(descriptor);
+            let mut check = PushCheck::for_body(descriptor, &body);
             while let Some(chunk) = body.next().await {
                 check.update(&chunk?)?;
             }
@@ -276,7 +276,7 @@ impl Layout {
                 .open(&path)?;
             write_through(&mut file, || receiver.blocking_recv())
         });
-        let mut check = PushCheck::new(descriptor);
+        let mut check = PushCheck::for_body(descriptor, &body);
         // Buffers of exactly WRITE_BUFFER bytes: one that grew past it (by `extend`) would keep
         // twice the capacity alive in the queue.
         let mut pending = BytesMut::with_capacity(WRITE_BUFFER);
@@ -362,10 +362,7 @@ impl Layout {
 /// waited for all of it. A second thread syncs the file each time [`WRITEBACK_STEP`] more
 /// bytes were written, which keeps the disk busy while the writing goes on, and leaves the
 /// final sync only the tail.
-fn write_through(
-    file: &mut File,
-    mut next: impl FnMut() -> Option<Bytes>,
-) -> std::io::Result<()> {
+fn write_through(file: &mut File, mut next: impl FnMut() -> Option<Bytes>) -> std::io::Result<()> {
     let early = file.try_clone()?;
     std::thread::scope(|scope| {
         // Capacity one: a request made while a sync runs waits for it; further ones are

@@ -366,7 +366,8 @@ fn file_body(file: tokio::fs::File, path: PathBuf, limit: Option<u64>) -> BlobBo
                 .map(move |chunk| {
                     chunk.map_err(|e| Error::io(format!("cannot read {}", path.display()), e))
                 })
-                .boxed();
+                .boxed()
+                .into();
         }
     };
     let (sender, receiver) = tokio::sync::mpsc::channel::<Result<Bytes>>(READ_AHEAD);
@@ -400,6 +401,7 @@ fn file_body(file: tokio::fs::File, path: PathBuf, limit: Option<u64>) -> BlobBo
         receiver.recv().await.map(|item| (item, receiver))
     })
     .boxed()
+    .into()
 }
 
 /// Runs blocking file work off the async threads.

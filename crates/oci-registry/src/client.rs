@@ -865,6 +865,7 @@ impl RegistryClient {
             }
         })
         .boxed()
+        .into()
     }
 }
 
@@ -972,7 +973,7 @@ pub(crate) fn checked_body(
     body: BlobBody,
     failure: BodyFailure,
 ) -> BlobBody {
-    let mut check = Some(PushCheck::new(descriptor));
+    let mut check = Some(PushCheck::for_body(descriptor, &body));
     let record = move |error: Error| -> Error {
         let message = error.to_string();
         *failure.lock().unwrap_or_else(PoisonError::into_inner) = Some(error);
@@ -990,7 +991,9 @@ pub(crate) fn checked_body(
                     Some(Err(error)) => Some(Err(record(error))),
                     _ => Some(Ok(chunk)),
                 },
-                Some(Err(error)) => Some(Err(error)),
+                // The body's own failure, including its own digest check
+                // (`PushCheck::for_body`), is the reason to report.
+                Some(Err(error)) => Some(Err(record(error))),
                 None => check
                     .take()
                     .and_then(|c| c.finish().err())
@@ -999,6 +1002,7 @@ pub(crate) fn checked_body(
             futures::future::ready(out)
         })
         .boxed()
+        .into()
 }
 
 impl fmt::Debug for RegistryClient {

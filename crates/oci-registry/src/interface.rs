@@ -402,7 +402,8 @@ impl OciInterface for RegistryClient {
                 };
                 futures::future::ready(out)
             })
-            .boxed();
+            .boxed()
+            .into();
         Ok(BlobReader::ranged(
             Descriptor::octet_stream(digest, total),
             range,

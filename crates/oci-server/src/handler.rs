@@ -317,7 +317,8 @@ fn body_stream(body: Incoming, room: Option<u64>) -> (BlobBody, Arc<AtomicBool>)
                 _ => Ok(chunk),
             }
         })
-        .boxed();
+        .boxed()
+        .into();
     (stream, overflowed)
 }
 

@@ -14,12 +14,85 @@ use oci_types::{Descriptor, Digest, Digester};
 use crate::{Error, Result};
 
 /// A blob's content as it streams: pieces of [`Bytes`], or an error that ends the stream.
-pub type BlobBody = BoxStream<'static, Result<Bytes>>;
+///
+/// A body that comes from a full read ([`BlobReader::into_stream`]) knows the digest its own
+/// stream checks ([`verified_as`](Self::verified_as)): a store that pushes it as that digest
+/// need not hash it a second time (see [`PushCheck::for_body`]), which halves the hashing of
+/// a copy between two stores.
+pub struct BlobBody {
+    stream: BoxStream<'static, Result<Bytes>>,
+    /// Set only by [`BlobReader::verified`]: the stream ends in an error unless its content
+    /// hashes to this digest.
+    verified_as: Option<Digest>,
+}
+
+impl BlobBody {
+    /// A body from any stream of pieces; it claims no verification.
+    pub fn new(stream: impl Stream<Item = Result<Bytes>> + Send + 'static) -> Self {
+        Self {
+            stream: stream.boxed(),
+            verified_as: None,
+        }
+    }
+
+    /// The digest this body's own stream verifies: when it is `Some`, the stream ends with
+    /// `DIGEST_INVALID` or `SIZE_INVALID` instead of ending cleanly if the content does not
+    /// match it.
+    pub fn verified_as(&self) -> Option<&Digest> {
+        self.verified_as.as_ref()
+    }
+
+    /// Calls `observe` with every piece as it passes (progress, counting), keeping what the
+    /// body verifies.
+    pub fn inspect_chunks(self, mut observe: impl FnMut(&Bytes) + Send + 'static) -> Self {
+        let verified_as = self.verified_as;
+        Self {
+            stream: self
+                .stream
+                .inspect(move |item| {
+                    if let Ok(chunk) = item {
+                        observe(chunk);
+                    }
+                })
+                .boxed(),
+            verified_as,
+        }
+    }
+}
+
+impl Stream for BlobBody {
+    type Item = Result<Bytes>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.stream.poll_next_unpin(cx)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.stream.size_hint()
+    }
+}
+
+impl From<BoxStream<'static, Result<Bytes>>> for BlobBody {
+    fn from(stream: BoxStream<'static, Result<Bytes>>) -> Self {
+        Self {
+            stream,
+            verified_as: None,
+        }
+    }
+}
+
+impl fmt::Debug for BlobBody {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BlobBody")
+            .field("verified_as", &self.verified_as)
+            .finish_non_exhaustive()
+    }
+}
 
 /// A body made of bytes already in memory (manifests, small blobs, tests).
 pub fn body_from_bytes(bytes: impl Into<Bytes>) -> BlobBody {
     let bytes = bytes.into();
-    futures::stream::once(async move { Ok(bytes) }).boxed()
+    BlobBody::new(futures::stream::once(async move { Ok(bytes) }))
 }
 
 /// What a read of a blob or manifest returns: its descriptor and its content as a stream.
@@ -38,19 +111,29 @@ pub struct BlobReader {
 
 impl BlobReader {
     /// A full read of `descriptor`'s content from `body`, verified as it streams.
+    ///
+    /// A `body` that already verifies the same digest (a wrapper passing on another store's
+    /// read) is counted but not hashed again.
     pub fn verified(descriptor: Descriptor, body: BlobBody) -> Self {
+        let digester =
+            (body.verified_as() != Some(&descriptor.digest)).then(|| descriptor.digest.digester());
         let checked = Checked {
             inner: body,
-            digester: Some(descriptor.digest.digester()),
+            digester,
+            verifies: true,
             expected_digest: descriptor.digest.clone(),
             expected_len: descriptor.size,
             seen: 0,
             done: false,
         };
+        let verified_as = Some(descriptor.digest.clone());
         Self {
             descriptor,
             range: None,
-            body: checked.boxed(),
+            body: BlobBody {
+                stream: checked.boxed(),
+                verified_as,
+            },
         }
     }
 
@@ -59,6 +142,7 @@ impl BlobReader {
         let checked = Checked {
             inner: body,
             digester: None,
+            verifies: false,
             expected_digest: descriptor.digest.clone(),
             expected_len: range.end.saturating_sub(range.start),
             seen: 0,
@@ -67,7 +151,7 @@ impl BlobReader {
         Self {
             descriptor,
             range: Some(range),
-            body: checked.boxed(),
+            body: BlobBody::new(checked),
         }
     }
 
@@ -135,7 +219,10 @@ impl fmt::Debug for BlobReader {
 /// and ends with an error when the count or the digest is wrong.
 struct Checked {
     inner: BlobBody,
+    /// `None` for a range, or for a body whose own stream already checks the digest.
     digester: Option<Digester>,
+    /// A full read (as opposed to a range): names the content in errors.
+    verifies: bool,
     expected_digest: Digest,
     expected_len: u64,
     seen: u64,
@@ -161,7 +248,7 @@ impl Checked {
 
     fn size_error(&self) -> Error {
         Error::SizeInvalid {
-            what: if self.digester.is_some() {
+            what: if self.verifies {
                 "stored blob".to_owned()
             } else {
                 "range of blob".to_owned()
@@ -227,7 +314,8 @@ pub fn check_range(
 /// its descriptor before the content becomes visible.
 #[derive(Debug)]
 pub struct PushCheck {
-    digester: Digester,
+    /// `None` when the body's own stream verifies the digest ([`PushCheck::for_body`]).
+    digester: Option<Digester>,
     expected: Descriptor,
     seen: u64,
 }
@@ -236,7 +324,23 @@ impl PushCheck {
     /// Starts checking content pushed as `expected`.
     pub fn new(expected: &Descriptor) -> Self {
         Self {
-            digester: expected.digest.digester(),
+            digester: Some(expected.digest.digester()),
+            expected: expected.clone(),
+            seen: 0,
+        }
+    }
+
+    /// Starts checking `body`, pushed as `expected`: when the body's own stream verifies that
+    /// digest ([`BlobBody::verified_as`]), only the length is counted here and the hashing is
+    /// left to the stream.
+    ///
+    /// The caller must then read the body to its end and give up on any error it yields (as
+    /// every push does): a mismatch shows as the stream's last item, not in
+    /// [`finish`](Self::finish).
+    pub fn for_body(expected: &Descriptor, body: &BlobBody) -> Self {
+        let hashed_by_body = body.verified_as() == Some(&expected.digest);
+        Self {
+            digester: (!hashed_by_body).then(|| expected.digest.digester()),
             expected: expected.clone(),
             seen: 0,
         }
@@ -253,7 +357,9 @@ impl PushCheck {
                 actual: self.seen,
             });
         }
-        self.digester.update(chunk);
+        if let Some(digester) = &mut self.digester {
+            digester.update(chunk);
+        }
         Ok(())
     }
 
@@ -267,7 +373,10 @@ impl PushCheck {
                 actual: self.seen,
             });
         }
-        let actual = self.digester.finish();
+        let Some(digester) = self.digester else {
+            return Ok(());
+        };
+        let actual = digester.finish();
         if actual != self.expected.digest {
             return Err(Error::DigestInvalid {
                 what: "pushed blob".to_owned(),
@@ -308,4 +417,125 @@ pub trait BlobWriter: Send + fmt::Debug {
 
     /// Discards the upload. Cancelling an upload that is already gone succeeds.
     async fn cancel(self: Box<Self>) -> Result<()>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{ErrorCode, MemoryStore, OciInterface};
+    use oci_types::{Algorithm, MediaType, Repository};
+
+    fn descriptor_of(content: &[u8]) -> Descriptor {
+        let mut digester = Digester::new(Algorithm::Sha256);
+        digester.update(content);
+        Descriptor::new(
+            MediaType::from_static("application/octet-stream"),
+            digester.finish(),
+            content.len() as u64,
+        )
+    }
+
+    /// A full read of `descriptor` whose bytes are really `content`: a store that lies.
+    fn read_claiming(descriptor: &Descriptor, content: &'static [u8]) -> BlobReader {
+        BlobReader::verified(descriptor.clone(), body_from_bytes(content))
+    }
+
+    async fn drain(mut body: BlobBody, check: &mut PushCheck) -> Result<()> {
+        while let Some(chunk) = body.next().await {
+            check.update(&chunk?)?;
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn only_a_full_read_claims_its_digest() {
+        let descriptor = descriptor_of(b"content");
+        let full = read_claiming(&descriptor, b"content").into_stream();
+        assert_eq!(full.verified_as(), Some(&descriptor.digest));
+        let ranged =
+            BlobReader::ranged(descriptor.clone(), 1..3, body_from_bytes("on")).into_stream();
+        assert_eq!(ranged.verified_as(), None);
+        assert_eq!(body_from_bytes("content").verified_as(), None);
+    }
+
+    #[test]
+    fn observing_pieces_keeps_the_claim_and_rewrapping_drops_it() {
+        let descriptor = descriptor_of(b"content");
+        let observed = read_claiming(&descriptor, b"content")
+            .into_stream()
+            .inspect_chunks(|_| {});
+        assert_eq!(observed.verified_as(), Some(&descriptor.digest));
+        let rewrapped = BlobBody::new(observed.map(|item| item));
+        assert_eq!(rewrapped.verified_as(), None);
+    }
+
+    #[tokio::test]
+    async fn a_push_of_a_verified_read_counts_but_does_not_hash_again() {
+        let descriptor = descriptor_of(b"content");
+        let body = read_claiming(&descriptor, b"content").into_stream();
+        let mut check = PushCheck::for_body(&descriptor, &body);
+        assert!(
+            check.digester.is_none(),
+            "the body hashes; the push must not"
+        );
+        drain(body, &mut check).await.unwrap();
+        check.finish().unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_push_of_an_unverified_body_or_of_another_digest_hashes() {
+        let descriptor = descriptor_of(b"content");
+        let check = PushCheck::for_body(&descriptor, &body_from_bytes("content"));
+        assert!(check.digester.is_some());
+
+        // A read verified as one digest, pushed as another: the push's own hash refuses it.
+        let other = descriptor_of(b"CONTENT");
+        let body = read_claiming(&descriptor, b"content").into_stream();
+        let mut check = PushCheck::for_body(&other, &body);
+        assert!(check.digester.is_some());
+        drain(body, &mut check).await.unwrap();
+        assert_eq!(
+            check.finish().unwrap_err().code(),
+            Some(ErrorCode::DigestInvalid)
+        );
+    }
+
+    #[tokio::test]
+    async fn corrupt_content_in_a_verified_read_fails_the_push_that_skipped_hashing() {
+        let descriptor = descriptor_of(b"content");
+        // Same length, other bytes: only the digest can tell.
+        let body = read_claiming(&descriptor, b"CONTENT").into_stream();
+        let mut check = PushCheck::for_body(&descriptor, &body);
+        let error = drain(body, &mut check).await.unwrap_err();
+        assert_eq!(error.code(), Some(ErrorCode::DigestInvalid));
+
+        // Through a store: refused, and nothing stored.
+        let store = MemoryStore::new();
+        let repo: Repository = "a/b".parse().unwrap();
+        let body = read_claiming(&descriptor, b"CONTENT").into_stream();
+        let error = store.push_blob(&repo, &descriptor, body).await.unwrap_err();
+        assert_eq!(error.code(), Some(ErrorCode::DigestInvalid));
+        let lookup = store.resolve_blob(&repo, &descriptor.digest).await;
+        // The repository never got anything: either code is the contract's.
+        assert!(matches!(
+            lookup.unwrap_err().code(),
+            Some(ErrorCode::BlobUnknown | ErrorCode::NameUnknown)
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_wrapper_rereading_a_verified_read_counts_without_hashing_and_still_fails_on_corruption()
+     {
+        let descriptor = descriptor_of(b"content");
+        let inner = read_claiming(&descriptor, b"CONTENT").into_stream();
+        let outer = BlobReader::verified(descriptor.clone(), inner);
+        let error = outer.bytes(100).await.unwrap_err();
+        assert_eq!(error.code(), Some(ErrorCode::DigestInvalid));
+        let inner = read_claiming(&descriptor, b"content").into_stream();
+        let outer = BlobReader::verified(descriptor.clone(), inner);
+        assert_eq!(
+            outer.bytes(100).await.unwrap(),
+            Bytes::from_static(b"content")
+        );
+    }
 }

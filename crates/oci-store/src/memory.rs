@@ -201,7 +201,7 @@ impl State {
 }
 
 async fn collect_checked(descriptor: &Descriptor, mut body: BlobBody) -> Result<Bytes> {
-    let mut check = PushCheck::new(descriptor);
+    let mut check = PushCheck::for_body(descriptor, &body);
     let mut buffer = BytesMut::new();
     while let Some(chunk) = body.next().await {
         let chunk = chunk?;

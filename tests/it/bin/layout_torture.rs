@@ -178,7 +178,9 @@ async fn push_layer(
             .push_blob(
                 repo,
                 &descriptor,
-                futures::stream::iter(pieces.into_iter().map(Ok)).boxed(),
+                futures::stream::iter(pieces.into_iter().map(Ok))
+                    .boxed()
+                    .into(),
             )
             .await?;
     }
@@ -200,7 +202,9 @@ async fn repush(
         .push_blob(
             repo,
             descriptor,
-            futures::stream::iter(pieces.into_iter().map(Ok)).boxed(),
+            futures::stream::iter(pieces.into_iter().map(Ok))
+                .boxed()
+                .into(),
         )
         .await?;
     Ok(())

@@ -135,7 +135,8 @@ pub(crate) async fn put(ctx: &Ctx, args: BlobPutArgs) -> Result<()> {
     let shown = path.display().to_string();
     let body: BlobBody = tokio_util::io::ReaderStream::with_capacity(file, CHUNK)
         .map_err(move |e| oci_store::Error::io(format!("reading {shown}"), e))
-        .boxed();
+        .boxed()
+        .into();
     place
         .store
         .push_blob(&place.repo, &Descriptor::octet_stream(&digest, size), body)
@@ -203,10 +204,13 @@ mod tests {
                 actual: 4,
             }),
         ])
-        .boxed();
+        .boxed()
+        .into();
         assert!(write_atomically(&path, failing).await.is_err());
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
-        let good: BlobBody = futures::stream::iter([Ok(Bytes::from_static(b"whole"))]).boxed();
+        let good: BlobBody = futures::stream::iter([Ok(Bytes::from_static(b"whole"))])
+            .boxed()
+            .into();
         write_atomically(&path, good).await.unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b"whole");
     }

@@ -516,3 +516,61 @@ async fn find_layout_prefers_the_deepest_layout() {
         "a layout directory is taken whole"
     );
 }
+
+/// A copy from another store pushes that store's verified read, which the layout does not hash
+/// again: corrupt content must still be refused, leaving no blob and no temporary file.
+#[tokio::test]
+async fn a_lying_source_read_pushed_without_a_second_hash_stores_nothing() {
+    let source = tempfile::tempdir().unwrap();
+    let source_store = LayoutStore::open(source.path()).await.unwrap();
+    let (_, layer) = push_image(&source_store, &default_repo(), "lying", &["v1"]).await;
+    let path = source
+        .path()
+        .join("blobs/sha256")
+        .join(layer.digest.encoded());
+    let mut flipped = std::fs::read(&path).unwrap();
+    flipped[0] ^= 1;
+    std::fs::write(&path, &flipped).unwrap();
+
+    let target = tempfile::tempdir().unwrap();
+    let target_store = LayoutStore::open(target.path()).await.unwrap();
+    let body = source_store
+        .get_blob(&default_repo(), &layer.digest)
+        .await
+        .unwrap()
+        .into_stream();
+    assert_eq!(body.verified_as(), Some(&layer.digest));
+    let error = target_store
+        .push_blob(&default_repo(), &layer, body)
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), Some(ErrorCode::DigestInvalid), "{error}");
+    assert!(
+        !target
+            .path()
+            .join("blobs/sha256")
+            .join(layer.digest.encoded())
+            .exists()
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(target.path().join(".hoist/tmp"))
+        .unwrap()
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+
+    // The intact content goes through.
+    std::fs::write(&path, {
+        flipped[0] ^= 1;
+        flipped
+    })
+    .unwrap();
+    let body = source_store
+        .get_blob(&default_repo(), &layer.digest)
+        .await
+        .unwrap()
+        .into_stream();
+    target_store
+        .push_blob(&default_repo(), &layer, body)
+        .await
+        .unwrap();
+    assert!(target_store.fsck().await.unwrap().corrupt.is_empty());
+}

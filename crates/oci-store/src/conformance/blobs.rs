@@ -124,7 +124,8 @@ pub async fn blob_failed_body_leaves_nothing(f: &Fixture) {
             std::io::Error::from(std::io::ErrorKind::ConnectionReset),
         )),
     ])
-    .boxed();
+    .boxed()
+    .into();
     let result = f.store.push_blob(&repo, &descriptor, broken).await;
     assert!(result.is_err(), "a push whose body failed must fail");
     assert_code(
@@ -277,7 +278,8 @@ pub async fn blob_large_streamed(f: &Fixture) {
     let descriptor = Descriptor::new(layer_type(), digester.finish(), PIECES * PIECE as u64);
     let body = futures::stream::iter(0..PIECES)
         .map(move |i| Ok(piece(i)))
-        .boxed();
+        .boxed()
+        .into();
     f.store.push_blob(&repo, &descriptor, body).await.unwrap();
 
     let mut stream = f
