@@ -220,6 +220,15 @@ impl Call<'_> {
         self
     }
 
+    /// Sends the request and reads the whole response, or says why that failed (a
+    /// connection cut before the body's end, say).
+    pub(crate) async fn try_send(self) -> Result<Response, String> {
+        match tokio::time::timeout(TIMEOUT, self.exchange()).await {
+            Ok(result) => result.map_err(|e| e.to_string()),
+            Err(_) => Err(format!("no answer in {TIMEOUT:?}")),
+        }
+    }
+
     /// Sends the request and reads the whole response; panics on a transport failure.
     pub(crate) async fn send(self) -> Response {
         let what = format!("{} {}", self.method, self.target);

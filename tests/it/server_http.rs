@@ -2753,3 +2753,123 @@ async fn error_truncated_requests(base: String) {
     let r = put_manifest(&c, repo, "v1", &m).await;
     expect_manifest_created(&r, repo, &m.digest, "the whole manifest");
 }
+
+// ---- serving without hashing each read ----
+
+/// With `verify_blob_reads` off, a full GET streams the stored bytes checked for length only:
+/// the same answers for sound content (whole, empty, ranged), damaged content served as stored
+/// (the CNCF registry's behaviour), and hoist's client still refusing it by its digest.
+async fn unverified_reads(backend: Backend) {
+    use oci_registry::RegistryClient;
+    use oci_store::{ErrorCode, OciInterfaceExt};
+    use oci_types::{MediaType, Repository};
+
+    let memory = MemoryStore::new();
+    let (store, dir) = match backend {
+        Backend::Memory => (Arc::new(memory.clone()) as Arc<dyn OciInterface>, None),
+        _ => store(backend).await,
+    };
+    let repo: Repository = "trust/served".parse().unwrap();
+    let content = Bytes::from(oci_store::conformance::seeded_bytes(31, 3 << 20));
+    let octet = MediaType::from_static(OCTET);
+    let blob = store
+        .push_blob_bytes(&repo, octet.clone(), content.clone())
+        .await
+        .unwrap();
+    let empty = store
+        .push_blob_bytes(&repo, octet, Bytes::new())
+        .await
+        .unwrap();
+    let server = serve(
+        Arc::clone(&store),
+        ServerOptions::default().with_verify_blob_reads(false),
+    )
+    .await;
+    let http = Client::new(&server.url());
+    let path = |digest: &Digest| format!("/v2/{repo}/blobs/{digest}");
+
+    let whole = http.get(&path(&blob.digest)).send().await;
+    assert_eq!(whole.status, 200);
+    assert_eq!(whole.header("content-length"), Some("3145728"));
+    assert_eq!(
+        whole.header("docker-content-digest"),
+        Some(blob.digest.as_str())
+    );
+    assert_eq!(whole.body, content);
+    let nothing = http.get(&path(&empty.digest)).send().await;
+    assert_eq!((nothing.status.as_u16(), nothing.body.len()), (200, 0));
+    let part = http
+        .get(&path(&blob.digest))
+        .header("Range", "bytes=10-19")
+        .send()
+        .await;
+    assert_eq!(part.status, 206);
+    assert_eq!(part.body, content.slice(10..20));
+
+    // Damage at rest: one byte flipped, the length kept.
+    match &dir {
+        None => assert!(memory.corrupt_blob_for_tests(&blob.digest)),
+        Some(dir) => {
+            let file = walk_files(dir.path())
+                .into_iter()
+                .find(|f| f.ends_with(blob.digest.encoded()))
+                .expect("the blob's file");
+            let mut bytes = std::fs::read(&file).unwrap();
+            bytes[1000] ^= 1;
+            std::fs::write(&file, bytes).unwrap();
+        }
+    }
+    // The default server hashes as it serves and cuts the body off before its last piece.
+    let verifying = serve(Arc::clone(&store), ServerOptions::default()).await;
+    let cut = Client::new(&verifying.url())
+        .get(&path(&blob.digest))
+        .try_send()
+        .await;
+    assert!(
+        cut.is_err(),
+        "a damaged blob must not arrive whole: {cut:?}"
+    );
+    verifying.shutdown().await;
+
+    let damaged = http.get(&path(&blob.digest)).send().await;
+    assert_eq!(damaged.status, 200);
+    assert_eq!(damaged.body.len(), content.len());
+    assert_ne!(damaged.body, content, "served as stored");
+    let client = RegistryClient::builder(http.authority())
+        .with_credential_files(Vec::new())
+        .build()
+        .await
+        .unwrap();
+    let error = client
+        .get_blob(&repo, &blob.digest)
+        .await
+        .unwrap()
+        .bytes(u64::MAX)
+        .await
+        .expect_err("the client checks the digest");
+    assert_eq!(error.code(), Some(ErrorCode::DigestInvalid), "{error}");
+    server.shutdown().await;
+}
+
+fn walk_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(walk_files(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}
+
+#[tokio::test]
+async fn unverified_reads_from_memory() {
+    unverified_reads(Backend::Memory).await;
+}
+
+#[tokio::test]
+async fn unverified_reads_from_a_layout() {
+    unverified_reads(Backend::LayoutPerRepository).await;
+}

@@ -447,6 +447,10 @@ pub(crate) struct ServeArgs {
     /// Refuse deletes.
     #[arg(long)]
     pub(crate) no_delete: bool,
+    /// Serve blobs as stored, without hashing each download (about twice the speed). Clients
+    /// still check every digest; run `hoist fsck` to find damage at rest.
+    #[arg(long)]
+    pub(crate) no_verify_reads: bool,
     /// Require basic auth from the users of this htpasswd file (bcrypt, as `htpasswd -B` writes).
     #[arg(long, value_name = "FILE")]
     pub(crate) htpasswd: Option<PathBuf>,

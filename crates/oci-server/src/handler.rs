@@ -122,14 +122,11 @@ async fn dispatch(state: &Arc<State>, request: Request<Incoming>) -> Outcome {
         (Route::Catalog, Method::GET) => catalog(store.as_ref(), &query).await,
         (Route::Blob { name, digest }, method @ (Method::GET | Method::HEAD)) => {
             let (repo, digest) = (repository(name)?, digest_of(digest)?);
-            get_blob(
-                store.as_ref(),
-                &repo,
-                &digest,
-                request.headers(),
-                method == Method::HEAD,
-            )
-            .await
+            let read = BlobRead {
+                head: method == Method::HEAD,
+                verify: state.options.verify_blob_reads,
+            };
+            get_blob(store.as_ref(), &repo, &digest, request.headers(), read).await
         }
         (Route::Blob { name, digest }, Method::DELETE) => {
             let (repo, digest) = (repository(name)?, digest_of(digest)?);
@@ -396,14 +393,23 @@ fn blob_headers(response: &mut Reply, digest: &Digest) {
     set(response, header::CONTENT_TYPE, media_type::OCTET_STREAM);
 }
 
+/// What a blob GET or HEAD asks of the store.
+#[derive(Debug, Clone, Copy)]
+struct BlobRead {
+    /// A HEAD: the size only.
+    head: bool,
+    /// A full read verifies the digest ([`ServerOptions::verify_blob_reads`](crate::ServerOptions::verify_blob_reads)).
+    verify: bool,
+}
+
 async fn get_blob(
     store: &dyn OciInterface,
     repo: &Repository,
     digest: &Digest,
     headers: &HeaderMap,
-    head: bool,
+    read: BlobRead,
 ) -> Outcome {
-    if head {
+    if read.head {
         let size = store.resolve_blob(repo, digest).await.map_err(fail)?.size;
         let mut response = Reply::new(wire::empty());
         blob_headers(&mut response, digest);
@@ -453,7 +459,19 @@ async fn get_blob(
             RangeRequest::Whole => {}
         }
     }
-    let reader = store.get_blob(repo, digest).await.map_err(fail)?;
+    let reader = if read.verify {
+        store.get_blob(repo, digest).await.map_err(fail)?
+    } else {
+        // A read of every byte as a range: checked for its length, not hashed.
+        match store.get_blob_range(repo, digest, 0, None).await {
+            Ok(reader) => reader,
+            // An empty blob has no range to read.
+            Err(error) if error.code() == Some(ErrorCode::RangeInvalid) => {
+                store.get_blob(repo, digest).await.map_err(fail)?
+            }
+            Err(error) => return Err(fail(error)),
+        }
+    };
     let size = reader.descriptor().size;
     let mut response = Reply::new(wire::stream(reader.into_stream()));
     blob_headers(&mut response, digest);

@@ -40,6 +40,13 @@ pub struct ServerOptions {
     pub min_chunk_size: Option<u64>,
     /// How long shutdown waits for requests in flight.
     pub shutdown_grace: Duration,
+    /// Whether a full blob GET streams the store's verified read (hashing every byte served,
+    /// so that content damaged at rest is cut off before its end), or the bytes as stored,
+    /// checked for length only. Clients verify the digest of what they download either way
+    /// (the distribution-spec asks them to); off, the server serves at the speed of the disk
+    /// and the network, as the CNCF registry does, and damage at rest is found by the client
+    /// or by a check of the storage (`hoist fsck`). On by default.
+    pub verify_blob_reads: bool,
     /// Whether the server speaks TLS (set by [`RegistryServer::with_tls`]).
     pub(crate) tls: bool,
 }
@@ -54,6 +61,7 @@ impl Default for ServerOptions {
             max_concurrent_uploads: 64,
             min_chunk_size: None,
             shutdown_grace: Duration::from_secs(30),
+            verify_blob_reads: true,
             tls: false,
         }
     }
@@ -99,6 +107,12 @@ impl ServerOptions {
     /// Sets how long shutdown waits for requests in flight.
     pub fn with_shutdown_grace(mut self, grace: Duration) -> Self {
         self.shutdown_grace = grace;
+        self
+    }
+
+    /// Sets [`verify_blob_reads`](Self::verify_blob_reads).
+    pub fn with_verify_blob_reads(mut self, verify: bool) -> Self {
+        self.verify_blob_reads = verify;
         self
     }
 }

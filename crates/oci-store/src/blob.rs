@@ -278,6 +278,16 @@ impl Stream for Checked {
                 if let Some(digester) = &mut self.digester {
                     digester.update(&chunk);
                 }
+                if self.seen == self.expected_len && self.digester.is_some() {
+                    // The last piece: checked before it is handed out, so that a consumer
+                    // that stops at the expected length (an HTTP body with its
+                    // Content-Length) never receives all of a blob that does not match.
+                    if let Some(failure) = self.finish() {
+                        return Poll::Ready(Some(failure));
+                    }
+                    // Matched: the stream goes on, to its end or to a size error.
+                    self.done = false;
+                }
                 Poll::Ready(Some(Ok(chunk)))
             }
             Poll::Ready(Some(Err(error))) => {
@@ -521,6 +531,47 @@ mod tests {
             lookup.unwrap_err().code(),
             Some(ErrorCode::BlobUnknown | ErrorCode::NameUnknown)
         ));
+    }
+
+    #[tokio::test]
+    async fn the_last_piece_of_a_mismatch_is_never_handed_out() {
+        let descriptor = descriptor_of(b"content");
+        let pieces = vec![
+            Ok(Bytes::from_static(b"con")),
+            Ok(Bytes::from_static(b"TENT")),
+        ];
+        let reader = BlobReader::verified(
+            descriptor.clone(),
+            BlobBody::new(futures::stream::iter(pieces)),
+        );
+        let items: Vec<Result<Bytes>> = reader.into_stream().collect().await;
+        assert_eq!(items.len(), 2, "{items:?}");
+        assert_eq!(items[0].as_ref().unwrap(), &Bytes::from_static(b"con"));
+        assert_eq!(
+            items[1].as_ref().unwrap_err().code(),
+            Some(ErrorCode::DigestInvalid)
+        );
+
+        // Sound content: every piece, then the end; extra bytes after it are a size error.
+        let pieces = vec![
+            Ok(Bytes::from_static(b"con")),
+            Ok(Bytes::from_static(b"tent")),
+        ];
+        let reader = BlobReader::verified(
+            descriptor.clone(),
+            BlobBody::new(futures::stream::iter(pieces)),
+        );
+        assert_eq!(
+            reader.bytes(100).await.unwrap(),
+            Bytes::from_static(b"content")
+        );
+        let pieces = vec![
+            Ok(Bytes::from_static(b"content")),
+            Ok(Bytes::from_static(b"!")),
+        ];
+        let reader = BlobReader::verified(descriptor, BlobBody::new(futures::stream::iter(pieces)));
+        let error = reader.bytes(100).await.unwrap_err();
+        assert_eq!(error.code(), Some(ErrorCode::SizeInvalid));
     }
 
     #[tokio::test]

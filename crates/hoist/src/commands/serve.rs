@@ -35,6 +35,7 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
     let options = ServerOptions::default()
         .with_read_only(args.read_only)
         .with_deletes(!args.no_delete)
+        .with_verify_blob_reads(!args.no_verify_reads)
         .with_max_blob_size(args.max_blob_size)
         .with_max_concurrent_uploads(args.max_concurrent_uploads)
         .with_min_chunk_size(args.min_chunk_size)
