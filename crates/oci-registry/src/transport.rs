@@ -216,8 +216,16 @@ pub(crate) fn http_client(tls: rustls::ClientConfig) -> HttpClient {
         .enable_http1()
         .enable_http2()
         .wrap_connector(http);
-    Client::builder(TokioExecutor::new()).build(connector)
+    Client::builder(TokioExecutor::new())
+        // hyper grows a connection's read buffer up to ~400 KiB while the body is consumed
+        // as fast as it arrives; four downloads at once then held more memory than skopeo's
+        // whole process. 256 KiB still reads as fast here.
+        .http1_max_buf_size(HTTP1_MAX_BUFFER)
+        .build(connector)
 }
+
+/// The largest read buffer of an HTTP/1 connection (also the limit of a response head).
+const HTTP1_MAX_BUFFER: usize = 256 << 10;
 
 /// A rustls verifier that accepts any certificate: for registries the user named as insecure.
 #[derive(Debug)]
