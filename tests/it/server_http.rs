@@ -2770,7 +2770,7 @@ async fn unverified_reads(backend: Backend) {
         _ => store(backend).await,
     };
     let repo: Repository = "trust/served".parse().unwrap();
-    let content = Bytes::from(oci_store::conformance::seeded_bytes(31, 3 << 20));
+    let content = oci_store::conformance::seeded_bytes(31, 3 << 20);
     let octet = MediaType::from_static(OCTET);
     let blob = store
         .push_blob_bytes(&repo, octet.clone(), content.clone())
