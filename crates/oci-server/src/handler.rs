@@ -473,7 +473,16 @@ async fn get_blob(
         }
     };
     let size = reader.descriptor().size;
-    let mut response = Reply::new(wire::stream(reader.into_stream()));
+    // The first piece is read before answering: a blob that fails in it (a damaged blob that
+    // fits in one piece, a file that cannot be read) gets an error answer with its code,
+    // rather than a connection cut before any byte, which a client can only retry.
+    let mut body = reader.into_stream();
+    let body = match body.next().await {
+        Some(Err(error)) => return Err(fail(error)),
+        Some(Ok(first)) => BlobBody::new(futures::stream::once(async { Ok(first) }).chain(body)),
+        None => body,
+    };
+    let mut response = Reply::new(wire::stream(body));
     blob_headers(&mut response, digest);
     set(&mut response, header::CONTENT_LENGTH, &size.to_string());
     Ok(response)
@@ -855,7 +864,37 @@ async fn put_upload(
     let _slot = upload_slot(state)?;
     let mut writer = resume(state, repo, id, request.headers()).await?;
     let room = room_for(state, writer.size(), request.headers())?;
+    let length = content_length(request.headers());
     let (body, overflowed) = body_stream(request.into_body(), room);
+    if let (0, Some(length)) = (writer.size(), length) {
+        // The whole blob in this one PUT (POST then PUT, the common monolithic upload): pushed
+        // straight into the store, which hashes it as it writes, instead of written into the
+        // upload and read back to be hashed at the commit.
+        let descriptor = Descriptor::new(
+            MediaType::from_static(media_type::OCTET_STREAM),
+            digest.clone(),
+            length,
+        );
+        return match state.store.push_blob(repo, &descriptor, body).await {
+            Ok(_) => {
+                writer.cancel().await.map_err(fail)?;
+                Ok(blob_created(repo, &digest))
+            }
+            Err(error) => {
+                // Content that does not match ends the upload, as a failed commit does; a
+                // body that broke off leaves the (still empty) upload to be sent again.
+                if matches!(
+                    error.code(),
+                    Some(ErrorCode::DigestInvalid | ErrorCode::SizeInvalid)
+                ) {
+                    writer.cancel().await.map_err(fail)?;
+                } else {
+                    writer.close().await.map_err(fail)?;
+                }
+                Err(upload_failure(state, &overflowed, error))
+            }
+        };
+    }
     if let Err(error) = write_body(writer.as_mut(), body).await {
         writer.close().await.map_err(fail)?;
         return Err(upload_failure(state, &overflowed, error));
