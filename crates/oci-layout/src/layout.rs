@@ -10,6 +10,7 @@
 //! read again under that lock before each change, so concurrent processes never lose each
 //! other's updates. Readers need no lock: the rename makes each version appear whole.
 
+use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -17,7 +18,7 @@ use std::path::{Path, PathBuf};
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 use oci_store::{BlobBody, PushCheck};
-use oci_types::{Descriptor, Digest};
+use oci_types::{Descriptor, Digest, Digester};
 use rand::Rng;
 
 use crate::index::IndexFile;
@@ -36,15 +37,68 @@ const WRITE_QUEUE: usize = 2;
 /// After this many new bytes of a blob, the disk is asked to start writing them out.
 const WRITEBACK_STEP: u64 = 16 << 20;
 
+/// How many uploads at most keep a running hash in memory (each a few hundred bytes).
+const MAX_RUNNING_HASHES: usize = 4096;
+
 /// One layout directory.
 #[derive(Debug)]
 pub(crate) struct Layout {
     dir: PathBuf,
+    /// SHA-256 of each upload's data as far as this process wrote it, by upload id, so that a
+    /// commit need not read the data back (uploads resumed from another process, or committed
+    /// with another algorithm, are read back).
+    running_hashes: std::sync::Mutex<HashMap<String, RunningHash>>,
+}
+
+/// The hash of an upload's first `size` bytes.
+#[derive(Clone)]
+pub(crate) struct RunningHash {
+    pub(crate) digester: Digester,
+    pub(crate) size: u64,
+}
+
+impl std::fmt::Debug for RunningHash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunningHash")
+            .field("size", &self.size)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Layout {
     pub(crate) fn new(dir: PathBuf) -> Self {
-        Self { dir }
+        Self {
+            dir,
+            running_hashes: std::sync::Mutex::default(),
+        }
+    }
+
+    /// Takes the running hash of upload `id` if it covers exactly its `size` bytes on disk.
+    pub(crate) fn take_running_hash(&self, id: &str, size: u64) -> Option<RunningHash> {
+        let mut hashes = self
+            .running_hashes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        hashes.remove(id).filter(|hash| hash.size == size)
+    }
+
+    /// Keeps the running hash of upload `id` for the next writer of it in this process.
+    pub(crate) fn keep_running_hash(&self, id: &str, hash: RunningHash) {
+        let mut hashes = self
+            .running_hashes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if hashes.len() < MAX_RUNNING_HASHES || hashes.contains_key(id) {
+            hashes.insert(id.to_owned(), hash);
+        }
+    }
+
+    /// Forgets upload `id`'s running hash (committed or cancelled).
+    pub(crate) fn forget_running_hash(&self, id: &str) {
+        self.running_hashes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(id);
     }
 
     pub(crate) fn dir(&self) -> &Path {

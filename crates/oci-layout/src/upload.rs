@@ -9,10 +9,10 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::StreamExt;
 use oci_store::{BlobWriter, Error, Result};
-use oci_types::{Descriptor, Digest, MediaType, Repository, media_type};
+use oci_types::{Algorithm, Descriptor, Digest, Digester, MediaType, Repository, media_type};
 use tokio::io::AsyncWriteExt;
 
-use crate::layout::{Layout, join_error, random_id};
+use crate::layout::{Layout, RunningHash, join_error, random_id};
 
 /// The chunk size reported when the caller gives no hint.
 const DEFAULT_CHUNK_SIZE: usize = 1 << 20;
@@ -30,6 +30,8 @@ pub(crate) struct LayoutWriter {
     file: Option<tokio::fs::File>,
     size: u64,
     chunk_size: usize,
+    /// SHA-256 of the data so far, when this process wrote all of it.
+    hash: Option<RunningHash>,
 }
 
 fn unknown(repo: &Repository, id: &str) -> Error {
@@ -75,6 +77,10 @@ impl LayoutWriter {
             file: Some(file),
             size: 0,
             chunk_size: chunk_size.unwrap_or(DEFAULT_CHUNK_SIZE).max(1),
+            hash: Some(RunningHash {
+                digester: Digester::new(Algorithm::Sha256),
+                size: 0,
+            }),
         })
     }
 
@@ -104,6 +110,7 @@ impl LayoutWriter {
                 reason: format!("resume at offset {offset}, but {size} bytes were written"),
             });
         }
+        let hash = layout.take_running_hash(id, size);
         Ok(Self {
             layout,
             repo: repo.clone(),
@@ -111,6 +118,7 @@ impl LayoutWriter {
             file: None,
             size,
             chunk_size: chunk_size.unwrap_or(DEFAULT_CHUNK_SIZE).max(1),
+            hash,
         })
     }
 
@@ -132,6 +140,7 @@ impl LayoutWriter {
     }
 
     async fn discard(&self) -> Result<()> {
+        self.layout.forget_running_hash(&self.id);
         let dir = upload_dir(&self.layout, &self.id);
         match tokio::fs::remove_dir_all(&dir).await {
             Ok(()) => Ok(()),
@@ -150,6 +159,27 @@ impl fmt::Debug for LayoutWriter {
             .field("size", &self.size)
             .finish()
     }
+}
+
+/// Hashes an upload's data file with `digest`'s algorithm; returns the digest and the size.
+async fn read_back(
+    path: &std::path::Path,
+    digest: &Digest,
+    repo: &Repository,
+    id: &str,
+) -> Result<(Digest, u64)> {
+    let file = tokio::fs::File::open(path)
+        .await
+        .map_err(|_| unknown(repo, id))?;
+    let mut stream = tokio_util::io::ReaderStream::with_capacity(file, 1 << 20);
+    let mut digester = digest.digester();
+    let mut size = 0u64;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
+        size += chunk.len() as u64;
+        digester.update(&chunk);
+    }
+    Ok((digester.finish(), size))
 }
 
 #[async_trait]
@@ -182,6 +212,10 @@ impl BlobWriter for LayoutWriter {
                 .map_err(|e| Error::io(format!("cannot write {}", path.display()), e))?;
         }
         self.size += chunk.len() as u64;
+        if let Some(hash) = &mut self.hash {
+            hash.digester.update(&chunk);
+            hash.size = self.size;
+        }
         Ok(())
     }
 
@@ -198,25 +232,31 @@ impl BlobWriter for LayoutWriter {
     }
 
     async fn close(mut self: Box<Self>) -> Result<()> {
-        self.flush().await
+        self.flush().await?;
+        if let Some(hash) = self.hash.take() {
+            self.layout.keep_running_hash(&self.id, hash);
+        }
+        Ok(())
     }
 
     async fn commit(mut self: Box<Self>, digest: &Digest) -> Result<Descriptor> {
         self.flush().await?;
         let path = self.data_path();
-        let file = tokio::fs::File::open(&path)
+        // The running hash counts only if it covers exactly what is on disk (a write that
+        // failed halfway may have left more there).
+        let on_disk = tokio::fs::metadata(&path)
             .await
-            .map_err(|_| unknown(&self.repo, &self.id))?;
-        let mut stream = tokio_util::io::ReaderStream::with_capacity(file, 1 << 20);
-        let mut digester = digest.digester();
-        let mut size = 0u64;
-        while let Some(chunk) = stream.next().await {
-            let chunk =
-                chunk.map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
-            size += chunk.len() as u64;
-            digester.update(&chunk);
-        }
-        let actual = digester.finish();
+            .map_err(|_| unknown(&self.repo, &self.id))?
+            .len();
+        let running = self.hash.take().filter(|hash| {
+            hash.size == self.size
+                && hash.size == on_disk
+                && hash.digester.algorithm() == digest.algorithm()
+        });
+        let (actual, size) = match running {
+            Some(hash) => (hash.digester.finish(), hash.size),
+            None => read_back(&path, digest, &self.repo, &self.id).await?,
+        };
         if actual != *digest {
             self.discard().await?;
             return Err(Error::DigestInvalid {

@@ -574,3 +574,118 @@ async fn a_lying_source_read_pushed_without_a_second_hash_stores_nothing() {
         .unwrap();
     assert!(target_store.fsck().await.unwrap().corrupt.is_empty());
 }
+
+/// The data file of upload `id` in a layout at `dir`.
+fn upload_data(dir: &Path, id: &str) -> PathBuf {
+    dir.join(".hoist/uploads").join(id).join("data")
+}
+
+fn sha256(content: &[u8]) -> Digest {
+    let mut digester = oci_types::Digester::new(oci_types::Algorithm::Sha256);
+    digester.update(content);
+    digester.finish()
+}
+
+/// An upload written in several requests by one process is hashed as it is written; the commit
+/// checks that hash (no second read of the data), and refuses a wrong digest all the same.
+#[tokio::test]
+async fn an_upload_written_by_this_process_commits_on_its_running_hash() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = LayoutStore::open(dir.path()).await.unwrap();
+    let repo = default_repo();
+    let write_in_two = |store: LayoutStore| {
+        let repo = repo.clone();
+        async move {
+            let mut first = store.push_blob_chunked(&repo, None).await.unwrap();
+            first.write(Bytes::from_static(b"running ")).await.unwrap();
+            let id = first.id().to_owned();
+            first.close().await.unwrap();
+            let mut second = store
+                .push_blob_chunked_resume(&repo, &id, Some(8), None)
+                .await
+                .unwrap();
+            second.write(Bytes::from_static(b"hash")).await.unwrap();
+            (id, second)
+        }
+    };
+    let content = b"running hash";
+
+    let (_, writer) = write_in_two(store.clone()).await;
+    let error = writer.commit(&sha256(b"something else")).await.unwrap_err();
+    assert_eq!(error.code(), Some(ErrorCode::DigestInvalid), "{error}");
+
+    let (_, writer) = write_in_two(store.clone()).await;
+    let stored = writer.commit(&sha256(content)).await.unwrap();
+    assert_eq!(stored.size, content.len() as u64);
+    let read = store.get_blob(&repo, &stored.digest).await.unwrap();
+    assert_eq!(read.bytes(100).await.unwrap(), Bytes::from_static(content));
+
+    // What the commit checks is the hash of what this process wrote: data changed in place
+    // between two requests (same length) is not read again, as no blob is once written; fsck
+    // finds it. The length is checked.
+    let tamper = |length_change: bool| {
+        let (store, repo, dir) = (store.clone(), repo.clone(), dir.path().to_owned());
+        async move {
+            let mut writer = store.push_blob_chunked(&repo, None).await.unwrap();
+            writer
+                .write(Bytes::from_static(b"tampered case"))
+                .await
+                .unwrap();
+            let id = writer.id().to_owned();
+            writer.close().await.unwrap();
+            let changed: &[u8] = if length_change {
+                b"TAMPERED CASE!"
+            } else {
+                b"TAMPERED CASE"
+            };
+            std::fs::write(upload_data(&dir, &id), changed).unwrap();
+            let writer = store
+                .push_blob_chunked_resume(&repo, &id, None, None)
+                .await
+                .unwrap();
+            writer.commit(&sha256(b"tampered case")).await
+        }
+    };
+    let error = tamper(true).await.unwrap_err();
+    assert_eq!(error.code(), Some(ErrorCode::DigestInvalid), "{error}");
+    tamper(false).await.unwrap();
+    let report = store.fsck().await.unwrap();
+    assert_eq!(report.corrupt, [sha256(b"tampered case")], "{report:?}");
+}
+
+/// An upload resumed by another process (another store over the same directory) has no
+/// running hash there, nor does a commit with another algorithm: the data is read back.
+#[tokio::test]
+async fn an_upload_resumed_elsewhere_or_committed_as_sha512_is_read_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = default_repo();
+    let here = LayoutStore::open(dir.path()).await.unwrap();
+    let mut writer = here.push_blob_chunked(&repo, None).await.unwrap();
+    writer
+        .write(Bytes::from_static(b"written here"))
+        .await
+        .unwrap();
+    let id = writer.id().to_owned();
+    writer.close().await.unwrap();
+
+    // The data changed in place: only a read back can tell.
+    std::fs::write(upload_data(dir.path(), &id), b"WRITTEN HERE").unwrap();
+    let elsewhere = LayoutStore::open(dir.path()).await.unwrap();
+    let writer = elsewhere
+        .push_blob_chunked_resume(&repo, &id, None, None)
+        .await
+        .unwrap();
+    let error = writer.commit(&sha256(b"written here")).await.unwrap_err();
+    assert_eq!(error.code(), Some(ErrorCode::DigestInvalid), "{error}");
+
+    let mut writer = here.push_blob_chunked(&repo, None).await.unwrap();
+    writer.write(Bytes::from_static(b"sha512")).await.unwrap();
+    let mut digester = oci_types::Digester::new(oci_types::Algorithm::Sha512);
+    digester.update(b"sha512");
+    let stored = writer.commit(&digester.finish()).await.unwrap();
+    let read = here.get_blob(&repo, &stored.digest).await.unwrap();
+    assert_eq!(
+        read.bytes(100).await.unwrap(),
+        Bytes::from_static(b"sha512")
+    );
+}
