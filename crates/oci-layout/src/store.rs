@@ -377,12 +377,13 @@ fn file_body(file: tokio::fs::File, path: PathBuf, limit: Option<u64>) -> BlobBo
             Some(limit) => Box::new(file.take(limit)),
             None => Box::new(file),
         };
+        let pool = BufferPool::default();
         loop {
-            let mut buffer = Vec::with_capacity(READ_BUFFER as usize);
+            let mut buffer = pool.take();
             match (&mut reader).take(READ_BUFFER).read_to_end(&mut buffer) {
                 Ok(0) => return,
                 Ok(_) => {
-                    if sender.blocking_send(Ok(Bytes::from(buffer))).is_err() {
+                    if sender.blocking_send(Ok(pool.hand_out(buffer))).is_err() {
                         // The reader was dropped: stop reading.
                         return;
                     }
@@ -402,6 +403,62 @@ fn file_body(file: tokio::fs::File, path: PathBuf, limit: Option<u64>) -> BlobBo
     })
     .boxed()
     .into()
+}
+
+/// The read buffers of one blob read, handed out as [`Bytes`] and taken back when the last
+/// handle to one is dropped: reused memory is neither allocated nor faulted in again, which
+/// showed as a few percent of a server's time serving a large blob.
+#[derive(Clone, Default)]
+struct BufferPool {
+    idle: Arc<std::sync::Mutex<Vec<Vec<u8>>>>,
+}
+
+impl BufferPool {
+    /// An empty buffer of [`READ_BUFFER`] bytes' capacity.
+    fn take(&self) -> Vec<u8> {
+        let reused = self
+            .idle
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .pop();
+        let mut buffer = reused.unwrap_or_else(|| Vec::with_capacity(READ_BUFFER as usize));
+        buffer.clear();
+        buffer
+    }
+
+    /// `buffer` as `Bytes` that come back to this pool once dropped.
+    fn hand_out(&self, buffer: Vec<u8>) -> Bytes {
+        Bytes::from_owner(Pooled {
+            buffer,
+            pool: self.clone(),
+        })
+    }
+}
+
+/// A buffer out of a [`BufferPool`].
+struct Pooled {
+    buffer: Vec<u8>,
+    pool: BufferPool,
+}
+
+impl AsRef<[u8]> for Pooled {
+    fn as_ref(&self) -> &[u8] {
+        &self.buffer
+    }
+}
+
+impl Drop for Pooled {
+    fn drop(&mut self) {
+        let mut idle = self
+            .pool
+            .idle
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // No more than could be in flight at once: the rest is freed.
+        if idle.len() < READ_AHEAD + 2 {
+            idle.push(std::mem::take(&mut self.buffer));
+        }
+    }
 }
 
 /// Runs blocking file work off the async threads.
