@@ -324,11 +324,7 @@ impl Layout {
         let (sender, mut receiver) = tokio::sync::mpsc::channel::<Bytes>(WRITE_QUEUE);
         let path = tmp.to_path_buf();
         let writer = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-            let mut file = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&path)?;
-            write_through(&mut file, || receiver.blocking_recv())
+            write_new_file(&path, || receiver.blocking_recv())
         });
         let mut check = PushCheck::for_body(descriptor, &body);
         // Buffers of exactly WRITE_BUFFER bytes: one that grew past it (by `extend`) would keep
@@ -406,6 +402,148 @@ impl Layout {
             .await
             .map_err(join_error)??;
         Ok(())
+    }
+}
+
+/// Writes every buffer `next` gives into the new file `path`, then syncs its data (blocking).
+///
+/// On Linux the file is written with `O_DIRECT` where its filesystem takes it: the content
+/// goes from an aligned buffer of ours to the disk without a copy into the page cache. On this
+/// kind of machine (a VM whose fresh memory pages are slow to touch) that copy dominated a
+/// pull: 8 x 128 MiB written by 4 `dd` at once took 1.7-2.0 s buffered and 0.57 s with
+/// `oflag=direct`. Elsewhere, or where the filesystem refuses `O_DIRECT` (tmpfs), the writes
+/// go through the page cache.
+fn write_new_file(path: &Path, next: impl FnMut() -> Option<Bytes>) -> std::io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        match OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .custom_flags(libc::O_DIRECT)
+            .open(path)
+        {
+            Ok(file) => write_direct(file, path, next),
+            // The filesystem does not do direct I/O; the file may exist already.
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                let mut file = OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .truncate(true)
+                    .open(path)?;
+                write_through(&mut file, next)
+            }
+            Err(e) => Err(e),
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let mut file = OpenOptions::new().write(true).create_new(true).open(path)?;
+        write_through(&mut file, next)
+    }
+}
+
+/// The alignment `O_DIRECT` asks of buffers, offsets and lengths (a page: enough for any
+/// logical block size in use).
+#[cfg(target_os = "linux")]
+const DIRECT_ALIGN: usize = 4096;
+
+/// [`write_new_file`] through `file`, opened with `O_DIRECT`: content is gathered into an
+/// aligned buffer of [`WRITE_BUFFER`] bytes and written a buffer at a time; the last bytes that
+/// do not fill an aligned block go through an ordinary handle. If the disk refuses a direct
+/// write, the rest goes through the page cache.
+#[cfg(target_os = "linux")]
+fn write_direct(
+    file: File,
+    path: &Path,
+    mut next: impl FnMut() -> Option<Bytes>,
+) -> std::io::Result<()> {
+    let mut staging = vec![0u8; WRITE_BUFFER + DIRECT_ALIGN];
+    let start = staging
+        .as_ptr()
+        .align_offset(DIRECT_ALIGN)
+        .min(DIRECT_ALIGN);
+    let mut sink = DirectSink {
+        direct: Some(file),
+        buffered: None,
+        path,
+    };
+    let mut filled = 0;
+    while let Some(piece) = next() {
+        let mut rest = &piece[..];
+        while !rest.is_empty() {
+            let take = (WRITE_BUFFER - filled).min(rest.len());
+            staging[start + filled..start + filled + take].copy_from_slice(&rest[..take]);
+            filled += take;
+            rest = &rest[take..];
+            if filled == WRITE_BUFFER {
+                sink.write(&staging[start..start + filled])?;
+                filled = 0;
+            }
+        }
+    }
+    let aligned = filled / DIRECT_ALIGN * DIRECT_ALIGN;
+    sink.write(&staging[start..start + aligned])?;
+    sink.write_buffered(&staging[start + aligned..start + filled])?;
+    sink.sync()
+}
+
+/// Where [`write_direct`] writes: the direct handle while the disk takes it, then an ordinary
+/// one appending to the same file.
+#[cfg(target_os = "linux")]
+struct DirectSink<'a> {
+    direct: Option<File>,
+    buffered: Option<File>,
+    path: &'a Path,
+}
+
+#[cfg(target_os = "linux")]
+impl DirectSink<'_> {
+    /// Writes whole aligned blocks (directly, unless that was refused).
+    fn write(&mut self, mut blocks: &[u8]) -> std::io::Result<()> {
+        while let (Some(direct), false) = (&mut self.direct, blocks.is_empty()) {
+            match direct.write(blocks) {
+                Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+                Ok(n) if n % DIRECT_ALIGN == 0 => blocks = &blocks[n..],
+                // A short, unaligned write (out of space, say): the rest cannot go direct.
+                Ok(n) => {
+                    blocks = &blocks[n..];
+                    self.direct = None;
+                }
+                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                    tracing::debug!(path = %self.path.display(), "direct write refused; writing through the page cache");
+                    self.direct = None;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        self.write_buffered(blocks)
+    }
+
+    /// Appends through the page cache.
+    fn write_buffered(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        if self.buffered.is_none() {
+            self.buffered = Some(OpenOptions::new().append(true).open(self.path)?);
+        }
+        match &mut self.buffered {
+            Some(file) => file.write_all(bytes),
+            None => Ok(()),
+        }
+    }
+
+    /// Makes what both handles wrote durable.
+    fn sync(self) -> std::io::Result<()> {
+        if let Some(file) = &self.buffered {
+            file.sync_data()?;
+        }
+        match &self.direct {
+            Some(file) => file.sync_data(),
+            None => Ok(()),
+        }
     }
 }
 
