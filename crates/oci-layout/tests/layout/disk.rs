@@ -745,3 +745,48 @@ async fn blobs_of_every_size_around_block_edges_read_back_exactly() {
         assert!(store.fsck().await.unwrap().corrupt.is_empty());
     }
 }
+
+/// `read_buffer` sets the size of the pieces a blob read hands out, whole or ranged.
+#[tokio::test]
+async fn reads_come_in_pieces_of_the_read_buffer() {
+    let dir = tempfile::tempdir().unwrap();
+    for read_buffer in [4096, 1 << 20] {
+        let store = oci_layout::LayoutStore::open_per_repository_with(
+            dir.path(),
+            LayoutOptions::default().with_read_buffer(read_buffer),
+        )
+        .await
+        .unwrap();
+        let repo: Repository = "pieces".parse().unwrap();
+        let content = Bytes::from(oci_store::conformance::seeded_bytes(5, 3 << 20).to_vec());
+        let blob = store
+            .push_blob_bytes(
+                &repo,
+                MediaType::from_static(media_type::OCTET_STREAM),
+                content.clone(),
+            )
+            .await
+            .unwrap();
+        let pieces: Vec<Bytes> = store
+            .get_blob(&repo, &blob.digest)
+            .await
+            .unwrap()
+            .into_stream()
+            .try_collect()
+            .await
+            .unwrap();
+        assert!(pieces.iter().all(|p| p.len() <= read_buffer));
+        assert_eq!(pieces.len(), (3 << 20) / read_buffer);
+        assert_eq!(pieces.concat(), content);
+        let ranged: Vec<Bytes> = store
+            .get_blob_range(&repo, &blob.digest, 10, Some(2 << 20))
+            .await
+            .unwrap()
+            .into_stream()
+            .try_collect()
+            .await
+            .unwrap();
+        assert!(ranged.iter().all(|p| p.len() <= read_buffer));
+        assert_eq!(ranged.concat(), content.slice(10..2 << 20));
+    }
+}
