@@ -628,6 +628,17 @@ async fn client(proxy: &Proxy, credentials: Option<Credentials>) -> RegistryClie
     builder.build().await.unwrap()
 }
 
+/// A client of the proxy that sends every blob over 10,000 bytes in chunks of 30,000.
+async fn chunked_client(proxy: &Proxy) -> RegistryClient {
+    RegistryClient::builder(&proxy.host())
+        .with_credential_files(Vec::new())
+        .with_monolithic_limit(10_000)
+        .with_chunk_size(30_000)
+        .build()
+        .await
+        .unwrap()
+}
+
 fn repo(name: &str) -> Repository {
     format!("faults/{name}").parse().unwrap()
 }
@@ -1282,13 +1293,7 @@ async fn a_byte_damaged_on_the_way_up_is_not_stored() {
     assert_nothing_stored(&memory, &repo, &digest).await;
 
     // Chunked: a PATCH damaged.
-    let chunked = RegistryClient::builder(&proxy.host())
-        .with_credential_files(Vec::new())
-        .with_monolithic_limit(10_000)
-        .with_chunk_size(30_000)
-        .build()
-        .await
-        .unwrap();
+    let chunked = chunked_client(&proxy).await;
     proxy.add(Rule::new(
         Some("PATCH"),
         "/blobs/uploads/",
@@ -1353,13 +1358,7 @@ async fn a_corrupt_verified_read_pushed_without_a_second_hash_stores_nothing() {
     let proxy = Proxy::start(listening.local_addr()).await;
     let repo = repo("lying-read");
     let streamed = client(&proxy, None).await;
-    let chunked = RegistryClient::builder(&proxy.host())
-        .with_credential_files(Vec::new())
-        .with_monolithic_limit(10_000)
-        .with_chunk_size(30_000)
-        .build()
-        .await
-        .unwrap();
+    let chunked = chunked_client(&proxy).await;
     // One POST (small), POST + streamed PUT, and chunks.
     for (client, size) in [
         (&streamed, 100_000),

@@ -580,6 +580,15 @@ fn upload_data(dir: &Path, id: &str) -> PathBuf {
     dir.join(".hoist/uploads").join(id).join("data")
 }
 
+/// Writes `content` into a new upload and closes it; returns the upload's id.
+async fn upload_closed(store: &LayoutStore, repo: &Repository, content: &'static [u8]) -> String {
+    let mut writer = store.push_blob_chunked(repo, None).await.unwrap();
+    writer.write(Bytes::from_static(content)).await.unwrap();
+    let id = writer.id().to_owned();
+    writer.close().await.unwrap();
+    id
+}
+
 fn sha256(content: &[u8]) -> Digest {
     let mut digester = oci_types::Digester::new(oci_types::Algorithm::Sha256);
     digester.update(content);
@@ -626,13 +635,7 @@ async fn an_upload_written_by_this_process_commits_on_its_running_hash() {
     let tamper = |length_change: bool| {
         let (store, repo, dir) = (store.clone(), repo.clone(), dir.path().to_owned());
         async move {
-            let mut writer = store.push_blob_chunked(&repo, None).await.unwrap();
-            writer
-                .write(Bytes::from_static(b"tampered case"))
-                .await
-                .unwrap();
-            let id = writer.id().to_owned();
-            writer.close().await.unwrap();
+            let id = upload_closed(&store, &repo, b"tampered case").await;
             let changed: &[u8] = if length_change {
                 b"TAMPERED CASE!"
             } else {
@@ -660,13 +663,7 @@ async fn an_upload_resumed_elsewhere_or_committed_as_sha512_is_read_back() {
     let dir = tempfile::tempdir().unwrap();
     let repo = default_repo();
     let here = LayoutStore::open(dir.path()).await.unwrap();
-    let mut writer = here.push_blob_chunked(&repo, None).await.unwrap();
-    writer
-        .write(Bytes::from_static(b"written here"))
-        .await
-        .unwrap();
-    let id = writer.id().to_owned();
-    writer.close().await.unwrap();
+    let id = upload_closed(&here, &repo, b"written here").await;
 
     // The data changed in place: only a read back can tell.
     std::fs::write(upload_data(dir.path(), &id), b"WRITTEN HERE").unwrap();
