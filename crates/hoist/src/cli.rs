@@ -447,7 +447,7 @@ pub(crate) struct ServeArgs {
     /// Refuse deletes.
     #[arg(long)]
     pub(crate) no_delete: bool,
-    /// Serve blobs as stored, without hashing each download (about twice the speed). Clients
+    /// Serve blobs as stored, without hashing each download (about three times the speed). Clients
     /// still check every digest; run `hoist fsck` to find damage at rest.
     #[arg(long)]
     pub(crate) no_verify_reads: bool,

@@ -14,6 +14,8 @@ use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
@@ -323,8 +325,11 @@ impl Layout {
         // (tokio's own file type copies every buffer and overlaps only one write).
         let (sender, mut receiver) = tokio::sync::mpsc::channel::<Bytes>(WRITE_QUEUE);
         let path = tmp.to_path_buf();
+        // Set when the content failed its checks: the file is deleted, so not synced.
+        let abandoned = Arc::new(AtomicBool::new(false));
+        let writer_abandoned = Arc::clone(&abandoned);
         let writer = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-            write_new_file(&path, || receiver.blocking_recv())
+            write_new_file(&path, || receiver.blocking_recv(), &writer_abandoned)
         });
         let mut check = PushCheck::for_body(descriptor, &body);
         // Buffers of exactly WRITE_BUFFER bytes: one that grew past it (by `extend`) would keep
@@ -361,11 +366,16 @@ impl Layout {
             Ok(())
         }
         .await;
+        // Known before the writer finishes, so that content refused is not synced first.
+        let verdict = check.finish();
+        if fed.is_err() || verdict.is_err() {
+            abandoned.store(true, Ordering::Relaxed);
+        }
         drop(sender);
         let written = writer.await.map_err(join_error)?;
         fed?;
         written.map_err(io("cannot write", tmp))?;
-        check.finish()?;
+        verdict?;
         let parent = target.parent().map(Path::to_path_buf).unwrap_or_default();
         tokio::fs::create_dir_all(&parent)
             .await
@@ -413,7 +423,11 @@ impl Layout {
 /// pull: 8 x 128 MiB written by 4 `dd` at once took 1.7-2.0 s buffered and 0.57 s with
 /// `oflag=direct`. Elsewhere, or where the filesystem refuses `O_DIRECT` (tmpfs), the writes
 /// go through the page cache.
-fn write_new_file(path: &Path, next: impl FnMut() -> Option<Bytes>) -> std::io::Result<()> {
+fn write_new_file(
+    path: &Path,
+    next: impl FnMut() -> Option<Bytes>,
+    abandoned: &AtomicBool,
+) -> std::io::Result<()> {
     #[cfg(target_os = "linux")]
     {
         use std::os::unix::fs::OpenOptionsExt;
@@ -423,7 +437,7 @@ fn write_new_file(path: &Path, next: impl FnMut() -> Option<Bytes>) -> std::io::
             .custom_flags(libc::O_DIRECT)
             .open(path)
         {
-            Ok(file) => write_direct(file, path, next),
+            Ok(file) => write_direct(file, path, next, abandoned),
             // The filesystem does not do direct I/O; the file may exist already.
             Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
                 let mut file = OpenOptions::new()
@@ -431,7 +445,7 @@ fn write_new_file(path: &Path, next: impl FnMut() -> Option<Bytes>) -> std::io::
                     .create(true)
                     .truncate(true)
                     .open(path)?;
-                write_through(&mut file, next)
+                write_through(&mut file, next, abandoned)
             }
             Err(e) => Err(e),
         }
@@ -439,7 +453,7 @@ fn write_new_file(path: &Path, next: impl FnMut() -> Option<Bytes>) -> std::io::
     #[cfg(not(target_os = "linux"))]
     {
         let mut file = OpenOptions::new().write(true).create_new(true).open(path)?;
-        write_through(&mut file, next)
+        write_through(&mut file, next, abandoned)
     }
 }
 
@@ -457,6 +471,7 @@ fn write_direct(
     file: File,
     path: &Path,
     mut next: impl FnMut() -> Option<Bytes>,
+    abandoned: &AtomicBool,
 ) -> std::io::Result<()> {
     let mut staging = vec![0u8; WRITE_BUFFER + DIRECT_ALIGN];
     let start = staging
@@ -485,6 +500,9 @@ fn write_direct(
     let aligned = filled / DIRECT_ALIGN * DIRECT_ALIGN;
     sink.write(&staging[start..start + aligned])?;
     sink.write_buffered(&staging[start + aligned..start + filled])?;
+    if abandoned.load(Ordering::Relaxed) {
+        return Ok(());
+    }
     sink.sync()
 }
 
@@ -554,17 +572,26 @@ impl DirectSink<'_> {
 /// waited for all of it. A second thread syncs the file each time [`WRITEBACK_STEP`] more
 /// bytes were written, which keeps the disk busy while the writing goes on, and leaves the
 /// final sync only the tail.
-fn write_through(file: &mut File, mut next: impl FnMut() -> Option<Bytes>) -> std::io::Result<()> {
+fn write_through(
+    file: &mut File,
+    mut next: impl FnMut() -> Option<Bytes>,
+    abandoned: &AtomicBool,
+) -> std::io::Result<()> {
     let early = file.try_clone()?;
     std::thread::scope(|scope| {
         // Capacity one: a request made while a sync runs waits for it; further ones are
         // dropped, since the sync after the waiting one covers their bytes too.
         let (request, requests) = std::sync::mpsc::sync_channel::<()>(1);
-        scope.spawn(move || {
+        let syncer = scope.spawn(move || -> std::io::Result<()> {
+            let mut first_error = None;
             while requests.recv().is_ok() {
-                // Only a head start: an error here shows again in the final sync.
-                let _ = early.sync_data();
+                // The handles share one open file, and the kernel reports a writeback error
+                // to it once: an error here must reach the caller, not only the next sync.
+                if let Err(e) = early.sync_data() {
+                    first_error.get_or_insert(e);
+                }
             }
+            first_error.map_or(Ok(()), Err)
         });
         let mut written = 0u64;
         let mut requested = 0u64;
@@ -577,8 +604,13 @@ fn write_through(file: &mut File, mut next: impl FnMut() -> Option<Bytes>) -> st
             }
         }
         drop(request);
-        Ok::<(), std::io::Error>(())
+        syncer
+            .join()
+            .unwrap_or_else(|_| Err(std::io::Error::other("the syncing thread panicked")))
     })?;
+    if abandoned.load(Ordering::Relaxed) {
+        return Ok(());
+    }
     file.sync_data()
 }
 

@@ -285,6 +285,7 @@ fn gc_layout(layout: &Layout, default: &Repository, options: &GcOptions) -> Resu
         if !options.dry_run {
             fs::remove_dir_all(entry.path())
                 .map_err(|e| Error::io("cannot remove", entry.path(), e))?;
+            layout.forget_running_hash(&entry.file_name().to_string_lossy());
         }
         report
             .removed_uploads

@@ -41,6 +41,12 @@ pub struct LayoutOptions {
     pub read_buffer: usize,
 }
 
+/// [`LayoutOptions::read_buffer`] within what a read can use: at least 4 KiB (a zero would
+/// divide by zero), at most 64 MiB (a few such buffers are held per read).
+fn usable_read_buffer(bytes: usize) -> usize {
+    bytes.clamp(4 << 10, 64 << 20)
+}
+
 /// The default of [`LayoutOptions::read_buffer`]: four parallel reads stay within skopeo's
 /// memory.
 pub const DEFAULT_READ_BUFFER: usize = 256 << 10;
@@ -135,7 +141,7 @@ impl LayoutStore {
         let layout = Arc::new(Layout::new(dir.into()));
         let check = Arc::clone(&layout);
         blocking(move || check.validate()).await?;
-        let read_buffer = options.read_buffer;
+        let read_buffer = usable_read_buffer(options.read_buffer);
         Ok(Self::new(
             Mode::Single {
                 layout,
@@ -173,7 +179,7 @@ impl LayoutStore {
                 root,
                 layouts: Mutex::new(HashMap::new()),
             },
-            options.read_buffer,
+            usable_read_buffer(options.read_buffer),
         ))
     }
 

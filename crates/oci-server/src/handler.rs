@@ -875,21 +875,28 @@ async fn put_upload(
             digest.clone(),
             length,
         );
+        // Cleaning the upload up is best effort: the answer is about the blob.
+        let cleaned = |what: &'static str, result: oci_store::Result<()>| {
+            if let Err(error) = result {
+                tracing::warn!(%repo, upload = id, %error, "cannot {what} the upload");
+            }
+        };
         return match state.store.push_blob(repo, &descriptor, body).await {
             Ok(_) => {
-                writer.cancel().await.map_err(fail)?;
+                cleaned("remove", writer.cancel().await);
                 Ok(blob_created(repo, &digest))
             }
             Err(error) => {
                 // Content that does not match ends the upload, as a failed commit does; a
-                // body that broke off leaves the (still empty) upload to be sent again.
+                // body that broke off leaves the upload, still empty, to be sent again (what
+                // arrived is not kept: it went to the store, not into the upload).
                 if matches!(
                     error.code(),
                     Some(ErrorCode::DigestInvalid | ErrorCode::SizeInvalid)
                 ) {
-                    writer.cancel().await.map_err(fail)?;
+                    cleaned("remove", writer.cancel().await);
                 } else {
-                    writer.close().await.map_err(fail)?;
+                    cleaned("close", writer.close().await);
                 }
                 Err(upload_failure(state, &overflowed, error))
             }

@@ -45,7 +45,9 @@ pub struct ServerOptions {
     /// checked for length only. Clients verify the digest of what they download either way
     /// (the distribution-spec asks them to); off, the server serves at the speed of the disk
     /// and the network, as the CNCF registry does, and damage at rest is found by the client
-    /// or by a check of the storage (`hoist fsck`). On by default.
+    /// or by a check of the storage (`hoist fsck`). On by default. Off, reads are range reads
+    /// of the whole blob: a caching store ([`oci_store::Cached`]) passes those to its remote
+    /// without filling its cache.
     pub verify_blob_reads: bool,
     /// Whether the server speaks TLS (set by [`RegistryServer::with_tls`]).
     pub(crate) tls: bool,

@@ -22,8 +22,8 @@ use crate::{Error, Result};
 pub struct BlobBody {
     stream: BoxStream<'static, Result<Bytes>>,
     /// Set only by [`BlobReader::verified`]: the stream ends in an error unless its content
-    /// hashes to this digest.
-    verified_as: Option<Digest>,
+    /// is this many bytes that hash to this digest.
+    verified_as: Option<(Digest, u64)>,
 }
 
 impl BlobBody {
@@ -35,11 +35,19 @@ impl BlobBody {
         }
     }
 
-    /// The digest this body's own stream verifies: when it is `Some`, the stream ends with
-    /// `DIGEST_INVALID` or `SIZE_INVALID` instead of ending cleanly if the content does not
-    /// match it.
-    pub fn verified_as(&self) -> Option<&Digest> {
-        self.verified_as.as_ref()
+    /// The digest and size this body's own stream verifies: when it is `Some`, the stream
+    /// ends with `DIGEST_INVALID` or `SIZE_INVALID` instead of ending cleanly if the content
+    /// does not match them, and withholds its last piece then.
+    pub fn verified_as(&self) -> Option<(&Digest, u64)> {
+        self.verified_as
+            .as_ref()
+            .map(|(digest, size)| (digest, *size))
+    }
+
+    /// Whether this body's own stream verifies exactly `descriptor`'s digest and size (a
+    /// reader or writer of it may then only count).
+    fn verifies(&self, descriptor: &Descriptor) -> bool {
+        self.verified_as() == Some((&descriptor.digest, descriptor.size))
     }
 
     /// Calls `observe` with every piece as it passes (progress, counting), keeping what the
@@ -115,8 +123,7 @@ impl BlobReader {
     /// A `body` that already verifies the same digest (a wrapper passing on another store's
     /// read) is counted but not hashed again.
     pub fn verified(descriptor: Descriptor, body: BlobBody) -> Self {
-        let digester =
-            (body.verified_as() != Some(&descriptor.digest)).then(|| descriptor.digest.digester());
+        let digester = (!body.verifies(&descriptor)).then(|| descriptor.digest.digester());
         let checked = Checked {
             inner: body,
             digester,
@@ -126,7 +133,7 @@ impl BlobReader {
             seen: 0,
             done: false,
         };
-        let verified_as = Some(descriptor.digest.clone());
+        let verified_as = Some((descriptor.digest.clone(), descriptor.size));
         Self {
             descriptor,
             range: None,
@@ -348,7 +355,7 @@ impl PushCheck {
     /// every push does): a mismatch shows as the stream's last item, not in
     /// [`finish`](Self::finish).
     pub fn for_body(expected: &Descriptor, body: &BlobBody) -> Self {
-        let hashed_by_body = body.verified_as() == Some(&expected.digest);
+        let hashed_by_body = body.verifies(expected);
         Self {
             digester: (!hashed_by_body).then(|| expected.digest.digester()),
             expected: expected.clone(),
@@ -461,7 +468,10 @@ mod tests {
     fn only_a_full_read_claims_its_digest() {
         let descriptor = descriptor_of(b"content");
         let full = read_claiming(&descriptor, b"content").into_stream();
-        assert_eq!(full.verified_as(), Some(&descriptor.digest));
+        assert_eq!(
+            full.verified_as(),
+            Some((&descriptor.digest, descriptor.size))
+        );
         let ranged =
             BlobReader::ranged(descriptor.clone(), 1..3, body_from_bytes("on")).into_stream();
         assert_eq!(ranged.verified_as(), None);
@@ -474,7 +484,10 @@ mod tests {
         let observed = read_claiming(&descriptor, b"content")
             .into_stream()
             .inspect_chunks(|_| {});
-        assert_eq!(observed.verified_as(), Some(&descriptor.digest));
+        assert_eq!(
+            observed.verified_as(),
+            Some((&descriptor.digest, descriptor.size))
+        );
         let rewrapped = BlobBody::new(observed.map(|item| item));
         assert_eq!(rewrapped.verified_as(), None);
     }
@@ -497,6 +510,15 @@ mod tests {
         let descriptor = descriptor_of(b"content");
         let check = PushCheck::for_body(&descriptor, &body_from_bytes("content"));
         assert!(check.digester.is_some());
+
+        // The same digest with another size: hashed (and refused on its length).
+        let longer = Descriptor::new(
+            descriptor.media_type.clone(),
+            descriptor.digest.clone(),
+            descriptor.size + 1,
+        );
+        let body = read_claiming(&descriptor, b"content").into_stream();
+        assert!(PushCheck::for_body(&longer, &body).digester.is_some());
 
         // A read verified as one digest, pushed as another: the push's own hash refuses it.
         let other = descriptor_of(b"CONTENT");

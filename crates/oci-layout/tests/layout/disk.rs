@@ -539,7 +539,7 @@ async fn a_lying_source_read_pushed_without_a_second_hash_stores_nothing() {
         .await
         .unwrap()
         .into_stream();
-    assert_eq!(body.verified_as(), Some(&layer.digest));
+    assert_eq!(body.verified_as(), Some((&layer.digest, layer.size)));
     let error = target_store
         .push_blob(&default_repo(), &layer, body)
         .await
@@ -786,4 +786,32 @@ async fn reads_come_in_pieces_of_the_read_buffer() {
         assert!(ranged.iter().all(|p| p.len() <= read_buffer));
         assert_eq!(ranged.concat(), content.slice(10..2 << 20));
     }
+}
+
+/// A read buffer set to nothing (the field is public) is read as the smallest usable one.
+#[tokio::test]
+async fn a_zero_read_buffer_reads_in_small_pieces() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut options = LayoutOptions::default();
+    options.read_buffer = 0;
+    let store = LayoutStore::open_with(dir.path(), options).await.unwrap();
+    let content = Bytes::from(oci_store::conformance::seeded_bytes(6, 10_000).to_vec());
+    let blob = store
+        .push_blob_bytes(
+            &default_repo(),
+            MediaType::from_static(media_type::OCTET_STREAM),
+            content.clone(),
+        )
+        .await
+        .unwrap();
+    let pieces: Vec<Bytes> = store
+        .get_blob(&default_repo(), &blob.digest)
+        .await
+        .unwrap()
+        .into_stream()
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(pieces.len(), 3, "4 KiB pieces");
+    assert_eq!(pieces.concat(), content);
 }
