@@ -53,10 +53,9 @@ pub(crate) struct Layout {
 }
 
 /// The hash of an upload's first `size` bytes.
-#[derive(Clone)]
-pub(crate) struct RunningHash {
-    pub(crate) digester: Digester,
-    pub(crate) size: u64,
+struct RunningHash {
+    digester: Digester,
+    size: u64,
 }
 
 impl std::fmt::Debug for RunningHash {
@@ -75,32 +74,30 @@ impl Layout {
         }
     }
 
-    /// Takes the running hash of upload `id` if it covers exactly its `size` bytes on disk.
-    pub(crate) fn take_running_hash(&self, id: &str, size: u64) -> Option<RunningHash> {
-        let mut hashes = self
-            .running_hashes
+    fn running_hashes(&self) -> std::sync::MutexGuard<'_, HashMap<String, RunningHash>> {
+        self.running_hashes
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        hashes.remove(id).filter(|hash| hash.size == size)
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Keeps the running hash of upload `id` for the next writer of it in this process.
-    pub(crate) fn keep_running_hash(&self, id: &str, hash: RunningHash) {
-        let mut hashes = self
-            .running_hashes
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+    /// Takes the running hash of upload `id` if it covers exactly its `size` bytes on disk.
+    pub(crate) fn take_running_hash(&self, id: &str, size: u64) -> Option<Digester> {
+        let hash = self.running_hashes().remove(id)?;
+        (hash.size == size).then_some(hash.digester)
+    }
+
+    /// Keeps the hash of upload `id`'s first `size` bytes for the next writer of it in this
+    /// process.
+    pub(crate) fn keep_running_hash(&self, id: &str, digester: Digester, size: u64) {
+        let mut hashes = self.running_hashes();
         if hashes.len() < MAX_RUNNING_HASHES || hashes.contains_key(id) {
-            hashes.insert(id.to_owned(), hash);
+            hashes.insert(id.to_owned(), RunningHash { digester, size });
         }
     }
 
     /// Forgets upload `id`'s running hash (committed or cancelled).
     pub(crate) fn forget_running_hash(&self, id: &str) {
-        self.running_hashes
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .remove(id);
+        self.running_hashes().remove(id);
     }
 
     pub(crate) fn dir(&self) -> &Path {

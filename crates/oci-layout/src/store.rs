@@ -69,9 +69,9 @@ impl LayoutOptions {
         self
     }
 
-    /// Sets the size of blob reads (at least 4 KiB).
+    /// Sets the size of blob reads (used within 4 KiB..64 MiB).
     pub fn with_read_buffer(mut self, bytes: usize) -> Self {
-        self.read_buffer = bytes.max(4096);
+        self.read_buffer = bytes;
         self
     }
 }
@@ -141,13 +141,12 @@ impl LayoutStore {
         let layout = Arc::new(Layout::new(dir.into()));
         let check = Arc::clone(&layout);
         blocking(move || check.validate()).await?;
-        let read_buffer = usable_read_buffer(options.read_buffer);
         Ok(Self::new(
             Mode::Single {
                 layout,
                 default: options.default_repository,
             },
-            read_buffer,
+            options.read_buffer,
         ))
     }
 
@@ -179,7 +178,7 @@ impl LayoutStore {
                 root,
                 layouts: Mutex::new(HashMap::new()),
             },
-            usable_read_buffer(options.read_buffer),
+            options.read_buffer,
         ))
     }
 
@@ -187,7 +186,7 @@ impl LayoutStore {
         Self {
             inner: Arc::new(Inner {
                 mode,
-                read_buffer,
+                read_buffer: usable_read_buffer(read_buffer),
                 parsed: Mutex::new(HashMap::new()),
             }),
         }

@@ -12,7 +12,7 @@ use oci_store::{BlobWriter, Error, Result};
 use oci_types::{Algorithm, Descriptor, Digest, Digester, MediaType, Repository, media_type};
 use tokio::io::AsyncWriteExt;
 
-use crate::layout::{Layout, RunningHash, join_error, random_id};
+use crate::layout::{Layout, join_error, random_id};
 
 /// The chunk size reported when the caller gives no hint.
 const DEFAULT_CHUNK_SIZE: usize = 1 << 20;
@@ -30,8 +30,8 @@ pub(crate) struct LayoutWriter {
     file: Option<tokio::fs::File>,
     size: u64,
     chunk_size: usize,
-    /// SHA-256 of the data so far, when this process wrote all of it.
-    hash: Option<RunningHash>,
+    /// SHA-256 of the data so far (its `size` bytes), when this process wrote all of it.
+    hash: Option<Digester>,
 }
 
 fn unknown(repo: &Repository, id: &str) -> Error {
@@ -77,10 +77,7 @@ impl LayoutWriter {
             file: Some(file),
             size: 0,
             chunk_size: chunk_size.unwrap_or(DEFAULT_CHUNK_SIZE).max(1),
-            hash: Some(RunningHash {
-                digester: Digester::new(Algorithm::Sha256),
-                size: 0,
-            }),
+            hash: Some(Digester::new(Algorithm::Sha256)),
         })
     }
 
@@ -213,8 +210,7 @@ impl BlobWriter for LayoutWriter {
         }
         self.size += chunk.len() as u64;
         if let Some(hash) = &mut self.hash {
-            hash.digester.update(&chunk);
-            hash.size = self.size;
+            hash.update(&chunk);
         }
         Ok(())
     }
@@ -234,7 +230,7 @@ impl BlobWriter for LayoutWriter {
     async fn close(mut self: Box<Self>) -> Result<()> {
         self.flush().await?;
         if let Some(hash) = self.hash.take() {
-            self.layout.keep_running_hash(&self.id, hash);
+            self.layout.keep_running_hash(&self.id, hash, self.size);
         }
         Ok(())
     }
@@ -248,13 +244,12 @@ impl BlobWriter for LayoutWriter {
             .await
             .map_err(|_| unknown(&self.repo, &self.id))?
             .len();
-        let running = self.hash.take().filter(|hash| {
-            hash.size == self.size
-                && hash.size == on_disk
-                && hash.digester.algorithm() == digest.algorithm()
-        });
+        let running = self
+            .hash
+            .take()
+            .filter(|hash| self.size == on_disk && hash.algorithm() == digest.algorithm());
         let (actual, size) = match running {
-            Some(hash) => (hash.digester.finish(), hash.size),
+            Some(hash) => (hash.finish(), self.size),
             None => read_back(&path, digest, &self.repo, &self.id).await?,
         };
         if actual != *digest {

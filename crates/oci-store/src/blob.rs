@@ -237,19 +237,22 @@ struct Checked {
 }
 
 impl Checked {
+    /// The end of the stream: its length, and its digest unless that was checked already.
     fn finish(&mut self) -> Option<Result<Bytes>> {
         self.done = true;
         if self.seen != self.expected_len {
             return Some(Err(self.size_error()));
         }
-        let digester = self.digester.take()?;
-        let actual = digester.finish();
-        (actual != self.expected_digest).then(|| {
-            Err(Error::DigestInvalid {
-                what: "stored blob".to_owned(),
-                expected: self.expected_digest.clone(),
-                actual,
-            })
+        self.digest_mismatch().map(Err)
+    }
+
+    /// Checks the digest of what was hashed (once: the digester is used up).
+    fn digest_mismatch(&mut self) -> Option<Error> {
+        let actual = self.digester.take()?.finish();
+        (actual != self.expected_digest).then(|| Error::DigestInvalid {
+            what: "stored blob".to_owned(),
+            expected: self.expected_digest.clone(),
+            actual,
         })
     }
 
@@ -285,15 +288,15 @@ impl Stream for Checked {
                 if let Some(digester) = &mut self.digester {
                     digester.update(&chunk);
                 }
-                if self.seen == self.expected_len && self.digester.is_some() {
-                    // The last piece: checked before it is handed out, so that a consumer
-                    // that stops at the expected length (an HTTP body with its
-                    // Content-Length) never receives all of a blob that does not match.
-                    if let Some(failure) = self.finish() {
-                        return Poll::Ready(Some(failure));
-                    }
-                    // Matched: the stream goes on, to its end or to a size error.
-                    self.done = false;
+                // The last piece is checked before it is handed out, so that a consumer that
+                // stops at the expected length (an HTTP body with its Content-Length) never
+                // receives all of a blob that does not match; a match lets the stream go on,
+                // to its end or to a size error.
+                if self.seen == self.expected_len
+                    && let Some(error) = self.digest_mismatch()
+                {
+                    self.done = true;
+                    return Poll::Ready(Some(Err(error)));
                 }
                 Poll::Ready(Some(Ok(chunk)))
             }
