@@ -132,6 +132,49 @@ pub(crate) enum Command {
     /// List the repositories of a registry (or of an OCI layout: oci:DIR), one per line.
     #[command(after_help = "Example:\n  hoist catalog localhost:5000")]
     Catalog(CatalogArgs),
+    /// Build an image from files, on a base image or from scratch, reproducibly.
+    ///
+    /// Each --layer is a directory (its tree, written as a deterministic tar: entries in byte
+    /// order of their names, owners 0:0 unless --keep-owners, no user names, no access times),
+    /// a tar file, or a .tar.gz/.tar.zst (taken as it is, recompressed as --compression says).
+    /// With SOURCE_DATE_EPOCH set, the config's created time, the history and every file's
+    /// time (clamped to it) come from it, so the same files give the same digest anywhere.
+    /// Prints the digest of the new manifest on stdout.
+    #[command(
+        after_help = "Examples:\n  SOURCE_DATE_EPOCH=1700000000 hoist build --layer ./rootfs --entrypoint /app oci:./out:v1\n  hoist build --from alpine:3.20 --layer ./app --env PATH=/app/bin --platform linux/arm64 localhost:5000/app:v1"
+    )]
+    Build(BuildArgs),
+    /// Add layers on top of an image (crane append): SRC with --layer PATH... on top, written
+    /// to DST (default: back to SRC).
+    #[command(
+        after_help = "Example:\n  hoist append --layer ./extra localhost:5000/app:v1 localhost:5000/app:v1-extra"
+    )]
+    Append(AppendArgs),
+    /// Change an image's config, labels or annotations (crane mutate), into DST (default:
+    /// back to SRC).
+    #[command(
+        after_help = "Example:\n  hoist mutate --label org.opencontainers.image.version=1.2 --entrypoint /app localhost:5000/app:v1"
+    )]
+    Mutate(MutateArgs),
+    /// Merge all layers of an image into one, whiteouts applied (crane flatten).
+    #[command(
+        after_help = "Example:\n  hoist flatten localhost:5000/app:v1 localhost:5000/app:flat"
+    )]
+    Flatten(FlattenArgs),
+    /// Move an image from its old base onto a new one (crane rebase): the old base's layers
+    /// are replaced by the new base's, the image's own layers are kept as they are.
+    #[command(
+        after_help = "Example:\n  hoist rebase --old-base alpine:3.19 --new-base alpine:3.20 localhost:5000/app:v1 localhost:5000/app:v1-320"
+    )]
+    Rebase(RebaseArgs),
+    /// Compress an image's layers again (gzip to zstd and back); diff_ids and config stay.
+    #[command(
+        after_help = "Example:\n  hoist recompress --compression zstd localhost:5000/app:v1 localhost:5000/app:v1-zstd"
+    )]
+    Recompress(RecompressArgs),
+    /// Make and change multi-platform indexes (OCI image indexes, Docker manifest lists).
+    #[command(subcommand)]
+    Index(IndexCommand),
     /// Read or write single blobs.
     #[command(subcommand)]
     Blob(BlobCommand),
@@ -215,6 +258,257 @@ pub(crate) struct TransferArgs {
 }
 
 /// `hoist copy`.
+/// The runtime configuration flags of build, append and mutate.
+#[derive(Debug, Clone, Default, Args)]
+#[command(next_help_heading = "Image config")]
+pub(crate) struct ImageConfigArgs {
+    /// The entrypoint: comma-separated (crane) or a JSON array ('["/bin/sh","-c"]'); empty
+    /// to clear it.
+    #[arg(long, value_name = "CMD")]
+    pub(crate) entrypoint: Option<String>,
+    /// The default arguments: comma-separated or a JSON array; empty to clear them.
+    #[arg(long, value_name = "ARGS")]
+    pub(crate) cmd: Option<String>,
+    /// Set an environment variable (repeatable).
+    #[arg(short, long, value_name = "NAME=VALUE")]
+    pub(crate) env: Vec<String>,
+    /// Append to an environment variable after a ':' (as for PATH), or set it (repeatable).
+    #[arg(long, value_name = "NAME=VALUE")]
+    pub(crate) env_append: Vec<String>,
+    /// The working directory.
+    #[arg(long, visible_alias = "workdir", value_name = "DIR")]
+    pub(crate) working_dir: Option<String>,
+    /// The user (NAME, UID or UID:GID).
+    #[arg(short, long, value_name = "USER")]
+    pub(crate) user: Option<String>,
+    /// Set a label (repeatable).
+    #[arg(short, long, value_name = "KEY=VALUE")]
+    pub(crate) label: Vec<String>,
+    /// Set an annotation of the manifest (repeatable).
+    #[arg(short, long, value_name = "KEY=VALUE")]
+    pub(crate) annotation: Vec<String>,
+    /// Expose a port: PORT or PORT/tcp, PORT/udp (repeatable).
+    #[arg(long, visible_alias = "exposed-ports", value_name = "PORT")]
+    pub(crate) expose: Vec<String>,
+    /// Declare a volume (repeatable).
+    #[arg(long, value_name = "PATH")]
+    pub(crate) volume: Vec<String>,
+    /// The signal that stops the container.
+    #[arg(long, value_name = "SIGNAL")]
+    pub(crate) stop_signal: Option<String>,
+}
+
+/// How new layers are written.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Layers")]
+pub(crate) struct LayerArgs {
+    /// Compression of new layers.
+    #[arg(long, value_enum, default_value_t = CompressionArg::Gzip)]
+    pub(crate) compression: CompressionArg,
+    /// Compression level (gzip 1-9, zstd 1-19; default: gzip's and zstd's library defaults
+    /// as hoist sets them).
+    #[arg(long, value_name = "N")]
+    pub(crate) compression_level: Option<i32>,
+    /// Threads compressing a layer (the output does not depend on it; default: all cores).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub(crate) compression_threads: Option<u16>,
+    /// Docker media types (schema 2 manifest, Docker config and layers) instead of OCI.
+    #[arg(long)]
+    pub(crate) docker: bool,
+}
+
+/// Layer compression.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum CompressionArg {
+    /// gzip, in parallel blocks, the same bytes for any number of threads.
+    Gzip,
+    /// zstd, multi-threaded, the same bytes for any number of threads.
+    Zstd,
+    /// None: plain tar layers.
+    None,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct BuildArgs {
+    /// Where the image goes: a registry reference or oci:DIR[:TAG].
+    #[arg(value_name = "DST", value_parser = Location::parse)]
+    pub(crate) dst: Location,
+    /// The base image (any reference); without it the image starts empty.
+    #[arg(long, value_name = "BASE", value_parser = Location::parse)]
+    pub(crate) from: Option<Location>,
+    /// A layer: a directory, a tar, a .tar.gz or .tar.zst (repeatable, lowest first).
+    #[arg(long, value_name = "PATH")]
+    pub(crate) layer: Vec<PathBuf>,
+    /// The platform (os/arch[/variant]): the base's image for it out of an index; without a
+    /// base, linux on this machine's architecture unless given.
+    #[arg(long, value_name = "PLATFORM", value_parser = parse_platform)]
+    pub(crate) platform: Option<Platform>,
+    /// Keep files' owners as on disk instead of 0:0.
+    #[arg(long)]
+    pub(crate) keep_owners: bool,
+    #[command(flatten)]
+    pub(crate) config: ImageConfigArgs,
+    #[command(flatten)]
+    pub(crate) layers: LayerArgs,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct AppendArgs {
+    /// The image to add layers to.
+    #[arg(value_name = "SRC", value_parser = Location::parse)]
+    pub(crate) src: Location,
+    /// Where the result goes (default: SRC).
+    #[arg(value_name = "DST", value_parser = Location::parse)]
+    pub(crate) dst: Option<Location>,
+    /// A layer: a directory, a tar, a .tar.gz or .tar.zst (repeatable, lowest first).
+    #[arg(long, value_name = "PATH", required = true)]
+    pub(crate) layer: Vec<PathBuf>,
+    /// The image for this platform out of an index (default: this machine's).
+    #[arg(long, value_name = "PLATFORM", value_parser = parse_platform)]
+    pub(crate) platform: Option<Platform>,
+    /// Keep files' owners as on disk instead of 0:0.
+    #[arg(long)]
+    pub(crate) keep_owners: bool,
+    #[command(flatten)]
+    pub(crate) layers: LayerArgs,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct MutateArgs {
+    /// The image to change.
+    #[arg(value_name = "SRC", value_parser = Location::parse)]
+    pub(crate) src: Location,
+    /// Where the result goes (default: SRC).
+    #[arg(value_name = "DST", value_parser = Location::parse)]
+    pub(crate) dst: Option<Location>,
+    /// The image for this platform out of an index (default: this machine's).
+    #[arg(long, value_name = "PLATFORM", value_parser = parse_platform)]
+    pub(crate) platform: Option<Platform>,
+    /// Set the config's created time (seconds since the epoch; default SOURCE_DATE_EPOCH when
+    /// set, else unchanged).
+    #[arg(long, value_name = "SECONDS")]
+    pub(crate) created: Option<u64>,
+    #[command(flatten)]
+    pub(crate) config: ImageConfigArgs,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct FlattenArgs {
+    /// The image to flatten.
+    #[arg(value_name = "SRC", value_parser = Location::parse)]
+    pub(crate) src: Location,
+    /// Where the result goes (default: SRC).
+    #[arg(value_name = "DST", value_parser = Location::parse)]
+    pub(crate) dst: Option<Location>,
+    /// The image for this platform out of an index (default: this machine's).
+    #[arg(long, value_name = "PLATFORM", value_parser = parse_platform)]
+    pub(crate) platform: Option<Platform>,
+    #[command(flatten)]
+    pub(crate) layers: LayerArgs,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RebaseArgs {
+    /// The image to move.
+    #[arg(value_name = "SRC", value_parser = Location::parse)]
+    pub(crate) src: Location,
+    /// Where the result goes (default: SRC).
+    #[arg(value_name = "DST", value_parser = Location::parse)]
+    pub(crate) dst: Option<Location>,
+    /// The base the image is built on now.
+    #[arg(long, value_name = "REF", value_parser = Location::parse)]
+    pub(crate) old_base: Location,
+    /// The base to move it onto.
+    #[arg(long, value_name = "REF", value_parser = Location::parse)]
+    pub(crate) new_base: Location,
+    /// The image for this platform out of an index (default: this machine's).
+    #[arg(long, value_name = "PLATFORM", value_parser = parse_platform)]
+    pub(crate) platform: Option<Platform>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RecompressArgs {
+    /// The image whose layers to compress again.
+    #[arg(value_name = "SRC", value_parser = Location::parse)]
+    pub(crate) src: Location,
+    /// Where the result goes (default: SRC).
+    #[arg(value_name = "DST", value_parser = Location::parse)]
+    pub(crate) dst: Option<Location>,
+    /// The image for this platform out of an index (default: this machine's).
+    #[arg(long, value_name = "PLATFORM", value_parser = parse_platform)]
+    pub(crate) platform: Option<Platform>,
+    #[command(flatten)]
+    pub(crate) layers: LayerArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum IndexCommand {
+    /// Make an index of images (each any reference; its platform from its config), in DST's
+    /// repository. Prints the index's digest.
+    #[command(
+        after_help = "Example:\n  hoist index create localhost:5000/app:v1 localhost:5000/app:v1-amd64 localhost:5000/app:v1-arm64"
+    )]
+    Create(IndexCreateArgs),
+    /// Add images to an index (an image for a platform the index has replaces it).
+    #[command(
+        after_help = "Example:\n  hoist index append localhost:5000/app:v1 localhost:5000/app:v1-riscv64"
+    )]
+    Append(IndexAppendArgs),
+    /// Remove platforms from an index.
+    #[command(
+        after_help = "Example:\n  hoist index remove --platform linux/arm/v7 localhost:5000/app:v1"
+    )]
+    Remove(IndexRemoveArgs),
+}
+
+/// Flags of the index commands.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct IndexFlags {
+    /// A Docker manifest list instead of an OCI image index.
+    #[arg(long)]
+    pub(crate) docker: bool,
+    /// Set an annotation of the index (repeatable).
+    #[arg(short, long, value_name = "KEY=VALUE")]
+    pub(crate) annotation: Vec<String>,
+    /// Also tag each platform's image TAG-ARCH[-VARIANT] (OS- first when not linux).
+    #[arg(long)]
+    pub(crate) platform_tags: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct IndexCreateArgs {
+    /// Where the index goes.
+    #[arg(value_name = "DST", value_parser = Location::parse)]
+    pub(crate) dst: Location,
+    /// The images, one per platform.
+    #[arg(value_name = "IMAGE", required = true, value_parser = Location::parse)]
+    pub(crate) images: Vec<Location>,
+    #[command(flatten)]
+    pub(crate) flags: IndexFlags,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct IndexAppendArgs {
+    /// The index (the new one is written back to it).
+    #[arg(value_name = "INDEX", value_parser = Location::parse)]
+    pub(crate) index: Location,
+    /// The images to add.
+    #[arg(value_name = "IMAGE", required = true, value_parser = Location::parse)]
+    pub(crate) images: Vec<Location>,
+    #[command(flatten)]
+    pub(crate) flags: IndexFlags,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct IndexRemoveArgs {
+    /// The index (the new one is written back to it).
+    #[arg(value_name = "INDEX", value_parser = Location::parse)]
+    pub(crate) index: Location,
+    /// A platform to remove (repeatable).
+    #[arg(long, value_name = "PLATFORM", required = true, value_parser = parse_platform)]
+    pub(crate) platform: Vec<Platform>,
+}
+
 #[derive(Debug, Args)]
 pub(crate) struct CopyArgs {
     /// What to copy: a registry reference or oci:DIR[:TAG].

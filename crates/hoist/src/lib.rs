@@ -26,7 +26,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::Parser;
 
-use crate::cli::{BlobCommand, Cli, Command};
+use crate::cli::{BlobCommand, Cli, Command, IndexCommand};
 use crate::commands::Ctx;
 use crate::location::Opener;
 
@@ -67,6 +67,8 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Copy(args) => args.transfer.jobs,
         Command::Pull(args) => args.transfer.jobs,
         Command::Push(args) => args.transfer.jobs,
+        // Builds copy a base's blobs four at a time.
+        Command::Build(_) | Command::Append(_) | Command::Mutate(_) | Command::Rebase(_) => 4,
         _ => 1,
     };
     let ctx = Ctx {
@@ -86,6 +88,15 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Ls(args) => commands::list::tags(&ctx, args).await,
         Command::Catalog(args) => commands::list::catalog(&ctx, args).await,
         Command::Referrers(args) => commands::list::referrers(&ctx, args).await,
+        Command::Build(args) => commands::build::build(&ctx, args).await,
+        Command::Append(args) => commands::build::append(&ctx, args).await,
+        Command::Mutate(args) => commands::build::mutate(&ctx, args).await,
+        Command::Flatten(args) => commands::build::flatten(&ctx, args).await,
+        Command::Rebase(args) => commands::build::rebase(&ctx, args).await,
+        Command::Recompress(args) => commands::build::recompress(&ctx, args).await,
+        Command::Index(IndexCommand::Create(args)) => commands::index::create(&ctx, args).await,
+        Command::Index(IndexCommand::Append(args)) => commands::index::append(&ctx, args).await,
+        Command::Index(IndexCommand::Remove(args)) => commands::index::remove(&ctx, args).await,
         Command::Blob(BlobCommand::Get(args)) => commands::blob::get(&ctx, args).await,
         Command::Blob(BlobCommand::Put(args)) => commands::blob::put(&ctx, args).await,
         Command::Tag(args) => commands::tag::tag(&ctx, args).await,

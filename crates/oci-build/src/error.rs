@@ -1,5 +1,7 @@
 //! The one error type of `oci-build`.
 
+use std::path::{Path, PathBuf};
+
 use oci_types::{Digest, Repository};
 
 /// What can go wrong while moving or selecting images.
@@ -55,6 +57,24 @@ pub enum Error {
         /// What was attempted ("copy", "select a platform from").
         action: &'static str,
     },
+    /// A file, directory or tar given as layer content that cannot be used.
+    #[error("{}: {message}", path.display())]
+    Input {
+        /// The path on disk (or in the image, for a bad entry path).
+        path: PathBuf,
+        /// What is wrong with it.
+        message: String,
+        /// The I/O failure, when there was one.
+        #[source]
+        source: Option<std::io::Error>,
+    },
+    /// A build or mutation that cannot be done as asked (a bad option, an image that does not
+    /// fit the operation).
+    #[error("{message}")]
+    Invalid {
+        /// What is wrong, naming the image or option.
+        message: String,
+    },
     /// Index nesting deeper than any real image (a cycle, or a hostile source).
     #[error("manifests nested deeper than {limit} levels below {repo}@{digest}")]
     TooDeep {
@@ -80,6 +100,31 @@ impl Error {
         Self::Store {
             context: context.into(),
             source,
+        }
+    }
+
+    /// Layer content at `path` that cannot be used because of an I/O failure.
+    pub(crate) fn input(path: &Path, message: &str, source: std::io::Error) -> Self {
+        Self::Input {
+            path: path.to_path_buf(),
+            message: message.to_owned(),
+            source: Some(source),
+        }
+    }
+
+    /// Layer content at `path` that cannot be used.
+    pub(crate) fn input_message(path: &Path, message: &str) -> Self {
+        Self::Input {
+            path: path.to_path_buf(),
+            message: message.to_owned(),
+            source: None,
+        }
+    }
+
+    /// A build or mutation that cannot be done as asked.
+    pub(crate) fn invalid(message: impl Into<String>) -> Self {
+        Self::Invalid {
+            message: message.into(),
         }
     }
 

@@ -34,13 +34,25 @@
 //! # Ok(()) }
 //! ```
 
+mod build;
 mod copy;
 mod error;
+mod index;
 mod platform;
 mod schema1;
 
+pub use build::{
+    BASE_DIGEST_ANNOTATION, BASE_NAME_ANNOTATION, Base, BaseRole, BuildOptions, Built, BuiltLayer,
+    COMPRESSION_ANNOTATION, Compression, ConfigEdit, DEFAULT_GZIP_BLOCK_SIZE, DEFAULT_GZIP_LEVEL,
+    DEFAULT_ZSTD_LEVEL, Encoder, EntrySource, EnvEdit, GzipOptions, LayerEntry, LayerSource, Mtime,
+    MutateOptions, TarOptions, WHITEOUT_PREFIX, ZstdOptions, build_image, flatten_image,
+    push_layer, push_layer_with, rebase_image, recompress_image,
+};
 pub use copy::{CopyEvent, CopyOptions, CopyReport, Endpoint, PlatformFilter, ProgressSink, copy};
 pub use error::{Error, Result};
+pub use index::{
+    IndexOptions, append_to_index, create_index, index_entry, platform_tag, remove_from_index,
+};
 pub use platform::{
     Image, MAX_CONFIG_SIZE, ManifestRef, RawManifest, fetch_image, read_manifest, require_child,
     select_child,

@@ -49,6 +49,8 @@ pub mod conformance;
 mod error;
 mod inspect;
 mod interface;
+#[cfg(feature = "layers")]
+pub mod layer;
 mod memory;
 mod read_only;
 

@@ -37,6 +37,10 @@ pub const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.mani
 pub const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
 /// Docker layer, gzip-compressed tar.
 pub const DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
+/// An uncompressed Docker layer (what `docker save` archives and BuildKit's uncompressed exports use).
+pub const DOCKER_LAYER_TAR: &str = "application/vnd.docker.image.rootfs.diff.tar";
+/// A zstd Docker layer (containerd's name for it; Docker 23+ pulls it).
+pub const DOCKER_LAYER_ZSTD: &str = "application/vnd.docker.image.rootfs.diff.tar.zstd";
 /// Docker foreign layer (non-distributable, gzip).
 pub const DOCKER_LAYER_FOREIGN_GZIP: &str =
     "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip";
@@ -178,12 +182,12 @@ impl MediaType {
     /// The compression of a layer, or `None` when this is not a layer media type.
     pub fn layer_compression(&self) -> Option<Compression> {
         match self.essence() {
-            OCI_LAYER_TAR | OCI_LAYER_NONDIST_TAR => Some(Compression::None),
+            OCI_LAYER_TAR | OCI_LAYER_NONDIST_TAR | DOCKER_LAYER_TAR => Some(Compression::None),
             OCI_LAYER_GZIP
             | OCI_LAYER_NONDIST_GZIP
             | DOCKER_LAYER_GZIP
             | DOCKER_LAYER_FOREIGN_GZIP => Some(Compression::Gzip),
-            OCI_LAYER_ZSTD | OCI_LAYER_NONDIST_ZSTD => Some(Compression::Zstd),
+            OCI_LAYER_ZSTD | OCI_LAYER_NONDIST_ZSTD | DOCKER_LAYER_ZSTD => Some(Compression::Zstd),
             _ => None,
         }
     }

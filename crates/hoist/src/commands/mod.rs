@@ -1,8 +1,10 @@
 //! One module per command (or per family of commands sharing their code).
 
 pub(crate) mod blob;
+pub(crate) mod build;
 pub(crate) mod copy;
 pub(crate) mod generate;
+pub(crate) mod index;
 pub(crate) mod inspect;
 pub(crate) mod layout;
 pub(crate) mod list;

@@ -1,0 +1,292 @@
+//! Pushing a layer into a store while it is made.
+//!
+//! A layer's tar is written on a blocking thread (files, tar and compression are synchronous
+//! work), hashed uncompressed for its `diff_id`, compressed, and handed in pieces to the async
+//! side, which hashes the compressed bytes and writes them into a chunked upload. The blob's
+//! digest is known only at the end, which is why the upload is chunked: `push_blob` needs the
+//! digest before the first byte, and knowing it would mean making the layer twice or keeping it
+//! whole in memory or a temporary file. A chunked upload holds at most a few pieces here.
+
+use std::io::{self, Write};
+
+use bytes::{Bytes, BytesMut};
+use oci_store::layer::LayerReader;
+use oci_store::{BlobWriter, OciInterface};
+use oci_types::{Algorithm, Descriptor, Digest, Digester, Repository};
+use tokio::sync::{mpsc, oneshot};
+
+use super::compress::Compression;
+use super::tarball::{LayerSource, TarOptions, write_tar};
+use crate::copy::Endpoint;
+use crate::error::{Error, Result};
+
+/// Size of the pieces handed from the blocking thread to the upload.
+const PIECE: usize = 1 << 20;
+/// Pieces in flight between the two: enough to keep both sides busy, little memory.
+const PIECES_QUEUED: usize = 4;
+
+/// A layer made and stored: its blob's descriptor and the digest of its uncompressed tar.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuiltLayer {
+    /// The layer blob (media type, digest, size, and the compression annotation).
+    pub descriptor: Descriptor,
+    /// The digest of the uncompressed tar, for the config's `rootfs.diff_ids`.
+    pub diff_id: Digest,
+}
+
+/// Makes the layer of `source` and stores it in `repo` of `store`.
+pub async fn push_layer(
+    store: &dyn OciInterface,
+    repo: &Repository,
+    source: LayerSource,
+    tar: &TarOptions,
+    compression: &Compression,
+    docker: bool,
+) -> Result<BuiltLayer> {
+    let tar = tar.clone();
+    push_layer_with(store, repo, compression, docker, move |out| {
+        write_tar(&source, &tar, out)
+    })
+    .await
+}
+
+/// Stores the layer whose uncompressed tar `produce` writes (on a blocking thread),
+/// compressed as `compression` says. Used for layers from files and for layers made out of
+/// other layers (flatten, recompress).
+pub async fn push_layer_with<F>(
+    store: &dyn OciInterface,
+    repo: &Repository,
+    compression: &Compression,
+    docker: bool,
+    produce: F,
+) -> Result<BuiltLayer>
+where
+    F: FnOnce(&mut dyn Write) -> Result<()> + Send + 'static,
+{
+    push_layer_from_layers(
+        store,
+        repo,
+        compression,
+        docker,
+        Endpoint::new(store, repo),
+        Vec::new(),
+        move |out, _| produce(out),
+    )
+    .await
+}
+
+/// Stores a layer made out of the layers `sources` of `source` (lowest first, each with the
+/// `diff_id` its config gives): `produce` runs on a blocking thread and reads them, each as
+/// often as it needs, through the [`LayerOpener`] it is given.
+pub(crate) async fn push_layer_from_layers<F>(
+    store: &dyn OciInterface,
+    repo: &Repository,
+    compression: &Compression,
+    docker: bool,
+    source: Endpoint<'_>,
+    sources: Vec<(Descriptor, Digest)>,
+    produce: F,
+) -> Result<BuiltLayer>
+where
+    F: FnOnce(&mut dyn Write, &mut LayerOpener) -> Result<()> + Send + 'static,
+{
+    let context = || format!("storing a new layer in {repo} of {store}");
+    let mut writer = store
+        .push_blob_chunked(repo, None)
+        .await
+        .map_err(|e| Error::store(context(), e))?;
+    let (sender, mut pieces) = mpsc::channel::<Bytes>(PIECES_QUEUED);
+    let (open_sender, mut open_requests) = mpsc::channel::<OpenRequest>(1);
+    let mut opener = LayerOpener {
+        requests: open_sender,
+        count: sources.len(),
+    };
+    let encoding = compression.clone();
+    let producer = tokio::task::spawn_blocking(move || -> Result<Digest> {
+        let sink = PieceSender {
+            sender,
+            piece: BytesMut::with_capacity(PIECE),
+        };
+        let encoder = encoding
+            .encoder(Box::new(sink))
+            .map_err(|e| Error::input(std::path::Path::new("layer"), "cannot compress", e))?;
+        let mut hashing = DiffIdWriter {
+            inner: encoder,
+            digester: Digester::new(Algorithm::Sha256),
+        };
+        produce(&mut hashing, &mut opener)?;
+        drop(opener);
+        let DiffIdWriter { inner, digester } = hashing;
+        let mut sink = inner
+            .finish()
+            .map_err(|e| Error::input(std::path::Path::new("layer"), "cannot compress", e))?;
+        sink.flush()
+            .map_err(|e| Error::input(std::path::Path::new("layer"), "cannot hand on", e))?;
+        Ok(digester.finish())
+    });
+
+    let mut blob_digest = Digester::new(Algorithm::Sha256);
+    let mut size = 0u64;
+    let mut upload_failure = None;
+    let mut serving = true;
+    loop {
+        tokio::select! {
+            piece = pieces.recv() => {
+                let Some(piece) = piece else { break };
+                blob_digest.update(&piece);
+                size += piece.len() as u64;
+                if let Err(e) = writer.write(piece).await {
+                    upload_failure = Some(e);
+                    break;
+                }
+            }
+            request = open_requests.recv(), if serving => {
+                match request {
+                    Some((index, reply)) => {
+                        let opened = open_layer(source, &sources, index).await;
+                        // The producer may have gone; then nobody wants the reader.
+                        let _ = reply.send(opened);
+                    }
+                    None => serving = false,
+                }
+            }
+        }
+    }
+    // Dropping the receiver makes a producer still sending stop with an error.
+    drop(pieces);
+    let produced = producer
+        .await
+        .map_err(|e| Error::invalid(format!("the layer's writer thread failed: {e}")));
+    if let Some(e) = upload_failure {
+        cancel(writer).await;
+        return Err(Error::store(context(), e));
+    }
+    let diff_id = match produced {
+        Ok(Ok(diff_id)) => diff_id,
+        Ok(Err(e)) | Err(e) => {
+            cancel(writer).await;
+            return Err(e);
+        }
+    };
+    let digest = blob_digest.finish();
+    writer
+        .commit(&digest)
+        .await
+        .map_err(|e| Error::store(context(), e))?;
+    let mut descriptor = Descriptor::new(compression.layer_media_type(docker), digest, size);
+    if let Some(made_by) = compression.describe() {
+        descriptor
+            .annotations
+            .insert(super::compress::COMPRESSION_ANNOTATION.to_owned(), made_by);
+    }
+    tracing::debug!(layer = %descriptor.digest, size, %diff_id, "layer stored");
+    Ok(BuiltLayer {
+        descriptor,
+        diff_id,
+    })
+}
+
+/// A request for a reader of one of the source layers, and where to answer.
+type OpenRequest = (usize, oneshot::Sender<Result<LayerReader>>);
+
+/// Opens source layers for a layer being made out of them, from the blocking thread that
+/// makes it: each request is served by the async side, where the store lives.
+#[derive(Debug)]
+pub(crate) struct LayerOpener {
+    requests: mpsc::Sender<OpenRequest>,
+    count: usize,
+}
+
+impl LayerOpener {
+    /// How many source layers there are.
+    pub(crate) fn count(&self) -> usize {
+        self.count
+    }
+
+    /// A reader of source layer `index`'s uncompressed tar, its `diff_id` checked at its end.
+    pub(crate) fn open(&mut self, index: usize) -> Result<LayerReader> {
+        let (reply, answer) = oneshot::channel();
+        self.requests
+            .blocking_send((index, reply))
+            .map_err(|_| Error::invalid("the layer upload stopped"))?;
+        answer
+            .blocking_recv()
+            .map_err(|_| Error::invalid("the layer upload stopped"))?
+    }
+}
+
+async fn open_layer(
+    source: Endpoint<'_>,
+    sources: &[(Descriptor, Digest)],
+    index: usize,
+) -> Result<LayerReader> {
+    let (layer, diff_id) = sources
+        .get(index)
+        .ok_or_else(|| Error::invalid(format!("no source layer {index}")))?;
+    let context = || format!("reading layer {} of {}", layer.digest, source.repo);
+    let blob = source
+        .store
+        .get_blob(source.repo, &layer.digest)
+        .await
+        .map_err(|e| Error::store(context(), e))?;
+    Ok(LayerReader::new(blob, Some(diff_id.clone())))
+}
+
+async fn cancel(writer: Box<dyn BlobWriter>) {
+    if let Err(e) = writer.cancel().await {
+        tracing::debug!(error = %e, "could not cancel an unfinished layer upload");
+    }
+}
+
+/// Hashes the uncompressed tar on its way into the compressor.
+struct DiffIdWriter {
+    inner: super::compress::Encoder,
+    digester: Digester,
+}
+
+impl Write for DiffIdWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.digester.update(&buf[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Gathers compressed bytes into pieces and sends them to the upload.
+struct PieceSender {
+    sender: mpsc::Sender<Bytes>,
+    piece: BytesMut,
+}
+
+impl PieceSender {
+    fn send(&mut self) -> io::Result<()> {
+        if self.piece.is_empty() {
+            return Ok(());
+        }
+        let piece = self.piece.split().freeze();
+        self.piece.reserve(PIECE);
+        self.sender
+            .blocking_send(piece)
+            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the layer upload stopped"))
+    }
+}
+
+impl Write for PieceSender {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let room = PIECE - self.piece.len();
+        let n = buf.len().min(room);
+        self.piece.extend_from_slice(&buf[..n]);
+        if self.piece.len() == PIECE {
+            self.send()?;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.send()
+    }
+}
