@@ -19,7 +19,7 @@ use std::io::{self, Read, Write};
 use tar::{EntryType, Header};
 
 use super::layer::LayerOpener;
-use super::tarball::WHITEOUT_PREFIX;
+use super::tarball::{PaxRecords, WHITEOUT_PREFIX};
 use crate::error::{Error, Result};
 
 /// The name of the entry that makes its directory opaque.
@@ -31,6 +31,10 @@ struct Final {
     layer: usize,
     directory: bool,
 }
+
+/// Hard links whose target is gone or replaced above them: by (the layer that holds the
+/// target's content, the target), the links' paths and headers.
+type Orphans = HashMap<(usize, Vec<u8>), Vec<(Vec<u8>, Header)>>;
 
 /// What pass 1 learns.
 #[derive(Debug, Default)]
@@ -110,8 +114,7 @@ pub(crate) fn flatten_layers(out: &mut dyn Write, opener: &mut LayerOpener) -> R
     }
 
     let mut builder = tar::Builder::new(out);
-    // Orphaned hard links: (layer holding the target's content, target) -> link paths.
-    let mut orphans: HashMap<(usize, Vec<u8>), Vec<(Vec<u8>, Header)>> = HashMap::new();
+    let mut orphans: Orphans = HashMap::new();
     // Which layer holds each path's content as the layers are applied in order.
     let mut current: HashMap<Vec<u8>, usize> = HashMap::new();
     for index in 0..count {
@@ -257,7 +260,7 @@ fn write_entry(
     header: &mut Header,
     path: &[u8],
     link: Option<&[u8]>,
-    mut pax: Vec<(String, Vec<u8>)>,
+    mut pax: PaxRecords,
     data: &mut dyn Read,
 ) -> io::Result<()> {
     let mut name = path.to_vec();

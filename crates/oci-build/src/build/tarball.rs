@@ -541,8 +541,11 @@ fn split_device(rdev: u64) -> (u32, u32) {
     )
 }
 
+/// PAX records: key and value, in the order they are written.
+pub(crate) type PaxRecords = Vec<(String, Vec<u8>)>;
+
 /// The ustar header of an entry and the PAX records it needs, in a fixed order.
-fn entry_header(entry: &Entry) -> io::Result<(Header, Vec<(String, Vec<u8>)>)> {
+fn entry_header(entry: &Entry) -> io::Result<(Header, PaxRecords)> {
     let mut header = Header::new_ustar();
     let mut pax = Vec::new();
     let mut name = entry.path.clone();

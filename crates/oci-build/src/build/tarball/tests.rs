@@ -341,6 +341,7 @@ fn sizes_from_8_gib_and_ids_over_2097151_get_pax_records() {
 }
 
 #[test]
+#[allow(clippy::print_stdout, reason = "says which check was skipped")]
 fn extended_attributes_are_schily_records_in_name_order() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("f");
@@ -462,6 +463,7 @@ fn a_file_that_cannot_be_read_is_refused_naming_it() {
 }
 
 #[test]
+#[allow(clippy::print_stdout, reason = "says which check was skipped")]
 fn a_file_whose_size_changes_while_read_is_refused_naming_it() {
     // procfs files say they are empty and have content; sysfs ones say 4096 bytes and have less.
     let error = refusal(&LayerSource::Entries(vec![disk(
