@@ -346,6 +346,9 @@ pub(crate) struct BuildArgs {
     /// Keep files' owners as on disk instead of 0:0.
     #[arg(long)]
     pub(crate) keep_owners: bool,
+    /// Another tag for the image in DST's repository (repeatable).
+    #[arg(short, long, value_name = "TAG", value_parser = parse_tag)]
+    pub(crate) tag: Vec<Tag>,
     #[command(flatten)]
     pub(crate) config: ImageConfigArgs,
     #[command(flatten)]
@@ -473,6 +476,9 @@ pub(crate) struct IndexFlags {
     /// Also tag each platform's image TAG-ARCH[-VARIANT] (OS- first when not linux).
     #[arg(long)]
     pub(crate) platform_tags: bool,
+    /// Another tag for the index (repeatable).
+    #[arg(short, long, value_name = "TAG", value_parser = parse_tag)]
+    pub(crate) tag: Vec<Tag>,
 }
 
 #[derive(Debug, Args)]

@@ -8,6 +8,10 @@
 //!   schema 1 conversion; progress as [`CopyEvent`]s.
 //! - [`fetch_image`] and [`select_child`]: the image for a platform, out of an index, with the
 //!   matching rules of [`PlatformMatcher`](oci_types::PlatformMatcher).
+//! - [`build_image`]: a reproducible image from files ([`LayerSource`]: a directory, entries,
+//!   a tar) on an optional [`Base`], compressed as [`Compression`] says, with config edits
+//!   ([`ConfigEdit`]); [`create_index`], [`append_to_index`] and [`remove_from_index`] for
+//!   multi-platform indexes; [`flatten_image`], [`rebase_image`] and [`recompress_image`].
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
@@ -31,6 +35,31 @@
 //!     Endpoint::new(&dst, &repo), &[tag.clone()], &CopyOptions::default()).await?;
 //! assert_eq!(report.blobs_copied, 1);
 //! assert_eq!(dst.resolve_tag(&repo, &tag).await?.digest, report.root.unwrap().digest);
+//! # Ok(()) }
+//! ```
+//!
+//! Building an image from scratch, reproducibly:
+//!
+//! ```
+//! # #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use oci_build::{BuildOptions, Endpoint, EntrySource, LayerEntry, LayerSource, build_image};
+//! use oci_store::MemoryStore;
+//! use oci_types::{Repository, Tag};
+//!
+//! let store = MemoryStore::new();
+//! let repo = Repository::parse("app")?;
+//! let mut options = BuildOptions::default();
+//! options.created = Some(1_700_000_000); // SOURCE_DATE_EPOCH
+//! options.config.entrypoint = Some(vec!["/bin/app".to_owned()]);
+//! let layer = LayerSource::Entries(vec![LayerEntry {
+//!     path: "etc/removed".to_owned(),
+//!     source: EntrySource::Whiteout,
+//! }]);
+//! let first = build_image(None, vec![layer.clone()], Endpoint::new(&store, &repo),
+//!     &[Tag::parse("v1")?], &options).await?;
+//! let again = build_image(None, vec![layer], Endpoint::new(&store, &repo), &[], &options).await?;
+//! assert_eq!(first.manifest.digest, again.manifest.digest);
 //! # Ok(()) }
 //! ```
 

@@ -17,7 +17,9 @@ pub(crate) async fn create(ctx: &Ctx, args: IndexCreateArgs) -> Result<()> {
     let target = ctx.opener.open(&args.dst).await?;
     let entries = bring_images(ctx, &target, &args.dst, &args.images).await?;
     let options = index_options(&args.flags)?;
-    let index = create_index(target.endpoint(), entries, &args.dst.write_tags(), &options)
+    let mut tags = args.dst.write_tags();
+    tags.extend(args.flags.tag.iter().cloned());
+    let index = create_index(target.endpoint(), entries, &tags, &options)
         .await
         .with_context(|| format!("cannot make index {}", args.dst))?;
     print_line(&index.digest)?;
@@ -33,11 +35,13 @@ pub(crate) async fn append(ctx: &Ctx, args: IndexAppendArgs) -> Result<()> {
     let target = ctx.opener.open(&args.index).await?;
     let entries = bring_images(ctx, &target, &args.index, &args.images).await?;
     let options = index_options(&args.flags)?;
+    let mut tags = args.index.write_tags();
+    tags.extend(args.flags.tag.iter().cloned());
     let index = append_to_index(
         target.endpoint(),
         &args.index.manifest_ref(),
         entries,
-        &args.index.write_tags(),
+        &tags,
         &options,
     )
     .await

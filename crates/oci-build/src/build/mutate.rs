@@ -1,6 +1,6 @@
 //! Changes of an image that rework its layers: flatten, rebase, recompress. (Appending layers
 //! and editing the config are builds on the image itself: [`build_image`](super::build_image)
-//! with a [`Base`](super::Base) without a name.)
+//! with a [`Base`](super::Base) whose role is [`BaseRole::Mutate`](super::BaseRole::Mutate).)
 
 use std::collections::BTreeMap;
 
