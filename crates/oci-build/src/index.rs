@@ -90,7 +90,10 @@ pub async fn append_to_index(
     options: &IndexOptions,
 ) -> Result<Descriptor> {
     let mut existing = read_index(target, index).await?;
-    existing.annotations.extend(options.annotations.clone());
+    // A Docker manifest list has no annotations.
+    if existing.media_type.essence() != media_type::DOCKER_MANIFEST_LIST {
+        existing.annotations.extend(options.annotations.clone());
+    }
     for entry in entries {
         add_entry(&mut existing, entry, true)?;
     }

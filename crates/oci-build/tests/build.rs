@@ -15,8 +15,8 @@ use bytes::Bytes;
 use oci_build::{
     BASE_DIGEST_ANNOTATION, BASE_NAME_ANNOTATION, Base, BaseRole, BuildOptions, Built,
     COMPRESSION_ANNOTATION, Compression, Endpoint, EnvEdit, GzipOptions, IndexOptions, LayerSource,
-    ManifestRef, append_to_index, build_image, create_index, fetch_image, index_entry,
-    platform_tag, remove_from_index,
+    ManifestRef, Mtime, TarOptions, append_to_index, build_image, create_index, fetch_image,
+    index_entry, platform_tag, remove_from_index,
 };
 use oci_store::{ErrorCode, MemoryStore, OciInterface, OciInterfaceExt};
 use oci_types::{
@@ -222,25 +222,14 @@ impl Fixture {
     }
 }
 
-/// `len` bytes of a fixed pseudo-random sequence (xorshift), incompressible.
-fn noise(len: usize) -> Vec<u8> {
-    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
-    let mut bytes = Vec::with_capacity(len + 8);
-    while bytes.len() < len {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        bytes.extend_from_slice(&state.to_le_bytes());
-    }
-    bytes.truncate(len);
-    bytes
-}
-
 #[tokio::test]
 async fn the_same_tree_gives_the_same_digest_whatever_its_mtimes_and_the_gzip_threads() {
     let dir = tree("x=1\n");
     // Several gzip blocks, so that the threads have blocks to share.
-    fs::write(dir.path().join("big"), noise(1 << 20)).unwrap();
+    let big: Vec<u8> = (0u32..1 << 15)
+        .flat_map(|i| Sha256::digest(i.to_le_bytes()))
+        .collect();
+    fs::write(dir.path().join("big"), big).unwrap();
     let f = Fixture::new();
     let mut first = options("linux/amd64", CREATED);
     first.compression = gzip_threads(1);
@@ -322,6 +311,19 @@ async fn a_built_image_reads_back_with_its_platform_config_and_files() {
     assert_eq!(files["bin/app"], app);
     assert_eq!(files["etc/conf"].2, b"x=1\n");
     assert!(files.values().all(|(_, mtime, _)| *mtime == CREATED));
+}
+
+#[tokio::test]
+async fn an_explicit_tar_mtime_is_not_replaced_by_the_clamp_to_the_build_time() {
+    let dir = tree("x=1\n");
+    let f = Fixture::new();
+    let mut options = options("linux/amd64", CREATED);
+    // Earlier than `created`, so clamping to it changes nothing.
+    options.tar = TarOptions::default().with_mtime(Mtime::Set(1000));
+    let built = f.build(None, dir.path(), &[], &options).await.unwrap();
+    let files = unpack(&f.layer_tar(&built.layers[0].descriptor).await);
+    let times: Vec<u64> = files.values().map(|(_, mtime, _)| *mtime).collect();
+    assert_eq!(times, [1000; 5]);
 }
 
 /// A base image (tag `base` of its own store) and the directory of a layer to put on it.

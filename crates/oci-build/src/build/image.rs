@@ -11,7 +11,7 @@ use oci_types::{Descriptor, ImageManifest, MediaType, Platform, Tag, media_type}
 use super::compress::Compression;
 use super::config::{Config, ConfigEdit, rfc3339};
 use super::layer::{BuiltLayer, push_layer};
-use super::tarball::{LayerSource, TarOptions};
+use super::tarball::{LayerSource, Mtime, TarOptions};
 use crate::copy::Endpoint;
 use crate::error::{Error, Result};
 use crate::platform::{Image, ManifestRef, fetch_image};
@@ -125,7 +125,12 @@ pub async fn build_image(
     let created_text = rfc3339(created);
     let mut tar = options.tar.clone();
     if options.created.is_some() && options.clamp_mtimes {
-        tar.mtime = super::tarball::Mtime::Clamp(created);
+        // No file time later than the build; an earlier bound or fixed time asked for stays.
+        tar.mtime = match tar.mtime {
+            Mtime::Clamp(bound) => Mtime::Clamp(bound.min(created)),
+            Mtime::Set(time) => Mtime::Set(time.min(created)),
+            _ => Mtime::Clamp(created),
+        };
     }
     if options.docker && matches!(options.compression, Compression::Zstd(_)) {
         return Err(Error::invalid(
@@ -178,7 +183,19 @@ pub async fn build_image(
         }
     };
     if let Some(platform) = &options.platform {
-        config.set_platform(platform);
+        // A base that is one image (not an index) is not chosen by platform: refuse to
+        // relabel it as another platform than the one its binaries are for.
+        if let Some(found) = config.platform()
+            && base.is_some()
+            && !oci_types::PlatformMatcher::new(platform).matches(&found)
+        {
+            return Err(Error::invalid(format!(
+                "the base image is for {found}, not {platform}"
+            )));
+        }
+        if base.is_none() {
+            config.set_platform(platform);
+        }
     }
     let platform = config
         .platform()

@@ -414,9 +414,17 @@ impl<'o, W: Write> TarWriter<'o, W> {
                 .append_pax_extensions(pax.iter().map(|(k, v)| (k.as_str(), v.as_slice())))
                 .map_err(|e| Error::input(disk, "cannot write the layer", e))?;
         }
-        self.builder
-            .append(&header, data)
-            .map_err(|e| Error::input(disk, "cannot write the layer", e))
+        self.builder.append(&header, data).map_err(|e| {
+            // The builder reads the file too: say which side failed.
+            let message = if e.kind() == io::ErrorKind::UnexpectedEof {
+                "shrank while the layer was written"
+            } else if e.get_ref().is_some_and(|inner| inner.is::<ReadFailure>()) {
+                "cannot read the file"
+            } else {
+                "cannot write the layer"
+            };
+            Error::input(disk, message, e)
+        })
     }
 }
 
@@ -449,7 +457,10 @@ impl Read for ExactSize<'_> {
         let want = buf
             .len()
             .min(usize::try_from(self.left).unwrap_or(usize::MAX));
-        let n = self.inner.read(&mut buf[..want])?;
+        let n = self
+            .inner
+            .read(&mut buf[..want])
+            .map_err(|e| io::Error::new(e.kind(), ReadFailure(e)))?;
         if n == 0 {
             return Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
@@ -464,6 +475,11 @@ impl Read for ExactSize<'_> {
         Ok(n)
     }
 }
+
+/// A failure reading a file's content, told apart from a failure writing the layer.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct ReadFailure(io::Error);
 
 fn sorted_names(dir: &Path) -> Result<Vec<OsString>> {
     let mut names = Vec::new();
