@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use oci_build::{CopyEvent, ProgressSink};
+use oci_build::{BuildEvent, BuildProgress, CopyEvent, ProgressSink};
 use oci_types::Digest;
 
 use crate::output::{count, human_size};
@@ -182,6 +182,66 @@ impl Inner {
             }
             _ => {}
         }
+    }
+}
+
+/// The progress display of a build or mutation: one bar for the layer being made (compressed
+/// bytes stored, rate) at a terminal, a line per layer with `-v` elsewhere.
+#[derive(Debug, Clone)]
+pub(crate) struct BuildProgressView {
+    mode: Mode,
+    bar: ProgressBar,
+}
+
+impl BuildProgressView {
+    pub(crate) fn new(mode: Mode, what: &str) -> Self {
+        let bar = ProgressBar::with_draw_target(
+            None,
+            match mode {
+                Mode::Bars => ProgressDrawTarget::stderr(),
+                Mode::Lines | Mode::Silent => ProgressDrawTarget::hidden(),
+            },
+        );
+        if mode == Mode::Bars {
+            bar.set_style(
+                ProgressStyle::with_template("{spinner} {msg} {bytes:>10} {bytes_per_sec:>12}")
+                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+            );
+            bar.set_message(what.to_owned());
+            bar.enable_steady_tick(Duration::from_millis(120));
+        }
+        Self { mode, bar }
+    }
+
+    /// The sink to hand to the builder; `None` when nothing is shown.
+    pub(crate) fn sink(&self) -> Option<BuildProgress> {
+        if self.mode == Mode::Silent {
+            return None;
+        }
+        let view = self.clone();
+        Some(Arc::new(move |event: &BuildEvent| view.on(event)))
+    }
+
+    fn on(&self, event: &BuildEvent) {
+        match (self.mode, event) {
+            (Mode::Bars, BuildEvent::LayerStarted { index, count }) => {
+                self.bar.set_position(0);
+                self.bar.set_message(format!("layer {}/{count}", index + 1));
+            }
+            (Mode::Bars, BuildEvent::LayerProgress { bytes, .. }) => self.bar.inc(*bytes),
+            (Mode::Lines, BuildEvent::LayerDone { index, descriptor }) => eprintln!(
+                "layer {}: {} stored, {}",
+                index + 1,
+                descriptor.digest,
+                human_size(descriptor.size)
+            ),
+            _ => {}
+        }
+    }
+
+    /// Removes the bar (before the summary is printed).
+    pub(crate) fn finish(&self) {
+        self.bar.finish_and_clear();
     }
 }
 

@@ -3,10 +3,8 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use indicatif::{ProgressBar, ProgressDrawTarget};
 use oci_build::{
     Base, BaseRole, BuildOptions, Built, Compression, ConfigEdit, EnvEdit, GzipOptions,
     LayerSource, MutateOptions, TarOptions, ZstdOptions, build_image, flatten_image, rebase_image,
@@ -21,7 +19,7 @@ use crate::commands::Ctx;
 use crate::exit::{Failed, Failure};
 use crate::location::Location;
 use crate::output::print_line;
-use crate::progress::Mode;
+use crate::progress::BuildProgressView;
 
 pub(crate) async fn build(ctx: &Ctx, args: BuildArgs) -> Result<()> {
     let target = ctx.opener.open(&args.dst).await?;
@@ -49,7 +47,8 @@ pub(crate) async fn build(ctx: &Ctx, args: BuildArgs) -> Result<()> {
     let mut options = build_options(&args.config, &args.layers, args.keep_owners)?;
     options.platform = args.platform.clone();
     let layers = layer_sources(&args.layer)?;
-    let spinner = Spinner::start(ctx, format!("building {}", args.dst));
+    let progress = BuildProgressView::new(ctx.progress_mode(), &format!("building {}", args.dst));
+    options.progress = progress.sink();
     let result = build_image(
         base,
         layers,
@@ -58,7 +57,7 @@ pub(crate) async fn build(ctx: &Ctx, args: BuildArgs) -> Result<()> {
         &options,
     )
     .await;
-    spinner.finish();
+    progress.finish();
     let built = result.with_context(|| format!("cannot build {}", args.dst))?;
     report(ctx, "built", &args.dst, &built)
 }
@@ -99,26 +98,29 @@ async fn change(
         reference: &reference,
         role: BaseRole::Mutate,
     };
-    let spinner = Spinner::start(ctx, format!("changing {src}"));
+    let progress = BuildProgressView::new(ctx.progress_mode(), &format!("changing {src}"));
+    let mut options = options.clone();
+    options.progress = progress.sink();
     let result = build_image(
         Some(base),
         layers,
         target.endpoint(),
         &dst.write_tags(),
-        options,
+        &options,
     )
     .await;
-    spinner.finish();
+    progress.finish();
     let built = result.with_context(|| format!("cannot change {src}"))?;
     report(ctx, what, dst, &built)
 }
 
 pub(crate) async fn flatten(ctx: &Ctx, args: FlattenArgs) -> Result<()> {
     let dst = args.dst.clone().unwrap_or_else(|| args.src.clone());
-    let options = mutate_options(args.platform.clone(), &args.layers)?;
+    let mut options = mutate_options(args.platform.clone(), &args.layers)?;
     let source = ctx.opener.open(&args.src).await?;
     let target = ctx.opener.open(&dst).await?;
-    let spinner = Spinner::start(ctx, format!("flattening {}", args.src));
+    let progress = BuildProgressView::new(ctx.progress_mode(), &format!("flattening {}", args.src));
+    options.progress = progress.sink();
     let result = flatten_image(
         source.endpoint(),
         &args.src.manifest_ref(),
@@ -127,7 +129,7 @@ pub(crate) async fn flatten(ctx: &Ctx, args: FlattenArgs) -> Result<()> {
         &options,
     )
     .await;
-    spinner.finish();
+    progress.finish();
     let built = result.with_context(|| format!("cannot flatten {}", args.src))?;
     report(ctx, "flattened", &dst, &built)
 }
@@ -160,10 +162,12 @@ pub(crate) async fn rebase(ctx: &Ctx, args: RebaseArgs) -> Result<()> {
 
 pub(crate) async fn recompress(ctx: &Ctx, args: RecompressArgs) -> Result<()> {
     let dst = args.dst.clone().unwrap_or_else(|| args.src.clone());
-    let options = mutate_options(args.platform.clone(), &args.layers)?;
+    let mut options = mutate_options(args.platform.clone(), &args.layers)?;
     let source = ctx.opener.open(&args.src).await?;
     let target = ctx.opener.open(&dst).await?;
-    let spinner = Spinner::start(ctx, format!("recompressing {}", args.src));
+    let progress =
+        BuildProgressView::new(ctx.progress_mode(), &format!("recompressing {}", args.src));
+    options.progress = progress.sink();
     let result = recompress_image(
         source.endpoint(),
         &args.src.manifest_ref(),
@@ -172,7 +176,7 @@ pub(crate) async fn recompress(ctx: &Ctx, args: RecompressArgs) -> Result<()> {
         &options,
     )
     .await;
-    spinner.finish();
+    progress.finish();
     let built = result.with_context(|| format!("cannot recompress {}", args.src))?;
     report(ctx, "recompressed", &dst, &built)
 }
@@ -341,25 +345,4 @@ fn layer_sources(paths: &[PathBuf]) -> Result<Vec<LayerSource>> {
             })
         })
         .collect()
-}
-
-/// A spinner with a message while a build runs, on a terminal only.
-struct Spinner(Option<ProgressBar>);
-
-impl Spinner {
-    fn start(ctx: &Ctx, message: String) -> Self {
-        if ctx.progress_mode() != Mode::Bars {
-            return Self(None);
-        }
-        let bar =
-            ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr()).with_message(message);
-        bar.enable_steady_tick(Duration::from_millis(120));
-        Self(Some(bar))
-    }
-
-    fn finish(self) {
-        if let Some(bar) = self.0 {
-            bar.finish_and_clear();
-        }
-    }
 }

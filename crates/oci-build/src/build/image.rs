@@ -10,8 +10,8 @@ use oci_types::{Descriptor, ImageManifest, MediaType, Platform, Tag, media_type}
 
 use super::compress::Compression;
 use super::config::{Config, ConfigEdit, rfc3339};
-use super::layer::{BuiltLayer, push_layer};
-use super::tarball::{LayerSource, Mtime, TarOptions};
+use super::layer::{BuildEvent, BuildProgress, BuiltLayer, NewLayer, emit, push_layer_from_layers};
+use super::tarball::{LayerSource, Mtime, TarOptions, write_tar};
 use crate::copy::Endpoint;
 use crate::error::{Error, Result};
 use crate::platform::{Image, ManifestRef, fetch_image};
@@ -50,7 +50,7 @@ pub enum BaseRole<'a> {
 }
 
 /// How to build or change an image.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct BuildOptions {
     /// The platform: the base is chosen for it out of an index, and the config says it.
@@ -77,6 +77,26 @@ pub struct BuildOptions {
     pub created_by: String,
     /// Blobs of the base copied into the target at once.
     pub jobs: usize,
+    /// Where progress events go.
+    pub progress: Option<BuildProgress>,
+}
+
+impl std::fmt::Debug for BuildOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BuildOptions")
+            .field("platform", &self.platform)
+            .field("created", &self.created)
+            .field("clamp_mtimes", &self.clamp_mtimes)
+            .field("config", &self.config)
+            .field("annotations", &self.annotations)
+            .field("docker", &self.docker)
+            .field("compression", &self.compression)
+            .field("tar", &self.tar)
+            .field("created_by", &self.created_by)
+            .field("jobs", &self.jobs)
+            .field("progress", &self.progress.is_some())
+            .finish()
+    }
 }
 
 impl Default for BuildOptions {
@@ -92,6 +112,7 @@ impl Default for BuildOptions {
             tar: TarOptions::default(),
             created_by: "hoist build".to_owned(),
             jobs: 4,
+            progress: None,
         }
     }
 }
@@ -210,16 +231,29 @@ pub async fn build_image(
         )));
     }
     let mut built = Vec::new();
-    for source in layers {
-        let layer = push_layer(
-            target.store,
-            target.repo,
-            source,
-            &tar,
-            &options.compression,
-            options.docker,
-        )
+    let count = layers.len();
+    let progress = options.progress.as_ref();
+    for (index, source) in layers.into_iter().enumerate() {
+        emit(progress, BuildEvent::LayerStarted { index, count });
+        let stored = |bytes| emit(progress, BuildEvent::LayerProgress { index, bytes });
+        let new = NewLayer {
+            target,
+            compression: &options.compression,
+            docker: options.docker,
+            stored: &stored,
+        };
+        let tar = tar.clone();
+        let layer = push_layer_from_layers(new, target, Vec::new(), move |out, _| {
+            write_tar(&source, &tar, out)
+        })
         .await?;
+        emit(
+            progress,
+            BuildEvent::LayerDone {
+                index,
+                descriptor: layer.descriptor.clone(),
+            },
+        );
         diff_ids.push(layer.diff_id.clone());
         descriptors.push(layer.descriptor.clone());
         config.push_history(&created_text, &options.created_by, false);

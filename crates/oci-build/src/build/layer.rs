@@ -25,6 +25,43 @@ const PIECE: usize = 1 << 20;
 /// Pieces in flight between the two: enough to keep both sides busy, little memory.
 const PIECES_QUEUED: usize = 4;
 
+/// What a build or mutation reports as it makes layers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BuildEvent {
+    /// Making new layer `index` (of `count`) began.
+    LayerStarted {
+        /// Which new layer, from 0.
+        index: usize,
+        /// How many new layers there are.
+        count: usize,
+    },
+    /// Compressed bytes of a new layer went into the target (an increment, not a total).
+    LayerProgress {
+        /// Which new layer.
+        index: usize,
+        /// Bytes since the last event.
+        bytes: u64,
+    },
+    /// A new layer is stored.
+    LayerDone {
+        /// Which new layer.
+        index: usize,
+        /// Its blob.
+        descriptor: Descriptor,
+    },
+}
+
+/// Where build events go.
+pub type BuildProgress = std::sync::Arc<dyn Fn(&BuildEvent) + Send + Sync>;
+
+/// Tells `progress`, if there is one, about `event`.
+pub(crate) fn emit(progress: Option<&BuildProgress>, event: BuildEvent) {
+    if let Some(progress) = progress {
+        progress(&event);
+    }
+}
+
 /// A layer made and stored: its blob's descriptor and the digest of its uncompressed tar.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BuiltLayer {
@@ -63,11 +100,14 @@ pub async fn push_layer_with<F>(
 where
     F: FnOnce(&mut dyn Write) -> Result<()> + Send + 'static,
 {
-    push_layer_from_layers(
-        store,
-        repo,
+    let new = NewLayer {
+        target: Endpoint::new(store, repo),
         compression,
         docker,
+        stored: &|_| {},
+    };
+    push_layer_from_layers(
+        new,
         Endpoint::new(store, repo),
         Vec::new(),
         move |out, _| produce(out),
@@ -75,14 +115,24 @@ where
     .await
 }
 
+/// Where a layer being made goes, and how.
+#[derive(Clone, Copy)]
+pub(crate) struct NewLayer<'a> {
+    /// The store and repository.
+    pub(crate) target: Endpoint<'a>,
+    /// Its compression.
+    pub(crate) compression: &'a Compression,
+    /// Docker media types.
+    pub(crate) docker: bool,
+    /// Told how many compressed bytes went into the upload, piece by piece.
+    pub(crate) stored: &'a (dyn Fn(u64) + Send + Sync),
+}
+
 /// Stores a layer made out of the layers `sources` of `source` (lowest first, each with the
 /// `diff_id` its config gives): `produce` runs on a blocking thread and reads them, each as
 /// often as it needs, through the [`LayerOpener`] it is given.
 pub(crate) async fn push_layer_from_layers<F>(
-    store: &dyn OciInterface,
-    repo: &Repository,
-    compression: &Compression,
-    docker: bool,
+    new: NewLayer<'_>,
     source: Endpoint<'_>,
     sources: Vec<(Descriptor, Digest)>,
     produce: F,
@@ -90,6 +140,12 @@ pub(crate) async fn push_layer_from_layers<F>(
 where
     F: FnOnce(&mut dyn Write, &mut LayerOpener) -> Result<()> + Send + 'static,
 {
+    let NewLayer {
+        target: Endpoint { store, repo },
+        compression,
+        docker,
+        stored,
+    } = new;
     let context = || format!("storing a new layer in {repo} of {store}");
     let mut writer = store
         .push_blob_chunked(repo, None)
@@ -135,6 +191,7 @@ where
                 let Some(piece) = piece else { break };
                 blob_digest.update(&piece);
                 size += piece.len() as u64;
+                stored(piece.len() as u64);
                 if let Err(e) = writer.write(piece).await {
                     upload_failure = Some(e);
                     break;

@@ -17,6 +17,6 @@ pub use config::{ConfigEdit, EnvEdit};
 pub use image::{
     BASE_DIGEST_ANNOTATION, BASE_NAME_ANNOTATION, Base, BaseRole, BuildOptions, Built, build_image,
 };
-pub use layer::{BuiltLayer, push_layer, push_layer_with};
+pub use layer::{BuildEvent, BuildProgress, BuiltLayer, push_layer, push_layer_with};
 pub use mutate::{MutateOptions, flatten_image, rebase_image, recompress_image};
 pub use tarball::{EntrySource, LayerEntry, LayerSource, Mtime, TarOptions, WHITEOUT_PREFIX};

@@ -14,13 +14,13 @@ use super::image::{
     BASE_DIGEST_ANNOTATION, BASE_NAME_ANNOTATION, Built, copy_blobs, copy_image_blobs, push_image,
     retype_layer,
 };
-use super::layer::{BuiltLayer, push_layer_from_layers};
+use super::layer::{BuildEvent, BuildProgress, BuiltLayer, NewLayer, emit, push_layer_from_layers};
 use crate::copy::Endpoint;
 use crate::error::{Error, Result};
 use crate::platform::{Image, ManifestRef, fetch_image};
 
 /// What a mutation of layers needs besides the image.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct MutateOptions {
     /// The platform chosen out of an index (default: this machine's).
@@ -35,6 +35,21 @@ pub struct MutateOptions {
     pub docker: Option<bool>,
     /// Blobs copied at once.
     pub jobs: usize,
+    /// Where progress events go.
+    pub progress: Option<BuildProgress>,
+}
+
+impl std::fmt::Debug for MutateOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MutateOptions")
+            .field("platform", &self.platform)
+            .field("compression", &self.compression)
+            .field("created", &self.created)
+            .field("docker", &self.docker)
+            .field("jobs", &self.jobs)
+            .field("progress", &self.progress.is_some())
+            .finish()
+    }
 }
 
 impl Default for MutateOptions {
@@ -45,6 +60,7 @@ impl Default for MutateOptions {
             created: None,
             docker: None,
             jobs: 4,
+            progress: None,
         }
     }
 }
@@ -67,16 +83,23 @@ pub async fn flatten_image(
     .await?;
     let (mut config, docker) = open(&image, source, reference, options)?;
     let sources = layer_sources(&image, &config)?;
-    let layer = push_layer_from_layers(
-        target.store,
-        target.repo,
-        &options.compression,
+    let progress = options.progress.as_ref();
+    emit(progress, BuildEvent::LayerStarted { index: 0, count: 1 });
+    let stored = |bytes| emit(progress, BuildEvent::LayerProgress { index: 0, bytes });
+    let new = NewLayer {
+        target,
+        compression: &options.compression,
         docker,
-        source,
-        sources,
-        flatten_layers,
-    )
-    .await?;
+        stored: &stored,
+    };
+    let layer = push_layer_from_layers(new, source, sources, flatten_layers).await?;
+    emit(
+        progress,
+        BuildEvent::LayerDone {
+            index: 0,
+            descriptor: layer.descriptor.clone(),
+        },
+    );
     config.set_diff_ids(std::slice::from_ref(&layer.diff_id));
     let created = created(options);
     config.set_history(Vec::new());
@@ -212,17 +235,24 @@ pub async fn recompress_image(
     let wanted = options.compression.kind();
     let mut layers = Vec::new();
     let mut built = Vec::new();
+    let progress = options.progress.as_ref();
+    let count = sources.len();
     for (index, (layer, diff_id)) in sources.iter().enumerate() {
         if layer.media_type.layer_compression() == Some(wanted) {
             copy_blobs(source, target, &[layer], 1).await?;
             layers.push(retype_layer(layer.clone(), docker));
             continue;
         }
-        let new = push_layer_from_layers(
-            target.store,
-            target.repo,
-            &options.compression,
+        emit(progress, BuildEvent::LayerStarted { index, count });
+        let stored = |bytes| emit(progress, BuildEvent::LayerProgress { index, bytes });
+        let new_layer = NewLayer {
+            target,
+            compression: &options.compression,
             docker,
+            stored: &stored,
+        };
+        let new = push_layer_from_layers(
+            new_layer,
             source,
             vec![(layer.clone(), diff_id.clone())],
             move |out, opener| {
@@ -238,6 +268,13 @@ pub async fn recompress_image(
             },
         )
         .await?;
+        emit(
+            progress,
+            BuildEvent::LayerDone {
+                index,
+                descriptor: new.descriptor.clone(),
+            },
+        );
         if new.diff_id != *diff_id {
             return Err(Error::invalid(format!(
                 "layer {index} ({}) recompressed to diff_id {}, not {diff_id}",
