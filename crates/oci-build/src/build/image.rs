@@ -251,7 +251,7 @@ pub async fn build_image(
             progress,
             BuildEvent::LayerDone {
                 index,
-                descriptor: layer.descriptor.clone(),
+                descriptor: Box::new(layer.descriptor.clone()),
             },
         );
         diff_ids.push(layer.diff_id.clone());

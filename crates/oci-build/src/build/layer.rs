@@ -48,7 +48,7 @@ pub enum BuildEvent {
         /// Which new layer.
         index: usize,
         /// Its blob.
-        descriptor: Descriptor,
+        descriptor: Box<Descriptor>,
     },
 }
 

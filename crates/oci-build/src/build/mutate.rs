@@ -97,7 +97,7 @@ pub async fn flatten_image(
         progress,
         BuildEvent::LayerDone {
             index: 0,
-            descriptor: layer.descriptor.clone(),
+            descriptor: Box::new(layer.descriptor.clone()),
         },
     );
     config.set_diff_ids(std::slice::from_ref(&layer.diff_id));
@@ -272,7 +272,7 @@ pub async fn recompress_image(
             progress,
             BuildEvent::LayerDone {
                 index,
-                descriptor: new.descriptor.clone(),
+                descriptor: Box::new(new.descriptor.clone()),
             },
         );
         if new.diff_id != *diff_id {
