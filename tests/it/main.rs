@@ -5,6 +5,7 @@
 // a failed expectation in a test helper should panic just the same.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod build_interop;
 mod cli;
 mod client_conformance;
 mod client_faults;
@@ -13,6 +14,7 @@ mod conformance;
 mod http;
 mod interop_layout;
 mod layout_processes;
+mod mutate_interop;
 mod platform_pull;
 mod server_auth;
 mod server_http;
