@@ -4,8 +4,8 @@
 //!
 //! gzip is pigz-style: fixed-size blocks of input, each deflated on its own (so they can be
 //! deflated in parallel) with the end of the previous block as a preset dictionary, joined by
-//! sync flushes into one deflate stream. The block boundaries depend only on the input length,
-//! never on the writes or the threads.
+//! sync flushes into one deflate stream; a block that deflating would make larger is stored.
+//! The block boundaries depend only on the input length, never on the writes or the threads.
 
 use std::fmt;
 use std::io::{self, Write};
@@ -65,7 +65,8 @@ pub struct GzipOptions {
     pub level: u32,
     /// The input bytes per independently deflated block (at least 1).
     pub block_size: usize,
-    /// Threads deflating blocks; 0 or 1 deflates on the writing thread.
+    /// Threads deflating blocks; 0 or 1 deflates on the writing thread. Fewer are started when
+    /// their buffers would take more than 32 MiB (about 30 with the default block size).
     pub threads: usize,
 }
 
@@ -308,7 +309,10 @@ struct Gzip {
 impl Gzip {
     fn new(o: &GzipOptions, mut sink: Box<dyn Write + Send>) -> io::Result<Self> {
         if o.level > 9 || o.block_size == 0 {
-            let message = format!("gzip level {} (0 to 9), block size {}", o.level, o.block_size);
+            let message = format!(
+                "gzip level {} (0 to 9), block size {}",
+                o.level, o.block_size
+            );
             return Err(io::Error::new(io::ErrorKind::InvalidInput, message));
         }
         sink.write_all(&GZIP_HEADER)?;
@@ -523,7 +527,9 @@ impl Pool {
         // Two blocks per worker (one deflating, one waiting) keep it busy while the writer
         // waits for the oldest; each has its input (with dictionary) and its output, and the
         // worker has a compressor (about 370 KiB).
-        let per_worker = 2 * block_size.saturating_mul(2).saturating_add(DICTIONARY) + (512 << 10);
+        let per_worker = block_size
+            .saturating_mul(4)
+            .saturating_add(2 * DICTIONARY + (512 << 10));
         let workers = threads.min(MAX_IN_FLIGHT_BYTES / per_worker).max(1);
         tracing::debug!(workers, level, block_size, "starting gzip workers");
         let mut pool = Self {
@@ -601,10 +607,15 @@ fn work(jobs: &Receiver<Job>, done: &Sender<Done>, level: u32) {
         let (dict, input) = job.data.split_at(job.dict_len);
         let mut out = Vec::new();
         let out = deflate_block(level, dict, input, job.last, &mut out).map(|()| out);
-        let sent = done.send(Done { data: job.data, out });
+        let sent = done.send(Done {
+            data: job.data,
+            out,
+        });
         if sent.is_err() {
             return;
         }
     }
 }
 
+#[cfg(test)]
+mod tests;
