@@ -622,3 +622,52 @@ fn platform_tags_name_the_os_when_not_linux_and_the_variant() {
     check("linux/arm/v7", "v1-arm-v7");
     check("windows/amd64", "v1-windows-amd64");
 }
+
+/// A small known tree built with the defaults (gzip) and with zstd: the digests are pinned,
+/// so that any change of output (tar layout, compression, config, manifest) is noticed. A
+/// change on purpose updates them here and says so in its commit.
+#[tokio::test]
+async fn the_digest_of_a_small_known_build_is_pinned() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("tree");
+    fs::create_dir_all(root.join("etc/app")).unwrap();
+    fs::create_dir_all(root.join("usr/bin")).unwrap();
+    fs::write(root.join("etc/app/config.toml"), b"name = \"pinned\"\n").unwrap();
+    fs::write(root.join("usr/bin/app"), b"#!/bin/sh\necho pinned\n").unwrap();
+    std::os::unix::fs::symlink("../bin/app", root.join("usr/bin/app-link")).unwrap();
+    for (path, mode) in [
+        ("etc", 0o755),
+        ("etc/app", 0o755),
+        ("usr", 0o755),
+        ("usr/bin", 0o755),
+        ("etc/app/config.toml", 0o644),
+        ("usr/bin/app", 0o755),
+    ] {
+        fs::set_permissions(root.join(path), fs::Permissions::from_mode(mode)).unwrap();
+    }
+    let store = MemoryStore::new();
+    let repo = Repository::parse("pinned").unwrap();
+    let mut built = Vec::new();
+    for compression in [Compression::default(), Compression::zstd()] {
+        let mut options = options("linux/amd64", CREATED);
+        options.compression = compression;
+        options.config.entrypoint = Some(vec!["/usr/bin/app".to_owned()]);
+        let image = build_image(
+            None,
+            vec![LayerSource::Directory(root.clone())],
+            Endpoint::new(&store, &repo),
+            &[],
+            &options,
+        )
+        .await
+        .unwrap();
+        built.push(image.manifest.digest.to_string());
+    }
+    assert_eq!(
+        built,
+        [
+            "sha256:019315bc2d1cb421a088d1037439853e50d52165fadf4fde51055afa3fd7dafa",
+            "sha256:cbcedb9bd2e7e08fd41f00a89f654aa5bced372ba2652a2c557e3afd285a208a",
+        ]
+    );
+}

@@ -12,6 +12,7 @@ use crate::commands::Ctx;
 use crate::exit::{Failed, Failure};
 use crate::location::{Location, Place};
 use crate::output::print_line;
+use crate::progress::CopyProgress;
 
 pub(crate) async fn create(ctx: &Ctx, args: IndexCreateArgs) -> Result<()> {
     let target = ctx.opener.open(&args.dst).await?;
@@ -75,19 +76,23 @@ async fn bring_images(
     let mut entries = Vec::new();
     for image in images {
         let source = ctx.opener.open(image).await?;
+        let progress = CopyProgress::new(ctx.progress_mode());
         let options = CopyOptions {
             mount: image.registry().is_some() && image.registry() == dst.registry(),
+            progress: progress.sink(),
             ..CopyOptions::default()
         };
-        let report = copy(
+        let result = copy(
             source.endpoint(),
             &image.manifest_ref(),
             target.endpoint(),
             &[],
             &options,
         )
-        .await
-        .with_context(|| format!("cannot copy {image} to {}", dst.repository_name()))?;
+        .await;
+        progress.finish();
+        let report =
+            result.with_context(|| format!("cannot copy {image} to {}", dst.repository_name()))?;
         let root = report.root.context("the copy reported no manifest")?.digest;
         let entry = index_entry(target.endpoint(), &ManifestRef::Digest(root))
             .await

@@ -19,7 +19,7 @@
 //! changes size while it is read. `security.selinux` labels are the building host's, not the
 //! image's, and are left out.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ffi::OsString;
 use std::fs::{self, File, Metadata};
 use std::io::{self, Read, Write};
@@ -259,12 +259,12 @@ impl<'o, W: Write> TarWriter<'o, W> {
                 ));
             }
         }
-        let mut made: Vec<Vec<Vec<u8>>> = Vec::new();
+        let mut made: BTreeSet<Vec<Vec<u8>>> = BTreeSet::new();
         for components in sorted.keys() {
             for depth in 1..components.len() {
-                let parent = components[..depth].to_vec();
-                if !sorted.contains_key(&parent) && !made.contains(&parent) {
-                    made.push(parent);
+                let parent = &components[..depth];
+                if !sorted.contains_key(parent) && !made.contains(parent) {
+                    made.insert(parent.to_vec());
                 }
             }
         }
