@@ -277,6 +277,17 @@ pub enum Error {
         /// The failure.
         source: std::io::Error,
     },
+    /// A layer's tar that cannot be read or applied as it is: a malformed or hostile entry,
+    /// or a limit reached. Names the layer and, where there is one, the entry.
+    #[error("layer {layer}{}: {reason}", entry.as_ref().map(|e| format!(", entry {e:?}")).unwrap_or_default())]
+    LayerInvalid {
+        /// The layer blob.
+        layer: Digest,
+        /// The entry's name as the tar gives it, when one is to blame.
+        entry: Option<String>,
+        /// What is wrong.
+        reason: String,
+    },
     /// A backend failure that has no distribution-spec code.
     #[error("{backend}: {message}")]
     Backend {
@@ -311,7 +322,7 @@ impl Error {
             Self::TooManyRequests { .. } => ErrorCode::TooManyRequests,
             Self::Unsupported { .. } => ErrorCode::Unsupported,
             Self::Remote { code, .. } => return *code,
-            Self::Io { .. } | Self::Backend { .. } => return None,
+            Self::Io { .. } | Self::Backend { .. } | Self::LayerInvalid { .. } => return None,
         })
     }
 

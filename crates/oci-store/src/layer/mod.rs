@@ -19,6 +19,13 @@ use tokio_util::io::SyncIoBridge;
 
 use crate::{BlobReader, Error, Result};
 
+mod entries;
+
+pub use entries::{
+    EntryKind, LayerLimits, OPAQUE_WHITEOUT, TarEntry, WHITEOUT_PREFIX, clean, read_entries,
+    split_name,
+};
+
 /// The first bytes of a gzip member.
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 /// The first bytes of a zstd frame.
