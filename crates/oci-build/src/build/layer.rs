@@ -244,7 +244,7 @@ where
 }
 
 /// A request for a reader of one of the source layers, and where to answer.
-type OpenRequest = (usize, oneshot::Sender<Result<LayerReader>>);
+type OpenRequest = (usize, oneshot::Sender<oci_store::Result<LayerReader>>);
 
 /// Opens source layers for a layer being made out of them, from the blocking thread that
 /// makes it: each request is served by the async side, where the store lives.
@@ -261,14 +261,18 @@ impl LayerOpener {
     }
 
     /// A reader of source layer `index`'s uncompressed tar, its `diff_id` checked at its end.
-    pub(crate) fn open(&mut self, index: usize) -> Result<LayerReader> {
+    pub(crate) fn open(&mut self, index: usize) -> oci_store::Result<LayerReader> {
+        let stopped = || {
+            oci_store::Error::io(
+                "reading a source layer",
+                io::Error::new(io::ErrorKind::BrokenPipe, "the layer upload stopped"),
+            )
+        };
         let (reply, answer) = oneshot::channel();
         self.requests
             .blocking_send((index, reply))
-            .map_err(|_| Error::invalid("the layer upload stopped"))?;
-        answer
-            .blocking_recv()
-            .map_err(|_| Error::invalid("the layer upload stopped"))?
+            .map_err(|_| stopped())?;
+        answer.blocking_recv().map_err(|_| stopped())?
     }
 }
 
@@ -276,16 +280,14 @@ async fn open_layer(
     source: Endpoint<'_>,
     sources: &[(Descriptor, Digest)],
     index: usize,
-) -> Result<LayerReader> {
-    let (layer, diff_id) = sources
-        .get(index)
-        .ok_or_else(|| Error::invalid(format!("no source layer {index}")))?;
-    let context = || format!("reading layer {} of {}", layer.digest, source.repo);
-    let blob = source
-        .store
-        .get_blob(source.repo, &layer.digest)
-        .await
-        .map_err(|e| Error::store(context(), e))?;
+) -> oci_store::Result<LayerReader> {
+    let (layer, diff_id) = sources.get(index).ok_or_else(|| {
+        oci_store::Error::io(
+            format!("reading source layer {index}"),
+            io::Error::new(io::ErrorKind::NotFound, "no such source layer"),
+        )
+    })?;
+    let blob = source.store.get_blob(source.repo, &layer.digest).await?;
     Ok(LayerReader::new(blob, Some(diff_id.clone())))
 }
 

@@ -2,7 +2,6 @@
 
 mod compress;
 mod config;
-mod flatten;
 mod image;
 mod layer;
 mod mutate;

@@ -9,7 +9,6 @@ use serde_json::Value;
 
 use super::compress::Compression;
 use super::config::{Config, rfc3339};
-use super::flatten::flatten_layers;
 use super::image::{
     BASE_DIGEST_ANNOTATION, BASE_NAME_ANNOTATION, Built, copy_blobs, copy_image_blobs, push_image,
     retype_layer,
@@ -18,6 +17,7 @@ use super::layer::{BuildEvent, BuildProgress, BuiltLayer, NewLayer, emit, push_l
 use crate::copy::Endpoint;
 use crate::error::{Error, Result};
 use crate::platform::{Image, ManifestRef, fetch_image};
+use oci_store::layer::{LayerLimits, merge_layers};
 
 /// What a mutation of layers needs besides the image.
 #[derive(Clone)]
@@ -92,7 +92,18 @@ pub async fn flatten_image(
         docker,
         stored: &stored,
     };
-    let layer = push_layer_from_layers(new, source, sources, flatten_layers).await?;
+    let context = format!("flattening {}{reference}", source.repo);
+    let layer = push_layer_from_layers(new, source, sources, move |out, opener| {
+        let count = opener.count();
+        merge_layers(
+            out,
+            count,
+            &mut |index| opener.open(index),
+            &LayerLimits::default(),
+        )
+        .map_err(|e| Error::store(context, e))
+    })
+    .await?;
     emit(
         progress,
         BuildEvent::LayerDone {
@@ -256,7 +267,9 @@ pub async fn recompress_image(
             source,
             vec![(layer.clone(), diff_id.clone())],
             move |out, opener| {
-                let mut reader = opener.open(0)?;
+                let mut reader = opener
+                    .open(0)
+                    .map_err(|e| Error::store(format!("recompressing layer {index}"), e))?;
                 std::io::copy(&mut reader, out).map_err(|e| {
                     let store = reader.io_error(e);
                     Error::store(format!("recompressing layer {index}"), store)

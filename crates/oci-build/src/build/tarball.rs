@@ -27,14 +27,10 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
-use tar::{EntryType, Header};
+use oci_store::layer::{EntryKind, EntryMeta, append_entry};
 
 use crate::error::{Error, Result};
 
-/// ustar numeric fields of 8 bytes hold at most this (7 octal digits).
-const MAX_USTAR_ID: u64 = 0o7_777_777;
-/// ustar's 12-byte size field holds less than 8 GiB (11 octal digits).
-const MAX_USTAR_SIZE: u64 = 0o77_777_777_777;
 /// Extended attributes that describe the building host rather than the image.
 const HOST_XATTRS: &[&str] = &["security.selinux"];
 /// Prefix of a whiteout entry's name: `.wh.NAME` deletes `NAME` of the layers below.
@@ -407,14 +403,28 @@ impl<'o, W: Write> TarWriter<'o, W> {
     }
 
     fn append(&mut self, entry: &Entry, data: impl Read, disk: &Path) -> Result<()> {
-        let (header, pax) = entry_header(entry)
-            .map_err(|e| Error::input(disk, "cannot describe the entry in a tar header", e))?;
-        if !pax.is_empty() {
-            self.builder
-                .append_pax_extensions(pax.iter().map(|(k, v)| (k.as_str(), v.as_slice())))
-                .map_err(|e| Error::input(disk, "cannot write the layer", e))?;
-        }
-        self.builder.append(&header, data).map_err(|e| {
+        let (kind, link, size, device) = match &entry.kind {
+            Kind::File(size) => (EntryKind::File, None, *size, (0, 0)),
+            Kind::Directory => (EntryKind::Directory, None, 0, (0, 0)),
+            Kind::Symlink(target) => (EntryKind::Symlink, Some(target.as_slice()), 0, (0, 0)),
+            Kind::HardLink(target) => (EntryKind::HardLink, Some(target.as_slice()), 0, (0, 0)),
+            Kind::Char(major, minor) => (EntryKind::CharDevice, None, 0, (*major, *minor)),
+            Kind::Block(major, minor) => (EntryKind::BlockDevice, None, 0, (*major, *minor)),
+            Kind::Fifo => (EntryKind::Fifo, None, 0, (0, 0)),
+        };
+        let meta = EntryMeta {
+            path: &entry.path,
+            kind,
+            link,
+            mode: entry.mode,
+            uid: entry.uid,
+            gid: entry.gid,
+            mtime: entry.mtime,
+            size,
+            device,
+            xattrs: &entry.xattrs,
+        };
+        append_entry(&mut self.builder, &meta, data).map_err(|e| {
             // The builder reads the file too: say which side failed.
             let message = if e.kind() == io::ErrorKind::UnexpectedEof {
                 "shrank while the layer was written"
@@ -555,103 +565,6 @@ fn split_device(rdev: u64) -> (u32, u32) {
         u32::try_from(major).unwrap_or(u32::MAX),
         u32::try_from(minor).unwrap_or(u32::MAX),
     )
-}
-
-/// PAX records: key and value, in the order they are written.
-pub(crate) type PaxRecords = Vec<(String, Vec<u8>)>;
-
-/// The ustar header of an entry and the PAX records it needs, in a fixed order.
-fn entry_header(entry: &Entry) -> io::Result<(Header, PaxRecords)> {
-    let mut header = Header::new_ustar();
-    let mut pax = Vec::new();
-    let mut name = entry.path.clone();
-    if matches!(entry.kind, Kind::Directory) {
-        name.push(b'/');
-    }
-    if !set_ustar_name(&mut header, &name) {
-        pax.push(("path".to_owned(), name.clone()));
-        set_ustar_name(&mut header, truncate_name(&name));
-    }
-    let (entry_type, size) = match &entry.kind {
-        Kind::File(size) => (EntryType::Regular, *size),
-        Kind::Directory => (EntryType::Directory, 0),
-        Kind::Symlink(_) => (EntryType::Symlink, 0),
-        Kind::HardLink(_) => (EntryType::Link, 0),
-        Kind::Char(..) => (EntryType::Char, 0),
-        Kind::Block(..) => (EntryType::Block, 0),
-        Kind::Fifo => (EntryType::Fifo, 0),
-    };
-    header.set_entry_type(entry_type);
-    if let Kind::Symlink(target) | Kind::HardLink(target) = &entry.kind {
-        if target.len() <= 100 {
-            header.set_link_name_literal(target)?;
-        } else {
-            pax.push(("linkpath".to_owned(), target.clone()));
-            header.set_link_name_literal(&target[..100])?;
-        }
-    }
-    if let Kind::Char(major, minor) | Kind::Block(major, minor) = entry.kind {
-        header.set_device_major(major)?;
-        header.set_device_minor(minor)?;
-    }
-    // Oversized numbers: base-256 in the header (what GNU tar writes) and the exact value in
-    // a PAX record, so that readers of either agree.
-    header.set_size(size);
-    if size > MAX_USTAR_SIZE {
-        pax.push(("size".to_owned(), size.to_string().into_bytes()));
-    }
-    header.set_uid(entry.uid);
-    if entry.uid > MAX_USTAR_ID {
-        pax.push(("uid".to_owned(), entry.uid.to_string().into_bytes()));
-    }
-    header.set_gid(entry.gid);
-    if entry.gid > MAX_USTAR_ID {
-        pax.push(("gid".to_owned(), entry.gid.to_string().into_bytes()));
-    }
-    header.set_mode(entry.mode);
-    header.set_mtime(entry.mtime);
-    for (key, value) in &entry.xattrs {
-        pax.push((format!("SCHILY.xattr.{key}"), value.clone()));
-    }
-    header.set_cksum();
-    Ok((header, pax))
-}
-
-/// Puts `name` in ustar's name field, or split between prefix and name at a `/`; false when
-/// it fits neither way.
-pub(crate) fn set_ustar_name(header: &mut Header, name: &[u8]) -> bool {
-    let Some(ustar) = header.as_ustar_mut() else {
-        return false;
-    };
-    if name.len() <= ustar.name.len() {
-        ustar.name = [0; 100];
-        ustar.name[..name.len()].copy_from_slice(name);
-        return true;
-    }
-    // The last `/` that leaves a prefix of at most 155 bytes and a name of at most 100
-    // (a directory's trailing `/` stays with its name).
-    let search = &name[..name.len() - 1];
-    let split = search
-        .iter()
-        .enumerate()
-        .rev()
-        .filter(|(_, b)| **b == b'/')
-        .map(|(i, _)| i)
-        .find(|&i| i <= ustar.prefix.len() && name.len() - i - 1 <= ustar.name.len() && i > 0);
-    let Some(split) = split else {
-        return false;
-    };
-    ustar.prefix = [0; 155];
-    ustar.prefix[..split].copy_from_slice(&name[..split]);
-    ustar.name = [0; 100];
-    let rest = &name[split + 1..];
-    ustar.name[..rest.len()].copy_from_slice(rest);
-    true
-}
-
-/// The first 100 bytes of a name, for the header of an entry whose real name is in PAX.
-fn truncate_name(name: &[u8]) -> &[u8] {
-    &name[..name.len().min(100)]
 }
 
 /// Copies a tar file (decompressed when its first bytes say gzip or zstd) into `out`,

@@ -42,6 +42,29 @@ impl Default for LayerLimits {
     }
 }
 
+impl LayerLimits {
+    /// Sets the most entries one layer may have.
+    #[must_use]
+    pub fn with_max_entries(mut self, max: u64) -> Self {
+        self.max_entries = max;
+        self
+    }
+
+    /// Sets the longest path or link target.
+    #[must_use]
+    pub fn with_max_path(mut self, max: usize) -> Self {
+        self.max_path = max;
+        self
+    }
+
+    /// Sets the most bytes of one entry's PAX records.
+    #[must_use]
+    pub fn with_max_pax(mut self, max: u64) -> Self {
+        self.max_pax = max;
+        self
+    }
+}
+
 /// What an entry of a layer is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -163,12 +186,16 @@ pub fn read_entries(
             }
             tar::EntryType::GNULongName => {
                 extension_limit("GNU long name", limits.max_path as u64 + 1)?;
-                long_name = Some(trim_nul(read_small(&mut entry, header_size).map_err(tar_error)?));
+                long_name = Some(trim_nul(
+                    read_small(&mut entry, header_size).map_err(tar_error)?,
+                ));
                 continue;
             }
             tar::EntryType::GNULongLink => {
                 extension_limit("GNU long link name", limits.max_path as u64 + 1)?;
-                long_link = Some(trim_nul(read_small(&mut entry, header_size).map_err(tar_error)?));
+                long_link = Some(trim_nul(
+                    read_small(&mut entry, header_size).map_err(tar_error)?,
+                ));
                 continue;
             }
             _ => {}
@@ -193,9 +220,8 @@ pub fn read_entries(
         let mut xattrs = Vec::new();
         if let Some(records) = &records {
             for record in tar::PaxExtensions::new(records) {
-                let record = record.map_err(|e| {
-                    bad(Some(&header_name), format!("malformed PAX record: {e}"))
-                })?;
+                let record = record
+                    .map_err(|e| bad(Some(&header_name), format!("malformed PAX record: {e}")))?;
                 let Ok(key) = record.key() else { continue };
                 let value = record.value_bytes();
                 let number = || {
@@ -239,7 +265,11 @@ pub fn read_entries(
         if name.len() > limits.max_path {
             return Err(bad(
                 Some(&raw_name[..raw_name.len().min(200)]),
-                format!("a name of {} bytes is over the limit of {}", name.len(), limits.max_path),
+                format!(
+                    "a name of {} bytes is over the limit of {}",
+                    name.len(),
+                    limits.max_path
+                ),
             ));
         }
         if link.as_ref().is_some_and(|l| l.len() > limits.max_path) {
@@ -300,7 +330,11 @@ pub fn read_entries(
             ),
             _ => (0, 0),
         };
-        let size = if kind == EntryKind::File { header_size } else { 0 };
+        let size = if kind == EntryKind::File {
+            header_size
+        } else {
+            0
+        };
         visit(TarEntry {
             path,
             raw_name,

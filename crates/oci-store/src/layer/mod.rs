@@ -20,11 +20,15 @@ use tokio_util::io::SyncIoBridge;
 use crate::{BlobReader, Error, Result};
 
 mod entries;
+mod merge;
+mod write;
 
 pub use entries::{
     EntryKind, LayerLimits, OPAQUE_WHITEOUT, TarEntry, WHITEOUT_PREFIX, clean, read_entries,
     split_name,
 };
+pub use merge::merge_layers;
+pub use write::{EntryMeta, append_entry};
 
 /// The first bytes of a gzip member.
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];

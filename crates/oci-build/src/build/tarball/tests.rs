@@ -4,6 +4,7 @@ use std::process::Command;
 use std::time::{Duration, SystemTime};
 
 use super::*;
+use tar::{EntryType, Header};
 
 /// One entry of a written tar, as the `tar` crate reads it back.
 #[derive(Debug)]
@@ -308,36 +309,6 @@ fn a_path_over_255_bytes_goes_into_pax_and_one_of_150_is_split_into_prefix_and_n
     assert_eq!(ustar.prefix[100], 0);
     assert_eq!(&ustar.name[..49], "n".repeat(49).as_bytes());
     assert_eq!(ustar.name[49], 0);
-}
-
-#[test]
-fn sizes_from_8_gib_and_ids_over_2097151_get_pax_records() {
-    let entry = |size: u64, uid: u64, gid: u64| Entry {
-        path: b"big".to_vec(),
-        kind: Kind::File(size),
-        mode: 0o644,
-        uid,
-        gid,
-        mtime: 0,
-        xattrs: Vec::new(),
-    };
-    let (header, pax) = entry_header(&entry(9 << 30, 3_000_000, 4_000_000)).unwrap();
-    assert_eq!(
-        pax,
-        [
-            ("size".to_owned(), b"9663676416".to_vec()),
-            ("uid".to_owned(), b"3000000".to_vec()),
-            ("gid".to_owned(), b"4000000".to_vec()),
-        ]
-    );
-    assert_eq!(header.entry_size().unwrap(), 9 << 30);
-    assert_eq!(header.uid().unwrap(), 3_000_000);
-
-    let largest = (MAX_USTAR_SIZE, 2_097_151, 2_097_151);
-    let (header, pax) = entry_header(&entry(largest.0, largest.1, largest.2)).unwrap();
-    assert!(pax.is_empty(), "{pax:?}");
-    assert_eq!(header.entry_size().unwrap(), MAX_USTAR_SIZE);
-    assert_eq!(header.as_ustar().unwrap().uid, *b"7777777\0");
 }
 
 #[test]

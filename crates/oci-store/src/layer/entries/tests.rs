@@ -27,7 +27,11 @@ fn collect(tar: &[u8], limits: &LayerLimits) -> Result<Vec<(String, EntryKind, V
     read_entries(&layer(), tar, limits, |entry| {
         let mut data = Vec::new();
         entry.data.read_to_end(&mut data).unwrap();
-        seen.push((String::from_utf8_lossy(&entry.path).into_owned(), entry.kind, data));
+        seen.push((
+            String::from_utf8_lossy(&entry.path).into_owned(),
+            entry.kind,
+            data,
+        ));
         Ok(())
     })?;
     Ok(seen)
@@ -80,7 +84,10 @@ fn a_pax_size_that_disagrees_with_the_header_is_refused() {
     let tar = builder.into_inner().unwrap();
     let error = collect(&tar, &LayerLimits::default()).unwrap_err();
     let text = error.to_string();
-    assert!(text.contains("smuggled") && text.contains("disagrees"), "{text}");
+    assert!(
+        text.contains("smuggled") && text.contains("disagrees"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -96,26 +103,35 @@ fn limits_stop_hostile_archives() {
     header.set_cksum();
     builder.append(&header, [].as_slice()).unwrap();
     let tar = builder.into_inner().unwrap();
-    let mut limits = LayerLimits::default();
-    limits.max_pax = 1000;
+    let limits = LayerLimits::default().with_max_pax(1000);
     let text = collect(&tar, &limits).unwrap_err().to_string();
-    assert!(text.contains("PAX header") && text.contains("limit"), "{text}");
+    assert!(
+        text.contains("PAX header") && text.contains("limit"),
+        "{text}"
+    );
 
     let long = vec![b'n'; 300];
     let mut builder = tar::Builder::new(Vec::new());
     let mut header = tar::Header::new_gnu();
     header.set_size(0);
-    builder.append_data(&mut header, std::str::from_utf8(&long).unwrap(), [].as_slice()).unwrap();
+    builder
+        .append_data(
+            &mut header,
+            std::str::from_utf8(&long).unwrap(),
+            [].as_slice(),
+        )
+        .unwrap();
     let tar = builder.into_inner().unwrap();
-    let mut limits = LayerLimits::default();
-    limits.max_path = 255;
+    let limits = LayerLimits::default().with_max_path(255);
     let text = collect(&tar, &limits).unwrap_err().to_string();
-    assert!(text.contains("GNU long name") && text.contains("limit"), "{text}");
+    assert!(
+        text.contains("GNU long name") && text.contains("limit"),
+        "{text}"
+    );
 
     let many: Vec<(&[u8], tar::EntryType, &[u8])> =
         vec![(b"f".as_slice(), tar::EntryType::Regular, b"".as_slice()); 11];
-    let mut limits = LayerLimits::default();
-    limits.max_entries = 10;
+    let limits = LayerLimits::default().with_max_entries(10);
     let text = collect(&tar_of(&many), &limits).unwrap_err().to_string();
     assert!(text.contains("more than 10 entries"), "{text}");
 }
