@@ -38,6 +38,7 @@ const LAYERING: &[(&str, Allowed)] = &[
     ("oci-registry", Allowed::Only(BASE)),
     ("oci-server", Allowed::Only(BASE)),
     ("oci-build", Allowed::Only(BASE)),
+    ("oci-unpack", Allowed::Only(BASE)),
     (
         "hoist",
         Allowed::Only(&[
@@ -47,6 +48,7 @@ const LAYERING: &[(&str, Allowed)] = &[
             "oci-registry",
             "oci-server",
             "oci-build",
+            "oci-unpack",
         ]),
     ),
     ("xtask", Allowed::Only(&[])),

@@ -10,10 +10,10 @@
 use std::io::{self, Write};
 
 use bytes::{Bytes, BytesMut};
-use oci_store::layer::LayerReader;
+use oci_store::layer::{DEFAULT_LAYER_LIMIT, LayerOpener, layer_opener};
 use oci_store::{BlobWriter, OciInterface};
 use oci_types::{Algorithm, Descriptor, Digest, Digester, Repository};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 use super::compress::Compression;
 use super::tarball::{LayerSource, TarOptions, write_tar};
@@ -152,11 +152,8 @@ where
         .await
         .map_err(|e| Error::store(context(), e))?;
     let (sender, mut pieces) = mpsc::channel::<Bytes>(PIECES_QUEUED);
-    let (open_sender, mut open_requests) = mpsc::channel::<OpenRequest>(1);
-    let mut opener = LayerOpener {
-        requests: open_sender,
-        count: sources.len(),
-    };
+    let (mut opener, mut server) =
+        layer_opener(source.store, source.repo, sources, DEFAULT_LAYER_LIMIT);
     let encoding = compression.clone();
     let producer = tokio::task::spawn_blocking(move || -> Result<Digest> {
         let sink = PieceSender {
@@ -197,16 +194,7 @@ where
                     break;
                 }
             }
-            request = open_requests.recv(), if serving => {
-                match request {
-                    Some((index, reply)) => {
-                        let opened = open_layer(source, &sources, index).await;
-                        // The producer may have gone; then nobody wants the reader.
-                        let _ = reply.send(opened);
-                    }
-                    None => serving = false,
-                }
-            }
+            more = server.serve_one(), if serving => serving = more,
         }
     }
     // Dropping the receiver makes a producer still sending stop with an error.
@@ -241,54 +229,6 @@ where
         descriptor,
         diff_id,
     })
-}
-
-/// A request for a reader of one of the source layers, and where to answer.
-type OpenRequest = (usize, oneshot::Sender<oci_store::Result<LayerReader>>);
-
-/// Opens source layers for a layer being made out of them, from the blocking thread that
-/// makes it: each request is served by the async side, where the store lives.
-#[derive(Debug)]
-pub(crate) struct LayerOpener {
-    requests: mpsc::Sender<OpenRequest>,
-    count: usize,
-}
-
-impl LayerOpener {
-    /// How many source layers there are.
-    pub(crate) fn count(&self) -> usize {
-        self.count
-    }
-
-    /// A reader of source layer `index`'s uncompressed tar, its `diff_id` checked at its end.
-    pub(crate) fn open(&mut self, index: usize) -> oci_store::Result<LayerReader> {
-        let stopped = || {
-            oci_store::Error::io(
-                "reading a source layer",
-                io::Error::new(io::ErrorKind::BrokenPipe, "the layer upload stopped"),
-            )
-        };
-        let (reply, answer) = oneshot::channel();
-        self.requests
-            .blocking_send((index, reply))
-            .map_err(|_| stopped())?;
-        answer.blocking_recv().map_err(|_| stopped())?
-    }
-}
-
-async fn open_layer(
-    source: Endpoint<'_>,
-    sources: &[(Descriptor, Digest)],
-    index: usize,
-) -> oci_store::Result<LayerReader> {
-    let (layer, diff_id) = sources.get(index).ok_or_else(|| {
-        oci_store::Error::io(
-            format!("reading source layer {index}"),
-            io::Error::new(io::ErrorKind::NotFound, "no such source layer"),
-        )
-    })?;
-    let blob = source.store.get_blob(source.repo, &layer.digest).await?;
-    Ok(LayerReader::new(blob, Some(diff_id.clone())))
 }
 
 async fn cancel(writer: Box<dyn BlobWriter>) {

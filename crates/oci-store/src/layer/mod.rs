@@ -21,6 +21,7 @@ use crate::{BlobReader, Error, Result};
 
 mod entries;
 mod merge;
+mod opener;
 mod write;
 
 pub use entries::{
@@ -28,6 +29,7 @@ pub use entries::{
     split_name,
 };
 pub use merge::merge_layers;
+pub use opener::{LayerOpener, LayerServer, layer_opener};
 pub use write::{EntryMeta, append_entry};
 
 /// The first bytes of a gzip member.

@@ -1,0 +1,480 @@
+//! Applying layers to a root filesystem, entry by entry, as the image-spec's changeset rules
+//! say (and as umoci does them):
+//! - an entry replaces whatever was at its path, except that a directory onto a directory
+//!   keeps the contents and takes the new metadata;
+//! - `.wh.NAME` deletes `NAME` and `.wh..wh..opq` empties its directory, wherever they stand
+//!   in the layer, of what the *lower* layers put there: entries of the same layer are kept;
+//! - hard links point at paths in the image (of this layer or lower ones), symlinks keep
+//!   their target as written;
+//! - permissions, owners (as root), extended attributes and times are set on what was
+//!   created; directories get their mode and time once all layers are in, deepest first, so
+//!   that adding their contents neither changes their time nor is refused by their mode.
+//!
+//! Without root (or when asked to be rootless), owners are left as they come and device
+//! nodes become empty files, each said once in a warning.
+
+use std::collections::{HashMap, HashSet};
+use std::ffi::OsStr;
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+
+use oci_store::layer::{EntryKind, TarEntry, split_name};
+use oci_types::Digest;
+use rustix::fs::{AtFlags, FileType, Gid, Mode, OFlags, Timespec, Timestamps, Uid, XattrFlags};
+
+use crate::error::{Error, Result};
+use crate::root::{Root, list};
+
+/// What becomes of owners and devices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Privileges {
+    /// Owners are set and device nodes made.
+    pub(crate) as_root: bool,
+}
+
+/// A directory's metadata, set after all layers.
+#[derive(Debug, Clone, Copy)]
+struct DirMeta {
+    mode: u32,
+    mtime: u64,
+}
+
+/// Applies layers to a root, in order.
+#[derive(Debug)]
+pub(crate) struct Applier {
+    root: Root,
+    privileges: Privileges,
+    dirs: HashMap<Vec<u8>, DirMeta>,
+    /// Paths the current layer made, and every parent of them.
+    made: HashSet<Vec<u8>>,
+    made_parents: HashSet<Vec<u8>>,
+    warned_devices: bool,
+    warned_xattrs: bool,
+    /// Bytes of file content written, against the image's limit.
+    pub(crate) written: u64,
+    max_written: u64,
+}
+
+impl Applier {
+    pub(crate) fn new(root: Root, privileges: Privileges, max_written: u64) -> Self {
+        Self {
+            root,
+            privileges,
+            dirs: HashMap::new(),
+            made: HashSet::new(),
+            made_parents: HashSet::new(),
+            warned_devices: false,
+            warned_xattrs: false,
+            written: 0,
+            max_written,
+        }
+    }
+
+    /// Starts a new layer: its whiteouts apply to what is there now.
+    pub(crate) fn begin_layer(&mut self) {
+        self.made.clear();
+        self.made_parents.clear();
+    }
+
+    /// Applies one entry of `layer`.
+    pub(crate) fn apply(&mut self, layer: &Digest, entry: TarEntry<'_>) -> Result<()> {
+        let path = entry.path.clone();
+        let failed = |message: &str, source: io::Error| Error::Apply {
+            layer: layer.clone(),
+            entry: String::from_utf8_lossy(&path).into_owned(),
+            message: message.to_owned(),
+            source: Some(source),
+        };
+        match entry.kind {
+            EntryKind::Whiteout => {
+                return self
+                    .remove_lower(&entry.path)
+                    .map_err(|e| failed("cannot apply the whiteout", e));
+            }
+            EntryKind::Opaque => {
+                return self
+                    .empty_lower(&entry.path)
+                    .map_err(|e| failed("cannot apply the opaque whiteout", e));
+            }
+            _ => {}
+        }
+        if entry.path.is_empty() {
+            // The root itself: only a directory's metadata can apply to it (a layer that
+            // makes `.` a symlink, umoci's CVE-2021-29136, is refused here).
+            if entry.kind != EntryKind::Directory {
+                return Err(Error::Apply {
+                    layer: layer.clone(),
+                    entry: entry.raw_name,
+                    message: "an entry for the root itself that is not a directory".to_owned(),
+                    source: None,
+                });
+            }
+            self.dirs.insert(
+                Vec::new(),
+                DirMeta {
+                    mode: entry.mode,
+                    mtime: entry.mtime,
+                },
+            );
+            return Ok(());
+        }
+        self.note_made(&entry.path);
+        let (parent, name) = split_name(&entry.path);
+        let name = OsStr::from_bytes(name).to_owned();
+        let privileges = self.privileges;
+        match entry.kind {
+            EntryKind::Directory => {
+                let dir = self
+                    .root
+                    .parent(parent, true)
+                    .map_err(|e| failed("cannot reach its directory", e))?;
+                let existing = rustix::fs::statat(dir, &name, AtFlags::SYMLINK_NOFOLLOW).ok();
+                let is_dir = existing
+                    .is_some_and(|s| FileType::from_raw_mode(s.st_mode) == FileType::Directory);
+                if !is_dir {
+                    if existing.is_some() {
+                        Root::remove(dir, &name)
+                            .map_err(|e| failed("cannot replace what is there", e))?;
+                    }
+                    // Owner-writable until the end, when its real mode is set.
+                    rustix::fs::mkdirat(dir, &name, Mode::from_raw_mode(0o700 | entry.mode))
+                        .map_err(|e| failed("cannot make the directory", e.into()))?;
+                }
+                let fd = rustix::fs::openat(
+                    dir,
+                    &name,
+                    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                    Mode::empty(),
+                )
+                .map_err(|e| failed("cannot open the directory", e.into()))?;
+                if !is_dir {
+                    self.root.forget();
+                }
+                self.owner_and_xattrs(fd.as_fd(), &entry, privileges)
+                    .map_err(|e| failed("cannot set its owner or attributes", e))?;
+                self.dirs.insert(
+                    entry.path.clone(),
+                    DirMeta {
+                        mode: entry.mode,
+                        mtime: entry.mtime,
+                    },
+                );
+            }
+            EntryKind::File => {
+                self.written += entry.size;
+                if self.written > self.max_written {
+                    return Err(Error::Invalid {
+                        message: format!(
+                            "the image holds more than {} bytes of files (the limit), at layer {layer}",
+                            self.max_written
+                        ),
+                    });
+                }
+                let fd = self
+                    .create(parent, &name)
+                    .map_err(|e| failed("cannot create the file", e))?;
+                let mut file = std::fs::File::from(fd);
+                let copied = io::copy(&mut entry.data.take(entry.size), &mut file)
+                    .map_err(|e| failed("cannot write the file", e))?;
+                if copied != entry.size {
+                    return Err(failed(
+                        "the layer ends inside the file",
+                        io::Error::from(io::ErrorKind::UnexpectedEof),
+                    ));
+                }
+                file.flush()
+                    .map_err(|e| failed("cannot write the file", e))?;
+                self.finish_file(file.as_fd(), &entry, privileges)
+                    .map_err(|e| failed("cannot set its metadata", e))?;
+            }
+            EntryKind::Symlink => {
+                let target = entry.link.clone().unwrap_or_default();
+                let dir = self
+                    .replace(parent, &name)
+                    .map_err(|e| failed("cannot replace what is there", e))?;
+                rustix::fs::symlinkat(OsStr::from_bytes(&target), dir, &name)
+                    .map_err(|e| failed("cannot make the symlink", e.into()))?;
+                if privileges.as_root {
+                    rustix::fs::chownat(
+                        dir,
+                        &name,
+                        Some(Uid::from_raw(id(entry.uid))),
+                        Some(Gid::from_raw(id(entry.gid))),
+                        AtFlags::SYMLINK_NOFOLLOW,
+                    )
+                    .map_err(|e| failed("cannot set its owner", e.into()))?;
+                }
+                rustix::fs::utimensat(dir, &name, &times(entry.mtime), AtFlags::SYMLINK_NOFOLLOW)
+                    .map_err(|e| failed("cannot set its time", e.into()))?;
+            }
+            EntryKind::HardLink => {
+                let target = entry.link.clone().unwrap_or_default();
+                if target == entry.path {
+                    return Ok(());
+                }
+                let (target_parent, target_name) = split_name(&target);
+                let source = self
+                    .root
+                    .resolve(target_parent, OFlags::PATH | OFlags::DIRECTORY)
+                    .map_err(|e| {
+                        failed(
+                            &format!(
+                                "cannot find its target {}",
+                                String::from_utf8_lossy(&target)
+                            ),
+                            e,
+                        )
+                    })?;
+                let dir = self
+                    .replace(parent, &name)
+                    .map_err(|e| failed("cannot replace what is there", e))?;
+                rustix::fs::linkat(
+                    &source,
+                    OsStr::from_bytes(target_name),
+                    dir,
+                    &name,
+                    AtFlags::empty(),
+                )
+                .map_err(|e| {
+                    failed(
+                        &format!("cannot link to {}", String::from_utf8_lossy(&target)),
+                        e.into(),
+                    )
+                })?;
+            }
+            EntryKind::CharDevice | EntryKind::BlockDevice | EntryKind::Fifo => {
+                let kind = match entry.kind {
+                    EntryKind::CharDevice => FileType::CharacterDevice,
+                    EntryKind::BlockDevice => FileType::BlockDevice,
+                    _ => FileType::Fifo,
+                };
+                if kind != FileType::Fifo && !privileges.as_root {
+                    if !self.warned_devices {
+                        tracing::warn!(%layer, entry = %entry.raw_name, "not root: device nodes become empty files");
+                        self.warned_devices = true;
+                    }
+                    let fd = self
+                        .create(parent, &name)
+                        .map_err(|e| failed("cannot create the file", e))?;
+                    self.finish_file(fd.as_fd(), &entry, privileges)
+                        .map_err(|e| failed("cannot set its metadata", e))?;
+                    return Ok(());
+                }
+                let dir = self
+                    .replace(parent, &name)
+                    .map_err(|e| failed("cannot replace what is there", e))?;
+                let device = rustix::fs::makedev(entry.device.0, entry.device.1);
+                rustix::fs::mknodat(dir, &name, kind, Mode::from_raw_mode(entry.mode), device)
+                    .map_err(|e| failed("cannot make the node", e.into()))?;
+                if privileges.as_root {
+                    rustix::fs::chownat(
+                        dir,
+                        &name,
+                        Some(Uid::from_raw(id(entry.uid))),
+                        Some(Gid::from_raw(id(entry.gid))),
+                        AtFlags::SYMLINK_NOFOLLOW,
+                    )
+                    .map_err(|e| failed("cannot set its owner", e.into()))?;
+                }
+                rustix::fs::chmodat(
+                    dir,
+                    &name,
+                    Mode::from_raw_mode(entry.mode),
+                    AtFlags::empty(),
+                )
+                .map_err(|e| failed("cannot set its mode", e.into()))?;
+                rustix::fs::utimensat(dir, &name, &times(entry.mtime), AtFlags::SYMLINK_NOFOLLOW)
+                    .map_err(|e| failed("cannot set its time", e.into()))?;
+            }
+            // Whiteouts were applied above; kinds added later are not files to make.
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Sets the directories' modes and times, deepest first, once every layer is in.
+    pub(crate) fn finish(mut self) -> Result<Root> {
+        let mut dirs: Vec<(Vec<u8>, DirMeta)> = self.dirs.drain().collect();
+        dirs.sort_by(|(a, _), (b, _)| {
+            let depth =
+                |p: &[u8]| p.iter().filter(|c| **c == b'/').count() + usize::from(!p.is_empty());
+            depth(b).cmp(&depth(a)).then_with(|| b.cmp(a))
+        });
+        for (path, meta) in dirs {
+            let opened = if path.is_empty() {
+                self.root.resolve(b"", OFlags::RDONLY | OFlags::DIRECTORY)
+            } else {
+                let (parent, name) = split_name(&path);
+                self.root
+                    .resolve(parent, OFlags::PATH | OFlags::DIRECTORY)
+                    .and_then(|dir| {
+                        rustix::fs::openat(
+                            &dir,
+                            OsStr::from_bytes(name),
+                            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                            Mode::empty(),
+                        )
+                        .map_err(io::Error::from)
+                    })
+            };
+            // A later layer may have removed or replaced it.
+            let Ok(fd) = opened else { continue };
+            let result = rustix::fs::fchmod(&fd, Mode::from_raw_mode(meta.mode))
+                .and_then(|()| rustix::fs::futimens(&fd, &times(meta.mtime)));
+            result.map_err(|e| Error::Target {
+                path: self.root.path().join(OsStr::from_bytes(&path)),
+                message: "cannot set the directory's mode and time".to_owned(),
+                source: Some(e.into()),
+            })?;
+        }
+        Ok(self.root)
+    }
+
+    fn note_made(&mut self, path: &[u8]) {
+        self.made.insert(path.to_vec());
+        let mut rest = path;
+        while let Some(slash) = rest.iter().rposition(|b| *b == b'/') {
+            rest = &rest[..slash];
+            if !self.made_parents.insert(rest.to_vec()) {
+                break;
+            }
+        }
+    }
+
+    /// The parent directory of a new entry `name`, with whatever was at the entry's path
+    /// removed.
+    fn replace(&mut self, parent: &[u8], name: &OsStr) -> io::Result<BorrowedFd<'_>> {
+        let removed = {
+            let dir = self.root.parent(parent, true)?;
+            let exists = rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW).is_ok();
+            if exists {
+                Root::remove(dir, name)?;
+            }
+            exists
+        };
+        if removed {
+            self.root.forget();
+        }
+        self.root.parent(parent, true)
+    }
+
+    /// A new, empty, owner-writable regular file at `name` of `parent`, replacing what was
+    /// there.
+    fn create(&mut self, parent: &[u8], name: &OsStr) -> io::Result<OwnedFd> {
+        let dir = self.replace(parent, name)?;
+        Ok(rustix::fs::openat(
+            dir,
+            name,
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o600),
+        )?)
+    }
+
+    fn finish_file(
+        &mut self,
+        fd: BorrowedFd<'_>,
+        entry: &TarEntry<'_>,
+        privileges: Privileges,
+    ) -> io::Result<()> {
+        self.owner_and_xattrs(fd, entry, privileges)?;
+        // After the owner: chown clears set-id bits.
+        rustix::fs::fchmod(fd, Mode::from_raw_mode(entry.mode))?;
+        rustix::fs::futimens(fd, &times(entry.mtime))?;
+        Ok(())
+    }
+
+    fn owner_and_xattrs(
+        &mut self,
+        fd: BorrowedFd<'_>,
+        entry: &TarEntry<'_>,
+        privileges: Privileges,
+    ) -> io::Result<()> {
+        if privileges.as_root {
+            rustix::fs::fchown(
+                fd,
+                Some(Uid::from_raw(id(entry.uid))),
+                Some(Gid::from_raw(id(entry.gid))),
+            )?;
+        }
+        for (key, value) in &entry.xattrs {
+            if let Err(e) = rustix::fs::fsetxattr(fd, key.as_str(), value, XattrFlags::empty()) {
+                // Without privileges, `trusted.*` and `security.*` are refused; some
+                // filesystems take none at all.
+                if !self.warned_xattrs {
+                    tracing::warn!(entry = %entry.raw_name, attribute = %key, error = %e,
+                        "extended attributes that cannot be set here are left out");
+                    self.warned_xattrs = true;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes what lower layers put at `path`, keeping what this layer made there.
+    fn remove_lower(&mut self, path: &[u8]) -> io::Result<()> {
+        if path.is_empty() {
+            return self.empty_lower(path);
+        }
+        if self.made.contains(path) || self.made_parents.contains(path) {
+            // This layer made it (or something in it): only lower contents go.
+            return self.empty_lower(path);
+        }
+        let (parent, name) = split_name(path);
+        let dir = match self.root.parent(parent, false) {
+            Ok(dir) => dir,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+                ) =>
+            {
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
+        Root::remove(dir, OsStr::from_bytes(name))?;
+        self.root.forget();
+        Ok(())
+    }
+
+    /// Removes the lower layers' contents of the directory `path` (if it is one).
+    fn empty_lower(&mut self, path: &[u8]) -> io::Result<()> {
+        let dir = match self.root.resolve(path, OFlags::RDONLY | OFlags::DIRECTORY) {
+            Ok(dir) => dir,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+                ) =>
+            {
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
+        for child in list(dir.as_fd())? {
+            let mut child_path = path.to_vec();
+            if !child_path.is_empty() {
+                child_path.push(b'/');
+            }
+            child_path.extend_from_slice(&child);
+            self.remove_lower(&child_path)?;
+        }
+        Ok(())
+    }
+}
+
+fn id(value: u64) -> u32 {
+    u32::try_from(value).unwrap_or(u32::MAX)
+}
+
+fn times(mtime: u64) -> Timestamps {
+    let time = Timespec {
+        tv_sec: i64::try_from(mtime).unwrap_or(i64::MAX),
+        tv_nsec: 0,
+    };
+    Timestamps {
+        last_access: time,
+        last_modification: time,
+    }
+}

@@ -1,0 +1,300 @@
+//! `unpack`: an image's root filesystem in a directory.
+//!
+//! The layers stream through a pipeline: the async side fetches layer after layer, a
+//! blocking thread per layer decompresses it (checking its digest and `diff_id`) into a small
+//! queue, and one blocking thread applies the layers' entries in order. The next layer is
+//! fetched and decompressing while the current one is applied, at most a few MiB ahead.
+
+use std::io::{self, Read};
+use std::path::Path;
+
+use bytes::{Bytes, BytesMut};
+use oci_store::OciInterface;
+use oci_store::layer::{
+    DEFAULT_LAYER_LIMIT, LayerLimits, LayerReader, into_store_error, read_entries,
+};
+use oci_types::{Descriptor, Digest, ImageManifest, Repository};
+use tokio::sync::mpsc;
+
+use crate::apply::{Applier, Privileges};
+use crate::error::{Error, Result};
+use crate::root::Root;
+
+/// Pieces of uncompressed layer handed from a decompressing thread to the applier.
+const PIECE: usize = 1 << 20;
+/// Pieces queued per layer.
+const PIECES_QUEUED: usize = 4;
+
+/// A layer of an image: its blob and the `diff_id` its config gives it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LayerRef {
+    /// The layer blob.
+    pub descriptor: Descriptor,
+    /// The digest of its uncompressed tar.
+    pub diff_id: Digest,
+}
+
+/// The layers of an image, each with its `diff_id` from the config (`rootfs.diff_ids`).
+pub fn image_layers(manifest: &ImageManifest, config: &[u8]) -> Result<Vec<LayerRef>> {
+    let invalid = |message: String| Error::Invalid { message };
+    let json: serde_json::Value = serde_json::from_slice(config)
+        .map_err(|e| invalid(format!("the image config is not JSON: {e}")))?;
+    let ids = json
+        .get("rootfs")
+        .and_then(|r| r.get("diff_ids"))
+        .and_then(serde_json::Value::as_array)
+        .ok_or_else(|| invalid("the image config has no rootfs.diff_ids".to_owned()))?;
+    if ids.len() != manifest.layers.len() {
+        return Err(invalid(format!(
+            "the image has {} layers but its config lists {} diff_ids",
+            manifest.layers.len(),
+            ids.len()
+        )));
+    }
+    manifest
+        .layers
+        .iter()
+        .zip(ids)
+        .map(|(layer, id)| {
+            let diff_id = id
+                .as_str()
+                .and_then(|s| Digest::parse(s).ok())
+                .ok_or_else(|| invalid(format!("the image config has a bad diff_id {id}")))?;
+            Ok(LayerRef {
+                descriptor: layer.clone(),
+                diff_id,
+            })
+        })
+        .collect()
+}
+
+/// How to unpack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct UnpackOptions {
+    /// Leave owners as they come and make device nodes empty files; `None`: when not root.
+    pub rootless: Option<bool>,
+    /// Limits on each layer's tar.
+    pub limits: LayerLimits,
+    /// The most uncompressed bytes of one layer (default 64 GiB).
+    pub max_layer_bytes: u64,
+    /// The most bytes of file content of the whole image (default 256 GiB).
+    pub max_image_bytes: u64,
+}
+
+impl Default for UnpackOptions {
+    fn default() -> Self {
+        Self {
+            rootless: None,
+            limits: LayerLimits::default(),
+            max_layer_bytes: DEFAULT_LAYER_LIMIT,
+            max_image_bytes: 256 << 30,
+        }
+    }
+}
+
+impl UnpackOptions {
+    /// Forces rootless (or privileged) unpacking.
+    #[must_use]
+    pub fn with_rootless(mut self, rootless: bool) -> Self {
+        self.rootless = Some(rootless);
+        self
+    }
+
+    /// Sets the limits on each layer's tar.
+    #[must_use]
+    pub fn with_limits(mut self, limits: LayerLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Sets the most uncompressed bytes of one layer.
+    #[must_use]
+    pub fn with_max_layer_bytes(mut self, max: u64) -> Self {
+        self.max_layer_bytes = max;
+        self
+    }
+
+    /// Sets the most bytes of file content of the image.
+    #[must_use]
+    pub fn with_max_image_bytes(mut self, max: u64) -> Self {
+        self.max_image_bytes = max;
+        self
+    }
+}
+
+/// What an unpack did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct UnpackReport {
+    /// Layers applied.
+    pub layers: usize,
+    /// Bytes of file content written.
+    pub bytes: u64,
+    /// Whether owners and devices were left out.
+    pub rootless: bool,
+}
+
+/// Unpacks `layers` (lowest first) of `repo` in `store` into `dir`, which must be empty or
+/// not exist. Nothing is created, changed or followed outside `dir`.
+pub async fn unpack(
+    store: &dyn OciInterface,
+    repo: &Repository,
+    layers: &[LayerRef],
+    dir: &Path,
+    options: &UnpackOptions,
+) -> Result<UnpackReport> {
+    if let Ok(mut entries) = std::fs::read_dir(dir)
+        && entries.next().is_some()
+    {
+        return Err(Error::Target {
+            path: dir.to_path_buf(),
+            message: "is not empty: unpack into a new or empty directory".to_owned(),
+            source: None,
+        });
+    }
+    let root = Root::open(dir).map_err(|e| Error::target(dir, "cannot make the directory", e))?;
+    let is_root = rustix::process::geteuid().is_root();
+    let rootless = options.rootless.unwrap_or(!is_root);
+    let privileges = Privileges {
+        as_root: is_root && !rootless,
+    };
+    if rootless {
+        tracing::info!(
+            "unpacking rootless: owners are left out and device nodes become empty files"
+        );
+    }
+    let (layer_sender, mut layer_receiver) =
+        mpsc::channel::<(Digest, mpsc::Receiver<io::Result<Bytes>>)>(1);
+    let limits = options.limits;
+    let max_image = options.max_image_bytes;
+    let applier = tokio::task::spawn_blocking(move || -> Result<(u64, usize)> {
+        let mut applier = Applier::new(root, privileges, max_image);
+        let mut applied = 0;
+        while let Some((layer, pieces)) = layer_receiver.blocking_recv() {
+            applier.begin_layer();
+            let mut reader = PieceReader::new(pieces);
+            let mut failure = None;
+            let read = read_entries(&layer, &mut reader, &limits, |entry| {
+                applier.apply(&layer, entry).map_err(|e| {
+                    failure = Some(e);
+                    oci_store::Error::io("applying", io::Error::other("stopped"))
+                })
+            });
+            if let Some(failure) = failure {
+                return Err(failure);
+            }
+            read.map_err(|e| Error::store(format!("reading layer {layer}"), e))?;
+            // The rest of the stream (past the tar's end) carries the digest checks.
+            io::copy(&mut reader, &mut io::sink()).map_err(|e| {
+                let store = into_store_error(e, || format!("reading layer {layer}"));
+                Error::store(format!("reading layer {layer}"), store)
+            })?;
+            applied += 1;
+        }
+        let written = applier.written;
+        applier.finish()?;
+        Ok((written, applied))
+    });
+
+    let mut fetch_failure = None;
+    for layer in layers {
+        let blob = match store.get_blob(repo, &layer.descriptor.digest).await {
+            Ok(blob) => blob,
+            Err(e) => {
+                fetch_failure = Some(Error::store(
+                    format!("reading layer {} of {repo}", layer.descriptor.digest),
+                    e,
+                ));
+                break;
+            }
+        };
+        let reader =
+            LayerReader::new(blob, Some(layer.diff_id.clone())).with_limit(options.max_layer_bytes);
+        let (piece_sender, pieces) = mpsc::channel(PIECES_QUEUED);
+        tokio::task::spawn_blocking(move || decompress(reader, &piece_sender));
+        if layer_sender
+            .send((layer.descriptor.digest.clone(), pieces))
+            .await
+            .is_err()
+        {
+            // The applier stopped: its error says why.
+            break;
+        }
+    }
+    drop(layer_sender);
+    let applied = applier.await.map_err(|e| Error::Invalid {
+        message: format!("the unpacking thread failed: {e}"),
+    })?;
+    if let Some(failure) = fetch_failure {
+        return Err(failure);
+    }
+    let (bytes, count) = applied?;
+    Ok(UnpackReport {
+        layers: count,
+        bytes,
+        rootless,
+    })
+}
+
+/// Reads `reader` to its end in pieces into `pieces`; a failure is the last item.
+fn decompress(mut reader: LayerReader, pieces: &mpsc::Sender<io::Result<Bytes>>) {
+    loop {
+        let mut piece = BytesMut::zeroed(PIECE);
+        let mut filled = 0;
+        let result = loop {
+            match reader.read(&mut piece[filled..]) {
+                Ok(0) => break Ok(()),
+                Ok(n) => {
+                    filled += n;
+                    if filled == PIECE {
+                        break Ok(());
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => break Err(e),
+            }
+        };
+        piece.truncate(filled);
+        let done = filled < PIECE;
+        if filled > 0 && pieces.blocking_send(Ok(piece.freeze())).is_err() {
+            return;
+        }
+        if let Err(e) = result {
+            let _ = pieces.blocking_send(Err(e));
+            return;
+        }
+        if done {
+            return;
+        }
+    }
+}
+
+/// The pieces of one layer as a `Read`.
+struct PieceReader {
+    pieces: mpsc::Receiver<io::Result<Bytes>>,
+    current: Bytes,
+}
+
+impl PieceReader {
+    fn new(pieces: mpsc::Receiver<io::Result<Bytes>>) -> Self {
+        Self {
+            pieces,
+            current: Bytes::new(),
+        }
+    }
+}
+
+impl Read for PieceReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.current.is_empty() {
+            match self.pieces.blocking_recv() {
+                Some(piece) => self.current = piece?,
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.current.len());
+        buf[..n].copy_from_slice(&self.current.split_to(n));
+        Ok(n)
+    }
+}
