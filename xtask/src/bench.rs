@@ -43,6 +43,7 @@ use serde_json::{Value, json};
 
 use crate::{cargo, describe, run_status};
 
+mod build;
 mod client;
 
 /// The scenarios `cargo xtask bench` knows.
@@ -54,6 +55,8 @@ pub(crate) enum Scenario {
     Server,
     /// `hoist copy` against `skopeo copy`, pull and push (issue "registry client speed").
     Client,
+    /// `hoist build` against `umoci insert` (issue "hoist build speed").
+    Build,
 }
 
 /// What `cargo xtask bench` was asked to do.
@@ -110,6 +113,7 @@ pub(crate) fn parse_args(args: &[OsString]) -> Result<BenchArgs, String> {
             "layout" => parsed.scenario = Scenario::Layout,
             "server" => parsed.scenario = Scenario::Server,
             "client" => parsed.scenario = Scenario::Client,
+            "build" => parsed.scenario = Scenario::Build,
             "--size-mib" => {
                 parsed.size_mib = value(arg)?;
                 size_given = true;
@@ -134,6 +138,9 @@ pub(crate) fn parse_args(args: &[OsString]) -> Result<BenchArgs, String> {
     if parsed.scenario == Scenario::Client {
         client::apply_defaults(&mut parsed, size_given, runs_given);
     }
+    if parsed.scenario == Scenario::Build {
+        build::apply_defaults(&mut parsed, size_given, runs_given);
+    }
     if !(1..=MAX_SIZE_MIB).contains(&parsed.size_mib) {
         return Err(format!("`--size-mib` must be from 1 to {MAX_SIZE_MIB}"));
     }
@@ -148,6 +155,7 @@ pub(crate) fn run(root: &Path, args: &BenchArgs) -> Result<()> {
         Scenario::Layout => layout(root, args),
         Scenario::Server => server(root, args),
         Scenario::Client => client::run(root, args),
+        Scenario::Build => build::run(root, args),
     }
 }
 

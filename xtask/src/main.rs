@@ -47,6 +47,13 @@ commands:
                   limits measured with curl, openssl and dd, 4 blobs at a time; peak RSS
                   (needs curl, skopeo, docker-registry, gzip, GNU time; default: 1024 MiB
                   in 8 gzip layers of random data, 3 runs; --quick: 64 MiB, 1 run)
+  bench build [--size-mib N] [--runs R] [--pause S] [--quick]
+                  `hoist build --layer DIR` against `umoci insert` of the same tree into a new
+                  layout (gzip), on a generated tree (seeded, mixed sizes, half random, half
+                  text) and a copy of part of /usr, beside the machine's limits (tar read,
+                  pigz on 1 and all cores, openssl, dd); peak RSS (needs umoci, pigz, GNU
+                  time; default: 1024 MiB generated + 384 MiB of /usr, 3 runs; --quick: 64
+                  MiB, 1 run)
   help            print this message
 ";
 
