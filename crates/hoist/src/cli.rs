@@ -145,13 +145,12 @@ pub(crate) enum Command {
     )]
     Build(BuildArgs),
     /// Add layers on top of an image (crane append): SRC with --layer PATH... on top, written
-    /// to DST (default: back to SRC).
+    /// to DST.
     #[command(
         after_help = "Example:\n  hoist append --layer ./extra localhost:5000/app:v1 localhost:5000/app:v1-extra"
     )]
     Append(AppendArgs),
-    /// Change an image's config, labels or annotations (crane mutate), into DST (default:
-    /// back to SRC).
+    /// Change an image's config, labels or annotations (crane mutate), written to DST.
     #[command(
         after_help = "Example:\n  hoist mutate --label org.opencontainers.image.version=1.2 --entrypoint /app localhost:5000/app:v1"
     )]
@@ -172,6 +171,22 @@ pub(crate) enum Command {
         after_help = "Example:\n  hoist recompress --compression zstd localhost:5000/app:v1 localhost:5000/app:v1-zstd"
     )]
     Recompress(RecompressArgs),
+    /// Unpack an image's root filesystem into a new or empty directory (umoci unpack).
+    ///
+    /// Layers are applied in order with their whiteouts; every path is resolved inside DIR by
+    /// the kernel, so no entry of a layer, however hostile, reaches outside it. As root, owners
+    /// and device nodes are kept; otherwise (or with --rootless) owners are left as they come
+    /// and device nodes become empty files.
+    #[command(
+        after_help = "Examples:\n  hoist unpack alpine:3.20 ./rootfs\n  hoist unpack --platform linux/arm64 --rootless oci:./app:v1 ./rootfs"
+    )]
+    Unpack(UnpackArgs),
+    /// Write an image's root filesystem as one tar (crane export): its layers merged with the
+    /// whiteouts applied, nothing written to disk on the way.
+    #[command(
+        after_help = "Examples:\n  hoist export alpine:3.20 rootfs.tar\n  hoist export alpine:3.20 - | tar -t"
+    )]
+    Export(ExportArgs),
     /// Make and change multi-platform indexes (OCI image indexes, Docker manifest lists).
     #[command(subcommand)]
     Index(IndexCommand),
@@ -360,13 +375,13 @@ pub(crate) struct AppendArgs {
     /// The image to add layers to.
     #[arg(value_name = "SRC", value_parser = Location::parse)]
     pub(crate) src: Location,
-    /// Where the result goes (default: SRC).
+    /// Where the result goes (SRC again to replace it there).
     #[arg(value_name = "DST", value_parser = Location::parse)]
-    pub(crate) dst: Option<Location>,
+    pub(crate) dst: Location,
     /// A layer: a directory, a tar, a .tar.gz or .tar.zst (repeatable, lowest first).
     #[arg(long, value_name = "PATH", required = true)]
     pub(crate) layer: Vec<PathBuf>,
-    /// The image for this platform out of an index (default: this machine's).
+    /// The image for this platform, when SRC is an index (required then).
     #[arg(long, value_name = "PLATFORM", value_parser = parse_platform)]
     pub(crate) platform: Option<Platform>,
     /// Keep files' owners as on disk instead of 0:0.
@@ -381,10 +396,10 @@ pub(crate) struct MutateArgs {
     /// The image to change.
     #[arg(value_name = "SRC", value_parser = Location::parse)]
     pub(crate) src: Location,
-    /// Where the result goes (default: SRC).
+    /// Where the result goes (SRC again to replace it there).
     #[arg(value_name = "DST", value_parser = Location::parse)]
-    pub(crate) dst: Option<Location>,
-    /// The image for this platform out of an index (default: this machine's).
+    pub(crate) dst: Location,
+    /// The image for this platform, when SRC is an index (required then).
     #[arg(long, value_name = "PLATFORM", value_parser = parse_platform)]
     pub(crate) platform: Option<Platform>,
     /// Set the config's created time (seconds since the epoch; default SOURCE_DATE_EPOCH when
@@ -400,10 +415,10 @@ pub(crate) struct FlattenArgs {
     /// The image to flatten.
     #[arg(value_name = "SRC", value_parser = Location::parse)]
     pub(crate) src: Location,
-    /// Where the result goes (default: SRC).
+    /// Where the result goes (SRC again to replace it there).
     #[arg(value_name = "DST", value_parser = Location::parse)]
-    pub(crate) dst: Option<Location>,
-    /// The image for this platform out of an index (default: this machine's).
+    pub(crate) dst: Location,
+    /// The image for this platform, when SRC is an index (required then).
     #[arg(long, value_name = "PLATFORM", value_parser = parse_platform)]
     pub(crate) platform: Option<Platform>,
     #[command(flatten)]
@@ -415,16 +430,16 @@ pub(crate) struct RebaseArgs {
     /// The image to move.
     #[arg(value_name = "SRC", value_parser = Location::parse)]
     pub(crate) src: Location,
-    /// Where the result goes (default: SRC).
+    /// Where the result goes (SRC again to replace it there).
     #[arg(value_name = "DST", value_parser = Location::parse)]
-    pub(crate) dst: Option<Location>,
+    pub(crate) dst: Location,
     /// The base the image is built on now.
     #[arg(long, value_name = "REF", value_parser = Location::parse)]
     pub(crate) old_base: Location,
     /// The base to move it onto.
     #[arg(long, value_name = "REF", value_parser = Location::parse)]
     pub(crate) new_base: Location,
-    /// The image for this platform out of an index (default: this machine's).
+    /// The image for this platform, when SRC is an index (required then).
     #[arg(long, value_name = "PLATFORM", value_parser = parse_platform)]
     pub(crate) platform: Option<Platform>,
 }
@@ -434,14 +449,43 @@ pub(crate) struct RecompressArgs {
     /// The image whose layers to compress again.
     #[arg(value_name = "SRC", value_parser = Location::parse)]
     pub(crate) src: Location,
-    /// Where the result goes (default: SRC).
+    /// Where the result goes (SRC again to replace it there).
     #[arg(value_name = "DST", value_parser = Location::parse)]
-    pub(crate) dst: Option<Location>,
-    /// The image for this platform out of an index (default: this machine's).
+    pub(crate) dst: Location,
+    /// The image for this platform, when SRC is an index (required then).
     #[arg(long, value_name = "PLATFORM", value_parser = parse_platform)]
     pub(crate) platform: Option<Platform>,
     #[command(flatten)]
     pub(crate) layers: LayerArgs,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct UnpackArgs {
+    /// The image.
+    #[arg(value_name = "REF", value_parser = Location::parse)]
+    pub(crate) image: Location,
+    /// The directory (made if missing; it must be empty).
+    #[arg(value_name = "DIR")]
+    pub(crate) dir: PathBuf,
+    /// The image for this platform out of an index (default: this machine's).
+    #[arg(long, value_name = "PLATFORM", value_parser = parse_platform)]
+    pub(crate) platform: Option<Platform>,
+    /// Leave owners as they come and make device nodes empty files, even as root.
+    #[arg(long)]
+    pub(crate) rootless: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ExportArgs {
+    /// The image.
+    #[arg(value_name = "REF", value_parser = Location::parse)]
+    pub(crate) image: Location,
+    /// The tar file to write (it appears only once complete), or - for stdout.
+    #[arg(value_name = "FILE")]
+    pub(crate) output: PathBuf,
+    /// The image for this platform out of an index (default: this machine's).
+    #[arg(long, value_name = "PLATFORM", value_parser = parse_platform)]
+    pub(crate) platform: Option<Platform>,
 }
 
 #[derive(Debug, Subcommand)]

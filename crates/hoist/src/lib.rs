@@ -94,6 +94,8 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Flatten(args) => commands::build::flatten(&ctx, args).await,
         Command::Rebase(args) => commands::build::rebase(&ctx, args).await,
         Command::Recompress(args) => commands::build::recompress(&ctx, args).await,
+        Command::Unpack(args) => commands::unpack::run(&ctx, args).await,
+        Command::Export(args) => commands::unpack::export_image(&ctx, args).await,
         Command::Index(IndexCommand::Create(args)) => commands::index::create(&ctx, args).await,
         Command::Index(IndexCommand::Append(args)) => commands::index::append(&ctx, args).await,
         Command::Index(IndexCommand::Remove(args)) => commands::index::remove(&ctx, args).await,

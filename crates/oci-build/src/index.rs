@@ -172,6 +172,9 @@ async fn push_index(
     let bytes = Bytes::from(index.to_json());
     let media_type = index.media_type.clone();
     let descriptor = Descriptor::of_bytes(media_type.clone(), &bytes);
+    // Every tag is worked out before anything moves, and the index is stored (by digest)
+    // before any tag points at it or its children: a failure moves no tag.
+    let mut children = Vec::new();
     if platform_tags {
         for child in &index.manifests {
             let Some(platform) = &child.platform else {
@@ -188,39 +191,46 @@ async fn push_index(
             )
             .await?
             .bytes;
+            children.push((child, bytes, child_tags));
+        }
+    }
+    let store_index = |tags: Vec<Tag>| {
+        let bytes = bytes.clone();
+        let media_type = media_type.clone();
+        let digest = descriptor.digest.clone();
+        async move {
             target
                 .store
                 .push_manifest(
                     target.repo,
                     bytes,
-                    &child.media_type,
+                    &media_type,
                     &PushManifestParams::new()
-                        .with_tags(child_tags)
-                        .with_digest(child.digest.clone()),
+                        .with_tags(tags)
+                        .with_digest(digest.clone()),
                 )
                 .await
-                .map_err(|e| {
-                    Error::store(format!("tagging {} in {}", child.digest, target.repo), e)
-                })?;
+                .map_err(|e| Error::store(format!("storing index {digest} in {}", target.repo), e))
         }
+    };
+    if !children.is_empty() {
+        store_index(Vec::new()).await?;
     }
-    target
-        .store
-        .push_manifest(
-            target.repo,
-            bytes,
-            &media_type,
-            &PushManifestParams::new()
-                .with_tags(tags.iter().cloned())
-                .with_digest(descriptor.digest.clone()),
-        )
-        .await
-        .map_err(|e| {
-            Error::store(
-                format!("storing index {} in {}", descriptor.digest, target.repo),
-                e,
+    for (child, bytes, child_tags) in children {
+        target
+            .store
+            .push_manifest(
+                target.repo,
+                bytes,
+                &child.media_type,
+                &PushManifestParams::new()
+                    .with_tags(child_tags)
+                    .with_digest(child.digest.clone()),
             )
-        })?;
+            .await
+            .map_err(|e| Error::store(format!("tagging {} in {}", child.digest, target.repo), e))?;
+    }
+    store_index(tags.to_vec()).await?;
     Ok(descriptor)
 }
 

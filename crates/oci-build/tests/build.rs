@@ -151,7 +151,7 @@ impl Fixture {
     async fn image(&self, platform_text: &str, conf: &str, docker: bool) -> Descriptor {
         let dir = tree(conf);
         let mut options = options(platform_text, CREATED);
-        options.docker = docker;
+        options.docker = Some(docker);
         let built = self.build(None, dir.path(), &[], &options).await.unwrap();
         built.manifest
     }
@@ -410,7 +410,7 @@ async fn docker_builds_use_docker_media_types_for_manifest_config_and_every_laye
     let setup = BaseSetup::new().await;
     let f = Fixture::new();
     let mut options = options("linux/amd64", CREATED);
-    options.docker = true;
+    options.docker = Some(true);
     let built = setup.build_on(&f, &options).await;
     assert_eq!(built.manifest.media_type, media_type::DOCKER_MANIFEST);
     let manifest = f.image_manifest(&built.manifest.digest).await;

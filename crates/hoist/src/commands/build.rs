@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use oci_build::{
     Base, BaseRole, BuildOptions, Built, Compression, ConfigEdit, EnvEdit, GzipOptions,
-    LayerSource, MutateOptions, TarOptions, ZstdOptions, build_image, flatten_image, rebase_image,
-    recompress_image,
+    LayerSource, MutateOptions, TarOptions, ZstdOptions, build_image, flatten_image, read_manifest,
+    rebase_image, recompress_image,
 };
 
 use crate::cli::{
@@ -17,7 +17,7 @@ use crate::cli::{
 };
 use crate::commands::Ctx;
 use crate::exit::{Failed, Failure};
-use crate::location::Location;
+use crate::location::{Location, Place};
 use crate::output::print_line;
 use crate::progress::BuildProgressView;
 
@@ -49,21 +49,16 @@ pub(crate) async fn build(ctx: &Ctx, args: BuildArgs) -> Result<()> {
     let layers = layer_sources(&args.layer)?;
     let progress = BuildProgressView::new(ctx.progress_mode(), &format!("building {}", args.dst));
     options.progress = progress.sink();
-    let result = build_image(
-        base,
-        layers,
-        target.endpoint(),
-        &args.dst.write_tags(),
-        &options,
-    )
-    .await;
+    let mut tags = args.dst.write_tags();
+    tags.extend(args.tag.iter().cloned());
+    let result = build_image(base, layers, target.endpoint(), &tags, &options).await;
     progress.finish();
     let built = result.with_context(|| format!("cannot build {}", args.dst))?;
     report(ctx, "built", &args.dst, &built)
 }
 
 pub(crate) async fn append(ctx: &Ctx, args: AppendArgs) -> Result<()> {
-    let dst = args.dst.clone().unwrap_or_else(|| args.src.clone());
+    let dst = args.dst.clone();
     let mut options = build_options(&ImageConfigArgs::default(), &args.layers, args.keep_owners)?;
     options.platform = args.platform.clone();
     options.created_by = "hoist append".to_owned();
@@ -72,7 +67,7 @@ pub(crate) async fn append(ctx: &Ctx, args: AppendArgs) -> Result<()> {
 }
 
 pub(crate) async fn mutate(ctx: &Ctx, args: MutateArgs) -> Result<()> {
-    let dst = args.dst.clone().unwrap_or_else(|| args.src.clone());
+    let dst = args.dst.clone();
     let mut options = build_options(&args.config, &default_layer_args(), false)?;
     options.platform = args.platform.clone();
     if args.created.is_some() {
@@ -91,6 +86,7 @@ async fn change(
     options: &BuildOptions,
 ) -> Result<()> {
     let source = ctx.opener.open(src).await?;
+    require_platform(&source, src, options.platform.as_ref()).await?;
     let target = ctx.opener.open(dst).await?;
     let reference = src.manifest_ref();
     let base = Base {
@@ -115,9 +111,10 @@ async fn change(
 }
 
 pub(crate) async fn flatten(ctx: &Ctx, args: FlattenArgs) -> Result<()> {
-    let dst = args.dst.clone().unwrap_or_else(|| args.src.clone());
+    let dst = args.dst.clone();
     let mut options = mutate_options(args.platform.clone(), &args.layers)?;
     let source = ctx.opener.open(&args.src).await?;
+    require_platform(&source, &args.src, args.platform.as_ref()).await?;
     let target = ctx.opener.open(&dst).await?;
     let progress = BuildProgressView::new(ctx.progress_mode(), &format!("flattening {}", args.src));
     options.progress = progress.sink();
@@ -135,9 +132,10 @@ pub(crate) async fn flatten(ctx: &Ctx, args: FlattenArgs) -> Result<()> {
 }
 
 pub(crate) async fn rebase(ctx: &Ctx, args: RebaseArgs) -> Result<()> {
-    let dst = args.dst.clone().unwrap_or_else(|| args.src.clone());
+    let dst = args.dst.clone();
     let options = mutate_options(args.platform.clone(), &default_layer_args())?;
     let source = ctx.opener.open(&args.src).await?;
+    require_platform(&source, &args.src, args.platform.as_ref()).await?;
     let old = ctx.opener.open(&args.old_base).await?;
     let new = ctx.opener.open(&args.new_base).await?;
     let target = ctx.opener.open(&dst).await?;
@@ -161,9 +159,10 @@ pub(crate) async fn rebase(ctx: &Ctx, args: RebaseArgs) -> Result<()> {
 }
 
 pub(crate) async fn recompress(ctx: &Ctx, args: RecompressArgs) -> Result<()> {
-    let dst = args.dst.clone().unwrap_or_else(|| args.src.clone());
+    let dst = args.dst.clone();
     let mut options = mutate_options(args.platform.clone(), &args.layers)?;
     let source = ctx.opener.open(&args.src).await?;
+    require_platform(&source, &args.src, args.platform.as_ref()).await?;
     let target = ctx.opener.open(&dst).await?;
     let progress =
         BuildProgressView::new(ctx.progress_mode(), &format!("recompressing {}", args.src));
@@ -179,6 +178,37 @@ pub(crate) async fn recompress(ctx: &Ctx, args: RecompressArgs) -> Result<()> {
     progress.finish();
     let built = result.with_context(|| format!("cannot recompress {}", args.src))?;
     report(ctx, "recompressed", &dst, &built)
+}
+
+/// Refuses to pick a platform out of an index on its own: changing one platform's image and
+/// writing it where the index was would lose the others.
+async fn require_platform(
+    place: &Place,
+    location: &Location,
+    platform: Option<&oci_types::Platform>,
+) -> Result<()> {
+    if platform.is_some() {
+        return Ok(());
+    }
+    let raw = read_manifest(&*place.store, &place.repo, &location.manifest_ref())
+        .await
+        .with_context(|| format!("cannot read {location}"))?;
+    if !raw.descriptor.media_type.is_index() {
+        return Ok(());
+    }
+    let platforms = match raw.parse(&place.repo) {
+        Ok(oci_types::Manifest::Index(index)) => index
+            .manifests
+            .iter()
+            .filter_map(|m| m.platform.as_ref().map(ToString::to_string))
+            .collect::<Vec<_>>()
+            .join(", "),
+        _ => String::new(),
+    };
+    Err(usage(format!(
+        "{location} is an index (of {platforms}): choose its image with --platform"
+    ))
+    .into())
 }
 
 fn report(ctx: &Ctx, what: &str, dst: &Location, built: &Built) -> Result<()> {
@@ -280,7 +310,7 @@ fn build_options(
     let mut options = BuildOptions::default();
     options.created = source_date_epoch()?;
     options.compression = compression(layers)?;
-    options.docker = layers.docker;
+    options.docker = layers.docker.then_some(true);
     options.tar = TarOptions::default().with_owner(if keep_owners { None } else { Some((0, 0)) });
     options.config = config_edit(config)?;
     options.annotations = key_values(&config.annotation, "annotation")?;

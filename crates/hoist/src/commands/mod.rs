@@ -12,6 +12,7 @@ pub(crate) mod login;
 pub(crate) mod manifest;
 pub(crate) mod serve;
 pub(crate) mod tag;
+pub(crate) mod unpack;
 
 use crate::location::Opener;
 use crate::progress;

@@ -329,9 +329,16 @@ fn normalize_port(port: &str) -> Result<String> {
 }
 
 /// A time as the image-spec writes it: RFC 3339 in UTC, whole seconds.
-pub(crate) fn rfc3339(seconds_since_epoch: u64) -> String {
+pub(crate) fn rfc3339(seconds_since_epoch: u64) -> Result<String> {
+    // RFC 3339 has four-digit years: 9999-12-31T23:59:59Z is the last time it can write.
+    const LAST: u64 = 253_402_300_799;
+    if seconds_since_epoch > LAST {
+        return Err(Error::invalid(format!(
+            "time {seconds_since_epoch} (seconds since 1970) is after the year 9999"
+        )));
+    }
     let time = SystemTime::UNIX_EPOCH + Duration::from_secs(seconds_since_epoch);
-    humantime::format_rfc3339_seconds(time).to_string()
+    Ok(humantime::format_rfc3339_seconds(time).to_string())
 }
 
 #[cfg(test)]
@@ -406,7 +413,14 @@ mod tests {
         let platform = Platform::new("linux", "arm").with_variant("v7");
         let config = Config::empty(&platform);
         assert_eq!(config.platform().unwrap(), platform);
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");
+        assert_eq!(rfc3339(0).unwrap(), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(1_700_000_000).unwrap(), "2023-11-14T22:13:20Z");
+        assert_eq!(rfc3339(253_402_300_799).unwrap(), "9999-12-31T23:59:59Z");
+        assert!(
+            rfc3339(253_402_300_800)
+                .unwrap_err()
+                .to_string()
+                .contains("9999")
+        );
     }
 }

@@ -67,8 +67,9 @@ pub struct BuildOptions {
     pub config: ConfigEdit,
     /// Annotations of the new manifest.
     pub annotations: BTreeMap<String, String>,
-    /// Docker media types (schema 2 manifest, Docker config and layers) instead of OCI ones.
-    pub docker: bool,
+    /// Docker media types (schema 2 manifest, Docker config and layers) instead of OCI ones;
+    /// `None`: as the base (OCI without a base, or when zstd layers are added).
+    pub docker: Option<bool>,
     /// How new layers are compressed.
     pub compression: Compression,
     /// How new layers' tars are written from files.
@@ -107,7 +108,7 @@ impl Default for BuildOptions {
             clamp_mtimes: true,
             config: ConfigEdit::default(),
             annotations: BTreeMap::new(),
-            docker: false,
+            docker: None,
             compression: Compression::default(),
             tar: TarOptions::default(),
             created_by: "hoist build".to_owned(),
@@ -143,7 +144,7 @@ pub async fn build_image(
     options: &BuildOptions,
 ) -> Result<Built> {
     let created = options.created.unwrap_or_else(now);
-    let created_text = rfc3339(created);
+    let created_text = rfc3339(created)?;
     let mut tar = options.tar.clone();
     if options.created.is_some() && options.clamp_mtimes {
         // No file time later than the build; an earlier bound or fixed time asked for stays.
@@ -153,11 +154,15 @@ pub async fn build_image(
             _ => Mtime::Clamp(created),
         };
     }
-    if options.docker && matches!(options.compression, Compression::Zstd(_)) {
+    let zstd = matches!(options.compression, Compression::Zstd(_));
+    if options.docker == Some(true) && zstd {
         return Err(Error::invalid(
             "zstd layers need OCI media types: Docker's schema 2 has no zstd layer type that Docker before 23 reads (drop --docker or use gzip)",
         ));
     }
+    // Without a choice, the new image keeps its base's kind (OCI unless the base is Docker's
+    // and no zstd layer is added).
+    let mut docker = options.docker.unwrap_or(false);
 
     let mut annotations = options.annotations.clone();
     let mut keep_created = false;
@@ -170,6 +175,10 @@ pub async fn build_image(
                 options.platform.as_ref(),
             )
             .await?;
+            if options.docker.is_none() {
+                docker = image.manifest_descriptor.media_type.is_docker()
+                    && (layers.is_empty() || !zstd);
+            }
             copy_image_blobs(base.source, target, &image, options.jobs).await?;
             if let BaseRole::Build { name } = base.role {
                 if let Some(name) = name {
@@ -191,7 +200,7 @@ pub async fn build_image(
                 .manifest
                 .layers
                 .iter()
-                .map(|layer| retype_layer(layer.clone(), options.docker))
+                .map(|layer| retype_layer(layer.clone(), docker))
                 .collect::<Vec<_>>();
             (config, layers)
         }
@@ -239,7 +248,7 @@ pub async fn build_image(
         let new = NewLayer {
             target,
             compression: &options.compression,
-            docker: options.docker,
+            docker,
             stored: &stored,
         };
         let tar = tar.clone();
@@ -265,15 +274,7 @@ pub async fn build_image(
         config.set_created(&created_text);
     }
 
-    let manifest = push_image(
-        target,
-        &config,
-        descriptors,
-        annotations,
-        options.docker,
-        tags,
-    )
-    .await?;
+    let manifest = push_image(target, &config, descriptors, annotations, docker, tags).await?;
     Ok(Built {
         manifest,
         platform,

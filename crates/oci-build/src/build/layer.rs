@@ -197,8 +197,10 @@ where
             more = server.serve_one(), if serving => serving = more,
         }
     }
-    // Dropping the receiver makes a producer still sending stop with an error.
+    // Dropping the receivers makes a producer still sending, or waiting for a layer to be
+    // opened, stop with an error.
     drop(pieces);
+    drop(server);
     let produced = producer
         .await
         .map_err(|e| Error::invalid(format!("the layer's writer thread failed: {e}")));

@@ -112,7 +112,7 @@ pub async fn flatten_image(
         },
     );
     config.set_diff_ids(std::slice::from_ref(&layer.diff_id));
-    let created = created(options);
+    let created = created(options)?;
     config.set_history(Vec::new());
     config.push_history(&created, "hoist flatten", false);
     if options.created.is_some() {
@@ -191,6 +191,8 @@ pub async fn rebase_image(
         .chain(own)
         .map(|l| retype_layer(l.clone(), docker))
         .collect();
+    // The image's layers and diff_ids agree (checked), and start with the old base's.
+    layer_sources(&image, &config)?;
     let own_diff_ids = config.diff_ids()?.split_off(old_layers.len());
     let mut diff_ids = new_config.diff_ids()?;
     diff_ids.extend(own_diff_ids);
@@ -202,7 +204,7 @@ pub async fn rebase_image(
     history.extend(own_history);
     config.set_history(history);
     if options.created.is_some() {
-        config.set_created(&created(options));
+        config.set_created(&created(options)?);
     }
 
     let mut annotations = image.manifest.annotations.clone();
@@ -375,7 +377,7 @@ fn image_platform(config: &Config) -> Result<Platform> {
         .ok_or_else(|| Error::invalid("the image's config names no os and architecture"))
 }
 
-fn created(options: &MutateOptions) -> String {
+fn created(options: &MutateOptions) -> Result<String> {
     let seconds = options.created.unwrap_or_else(|| {
         std::time::SystemTime::now()
             .duration_since(std::time::SystemTime::UNIX_EPOCH)

@@ -213,7 +213,8 @@ impl<'o, W: Write> TarWriter<'o, W> {
     /// A pre-order walk of `root`, siblings sorted by name; only one directory's names are
     /// held at a time per level, so memory follows the tree's depth, not its size.
     fn directory_tree(&mut self, root: &Path) -> Result<()> {
-        let meta = fs::symlink_metadata(root)
+        // The layer's own directory may be reached through a symlink; nothing below it is.
+        let meta = fs::metadata(root)
             .map_err(|e| Error::input(root, "cannot read the layer directory", e))?;
         if !meta.is_dir() {
             return Err(Error::input_message(root, "is not a directory"));

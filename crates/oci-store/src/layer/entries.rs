@@ -264,7 +264,7 @@ pub fn read_entries(
         let raw_name = String::from_utf8_lossy(&name).into_owned();
         if name.len() > limits.max_path {
             return Err(bad(
-                Some(&raw_name[..raw_name.len().min(200)]),
+                Some(&String::from_utf8_lossy(&name[..name.len().min(200)])),
                 format!(
                     "a name of {} bytes is over the limit of {}",
                     name.len(),
@@ -299,16 +299,21 @@ pub fn read_entries(
                 continue;
             }
         };
-        let kind = match (kind, split_name(&path)) {
-            (EntryKind::File, (parent, b".wh..wh..opq")) => {
+        // A whiteout is told by its name, whatever its type (as containerd reads them).
+        let kind = match split_name(&path) {
+            (parent, b".wh..wh..opq") => {
                 path = parent.to_vec();
                 EntryKind::Opaque
             }
-            (EntryKind::File, (_, name)) if name.starts_with(b".wh..wh.") => {
-                // aufs' own bookkeeping (`.wh..wh.plnk`, `.wh..wh.aufs`): not content.
-                continue;
+            // aufs' own bookkeeping (`.wh..wh.plnk`, `.wh..wh.aufs`): not content.
+            (_, name) if name.starts_with(b".wh..wh.") => continue,
+            (_, b".wh.") => {
+                return Err(bad(
+                    Some(&raw_name),
+                    "a whiteout that names nothing".to_owned(),
+                ));
             }
-            (EntryKind::File, (parent, name)) if name.starts_with(WHITEOUT_PREFIX) => {
+            (parent, name) if name.starts_with(WHITEOUT_PREFIX) => {
                 let mut deleted = parent.to_vec();
                 if !deleted.is_empty() {
                     deleted.push(b'/');
@@ -317,8 +322,9 @@ pub fn read_entries(
                 path = deleted;
                 EntryKind::Whiteout
             }
-            (EntryKind::File, _) if name.ends_with(b"/") => EntryKind::Directory,
-            (kind, _) => kind,
+            // Old archives mark directories by a trailing slash on a regular entry.
+            _ if kind == EntryKind::File && name.ends_with(b"/") => EntryKind::Directory,
+            _ => kind,
         };
         if kind == EntryKind::HardLink {
             link = link.map(|target| clean(&target));

@@ -32,6 +32,17 @@ struct Final {
     directory: bool,
 }
 
+/// A directory's final metadata, written where the directory first appears so that it comes
+/// before everything it holds.
+#[derive(Debug, Clone)]
+struct DirMeta {
+    mode: u32,
+    uid: u64,
+    gid: u64,
+    mtime: u64,
+    xattrs: Vec<(String, Vec<u8>)>,
+}
+
 /// What the first pass learns.
 #[derive(Debug, Default)]
 struct Plan {
@@ -40,6 +51,11 @@ struct Plan {
     deleted: HashSet<Vec<u8>>,
     /// Directories made opaque by a layer above the one being read.
     opaque: HashSet<Vec<u8>>,
+    /// Paths that a layer above the one being read made something other than a directory:
+    /// what lower layers hold below them is gone.
+    replaced: HashSet<Vec<u8>>,
+    /// The final metadata of the directories that stay.
+    dirs: HashMap<Vec<u8>, DirMeta>,
 }
 
 impl Plan {
@@ -53,6 +69,7 @@ impl Plan {
             let parent = &path[..slash];
             if self.deleted.contains(parent)
                 || self.opaque.contains(parent)
+                || self.replaced.contains(parent)
                 || self.finals.get(parent).is_some_and(|f| !f.directory)
             {
                 return true;
@@ -79,22 +96,42 @@ pub fn merge_layers(
     for index in (0..count).rev() {
         let mut reader = open(index)?;
         let layer = reader.layer().digest.clone();
-        let (mut deleted, mut opaque) = (Vec::new(), Vec::new());
+        let (mut deleted, mut opaque, mut replaced) = (Vec::new(), Vec::new(), Vec::new());
         read_entries(&layer, &mut reader, limits, |entry| {
             match entry.kind {
                 EntryKind::Opaque => opaque.push(entry.path),
                 EntryKind::Whiteout => deleted.push(entry.path),
                 _ if entry.path.is_empty() => {}
-                _ if plan.finals.contains_key(&entry.path) || plan.hidden(&entry.path) => {}
+                _ if plan.hidden(&entry.path) => {}
                 kind => {
                     let directory = kind == EntryKind::Directory;
-                    plan.finals.insert(
-                        entry.path,
-                        Final {
-                            layer: index,
-                            directory,
-                        },
-                    );
+                    if !directory {
+                        // Whatever lower layers hold below it is gone, even if a higher
+                        // layer makes the path a directory again.
+                        replaced.push(entry.path.clone());
+                    }
+                    if !plan.finals.contains_key(&entry.path) {
+                        if directory {
+                            plan.dirs.insert(
+                                entry.path.clone(),
+                                DirMeta {
+                                    mode: entry.mode,
+                                    uid: entry.uid,
+                                    gid: entry.gid,
+                                    mtime: entry.mtime,
+                                    xattrs: entry.xattrs.clone(),
+                                },
+                            );
+                        }
+                        let path = entry.path;
+                        plan.finals.insert(
+                            path,
+                            Final {
+                                layer: index,
+                                directory,
+                            },
+                        );
+                    }
                 }
             }
             Ok(())
@@ -102,10 +139,12 @@ pub fn merge_layers(
         reader.finish()?;
         plan.deleted.extend(deleted);
         plan.opaque.extend(opaque);
+        plan.replaced.extend(replaced);
     }
 
     let mut builder = tar::Builder::new(out);
     let mut orphans = Orphans::new();
+    let mut written_dirs: HashSet<Vec<u8>> = HashSet::new();
     // The layer holding each path's content as the layers are applied in order.
     let mut holder: HashMap<Vec<u8>, usize> = HashMap::new();
     for index in 0..count {
@@ -118,6 +157,32 @@ pub fn merge_layers(
                 return Ok(());
             }
             holder.insert(entry.path.clone(), index);
+            // A directory that stays is written where it first appears, with its final
+            // metadata, so that it comes before what the layers put in it. (Its parents stay
+            // too, since it does.)
+            if entry.kind == EntryKind::Directory
+                && !written_dirs.contains(&entry.path)
+                && let Some(meta) = plan.dirs.get(&entry.path)
+            {
+                written_dirs.insert(entry.path.clone());
+                let dir = EntryMeta {
+                    path: &entry.path,
+                    kind: EntryKind::Directory,
+                    link: None,
+                    mode: meta.mode,
+                    uid: meta.uid,
+                    gid: meta.gid,
+                    mtime: meta.mtime,
+                    size: 0,
+                    device: (0, 0),
+                    xattrs: &meta.xattrs,
+                };
+                return append_entry(&mut builder, &dir, io::empty())
+                    .map_err(|e| write_error(&layer, &entry.path, e));
+            }
+            if entry.kind == EntryKind::Directory && written_dirs.contains(&entry.path) {
+                return Ok(());
+            }
             if plan
                 .finals
                 .get(&entry.path)
@@ -227,4 +292,158 @@ fn write_error(layer: &oci_types::Digest, path: &[u8], error: io::Error) -> Erro
             String::from_utf8_lossy(path)
         )
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{BlobReader, body_from_bytes};
+    use bytes::Bytes;
+    use oci_types::{Descriptor, MediaType, media_type};
+
+    /// A layer of entries: `d/` a directory, `f=text` a file, `l=>target` a hard link,
+    /// `s->target` a symlink.
+    fn layer(entries: &[&str]) -> Bytes {
+        let mut builder = tar::Builder::new(Vec::new());
+        for entry in entries {
+            let (path, kind, link, data) = if let Some((p, t)) = entry.split_once("=>") {
+                (p, EntryKind::HardLink, Some(t), "")
+            } else if let Some((p, t)) = entry.split_once("->") {
+                (p, EntryKind::Symlink, Some(t), "")
+            } else if let Some((p, d)) = entry.split_once('=') {
+                (p, EntryKind::File, None, d)
+            } else if let Some(p) = entry.strip_suffix('/') {
+                (p, EntryKind::Directory, None, "")
+            } else {
+                (*entry, EntryKind::File, None, "")
+            };
+            let (kind, path) = match path.rsplit_once('/').map_or(("", path), |(d, n)| (d, n)) {
+                (dir, ".wh..wh..opq") => (EntryKind::Opaque, dir.to_owned()),
+                (dir, name) if name.starts_with(".wh.") => (
+                    EntryKind::Whiteout,
+                    if dir.is_empty() {
+                        name[4..].to_owned()
+                    } else {
+                        format!("{dir}/{}", &name[4..])
+                    },
+                ),
+                _ => (kind, path.to_owned()),
+            };
+            let meta = EntryMeta {
+                path: path.as_bytes(),
+                kind,
+                link: link.map(str::as_bytes),
+                mode: 0o755,
+                uid: 0,
+                gid: 0,
+                mtime: 0,
+                size: data.len() as u64,
+                device: (0, 0),
+                xattrs: &[],
+            };
+            append_entry(&mut builder, &meta, data.as_bytes()).unwrap();
+        }
+        Bytes::from(builder.into_inner().unwrap())
+    }
+
+    /// The merged tar of `layers`, as `path kind [data or link]` lines.
+    async fn merged(layers: Vec<Bytes>) -> Vec<String> {
+        let handle = tokio::runtime::Handle::current();
+        tokio::task::spawn_blocking(move || {
+            let mut out = Vec::new();
+            let count = layers.len();
+            let mut open = |index: usize| -> Result<LayerReader> {
+                let bytes = layers[index].clone();
+                let descriptor =
+                    Descriptor::of_bytes(MediaType::from_static(media_type::OCI_LAYER_TAR), &bytes);
+                let _guard = handle.enter();
+                Ok(LayerReader::new(
+                    BlobReader::verified(descriptor, body_from_bytes(bytes)),
+                    None,
+                ))
+            };
+            merge_layers(&mut out, count, &mut open, &LayerLimits::default()).unwrap();
+            let digest = oci_types::Digest::parse(&format!("sha256:{}", "0".repeat(64))).unwrap();
+            let mut lines = Vec::new();
+            read_entries(&digest, out.as_slice(), &LayerLimits::default(), |entry| {
+                let mut data = String::new();
+                entry.data.read_to_string(&mut data).unwrap();
+                let link = entry
+                    .link
+                    .map(|l| String::from_utf8(l).unwrap())
+                    .unwrap_or_default();
+                lines.push(format!(
+                    "{} {:?} {data}{link}",
+                    String::from_utf8(entry.path).unwrap(),
+                    entry.kind
+                ));
+                Ok(())
+            })
+            .unwrap();
+            lines
+        })
+        .await
+        .unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn whiteouts_opaque_directories_and_replacements_apply_to_lower_layers_only() {
+        let lines = merged(vec![
+            layer(&[
+                "a/",
+                "a/x=lower",
+                "b/",
+                "b/old=old",
+                "c/",
+                "c/keep=k",
+                "gone=g",
+            ]),
+            // `a` becomes a file: a/x is gone for good, even though `a` is a directory again
+            // above; b is opaque (marker after this layer's own entry); c/keep is deleted and
+            // made again in the same layer; `gone` is deleted.
+            layer(&[
+                "a=file",
+                "b/new=new",
+                "b/.wh..wh..opq",
+                "c/keep=again",
+                "c/.wh.keep",
+                ".wh.gone",
+            ]),
+            layer(&["a/", "a/y=top"]),
+        ])
+        .await;
+        assert_eq!(
+            lines,
+            [
+                "a Directory ",
+                "b Directory ",
+                "c Directory ",
+                "b/new File new",
+                "c/keep File again",
+                "a/y File top",
+            ]
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_hard_link_whose_target_is_removed_above_becomes_the_file() {
+        let lines = merged(vec![
+            layer(&[
+                "d/",
+                "d/target=content",
+                "d/link=>d/target",
+                "d/second=>d/target",
+            ]),
+            layer(&["d/.wh.target"]),
+        ])
+        .await;
+        assert_eq!(
+            lines,
+            [
+                "d Directory ",
+                "d/link File content",
+                "d/second HardLink d/link"
+            ]
+        );
+    }
 }

@@ -1,0 +1,97 @@
+//! `hoist unpack` and `hoist export`: an image's files, through `oci_unpack`.
+
+use std::io::Write;
+
+use anyhow::{Context, Result};
+use oci_build::fetch_image;
+use oci_unpack::{LayerLimits, LayerRef, UnpackOptions, export, image_layers, unpack};
+
+use crate::cli::{ExportArgs, UnpackArgs};
+use crate::commands::Ctx;
+use crate::location::{Location, Place};
+use crate::output::{count, human_size};
+
+/// The layers of the image `location` names, for `platform` out of an index.
+async fn layers_of(
+    place: &Place,
+    location: &Location,
+    platform: Option<&oci_types::Platform>,
+) -> Result<Vec<LayerRef>> {
+    let image = fetch_image(
+        &*place.store,
+        &place.repo,
+        &location.manifest_ref(),
+        platform,
+    )
+    .await
+    .with_context(|| format!("cannot read the image {location}"))?;
+    image_layers(&image.manifest, &image.config)
+        .with_context(|| format!("cannot read the layers of {location}"))
+}
+
+pub(crate) async fn run(ctx: &Ctx, args: UnpackArgs) -> Result<()> {
+    let place = ctx.opener.open(&args.image).await?;
+    let layers = layers_of(&place, &args.image, args.platform.as_ref()).await?;
+    let mut options = UnpackOptions::default();
+    if args.rootless {
+        options = options.with_rootless(true);
+    }
+    let report = unpack(&*place.store, &place.repo, &layers, &args.dir, &options)
+        .await
+        .with_context(|| format!("cannot unpack {} into {}", args.image, args.dir.display()))?;
+    ctx.say(format!(
+        "unpacked {} into {}: {}, {} of files{}",
+        args.image,
+        args.dir.display(),
+        count(report.layers, "layer", "layers"),
+        human_size(report.bytes),
+        if report.rootless {
+            " (rootless: owners and device nodes left out)"
+        } else {
+            ""
+        }
+    ));
+    Ok(())
+}
+
+pub(crate) async fn export_image(ctx: &Ctx, args: ExportArgs) -> Result<()> {
+    let place = ctx.opener.open(&args.image).await?;
+    let layers = layers_of(&place, &args.image, args.platform.as_ref()).await?;
+    let limits = LayerLimits::default();
+    if args.output.as_os_str() == "-" {
+        let mut out = export(
+            &*place.store,
+            &place.repo,
+            &layers,
+            std::io::stdout(),
+            &limits,
+        )
+        .await
+        .with_context(|| format!("cannot export {}", args.image))?;
+        out.flush()?;
+        return Ok(());
+    }
+    // The file appears only once complete: written next to it, then renamed.
+    let parent = match args.output.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    };
+    let temp = tempfile::NamedTempFile::new_in(&parent)
+        .with_context(|| format!("cannot write in {}", parent.display()))?;
+    let (file, temp_path) = temp.into_parts();
+    let mut file = export(&*place.store, &place.repo, &layers, file, &limits)
+        .await
+        .with_context(|| format!("cannot export {}", args.image))?;
+    file.flush()?;
+    file.sync_all()
+        .with_context(|| format!("cannot write {}", args.output.display()))?;
+    temp_path
+        .persist(&args.output)
+        .with_context(|| format!("cannot write {}", args.output.display()))?;
+    ctx.say(format!(
+        "exported {} to {}",
+        args.image,
+        args.output.display()
+    ));
+    Ok(())
+}
