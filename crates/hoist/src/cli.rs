@@ -187,6 +187,16 @@ pub(crate) enum Command {
         after_help = "Examples:\n  hoist export alpine:3.20 rootfs.tar\n  hoist export alpine:3.20 - | tar -t"
     )]
     Export(ExportArgs),
+    /// Write each layer of an image as its uncompressed tar, DIR/sha256/<diff_id>; prints the
+    /// files' paths, lowest layer first.
+    ///
+    /// Each file appears only once whole and checked (the blob's digest and the diff_id the
+    /// image's config gives); a layer whose file is already there is not fetched again, so a
+    /// run picks up where an interrupted one stopped. Files of other images may share DIR.
+    #[command(
+        after_help = "Examples:\n  hoist layers alpine:3.20 ./layers\n  hoist layers --platform linux/arm64 -j 8 oci:./app:v1 ./layers"
+    )]
+    Layers(LayersArgs),
     /// Make and change multi-platform indexes (OCI image indexes, Docker manifest lists).
     #[command(subcommand)]
     Index(IndexCommand),
@@ -488,6 +498,23 @@ pub(crate) struct ExportArgs {
     pub(crate) platform: Option<Platform>,
 }
 
+/// `hoist layers`.
+#[derive(Debug, Args)]
+pub(crate) struct LayersArgs {
+    /// The image.
+    #[arg(value_name = "REF", value_parser = Location::parse)]
+    pub(crate) image: Location,
+    /// The directory of layer files (made if missing).
+    #[arg(value_name = "DIR")]
+    pub(crate) dir: PathBuf,
+    /// The image for this platform out of an index (default: this machine's).
+    #[arg(long, value_name = "PLATFORM", value_parser = parse_platform)]
+    pub(crate) platform: Option<Platform>,
+    /// How many layers to fetch and write at once.
+    #[arg(short, long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..))]
+    pub(crate) jobs: u16,
+}
+
 #[derive(Debug, Subcommand)]
 pub(crate) enum IndexCommand {
     /// Make an index of images (each any reference; its platform from its config), in DST's
@@ -646,8 +673,9 @@ pub(crate) enum BlobCommand {
     /// Write a blob to stdout or a file, streamed and verified.
     ///
     /// With -o, the file appears only once the whole blob has arrived and matched its digest.
+    /// With --uncompressed, a layer blob is written as its uncompressed tar.
     #[command(
-        after_help = "Example:\n  hoist blob get localhost:5000/app@sha256:... -o layer.tar.gz"
+        after_help = "Examples:\n  hoist blob get localhost:5000/app@sha256:... -o layer.tar.gz\n  hoist blob get --uncompressed localhost:5000/app@sha256:... -o layer.tar"
     )]
     Get(BlobGetArgs),
     /// Upload a file as a blob, streamed; prints its digest.
@@ -664,6 +692,11 @@ pub(crate) struct BlobGetArgs {
     /// Write to this file instead of stdout.
     #[arg(short, long, value_name = "FILE")]
     pub(crate) output: Option<PathBuf>,
+    /// Write a layer's uncompressed tar (gzip, zstd or plain, by its first bytes). The blob's
+    /// digest is verified; the tar's own digest (diff_id) cannot be, since it is in an image
+    /// config that a blob alone does not name (hoist layers checks it).
+    #[arg(long)]
+    pub(crate) uncompressed: bool,
 }
 
 /// `hoist blob put`.

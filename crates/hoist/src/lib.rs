@@ -67,6 +67,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Copy(args) => args.transfer.jobs,
         Command::Pull(args) => args.transfer.jobs,
         Command::Push(args) => args.transfer.jobs,
+        Command::Layers(args) => args.jobs,
         // Builds copy a base's blobs four at a time.
         Command::Build(_) | Command::Append(_) | Command::Mutate(_) | Command::Rebase(_) => 4,
         _ => 1,
@@ -96,6 +97,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Recompress(args) => commands::build::recompress(&ctx, args).await,
         Command::Unpack(args) => commands::unpack::run(&ctx, args).await,
         Command::Export(args) => commands::unpack::export_image(&ctx, args).await,
+        Command::Layers(args) => commands::unpack::layers(&ctx, args).await,
         Command::Index(IndexCommand::Create(args)) => commands::index::create(&ctx, args).await,
         Command::Index(IndexCommand::Append(args)) => commands::index::append(&ctx, args).await,
         Command::Index(IndexCommand::Remove(args)) => commands::index::remove(&ctx, args).await,

@@ -42,6 +42,13 @@ pub enum Error {
         #[source]
         source: Option<std::io::Error>,
     },
+    /// The writer given for the output failed.
+    #[error("cannot write the output")]
+    Output {
+        /// The writer's error.
+        #[source]
+        source: std::io::Error,
+    },
     /// The image cannot be unpacked as it is (a config without `diff_ids` for every layer,
     /// a limit on the whole image reached).
     #[error("{message}")]

@@ -6,6 +6,10 @@
 //!   the directory by the kernel (`openat2` with `RESOLVE_IN_ROOT`), so `..`, absolute names
 //!   and symlinks, however they point, never reach outside it.
 //! - [`export`]: the same tree as one tar stream (`crane export`).
+//! - [`extract_layers`]: each layer's uncompressed tar as a file named by its `diff_id`
+//!   (`DIR/sha256/<hex>`), several at a time, each renamed into place only once its digest and
+//!   `diff_id` matched, so that a run picks up where an interrupted one stopped;
+//!   [`write_uncompressed`]: one layer's tar into any writer.
 //!
 //! It works on any [`OciInterface`](oci_store::OciInterface) and needs an image's layers
 //! with their `diff_id`s ([`image_layers`] reads them off a manifest and config); choosing the
@@ -49,10 +53,14 @@
 mod apply;
 mod error;
 mod export;
+mod extract;
 mod root;
 mod unpack;
 
 pub use error::{Error, Result};
 pub use export::export;
+pub use extract::{
+    ExtractOptions, ExtractReport, ExtractedLayer, extract_layers, layer_file, write_uncompressed,
+};
 pub use oci_store::layer::LayerLimits;
 pub use unpack::{LayerRef, UnpackOptions, UnpackReport, image_layers, unpack};

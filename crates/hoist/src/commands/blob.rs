@@ -1,5 +1,6 @@
 //! `hoist blob get` and `hoist blob put`: single blobs, streamed both ways (never held in
-//! memory), verified by the stores on the way.
+//! memory), verified by the stores on the way; `blob get --uncompressed` writes a layer's tar
+//! through `oci_unpack`.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -8,11 +9,13 @@ use anyhow::{Context, Result};
 use futures::{StreamExt, TryStreamExt};
 use oci_store::{BlobBody, ErrorCode};
 use oci_types::{Algorithm, Descriptor, Digest, Digester};
+use oci_unpack::{ExtractOptions, write_uncompressed};
 use tokio::io::AsyncWriteExt;
 
 use crate::cli::{BlobGetArgs, BlobPutArgs};
 use crate::commands::Ctx;
 use crate::exit::{Failed, Failure};
+use crate::location::Place;
 use crate::output::{async_stdout_error, human_size, print_line};
 
 /// The size of the reads that hash and upload a file.
@@ -31,6 +34,9 @@ pub(crate) async fn get(ctx: &Ctx, args: BlobGetArgs) -> Result<()> {
         .into());
     };
     let place = ctx.opener.open(&args.blob).await?;
+    if args.uncompressed {
+        return get_uncompressed(ctx, &place, &args, &digest).await;
+    }
     let what = || format!("cannot read blob {digest} from {}", args.blob);
     let reader = place
         .store
@@ -60,17 +66,83 @@ pub(crate) async fn get(ctx: &Ctx, args: BlobGetArgs) -> Result<()> {
     Ok(())
 }
 
-/// Streams `body` into a temporary file beside `path` and renames it into place only once the
-/// stream has ended cleanly (the store's reader verified it); removes it on any failure.
-async fn write_atomically(path: &Path, mut body: BlobBody) -> Result<()> {
+/// `hoist blob get --uncompressed REF@DIGEST [-o FILE]`: the layer's tar, its blob verified
+/// by the store's read; there is no `diff_id` to check it against without an image config.
+async fn get_uncompressed(
+    ctx: &Ctx,
+    place: &Place,
+    args: &BlobGetArgs,
+    digest: &Digest,
+) -> Result<()> {
+    let what = || format!("cannot read layer {digest} from {} uncompressed", args.blob);
+    let options = ExtractOptions::default();
+    let store = &*place.store;
+    let Some(path) = &args.output else {
+        let out = std::io::stdout();
+        return match write_uncompressed(store, &place.repo, digest, None, out, &options).await {
+            Ok(_) => Ok(()),
+            Err(oci_unpack::Error::Output { source }) => Err(async_stdout_error(source)),
+            Err(error) => Err(error).with_context(what),
+        };
+    };
+    // As `write_atomically`: the file appears only once the read reached the blob's end and
+    // its digest matched.
+    let temporary = temporary_beside(path)?;
+    let result = async {
+        let file = tokio::fs::File::create(&temporary)
+            .await
+            .with_context(|| format!("cannot create {}", temporary.display()))?
+            .into_std()
+            .await;
+        let (file, diff_id, size) =
+            write_uncompressed(store, &place.repo, digest, None, file, &options)
+                .await
+                .with_context(what)?;
+        tokio::fs::File::from_std(file)
+            .sync_all()
+            .await
+            .with_context(|| format!("cannot write {}", temporary.display()))?;
+        tokio::fs::rename(&temporary, path).await.with_context(|| {
+            format!(
+                "cannot rename {} to {}",
+                temporary.display(),
+                path.display()
+            )
+        })?;
+        anyhow::Ok((diff_id, size))
+    }
+    .await;
+    let (diff_id, size) = match result {
+        Ok(written) => written,
+        Err(error) => {
+            let _ = tokio::fs::remove_file(&temporary).await;
+            return Err(error);
+        }
+    };
+    ctx.say(format!(
+        "wrote layer {digest} uncompressed ({}, diff_id {diff_id}) to {}",
+        human_size(size),
+        path.display()
+    ));
+    Ok(())
+}
+
+/// The temporary file beside `path` that becomes it once complete.
+fn temporary_beside(path: &Path) -> Result<PathBuf> {
     let name = path
         .file_name()
         .with_context(|| format!("{} names no file", path.display()))?;
-    let temporary = path.with_file_name(format!(
+    Ok(path.with_file_name(format!(
         ".{}.hoist-{}.tmp",
         name.to_string_lossy(),
         std::process::id()
-    ));
+    )))
+}
+
+/// Streams `body` into a temporary file beside `path` and renames it into place only once the
+/// stream has ended cleanly (the store's reader verified it); removes it on any failure.
+async fn write_atomically(path: &Path, mut body: BlobBody) -> Result<()> {
+    let temporary = temporary_beside(path)?;
     let result = async {
         let mut file = tokio::fs::File::create(&temporary)
             .await

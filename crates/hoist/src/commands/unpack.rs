@@ -1,15 +1,18 @@
-//! `hoist unpack` and `hoist export`: an image's files, through `oci_unpack`.
+//! `hoist unpack`, `hoist export` and `hoist layers`: an image's files, through `oci_unpack`.
 
 use std::io::Write;
 
 use anyhow::{Context, Result};
 use oci_build::fetch_image;
-use oci_unpack::{LayerLimits, LayerRef, UnpackOptions, export, image_layers, unpack};
+use oci_unpack::{
+    ExtractOptions, LayerLimits, LayerRef, UnpackOptions, export, extract_layers, image_layers,
+    unpack,
+};
 
-use crate::cli::{ExportArgs, UnpackArgs};
+use crate::cli::{ExportArgs, LayersArgs, UnpackArgs};
 use crate::commands::Ctx;
 use crate::location::{Location, Place};
-use crate::output::{count, human_size};
+use crate::output::{count, human_size, print_line};
 
 /// The layers of the image `location` names, for `platform` out of an index.
 async fn layers_of(
@@ -92,6 +95,35 @@ pub(crate) async fn export_image(ctx: &Ctx, args: ExportArgs) -> Result<()> {
         "exported {} to {}",
         args.image,
         args.output.display()
+    ));
+    Ok(())
+}
+
+/// `hoist layers REF DIR`: each layer's uncompressed tar as `DIR/sha256/<diff_id>`, their paths
+/// on stdout (lowest layer first), a summary on stderr.
+pub(crate) async fn layers(ctx: &Ctx, args: LayersArgs) -> Result<()> {
+    let place = ctx.opener.open(&args.image).await?;
+    let layers = layers_of(&place, &args.image, args.platform.as_ref()).await?;
+    let options = ExtractOptions::default().with_jobs(usize::from(args.jobs));
+    let report = extract_layers(&*place.store, &place.repo, &layers, &args.dir, &options)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot write the layers of {} into {}",
+                args.image,
+                args.dir.display()
+            )
+        })?;
+    for layer in &report.layers {
+        print_line(layer.path.display())?;
+    }
+    ctx.say(format!(
+        "wrote {} ({}) of {} into {}, {} already there",
+        count(report.extracted(), "layer", "layers"),
+        human_size(report.bytes),
+        args.image,
+        args.dir.display(),
+        report.skipped()
     ));
     Ok(())
 }
