@@ -13,7 +13,7 @@
 //! Without root (or when asked to be rootless), owners are left as they come and device
 //! nodes become empty files, each said once in a warning.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::ffi::OsStr;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -45,7 +45,7 @@ struct DirMeta {
 pub(crate) struct Applier {
     root: Root,
     privileges: Privileges,
-    dirs: HashMap<Vec<u8>, DirMeta>,
+    dirs: BTreeMap<Vec<u8>, DirMeta>,
     /// Paths the current layer made, and every parent of them.
     made: HashSet<Vec<u8>>,
     made_parents: HashSet<Vec<u8>>,
@@ -61,7 +61,7 @@ impl Applier {
         Self {
             root,
             privileges,
-            dirs: HashMap::new(),
+            dirs: BTreeMap::new(),
             made: HashSet::new(),
             made_parents: HashSet::new(),
             warned_devices: false,
@@ -117,9 +117,19 @@ impl Applier {
                     mtime: entry.mtime,
                 },
             );
-            return Ok(());
+            let root = self
+                .root
+                .resolve(b"", OFlags::RDONLY | OFlags::DIRECTORY)
+                .map_err(|e| failed("cannot open the root", e))?;
+            return self
+                .owner_and_xattrs(root.as_fd(), &entry, self.privileges)
+                .map_err(|e| failed("cannot set the root's owner or attributes", e));
         }
         self.note_made(&entry.path);
+        if entry.kind != EntryKind::Directory {
+            // Whatever was there goes, and with it the metadata of directories it held.
+            self.forget_dirs(&entry.path);
+        }
         let (parent, name) = split_name(&entry.path);
         let name = OsStr::from_bytes(name).to_owned();
         let privileges = self.privileges;
@@ -295,7 +305,8 @@ impl Applier {
 
     /// Sets the directories' modes and times, deepest first, once every layer is in.
     pub(crate) fn finish(mut self) -> Result<Root> {
-        let mut dirs: Vec<(Vec<u8>, DirMeta)> = self.dirs.drain().collect();
+        let mut dirs: Vec<(Vec<u8>, DirMeta)> =
+            std::mem::take(&mut self.dirs).into_iter().collect();
         dirs.sort_by(|(a, _), (b, _)| {
             let depth =
                 |p: &[u8]| p.iter().filter(|c| **c == b'/').count() + usize::from(!p.is_empty());
@@ -435,7 +446,25 @@ impl Applier {
         };
         Root::remove(dir, OsStr::from_bytes(name))?;
         self.root.forget();
+        self.forget_dirs(path);
         Ok(())
+    }
+
+    /// Forgets the metadata of the directory `path` and of every directory below it: they
+    /// are gone, and a directory made there later must not get it back.
+    fn forget_dirs(&mut self, path: &[u8]) {
+        self.dirs.remove(path);
+        let mut prefix = path.to_vec();
+        prefix.push(b'/');
+        let below: Vec<Vec<u8>> = self
+            .dirs
+            .range(prefix.clone()..)
+            .take_while(|(key, _)| key.starts_with(&prefix))
+            .map(|(key, _)| key.clone())
+            .collect();
+        for key in below {
+            self.dirs.remove(&key);
+        }
     }
 
     /// Removes the lower layers' contents of the directory `path` (if it is one).

@@ -59,49 +59,26 @@ fn gzip(data: &[u8]) -> Vec<u8> {
 /// A gzip member of `1 + 258 * runs` zero bytes: one fixed-Huffman block of a literal zero
 /// and `runs` copies of length 258 at distance 1 (13 bits each), and its length.
 fn gzip_zeros(runs: usize) -> (Vec<u8>, usize) {
-    let mut bits = Bits::default();
-    bits.put(1, 1); // the last block
-    bits.put(1, 2); // fixed Huffman codes
-    bits.code(0x30, 8); // literal 0
+    let mut bits: Vec<bool> = Vec::new();
+    // Header fields go least significant bit first, Huffman codes most significant first.
+    let mut put = |value: u32, count: u32, huffman: bool| {
+        for i in 0..count {
+            bits.push(value >> if huffman { count - 1 - i } else { i } & 1 == 1);
+        }
+    };
+    put(1, 1, false); // the last block
+    put(1, 2, false); // fixed Huffman codes
+    put(0x30, 8, true); // literal 0
     for _ in 0..runs {
-        bits.code(0xc5, 8); // length 258 (symbol 285)
-        bits.code(0, 5); // distance 1
+        put(0xc5, 8, true); // length 258 (symbol 285)
+        put(0, 5, true); // distance 1
     }
-    bits.code(0, 7); // end of block
+    put(0, 7, true); // end of block
+    let deflated: Vec<u8> = (bits.chunks(8))
+        .map(|byte| (byte.iter().enumerate()).fold(0, |b, (i, bit)| b | u8::from(*bit) << i))
+        .collect();
     let len = 1 + 258 * runs;
-    (member(&bits.finish(), crc32(&vec![0; len]), len), len)
-}
-
-#[derive(Default)]
-struct Bits {
-    out: Vec<u8>,
-    acc: u64,
-    count: u32,
-}
-
-impl Bits {
-    fn put(&mut self, value: u32, count: u32) {
-        self.acc |= u64::from(value) << self.count;
-        self.count += count;
-        while self.count >= 8 {
-            self.out.push(self.acc as u8);
-            self.acc >>= 8;
-            self.count -= 8;
-        }
-    }
-
-    /// A Huffman code, most significant bit first.
-    fn code(&mut self, code: u32, len: u32) {
-        let reversed = (0..len).fold(0, |r, i| r | ((code >> i) & 1) << (len - 1 - i));
-        self.put(reversed, len);
-    }
-
-    fn finish(mut self) -> Vec<u8> {
-        if self.count > 0 {
-            self.out.push(self.acc as u8);
-        }
-        self.out
-    }
+    (member(&deflated, crc32(&vec![0; len]), len), len)
 }
 
 // ---- layers and images ----

@@ -162,23 +162,10 @@ pub fn merge_layers(
             // too, since it does.)
             if entry.kind == EntryKind::Directory
                 && !written_dirs.contains(&entry.path)
-                && let Some(meta) = plan.dirs.get(&entry.path)
+                && plan.dirs.contains_key(&entry.path)
             {
-                written_dirs.insert(entry.path.clone());
-                let dir = EntryMeta {
-                    path: &entry.path,
-                    kind: EntryKind::Directory,
-                    link: None,
-                    mode: meta.mode,
-                    uid: meta.uid,
-                    gid: meta.gid,
-                    mtime: meta.mtime,
-                    size: 0,
-                    device: (0, 0),
-                    xattrs: &meta.xattrs,
-                };
-                return append_entry(&mut builder, &dir, io::empty())
-                    .map_err(|e| write_error(&layer, &entry.path, e));
+                write_parents(&mut builder, &plan, &mut written_dirs, &entry.path, &layer)?;
+                return write_dir(&mut builder, &plan, &mut written_dirs, &entry.path, &layer);
             }
             if entry.kind == EntryKind::Directory && written_dirs.contains(&entry.path) {
                 return Ok(());
@@ -213,6 +200,7 @@ pub fn merge_layers(
                     return Ok(());
                 }
             }
+            write_parents(&mut builder, &plan, &mut written_dirs, &entry.path, &layer)?;
             write(&mut builder, &layer, entry, None)
         })?;
         reader.finish()?;
@@ -245,8 +233,10 @@ pub fn merge_layers(
                 xattrs: &[],
             };
             let rest: Vec<Vec<u8>> = links.collect();
+            write_parents(&mut builder, &plan, &mut written_dirs, &first, &layer)?;
             write(&mut builder, &layer, entry, Some(&first))?;
             for path in &rest {
+                write_parents(&mut builder, &plan, &mut written_dirs, path, &layer)?;
                 let meta = EntryMeta { path, ..link_meta };
                 append_entry(&mut builder, &meta, io::empty())
                     .map_err(|e| write_error(&layer, path, e))?;
@@ -260,6 +250,58 @@ pub fn merge_layers(
         .map_err(|e| Error::io("writing the merged layer", e))?;
     out.flush()
         .map_err(|e| Error::io("writing the merged layer", e))
+}
+
+/// Writes the directory `path` once: with its final metadata when a layer has an entry for
+/// it, else as tar and unpack make implicit parents (0755, owned by 0:0, time 0), so that
+/// the same image still gives the same bytes.
+fn write_dir<W: Write>(
+    builder: &mut tar::Builder<W>,
+    plan: &Plan,
+    written: &mut HashSet<Vec<u8>>,
+    path: &[u8],
+    layer: &oci_types::Digest,
+) -> Result<()> {
+    if !written.insert(path.to_vec()) {
+        return Ok(());
+    }
+    let implicit = DirMeta {
+        mode: 0o755,
+        uid: 0,
+        gid: 0,
+        mtime: 0,
+        xattrs: Vec::new(),
+    };
+    let meta = plan.dirs.get(path).unwrap_or(&implicit);
+    let dir = EntryMeta {
+        path,
+        kind: EntryKind::Directory,
+        link: None,
+        mode: meta.mode,
+        uid: meta.uid,
+        gid: meta.gid,
+        mtime: meta.mtime,
+        size: 0,
+        device: (0, 0),
+        xattrs: &meta.xattrs,
+    };
+    append_entry(builder, &dir, io::empty()).map_err(|e| write_error(layer, path, e))
+}
+
+/// Writes every parent directory of `path` not written yet, outermost first.
+fn write_parents<W: Write>(
+    builder: &mut tar::Builder<W>,
+    plan: &Plan,
+    written: &mut HashSet<Vec<u8>>,
+    path: &[u8],
+    layer: &oci_types::Digest,
+) -> Result<()> {
+    for (at, byte) in path.iter().enumerate() {
+        if *byte == b'/' && !written.contains(&path[..at]) {
+            write_dir(builder, plan, written, &path[..at], layer)?;
+        }
+    }
+    Ok(())
 }
 
 /// Writes `entry` (under `rename` when given, then as the file a link's target held).
