@@ -219,10 +219,11 @@ impl BuildProgressView {
             return None;
         }
         let view = self.clone();
-        Some(Arc::new(move |event: &BuildEvent| view.on(event)))
+        Some(Arc::new(move |event: &BuildEvent| view.show(event)))
     }
 
-    fn on(&self, event: &BuildEvent) {
+    /// Shows one event (unpacking reports its layers through this view too).
+    pub(crate) fn show(&self, event: &BuildEvent) {
         match (self.mode, event) {
             (Mode::Bars, BuildEvent::LayerStarted { index, count }) => {
                 self.bar.set_position(0);
@@ -230,7 +231,7 @@ impl BuildProgressView {
             }
             (Mode::Bars, BuildEvent::LayerProgress { bytes, .. }) => self.bar.inc(*bytes),
             (Mode::Lines, BuildEvent::LayerDone { index, descriptor }) => eprintln!(
-                "layer {}: {} stored, {}",
+                "layer {}: {} done, {}",
                 index + 1,
                 descriptor.digest,
                 human_size(descriptor.size)

@@ -666,7 +666,7 @@ async fn the_digest_of_a_small_known_build_is_pinned() {
     assert_eq!(
         built,
         [
-            "sha256:019315bc2d1cb421a088d1037439853e50d52165fadf4fde51055afa3fd7dafa",
+            "sha256:723e022c4c211e1897a3ac907e8af55400077d2fa35879ee1af7317b25cc9ad7",
             "sha256:cbcedb9bd2e7e08fd41f00a89f654aa5bced372ba2652a2c557e3afd285a208a",
         ]
     );

@@ -63,4 +63,6 @@ pub use extract::{
     ExtractOptions, ExtractReport, ExtractedLayer, extract_layers, layer_file, write_uncompressed,
 };
 pub use oci_store::layer::LayerLimits;
-pub use unpack::{LayerRef, UnpackOptions, UnpackReport, image_layers, unpack};
+pub use unpack::{
+    LayerRef, UnpackEvent, UnpackOptions, UnpackProgress, UnpackReport, image_layers, unpack,
+};

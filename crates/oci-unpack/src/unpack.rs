@@ -68,8 +68,38 @@ pub fn image_layers(manifest: &ImageManifest, config: &[u8]) -> Result<Vec<Layer
         .collect()
 }
 
+/// What an unpack reports as it goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum UnpackEvent {
+    /// Applying layer `index` (of `count`) began.
+    LayerStarted {
+        /// Which layer, from 0 (the lowest).
+        index: usize,
+        /// How many layers there are.
+        count: usize,
+    },
+    /// Uncompressed bytes of a layer were applied (an increment, not a total).
+    LayerProgress {
+        /// Which layer.
+        index: usize,
+        /// Bytes since the last event.
+        bytes: u64,
+    },
+    /// A layer is applied.
+    LayerDone {
+        /// Which layer.
+        index: usize,
+        /// Its blob's digest.
+        digest: Digest,
+    },
+}
+
+/// Where unpack events go (called from the applying thread).
+pub type UnpackProgress = std::sync::Arc<dyn Fn(&UnpackEvent) + Send + Sync>;
+
 /// How to unpack.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct UnpackOptions {
     /// Leave owners as they come and make device nodes empty files; `None`: when not root.
@@ -80,6 +110,20 @@ pub struct UnpackOptions {
     pub max_layer_bytes: u64,
     /// The most bytes of file content of the whole image (default 256 GiB).
     pub max_image_bytes: u64,
+    /// Where progress events go.
+    pub progress: Option<UnpackProgress>,
+}
+
+impl std::fmt::Debug for UnpackOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UnpackOptions")
+            .field("rootless", &self.rootless)
+            .field("limits", &self.limits)
+            .field("max_layer_bytes", &self.max_layer_bytes)
+            .field("max_image_bytes", &self.max_image_bytes)
+            .field("progress", &self.progress.is_some())
+            .finish()
+    }
 }
 
 impl Default for UnpackOptions {
@@ -89,6 +133,7 @@ impl Default for UnpackOptions {
             limits: LayerLimits::default(),
             max_layer_bytes: DEFAULT_LAYER_LIMIT,
             max_image_bytes: 256 << 30,
+            progress: None,
         }
     }
 }
@@ -112,6 +157,13 @@ impl UnpackOptions {
     #[must_use]
     pub fn with_max_layer_bytes(mut self, max: u64) -> Self {
         self.max_layer_bytes = max;
+        self
+    }
+
+    /// Sends progress events to `progress`.
+    #[must_use]
+    pub fn with_progress(mut self, progress: UnpackProgress) -> Self {
+        self.progress = Some(progress);
         self
     }
 
@@ -168,12 +220,29 @@ pub async fn unpack(
         mpsc::channel::<(Digest, mpsc::Receiver<io::Result<Bytes>>)>(1);
     let limits = options.limits;
     let max_image = options.max_image_bytes;
+    let progress = options.progress.clone();
+    let count = layers.len();
     let applier = tokio::task::spawn_blocking(move || -> Result<(u64, usize)> {
         let mut applier = Applier::new(root, privileges, max_image);
         let mut applied = 0;
+        let emit = |event: UnpackEvent| {
+            if let Some(progress) = &progress {
+                progress(&event);
+            }
+        };
         while let Some((layer, pieces)) = layer_receiver.blocking_recv() {
             applier.begin_layer();
+            let index = applied;
+            emit(UnpackEvent::LayerStarted { index, count });
             let mut reader = PieceReader::new(pieces);
+            if progress.is_some() {
+                let progress = progress.clone();
+                reader.on_piece = Some(Box::new(move |bytes| {
+                    if let Some(progress) = &progress {
+                        progress(&UnpackEvent::LayerProgress { index, bytes });
+                    }
+                }));
+            }
             let mut failure = None;
             let read = read_entries(&layer, &mut reader, &limits, |entry| {
                 applier.apply(&layer, entry).map_err(|e| {
@@ -190,6 +259,10 @@ pub async fn unpack(
                 let store = into_store_error(e, || format!("reading layer {layer}"));
                 Error::store(format!("reading layer {layer}"), store)
             })?;
+            emit(UnpackEvent::LayerDone {
+                index,
+                digest: layer.clone(),
+            });
             applied += 1;
         }
         let written = applier.written;
@@ -274,6 +347,8 @@ fn decompress(mut reader: LayerReader, pieces: &mpsc::Sender<io::Result<Bytes>>)
 struct PieceReader {
     pieces: mpsc::Receiver<io::Result<Bytes>>,
     current: Bytes,
+    /// Told the size of each piece taken.
+    on_piece: Option<Box<dyn Fn(u64) + Send>>,
 }
 
 impl PieceReader {
@@ -281,6 +356,7 @@ impl PieceReader {
         Self {
             pieces,
             current: Bytes::new(),
+            on_piece: None,
         }
     }
 }
@@ -289,7 +365,12 @@ impl Read for PieceReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         while self.current.is_empty() {
             match self.pieces.blocking_recv() {
-                Some(piece) => self.current = piece?,
+                Some(piece) => {
+                    self.current = piece?;
+                    if let Some(on_piece) = &self.on_piece {
+                        on_piece(self.current.len() as u64);
+                    }
+                }
                 None => return Ok(0),
             }
         }

@@ -9,10 +9,16 @@ use oci_unpack::{
     unpack,
 };
 
+use std::sync::Arc;
+
+use oci_build::BuildEvent;
+use oci_unpack::UnpackEvent;
+
 use crate::cli::{ExportArgs, LayersArgs, UnpackArgs};
 use crate::commands::Ctx;
 use crate::location::{Location, Place};
 use crate::output::{count, human_size, print_line};
+use crate::progress::BuildProgressView;
 
 /// The layers of the image `location` names, for `platform` out of an index.
 async fn layers_of(
@@ -39,8 +45,34 @@ pub(crate) async fn run(ctx: &Ctx, args: UnpackArgs) -> Result<()> {
     if args.rootless {
         options = options.with_rootless(true);
     }
-    let report = unpack(&*place.store, &place.repo, &layers, &args.dir, &options)
-        .await
+    let view = BuildProgressView::new(ctx.progress_mode(), &format!("unpacking {}", args.image));
+    if let Some(sink) = view.sink() {
+        let descriptors: Vec<_> = layers.iter().map(|l| l.descriptor.clone()).collect();
+        options = options.with_progress(Arc::new(move |event: &UnpackEvent| {
+            let shown = match event {
+                UnpackEvent::LayerStarted { index, count } => BuildEvent::LayerStarted {
+                    index: *index,
+                    count: *count,
+                },
+                UnpackEvent::LayerProgress { index, bytes } => BuildEvent::LayerProgress {
+                    index: *index,
+                    bytes: *bytes,
+                },
+                UnpackEvent::LayerDone { index, .. } => match descriptors.get(*index) {
+                    Some(descriptor) => BuildEvent::LayerDone {
+                        index: *index,
+                        descriptor: Box::new(descriptor.clone()),
+                    },
+                    None => return,
+                },
+                _ => return,
+            };
+            sink(&shown);
+        }));
+    }
+    let result = unpack(&*place.store, &place.repo, &layers, &args.dir, &options).await;
+    view.finish();
+    let report = result
         .with_context(|| format!("cannot unpack {} into {}", args.image, args.dir.display()))?;
     ctx.say(format!(
         "unpacked {} into {}: {}, {} of files{}",

@@ -1,3 +1,4 @@
+use std::cell::Cell;
 use std::io::Read;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -6,6 +7,11 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 
 use super::*;
+
+thread_local! {
+    /// How many times the compressor ran on this thread (`deflate_at`).
+    pub(super) static DEFLATES: Cell<usize> = const { Cell::new(0) };
+}
 
 /// A sink the test reads back after `finish` took it.
 #[derive(Clone, Default)]
@@ -69,6 +75,29 @@ fn text(len: usize) -> Vec<u8> {
     let mut out: Vec<u8> = lines.take(len / 20 + 1).collect::<String>().into_bytes();
     out.truncate(len);
     out
+}
+
+/// `len` bytes: `offset` bytes of text (so that pieces and blocks do not line up), then
+/// pieces of `piece` bytes, random and text in turn; with the text alone and the number of
+/// random bytes.
+fn mixed(len: usize, piece: usize, offset: usize) -> (Vec<u8>, Vec<u8>, usize) {
+    let mut data = text(offset);
+    let (mut texts, mut randoms) = (data.clone(), 0);
+    for i in 0.. {
+        let n = piece.min(len - data.len());
+        if n == 0 {
+            break;
+        }
+        if i % 2 == 0 {
+            data.extend(random(n, i as u64 + 1));
+            randoms += n;
+        } else {
+            let text = text(n + i * 1000).split_off(i * 1000);
+            data.extend_from_slice(&text);
+            texts.extend(text);
+        }
+    }
+    (data, texts, randoms)
 }
 
 fn gunzip(data: &[u8]) -> Vec<u8> {
@@ -139,6 +168,112 @@ fn gzip_bytes_do_not_depend_on_threads_or_writes() {
         assert!(compress(&gzip(level, 50_000, 3), &data, data.len()) == one);
         assert!(gunzip(&one) == data, "level {level}");
     }
+    // Stored and deflated runs inside blocks.
+    let (data, _, _) = mixed(1 << 20, 20_000, 3000);
+    let reference = compress(&gzip(level, DEFAULT_GZIP_BLOCK_SIZE, 1), &data, data.len());
+    for threads in [2, 3] {
+        let gz = compress(&gzip(level, DEFAULT_GZIP_BLOCK_SIZE, threads), &data, 7919);
+        assert!(gz == reference, "threads {threads}");
+    }
+    assert!(gunzip(&reference) == data);
+}
+
+#[test]
+fn segments_are_judged_by_their_byte_collisions() {
+    let level_1 = max_collisions_milli(1).unwrap();
+    assert!(incompressible(&random(SEGMENT, 21), level_1));
+    assert!(incompressible(
+        &random(SEGMENT, 22),
+        max_collisions_milli(9).unwrap()
+    ));
+    assert!(!incompressible(&text(SEGMENT), level_1));
+    assert!(!incompressible(&[0; SEGMENT], level_1));
+    // A part that compresses is enough for the segment to be deflated.
+    let eighth = [text(SEGMENT / 8), random(SEGMENT / 8 * 7, 23)].concat();
+    assert!(!incompressible(&eighth, level_1));
+    // A tar header (mostly zeros) in random bytes, as in a tar of small compressed files.
+    let mut header = random(SEGMENT, 24);
+    header[100..500].fill(0);
+    assert!(!incompressible(&header, level_1));
+    // Exact arithmetic: every byte value equally often is below uniform random bytes.
+    let flat: Vec<u8> = (0..SEGMENT).map(|i| i as u8).collect();
+    assert!(incompressible(&flat, 1000));
+}
+
+/// The lengths of the blocks of a raw deflate stream made of stored blocks only, or `None` if it
+/// holds any other.
+fn stored_blocks(mut deflate: &[u8]) -> Option<Vec<usize>> {
+    let mut lens = Vec::new();
+    loop {
+        let (&[header, l0, l1, n0, n1], rest) = deflate.split_first_chunk()?;
+        let len = u16::from_le_bytes([l0, l1]);
+        if header & !1 != 0 || !len != u16::from_le_bytes([n0, n1]) {
+            return None;
+        }
+        lens.push(usize::from(len));
+        deflate = rest.get(usize::from(len)..)?;
+        if header == 1 {
+            return deflate.is_empty().then_some(lens);
+        }
+    }
+}
+
+#[test]
+fn random_input_is_stored_without_deflating() {
+    // 8 full blocks, then 24 KiB (three segments); and blocks longer than a stored block.
+    for (level, block_size) in [(1, DEFAULT_GZIP_BLOCK_SIZE), (9, 200_000), (0, 200_000)] {
+        let data = random(8 * DEFAULT_GZIP_BLOCK_SIZE + 3 * SEGMENT, 9);
+        DEFLATES.with(|n| n.set(0));
+        // One thread: the blocks are compressed on this one.
+        let gz = compress(&gzip(level, block_size, 1), &data, 65536);
+        assert_eq!(DEFLATES.with(Cell::get), 0, "level {level}");
+        let lens = stored_blocks(&gz[10..gz.len() - 8]).expect("stored blocks only");
+        assert_eq!(lens.iter().sum::<usize>(), data.len());
+        let blocks: usize = data
+            .chunks(block_size)
+            .map(|b| b.len().div_ceil(MAX_STORED))
+            .sum();
+        assert_eq!(lens.len(), blocks);
+        assert_eq!(gz.len(), 10 + data.len() + 5 * blocks + 8);
+        assert!(gunzip(&gz) == data);
+        if let Some(plain) = gunzip_binary(&gz) {
+            assert!(plain == data, "gzip -dc: level {level}");
+        }
+    }
+}
+
+#[test]
+fn mixed_input_compresses_its_text_and_stores_the_rest() {
+    let gz_len = |data: &[u8], threads| {
+        compress(&gzip(1, DEFAULT_GZIP_BLOCK_SIZE, threads), data, 65536).len()
+    };
+    // One block, half text then half random: the text half is deflated.
+    let half = [text(65536), random(65536, 31)].concat();
+    DEFLATES.with(|n| n.set(0));
+    let gz = compress(&gzip(1, DEFAULT_GZIP_BLOCK_SIZE, 1), &half, 65536);
+    // The text half, then the empty last block at `finish`.
+    assert_eq!(DEFLATES.with(Cell::get), 2);
+    assert!(gunzip(&gz) == half);
+    let text_alone = gz_len(&half[..65536], 1);
+    // The sync flush and the empty last block are the only other costs.
+    let overhead = 16;
+    let both = text_alone + stored_size(65536) + overhead;
+    assert!(gz.len() <= both, "{} vs {text_alone}", gz.len());
+
+    // Pieces of 64 KiB (as the build bench's tree), not lined up with blocks or segments: the
+    // random bytes cost at most 0.5% more than their size (deflating them in whole blocks
+    // would cost 5.5%), the text at most 2% more than alone.
+    let (data, text_only, randoms) = mixed(4 << 20, 65536, 5000);
+    let texts = text_only.len();
+    let gz = compress(&gzip(1, DEFAULT_GZIP_BLOCK_SIZE, 2), &data, 100_000);
+    assert!(gunzip(&gz) == data);
+    let text_gz = gz_len(&text_only, 1);
+    assert!(text_gz * 2 < texts, "{text_gz} for {texts} bytes of text");
+    assert!(
+        gz.len() < randoms + randoms / 200 + text_gz + text_gz / 50,
+        "{} for {randoms} random bytes and {texts} of text ({text_gz} alone)",
+        gz.len()
+    );
 }
 
 #[test]
@@ -151,6 +286,7 @@ fn gzip_header_trailer_and_pinned_digest() {
         crc32fast::hash(&data).to_le_bytes()
     );
     assert_eq!(gz[gz.len() - 4..], (data.len() as u32).to_le_bytes());
+    assert!(gunzip(&gz) == data);
     // An unnoticed change of the output (defaults, block scheme, flate2's backend) would
     // move the digests of layers pinned elsewhere: this one moves first.
     let digest: String = Sha256::digest(&gz)
@@ -159,11 +295,14 @@ fn gzip_header_trailer_and_pinned_digest() {
         .collect();
     assert_eq!(
         digest,
-        "1c6f78662972453d3cdbb659503b7ded0f5d16e2dc03863d1698a34ce8e9f56b"
+        "347a79dfbee2549309d5989ac0fa2ed55719db6e641a7503656992fea2d74919"
     );
     // Empty input: the header, an empty final block, CRC 0 and ISIZE 0.
     let empty = compress(&Compression::gzip(), &[], 1);
     assert_eq!(empty[10..], [3, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+    // At level 0 an empty final stored block.
+    let empty = compress(&gzip(0, DEFAULT_GZIP_BLOCK_SIZE, 1), &[], 1);
+    assert_eq!(empty[10..15], [1, 0, 0, 0xff, 0xff]);
 }
 
 #[test]
@@ -194,6 +333,14 @@ fn options_media_types_and_descriptions() {
     assert_eq!(describe(gzip(6, 4096, 1)), describe(gzip(6, 4096, 8)));
     assert_ne!(describe(gzip(6, 4096, 1)), describe(gzip(9, 4096, 1)));
     assert_ne!(describe(gzip(6, 4096, 1)), describe(gzip(6, 8192, 1)));
+    let level_1 = describe(gzip(1, DEFAULT_GZIP_BLOCK_SIZE, 2));
+    assert_eq!(
+        level_1,
+        "gzip;level=1;block-size=131072;dictionary=32768;stored-if-larger;\
+         skip-incompressible=collisions<=1.050/8192;zlib-rs"
+    );
+    assert!(describe(gzip(6, 4096, 1)).contains(";skip-incompressible=collisions<=1.010/8192;"));
+    assert!(describe(gzip(0, 4096, 1)).contains(";skip-incompressible=all;"));
     let zstd = |o: ZstdOptions| describe(Compression::Zstd(o));
     let z = ZstdOptions::default();
     assert_eq!(
@@ -256,5 +403,56 @@ fn sink_errors_come_back_without_hanging() {
                 .unwrap();
             encoder.write_all(&data[..100_000]).unwrap();
         });
+    }
+}
+
+// TEMPORARY measurement harness (removed before hand-back).
+#[test]
+#[ignore = "measurement"]
+#[allow(clippy::print_stdout)]
+fn zz_measure_gzip_speed() {
+    struct Count(Arc<Mutex<u64>>);
+    impl Write for Count {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            *self.0.lock().unwrap() += buf.len() as u64;
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+    fn cpu() -> f64 {
+        let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
+        let f: Vec<&str> = stat
+            .rsplit_once(')')
+            .unwrap()
+            .1
+            .split_whitespace()
+            .collect();
+        (f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()) as f64 / 100.0
+    }
+    let Ok(files) = std::env::var("HOIST_GZIP_MEASURE") else {
+        return;
+    };
+    let level =
+        std::env::var("HOIST_GZIP_LEVEL").map_or(DEFAULT_GZIP_LEVEL, |l| l.parse().unwrap());
+    for path in files.split(',') {
+        let data = std::fs::read(path).unwrap();
+        for _ in 0..2 {
+            let n = Arc::new(Mutex::new(0));
+            let c = gzip(level, DEFAULT_GZIP_BLOCK_SIZE, 1);
+            let (c0, t0) = (cpu(), std::time::Instant::now());
+            let mut e = c.encoder(Box::new(Count(Arc::clone(&n)))).unwrap();
+            data.chunks(1 << 20).for_each(|c| e.write_all(c).unwrap());
+            e.finish().unwrap();
+            let (cs, ts) = (cpu() - c0, t0.elapsed().as_secs_f64());
+            let out = *n.lock().unwrap();
+            println!(
+                "MEASURE L{level} {path}: {} -> {out} ({:.2}%), {ts:.2} s wall, {cs:.2} s cpu, {:.0} MB/s (cpu)",
+                data.len(),
+                100.0 * out as f64 / data.len() as f64,
+                data.len() as f64 / cs / 1e6
+            );
+        }
     }
 }
