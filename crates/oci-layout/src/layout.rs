@@ -158,13 +158,20 @@ impl Layout {
                 let being_created = |name: &std::ffi::OsStr| {
                     name == "blobs" || name == "index.json" || name == HOIST_DIR
                 };
-                let fresh = match fs::read_dir(&self.dir) {
+                let names: Vec<std::ffi::OsString> = match fs::read_dir(&self.dir) {
                     Ok(entries) => entries
                         .filter_map(std::result::Result::ok)
-                        .all(|entry| being_created(&entry.file_name())),
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => true,
+                        .map(|entry| entry.file_name())
+                        .collect(),
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
                     Err(e) => return Err(Error::io("cannot read directory", &self.dir, e)),
                 };
+                // The creating process may have finished between the read above and the
+                // listing: then the layout is there to check.
+                if names.iter().any(|name| name == "oci-layout") && self.exists() {
+                    return self.validate();
+                }
+                let fresh = names.iter().all(|name| being_created(name));
                 if fresh {
                     Ok(())
                 } else {
