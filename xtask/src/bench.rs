@@ -45,6 +45,7 @@ use crate::{cargo, describe, run_status};
 
 mod build;
 mod client;
+mod unpack;
 
 /// The scenarios `cargo xtask bench` knows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,6 +58,8 @@ pub(crate) enum Scenario {
     Client,
     /// `hoist build` against `umoci insert` (issue "hoist build speed").
     Build,
+    /// `hoist unpack` against `umoci unpack` (issue "hoist unpack speed").
+    Unpack,
 }
 
 /// What `cargo xtask bench` was asked to do.
@@ -114,6 +117,7 @@ pub(crate) fn parse_args(args: &[OsString]) -> Result<BenchArgs, String> {
             "server" => parsed.scenario = Scenario::Server,
             "client" => parsed.scenario = Scenario::Client,
             "build" => parsed.scenario = Scenario::Build,
+            "unpack" => parsed.scenario = Scenario::Unpack,
             "--size-mib" => {
                 parsed.size_mib = value(arg)?;
                 size_given = true;
@@ -141,6 +145,9 @@ pub(crate) fn parse_args(args: &[OsString]) -> Result<BenchArgs, String> {
     if parsed.scenario == Scenario::Build {
         build::apply_defaults(&mut parsed, size_given, runs_given);
     }
+    if parsed.scenario == Scenario::Unpack {
+        unpack::apply_defaults(&mut parsed, size_given, runs_given);
+    }
     if !(1..=MAX_SIZE_MIB).contains(&parsed.size_mib) {
         return Err(format!("`--size-mib` must be from 1 to {MAX_SIZE_MIB}"));
     }
@@ -156,6 +163,7 @@ pub(crate) fn run(root: &Path, args: &BenchArgs) -> Result<()> {
         Scenario::Server => server(root, args),
         Scenario::Client => client::run(root, args),
         Scenario::Build => build::run(root, args),
+        Scenario::Unpack => unpack::run(root, args),
     }
 }
 

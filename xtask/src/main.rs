@@ -54,6 +54,15 @@ commands:
                   pigz on 1 and all cores, openssl, dd); peak RSS (needs umoci, pigz, GNU
                   time; default: 1024 MiB generated + 384 MiB of /usr, 3 runs; --quick: 64
                   MiB, 1 run)
+  bench unpack [--size-mib N] [--runs R] [--pause S] [--quick]
+                  `hoist unpack --rootless` against `umoci unpack --rootless` of the same
+                  layout into a new directory, on a generated image (8 gzip layers, half
+                  random, half text) and one of part of /usr in 3 layers, beside the
+                  machine's limits (gzip, pigz and zlib inflate on one core, tar -xf of the
+                  tars); peak RSS (needs umoci, pigz, python3, GNU time; default: 1024 MiB
+                  generated + 640 MiB of /usr, 3 runs, 420 s pause after each deletion, as
+                  ext4 without a journal is slow to make files for 6 minutes after one;
+                  --quick: 64 MiB, 1 run)
   help            print this message
 ";
 

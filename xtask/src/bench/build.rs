@@ -61,11 +61,11 @@ const SIZE_CLASSES: u64 = 13;
 /// The largest file of the generated tree (a quarter of its bytes are in files this large).
 const LARGE_FILE: u64 = 64 << 20;
 /// One file in this many of the generated tree gets a symbolic link beside it.
-const SYMLINK_EVERY: usize = 50;
+pub(super) const SYMLINK_EVERY: usize = 50;
 /// Where the `usr` tree comes from, with each source's share of its size in thirds.
 const USR_SOURCES: [(&str, u64); 2] = [("/usr/share", 2), ("/usr/lib", 1)];
 /// `SOURCE_DATE_EPOCH` of hoist's builds (2023-11-14).
-const SOURCE_DATE_EPOCH: &str = "1700000000";
+pub(super) const SOURCE_DATE_EPOCH: &str = "1700000000";
 /// The tag hoist builds, and the one umoci creates and inserts into.
 const TAG: &str = "bench";
 const UMOCI_BASE: &str = "base";
@@ -220,7 +220,7 @@ fn step_order(index: usize) -> [Step; 8] {
 
 /// splitmix64: a small, fast generator, the same sequence everywhere for a seed.
 #[derive(Debug)]
-struct Rng(u64);
+pub(super) struct Rng(pub(super) u64);
 
 impl Rng {
     fn next_u64(&mut self) -> u64 {
@@ -246,7 +246,7 @@ impl Rng {
 
 /// Log-like text lines from a small vocabulary, common words more frequent.
 #[derive(Debug)]
-struct Text {
+pub(super) struct Text {
     words: Vec<Vec<u8>>,
     line: u64,
 }
@@ -254,7 +254,7 @@ struct Text {
 impl Text {
     const LEVELS: [&'static str; 4] = ["INFO", "DEBUG", "WARN", "ERROR"];
 
-    fn new(rng: &mut Rng) -> Self {
+    pub(super) fn new(rng: &mut Rng) -> Self {
         let words = (0..256)
             .map(|_| {
                 let len = 2 + rng.below(8);
@@ -285,7 +285,7 @@ impl Text {
 
 /// The sizes of the generated tree's files for `total` bytes: log-uniform ones making three
 /// quarters of it, then files of at most [`LARGE_FILE`] for the rest.
-fn file_sizes(rng: &mut Rng, total: u64) -> (Vec<u64>, Vec<u64>) {
+pub(super) fn file_sizes(rng: &mut Rng, total: u64) -> (Vec<u64>, Vec<u64>) {
     let small_budget = total - total / 4;
     let mut small = Vec::new();
     let mut sum = 0;
@@ -307,17 +307,17 @@ fn file_sizes(rng: &mut Rng, total: u64) -> (Vec<u64>, Vec<u64>) {
 
 /// What a tree holds.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-struct TreeStats {
-    files: u64,
-    dirs: u64,
-    symlinks: u64,
+pub(super) struct TreeStats {
+    pub(super) files: u64,
+    pub(super) dirs: u64,
+    pub(super) symlinks: u64,
     /// Bytes of the regular files.
-    bytes: u64,
+    pub(super) bytes: u64,
 }
 
 /// Writes `size` bytes into `path`: alternating random and text segments, text first if
 /// `text_first`.
-fn write_generated(
+pub(super) fn write_generated(
     path: &Path,
     size: u64,
     text_first: bool,
@@ -401,7 +401,10 @@ fn generate_tree(dir: &Path, total: u64) -> Result<TreeStats> {
 /// order of their names, with its `symlink_metadata`; `f` returns `false` to stop the walk,
 /// which then returns `false`. Directories that cannot be listed for lack of permission are
 /// skipped.
-fn walk(dir: &Path, f: &mut dyn FnMut(&Path, &fs::Metadata) -> Result<bool>) -> Result<bool> {
+pub(super) fn walk(
+    dir: &Path,
+    f: &mut dyn FnMut(&Path, &fs::Metadata) -> Result<bool>,
+) -> Result<bool> {
     let entries = match fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => return Ok(true),
@@ -429,7 +432,7 @@ fn walk(dir: &Path, f: &mut dyn FnMut(&Path, &fs::Metadata) -> Result<bool>) -> 
 /// Copies the start of a sorted walk of each of [`USR_SOURCES`] into `dir/NAME` (`share`,
 /// `lib`): directories, symbolic links and regular files, until the source's share of
 /// `budget` bytes of files is reached. Files that cannot be read are left out.
-fn copy_usr(dir: &Path, budget: u64) -> Result<TreeStats> {
+pub(super) fn copy_usr(dir: &Path, budget: u64) -> Result<TreeStats> {
     let mut stats = TreeStats::default();
     fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     stats.dirs += 1;
@@ -479,7 +482,7 @@ fn copy_usr(dir: &Path, budget: u64) -> Result<TreeStats> {
 
 /// Reads every regular file under `dir`, so that the next step finds the tree in the page
 /// cache.
-fn warm_tree(dir: &Path) -> Result<()> {
+pub(super) fn warm_tree(dir: &Path) -> Result<()> {
     let mut buf = vec![0u8; 1 << 20];
     walk(dir, &mut |path, meta| {
         if meta.is_file() {
@@ -508,7 +511,7 @@ fn parse_default_gzip_level(source: &str) -> Option<u32> {
 
 /// User seconds, system seconds and peak RSS in KiB, as GNU `time -f "%U %S %M"` writes them
 /// (the last line; a line about the exit status may precede it).
-fn parse_time_line(text: &str) -> Option<(f64, f64, u64)> {
+pub(super) fn parse_time_line(text: &str) -> Option<(f64, f64, u64)> {
     let line = text.lines().rfind(|l| !l.trim().is_empty())?;
     let mut parts = line.split_whitespace();
     let user = parts.next()?.parse().ok()?;
@@ -519,7 +522,7 @@ fn parse_time_line(text: &str) -> Option<(f64, f64, u64)> {
 
 /// `program` under GNU `time`, which writes user and system seconds and the peak RSS into
 /// `time_file`.
-fn with_time(time_file: &Path, program: &Path) -> Command {
+pub(super) fn with_time(time_file: &Path, program: &Path) -> Command {
     let mut cmd = Command::new("/usr/bin/time");
     cmd.args(["-f", "%U %S %M", "-o"])
         .arg(time_file)
@@ -557,9 +560,9 @@ fn timed_drain(cmd: &mut Command) -> Result<(f64, u64)> {
 
 /// The manifest an OCI layout tags `tag`, and its layers (digest, size).
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct LayoutImage {
-    manifest: String,
-    layers: Vec<(String, u64)>,
+pub(super) struct LayoutImage {
+    pub(super) manifest: String,
+    pub(super) layers: Vec<(String, u64)>,
 }
 
 fn read_json(path: &Path) -> Result<Value> {
@@ -568,14 +571,14 @@ fn read_json(path: &Path) -> Result<Value> {
     serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))
 }
 
-fn blob_path(layout: &Path, digest: &str) -> PathBuf {
+pub(super) fn blob_path(layout: &Path, digest: &str) -> PathBuf {
     layout
         .join("blobs/sha256")
         .join(digest.trim_start_matches("sha256:"))
 }
 
 /// Reads the image tagged `tag` in `layout`.
-fn layout_image(layout: &Path, tag: &str) -> Result<LayoutImage> {
+pub(super) fn layout_image(layout: &Path, tag: &str) -> Result<LayoutImage> {
     let index = read_json(&layout.join("index.json"))?;
     let manifest = index["manifests"]
         .as_array()
@@ -1208,7 +1211,7 @@ impl BuildReport {
 }
 
 /// The 1-minute load average of `/proc/loadavg` (NaN if unreadable).
-fn load_average() -> f64 {
+pub(super) fn load_average() -> f64 {
     fs::read_to_string("/proc/loadavg")
         .ok()
         .and_then(|text| text.split_whitespace().next()?.parse().ok())
@@ -1216,7 +1219,7 @@ fn load_average() -> f64 {
 }
 
 /// The first line a tool prints about its version, on stdout or stderr.
-fn version(program: &str, arg: &str) -> String {
+pub(super) fn version(program: &str, arg: &str) -> String {
     Command::new(program)
         .arg(arg)
         .output()
@@ -1232,7 +1235,7 @@ fn version(program: &str, arg: &str) -> String {
 }
 
 /// `HEAD`'s short hash and how many files of the crates differ from it (`unknown` without git).
-fn revision(root: &Path) -> String {
+pub(super) fn revision(root: &Path) -> String {
     let git = |args: &[&str]| -> Option<String> {
         let output = Command::new("git")
             .arg("-C")
