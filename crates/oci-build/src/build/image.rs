@@ -10,7 +10,7 @@ use oci_types::{Descriptor, ImageManifest, MediaType, Platform, Tag, media_type}
 
 use super::compress::Compression;
 use super::config::{Config, ConfigEdit, rfc3339};
-use super::layer::{BuildEvent, BuildProgress, BuiltLayer, NewLayer, emit, push_layer_from_layers};
+use super::layer::{BuildProgress, BuiltLayer, NewLayer, push_layer_from_layers};
 use super::tarball::{LayerSource, Mtime, TarOptions, write_tar};
 use crate::copy::Endpoint;
 use crate::error::{Error, Result};
@@ -243,26 +243,19 @@ pub async fn build_image(
     let count = layers.len();
     let progress = options.progress.as_ref();
     for (index, source) in layers.into_iter().enumerate() {
-        emit(progress, BuildEvent::LayerStarted { index, count });
-        let stored = |bytes| emit(progress, BuildEvent::LayerProgress { index, bytes });
         let new = NewLayer {
             target,
             compression: &options.compression,
             docker,
-            stored: &stored,
+            progress,
+            index,
+            count,
         };
         let tar = tar.clone();
         let layer = push_layer_from_layers(new, target, Vec::new(), move |out, _| {
             write_tar(&source, &tar, out)
         })
         .await?;
-        emit(
-            progress,
-            BuildEvent::LayerDone {
-                index,
-                descriptor: Box::new(layer.descriptor.clone()),
-            },
-        );
         diff_ids.push(layer.diff_id.clone());
         descriptors.push(layer.descriptor.clone());
         config.push_history(&created_text, &options.created_by, false);

@@ -56,7 +56,7 @@ pub enum BuildEvent {
 pub type BuildProgress = std::sync::Arc<dyn Fn(&BuildEvent) + Send + Sync>;
 
 /// Tells `progress`, if there is one, about `event`.
-pub(crate) fn emit(progress: Option<&BuildProgress>, event: BuildEvent) {
+fn emit(progress: Option<&BuildProgress>, event: BuildEvent) {
     if let Some(progress) = progress {
         progress(&event);
     }
@@ -104,7 +104,9 @@ where
         target: Endpoint::new(store, repo),
         compression,
         docker,
-        stored: &|_| {},
+        progress: None,
+        index: 0,
+        count: 1,
     };
     push_layer_from_layers(
         new,
@@ -124,8 +126,12 @@ pub(crate) struct NewLayer<'a> {
     pub(crate) compression: &'a Compression,
     /// Docker media types.
     pub(crate) docker: bool,
-    /// Told how many compressed bytes went into the upload, piece by piece.
-    pub(crate) stored: &'a (dyn Fn(u64) + Send + Sync),
+    /// Where its progress goes: started, compressed bytes stored, done.
+    pub(crate) progress: Option<&'a BuildProgress>,
+    /// Which new layer this is, for the progress events.
+    pub(crate) index: usize,
+    /// How many new layers there are.
+    pub(crate) count: usize,
 }
 
 /// Stores a layer made out of the layers `sources` of `source` (lowest first, each with the
@@ -144,8 +150,11 @@ where
         target: Endpoint { store, repo },
         compression,
         docker,
-        stored,
+        progress,
+        index,
+        count,
     } = new;
+    emit(progress, BuildEvent::LayerStarted { index, count });
     let context = || format!("storing a new layer in {repo} of {store}");
     let mut writer = store
         .push_blob_chunked(repo, None)
@@ -188,7 +197,8 @@ where
                 let Some(piece) = piece else { break };
                 blob_digest.update(&piece);
                 size += piece.len() as u64;
-                stored(piece.len() as u64);
+                let bytes = piece.len() as u64;
+                emit(progress, BuildEvent::LayerProgress { index, bytes });
                 if let Err(e) = writer.write(piece).await {
                     upload_failure = Some(e);
                     break;
@@ -227,6 +237,13 @@ where
             .insert(super::compress::COMPRESSION_ANNOTATION.to_owned(), made_by);
     }
     tracing::debug!(layer = %descriptor.digest, size, %diff_id, "layer stored");
+    emit(
+        progress,
+        BuildEvent::LayerDone {
+            index,
+            descriptor: Box::new(descriptor.clone()),
+        },
+    );
     Ok(BuiltLayer {
         descriptor,
         diff_id,

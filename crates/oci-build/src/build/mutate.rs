@@ -13,7 +13,7 @@ use super::image::{
     BASE_DIGEST_ANNOTATION, BASE_NAME_ANNOTATION, Built, copy_blobs, copy_image_blobs, push_image,
     retype_layer,
 };
-use super::layer::{BuildEvent, BuildProgress, BuiltLayer, NewLayer, emit, push_layer_from_layers};
+use super::layer::{BuildProgress, BuiltLayer, NewLayer, push_layer_from_layers};
 use crate::copy::Endpoint;
 use crate::error::{Error, Result};
 use crate::platform::{Image, ManifestRef, fetch_image};
@@ -83,14 +83,13 @@ pub async fn flatten_image(
     .await?;
     let (mut config, docker) = open(&image, source, reference, options)?;
     let sources = layer_sources(&image, &config)?;
-    let progress = options.progress.as_ref();
-    emit(progress, BuildEvent::LayerStarted { index: 0, count: 1 });
-    let stored = |bytes| emit(progress, BuildEvent::LayerProgress { index: 0, bytes });
     let new = NewLayer {
         target,
         compression: &options.compression,
         docker,
-        stored: &stored,
+        progress: options.progress.as_ref(),
+        index: 0,
+        count: 1,
     };
     let context = format!("flattening {}{reference}", source.repo);
     let layer = push_layer_from_layers(new, source, sources, move |out, opener| {
@@ -104,13 +103,6 @@ pub async fn flatten_image(
         .map_err(|e| Error::store(context, e))
     })
     .await?;
-    emit(
-        progress,
-        BuildEvent::LayerDone {
-            index: 0,
-            descriptor: Box::new(layer.descriptor.clone()),
-        },
-    );
     config.set_diff_ids(std::slice::from_ref(&layer.diff_id));
     let created = created(options)?;
     config.set_history(Vec::new());
@@ -256,13 +248,13 @@ pub async fn recompress_image(
             layers.push(retype_layer(layer.clone(), docker));
             continue;
         }
-        emit(progress, BuildEvent::LayerStarted { index, count });
-        let stored = |bytes| emit(progress, BuildEvent::LayerProgress { index, bytes });
         let new_layer = NewLayer {
             target,
             compression: &options.compression,
             docker,
-            stored: &stored,
+            progress,
+            index,
+            count,
         };
         let new = push_layer_from_layers(
             new_layer,
@@ -283,13 +275,6 @@ pub async fn recompress_image(
             },
         )
         .await?;
-        emit(
-            progress,
-            BuildEvent::LayerDone {
-                index,
-                descriptor: Box::new(new.descriptor.clone()),
-            },
-        );
         if new.diff_id != *diff_id {
             return Err(Error::invalid(format!(
                 "layer {index} ({}) recompressed to diff_id {}, not {diff_id}",
