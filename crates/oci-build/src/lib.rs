@@ -74,9 +74,8 @@ pub use build::{
     BASE_DIGEST_ANNOTATION, BASE_NAME_ANNOTATION, Base, BaseRole, BuildEvent, BuildOptions,
     BuildProgress, Built, BuiltLayer, COMPRESSION_ANNOTATION, Compression, ConfigEdit,
     DEFAULT_GZIP_BLOCK_SIZE, DEFAULT_GZIP_LEVEL, DEFAULT_ZSTD_LEVEL, Encoder, EntrySource, EnvEdit,
-    GzipOptions, LayerEntry, LayerSource, Mtime, MutateOptions, TarOptions, WHITEOUT_PREFIX,
-    ZstdOptions, build_image, flatten_image, push_layer, push_layer_with, rebase_image,
-    recompress_image,
+    GzipOptions, LayerEntry, LayerSource, Mtime, MutateOptions, TarOptions, ZstdOptions,
+    build_image, flatten_image, push_layer, push_layer_with, rebase_image, recompress_image,
 };
 pub use copy::{CopyEvent, CopyOptions, CopyReport, Endpoint, PlatformFilter, ProgressSink, copy};
 pub use error::{Error, Result};

@@ -18,4 +18,4 @@ pub use image::{
 };
 pub use layer::{BuildEvent, BuildProgress, BuiltLayer, push_layer, push_layer_with};
 pub use mutate::{MutateOptions, flatten_image, rebase_image, recompress_image};
-pub use tarball::{EntrySource, LayerEntry, LayerSource, Mtime, TarOptions, WHITEOUT_PREFIX};
+pub use tarball::{EntrySource, LayerEntry, LayerSource, Mtime, TarOptions};

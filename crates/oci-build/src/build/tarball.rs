@@ -33,8 +33,6 @@ use crate::error::{Error, Result};
 
 /// Extended attributes that describe the building host rather than the image.
 const HOST_XATTRS: &[&str] = &["security.selinux"];
-/// Prefix of a whiteout entry's name: `.wh.NAME` deletes `NAME` of the layers below.
-pub const WHITEOUT_PREFIX: &str = ".wh.";
 
 /// How modification times are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -168,6 +166,8 @@ enum Kind {
     Char(u32, u32),
     Block(u32, u32),
     Fifo,
+    /// The path is deleted from the layers below.
+    Whiteout,
 }
 
 /// Writes the layer tar of `source` into `out`.
@@ -306,19 +306,11 @@ impl<'o, W: Write> TarWriter<'o, W> {
     }
 
     fn whiteout(&mut self, components: &[Vec<u8>]) -> Result<()> {
-        let (name, parents) = components
-            .split_last()
-            .ok_or_else(|| Error::input_message(Path::new(""), "a whiteout needs a path"))?;
-        let mut path = parents.join(&b'/');
-        if !path.is_empty() {
-            path.push(b'/');
-        }
-        path.extend_from_slice(WHITEOUT_PREFIX.as_bytes());
-        path.extend_from_slice(name);
         let (uid, gid) = self.owner(None);
+        // `append_entry` names it `.wh.NAME` in its directory.
         let entry = Entry {
-            path,
-            kind: Kind::File(0),
+            path: components.join(&b'/'),
+            kind: Kind::Whiteout,
             mode: 0o644,
             uid,
             gid,
@@ -412,6 +404,7 @@ impl<'o, W: Write> TarWriter<'o, W> {
             Kind::Char(major, minor) => (EntryKind::CharDevice, None, 0, (*major, *minor)),
             Kind::Block(major, minor) => (EntryKind::BlockDevice, None, 0, (*major, *minor)),
             Kind::Fifo => (EntryKind::Fifo, None, 0, (0, 0)),
+            Kind::Whiteout => (EntryKind::Whiteout, None, 0, (0, 0)),
         };
         let meta = EntryMeta {
             path: &entry.path,
