@@ -39,6 +39,7 @@ const LAYERING: &[(&str, Allowed)] = &[
     ("oci-server", Allowed::Only(BASE)),
     ("oci-build", Allowed::Only(BASE)),
     ("oci-unpack", Allowed::Only(BASE)),
+    ("oci-archive", Allowed::Only(BASE)),
     (
         "hoist",
         Allowed::Only(&[
@@ -49,6 +50,7 @@ const LAYERING: &[(&str, Allowed)] = &[
             "oci-server",
             "oci-build",
             "oci-unpack",
+            "oci-archive",
         ]),
     ),
     ("xtask", Allowed::Only(&[])),

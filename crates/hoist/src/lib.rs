@@ -20,6 +20,7 @@ mod exit;
 mod location;
 mod output;
 mod progress;
+mod transports;
 
 use std::process::ExitCode;
 

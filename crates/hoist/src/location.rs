@@ -21,19 +21,14 @@ use oci_types::{Digest, Reference, Repository, Tag};
 use tokio::sync::Mutex;
 
 use crate::cli::RegistryArgs;
+use crate::transports::ArchiveLocation;
+use oci_archive::ArchiveWriter;
 
 /// The prefix of the OCI image layout transport.
 const OCI_PREFIX: &str = "oci:";
 
 /// skopeo's other transports, refused by name rather than misread as registry references.
-const UNSUPPORTED_TRANSPORTS: [&str; 6] = [
-    "oci-archive",
-    "docker-archive",
-    "docker-daemon",
-    "containers-storage",
-    "dir",
-    "ostree",
-];
+const UNSUPPORTED_TRANSPORTS: [&str; 4] = ["docker-daemon", "containers-storage", "dir", "ostree"];
 
 /// A location as typed, parsed but not opened.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,6 +46,8 @@ pub(crate) enum Location {
     },
     /// A whole registry, for listing its repositories.
     RegistryHost(String),
+    /// An image archive file (`oci-archive:`, `docker-archive:`).
+    Archive(ArchiveLocation),
 }
 
 /// An input that names no location, with what is wrong with it.
@@ -81,13 +78,18 @@ impl Location {
         if let Some(rest) = input.strip_prefix(OCI_PREFIX) {
             return parse_layout_path(input, rest);
         }
+        if let Some(archive) = ArchiveLocation::parse(input) {
+            return archive
+                .map(Self::Archive)
+                .map_err(|reason| bad(input, reason));
+        }
         if let Some((transport, _)) = input.split_once(':')
             && UNSUPPORTED_TRANSPORTS.contains(&transport)
         {
             return Err(bad(
                 input,
                 format!(
-                    "the {transport}: transport is not supported (hoist reads registry references and oci:DIR[:TAG])"
+                    "the {transport}: transport is not supported (hoist reads registry references, oci:DIR[:TAG], oci-archive:FILE[:TAG] and docker-archive:FILE[:NAME:TAG])"
                 ),
             ));
         }
@@ -137,7 +139,7 @@ impl Location {
         match self {
             Self::Registry(reference) => Some(reference.registry()),
             Self::RegistryHost(host) => Some(host),
-            Self::Layout { .. } => None,
+            Self::Layout { .. } | Self::Archive(_) => None,
         }
     }
 
@@ -146,6 +148,7 @@ impl Location {
         match self {
             Self::Registry(reference) => reference.tag(),
             Self::Layout { tag, .. } => tag.as_ref(),
+            Self::Archive(archive) => archive.tag(),
             Self::RegistryHost(_) => None,
         }
     }
@@ -155,12 +158,16 @@ impl Location {
         match self {
             Self::Registry(reference) => reference.digest(),
             Self::Layout { digest, .. } => digest.as_ref(),
+            Self::Archive(archive) => archive.digest(),
             Self::RegistryHost(_) => None,
         }
     }
 
     /// The manifest to read: by digest when one was given, else by tag, else `latest`.
     pub(crate) fn manifest_ref(&self) -> ManifestRef {
+        if let Self::Archive(archive) = self {
+            return archive.manifest_ref();
+        }
         match (self.digest(), self.tag()) {
             (Some(digest), _) => ManifestRef::Digest(digest.clone()),
             (None, Some(tag)) => ManifestRef::Tag(tag.clone()),
@@ -171,6 +178,9 @@ impl Location {
     /// The tags a write points at what it wrote: the tag given; none when only a digest was
     /// given (the write is by digest); `latest` when neither was.
     pub(crate) fn write_tags(&self) -> Vec<Tag> {
+        if let Self::Archive(archive) = self {
+            return archive.write_tags();
+        }
         match (self.tag(), self.digest()) {
             (Some(tag), _) => vec![tag.clone()],
             (None, Some(_)) => Vec::new(),
@@ -185,6 +195,7 @@ impl Location {
                 format!("{}/{}", reference.registry(), reference.repository())
             }
             Self::Layout { dir, .. } => format!("{OCI_PREFIX}{}", dir.display()),
+            Self::Archive(archive) => archive.to_string(),
             Self::RegistryHost(host) => host.clone(),
         }
     }
@@ -211,6 +222,7 @@ impl fmt::Display for Location {
         match self {
             Self::Registry(reference) => write!(f, "{reference}"),
             Self::RegistryHost(host) => f.write_str(host),
+            Self::Archive(archive) => write!(f, "{archive}"),
             Self::Layout { dir, tag, digest } => {
                 write!(f, "{OCI_PREFIX}{}", dir.display())?;
                 if let Some(tag) = tag {
@@ -298,9 +310,38 @@ pub(crate) struct Place {
     pub(crate) store: Arc<dyn OciInterface>,
     /// The repository (a layout's default repository).
     pub(crate) repo: Repository,
+    /// What is left to do once everything is written (an archive's index), if anything.
+    pending: Option<Arc<Mutex<Option<ArchiveWriter>>>>,
 }
 
 impl Place {
+    fn new(store: Arc<dyn OciInterface>, repo: Repository) -> Self {
+        Self {
+            store,
+            repo,
+            pending: None,
+        }
+    }
+
+    /// Completes what was written here: an archive gets its index and appears at its path.
+    /// Commands that write call it once, after their last write and before they report.
+    pub(crate) async fn finish(&self, ctx: &crate::commands::Ctx) -> Result<()> {
+        let Some(pending) = &self.pending else {
+            return Ok(());
+        };
+        let Some(writer) = pending.lock().await.take() else {
+            return Ok(());
+        };
+        let report = writer
+            .finish()
+            .await
+            .with_context(|| format!("cannot finish {writer}"))?;
+        for note in report.notes {
+            ctx.say(note);
+        }
+        Ok(())
+    }
+
     /// This place as one end of a copy.
     pub(crate) fn endpoint(&self) -> oci_build::Endpoint<'_> {
         oci_build::Endpoint::new(&*self.store, &self.repo)
@@ -380,18 +421,41 @@ impl Opener {
     /// The store and repository of a location that names a repository.
     pub(crate) async fn open(&self, location: &Location) -> Result<Place> {
         match location {
-            Location::Registry(reference) => Ok(Place {
-                store: self.registry(reference.registry()).await?,
-                repo: reference.repository().clone(),
-            }),
-            Location::Layout { dir, .. } => Ok(Place {
-                store: self.layout(dir).await?,
-                repo: oci_layout::LayoutOptions::default().default_repository,
-            }),
+            Location::Registry(reference) => Ok(Place::new(
+                self.registry(reference.registry()).await?,
+                reference.repository().clone(),
+            )),
+            Location::Layout { dir, .. } => Ok(Place::new(
+                self.layout(dir).await?,
+                oci_layout::LayoutOptions::default().default_repository,
+            )),
+            Location::Archive(archive) => Ok(Place::new(
+                Arc::new(archive.open_reader().await?),
+                archive.repository(),
+            )),
             Location::RegistryHost(host) => Err(anyhow::anyhow!(
                 "{host} is a registry, not a repository in it"
             )),
         }
+    }
+
+    /// The store and repository a command writes to: [`open`](Self::open)'s, except that an
+    /// archive is created (for `platform`, when it must pick one out of an index) and must be
+    /// finished with [`Place::finish`].
+    pub(crate) async fn open_target(
+        &self,
+        location: &Location,
+        platform: Option<&oci_types::Platform>,
+    ) -> Result<Place> {
+        let Location::Archive(archive) = location else {
+            return self.open(location).await;
+        };
+        let writer = archive.create_writer(platform)?;
+        Ok(Place {
+            store: Arc::new(writer.clone()),
+            repo: archive.repository(),
+            pending: Some(Arc::new(Mutex::new(Some(writer)))),
+        })
     }
 
     /// The store of a location, for listing its repositories.
@@ -400,6 +464,7 @@ impl Opener {
             Location::Registry(reference) => self.registry(reference.registry()).await,
             Location::RegistryHost(host) => self.registry(host).await,
             Location::Layout { dir, .. } => self.layout(dir).await,
+            Location::Archive(archive) => Ok(Arc::new(archive.open_reader().await?)),
         }
     }
 }
@@ -544,8 +609,8 @@ mod tests {
             ("oci:out@sha256:abc", "invalid digest"),
             ("Registry/UPPER", "repository"),
             ("ubuntu:bad tag", "tag"),
-            ("docker-archive:x.tar", "not supported"),
-            ("oci-archive:x.tar:v1", "not supported"),
+            ("docker-daemon:x:1", "not supported"),
+            ("dir:x", "not supported"),
         ] {
             let error = Location::parse(input).unwrap_err().to_string();
             assert!(

@@ -22,7 +22,10 @@ use crate::output::print_line;
 use crate::progress::BuildProgressView;
 
 pub(crate) async fn build(ctx: &Ctx, args: BuildArgs) -> Result<()> {
-    let target = ctx.opener.open(&args.dst).await?;
+    let target = ctx
+        .opener
+        .open_target(&args.dst, args.platform.as_ref())
+        .await?;
     let base_place = match &args.from {
         Some(from) => Some(ctx.opener.open(from).await?),
         None => None,
@@ -54,7 +57,7 @@ pub(crate) async fn build(ctx: &Ctx, args: BuildArgs) -> Result<()> {
     let result = build_image(base, layers, target.endpoint(), &tags, &options).await;
     progress.finish();
     let built = result.with_context(|| format!("cannot build {}", args.dst))?;
-    report(ctx, "built", &args.dst, &built)
+    report(ctx, "built", &target, &args.dst, &built).await
 }
 
 pub(crate) async fn append(ctx: &Ctx, args: AppendArgs) -> Result<()> {
@@ -87,7 +90,10 @@ async fn change(
 ) -> Result<()> {
     let source = ctx.opener.open(src).await?;
     require_platform(&source, src, options.platform.as_ref()).await?;
-    let target = ctx.opener.open(dst).await?;
+    let target = ctx
+        .opener
+        .open_target(dst, options.platform.as_ref())
+        .await?;
     let reference = src.manifest_ref();
     let base = Base {
         source: source.endpoint(),
@@ -107,7 +113,7 @@ async fn change(
     .await;
     progress.finish();
     let built = result.with_context(|| format!("cannot change {src}"))?;
-    report(ctx, what, dst, &built)
+    report(ctx, what, &target, dst, &built).await
 }
 
 pub(crate) async fn flatten(ctx: &Ctx, args: FlattenArgs) -> Result<()> {
@@ -115,7 +121,7 @@ pub(crate) async fn flatten(ctx: &Ctx, args: FlattenArgs) -> Result<()> {
     let mut options = mutate_options(args.platform.clone(), &args.layers)?;
     let source = ctx.opener.open(&args.src).await?;
     require_platform(&source, &args.src, args.platform.as_ref()).await?;
-    let target = ctx.opener.open(&dst).await?;
+    let target = ctx.opener.open_target(&dst, args.platform.as_ref()).await?;
     let progress = BuildProgressView::new(ctx.progress_mode(), &format!("flattening {}", args.src));
     options.progress = progress.sink();
     let result = flatten_image(
@@ -128,7 +134,7 @@ pub(crate) async fn flatten(ctx: &Ctx, args: FlattenArgs) -> Result<()> {
     .await;
     progress.finish();
     let built = result.with_context(|| format!("cannot flatten {}", args.src))?;
-    report(ctx, "flattened", &dst, &built)
+    report(ctx, "flattened", &target, &dst, &built).await
 }
 
 pub(crate) async fn rebase(ctx: &Ctx, args: RebaseArgs) -> Result<()> {
@@ -138,7 +144,7 @@ pub(crate) async fn rebase(ctx: &Ctx, args: RebaseArgs) -> Result<()> {
     require_platform(&source, &args.src, args.platform.as_ref()).await?;
     let old = ctx.opener.open(&args.old_base).await?;
     let new = ctx.opener.open(&args.new_base).await?;
-    let target = ctx.opener.open(&dst).await?;
+    let target = ctx.opener.open_target(&dst, args.platform.as_ref()).await?;
     let (old_ref, new_ref) = (args.old_base.manifest_ref(), args.new_base.manifest_ref());
     let new_name = match &args.new_base {
         Location::Registry(reference) => Some(reference.to_string()),
@@ -155,7 +161,7 @@ pub(crate) async fn rebase(ctx: &Ctx, args: RebaseArgs) -> Result<()> {
     )
     .await
     .with_context(|| format!("cannot rebase {}", args.src))?;
-    report(ctx, "rebased", &dst, &built)
+    report(ctx, "rebased", &target, &dst, &built).await
 }
 
 pub(crate) async fn recompress(ctx: &Ctx, args: RecompressArgs) -> Result<()> {
@@ -163,7 +169,7 @@ pub(crate) async fn recompress(ctx: &Ctx, args: RecompressArgs) -> Result<()> {
     let mut options = mutate_options(args.platform.clone(), &args.layers)?;
     let source = ctx.opener.open(&args.src).await?;
     require_platform(&source, &args.src, args.platform.as_ref()).await?;
-    let target = ctx.opener.open(&dst).await?;
+    let target = ctx.opener.open_target(&dst, args.platform.as_ref()).await?;
     let progress =
         BuildProgressView::new(ctx.progress_mode(), &format!("recompressing {}", args.src));
     options.progress = progress.sink();
@@ -177,7 +183,7 @@ pub(crate) async fn recompress(ctx: &Ctx, args: RecompressArgs) -> Result<()> {
     .await;
     progress.finish();
     let built = result.with_context(|| format!("cannot recompress {}", args.src))?;
-    report(ctx, "recompressed", &dst, &built)
+    report(ctx, "recompressed", &target, &dst, &built).await
 }
 
 /// Refuses to pick a platform out of an index on its own: changing one platform's image and
@@ -211,7 +217,15 @@ async fn require_platform(
     .into())
 }
 
-fn report(ctx: &Ctx, what: &str, dst: &Location, built: &Built) -> Result<()> {
+/// Finishes what was written to `target`, then prints the new digest and says what was made.
+async fn report(
+    ctx: &Ctx,
+    what: &str,
+    target: &Place,
+    dst: &Location,
+    built: &Built,
+) -> Result<()> {
+    target.finish(ctx).await?;
     print_line(&built.manifest.digest)?;
     ctx.say(format!(
         "{what} {dst} ({}): {} new {}",

@@ -11,6 +11,8 @@ use crate::exit::{Failed, Failure};
 use crate::location::{Location, Place};
 use crate::output::{count, human_size, print_line};
 use crate::progress::CopyProgress;
+use crate::transports::ArchiveLocation;
+use oci_types::Platform;
 
 pub(crate) async fn run(ctx: &Ctx, args: CopyArgs) -> Result<()> {
     copy_between(ctx, &args.src, &args.dst, &args.transfer).await
@@ -48,13 +50,19 @@ async fn copy_between(
     transfer: &TransferArgs,
 ) -> Result<()> {
     let from = ctx.opener.open(src).await?;
-    let to = ctx.opener.open(dst).await?;
+    let to = ctx
+        .opener
+        .open_target(dst, transfer.platforms.platform.first())
+        .await?;
     let reference = src.manifest_ref();
     let tags = dst.write_tags();
-    let platforms = if transfer.platforms.platform.is_empty() {
-        PlatformFilter::All
-    } else {
-        PlatformFilter::Only(transfer.platforms.platform.clone())
+    // `docker load` takes images, not indexes: a docker-archive gets one platform's image,
+    // this machine's unless one was asked for.
+    let to_docker_archive = matches!(dst, Location::Archive(ArchiveLocation::Docker { .. }));
+    let platforms = match (transfer.platforms.platform.is_empty(), to_docker_archive) {
+        (true, false) => PlatformFilter::All,
+        (true, true) => PlatformFilter::Only(vec![Platform::host()]),
+        (false, _) => PlatformFilter::Only(transfer.platforms.platform.clone()),
     };
     let expected = dst.digest().cloned();
     // With every platform the copy keeps the source's digest: check it before writing anything.
@@ -96,6 +104,16 @@ async fn copy_between(
             format!("copied {src} to {dst} as {root}, not the {expected} that {dst} names"),
         )
         .into());
+    }
+    to.finish(ctx).await?;
+    if to_docker_archive && transfer.platforms.platform.is_empty() {
+        let source = source_digest(&from, &reference).await?;
+        if source != root {
+            ctx.say(format!(
+                "{src} is an index; {dst} holds its {} image (docker load takes images only)",
+                Platform::host()
+            ));
+        }
     }
     print_line(&root)?;
     let mut summary = format!(

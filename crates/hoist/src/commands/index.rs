@@ -15,7 +15,7 @@ use crate::output::print_line;
 use crate::progress::CopyProgress;
 
 pub(crate) async fn create(ctx: &Ctx, args: IndexCreateArgs) -> Result<()> {
-    let target = ctx.opener.open(&args.dst).await?;
+    let target = ctx.opener.open_target(&args.dst, None).await?;
     let entries = bring_images(ctx, &target, &args.dst, &args.images).await?;
     let options = index_options(&args.flags)?;
     let mut tags = args.dst.write_tags();
@@ -23,6 +23,7 @@ pub(crate) async fn create(ctx: &Ctx, args: IndexCreateArgs) -> Result<()> {
     let index = create_index(target.endpoint(), entries, &tags, &options)
         .await
         .with_context(|| format!("cannot make index {}", args.dst))?;
+    target.finish(ctx).await?;
     print_line(&index.digest)?;
     ctx.say(format!(
         "made index {} of {} images",

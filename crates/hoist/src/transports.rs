@@ -1,0 +1,328 @@
+//! The archive transports, written as skopeo writes them: `oci-archive:FILE[:TAG]` (a tar of
+//! an OCI image layout; a `.tar.gz` or `.tgz` one is written gzip-compressed, and any is
+//! read whatever its compression) and `docker-archive:FILE[:NAME[:TAG]]` or
+//! `docker-archive:FILE:@N` (what `docker save` writes and `docker load` reads).
+//!
+//! Read, an archive is an [`ArchiveReader`]; written, an [`ArchiveWriter`] that a command
+//! finishes ([`Place::finish`](crate::location::Place::finish)) once everything is pushed.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use oci_archive::{
+    ArchiveFormat, ArchiveLimits, ArchiveReader, ArchiveWriter, DockerFormat, ReadAs, WriteOptions,
+    archive_name,
+};
+use oci_build::ManifestRef;
+use oci_types::{Digest, Platform, Repository, Tag};
+
+/// An archive named on the command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ArchiveLocation {
+    /// `oci-archive:FILE[:TAG][@DIGEST]`.
+    Oci {
+        file: PathBuf,
+        tag: Option<Tag>,
+        digest: Option<Digest>,
+    },
+    /// `docker-archive:FILE[:NAME[:TAG]]` or `docker-archive:FILE:@N`.
+    Docker {
+        file: PathBuf,
+        image: DockerImageRef,
+    },
+}
+
+/// Which image of a docker-archive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum DockerImageRef {
+    /// None named: the only image when reading, an untagged one when writing.
+    Only,
+    /// By name, as `docker load` tags it: the repository and tag, and the name as typed.
+    Named(Repository, Tag, String),
+    /// By position in `manifest.json`, from 0.
+    Position(usize),
+}
+
+pub(crate) const OCI_ARCHIVE: &str = "oci-archive:";
+pub(crate) const DOCKER_ARCHIVE: &str = "docker-archive:";
+
+impl ArchiveLocation {
+    /// Reads `rest`, what follows `oci-archive:` or `docker-archive:` in `input`; `None` when
+    /// `input` is neither. The file is the part before the first `:` (as skopeo reads it),
+    /// unless the whole rest names an existing file.
+    pub(crate) fn parse(input: &str) -> Option<Result<Self, String>> {
+        if let Some(rest) = input.strip_prefix(OCI_ARCHIVE) {
+            return Some(parse_oci(rest));
+        }
+        input.strip_prefix(DOCKER_ARCHIVE).map(parse_docker)
+    }
+
+    /// The archive file.
+    pub(crate) fn file(&self) -> &Path {
+        match self {
+            Self::Oci { file, .. } | Self::Docker { file, .. } => file,
+        }
+    }
+
+    pub(crate) fn tag(&self) -> Option<&Tag> {
+        match self {
+            Self::Oci { tag, .. } => tag.as_ref(),
+            Self::Docker {
+                image: DockerImageRef::Named(_, tag, _),
+                ..
+            } => Some(tag),
+            Self::Docker { .. } => None,
+        }
+    }
+
+    pub(crate) fn digest(&self) -> Option<&Digest> {
+        match self {
+            Self::Oci { digest, .. } => digest.as_ref(),
+            Self::Docker { .. } => None,
+        }
+    }
+
+    /// The repository in the archive's store.
+    pub(crate) fn repository(&self) -> Repository {
+        match self {
+            Self::Docker {
+                image: DockerImageRef::Named(repo, _, _),
+                ..
+            } => repo.clone(),
+            _ => ArchiveReader::default_repository(),
+        }
+    }
+
+    /// The manifest to read: a tag of an oci-archive (`latest` by default), a name of a
+    /// docker-archive, or its image by position (the only one, `0`, when none is named).
+    pub(crate) fn manifest_ref(&self) -> ManifestRef {
+        let position = |n: usize| {
+            Tag::parse(&n.to_string()).map_or(ManifestRef::Tag(Tag::latest()), ManifestRef::Tag)
+        };
+        match self {
+            Self::Oci {
+                digest: Some(digest),
+                ..
+            } => ManifestRef::Digest(digest.clone()),
+            Self::Oci { tag, .. } => ManifestRef::Tag(tag.clone().unwrap_or_else(Tag::latest)),
+            Self::Docker { image, .. } => match image {
+                DockerImageRef::Named(_, tag, _) => ManifestRef::Tag(tag.clone()),
+                DockerImageRef::Position(n) => position(*n),
+                DockerImageRef::Only => position(0),
+            },
+        }
+    }
+
+    /// The tags a write points at what it wrote.
+    pub(crate) fn write_tags(&self) -> Vec<Tag> {
+        match self {
+            Self::Oci { tag: Some(tag), .. } => vec![tag.clone()],
+            Self::Oci {
+                digest: Some(_), ..
+            } => Vec::new(),
+            Self::Oci { .. } => vec![Tag::latest()],
+            Self::Docker {
+                image: DockerImageRef::Named(_, tag, _),
+                ..
+            } => vec![tag.clone()],
+            Self::Docker { .. } => Vec::new(),
+        }
+    }
+
+    /// Opens the archive for reading.
+    pub(crate) async fn open_reader(&self) -> Result<ArchiveReader> {
+        let read_as = match self {
+            Self::Oci { .. } => ReadAs::Oci,
+            Self::Docker { .. } => ReadAs::Docker,
+        };
+        let reader = ArchiveReader::open(self.file(), read_as, ArchiveLimits::default())
+            .await
+            .with_context(|| format!("cannot read {self}"))?;
+        if let Self::Docker {
+            image: DockerImageRef::Only,
+            ..
+        } = self
+            && reader.images().len() != 1
+        {
+            let names: Vec<String> = reader
+                .images()
+                .iter()
+                .enumerate()
+                .map(|(n, image)| format!("@{n} {}", image.names.join(" ")))
+                .collect();
+            anyhow::bail!(
+                "{self} holds {} images; name one as {DOCKER_ARCHIVE}FILE:NAME:TAG or {DOCKER_ARCHIVE}FILE:@N ({})",
+                reader.images().len(),
+                names.join(", ")
+            );
+        }
+        Ok(reader)
+    }
+
+    /// Starts writing the archive; nothing appears at its path until it is finished.
+    pub(crate) fn create_writer(&self, platform: Option<&Platform>) -> Result<ArchiveWriter> {
+        let format = match self {
+            Self::Oci { file, .. } => ArchiveFormat::Oci {
+                gzip: is_gzip_name(file),
+            },
+            Self::Docker { .. } => ArchiveFormat::Docker(DockerFormat::Hybrid),
+        };
+        let mut options = WriteOptions::new();
+        if let Some(platform) = platform {
+            options = options.with_platform(platform.clone());
+        }
+        ArchiveWriter::create(self.file(), format, options)
+            .with_context(|| format!("cannot write {self}"))
+    }
+}
+
+/// Whether a file name asks for a gzip-compressed archive.
+fn is_gzip_name(file: &Path) -> bool {
+    let name = file.to_string_lossy();
+    name.ends_with(".tar.gz") || name.ends_with(".tgz")
+}
+
+fn parse_oci(rest: &str) -> Result<ArchiveLocation, String> {
+    if rest.is_empty() {
+        return Err("no file after oci-archive:".to_owned());
+    }
+    if Path::new(rest).is_file() {
+        return Ok(ArchiveLocation::Oci {
+            file: PathBuf::from(rest),
+            tag: None,
+            digest: None,
+        });
+    }
+    let (before_digest, digest) = match rest.split_once('@') {
+        Some((before, digest)) => (
+            before,
+            Some(Digest::parse(digest).map_err(|e| e.to_string())?),
+        ),
+        None => (rest, None),
+    };
+    let (file, tag) = match before_digest.split_once(':') {
+        Some((file, tag)) => (file, Some(Tag::parse(tag).map_err(|e| e.to_string())?)),
+        None => (before_digest, None),
+    };
+    if file.is_empty() {
+        return Err("no file before the tag".to_owned());
+    }
+    Ok(ArchiveLocation::Oci {
+        file: PathBuf::from(file),
+        tag,
+        digest,
+    })
+}
+
+fn parse_docker(rest: &str) -> Result<ArchiveLocation, String> {
+    if rest.is_empty() {
+        return Err("no file after docker-archive:".to_owned());
+    }
+    let (file, image) = match rest.split_once(':') {
+        _ if Path::new(rest).is_file() => (rest, None),
+        Some((file, image)) => (file, Some(image)),
+        None => (rest, None),
+    };
+    if file.is_empty() {
+        return Err("no file before the image name".to_owned());
+    }
+    let image = match image {
+        None => DockerImageRef::Only,
+        Some(position) if position.starts_with('@') => DockerImageRef::Position(
+            position[1..]
+                .parse()
+                .map_err(|_| format!("{position:?} is not @N, an image's position"))?,
+        ),
+        Some(name) => {
+            if name.contains('@') {
+                return Err(format!(
+                    "{name:?}: a docker-archive names images by NAME:TAG, not by digest"
+                ));
+            }
+            let (repo, tag) = archive_name(name).map_err(|e| e.to_string())?;
+            DockerImageRef::Named(repo, tag, name.to_owned())
+        }
+    };
+    Ok(ArchiveLocation::Docker {
+        file: PathBuf::from(file),
+        image,
+    })
+}
+
+impl fmt::Display for ArchiveLocation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Oci { file, tag, digest } => {
+                write!(f, "{OCI_ARCHIVE}{}", file.display())?;
+                if let Some(tag) = tag {
+                    write!(f, ":{tag}")?;
+                }
+                if let Some(digest) = digest {
+                    write!(f, "@{digest}")?;
+                }
+                Ok(())
+            }
+            Self::Docker { file, image } => {
+                write!(f, "{DOCKER_ARCHIVE}{}", file.display())?;
+                match image {
+                    DockerImageRef::Only => Ok(()),
+                    DockerImageRef::Named(_, _, name) => write!(f, ":{name}"),
+                    DockerImageRef::Position(n) => write!(f, ":@{n}"),
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(input: &str) -> ArchiveLocation {
+        ArchiveLocation::parse(input).unwrap().unwrap()
+    }
+
+    #[test]
+    fn archives_as_skopeo_names_them() {
+        assert_eq!(
+            parse("oci-archive:out.tar:v1"),
+            ArchiveLocation::Oci {
+                file: PathBuf::from("out.tar"),
+                tag: Some(Tag::parse("v1").unwrap()),
+                digest: None
+            }
+        );
+        let named = parse("docker-archive:app.tar:example/app:v1");
+        assert_eq!(named.file(), Path::new("app.tar"));
+        assert_eq!(named.repository().as_str(), "example/app");
+        assert_eq!(named.write_tags(), [Tag::parse("v1").unwrap()]);
+        assert_eq!(named.to_string(), "docker-archive:app.tar:example/app:v1");
+        let position = parse("docker-archive:app.tar:@2");
+        assert_eq!(
+            position.manifest_ref(),
+            ManifestRef::Tag(Tag::parse("2").unwrap())
+        );
+        assert!(position.write_tags().is_empty());
+        assert_eq!(
+            parse("docker-archive:app.tar").manifest_ref(),
+            ManifestRef::Tag(Tag::parse("0").unwrap())
+        );
+        assert!(is_gzip_name(parse("oci-archive:x.tar.gz").file()));
+        assert!(ArchiveLocation::parse("oci:dir").is_none());
+    }
+
+    #[test]
+    fn bad_archive_names_say_why() {
+        for (input, reason) in [
+            ("oci-archive:", "no file"),
+            ("docker-archive:", "no file"),
+            ("docker-archive:a.tar:@x", "position"),
+            ("docker-archive:a.tar:Bad Name", "repository"),
+            ("docker-archive:a.tar:x@sha256:abc", "not by digest"),
+        ] {
+            let error = ArchiveLocation::parse(input).unwrap().unwrap_err();
+            assert!(error.contains(reason), "{input}: {error}");
+        }
+    }
+}

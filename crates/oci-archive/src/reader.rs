@@ -1,0 +1,575 @@
+//! An archive opened for reading, as a read-only [`OciInterface`].
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::stream::{self, BoxStream, StreamExt};
+use oci_store::{
+    BlobBody, BlobReader, BlobWriter, Error as StoreError, ListParams, OciInterface,
+    PushManifestParams, ReferrersParams, Result as StoreResult, body_from_bytes, check_range,
+};
+use oci_types::{
+    Compression, Descriptor, Digest, ImageManifest, MAX_MANIFEST_SIZE, Manifest, MediaType,
+    Repository, Tag, media_type,
+};
+
+use crate::format::{
+    DEFAULT_REPOSITORY, DOCKER_MANIFEST_FILE, DockerImage, INDEX_FILE, IndexFile, OCI_LAYOUT_FILE,
+    REF_NAME, archive_name, digest_of_blob_path,
+};
+use crate::scan::{ArchiveLimits, Extent, TarFile};
+use crate::{Error, Result};
+
+/// What an archive is read as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ReadAs {
+    /// An OCI image layout (`oci-archive:`): `oci-layout` and `index.json`; tags are the
+    /// `org.opencontainers.image.ref.name` annotations, in repository [`DEFAULT_REPOSITORY`].
+    Oci,
+    /// A docker-archive: `manifest.json`; tags are its `RepoTags`, each in the repository
+    /// [`archive_name`] gives, and every image is also tagged by its position (`0`, `1`, …)
+    /// in repository [`DEFAULT_REPOSITORY`] (what skopeo's `FILE:@N` selects).
+    Docker,
+}
+
+/// One image of an archive, in the order the archive lists them (what `FILE:@N` selects).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ArchiveImage {
+    /// The manifest (for a docker-archive of the classic format, one made from
+    /// `manifest.json`, as skopeo makes it).
+    pub descriptor: Descriptor,
+    /// The names it is tagged with (`RepoTags`, or the tags of an oci-archive).
+    pub names: Vec<String>,
+}
+
+/// An archive read in place: its tar is indexed once (a compressed archive is decompressed
+/// into a temporary file first), manifests and configs are read into memory, and blobs are
+/// served from their offsets, verified as they stream like every store's reads.
+///
+/// Every write answers `UNSUPPORTED`. Blobs and manifests are served in any repository;
+/// tags only in theirs.
+#[derive(Clone)]
+pub struct ArchiveReader {
+    inner: Arc<Catalog>,
+}
+
+struct Catalog {
+    tar: TarFile,
+    read_as: ReadAs,
+    blobs: HashMap<Digest, (Extent, MediaType)>,
+    manifests: HashMap<Digest, (Descriptor, Bytes)>,
+    tags: BTreeMap<Repository, BTreeMap<Tag, Descriptor>>,
+    images: Vec<ArchiveImage>,
+}
+
+impl ArchiveReader {
+    /// Opens and indexes the archive at `path` (on a blocking thread).
+    pub async fn open(
+        path: impl AsRef<Path>,
+        read_as: ReadAs,
+        limits: ArchiveLimits,
+    ) -> Result<Self> {
+        let path = path.as_ref().to_owned();
+        tokio::task::spawn_blocking(move || Self::open_blocking(&path, read_as, &limits))
+            .await
+            .map_err(|e| {
+                Error::Store(StoreError::io(
+                    "opening an archive",
+                    std::io::Error::other(e),
+                ))
+            })?
+    }
+
+    /// [`open`](Self::open), on the calling thread.
+    pub fn open_blocking(path: &Path, read_as: ReadAs, limits: &ArchiveLimits) -> Result<Self> {
+        let tar = TarFile::open(path, limits)?;
+        let mut catalog = Catalog {
+            tar,
+            read_as,
+            blobs: HashMap::new(),
+            manifests: HashMap::new(),
+            tags: BTreeMap::new(),
+            images: Vec::new(),
+        };
+        let has_layout = catalog.tar.contains(OCI_LAYOUT_FILE) && catalog.tar.contains(INDEX_FILE);
+        if has_layout {
+            catalog.read_layout(limits)?;
+        }
+        match read_as {
+            ReadAs::Oci if !has_layout => {
+                return Err(Error::invalid(
+                    path,
+                    None,
+                    "not an OCI image layout: oci-layout or index.json is missing",
+                ));
+            }
+            ReadAs::Oci => {}
+            ReadAs::Docker if !catalog.tar.contains(DOCKER_MANIFEST_FILE) => {
+                return Err(Error::invalid(
+                    path,
+                    None,
+                    "not a docker-archive: manifest.json is missing (archives of Docker before 1.10 are not read)",
+                ));
+            }
+            ReadAs::Docker => catalog.read_docker(limits)?,
+        }
+        tracing::debug!(
+            archive = %path.display(),
+            blobs = catalog.blobs.len(),
+            manifests = catalog.manifests.len(),
+            images = catalog.images.len(),
+            "archive indexed"
+        );
+        Ok(Self {
+            inner: Arc::new(catalog),
+        })
+    }
+
+    /// The images of the archive, in its order.
+    pub fn images(&self) -> &[ArchiveImage] {
+        &self.inner.images
+    }
+
+    /// How the archive itself was compressed.
+    pub fn compression(&self) -> Compression {
+        self.inner.tar.compression()
+    }
+
+    /// The repository an oci-archive's tags are in.
+    pub fn default_repository() -> Repository {
+        Repository::parse(DEFAULT_REPOSITORY)
+            .unwrap_or_else(|_| unreachable!("DEFAULT_REPOSITORY is a valid name"))
+    }
+}
+
+impl Catalog {
+    fn invalid(&self, entry: &str, reason: impl Into<String>) -> Error {
+        Error::invalid(self.tar.path(), Some(entry), reason)
+    }
+
+    fn read_json<T: serde::de::DeserializeOwned>(&self, name: &str, max: u64) -> Result<T> {
+        let bytes = self.tar.read_small(name, max)?;
+        serde_json::from_slice(&bytes)
+            .map_err(|e| self.invalid(name, format!("not valid JSON of its kind: {e}")))
+    }
+
+    /// Reads the OCI layout: every blob under `blobs/`, and the manifests reachable from
+    /// `index.json` into memory.
+    fn read_layout(&mut self, limits: &ArchiveLimits) -> Result<()> {
+        let layout: serde_json::Value = self.read_json(OCI_LAYOUT_FILE, limits.max_json)?;
+        if layout
+            .get("imageLayoutVersion")
+            .and_then(|v| v.as_str())
+            .is_none()
+        {
+            return Err(self.invalid(OCI_LAYOUT_FILE, "no imageLayoutVersion"));
+        }
+        let algorithms: Vec<String> = ["sha256", "sha512"]
+            .iter()
+            .map(|a| format!("blobs/{a}"))
+            .collect();
+        let mut found = Vec::new();
+        for dir in &algorithms {
+            for name in self.tar.files_under(dir) {
+                if let Some(digest) = digest_of_blob_path(name) {
+                    found.push((digest, self.tar.find(name)?));
+                }
+            }
+        }
+        for (digest, extent) in found {
+            self.blobs.insert(
+                digest,
+                (extent, MediaType::from_static(media_type::OCTET_STREAM)),
+            );
+        }
+        let index: IndexFile = self.read_json(INDEX_FILE, limits.max_json)?;
+        let repo = ArchiveReader::default_repository();
+        for (position, descriptor) in index.manifests.iter().enumerate() {
+            self.load_manifest(descriptor, 0)?;
+            let mut names = Vec::new();
+            if let Some(name) = descriptor.annotations.get(REF_NAME) {
+                // A ref.name that is not a tag (a whole reference, as some tools write) is
+                // read as one.
+                let tag = Tag::parse(name)
+                    .ok()
+                    .or_else(|| archive_name(name).ok().map(|(_, t)| t));
+                match tag {
+                    Some(tag) => {
+                        names.push(tag.to_string());
+                        self.tags
+                            .entry(repo.clone())
+                            .or_default()
+                            .insert(tag, descriptor.clone());
+                    }
+                    None => {
+                        tracing::warn!(archive = %self.tar.path().display(), position, name, "index.json names a tag that is not one; ignored")
+                    }
+                }
+            }
+            if self.read_as == ReadAs::Oci {
+                self.images.push(ArchiveImage {
+                    descriptor: descriptor.clone(),
+                    names,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads a manifest blob named by `descriptor` into memory, checked, with its children.
+    fn load_manifest(&mut self, descriptor: &Descriptor, depth: usize) -> Result<()> {
+        const MAX_DEPTH: usize = 8;
+        if self.manifests.contains_key(&descriptor.digest) {
+            return Ok(());
+        }
+        let entry = crate::format::blob_path(&descriptor.digest);
+        if depth > MAX_DEPTH {
+            return Err(self.invalid(&entry, "indexes nested too deep"));
+        }
+        let bytes = self.tar.read_small(&entry, MAX_MANIFEST_SIZE as u64)?;
+        if !descriptor.digest.verify(&bytes) || bytes.len() as u64 != descriptor.size {
+            return Err(self.invalid(
+                &entry,
+                format!(
+                    "its content is not {} of {} bytes",
+                    descriptor.digest, descriptor.size
+                ),
+            ));
+        }
+        let children = match Manifest::parse(&bytes, &descriptor.media_type) {
+            Ok(Manifest::Index(index)) => index.manifests,
+            Ok(_) => Vec::new(),
+            // An artifact of a kind not parsed here is served as it is.
+            Err(_) if !descriptor.media_type.is_manifest() && !descriptor.media_type.is_index() => {
+                Vec::new()
+            }
+            Err(e) => return Err(self.invalid(&entry, e.to_string())),
+        };
+        let mut stored = descriptor.clone();
+        stored.annotations.clear();
+        stored.platform = None;
+        self.manifests
+            .insert(descriptor.digest.clone(), (stored, Bytes::from(bytes)));
+        for child in &children {
+            // A child an archive leaves out (one platform of an index) is simply not there.
+            if self.tar.contains(&crate::format::blob_path(&child.digest)) {
+                self.load_manifest(child, depth + 1)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads `manifest.json`: each image's config, its layers, and a manifest for it (the
+    /// archive's own one when its OCI layout has it, as Docker 25+ writes).
+    fn read_docker(&mut self, limits: &ArchiveLimits) -> Result<()> {
+        let images: Vec<DockerImage> = self.read_json(DOCKER_MANIFEST_FILE, limits.max_json)?;
+        let by_position = ArchiveReader::default_repository();
+        for (position, image) in images.iter().enumerate() {
+            let descriptor = self.docker_image(image, limits)?;
+            let position_tag = Tag::parse(&position.to_string())
+                .map_err(|e| self.invalid(DOCKER_MANIFEST_FILE, e.to_string()))?;
+            self.tags
+                .entry(by_position.clone())
+                .or_default()
+                .insert(position_tag, descriptor.clone());
+            let mut names = Vec::new();
+            for name in image.repo_tags.iter().flatten() {
+                let (repo, tag) = archive_name(name).map_err(|e| {
+                    self.invalid(
+                        DOCKER_MANIFEST_FILE,
+                        format!("RepoTags holds {name:?}, not an image name: {e}"),
+                    )
+                })?;
+                names.push(name.clone());
+                self.tags
+                    .entry(repo)
+                    .or_default()
+                    .insert(tag, descriptor.clone());
+            }
+            self.images.push(ArchiveImage { descriptor, names });
+        }
+        Ok(())
+    }
+
+    fn docker_image(&mut self, image: &DockerImage, limits: &ArchiveLimits) -> Result<Descriptor> {
+        let config_bytes = self.tar.read_small(&image.config, limits.max_json)?;
+        let config_digest = Digest::sha256(&config_bytes);
+        serde_json::from_slice::<serde_json::Value>(&config_bytes).map_err(|e| {
+            self.invalid(&image.config, format!("the image config is not JSON: {e}"))
+        })?;
+        // Docker 25+: the OCI layout beside manifest.json holds the image's real manifest.
+        let known =
+            self.manifests.iter().find_map(|(_, (descriptor, bytes))| {
+                match Manifest::parse(bytes, &descriptor.media_type) {
+                    Ok(Manifest::Image(manifest)) if manifest.config.digest == config_digest => {
+                        Some(descriptor.clone())
+                    }
+                    _ => None,
+                }
+            });
+        if let Some(descriptor) = known {
+            return Ok(descriptor);
+        }
+        let config_extent = self.tar.find(&image.config)?;
+        self.blobs.insert(
+            config_digest.clone(),
+            (
+                config_extent,
+                MediaType::from_static(media_type::DOCKER_CONFIG),
+            ),
+        );
+        let mut layers = Vec::with_capacity(image.layers.len());
+        for path in &image.layers {
+            let extent = self.tar.find(path)?;
+            // A layer under `blobs/ALG/HEX` is named by its digest, checked as it is read;
+            // any other is hashed here.
+            let (digest, prefix) = match digest_of_blob_path(&crate::scan::clean_name(path)) {
+                Some(digest) => (digest, self.tar.read_prefix(extent)?),
+                None => self.tar.hash(extent)?,
+            };
+            let layer_type = match oci_store::layer::sniff_compression(&prefix) {
+                Compression::Gzip => media_type::DOCKER_LAYER_GZIP,
+                Compression::Zstd => media_type::DOCKER_LAYER_ZSTD,
+                _ => media_type::DOCKER_LAYER_TAR,
+            };
+            let layer_type = MediaType::from_static(layer_type);
+            self.blobs
+                .insert(digest.clone(), (extent, layer_type.clone()));
+            layers.push(Descriptor::new(layer_type, digest, extent.size));
+        }
+        let config = Descriptor::new(
+            MediaType::from_static(media_type::DOCKER_CONFIG),
+            config_digest,
+            config_bytes.len() as u64,
+        );
+        let mut manifest = ImageManifest::new(config, layers);
+        manifest.media_type = MediaType::from_static(media_type::DOCKER_MANIFEST);
+        let bytes = manifest.to_json();
+        let descriptor = Descriptor::new(
+            MediaType::from_static(media_type::DOCKER_MANIFEST),
+            Digest::sha256(&bytes),
+            bytes.len() as u64,
+        );
+        self.manifests.insert(
+            descriptor.digest.clone(),
+            (descriptor.clone(), Bytes::from(bytes)),
+        );
+        Ok(descriptor)
+    }
+
+    fn manifest(&self, repo: &Repository, digest: &Digest) -> StoreResult<&(Descriptor, Bytes)> {
+        self.manifests
+            .get(digest)
+            .ok_or_else(|| StoreError::ManifestUnknown {
+                repo: repo.clone(),
+                reference: digest.to_string(),
+            })
+    }
+
+    fn blob(&self, repo: &Repository, digest: &Digest) -> StoreResult<(Extent, Descriptor)> {
+        if let Some((extent, media_type)) = self.blobs.get(digest) {
+            return Ok((
+                *extent,
+                Descriptor::new(media_type.clone(), digest.clone(), extent.size),
+            ));
+        }
+        Err(StoreError::BlobUnknown {
+            repo: repo.clone(),
+            digest: digest.clone(),
+        })
+    }
+
+    fn tag(&self, repo: &Repository, tag: &Tag) -> StoreResult<&Descriptor> {
+        self.tags
+            .get(repo)
+            .and_then(|tags| tags.get(tag))
+            .ok_or_else(|| StoreError::ManifestUnknown {
+                repo: repo.clone(),
+                reference: tag.to_string(),
+            })
+    }
+}
+
+impl fmt::Display for ArchiveReader {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let transport = match self.inner.read_as {
+            ReadAs::Oci => "oci-archive",
+            ReadAs::Docker => "docker-archive",
+        };
+        write!(f, "{transport}:{}", self.inner.tar.path().display())
+    }
+}
+
+impl fmt::Debug for ArchiveReader {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ArchiveReader")
+            .field("archive", &self.inner.tar.path())
+            .field("read_as", &self.inner.read_as)
+            .field("images", &self.inner.images.len())
+            .finish_non_exhaustive()
+    }
+}
+
+#[async_trait]
+impl OciInterface for ArchiveReader {
+    async fn get_blob(&self, repo: &Repository, digest: &Digest) -> StoreResult<BlobReader> {
+        let (extent, descriptor) = self.inner.blob(repo, digest)?;
+        Ok(BlobReader::verified(
+            descriptor,
+            self.inner.tar.body(extent),
+        ))
+    }
+
+    async fn get_blob_range(
+        &self,
+        repo: &Repository,
+        digest: &Digest,
+        start: u64,
+        end: Option<u64>,
+    ) -> StoreResult<BlobReader> {
+        let (extent, descriptor) = self.inner.blob(repo, digest)?;
+        let range = check_range(digest, descriptor.size, start, end)?;
+        let body = self.inner.tar.body(Extent {
+            offset: extent.offset + range.start,
+            size: range.end - range.start,
+        });
+        Ok(BlobReader::ranged(descriptor, range, body))
+    }
+
+    async fn get_manifest(&self, repo: &Repository, digest: &Digest) -> StoreResult<BlobReader> {
+        let (descriptor, bytes) = self.inner.manifest(repo, digest)?;
+        Ok(BlobReader::verified(
+            descriptor.clone(),
+            body_from_bytes(bytes.clone()),
+        ))
+    }
+
+    async fn get_tag(&self, repo: &Repository, tag: &Tag) -> StoreResult<BlobReader> {
+        let digest = self.inner.tag(repo, tag)?.digest.clone();
+        self.get_manifest(repo, &digest).await
+    }
+
+    async fn resolve_blob(&self, repo: &Repository, digest: &Digest) -> StoreResult<Descriptor> {
+        Ok(self.inner.blob(repo, digest)?.1)
+    }
+
+    async fn resolve_manifest(
+        &self,
+        repo: &Repository,
+        digest: &Digest,
+    ) -> StoreResult<Descriptor> {
+        Ok(self.inner.manifest(repo, digest)?.0.clone())
+    }
+
+    async fn resolve_tag(&self, repo: &Repository, tag: &Tag) -> StoreResult<Descriptor> {
+        let digest = &self.inner.tag(repo, tag)?.digest;
+        Ok(self.inner.manifest(repo, digest)?.0.clone())
+    }
+
+    async fn push_blob(
+        &self,
+        _: &Repository,
+        _: &Descriptor,
+        _: BlobBody,
+    ) -> StoreResult<Descriptor> {
+        Err(StoreError::unsupported("push_blob", self))
+    }
+
+    async fn push_blob_chunked(
+        &self,
+        _: &Repository,
+        _: Option<usize>,
+    ) -> StoreResult<Box<dyn BlobWriter>> {
+        Err(StoreError::unsupported("push_blob_chunked", self))
+    }
+
+    async fn push_blob_chunked_resume(
+        &self,
+        _: &Repository,
+        _: &str,
+        _: Option<u64>,
+        _: Option<usize>,
+    ) -> StoreResult<Box<dyn BlobWriter>> {
+        Err(StoreError::unsupported("push_blob_chunked_resume", self))
+    }
+
+    async fn mount_blob(
+        &self,
+        _: &Repository,
+        _: &Repository,
+        _: &Digest,
+    ) -> StoreResult<Descriptor> {
+        Err(StoreError::unsupported("mount_blob", self))
+    }
+
+    async fn push_manifest(
+        &self,
+        _: &Repository,
+        _: Bytes,
+        _: &MediaType,
+        _: &PushManifestParams,
+    ) -> StoreResult<Descriptor> {
+        Err(StoreError::unsupported("push_manifest", self))
+    }
+
+    async fn delete_blob(&self, _: &Repository, _: &Digest) -> StoreResult<()> {
+        Err(StoreError::unsupported("delete_blob", self))
+    }
+
+    async fn delete_manifest(&self, _: &Repository, _: &Digest) -> StoreResult<()> {
+        Err(StoreError::unsupported("delete_manifest", self))
+    }
+
+    async fn delete_tag(&self, _: &Repository, _: &Tag) -> StoreResult<()> {
+        Err(StoreError::unsupported("delete_tag", self))
+    }
+
+    fn repositories(&self, params: &ListParams) -> BoxStream<'static, StoreResult<Repository>> {
+        let names = params.apply(self.inner.tags.keys().cloned().collect::<Vec<_>>());
+        stream::iter(names.into_iter().map(Ok)).boxed()
+    }
+
+    fn tags(&self, repo: &Repository, params: &ListParams) -> BoxStream<'static, StoreResult<Tag>> {
+        let tags = self
+            .inner
+            .tags
+            .get(repo)
+            .map(|tags| tags.keys().cloned().collect::<Vec<_>>())
+            .unwrap_or_default();
+        stream::iter(params.apply(tags).into_iter().map(Ok)).boxed()
+    }
+
+    fn referrers(
+        &self,
+        _: &Repository,
+        digest: &Digest,
+        params: &ReferrersParams,
+    ) -> BoxStream<'static, StoreResult<Descriptor>> {
+        let mut found: Vec<Descriptor> = self
+            .inner
+            .manifests
+            .values()
+            .filter_map(|(descriptor, bytes)| {
+                let manifest = Manifest::parse(bytes, &descriptor.media_type).ok()?;
+                if manifest.subject().map(|s| &s.digest) != Some(digest) {
+                    return None;
+                }
+                let mut referrer = descriptor.clone();
+                referrer.artifact_type = manifest.effective_artifact_type().cloned();
+                referrer.annotations = manifest.annotations().clone();
+                let wanted = params.artifact_type.as_ref();
+                wanted
+                    .is_none_or(|wanted| referrer.artifact_type.as_ref() == Some(wanted))
+                    .then_some(referrer)
+            })
+            .collect();
+        found.sort_by(|a, b| a.digest.as_str().cmp(b.digest.as_str()));
+        stream::iter(found.into_iter().map(Ok)).boxed()
+    }
+}

@@ -1,0 +1,690 @@
+//! An archive being written, as an [`OciInterface`] for pushes, with an explicit
+//! [`ArchiveWriter::finish`] that writes the index and `manifest.json`.
+//!
+//! Blobs go into the tar as they are pushed, one entry at a time (concurrent pushes wait for
+//! their turn). A whole push states its size, so its header is written first and its content
+//! streams after it; a chunked upload does not know its size or digest until it is
+//! committed, and a tar header needs both before the content, so a chunked upload is kept in
+//! an anonymous temporary file until its commit and copied into the tar then.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::stream::{self, BoxStream, StreamExt};
+use oci_store::{
+    BlobBody, BlobReader, BlobWriter, Error as StoreError, ListParams, OciInterface, PushCheck,
+    PushManifestParams, ReferrersParams, Result as StoreResult, body_from_bytes, inspect_manifest,
+};
+use oci_types::{Algorithm, Descriptor, Digest, Digester, MediaType, Platform, Repository, Tag};
+use tokio::sync::mpsc;
+
+use crate::format::{ArchiveFormat, DockerFormat, blob_path};
+use crate::sink::{Output, TarSink};
+use crate::{Error, Result};
+
+mod finish;
+mod upload;
+
+pub use finish::FinishReport;
+use upload::ArchiveUpload;
+
+/// Choices for an archive being written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct WriteOptions {
+    /// The platform a docker-archive takes from a tagged index (`docker load` takes images
+    /// only); `None` for this machine's.
+    pub platform: Option<Platform>,
+}
+
+impl Default for WriteOptions {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl WriteOptions {
+    /// This machine's platform for indexes.
+    pub fn new() -> Self {
+        Self { platform: None }
+    }
+
+    /// Sets [`platform`](Self::platform).
+    pub fn with_platform(mut self, platform: Platform) -> Self {
+        self.platform = Some(platform);
+        self
+    }
+}
+
+/// An archive being written: push blobs and manifests into it (through `copy`, a build, any
+/// writer of stores), then call [`finish`](Self::finish).
+///
+/// A file archive is written to a temporary file beside its path and renamed over the path
+/// by `finish` only: an existing archive is replaced whole or not at all, and an archive
+/// never finished leaves nothing behind. A blob whose content does not match its descriptor
+/// is taken back out of the tar; where that cannot be done (a `.tar.gz`, a stream) the
+/// archive is given up and every later call fails.
+#[derive(Clone)]
+pub struct ArchiveWriter {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    /// How the archive is named in messages (`docker-archive:app.tar`).
+    display: String,
+    format: ArchiveFormat,
+    platform: Platform,
+    /// Taken by whoever writes an entry, so that entries do not interleave.
+    turn: tokio::sync::Mutex<()>,
+    state: Mutex<State>,
+}
+
+/// A file archive's temporary file and the path it becomes.
+struct Destination {
+    temporary: tempfile::TempPath,
+    path: PathBuf,
+}
+
+#[derive(Default)]
+struct State {
+    /// The tar; `None` while an entry is written on a blocking thread, and once finished.
+    sink: Option<TarSink>,
+    destination: Option<Destination>,
+    /// Why the archive was given up, if it was.
+    broken: Option<String>,
+    finished: bool,
+    /// Blobs written, with the entry each is in.
+    blobs: HashMap<Digest, (Descriptor, String)>,
+    manifests: HashMap<Digest, StoredManifest>,
+    tags: BTreeMap<Repository, BTreeMap<Tag, Digest>>,
+    /// Chunked uploads closed to be resumed, by id.
+    uploads: HashMap<String, upload::Spool>,
+}
+
+#[derive(Clone)]
+struct StoredManifest {
+    descriptor: Descriptor,
+    bytes: Bytes,
+    subject: Option<Digest>,
+    artifact_type: Option<MediaType>,
+    annotations: BTreeMap<String, String>,
+}
+
+/// A piece of an entry's content on its way to the blocking writer.
+enum Piece {
+    Data(Bytes),
+    /// The content is complete and checked: pad the entry.
+    End,
+}
+
+impl ArchiveWriter {
+    /// Starts writing an archive at `path` (`format` [`ArchiveFormat::Oci`] with `gzip` for a
+    /// `.tar.gz`). Nothing appears at `path` until [`finish`](Self::finish).
+    pub fn create(
+        path: impl AsRef<Path>,
+        format: ArchiveFormat,
+        options: WriteOptions,
+    ) -> Result<Self> {
+        let path = path.as_ref().to_owned();
+        let dir = match path.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent.to_owned(),
+            _ => PathBuf::from("."),
+        };
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let temporary = tempfile::Builder::new()
+            .prefix(&format!(".{name}."))
+            .suffix(".hoist-partial")
+            .tempfile_in(&dir)
+            .map_err(|e| Error::io("cannot create a temporary file in", &dir, e))?;
+        let (file, temporary) = temporary.into_parts();
+        let output = match format {
+            // The content is mostly compressed layers already: the fastest level costs least
+            // and loses almost nothing.
+            ArchiveFormat::Oci { gzip: true } => Output::Gzip(flate2::write::GzEncoder::new(
+                file,
+                flate2::Compression::fast(),
+            )),
+            _ => Output::File(file),
+        };
+        let transport = match format {
+            ArchiveFormat::Oci { .. } => "oci-archive",
+            ArchiveFormat::Docker(_) => "docker-archive",
+        };
+        let writer = Self::new(
+            format!("{transport}:{}", path.display()),
+            format,
+            options,
+            output,
+        );
+        writer.state().destination = Some(Destination { temporary, path });
+        Ok(writer)
+    }
+
+    /// Starts writing an archive into `stream` (a daemon's load request, a pipe). Nothing is
+    /// taken back from a stream: a blob that fails its check gives up the whole archive.
+    pub fn to_stream(
+        stream: Box<dyn Write + Send>,
+        format: ArchiveFormat,
+        options: WriteOptions,
+        name: impl Into<String>,
+    ) -> Self {
+        Self::new(name.into(), format, options, Output::Stream(stream))
+    }
+
+    fn new(display: String, format: ArchiveFormat, options: WriteOptions, output: Output) -> Self {
+        let state = State {
+            sink: Some(TarSink::new(output)),
+            ..State::default()
+        };
+        Self {
+            shared: Arc::new(Shared {
+                display,
+                format,
+                platform: options.platform.unwrap_or_else(Platform::host),
+                turn: tokio::sync::Mutex::new(()),
+                state: Mutex::new(state),
+            }),
+        }
+    }
+
+    /// The archive's format.
+    pub fn format(&self) -> ArchiveFormat {
+        self.shared.format
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.shared
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The tar, taken out of the state for one entry; an error if the archive is broken or
+    /// finished.
+    fn take_sink(&self) -> StoreResult<TarSink> {
+        let mut state = self.state();
+        if let Some(reason) = &state.broken {
+            return Err(self.failure(format!("the archive was given up: {reason}")));
+        }
+        if state.finished {
+            return Err(self.failure("the archive is already finished".to_owned()));
+        }
+        state
+            .sink
+            .take()
+            .ok_or_else(|| self.failure("the archive is being written by another call".to_owned()))
+    }
+
+    fn failure(&self, message: String) -> StoreError {
+        StoreError::Backend {
+            backend: self.shared.display.clone(),
+            message,
+            source: None,
+        }
+    }
+
+    /// The name a blob gets in the tar.
+    fn entry_name(&self, descriptor: &Descriptor) -> String {
+        match self.shared.format {
+            ArchiveFormat::Docker(DockerFormat::Classic) => {
+                let extension = if is_config(&descriptor.media_type) {
+                    "json"
+                } else {
+                    "tar"
+                };
+                format!("{}.{extension}", descriptor.digest.encoded())
+            }
+            _ => blob_path(&descriptor.digest),
+        }
+    }
+
+    /// Writes one entry of `size` bytes whose content `feed` sends (and checks) in pieces;
+    /// takes the entry back if `feed` fails or the writing does.
+    async fn write_entry<F>(&self, name: String, size: u64, feed: F) -> StoreResult<()>
+    where
+        F: AsyncFnOnce(&mpsc::Sender<Piece>) -> StoreResult<()>,
+    {
+        let _turn = self.shared.turn.lock().await;
+        let mut sink = self.take_sink()?;
+        let (sender, mut receiver) = mpsc::channel::<Piece>(4);
+        let entry = name.clone();
+        let writing = tokio::task::spawn_blocking(move || {
+            let mark = sink.mark();
+            let written = (|| {
+                sink.begin_file(&entry, size)?;
+                while let Some(piece) = receiver.blocking_recv() {
+                    match piece {
+                        Piece::Data(bytes) => sink.data(&bytes)?,
+                        Piece::End => {
+                            sink.end_file()?;
+                            return Ok(true);
+                        }
+                    }
+                }
+                Ok::<_, std::io::Error>(false)
+            })();
+            (sink, mark, written)
+        });
+        let fed = feed(&sender).await;
+        if fed.is_ok() {
+            // A writer that already stopped shows its own error below.
+            let _ = sender.send(Piece::End).await;
+        }
+        drop(sender);
+        let (mut sink, mark, written) = writing
+            .await
+            .map_err(|e| self.failure(format!("the archive's writer stopped: {e}")))?;
+        let error = match (fed, written) {
+            (Ok(()), Ok(true)) => {
+                self.state().sink = Some(sink);
+                return Ok(());
+            }
+            (Err(e), _) => e,
+            (Ok(()), Err(e)) => StoreError::io(
+                format!("cannot write {name} into {}", self.shared.display),
+                e,
+            ),
+            (Ok(()), Ok(false)) => self.failure(format!("the entry {name} was not completed")),
+        };
+        match sink.rollback(mark) {
+            Ok(true) => self.state().sink = Some(sink),
+            Ok(false) => self.give_up(format!("writing {name} failed: {error}")),
+            Err(e) => self.give_up(format!("cannot take back {name}: {e}")),
+        }
+        Err(error)
+    }
+
+    fn give_up(&self, reason: String) {
+        tracing::warn!(archive = %self.shared.display, %reason, "archive given up");
+        let mut state = self.state();
+        state.broken.get_or_insert(reason);
+        state.sink = None;
+    }
+
+    /// Writes a blob from a stream checked against `descriptor`, unless it is there already.
+    async fn write_blob(&self, descriptor: &Descriptor, body: BlobBody) -> StoreResult<Descriptor> {
+        if let Some((stored, _)) = self.state().blobs.get(&descriptor.digest) {
+            return Ok(stored.clone());
+        }
+        let name = self.entry_name(descriptor);
+        let mut check = PushCheck::for_body(descriptor, &body);
+        let mut body = body;
+        self.write_entry(
+            name.clone(),
+            descriptor.size,
+            async |sender: &mpsc::Sender<Piece>| {
+                while let Some(piece) = body.next().await {
+                    let piece = piece?;
+                    check.update(&piece)?;
+                    if sender.send(Piece::Data(piece)).await.is_err() {
+                        // The writer failed; its error is reported.
+                        return Ok(());
+                    }
+                }
+                check.finish()
+            },
+        )
+        .await?;
+        let stored = Descriptor::new(
+            descriptor.media_type.clone(),
+            descriptor.digest.clone(),
+            descriptor.size,
+        );
+        self.state()
+            .blobs
+            .insert(descriptor.digest.clone(), (stored.clone(), name));
+        Ok(stored)
+    }
+
+    /// Writes a blob already checked, from a file of exactly `descriptor.size` bytes.
+    async fn write_blob_from_file(
+        &self,
+        descriptor: &Descriptor,
+        file: File,
+    ) -> StoreResult<Descriptor> {
+        let name = self.entry_name(descriptor);
+        let (sender, mut receiver) = mpsc::channel::<StoreResult<Bytes>>(2);
+        let size = descriptor.size;
+        tokio::task::spawn_blocking(move || copy_file_pieces(file, size, &sender));
+        self.write_entry(name.clone(), size, async |to_tar: &mpsc::Sender<Piece>| {
+            let mut seen = 0u64;
+            while let Some(piece) = receiver.recv().await {
+                let piece = piece?;
+                seen += piece.len() as u64;
+                if to_tar.send(Piece::Data(piece)).await.is_err() {
+                    return Ok(());
+                }
+            }
+            if seen == size {
+                Ok(())
+            } else {
+                Err(StoreError::io(
+                    "reading an upload back",
+                    std::io::Error::from(std::io::ErrorKind::UnexpectedEof),
+                ))
+            }
+        })
+        .await?;
+        self.state()
+            .blobs
+            .insert(descriptor.digest.clone(), (descriptor.clone(), name));
+        Ok(descriptor.clone())
+    }
+
+    /// Writes a small file (a manifest, `index.json`) whole.
+    async fn write_small(&self, name: String, bytes: Bytes) -> StoreResult<()> {
+        let size = bytes.len() as u64;
+        self.write_entry(name, size, async move |sender: &mpsc::Sender<Piece>| {
+            let _ = sender.send(Piece::Data(bytes)).await;
+            Ok(())
+        })
+        .await
+    }
+}
+
+/// Reads `size` bytes of `file` from its start into `sender`, in pieces (blocking).
+fn copy_file_pieces(mut file: File, size: u64, sender: &mpsc::Sender<StoreResult<Bytes>>) {
+    const PIECE: usize = 1 << 20;
+    if let Err(e) = file.seek(SeekFrom::Start(0)) {
+        let _ = sender.blocking_send(Err(StoreError::io("reading an upload back", e)));
+        return;
+    }
+    let mut left = size;
+    while left > 0 {
+        let mut piece = vec![0u8; usize::try_from(left.min(PIECE as u64)).unwrap_or(PIECE)];
+        let item = file
+            .read_exact(&mut piece)
+            .map(|()| Bytes::from(piece))
+            .map_err(|e| StoreError::io("reading an upload back", e));
+        let failed = item.is_err();
+        if sender.blocking_send(item).is_err() || failed {
+            return;
+        }
+        left -= PIECE.min(usize::try_from(left).unwrap_or(PIECE)) as u64;
+    }
+}
+
+/// Whether a blob of this media type is an image config (a `.json` file of the classic
+/// docker-archive format).
+fn is_config(media_type: &MediaType) -> bool {
+    let name = media_type.as_str();
+    name == oci_types::media_type::OCI_CONFIG
+        || name == oci_types::media_type::DOCKER_CONFIG
+        || name.ends_with("+json")
+}
+
+impl fmt::Display for ArchiveWriter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.shared.display)
+    }
+}
+
+impl fmt::Debug for ArchiveWriter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ArchiveWriter")
+            .field("archive", &self.shared.display)
+            .field("format", &self.shared.format)
+            .finish_non_exhaustive()
+    }
+}
+
+#[async_trait]
+impl OciInterface for ArchiveWriter {
+    async fn get_blob(&self, _: &Repository, _: &Digest) -> StoreResult<BlobReader> {
+        Err(StoreError::unsupported("get_blob", self))
+    }
+
+    async fn get_blob_range(
+        &self,
+        _: &Repository,
+        _: &Digest,
+        _: u64,
+        _: Option<u64>,
+    ) -> StoreResult<BlobReader> {
+        Err(StoreError::unsupported("get_blob_range", self))
+    }
+
+    async fn get_manifest(&self, repo: &Repository, digest: &Digest) -> StoreResult<BlobReader> {
+        let manifest = self.stored_manifest(repo, digest)?;
+        Ok(BlobReader::verified(
+            manifest.descriptor,
+            body_from_bytes(manifest.bytes),
+        ))
+    }
+
+    async fn get_tag(&self, repo: &Repository, tag: &Tag) -> StoreResult<BlobReader> {
+        let digest = self.tagged(repo, tag)?;
+        self.get_manifest(repo, &digest).await
+    }
+
+    async fn resolve_blob(&self, repo: &Repository, digest: &Digest) -> StoreResult<Descriptor> {
+        self.state()
+            .blobs
+            .get(digest)
+            .map(|(d, _)| d.clone())
+            .ok_or_else(|| StoreError::BlobUnknown {
+                repo: repo.clone(),
+                digest: digest.clone(),
+            })
+    }
+
+    async fn resolve_manifest(
+        &self,
+        repo: &Repository,
+        digest: &Digest,
+    ) -> StoreResult<Descriptor> {
+        Ok(self.stored_manifest(repo, digest)?.descriptor)
+    }
+
+    async fn resolve_tag(&self, repo: &Repository, tag: &Tag) -> StoreResult<Descriptor> {
+        let digest = self.tagged(repo, tag)?;
+        self.resolve_manifest(repo, &digest).await
+    }
+
+    async fn push_blob(
+        &self,
+        _: &Repository,
+        descriptor: &Descriptor,
+        body: BlobBody,
+    ) -> StoreResult<Descriptor> {
+        self.write_blob(descriptor, body).await
+    }
+
+    async fn push_blob_chunked(
+        &self,
+        _: &Repository,
+        chunk_size: Option<usize>,
+    ) -> StoreResult<Box<dyn BlobWriter>> {
+        Ok(Box::new(ArchiveUpload::start(self.clone(), chunk_size)?))
+    }
+
+    async fn push_blob_chunked_resume(
+        &self,
+        repo: &Repository,
+        id: &str,
+        offset: Option<u64>,
+        chunk_size: Option<usize>,
+    ) -> StoreResult<Box<dyn BlobWriter>> {
+        let spool =
+            self.state()
+                .uploads
+                .remove(id)
+                .ok_or_else(|| StoreError::BlobUploadUnknown {
+                    repo: repo.clone(),
+                    id: id.to_owned(),
+                })?;
+        Ok(Box::new(ArchiveUpload::resume(
+            self.clone(),
+            id.to_owned(),
+            spool,
+            offset,
+            chunk_size,
+        )?))
+    }
+
+    async fn mount_blob(
+        &self,
+        _: &Repository,
+        _: &Repository,
+        _: &Digest,
+    ) -> StoreResult<Descriptor> {
+        Err(StoreError::unsupported("mount_blob", self))
+    }
+
+    async fn push_manifest(
+        &self,
+        repo: &Repository,
+        contents: Bytes,
+        media_type: &MediaType,
+        params: &PushManifestParams,
+    ) -> StoreResult<Descriptor> {
+        let inspected = inspect_manifest(repo, &contents, media_type, params)?;
+        {
+            let state = self.state();
+            for required in &inspected.required {
+                let present = if inspected.is_index {
+                    state.manifests.contains_key(&required.digest)
+                } else {
+                    state.blobs.contains_key(&required.digest)
+                };
+                if !present {
+                    return Err(StoreError::ManifestBlobUnknown {
+                        repo: repo.clone(),
+                        digest: required.digest.clone(),
+                    });
+                }
+            }
+        }
+        let digest = inspected.digest.clone();
+        let written = self.state().manifests.contains_key(&digest);
+        let classic = self.shared.format == ArchiveFormat::Docker(DockerFormat::Classic);
+        if !written && !classic {
+            self.write_small(blob_path(&digest), contents.clone())
+                .await?;
+        }
+        let mut state = self.state();
+        state
+            .manifests
+            .entry(digest.clone())
+            .or_insert_with(|| StoredManifest {
+                descriptor: inspected.descriptor.clone(),
+                bytes: contents,
+                subject: inspected.subject.clone(),
+                artifact_type: inspected.artifact_type.clone(),
+                annotations: inspected.annotations.clone(),
+            });
+        for tag in &params.tags {
+            state
+                .tags
+                .entry(repo.clone())
+                .or_default()
+                .insert(tag.clone(), digest.clone());
+        }
+        Ok(inspected.descriptor)
+    }
+
+    async fn delete_blob(&self, _: &Repository, _: &Digest) -> StoreResult<()> {
+        Err(StoreError::unsupported("delete_blob", self))
+    }
+
+    async fn delete_manifest(&self, _: &Repository, _: &Digest) -> StoreResult<()> {
+        Err(StoreError::unsupported("delete_manifest", self))
+    }
+
+    async fn delete_tag(&self, repo: &Repository, tag: &Tag) -> StoreResult<()> {
+        // Nothing of a tag is written before `finish`: it can still be taken back.
+        let removed = self
+            .state()
+            .tags
+            .get_mut(repo)
+            .and_then(|tags| tags.remove(tag));
+        removed
+            .map(|_| ())
+            .ok_or_else(|| StoreError::ManifestUnknown {
+                repo: repo.clone(),
+                reference: tag.to_string(),
+            })
+    }
+
+    fn repositories(&self, params: &ListParams) -> BoxStream<'static, StoreResult<Repository>> {
+        let names = params.apply(self.state().tags.keys().cloned().collect::<Vec<_>>());
+        stream::iter(names.into_iter().map(Ok)).boxed()
+    }
+
+    fn tags(&self, repo: &Repository, params: &ListParams) -> BoxStream<'static, StoreResult<Tag>> {
+        let tags = self
+            .state()
+            .tags
+            .get(repo)
+            .map(|t| t.keys().cloned().collect::<Vec<_>>())
+            .unwrap_or_default();
+        stream::iter(params.apply(tags).into_iter().map(Ok)).boxed()
+    }
+
+    fn referrers(
+        &self,
+        _: &Repository,
+        digest: &Digest,
+        params: &ReferrersParams,
+    ) -> BoxStream<'static, StoreResult<Descriptor>> {
+        let mut found: Vec<Descriptor> = self
+            .state()
+            .manifests
+            .values()
+            .filter(|m| m.subject.as_ref() == Some(digest))
+            .filter(|m| {
+                params
+                    .artifact_type
+                    .as_ref()
+                    .is_none_or(|wanted| m.artifact_type.as_ref() == Some(wanted))
+            })
+            .map(|m| {
+                let mut descriptor = m.descriptor.clone();
+                descriptor.artifact_type = m.artifact_type.clone();
+                descriptor.annotations = m.annotations.clone();
+                descriptor
+            })
+            .collect();
+        found.sort_by(|a, b| a.digest.as_str().cmp(b.digest.as_str()));
+        stream::iter(found.into_iter().map(Ok)).boxed()
+    }
+}
+
+impl ArchiveWriter {
+    fn stored_manifest(&self, repo: &Repository, digest: &Digest) -> StoreResult<StoredManifest> {
+        self.state()
+            .manifests
+            .get(digest)
+            .cloned()
+            .ok_or_else(|| StoreError::ManifestUnknown {
+                repo: repo.clone(),
+                reference: digest.to_string(),
+            })
+    }
+
+    fn tagged(&self, repo: &Repository, tag: &Tag) -> StoreResult<Digest> {
+        self.state()
+            .tags
+            .get(repo)
+            .and_then(|tags| tags.get(tag))
+            .cloned()
+            .ok_or_else(|| StoreError::ManifestUnknown {
+                repo: repo.clone(),
+                reference: tag.to_string(),
+            })
+    }
+
+    /// A new SHA-256 digester, for uploads.
+    fn digester() -> Digester {
+        Digester::new(Algorithm::Sha256)
+    }
+}
