@@ -13,8 +13,8 @@ use flate2::write::GzEncoder;
 pub(crate) enum Output {
     /// A file: entries can be taken back.
     File(File),
-    /// A gzip stream into a file (level 6, zlib's default, as `tar -z` writes it).
-    Gzip(GzEncoder<File>),
+    /// A gzip stream into a file.
+    Gzip(Box<GzEncoder<File>>),
     /// Any other writer (a daemon's request body).
     Stream(Box<dyn Write + Send>),
 }

@@ -149,9 +149,8 @@ impl ArchiveWriter {
         let output = match format {
             // The content is mostly compressed layers already: the fastest level costs least
             // and loses almost nothing.
-            ArchiveFormat::Oci { gzip: true } => Output::Gzip(flate2::write::GzEncoder::new(
-                file,
-                flate2::Compression::fast(),
+            ArchiveFormat::Oci { gzip: true } => Output::Gzip(Box::new(
+                flate2::write::GzEncoder::new(file, flate2::Compression::fast()),
             )),
             _ => Output::File(file),
         };

@@ -1,0 +1,564 @@
+//! oci-archive's public API: archives written and read back in each format, a chunked upload,
+//! a blob that fails its check, crash safety, and hostile archives.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::Write;
+
+use bytes::Bytes;
+use futures::TryStreamExt;
+use oci_archive::{
+    ArchiveFormat, ArchiveLimits, ArchiveReader, ArchiveWriter, DockerFormat, ReadAs, WriteOptions,
+    archive_name,
+};
+use oci_store::{OciInterface, PushManifestParams, body_from_bytes};
+use oci_types::{
+    Descriptor, Digest, ImageIndex, ImageManifest, MediaType, Platform, Repository, Tag, media_type,
+};
+
+/// A layer tar holding one file.
+fn layer_tar(name: &str, content: &[u8]) -> Vec<u8> {
+    let mut builder = tar::Builder::new(Vec::new());
+    let mut header = tar::Header::new_ustar();
+    header.set_size(content.len() as u64);
+    header.set_mode(0o644);
+    header.set_cksum();
+    builder.append_data(&mut header, name, content).unwrap();
+    builder.into_inner().unwrap()
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    encoder.write_all(bytes).unwrap();
+    encoder.finish().unwrap()
+}
+
+fn descriptor(media_type: &'static str, bytes: &[u8]) -> Descriptor {
+    Descriptor::new(
+        MediaType::from_static(media_type),
+        Digest::sha256(bytes),
+        bytes.len() as u64,
+    )
+}
+
+/// A small image: a gzip layer, a plain one, a config naming both.
+struct Image {
+    blobs: Vec<(Descriptor, Vec<u8>)>,
+    manifest: Vec<u8>,
+    manifest_descriptor: Descriptor,
+}
+
+fn image(seed: &str, architecture: &str) -> Image {
+    let plain_a = layer_tar("a", seed.as_bytes());
+    let layer_a = gzip(&plain_a);
+    let layer_b = layer_tar("b", format!("{seed} b").as_bytes());
+    let config = serde_json::to_vec(&serde_json::json!({
+        "architecture": architecture,
+        "os": "linux",
+        "rootfs": {"type": "layers", "diff_ids": [
+            Digest::sha256(&plain_a).to_string(), Digest::sha256(&layer_b).to_string()
+        ]},
+        "config": {}
+    }))
+    .unwrap();
+    let config_d = descriptor(media_type::OCI_CONFIG, &config);
+    let a = descriptor(media_type::OCI_LAYER_GZIP, &layer_a);
+    let b = descriptor(media_type::OCI_LAYER_TAR, &layer_b);
+    let manifest = ImageManifest::new(config_d.clone(), vec![a.clone(), b.clone()]).to_json();
+    Image {
+        manifest_descriptor: descriptor(media_type::OCI_MANIFEST, &manifest),
+        blobs: vec![(config_d, config), (a, layer_a), (b, layer_b)],
+        manifest,
+    }
+}
+
+async fn push(store: &dyn OciInterface, repo: &Repository, image: &Image, tags: &[&str]) {
+    for (descriptor, bytes) in &image.blobs {
+        store
+            .push_blob(repo, descriptor, body_from_bytes(bytes.clone()))
+            .await
+            .unwrap();
+    }
+    let params = PushManifestParams::new().with_tags(tags.iter().map(|t| Tag::parse(t).unwrap()));
+    store
+        .push_manifest(
+            repo,
+            Bytes::from(image.manifest.clone()),
+            &MediaType::from_static(media_type::OCI_MANIFEST),
+            &params,
+        )
+        .await
+        .unwrap();
+}
+
+async fn read_all(store: &dyn OciInterface, repo: &Repository, digest: &Digest) -> Vec<u8> {
+    let reader = store.get_blob(repo, digest).await.unwrap();
+    let pieces: Vec<Bytes> = reader.into_stream().try_collect().await.unwrap();
+    pieces.concat()
+}
+
+fn repo(name: &str) -> Repository {
+    Repository::parse(name).unwrap()
+}
+
+fn tag(name: &str) -> Tag {
+    Tag::parse(name).unwrap()
+}
+
+#[tokio::test]
+async fn an_oci_archive_round_trips_with_its_digests() {
+    for gzip in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(if gzip { "x.tar.gz" } else { "x.tar" });
+        let writer =
+            ArchiveWriter::create(&path, ArchiveFormat::Oci { gzip }, WriteOptions::new()).unwrap();
+        let default = ArchiveReader::default_repository();
+        let one = image("one", "amd64");
+        push(&writer, &default, &one, &["v1", "latest"]).await;
+        assert!(!path.exists(), "nothing appears before finish");
+        writer.finish().await.unwrap();
+        let reader = ArchiveReader::open(&path, ReadAs::Oci, ArchiveLimits::default())
+            .await
+            .unwrap();
+        assert_eq!(
+            reader.compression(),
+            if gzip {
+                oci_types::Compression::Gzip
+            } else {
+                oci_types::Compression::None
+            }
+        );
+        for t in ["v1", "latest"] {
+            let found = reader.resolve_tag(&default, &tag(t)).await.unwrap();
+            assert_eq!(found.digest, one.manifest_descriptor.digest);
+        }
+        for (descriptor, bytes) in &one.blobs {
+            assert_eq!(
+                &read_all(&reader, &default, &descriptor.digest).await,
+                bytes
+            );
+        }
+        let tags: Vec<Tag> = reader
+            .tags(&default, &Default::default())
+            .try_collect()
+            .await
+            .unwrap();
+        assert_eq!(tags, [tag("latest"), tag("v1")]);
+    }
+}
+
+#[tokio::test]
+async fn docker_archives_hold_several_images_by_name_and_position() {
+    for format in [DockerFormat::Hybrid, DockerFormat::Classic] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("d.tar");
+        let writer =
+            ArchiveWriter::create(&path, ArchiveFormat::Docker(format), WriteOptions::new())
+                .unwrap();
+        let (app, v1) = archive_name("example/app:v1").unwrap();
+        let (busybox, latest) = archive_name("busybox").unwrap();
+        let one = image("one", "amd64");
+        let two = image("two", "amd64");
+        push(&writer, &app, &one, &["v1", "v2"]).await;
+        push(&writer, &busybox, &two, &["latest"]).await;
+        let report = writer.finish().await.unwrap();
+        assert_eq!(report.images.len(), 2, "{format:?}");
+        let reader = ArchiveReader::open(&path, ReadAs::Docker, ArchiveLimits::default())
+            .await
+            .unwrap();
+        let names: Vec<Vec<String>> = reader.images().iter().map(|i| i.names.clone()).collect();
+        assert!(names.contains(&vec![
+            "example/app:v1".to_owned(),
+            "example/app:v2".to_owned()
+        ]));
+        assert!(names.contains(&vec!["busybox:latest".to_owned()]));
+        let first = reader.resolve_tag(&app, &v1).await.unwrap();
+        let second = reader.resolve_tag(&busybox, &latest).await.unwrap();
+        if format == DockerFormat::Hybrid {
+            // The OCI layout beside manifest.json keeps the manifests as they were.
+            assert_eq!(first.digest, one.manifest_descriptor.digest);
+        } else {
+            assert_eq!(first.media_type.as_str(), media_type::DOCKER_MANIFEST);
+        }
+        // Whatever the manifest, the config and layers are the same bytes.
+        let manifest = reader.get_manifest(&app, &first.digest).await.unwrap();
+        let manifest: Vec<Bytes> = manifest.into_stream().try_collect().await.unwrap();
+        let manifest: serde_json::Value = serde_json::from_slice(&manifest.concat()).unwrap();
+        let layer_types: Vec<&str> = manifest["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["mediaType"].as_str().unwrap())
+            .collect();
+        if format == DockerFormat::Classic {
+            assert_eq!(
+                layer_types,
+                [media_type::DOCKER_LAYER_GZIP, media_type::DOCKER_LAYER_TAR],
+                "compression is read from the bytes"
+            );
+        }
+        for (descriptor, bytes) in &two.blobs {
+            assert_eq!(
+                &read_all(&reader, &busybox, &descriptor.digest).await,
+                bytes
+            );
+        }
+        // By position, as skopeo's FILE:@N.
+        let by_position = ArchiveReader::default_repository();
+        let positions = [
+            reader
+                .resolve_tag(&by_position, &tag("0"))
+                .await
+                .unwrap()
+                .digest,
+            reader
+                .resolve_tag(&by_position, &tag("1"))
+                .await
+                .unwrap()
+                .digest,
+        ];
+        assert!(positions.contains(&first.digest) && positions.contains(&second.digest));
+    }
+}
+
+#[tokio::test]
+async fn a_chunked_upload_lands_in_the_archive() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.tar");
+    let writer = ArchiveWriter::create(
+        &path,
+        ArchiveFormat::Oci { gzip: false },
+        WriteOptions::new(),
+    )
+    .unwrap();
+    let default = ArchiveReader::default_repository();
+    let one = image("chunks", "amd64");
+    let (layer, bytes) = &one.blobs[1];
+    let mut upload = writer.push_blob_chunked(&default, None).await.unwrap();
+    for piece in bytes.chunks(7) {
+        upload.write(Bytes::copy_from_slice(piece)).await.unwrap();
+    }
+    let id = upload.id().to_owned();
+    upload.close().await.unwrap();
+    let upload = writer
+        .push_blob_chunked_resume(&default, &id, Some(bytes.len() as u64), None)
+        .await
+        .unwrap();
+    upload.commit(&layer.digest).await.unwrap();
+    push(&writer, &default, &one, &["v1"]).await;
+    writer.finish().await.unwrap();
+    let reader = ArchiveReader::open(&path, ReadAs::Oci, ArchiveLimits::default())
+        .await
+        .unwrap();
+    assert_eq!(&read_all(&reader, &default, &layer.digest).await, bytes);
+}
+
+#[tokio::test]
+async fn a_blob_that_fails_its_check_is_taken_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.tar");
+    let writer = ArchiveWriter::create(
+        &path,
+        ArchiveFormat::Oci { gzip: false },
+        WriteOptions::new(),
+    )
+    .unwrap();
+    let default = ArchiveReader::default_repository();
+    let one = image("checked", "amd64");
+    let (layer, _) = &one.blobs[1];
+    let wrong = writer
+        .push_blob(
+            &default,
+            layer,
+            body_from_bytes(vec![0u8; layer.size as usize]),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(wrong.code(), Some(oci_store::ErrorCode::DigestInvalid));
+    // The archive goes on, and the blob is not in it until pushed right.
+    assert!(writer.resolve_blob(&default, &layer.digest).await.is_err());
+    push(&writer, &default, &one, &["v1"]).await;
+    writer.finish().await.unwrap();
+    let reader = ArchiveReader::open(&path, ReadAs::Oci, ArchiveLimits::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        reader
+            .resolve_tag(&default, &tag("v1"))
+            .await
+            .unwrap()
+            .digest,
+        one.manifest_descriptor.digest
+    );
+    // A stream cannot take anything back: the archive is given up.
+    let stream = ArchiveWriter::to_stream(
+        Box::new(Vec::new()),
+        ArchiveFormat::Docker(DockerFormat::Hybrid),
+        WriteOptions::new(),
+        "stream",
+    );
+    stream
+        .push_blob(
+            &default,
+            layer,
+            body_from_bytes(vec![0u8; layer.size as usize]),
+        )
+        .await
+        .unwrap_err();
+    let later = stream.finish().await.unwrap_err().to_string();
+    assert!(later.contains("given up"), "{later}");
+}
+
+#[tokio::test]
+async fn a_manifest_needs_its_blobs_in_the_archive() {
+    let dir = tempfile::tempdir().unwrap();
+    let writer = ArchiveWriter::create(
+        dir.path().join("m.tar"),
+        ArchiveFormat::Oci { gzip: false },
+        WriteOptions::new(),
+    )
+    .unwrap();
+    let one = image("missing", "amd64");
+    let error = writer
+        .push_manifest(
+            &ArchiveReader::default_repository(),
+            Bytes::from(one.manifest.clone()),
+            &MediaType::from_static(media_type::OCI_MANIFEST),
+            &PushManifestParams::new(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(
+        error.code(),
+        Some(oci_store::ErrorCode::ManifestBlobUnknown)
+    );
+}
+
+#[tokio::test]
+async fn an_unfinished_archive_leaves_the_old_file_and_nothing_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("keep.tar");
+    std::fs::write(&path, b"the old archive").unwrap();
+    {
+        let writer = ArchiveWriter::create(
+            &path,
+            ArchiveFormat::Oci { gzip: false },
+            WriteOptions::new(),
+        )
+        .unwrap();
+        push(
+            &writer,
+            &ArchiveReader::default_repository(),
+            &image("x", "amd64"),
+            &["v1"],
+        )
+        .await;
+        // Dropped without finish, as a copy that fails half-way.
+    }
+    assert_eq!(std::fs::read(&path).unwrap(), b"the old archive");
+    let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+    assert_eq!(left.len(), 1, "no temporary file is left behind");
+    // Finished, it replaces the old file whole.
+    let writer = ArchiveWriter::create(
+        &path,
+        ArchiveFormat::Oci { gzip: false },
+        WriteOptions::new(),
+    )
+    .unwrap();
+    push(
+        &writer,
+        &ArchiveReader::default_repository(),
+        &image("x", "amd64"),
+        &["v1"],
+    )
+    .await;
+    writer.finish().await.unwrap();
+    ArchiveReader::open(&path, ReadAs::Oci, ArchiveLimits::default())
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_docker_archive_takes_one_platform_of_an_index_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("i.tar");
+    let arm = Platform::new("linux", "arm64");
+    let writer = ArchiveWriter::create(
+        &path,
+        ArchiveFormat::Docker(DockerFormat::Hybrid),
+        WriteOptions::new().with_platform(arm.clone()),
+    )
+    .unwrap();
+    let (app, v1) = archive_name("example/app:v1").unwrap();
+    let amd = image("amd", "amd64");
+    let arm_image = image("arm", "arm64");
+    push(&writer, &app, &amd, &[]).await;
+    push(&writer, &app, &arm_image, &[]).await;
+    let mut children = Vec::new();
+    for (image, platform) in [(&amd, Platform::new("linux", "amd64")), (&arm_image, arm)] {
+        let mut child = image.manifest_descriptor.clone();
+        child.platform = Some(platform);
+        children.push(child);
+    }
+    let index = ImageIndex::new(children).to_json();
+    writer
+        .push_manifest(
+            &app,
+            Bytes::from(index),
+            &MediaType::from_static(media_type::OCI_INDEX),
+            &PushManifestParams::new().with_tag(v1.clone()),
+        )
+        .await
+        .unwrap();
+    let report = writer.finish().await.unwrap();
+    assert_eq!(report.images[0].0, arm_image.manifest_descriptor.digest);
+    assert!(
+        report.notes[0].contains("linux/arm64"),
+        "{:?}",
+        report.notes
+    );
+    let reader = ArchiveReader::open(&path, ReadAs::Docker, ArchiveLimits::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        reader.resolve_tag(&app, &v1).await.unwrap().digest,
+        arm_image.manifest_descriptor.digest
+    );
+}
+
+/// A tar with the given entries (name, content; a content starting with "->" makes a
+/// symlink to the rest).
+fn raw_tar(entries: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut builder = tar::Builder::new(Vec::new());
+    for (name, content) in entries {
+        let mut header = tar::Header::new_gnu();
+        if let Some(target) = content.strip_prefix(b"->") {
+            header.set_entry_type(tar::EntryType::Symlink);
+            header.set_size(0);
+            header.set_cksum();
+            builder
+                .append_link(&mut header, name, std::str::from_utf8(target).unwrap())
+                .unwrap();
+        } else {
+            header.set_size(content.len() as u64);
+            header.set_mode(0o644);
+            // `append_data` refuses `..`; a hostile archive would not.
+            header.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+            header.set_cksum();
+            builder.append(&header, *content).unwrap();
+        }
+    }
+    builder.into_inner().unwrap()
+}
+
+async fn open_error(bytes: &[u8], read_as: ReadAs, limits: ArchiveLimits) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.tar");
+    std::fs::write(&path, bytes).unwrap();
+    let error = ArchiveReader::open(&path, read_as, limits)
+        .await
+        .unwrap_err();
+    let message = error.to_string();
+    assert!(
+        message.contains(&path.display().to_string()),
+        "names the archive: {message}"
+    );
+    message
+}
+
+#[tokio::test]
+async fn hostile_and_broken_archives_are_refused_with_reasons() {
+    let config =
+        br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
+    let manifest =
+        |layers: &str| format!(r#"[{{"Config":"c.json","RepoTags":["x:1"],"Layers":[{layers}]}}]"#);
+    let limits = ArchiveLimits::default;
+    // A layer manifest.json names but the archive lacks.
+    let missing = raw_tar(&[
+        ("manifest.json", manifest(r#""l.tar""#).as_bytes()),
+        ("c.json", config),
+    ]);
+    let error = open_error(&missing, ReadAs::Docker, limits()).await;
+    assert!(
+        error.contains("l.tar") && error.contains("no such entry"),
+        "{error}"
+    );
+    // An entry that climbs out of the archive is read inside it: `../l.tar` is `l.tar`, and a
+    // manifest naming `../../etc/passwd` finds nothing.
+    let escape = raw_tar(&[
+        (
+            "manifest.json",
+            manifest(r#""../../etc/passwd""#).as_bytes(),
+        ),
+        ("c.json", config),
+        ("../l.tar", b"x"),
+    ]);
+    let error = open_error(&escape, ReadAs::Docker, limits()).await;
+    assert!(error.contains("etc/passwd"), "{error}");
+    // Links are followed once, inside the archive.
+    let chain = raw_tar(&[
+        ("manifest.json", manifest(r#""a/layer.tar""#).as_bytes()),
+        ("c.json", config),
+        ("a/layer.tar", b"->../b/layer.tar"),
+        ("b/layer.tar", b"->../l.tar"),
+        ("l.tar", b"x"),
+    ]);
+    let error = open_error(&chain, ReadAs::Docker, limits()).await;
+    assert!(error.contains("followed once"), "{error}");
+    let outside = raw_tar(&[
+        ("manifest.json", manifest(r#""a/layer.tar""#).as_bytes()),
+        ("c.json", config),
+        ("a/layer.tar", b"->/etc/passwd"),
+    ]);
+    let error = open_error(&outside, ReadAs::Docker, limits()).await;
+    assert!(error.contains("not in the archive"), "{error}");
+    // A manifest.json over the limit.
+    let big = raw_tar(&[("manifest.json", &vec![b' '; 4096])]);
+    let error = open_error(&big, ReadAs::Docker, limits().with_max_json(1024)).await;
+    assert!(error.contains("over the limit"), "{error}");
+    // A truncated archive.
+    let whole = raw_tar(&[
+        ("manifest.json", manifest("").as_bytes()),
+        ("c.json", config),
+    ]);
+    let error = open_error(&whole[..700], ReadAs::Docker, limits()).await;
+    assert!(error.contains("tar") || error.contains("entry"), "{error}");
+    // Not the format asked for.
+    let error = open_error(&whole, ReadAs::Oci, limits()).await;
+    assert!(error.contains("not an OCI image layout"), "{error}");
+    // A decompression bomb: gzip of zeros, stopped by the ratio long before it is spooled.
+    let mut bomb = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    let zeros = vec![0u8; 1 << 20];
+    for _ in 0..256 {
+        bomb.write_all(&zeros).unwrap();
+    }
+    let bomb = bomb.finish().unwrap();
+    let error = open_error(&bomb, ReadAs::Docker, limits()).await;
+    assert!(error.contains("decompression bomb"), "{error}");
+}
+
+#[tokio::test]
+async fn blobs_are_verified_as_they_are_read() {
+    // A classic archive whose layer under blobs/sha256/HEX does not hash to HEX.
+    let config =
+        br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
+    let liar = format!("blobs/sha256/{}", Digest::sha256(b"truth").encoded());
+    let manifest = format!(r#"[{{"Config":"c.json","RepoTags":["x:1"],"Layers":["{liar}"]}}]"#);
+    let bytes = raw_tar(&[
+        ("manifest.json", manifest.as_bytes()),
+        ("c.json", config),
+        (&liar, b"lies!"),
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("liar.tar");
+    std::fs::write(&path, bytes).unwrap();
+    let reader = ArchiveReader::open(&path, ReadAs::Docker, ArchiveLimits::default())
+        .await
+        .unwrap();
+    let read = reader
+        .get_blob(&repo("library/x"), &Digest::sha256(b"truth"))
+        .await
+        .unwrap();
+    let result: Result<Vec<Bytes>, _> = read.into_stream().try_collect().await;
+    assert!(result.is_err());
+}
