@@ -5,6 +5,7 @@
 // a failed expectation in a test helper should panic just the same.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod archive_interop;
 mod build_interop;
 mod cli;
 mod client_conformance;

@@ -101,6 +101,10 @@ struct State {
     finished: bool,
     /// Blobs written, with the entry each is in.
     blobs: HashMap<Digest, (Descriptor, String)>,
+    /// Copies of the small blobs written (configs), for writers that read them back (an
+    /// index is made from the configs of the images in it), within [`KEPT_BYTES`].
+    kept: HashMap<Digest, Bytes>,
+    kept_bytes: usize,
     manifests: HashMap<Digest, StoredManifest>,
     tags: BTreeMap<Repository, BTreeMap<Tag, Digest>>,
     /// Chunked uploads closed to be resumed, by id.
@@ -115,6 +119,11 @@ struct StoredManifest {
     artifact_type: Option<MediaType>,
     annotations: BTreeMap<String, String>,
 }
+
+/// Blobs up to this size are kept in memory as they are written, to be read back.
+const KEPT_BLOB: u64 = 1 << 20;
+/// The most the kept copies take in all.
+const KEPT_BYTES: usize = 64 << 20;
 
 /// A piece of an entry's content on its way to the blocking writer.
 enum Piece {
@@ -317,6 +326,7 @@ impl ArchiveWriter {
         let name = self.entry_name(descriptor);
         let mut check = PushCheck::for_body(descriptor, &body);
         let mut body = body;
+        let mut copy = (descriptor.size <= KEPT_BLOB).then(Vec::new);
         self.write_entry(
             name.clone(),
             descriptor.size,
@@ -324,6 +334,9 @@ impl ArchiveWriter {
                 while let Some(piece) = body.next().await {
                     let piece = piece?;
                     check.update(&piece)?;
+                    if let Some(copy) = &mut copy {
+                        copy.extend_from_slice(&piece);
+                    }
                     if sender.send(Piece::Data(piece)).await.is_err() {
                         // The writer failed; its error is reported.
                         return Ok(());
@@ -338,7 +351,14 @@ impl ArchiveWriter {
             descriptor.digest.clone(),
             descriptor.size,
         );
-        self.state()
+        let mut state = self.state();
+        if let Some(copy) = copy.filter(|copy| state.kept_bytes + copy.len() <= KEPT_BYTES) {
+            state.kept_bytes += copy.len();
+            state
+                .kept
+                .insert(descriptor.digest.clone(), Bytes::from(copy));
+        }
+        state
             .blobs
             .insert(descriptor.digest.clone(), (stored.clone(), name));
         Ok(stored)
@@ -438,8 +458,15 @@ impl fmt::Debug for ArchiveWriter {
 
 #[async_trait]
 impl OciInterface for ArchiveWriter {
-    async fn get_blob(&self, _: &Repository, _: &Digest) -> StoreResult<BlobReader> {
-        Err(StoreError::unsupported("get_blob", self))
+    /// Only the small blobs kept in memory can be read back (configs, for indexes made into
+    /// an archive); the rest are in a tar being written.
+    async fn get_blob(&self, repo: &Repository, digest: &Digest) -> StoreResult<BlobReader> {
+        let descriptor = self.resolve_blob(repo, digest).await?;
+        let kept = self.state().kept.get(digest).cloned();
+        match kept {
+            Some(bytes) => Ok(BlobReader::verified(descriptor, body_from_bytes(bytes))),
+            None => Err(StoreError::unsupported("get_blob of a large blob", self)),
+        }
     }
 
     async fn get_blob_range(
