@@ -155,6 +155,13 @@ impl ArchiveWriter {
             .tempfile_in(&dir)
             .map_err(|e| Error::io("cannot create a temporary file in", &dir, e))?;
         let (file, temporary) = temporary.into_parts();
+        // A temporary file is private (0600); the archive is an ordinary file, as `docker
+        // save -o` and skopeo make it.
+        {
+            use std::os::unix::fs::PermissionsExt;
+            file.set_permissions(std::fs::Permissions::from_mode(0o644))
+                .map_err(|e| Error::io("cannot set the mode of", &*temporary, e))?;
+        }
         let output = match format {
             // The content is mostly compressed layers already: the fastest level costs least
             // and loses almost nothing.

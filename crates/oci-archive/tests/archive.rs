@@ -376,6 +376,13 @@ async fn an_unfinished_archive_leaves_the_old_file_and_nothing_else() {
     ArchiveReader::open(&path, ReadAs::Oci, ArchiveLimits::default())
         .await
         .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+    assert_eq!(
+        mode & 0o777,
+        0o644,
+        "an ordinary file, not a private temporary one"
+    );
 }
 
 #[tokio::test]
