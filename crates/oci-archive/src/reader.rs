@@ -86,9 +86,37 @@ impl ArchiveReader {
             })?
     }
 
+    /// Opens and indexes an archive already open as `file`, from its start (on a blocking
+    /// thread): one received from a Docker daemon into a temporary file, say. `name` names it
+    /// in messages.
+    pub async fn from_file(
+        file: std::fs::File,
+        name: impl Into<std::path::PathBuf>,
+        read_as: ReadAs,
+        limits: ArchiveLimits,
+    ) -> Result<Self> {
+        let name = name.into();
+        tokio::task::spawn_blocking(move || {
+            let tar = TarFile::from_file(file, &name, &limits)?;
+            Self::from_tar(tar, read_as, &limits)
+        })
+        .await
+        .map_err(|e| {
+            Error::Store(StoreError::io(
+                "opening an archive",
+                std::io::Error::other(e),
+            ))
+        })?
+    }
+
     /// [`open`](Self::open), on the calling thread.
     pub fn open_blocking(path: &Path, read_as: ReadAs, limits: &ArchiveLimits) -> Result<Self> {
-        let tar = TarFile::open(path, limits)?;
+        Self::from_tar(TarFile::open(path, limits)?, read_as, limits)
+    }
+
+    fn from_tar(tar: TarFile, read_as: ReadAs, limits: &ArchiveLimits) -> Result<Self> {
+        let path = tar.path().to_owned();
+        let path = path.as_path();
         let mut catalog = Catalog {
             tar,
             read_as,

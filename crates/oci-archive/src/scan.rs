@@ -118,7 +118,12 @@ pub(crate) struct TarFile {
 impl TarFile {
     /// Opens and indexes `path` (blocking).
     pub(crate) fn open(path: &Path, limits: &ArchiveLimits) -> Result<Self> {
-        let mut file = File::open(path).map_err(|e| Error::io("cannot open archive", path, e))?;
+        let file = File::open(path).map_err(|e| Error::io("cannot open archive", path, e))?;
+        Self::from_file(file, path, limits)
+    }
+
+    /// Indexes an archive already open (blocking); `path` names it in messages.
+    pub(crate) fn from_file(mut file: File, path: &Path, limits: &ArchiveLimits) -> Result<Self> {
         let mut prefix = [0u8; 8];
         let read = read_prefix(&mut file, &mut prefix)
             .map_err(|e| Error::io("cannot read archive", path, e))?;
