@@ -105,6 +105,21 @@ fn skopeo_and_umoci_read_the_docker_archives_hoist_writes() {
         &snapshot(&work.path("tree")),
         "the tree through skopeo",
     );
+    // The classic format, on request: no OCI layout, and skopeo reads the same image.
+    let classic = work.path("classic.tar");
+    hoist!(
+        &hoist,
+        "copy --docker-archive-format classic {} docker-archive:{}:example/app:v1",
+        work.oci("image", "v1"),
+        classic.display()
+    );
+    let names: Vec<String> = tar_entries(&classic).into_iter().map(|(n, _)| n).collect();
+    assert!(
+        !names.iter().any(|n| n == "index.json" || n == "oci-layout"),
+        "{names:?}"
+    );
+    let at = format!("docker-archive:{}", classic.display());
+    assert_eq!(config_digest(&skopeo_bin, &at), config, "{at}");
 }
 
 #[test]

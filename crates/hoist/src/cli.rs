@@ -64,8 +64,29 @@ pub(crate) struct Cli {
     pub(crate) quiet: bool,
     #[command(flatten)]
     pub(crate) registry: RegistryArgs,
+    /// The format docker-archives are written in: Docker 25+'s (an OCI layout with
+    /// manifest.json beside it, read by old and new Docker, podman, skopeo and crane) or the
+    /// classic one of older Docker (no OCI layout).
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value_t = DockerArchiveFormat::Hybrid,
+        value_name = "FORMAT",
+        display_order = 902
+    )]
+    pub(crate) docker_archive_format: DockerArchiveFormat,
     #[command(subcommand)]
     pub(crate) command: Command,
+}
+
+/// The formats of `--docker-archive-format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum DockerArchiveFormat {
+    /// Docker 25+: an OCI image layout with manifest.json.
+    Hybrid,
+    /// Before Docker 25: manifest.json, configs and layers as files of their own.
+    Classic,
 }
 
 /// How registries are reached.

@@ -77,7 +77,9 @@ async fn run(cli: Cli) -> Result<()> {
         quiet: cli.quiet,
         verbose: cli.verbose,
         // Room for every blob transfer plus the manifest and check requests beside them.
-        opener: Opener::new(cli.registry).with_max_requests(usize::from(jobs) + 4),
+        opener: Opener::new(cli.registry)
+            .with_max_requests(usize::from(jobs) + 4)
+            .with_docker_archive_format(cli.docker_archive_format),
     };
     match cli.command {
         Command::Copy(args) => commands::copy::run(&ctx, args).await,

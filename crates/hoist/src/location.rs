@@ -20,7 +20,7 @@ use oci_store::OciInterface;
 use oci_types::{Digest, Reference, Repository, Tag};
 use tokio::sync::Mutex;
 
-use crate::cli::RegistryArgs;
+use crate::cli::{DockerArchiveFormat, RegistryArgs};
 use crate::transports::ArchiveLocation;
 use oci_archive::ArchiveWriter;
 
@@ -354,6 +354,7 @@ impl Place {
 pub(crate) struct Opener {
     registry: RegistryArgs,
     max_requests: usize,
+    docker_format: oci_archive::DockerFormat,
     registries: Mutex<HashMap<String, Arc<dyn OciInterface>>>,
     layouts: Mutex<HashMap<PathBuf, Arc<dyn OciInterface>>>,
 }
@@ -363,6 +364,7 @@ impl Opener {
         Self {
             registry,
             max_requests: 16,
+            docker_format: oci_archive::DockerFormat::Hybrid,
             registries: Mutex::new(HashMap::new()),
             layouts: Mutex::new(HashMap::new()),
         }
@@ -371,6 +373,15 @@ impl Opener {
     /// Allows at least this many requests in flight per registry (for `--jobs`).
     pub(crate) fn with_max_requests(mut self, count: usize) -> Self {
         self.max_requests = self.max_requests.max(count);
+        self
+    }
+
+    /// Writes docker-archives in `format`.
+    pub(crate) fn with_docker_archive_format(mut self, format: DockerArchiveFormat) -> Self {
+        self.docker_format = match format {
+            DockerArchiveFormat::Hybrid => oci_archive::DockerFormat::Hybrid,
+            DockerArchiveFormat::Classic => oci_archive::DockerFormat::Classic,
+        };
         self
     }
 
@@ -450,7 +461,7 @@ impl Opener {
         let Location::Archive(archive) = location else {
             return self.open(location).await;
         };
-        let writer = archive.create_writer(platform)?;
+        let writer = archive.create_writer(platform, self.docker_format)?;
         Ok(Place {
             store: Arc::new(writer.clone()),
             repo: archive.repository(),

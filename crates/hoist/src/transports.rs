@@ -161,12 +161,16 @@ impl ArchiveLocation {
     }
 
     /// Starts writing the archive; nothing appears at its path until it is finished.
-    pub(crate) fn create_writer(&self, platform: Option<&Platform>) -> Result<ArchiveWriter> {
+    pub(crate) fn create_writer(
+        &self,
+        platform: Option<&Platform>,
+        docker_format: DockerFormat,
+    ) -> Result<ArchiveWriter> {
         let format = match self {
             Self::Oci { file, .. } => ArchiveFormat::Oci {
                 gzip: is_gzip_name(file),
             },
-            Self::Docker { .. } => ArchiveFormat::Docker(DockerFormat::Hybrid),
+            Self::Docker { .. } => ArchiveFormat::Docker(docker_format),
         };
         let mut options = WriteOptions::new();
         if let Some(platform) = platform {
