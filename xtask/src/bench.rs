@@ -43,6 +43,7 @@ use serde_json::{Value, json};
 
 use crate::{cargo, describe, run_status};
 
+mod archive;
 mod build;
 mod client;
 mod unpack;
@@ -60,6 +61,9 @@ pub(crate) enum Scenario {
     Build,
     /// `hoist unpack` against `umoci unpack` (issue "hoist unpack speed").
     Unpack,
+    /// `hoist copy` to and from docker-archives and into a Docker daemon against `skopeo copy`
+    /// and `docker load`.
+    Archive,
 }
 
 /// What `cargo xtask bench` was asked to do.
@@ -118,6 +122,7 @@ pub(crate) fn parse_args(args: &[OsString]) -> Result<BenchArgs, String> {
             "client" => parsed.scenario = Scenario::Client,
             "build" => parsed.scenario = Scenario::Build,
             "unpack" => parsed.scenario = Scenario::Unpack,
+            "archive" => parsed.scenario = Scenario::Archive,
             "--size-mib" => {
                 parsed.size_mib = value(arg)?;
                 size_given = true;
@@ -148,6 +153,9 @@ pub(crate) fn parse_args(args: &[OsString]) -> Result<BenchArgs, String> {
     if parsed.scenario == Scenario::Unpack {
         unpack::apply_defaults(&mut parsed, size_given, runs_given);
     }
+    if parsed.scenario == Scenario::Archive {
+        archive::apply_defaults(&mut parsed, size_given, runs_given);
+    }
     if !(1..=MAX_SIZE_MIB).contains(&parsed.size_mib) {
         return Err(format!("`--size-mib` must be from 1 to {MAX_SIZE_MIB}"));
     }
@@ -164,6 +172,7 @@ pub(crate) fn run(root: &Path, args: &BenchArgs) -> Result<()> {
         Scenario::Client => client::run(root, args),
         Scenario::Build => build::run(root, args),
         Scenario::Unpack => unpack::run(root, args),
+        Scenario::Archive => archive::run(root, args),
     }
 }
 

@@ -63,6 +63,13 @@ commands:
                   generated + 640 MiB of /usr, 3 runs, 420 s pause after each deletion, as
                   ext4 without a journal is slow to make files for 6 minutes after one;
                   --quick: 64 MiB, 1 run)
+  bench archive [--size-mib N] [--runs R] [--pause S] [--quick]
+                  `hoist copy` against `skopeo copy` writing a docker-archive of an OCI
+                  layout and reading skopeo's archive into a new layout, and into a fresh
+                  Docker 20.10 daemon against `docker load` of skopeo's archive, beside the
+                  machine's limits (cat, openssl, dd); peak RSS (needs skopeo, docker.io,
+                  GNU time; default: 1024 MiB in 8 gzip layers of seeded random data, 5
+                  runs; --quick: 64 MiB, 1 run)
   help            print this message
 ";
 

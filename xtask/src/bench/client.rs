@@ -60,11 +60,11 @@ use super::{
 const CLIENT_SIZE_MIB: u64 = 1024;
 const QUICK_SIZE_MIB: u64 = 64;
 /// The image's layers.
-const LAYERS: usize = 8;
+pub(super) const LAYERS: usize = 8;
 /// Blobs at once: hoist's default `--jobs`, used for the bounds too.
 const JOBS: usize = 4;
 /// Layers generated at once (one per core).
-const GEN_JOBS: usize = 2;
+pub(super) const GEN_JOBS: usize = 2;
 /// hoist's pull time over skopeo's, at most.
 const PULL_VS_SKOPEO: f64 = 0.75;
 /// hoist's time over the machine's (pull) or the registry's (push) bound, at most.
@@ -189,7 +189,7 @@ fn client_order(index: usize) -> [Step; 8] {
 }
 
 /// The sizes of the layers of an image of `total` bytes: equal, the last one taking the rest.
-fn layer_sizes(total: u64) -> [u64; LAYERS] {
+pub(super) fn layer_sizes(total: u64) -> [u64; LAYERS] {
     let each = total / LAYERS as u64;
     let mut sizes = [each; LAYERS];
     sizes[LAYERS - 1] = total - each * (LAYERS as u64 - 1);
@@ -221,7 +221,7 @@ fn parse_time_rss(text: &str) -> Option<u64> {
 
 /// Runs `f` on every item, `jobs` at a time on threads of their own; returns the seconds it all
 /// took and the results in the order of `items`. Stops starting new items after an error.
-fn parallel<T, R, F>(jobs: usize, items: &[T], f: F) -> Result<(f64, Vec<R>)>
+pub(super) fn parallel<T, R, F>(jobs: usize, items: &[T], f: F) -> Result<(f64, Vec<R>)>
 where
     T: Sync,
     R: Send,
