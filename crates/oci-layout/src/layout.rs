@@ -421,108 +421,229 @@ impl Layout {
 
 /// Writes every buffer `next` gives into the new file `path`, then syncs its data (blocking).
 ///
-/// On Linux the file is written with `O_DIRECT` where its filesystem takes it: the content
-/// goes from an aligned buffer of ours to the disk without a copy into the page cache. On this
-/// kind of machine (a VM whose fresh memory pages are slow to touch) that copy dominated a
-/// pull: 8 x 128 MiB written by 4 `dd` at once took 1.7-2.0 s buffered and 0.57 s with
-/// `oflag=direct`. Elsewhere, or where the filesystem refuses `O_DIRECT` (tmpfs), the writes
-/// go through the page cache.
+/// On Linux the file is written with `O_DIRECT` where its filesystem takes it, through a
+/// [`DirectFile`]. Elsewhere, or where the filesystem refuses `O_DIRECT` (ramfs, tmpfs before
+/// Linux 6.6), the writes go through the page cache, with [`write_through`] keeping the disk
+/// busy meanwhile.
 fn write_new_file(
-    path: &Path,
-    next: impl FnMut() -> Option<Bytes>,
-    abandoned: &AtomicBool,
-) -> std::io::Result<()> {
-    #[cfg(target_os = "linux")]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        match OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .custom_flags(libc::O_DIRECT)
-            .open(path)
-        {
-            Ok(file) => write_direct(file, path, next, abandoned),
-            // The filesystem does not do direct I/O; the file may exist already.
-            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
-                let mut file = OpenOptions::new()
-                    .write(true)
-                    .create(true)
-                    .truncate(true)
-                    .open(path)?;
-                write_through(&mut file, next, abandoned)
-            }
-            Err(e) => Err(e),
-        }
-    }
-    #[cfg(not(target_os = "linux"))]
-    {
-        let mut file = OpenOptions::new().write(true).create_new(true).open(path)?;
-        write_through(&mut file, next, abandoned)
-    }
-}
-
-/// The alignment `O_DIRECT` asks of buffers, offsets and lengths (a page: enough for any
-/// logical block size in use).
-#[cfg(target_os = "linux")]
-const DIRECT_ALIGN: usize = 4096;
-
-/// [`write_new_file`] through `file`, opened with `O_DIRECT`: content is gathered into an
-/// aligned buffer of [`WRITE_BUFFER`] bytes and written a buffer at a time; the last bytes that
-/// do not fill an aligned block go through an ordinary handle. If the disk refuses a direct
-/// write, the rest goes through the page cache.
-#[cfg(target_os = "linux")]
-fn write_direct(
-    file: File,
     path: &Path,
     mut next: impl FnMut() -> Option<Bytes>,
     abandoned: &AtomicBool,
 ) -> std::io::Result<()> {
-    let mut staging = vec![0u8; WRITE_BUFFER + DIRECT_ALIGN];
-    let start = staging
-        .as_ptr()
-        .align_offset(DIRECT_ALIGN)
-        .min(DIRECT_ALIGN);
-    let mut sink = DirectSink {
-        direct: Some(file),
-        buffered: None,
-        path,
-    };
-    let mut filled = 0;
-    while let Some(piece) = next() {
-        let mut rest = &piece[..];
-        while !rest.is_empty() {
-            let take = (WRITE_BUFFER - filled).min(rest.len());
-            staging[start + filled..start + filled + take].copy_from_slice(&rest[..take]);
-            filled += take;
-            rest = &rest[take..];
-            if filled == WRITE_BUFFER {
-                sink.write(&staging[start..start + filled])?;
-                filled = 0;
-            }
-        }
+    let mut file = DirectFile::create(path)?;
+    if !file.is_direct() {
+        return match file.buffered.take() {
+            Some(mut buffered) => write_through(&mut buffered, next, abandoned),
+            None => Err(std::io::Error::other("no handle to write with")),
+        };
     }
-    let aligned = filled / DIRECT_ALIGN * DIRECT_ALIGN;
-    sink.write(&staging[start..start + aligned])?;
-    sink.write_buffered(&staging[start + aligned..start + filled])?;
+    while let Some(piece) = next() {
+        file.write(&piece)?;
+    }
+    file.finish()?;
     if abandoned.load(Ordering::Relaxed) {
         return Ok(());
     }
-    sink.sync()
+    file.sync()
 }
 
-/// Where [`write_direct`] writes: the direct handle while the disk takes it, then an ordinary
-/// one appending to the same file.
-#[cfg(target_os = "linux")]
-struct DirectSink<'a> {
+/// The alignment `O_DIRECT` asks of buffers, offsets and lengths (a page: enough for any
+/// logical block size in use).
+pub(crate) const DIRECT_ALIGN: usize = 4096;
+
+/// A file being written at its end, with `O_DIRECT` where the system allows it (blocking): the
+/// one implementation of direct writes, used by blob pushes ([`write_new_file`]) and by chunked
+/// uploads (`LayoutWriter`).
+///
+/// Why: on this kind of machine (a VM whose fresh memory pages are slow to touch) the copy into
+/// the page cache dominated a pull: 8 x 128 MiB written by 4 `dd` at once took 1.7-2.0 s
+/// buffered and 0.57 s with `oflag=direct`. With `O_DIRECT` the content goes from an aligned
+/// buffer of ours to the disk without that copy.
+///
+/// How: content is gathered into an aligned staging buffer of [`WRITE_BUFFER`] bytes, written
+/// directly each time it fills; the bytes that do not fill an aligned block at the end go
+/// through an ordinary handle appending to the same file, by [`DirectFile::finish`]. Where the
+/// filesystem refuses `O_DIRECT` at open (`EINVAL`: ramfs, tmpfs before Linux 6.6), or the disk
+/// refuses a direct write, or the file's end is not aligned, everything (from then on) goes
+/// through that ordinary handle. Invariant: the direct handle, while there is one, is
+/// positioned at the end of the file, because nothing was written through the other one yet.
+pub(crate) struct DirectFile {
+    path: PathBuf,
+    /// `WRITE_BUFFER + DIRECT_ALIGN` bytes once first needed; the staged bytes are
+    /// `staging[start..start + filled]`, `start` being where the aligned part begins (moving the
+    /// `Vec` does not move its heap buffer).
+    staging: Vec<u8>,
+    start: usize,
+    filled: usize,
+    /// The `O_DIRECT` handle, while direct writes are possible.
     direct: Option<File>,
+    /// An ordinary handle appending to the same file, opened when first needed.
     buffered: Option<File>,
-    path: &'a Path,
 }
 
-#[cfg(target_os = "linux")]
-impl DirectSink<'_> {
+impl DirectFile {
+    /// Creates `path`, which must not exist.
+    pub(crate) fn create(path: &Path) -> std::io::Result<Self> {
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            match OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .custom_flags(libc::O_DIRECT)
+                .open(path)
+            {
+                Ok(file) => Ok(Self::new(path, Some(file), None)),
+                // The filesystem does not do direct I/O (ramfs; tmpfs before Linux 6.6); the
+                // file was created all the same.
+                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => Self::create_buffered(path),
+                Err(e) => Err(e),
+            }
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            OpenOptions::new().write(true).create_new(true).open(path)?;
+            Self::create_buffered(path)
+        }
+    }
+
+    /// [`DirectFile::create`] where direct I/O is not available: `path` (made or emptied)
+    /// written through the page cache.
+    fn create_buffered(path: &Path) -> std::io::Result<Self> {
+        let file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(path)?;
+        Ok(Self::new(path, None, Some(file)))
+    }
+
+    /// Opens the existing file `path` to write after its end; gives its length too.
+    ///
+    /// A file whose length is not a multiple of [`DIRECT_ALIGN`] (an upload closed with an
+    /// unaligned tail) cannot take direct writes at its end: it is written through the page
+    /// cache from then on.
+    pub(crate) fn append_to(path: &Path) -> std::io::Result<(Self, u64)> {
+        let buffered = OpenOptions::new().append(true).open(path)?;
+        let len = buffered.metadata()?.len();
+        let direct = if len % DIRECT_ALIGN as u64 == 0 {
+            Self::open_direct_at(path, len)?
+        } else {
+            None
+        };
+        Ok((Self::new(path, direct, Some(buffered)), len))
+    }
+
+    /// An `O_DIRECT` handle on `path` positioned at `offset`, or `None` where the filesystem
+    /// refuses direct I/O.
+    #[cfg(target_os = "linux")]
+    fn open_direct_at(path: &Path, offset: u64) -> std::io::Result<Option<File>> {
+        use std::io::{Seek, SeekFrom};
+        use std::os::unix::fs::OpenOptionsExt;
+        match OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_DIRECT)
+            .open(path)
+        {
+            Ok(mut file) => {
+                file.seek(SeekFrom::Start(offset))?;
+                Ok(Some(file))
+            }
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    #[allow(clippy::unnecessary_wraps)]
+    fn open_direct_at(_path: &Path, _offset: u64) -> std::io::Result<Option<File>> {
+        Ok(None)
+    }
+
+    fn new(path: &Path, direct: Option<File>, buffered: Option<File>) -> Self {
+        Self {
+            path: path.to_path_buf(),
+            staging: Vec::new(),
+            start: 0,
+            filled: 0,
+            direct,
+            buffered,
+        }
+    }
+
+    /// Whether writes still go to the disk directly.
+    pub(crate) fn is_direct(&self) -> bool {
+        self.direct.is_some()
+    }
+
+    /// Adds `bytes` to the staging buffer if they fit without filling it, so without any I/O
+    /// (cheap enough for an async thread); says whether it did.
+    pub(crate) fn try_stage(&mut self, bytes: &[u8]) -> bool {
+        let fits = self.filled + bytes.len() < WRITE_BUFFER;
+        if fits {
+            self.copy_in(bytes);
+        }
+        fits
+    }
+
+    fn copy_in(&mut self, bytes: &[u8]) {
+        if self.staging.is_empty() {
+            self.staging = vec![0u8; WRITE_BUFFER + DIRECT_ALIGN];
+            self.start = self
+                .staging
+                .as_ptr()
+                .align_offset(DIRECT_ALIGN)
+                .min(DIRECT_ALIGN);
+        }
+        let at = self.start + self.filled;
+        self.staging[at..at + bytes.len()].copy_from_slice(bytes);
+        self.filled += bytes.len();
+    }
+
+    /// Appends `bytes`: staged, and written a full staging buffer at a time.
+    pub(crate) fn write(&mut self, mut bytes: &[u8]) -> std::io::Result<()> {
+        while !bytes.is_empty() {
+            if self.direct.is_none() && self.filled == 0 && bytes.len() >= WRITE_BUFFER {
+                // Through the page cache, a large piece needs no gathering (nor a copy).
+                return self.write_buffered(bytes);
+            }
+            let take = (WRITE_BUFFER - self.filled).min(bytes.len());
+            self.copy_in(&bytes[..take]);
+            bytes = &bytes[take..];
+            if self.filled == WRITE_BUFFER {
+                self.write_staged(WRITE_BUFFER)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the first `len` staged bytes (a multiple of [`DIRECT_ALIGN`]) and moves the rest
+    /// to the front.
+    fn write_staged(&mut self, len: usize) -> std::io::Result<()> {
+        let (start, filled) = (self.start, self.filled);
+        let mut staging = std::mem::take(&mut self.staging);
+        let result = self.write_blocks(&staging[start..start + len]);
+        staging.copy_within(start + len..start + filled, start);
+        self.staging = staging;
+        self.filled -= len;
+        result
+    }
+
+    /// Writes what is staged: the aligned blocks directly, the tail through the page cache.
+    /// Nothing can be written directly after a tail: this ends the file's direct writing.
+    pub(crate) fn finish(&mut self) -> std::io::Result<()> {
+        let aligned = self.filled / DIRECT_ALIGN * DIRECT_ALIGN;
+        self.write_staged(aligned)?;
+        let (start, filled) = (self.start, self.filled);
+        let staging = std::mem::take(&mut self.staging);
+        let result = self.write_buffered(&staging[start..start + filled]);
+        self.staging = staging;
+        self.filled = 0;
+        result
+    }
+
     /// Writes whole aligned blocks (directly, unless that was refused).
-    fn write(&mut self, mut blocks: &[u8]) -> std::io::Result<()> {
+    fn write_blocks(&mut self, mut blocks: &[u8]) -> std::io::Result<()> {
         while let (Some(direct), false) = (&mut self.direct, blocks.is_empty()) {
             match direct.write(blocks) {
                 Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
@@ -532,6 +653,7 @@ impl DirectSink<'_> {
                     blocks = &blocks[n..];
                     self.direct = None;
                 }
+                #[cfg(target_os = "linux")]
                 Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
                     tracing::debug!(path = %self.path.display(), "direct write refused; writing through the page cache");
                     self.direct = None;
@@ -543,13 +665,15 @@ impl DirectSink<'_> {
         self.write_buffered(blocks)
     }
 
-    /// Appends through the page cache.
+    /// Appends through the page cache, which ends direct writing (the direct handle's position
+    /// would no longer be the end of the file).
     fn write_buffered(&mut self, bytes: &[u8]) -> std::io::Result<()> {
         if bytes.is_empty() {
             return Ok(());
         }
+        self.direct = None;
         if self.buffered.is_none() {
-            self.buffered = Some(OpenOptions::new().append(true).open(self.path)?);
+            self.buffered = Some(OpenOptions::new().append(true).open(&self.path)?);
         }
         match &mut self.buffered {
             Some(file) => file.write_all(bytes),
@@ -557,14 +681,12 @@ impl DirectSink<'_> {
         }
     }
 
-    /// Makes what both handles wrote durable.
-    fn sync(self) -> std::io::Result<()> {
-        if let Some(file) = &self.buffered {
-            file.sync_data()?;
-        }
-        match &self.direct {
-            Some(file) => file.sync_data(),
-            None => Ok(()),
+    /// Makes what was written durable (what is staged is not: [`DirectFile::finish`] first).
+    /// Either handle will do: a sync is of the file, whichever handle wrote.
+    pub(crate) fn sync(&self) -> std::io::Result<()> {
+        match (&self.direct, &self.buffered) {
+            (Some(file), _) | (None, Some(file)) => file.sync_data(),
+            (None, None) => File::open(&self.path)?.sync_data(),
         }
     }
 }
@@ -635,5 +757,245 @@ pub(crate) fn join_error(error: tokio::task::JoinError) -> oci_store::Error {
         backend: "oci-layout".to_owned(),
         message: "a blocking file operation failed".to_owned(),
         source: Some(Box::new(error)),
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// `len` bytes that differ from block to block (so a block written twice or at the wrong
+    /// offset shows).
+    pub(crate) fn content(len: usize) -> Vec<u8> {
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        (0..len)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                state.to_le_bytes()[3]
+            })
+            .collect()
+    }
+
+    /// Pieces of odd sizes around the alignment and the staging buffer, which add up to an
+    /// unaligned length.
+    pub(crate) const ODD_PIECES: &[usize] = &[
+        1,
+        4095,
+        4097,
+        (1 << 20) + 3,
+        WRITE_BUFFER,
+        WRITE_BUFFER - 1,
+        333,
+        3 * WRITE_BUFFER + 5,
+    ];
+
+    /// A scratch directory, and how a test's files in it are written.
+    pub(crate) struct ScratchDir {
+        pub(crate) dir: tempfile::TempDir,
+        /// Whether the filesystem takes `O_DIRECT`.
+        pub(crate) fs_direct: bool,
+        /// Whether files are made as [`DirectFile::create`] makes them where the filesystem
+        /// refuses `O_DIRECT` (even though this one takes it).
+        pub(crate) refusal_simulated: bool,
+    }
+
+    impl ScratchDir {
+        /// Whether a new file is written directly.
+        pub(crate) fn direct(&self) -> bool {
+            self.fs_direct && !self.refusal_simulated
+        }
+
+        fn create(&self, path: &Path) -> DirectFile {
+            let file = if self.refusal_simulated {
+                DirectFile::create_buffered(path)
+            } else {
+                DirectFile::create(path)
+            };
+            file.unwrap()
+        }
+    }
+
+    /// Scratch directories on this machine, one per kind as far as it has them: one whose
+    /// filesystem takes `O_DIRECT` (the temporary directory, or the test binary's under
+    /// `target/`), one whose filesystem refuses it (`/dev/shm` before Linux 6.6, when tmpfs
+    /// learnt `O_DIRECT`; or the directory `OCI_LAYOUT_NO_DIRECT_DIR` names, say a ramfs
+    /// mounted in a private mount namespace:
+    /// `unshare -m sh -c 'mount -t ramfs ramfs D && OCI_LAYOUT_NO_DIRECT_DIR=D cargo test'`),
+    /// and, with `simulate`, a refusal simulated in the temporary directory.
+    pub(crate) fn scratch_dirs(simulate: bool) -> Vec<ScratchDir> {
+        let mut candidates = vec![std::env::temp_dir()];
+        if let Some(dir) = std::env::current_exe()
+            .ok()
+            .and_then(|exe| exe.parent().map(Path::to_path_buf))
+        {
+            candidates.push(dir);
+        }
+        candidates.push(PathBuf::from("/dev/shm"));
+        candidates.extend(std::env::var_os("OCI_LAYOUT_NO_DIRECT_DIR").map(PathBuf::from));
+        let scratch = |parent: &Path| {
+            tempfile::Builder::new()
+                .prefix("oci-layout-direct-")
+                .tempdir_in(parent)
+        };
+        let mut found: Vec<ScratchDir> = Vec::new();
+        for candidate in candidates {
+            let Ok(dir) = scratch(&candidate) else {
+                continue;
+            };
+            let probe = dir.path().join("probe");
+            let fs_direct = DirectFile::create(&probe).is_ok_and(|file| file.is_direct());
+            fs::remove_file(&probe).unwrap();
+            if found.iter().all(|other| other.fs_direct != fs_direct) {
+                found.push(ScratchDir {
+                    dir,
+                    fs_direct,
+                    refusal_simulated: false,
+                });
+            }
+        }
+        #[allow(clippy::print_stderr)] // A test saying what it could not test, as the suite does.
+        for kind in [true, false] {
+            if found.iter().all(|other| other.fs_direct != kind) {
+                let what = if kind { "takes" } else { "refuses" };
+                eprintln!("no filesystem here {what} O_DIRECT: that case is not tested");
+            }
+        }
+        if simulate {
+            found.push(ScratchDir {
+                dir: scratch(&std::env::temp_dir()).unwrap(),
+                fs_direct: found.first().is_some_and(|first| first.fs_direct),
+                refusal_simulated: true,
+            });
+        }
+        found
+    }
+
+    fn write_pieces(file: &mut DirectFile, data: &[u8], pieces: &[usize]) -> usize {
+        let mut at = 0;
+        for &len in pieces {
+            file.write(&data[at..at + len]).unwrap();
+            at += len;
+        }
+        at
+    }
+
+    #[test]
+    fn odd_pieces_come_back_whole() {
+        for scratch in scratch_dirs(true) {
+            let path = scratch.dir.path().join("file");
+            let total: usize = ODD_PIECES.iter().sum();
+            let data = content(total);
+            let mut file = scratch.create(&path);
+            assert_eq!(file.is_direct(), scratch.direct());
+            write_pieces(&mut file, &data, ODD_PIECES);
+            // Only whole blocks were written so far, directly where the filesystem takes it.
+            assert_eq!(file.is_direct(), scratch.direct());
+            let written = fs::metadata(&path).unwrap().len() as usize;
+            if scratch.direct() {
+                assert_eq!(written % DIRECT_ALIGN, 0);
+            }
+            assert_eq!(written + file.filled, total);
+            file.finish().unwrap();
+            file.sync().unwrap();
+            assert!(!file.is_direct(), "an unaligned tail ends direct writing");
+            assert_eq!(
+                fs::read(&path).unwrap(),
+                data,
+                "direct: {}",
+                scratch.direct()
+            );
+        }
+    }
+
+    #[test]
+    fn staged_bytes_are_written_with_the_next_full_buffer() {
+        for scratch in scratch_dirs(true) {
+            let path = scratch.dir.path().join("file");
+            let data = content(2 * WRITE_BUFFER + 7);
+            let mut file = scratch.create(&path);
+            let mut at = 0;
+            while at + 1000 < WRITE_BUFFER {
+                assert!(file.try_stage(&data[at..at + 1000]));
+                at += 1000;
+            }
+            assert!(
+                !file.try_stage(&data[at..]),
+                "a piece that fills the buffer is not staged"
+            );
+            assert_eq!(
+                fs::metadata(&path).unwrap().len(),
+                0,
+                "staging writes nothing"
+            );
+            file.write(&data[at..]).unwrap();
+            file.finish().unwrap();
+            file.sync().unwrap();
+            assert_eq!(
+                fs::read(&path).unwrap(),
+                data,
+                "direct: {}",
+                scratch.direct()
+            );
+        }
+    }
+
+    #[test]
+    fn appending_continues_directly_only_at_an_aligned_end() {
+        for scratch in scratch_dirs(true) {
+            let path = scratch.dir.path().join("file");
+            let data = content(6 << 20);
+            let mut file = scratch.create(&path);
+            let mut at = write_pieces(&mut file, &data, &[1 << 20]);
+            file.finish().unwrap();
+            file.sync().unwrap();
+            // Aligned: direct writing goes on where the filesystem takes it (whatever wrote
+            // the file before).
+            let (mut file, len) = DirectFile::append_to(&path).unwrap();
+            assert_eq!(len, 1 << 20);
+            assert_eq!(file.is_direct(), scratch.fs_direct);
+            at += write_pieces(&mut file, &data[at..], &[4097, (1 << 20) + 3]);
+            file.finish().unwrap();
+            file.sync().unwrap();
+            drop(file);
+            // Unaligned: through the page cache from then on.
+            let (mut file, len) = DirectFile::append_to(&path).unwrap();
+            assert_eq!(len as usize, at);
+            assert!(!file.is_direct());
+            at += write_pieces(&mut file, &data[at..], &[1, 4095, WRITE_BUFFER, 1 << 20]);
+            file.finish().unwrap();
+            file.sync().unwrap();
+            drop(file);
+            assert_eq!(
+                fs::read(&path).unwrap(),
+                &data[..at],
+                "direct: {}",
+                scratch.direct()
+            );
+        }
+    }
+
+    #[test]
+    fn new_files_from_odd_pieces_come_back_whole() {
+        for scratch in scratch_dirs(false) {
+            let path = scratch.dir.path().join("blob");
+            let total: usize = ODD_PIECES.iter().sum();
+            let data = content(total);
+            let mut at = 0;
+            let mut pieces = ODD_PIECES.iter();
+            let next = || {
+                let len = *pieces.next()?;
+                at += len;
+                Some(Bytes::copy_from_slice(&data[at - len..at]))
+            };
+            write_new_file(&path, next, &AtomicBool::new(false)).unwrap();
+            assert_eq!(
+                fs::read(&path).unwrap(),
+                data,
+                "direct: {}",
+                scratch.direct()
+            );
+        }
     }
 }
