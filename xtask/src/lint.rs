@@ -40,6 +40,7 @@ const LAYERING: &[(&str, Allowed)] = &[
     ("oci-build", Allowed::Only(BASE)),
     ("oci-unpack", Allowed::Only(BASE)),
     ("oci-archive", Allowed::Only(BASE)),
+    ("oci-docker", Allowed::Only(BASE)),
     (
         "hoist",
         Allowed::Only(&[
