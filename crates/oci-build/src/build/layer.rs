@@ -161,7 +161,7 @@ where
         .await
         .map_err(|e| Error::store(context(), e))?;
     let (sender, mut pieces) = mpsc::channel::<Bytes>(PIECES_QUEUED);
-    let (mut opener, mut server) =
+    let (mut opener, server) =
         layer_opener(source.store, source.repo, sources, DEFAULT_LAYER_LIMIT);
     let encoding = compression.clone();
     let producer = tokio::task::spawn_blocking(move || -> Result<Digest> {
@@ -190,7 +190,10 @@ where
     let mut blob_digest = Digester::new(Algorithm::Sha256);
     let mut size = 0u64;
     let mut upload_failure = None;
-    let mut serving = true;
+    // One long-lived serving future, polled by reference: a request it has taken is answered
+    // even when a piece arrives meanwhile (a `serve_one` started anew in each round would be
+    // dropped with the request half-answered, and the producer would see the server gone).
+    let mut serving = Some(Box::pin(server.serve()));
     loop {
         tokio::select! {
             piece = pieces.recv() => {
@@ -204,13 +207,15 @@ where
                     break;
                 }
             }
-            more = server.serve_one(), if serving => serving = more,
+            () = async { if let Some(serve) = &mut serving { serve.await } }, if serving.is_some() => {
+                serving = None;
+            }
         }
     }
     // Dropping the receivers makes a producer still sending, or waiting for a layer to be
     // opened, stop with an error.
     drop(pieces);
-    drop(server);
+    drop(serving);
     let produced = producer
         .await
         .map_err(|e| Error::invalid(format!("the layer's writer thread failed: {e}")));
