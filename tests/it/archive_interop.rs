@@ -124,7 +124,7 @@ fn skopeo_and_umoci_read_the_docker_archives_hoist_writes() {
 
 #[test]
 fn hoist_reads_the_docker_archives_skopeo_writes() {
-    let Some(skopeo_bin) = peer("skopeo") else {
+    let (Some(skopeo_bin), Some(umoci)) = (peer("skopeo"), peer("umoci")) else {
         return;
     };
     let work = Work::new();
@@ -151,19 +151,15 @@ fn hoist_reads_the_docker_archives_skopeo_writes() {
             "{at}: {inspected}"
         );
     }
-    // The layers skopeo wrote (uncompressed) unpack to the tree that was built.
+    // The layers skopeo wrote (uncompressed) come out as an OCI image that umoci unpacks to
+    // the tree that was built.
     let at = format!("docker-archive:{}:example/sk:v2", archive.display());
     hoist.ok(&["copy", &at, &work.oci("back", "v2")]);
-    hoist.ok(&[
-        "unpack",
-        "--rootless",
-        &work.oci("back", "v2"),
-        &work.at("rootfs"),
-    ]);
+    let tree = unpack(&umoci, &work, "back", "v2", "bundle");
     assert_same_tree(
-        &snapshot(&work.path("rootfs")),
+        &tree,
         &snapshot(&work.path("tree")),
-        "the tree skopeo archived, unpacked by hoist",
+        "the tree skopeo archived, through hoist",
     );
 }
 

@@ -158,10 +158,32 @@ impl Daemon {
     /// run as root); a panic instead on CI (`CI=true`) and with `HOIST_PEERS` set, and when the
     /// daemon does not start (with its log). If the test process dies without dropping it,
     /// the daemon stops by itself within a second or so (start-daemon.sh's owner watch).
+    // The retry is said where a person running the tests sees it.
+    #[allow(clippy::print_stdout)]
     pub(crate) fn start(engine: Engine) -> Option<Self> {
         if !available(engine) {
             return None;
         }
+        // Daemons start one at a time: podman services starting side by side have failed to
+        // start now and then (the daemon gone before it wrote its log), which a test of
+        // hoist should not be about. A start that fails anyway is tried once more, the first
+        // failure printed.
+        static STARTING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _turn = STARTING
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match std::panic::catch_unwind(|| Self::start_once(engine)) {
+            Ok(daemon) => Some(daemon),
+            Err(_) => {
+                // The first failure's message, with the daemon's log, is above (the panic
+                // hook printed it).
+                println!("{} did not start; trying once more", engine.name());
+                Some(Self::start_once(engine))
+            }
+        }
+    }
+
+    fn start_once(engine: Engine) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("hoist-daemon-")
             .tempdir_in("/tmp")
@@ -192,7 +214,7 @@ impl Daemon {
             output.status,
             String::from_utf8_lossy(&output.stderr),
         );
-        Some(daemon)
+        daemon
     }
 
     /// Which engine it is.

@@ -12,6 +12,7 @@ mod client_conformance;
 mod client_faults;
 mod client_peers;
 mod conformance;
+mod daemon_interop;
 mod daemons;
 mod http;
 mod interop_layout;

@@ -52,6 +52,7 @@ const LAYERING: &[(&str, Allowed)] = &[
             "oci-build",
             "oci-unpack",
             "oci-archive",
+            "oci-docker",
         ]),
     ),
     ("xtask", Allowed::Only(&[])),

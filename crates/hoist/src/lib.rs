@@ -16,6 +16,7 @@
 
 mod cli;
 mod commands;
+mod daemon;
 mod exit;
 mod location;
 mod output;

@@ -21,14 +21,13 @@ use oci_types::{Digest, Reference, Repository, Tag};
 use tokio::sync::Mutex;
 
 use crate::cli::{DockerArchiveFormat, RegistryArgs};
-use crate::transports::ArchiveLocation;
-use oci_archive::ArchiveWriter;
+use crate::transports::{ArchiveLocation, Pending};
 
 /// The prefix of the OCI image layout transport.
 const OCI_PREFIX: &str = "oci:";
 
 /// skopeo's other transports, refused by name rather than misread as registry references.
-const UNSUPPORTED_TRANSPORTS: [&str; 4] = ["docker-daemon", "containers-storage", "dir", "ostree"];
+const UNSUPPORTED_TRANSPORTS: [&str; 3] = ["containers-storage", "dir", "ostree"];
 
 /// A location as typed, parsed but not opened.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,7 +88,7 @@ impl Location {
             return Err(bad(
                 input,
                 format!(
-                    "the {transport}: transport is not supported (hoist reads registry references, oci:DIR[:TAG], oci-archive:FILE[:TAG] and docker-archive:FILE[:NAME:TAG])"
+                    "the {transport}: transport is not supported (hoist reads registry references, oci:DIR[:TAG], oci-archive:FILE[:TAG], docker-archive:FILE[:NAME:TAG] and docker-daemon:NAME:TAG)"
                 ),
             ));
         }
@@ -310,8 +309,9 @@ pub(crate) struct Place {
     pub(crate) store: Arc<dyn OciInterface>,
     /// The repository (a layout's default repository).
     pub(crate) repo: Repository,
-    /// What is left to do once everything is written (an archive's index), if anything.
-    pending: Option<Arc<Mutex<Option<ArchiveWriter>>>>,
+    /// What is left to do once everything is written (an archive's index, a daemon's
+    /// load), if anything.
+    pending: Option<Arc<Mutex<Option<Pending>>>>,
 }
 
 impl Place {
@@ -329,14 +329,10 @@ impl Place {
         let Some(pending) = &self.pending else {
             return Ok(());
         };
-        let Some(writer) = pending.lock().await.take() else {
+        let Some(pending) = pending.lock().await.take() else {
             return Ok(());
         };
-        let report = writer
-            .finish()
-            .await
-            .with_context(|| format!("cannot finish {writer}"))?;
-        for note in report.notes {
+        for note in pending.finish().await? {
             ctx.say(note);
         }
         Ok(())
@@ -461,11 +457,11 @@ impl Opener {
         let Location::Archive(archive) = location else {
             return self.open(location).await;
         };
-        let writer = archive.create_writer(platform, self.docker_format)?;
+        let pending = archive.create_writer(platform, self.docker_format).await?;
         Ok(Place {
-            store: Arc::new(writer.clone()),
+            store: Arc::new(pending.writer().clone()),
             repo: archive.repository(),
-            pending: Some(Arc::new(Mutex::new(Some(writer)))),
+            pending: Some(Arc::new(Mutex::new(Some(pending)))),
         })
     }
 
@@ -620,7 +616,7 @@ mod tests {
             ("oci:out@sha256:abc", "invalid digest"),
             ("Registry/UPPER", "repository"),
             ("ubuntu:bad tag", "tag"),
-            ("docker-daemon:x:1", "not supported"),
+            ("containers-storage:x", "not supported"),
             ("dir:x", "not supported"),
         ] {
             let error = Location::parse(input).unwrap_err().to_string();

@@ -1,7 +1,9 @@
 //! The archive transports, written as skopeo writes them: `oci-archive:FILE[:TAG]` (a tar of
 //! an OCI image layout; a `.tar.gz` or `.tgz` one is written gzip-compressed, and any is
 //! read whatever its compression) and `docker-archive:FILE[:NAME[:TAG]]` or
-//! `docker-archive:FILE:@N` (what `docker save` writes and `docker load` reads).
+//! `docker-archive:FILE:@N` (what `docker save` writes and `docker load` reads), and
+//! `docker-daemon:NAME[:TAG]` (a Docker daemon, which speaks docker-archives: see
+//! [`crate::daemon`]).
 //!
 //! Read, an archive is an [`ArchiveReader`]; written, an [`ArchiveWriter`] that a command
 //! finishes ([`Place::finish`](crate::location::Place::finish)) once everything is pushed.
@@ -12,10 +14,12 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use oci_archive::{
     ArchiveFormat, ArchiveLimits, ArchiveReader, ArchiveWriter, DockerFormat, ReadAs, WriteOptions,
-    archive_name,
+    archive_name, archive_repository,
 };
 use oci_build::ManifestRef;
 use oci_types::{Digest, Platform, Repository, Tag};
+
+use crate::daemon::DaemonImage;
 
 /// An archive named on the command line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,6 +35,8 @@ pub(crate) enum ArchiveLocation {
         file: PathBuf,
         image: DockerImageRef,
     },
+    /// `docker-daemon:NAME[:TAG]`.
+    Daemon(DaemonImage),
 }
 
 /// Which image of a docker-archive.
@@ -46,6 +52,7 @@ pub(crate) enum DockerImageRef {
 
 pub(crate) const OCI_ARCHIVE: &str = "oci-archive:";
 pub(crate) const DOCKER_ARCHIVE: &str = "docker-archive:";
+pub(crate) const DOCKER_DAEMON: &str = "docker-daemon:";
 
 impl ArchiveLocation {
     /// Reads `rest`, what follows `oci-archive:` or `docker-archive:` in `input`; `None` when
@@ -55,14 +62,10 @@ impl ArchiveLocation {
         if let Some(rest) = input.strip_prefix(OCI_ARCHIVE) {
             return Some(parse_oci(rest));
         }
-        input.strip_prefix(DOCKER_ARCHIVE).map(parse_docker)
-    }
-
-    /// The archive file.
-    pub(crate) fn file(&self) -> &Path {
-        match self {
-            Self::Oci { file, .. } | Self::Docker { file, .. } => file,
+        if let Some(rest) = input.strip_prefix(DOCKER_DAEMON) {
+            return Some(parse_daemon(rest));
         }
+        input.strip_prefix(DOCKER_ARCHIVE).map(parse_docker)
     }
 
     pub(crate) fn tag(&self) -> Option<&Tag> {
@@ -72,6 +75,7 @@ impl ArchiveLocation {
                 image: DockerImageRef::Named(_, tag, _),
                 ..
             } => Some(tag),
+            Self::Daemon(image) => image.reference.tag(),
             Self::Docker { .. } => None,
         }
     }
@@ -79,7 +83,7 @@ impl ArchiveLocation {
     pub(crate) fn digest(&self) -> Option<&Digest> {
         match self {
             Self::Oci { digest, .. } => digest.as_ref(),
-            Self::Docker { .. } => None,
+            Self::Docker { .. } | Self::Daemon(_) => None,
         }
     }
 
@@ -90,6 +94,7 @@ impl ArchiveLocation {
                 image: DockerImageRef::Named(repo, _, _),
                 ..
             } => repo.clone(),
+            Self::Daemon(image) => archive_repository(&image.reference),
             _ => ArchiveReader::default_repository(),
         }
     }
@@ -111,6 +116,9 @@ impl ArchiveLocation {
                 DockerImageRef::Position(n) => position(*n),
                 DockerImageRef::Only => position(0),
             },
+            Self::Daemon(image) => {
+                ManifestRef::Tag(image.reference.tag().cloned().unwrap_or_else(Tag::latest))
+            }
         }
     }
 
@@ -127,16 +135,20 @@ impl ArchiveLocation {
                 ..
             } => vec![tag.clone()],
             Self::Docker { .. } => Vec::new(),
+            Self::Daemon(image) => {
+                vec![image.reference.tag().cloned().unwrap_or_else(Tag::latest)]
+            }
         }
     }
 
     /// Opens the archive for reading.
     pub(crate) async fn open_reader(&self) -> Result<ArchiveReader> {
-        let read_as = match self {
-            Self::Oci { .. } => ReadAs::Oci,
-            Self::Docker { .. } => ReadAs::Docker,
+        let (read_as, file) = match self {
+            Self::Oci { file, .. } => (ReadAs::Oci, file),
+            Self::Docker { file, .. } => (ReadAs::Docker, file),
+            Self::Daemon(image) => return crate::daemon::open_reader(image).await,
         };
-        let reader = ArchiveReader::open(self.file(), read_as, ArchiveLimits::default())
+        let reader = ArchiveReader::open(file, read_as, ArchiveLimits::default())
             .await
             .with_context(|| format!("cannot read {self}"))?;
         if let Self::Docker {
@@ -160,24 +172,65 @@ impl ArchiveLocation {
         Ok(reader)
     }
 
-    /// Starts writing the archive; nothing appears at its path until it is finished.
-    pub(crate) fn create_writer(
+    /// Starts writing the archive; nothing appears at its path until it is finished. A
+    /// daemon's load starts here too.
+    pub(crate) async fn create_writer(
         &self,
         platform: Option<&Platform>,
         docker_format: DockerFormat,
-    ) -> Result<ArchiveWriter> {
-        let format = match self {
-            Self::Oci { file, .. } => ArchiveFormat::Oci {
-                gzip: is_gzip_name(file),
-            },
-            Self::Docker { .. } => ArchiveFormat::Docker(docker_format),
+    ) -> Result<Pending> {
+        let (format, file) = match self {
+            Self::Oci { file, .. } => (
+                ArchiveFormat::Oci {
+                    gzip: is_gzip_name(file),
+                },
+                file,
+            ),
+            Self::Docker { file, .. } => (ArchiveFormat::Docker(docker_format), file),
+            Self::Daemon(image) => {
+                return Ok(Pending::Daemon(
+                    crate::daemon::start_load(image, platform).await?,
+                ));
+            }
         };
         let mut options = WriteOptions::new();
         if let Some(platform) = platform {
             options = options.with_platform(platform.clone());
         }
-        ArchiveWriter::create(self.file(), format, options)
-            .with_context(|| format!("cannot write {self}"))
+        let writer = ArchiveWriter::create(file, format, options)
+            .with_context(|| format!("cannot write {self}"))?;
+        Ok(Pending::Archive(writer))
+    }
+}
+
+/// A write to finish: an archive file, or a load into a daemon.
+#[derive(Debug)]
+pub(crate) enum Pending {
+    Archive(ArchiveWriter),
+    Daemon(crate::daemon::DaemonLoad),
+}
+
+impl Pending {
+    /// The store the writes go to.
+    pub(crate) fn writer(&self) -> &ArchiveWriter {
+        match self {
+            Self::Archive(writer) => writer,
+            Self::Daemon(load) => load.writer(),
+        }
+    }
+
+    /// Completes the write; returns what to tell the user.
+    pub(crate) async fn finish(self) -> Result<Vec<String>> {
+        match self {
+            Self::Archive(writer) => {
+                let report = writer
+                    .finish()
+                    .await
+                    .with_context(|| format!("cannot finish {writer}"))?;
+                Ok(report.notes)
+            }
+            Self::Daemon(load) => load.finish().await,
+        }
     }
 }
 
@@ -217,6 +270,22 @@ fn parse_oci(rest: &str) -> Result<ArchiveLocation, String> {
         tag,
         digest,
     })
+}
+
+fn parse_daemon(rest: &str) -> Result<ArchiveLocation, String> {
+    if rest.is_empty() {
+        return Err("no image name after docker-daemon:".to_owned());
+    }
+    if rest.contains('@') {
+        return Err(format!(
+            "{rest:?}: a Docker daemon's images are named NAME:TAG here, not by digest"
+        ));
+    }
+    let reference = oci_types::Reference::parse(rest).map_err(|e| e.to_string())?;
+    Ok(ArchiveLocation::Daemon(DaemonImage {
+        name: rest.to_owned(),
+        reference,
+    }))
 }
 
 fn parse_docker(rest: &str) -> Result<ArchiveLocation, String> {
@@ -275,6 +344,7 @@ impl fmt::Display for ArchiveLocation {
                     DockerImageRef::Position(n) => write!(f, ":@{n}"),
                 }
             }
+            Self::Daemon(image) => write!(f, "{DOCKER_DAEMON}{}", image.name),
         }
     }
 }
@@ -298,7 +368,9 @@ mod tests {
             }
         );
         let named = parse("docker-archive:app.tar:example/app:v1");
-        assert_eq!(named.file(), Path::new("app.tar"));
+        assert!(
+            matches!(&named, ArchiveLocation::Docker { file, .. } if file == Path::new("app.tar"))
+        );
         assert_eq!(named.repository().as_str(), "example/app");
         assert_eq!(named.write_tags(), [Tag::parse("v1").unwrap()]);
         assert_eq!(named.to_string(), "docker-archive:app.tar:example/app:v1");
@@ -312,7 +384,11 @@ mod tests {
             parse("docker-archive:app.tar").manifest_ref(),
             ManifestRef::Tag(Tag::parse("0").unwrap())
         );
-        assert!(is_gzip_name(parse("oci-archive:x.tar.gz").file()));
+        assert!(is_gzip_name(Path::new("x.tar.gz")) && is_gzip_name(Path::new("x.tgz")));
+        let daemon = parse("docker-daemon:example/app");
+        assert_eq!(daemon.repository().as_str(), "example/app");
+        assert_eq!(daemon.write_tags(), [Tag::latest()]);
+        assert_eq!(daemon.to_string(), "docker-daemon:example/app");
         assert!(ArchiveLocation::parse("oci:dir").is_none());
     }
 
@@ -324,6 +400,8 @@ mod tests {
             ("docker-archive:a.tar:@x", "position"),
             ("docker-archive:a.tar:Bad Name", "repository"),
             ("docker-archive:a.tar:x@sha256:abc", "not by digest"),
+            ("docker-daemon:", "no image name"),
+            ("docker-daemon:x@sha256:abc", "not by digest"),
         ] {
             let error = ArchiveLocation::parse(input).unwrap().unwrap_err();
             assert!(error.contains(reason), "{input}: {error}");

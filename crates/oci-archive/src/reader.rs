@@ -41,8 +41,9 @@ pub enum ReadAs {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ArchiveImage {
-    /// The manifest (for a docker-archive of the classic format, one made from
-    /// `manifest.json`, as skopeo makes it).
+    /// The manifest (for a docker-archive of the classic format, an OCI image manifest
+    /// made from `manifest.json`: such an archive holds no manifest, so there is no digest to
+    /// keep, and OCI media types are what layouts and their tools read).
     pub descriptor: Descriptor,
     /// The names it is tagged with (`RepoTags`, or the tags of an oci-archive).
     pub names: Vec<String>,
@@ -349,7 +350,7 @@ impl Catalog {
             config_digest.clone(),
             (
                 config_extent,
-                MediaType::from_static(media_type::DOCKER_CONFIG),
+                MediaType::from_static(media_type::OCI_CONFIG),
             ),
         );
         let mut layers = Vec::with_capacity(image.layers.len());
@@ -362,9 +363,9 @@ impl Catalog {
                 None => self.tar.hash(extent)?,
             };
             let layer_type = match oci_store::layer::sniff_compression(&prefix) {
-                Compression::Gzip => media_type::DOCKER_LAYER_GZIP,
-                Compression::Zstd => media_type::DOCKER_LAYER_ZSTD,
-                _ => media_type::DOCKER_LAYER_TAR,
+                Compression::Gzip => media_type::OCI_LAYER_GZIP,
+                Compression::Zstd => media_type::OCI_LAYER_ZSTD,
+                _ => media_type::OCI_LAYER_TAR,
             };
             let layer_type = MediaType::from_static(layer_type);
             self.blobs
@@ -372,15 +373,14 @@ impl Catalog {
             layers.push(Descriptor::new(layer_type, digest, extent.size));
         }
         let config = Descriptor::new(
-            MediaType::from_static(media_type::DOCKER_CONFIG),
+            MediaType::from_static(media_type::OCI_CONFIG),
             config_digest,
             config_bytes.len() as u64,
         );
-        let mut manifest = ImageManifest::new(config, layers);
-        manifest.media_type = MediaType::from_static(media_type::DOCKER_MANIFEST);
+        let manifest = ImageManifest::new(config, layers);
         let bytes = manifest.to_json();
         let descriptor = Descriptor::new(
-            MediaType::from_static(media_type::DOCKER_MANIFEST),
+            MediaType::from_static(media_type::OCI_MANIFEST),
             Digest::sha256(&bytes),
             bytes.len() as u64,
         );

@@ -178,7 +178,7 @@ async fn docker_archives_hold_several_images_by_name_and_position() {
             // The OCI layout beside manifest.json keeps the manifests as they were.
             assert_eq!(first.digest, one.manifest_descriptor.digest);
         } else {
-            assert_eq!(first.media_type.as_str(), media_type::DOCKER_MANIFEST);
+            assert_eq!(first.media_type.as_str(), media_type::OCI_MANIFEST);
         }
         // Whatever the manifest, the config and layers are the same bytes.
         let manifest = reader.get_manifest(&app, &first.digest).await.unwrap();
@@ -193,7 +193,7 @@ async fn docker_archives_hold_several_images_by_name_and_position() {
         if format == DockerFormat::Classic {
             assert_eq!(
                 layer_types,
-                [media_type::DOCKER_LAYER_GZIP, media_type::DOCKER_LAYER_TAR],
+                [media_type::OCI_LAYER_GZIP, media_type::OCI_LAYER_TAR],
                 "compression is read from the bytes"
             );
         }

@@ -7,6 +7,7 @@ use oci_types::Digest;
 
 use crate::cli::{CopyArgs, PullArgs, PushArgs, TransferArgs};
 use crate::commands::Ctx;
+use crate::daemon;
 use crate::exit::{Failed, Failure};
 use crate::location::{Location, Place};
 use crate::output::{count, human_size, print_line};
@@ -50,20 +51,38 @@ async fn copy_between(
     transfer: &TransferArgs,
 ) -> Result<()> {
     let from = ctx.opener.open(src).await?;
-    let to = ctx
-        .opener
-        .open_target(dst, transfer.platforms.platform.first())
-        .await?;
     let reference = src.manifest_ref();
     let tags = dst.write_tags();
     // `docker load` takes images, not indexes: a docker-archive gets one platform's image,
-    // this machine's unless one was asked for.
-    let to_docker_archive = matches!(dst, Location::Archive(ArchiveLocation::Docker { .. }));
-    let platforms = match (transfer.platforms.platform.is_empty(), to_docker_archive) {
-        (true, false) => PlatformFilter::All,
-        (true, true) => PlatformFilter::Only(vec![Platform::host()]),
-        (false, _) => PlatformFilter::Only(transfer.platforms.platform.clone()),
+    // this machine's unless one was asked for; a daemon, its own platform's.
+    let mut chosen = transfer.platforms.platform.first().cloned();
+    let to_docker = match dst {
+        Location::Archive(ArchiveLocation::Docker { .. }) => {
+            chosen.get_or_insert_with(Platform::host);
+            true
+        }
+        Location::Archive(ArchiveLocation::Daemon(image)) => {
+            let client = daemon::client()?;
+            let platform = match &chosen {
+                Some(platform) => platform.clone(),
+                None => daemon::platform(&client).await?,
+            };
+            if already_in_daemon(ctx, &client, &from, &reference, &platform, image, src, dst)
+                .await?
+            {
+                return Ok(());
+            }
+            chosen = Some(platform);
+            true
+        }
+        _ => false,
     };
+    let platforms = match (transfer.platforms.platform.is_empty(), to_docker, &chosen) {
+        (false, _, _) => PlatformFilter::Only(transfer.platforms.platform.clone()),
+        (true, true, Some(platform)) => PlatformFilter::Only(vec![platform.clone()]),
+        _ => PlatformFilter::All,
+    };
+    let to = ctx.opener.open_target(dst, chosen.as_ref()).await?;
     let expected = dst.digest().cloned();
     // With every platform the copy keeps the source's digest: check it before writing anything.
     if let (Some(expected), PlatformFilter::All) = (&expected, &platforms) {
@@ -106,12 +125,13 @@ async fn copy_between(
         .into());
     }
     to.finish(ctx).await?;
-    if to_docker_archive && transfer.platforms.platform.is_empty() {
+    if let (true, true, Some(platform)) =
+        (to_docker, transfer.platforms.platform.is_empty(), &chosen)
+    {
         let source = source_digest(&from, &reference).await?;
         if source != root {
             ctx.say(format!(
-                "{src} is an index; {dst} holds its {} image (docker load takes images only)",
-                Platform::host()
+                "{src} is an index; {dst} holds its {platform} image (docker load takes images only)"
             ));
         }
     }
@@ -139,4 +159,32 @@ async fn copy_between(
     }
     ctx.say(summary);
     Ok(())
+}
+
+/// When the daemon already has the image `reference` names for `platform` (an image whose id
+/// is the config's digest), tags it there instead of loading it again, and says so.
+#[allow(clippy::too_many_arguments)]
+async fn already_in_daemon(
+    ctx: &Ctx,
+    client: &oci_docker::DockerClient,
+    from: &Place,
+    reference: &ManifestRef,
+    platform: &Platform,
+    image: &daemon::DaemonImage,
+    src: &Location,
+    dst: &Location,
+) -> Result<bool> {
+    let found = oci_build::fetch_image(&*from.store, &from.repo, reference, Some(platform))
+        .await
+        .with_context(|| format!("cannot read {src} for {platform}"))?;
+    let config = &found.manifest.config.digest;
+    if !daemon::tag_if_present(client, config, image).await? {
+        return Ok(false);
+    }
+    print_line(&found.manifest_descriptor.digest)?;
+    ctx.say(format!(
+        "{dst}: the daemon already has image {config}; tagged it {}",
+        image.tagged_name()
+    ));
+    Ok(true)
 }
