@@ -17,9 +17,10 @@ use crate::location::Location;
 /// What `hoist --help` says after the list of commands.
 const AFTER_HELP: &str = "\
 Images are named as people type them: ubuntu (docker.io/library/ubuntu:latest),
-ghcr.io/org/app:1.2, localhost:5000/app@sha256:..., and oci:DIR[:TAG] for an OCI image layout
-directory (without TAG: latest). Credentials come from docker's config.json (hoist login) and
-the containers auth.json.
+ghcr.io/org/app:1.2, localhost:5000/app@sha256:..., oci:DIR[:TAG] for an OCI image layout
+directory (without TAG: latest), oci-archive:FILE[:TAG] and docker-archive:FILE[:NAME:TAG] (or
+FILE:@N) for archives, and docker-daemon:NAME:TAG for the Docker daemon at DOCKER_HOST.
+Credentials come from docker's config.json (hoist login) and the containers auth.json.
 
 Examples:
   hoist copy alpine:3.20 localhost:5000/alpine:3.20
@@ -64,15 +65,15 @@ pub(crate) struct Cli {
     pub(crate) quiet: bool,
     #[command(flatten)]
     pub(crate) registry: RegistryArgs,
-    /// The format docker-archives are written in: Docker 25+'s (an OCI layout with
-    /// manifest.json beside it, read by old and new Docker, podman, skopeo and crane) or the
-    /// classic one of older Docker (no OCI layout).
+    /// The format docker-archives are written in: hybrid (Docker 25+, read by every Docker)
+    /// or classic (before Docker 25).
     #[arg(
         long,
         global = true,
         value_enum,
         default_value_t = DockerArchiveFormat::Hybrid,
         value_name = "FORMAT",
+        help_heading = "Archive options",
         display_order = 902
     )]
     pub(crate) docker_archive_format: DockerArchiveFormat,
@@ -80,12 +81,12 @@ pub(crate) struct Cli {
     pub(crate) command: Command,
 }
 
-/// The formats of `--docker-archive-format`.
+/// The formats of `--docker-archive-format`: Docker 25+'s, an OCI image layout with
+/// `manifest.json` beside it, or the classic one, `manifest.json` with configs and layers as
+/// files of their own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub(crate) enum DockerArchiveFormat {
-    /// Docker 25+: an OCI image layout with manifest.json.
     Hybrid,
-    /// Before Docker 25: manifest.json, configs and layers as files of their own.
     Classic,
 }
 
