@@ -19,6 +19,7 @@ use oci_archive::{
     ArchiveFormat, ArchiveLimits, ArchiveReader, ArchiveWriter, DockerFormat, ReadAs, WriteOptions,
 };
 use oci_docker::{DockerClient, LoadReport};
+use oci_store::BufferPool;
 use oci_types::{Platform, Reference};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
@@ -26,6 +27,8 @@ use tokio::task::JoinHandle;
 
 /// Pieces of the tar sent to the daemon at once.
 const PIECE: usize = 1 << 20;
+/// Pieces queued for the request's body.
+const PIECES_QUEUED: usize = 4;
 
 /// An image in a Docker daemon: the name as typed (what the daemon is asked for) and as
 /// parsed.
@@ -120,7 +123,7 @@ pub(crate) async fn start_load(
         Some(platform) => platform.clone(),
         None => self::platform(&client).await?,
     };
-    let (sender, receiver) = mpsc::channel::<io::Result<Bytes>>(4);
+    let (sender, receiver) = mpsc::channel::<io::Result<Bytes>>(PIECES_QUEUED);
     let completed = Arc::new(AtomicBool::new(false));
     let body = body_stream(receiver, Arc::clone(&completed));
     let host = client.host().to_owned();
@@ -128,7 +131,8 @@ pub(crate) async fn start_load(
     let writer = ArchiveWriter::to_stream(
         Box::new(ChannelWriter {
             sender,
-            buffer: Vec::with_capacity(PIECE),
+            pool: BufferPool::new(PIECE, PIECES_QUEUED + 2),
+            buffer: Vec::new(),
             completed,
         }),
         ArchiveFormat::Docker(DockerFormat::Hybrid),
@@ -155,18 +159,22 @@ impl DaemonLoad {
         // The writer's end of the channel is gone once finished (or given up): the request
         // ends, cleanly or with an error, and the daemon answers.
         drop(self.writer);
-        let answer = self
-            .load
-            .await
-            .context("the load request stopped")?
-            .with_context(|| {
-                format!(
+        let answer = self.load.await.context("the load request stopped")?;
+        let (report, answer) = match (report, answer) {
+            (Ok(report), Ok(answer)) => (report, answer),
+            // The daemon's own words say most when it refused what it was sent, or stopped
+            // reading it (the writer then saw a broken pipe).
+            (_, Err(refused)) => {
+                return Err(anyhow::Error::new(refused).context(format!(
                     "the Docker daemon at {} did not load {}",
                     self.host, self.name
-                )
-            })?;
-        let report =
-            report.with_context(|| format!("cannot write {} for the Docker daemon", self.name))?;
+                )));
+            }
+            (Err(unwritten), Ok(_)) => {
+                return Err(anyhow::Error::new(unwritten)
+                    .context(format!("cannot write {} for the Docker daemon", self.name)));
+            }
+        };
         let mut notes = report.notes;
         if !answer
             .names
@@ -222,10 +230,12 @@ fn body_stream(
 }
 
 /// The writing end of the load request's body (used on the archive writer's blocking
-/// thread): gathers the tar into pieces and sends them. `flush`, which the archive calls only
-/// after its last block, marks the body complete.
+/// thread): gathers the tar into pieces (buffers reused once the request has sent them) and
+/// sends them. `flush`, which the archive calls only after its last block, marks the body
+/// complete.
 struct ChannelWriter {
     sender: mpsc::Sender<io::Result<Bytes>>,
+    pool: BufferPool,
     buffer: Vec<u8>,
     completed: Arc<AtomicBool>,
 }
@@ -235,20 +245,21 @@ impl ChannelWriter {
         if self.buffer.is_empty() {
             return Ok(());
         }
-        let piece = std::mem::replace(&mut self.buffer, Vec::with_capacity(PIECE));
-        self.sender
-            .blocking_send(Ok(Bytes::from(piece)))
-            .map_err(|_| {
-                io::Error::new(
-                    io::ErrorKind::BrokenPipe,
-                    "the Docker daemon stopped reading the image",
-                )
-            })
+        let piece = self.pool.hand_out(std::mem::take(&mut self.buffer));
+        self.sender.blocking_send(Ok(piece)).map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "the Docker daemon stopped reading the image",
+            )
+        })
     }
 }
 
 impl Write for ChannelWriter {
     fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        if self.buffer.capacity() == 0 {
+            self.buffer = self.pool.take();
+        }
         let take = bytes.len().min(PIECE - self.buffer.len());
         self.buffer.extend_from_slice(&bytes[..take]);
         if self.buffer.len() == PIECE {

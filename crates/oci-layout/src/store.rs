@@ -424,7 +424,7 @@ fn file_body(
             Some(limit) => Box::new(file.take(limit)),
             None => Box::new(file),
         };
-        let pool = BufferPool::new(read_buffer, read_ahead + 2);
+        let pool = oci_store::BufferPool::new(read_buffer, read_ahead + 2);
         loop {
             let mut buffer = pool.take();
             match (&mut reader)
@@ -453,73 +453,6 @@ fn file_body(
     })
     .boxed()
     .into()
-}
-
-/// The read buffers of one blob read, handed out as [`Bytes`] and taken back when the last
-/// handle to one is dropped: reused memory is neither allocated nor faulted in again, which
-/// showed as a few percent of a server's time serving a large blob.
-#[derive(Clone)]
-struct BufferPool {
-    idle: Arc<std::sync::Mutex<Vec<Vec<u8>>>>,
-    /// The capacity of each buffer.
-    size: usize,
-    /// How many idle buffers it keeps at most (no more than can be in flight at once).
-    keep: usize,
-}
-
-impl BufferPool {
-    fn new(size: usize, keep: usize) -> Self {
-        Self {
-            idle: Arc::default(),
-            size,
-            keep,
-        }
-    }
-
-    /// An empty buffer of `size` bytes' capacity.
-    fn take(&self) -> Vec<u8> {
-        let reused = self
-            .idle
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .pop();
-        let mut buffer = reused.unwrap_or_else(|| Vec::with_capacity(self.size));
-        buffer.clear();
-        buffer
-    }
-
-    /// `buffer` as `Bytes` that come back to this pool once dropped.
-    fn hand_out(&self, buffer: Vec<u8>) -> Bytes {
-        Bytes::from_owner(Pooled {
-            buffer,
-            pool: self.clone(),
-        })
-    }
-}
-
-/// A buffer out of a [`BufferPool`].
-struct Pooled {
-    buffer: Vec<u8>,
-    pool: BufferPool,
-}
-
-impl AsRef<[u8]> for Pooled {
-    fn as_ref(&self) -> &[u8] {
-        &self.buffer
-    }
-}
-
-impl Drop for Pooled {
-    fn drop(&mut self) {
-        let mut idle = self
-            .pool
-            .idle
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if idle.len() < self.pool.keep {
-            idle.push(std::mem::take(&mut self.buffer));
-        }
-    }
 }
 
 /// Runs blocking file work off the async threads.

@@ -54,6 +54,7 @@ pub mod layer;
 mod memory;
 mod read_only;
 
+mod pool;
 pub use blob::{BlobBody, BlobReader, BlobWriter, PushCheck, body_from_bytes, check_range};
 pub use cache::Cached;
 pub use error::{Error, ErrorCode, Result};
@@ -62,4 +63,5 @@ pub use interface::{
     ListParams, OciInterface, OciInterfaceExt, PushManifestParams, ReferrersParams,
 };
 pub use memory::MemoryStore;
+pub use pool::BufferPool;
 pub use read_only::ReadOnly;
