@@ -438,7 +438,7 @@ impl Opener {
             )),
             Location::Archive(archive) => Ok(Place::new(
                 Arc::new(archive.open_reader().await?),
-                archive.repository(),
+                archive.read_repository(),
             )),
             Location::RegistryHost(host) => Err(anyhow::anyhow!(
                 "{host} is a registry, not a repository in it"

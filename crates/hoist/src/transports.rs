@@ -87,7 +87,17 @@ impl ArchiveLocation {
         }
     }
 
-    /// The repository in the archive's store.
+    /// The repository read from in the archive's store: a daemon's save holds the one image
+    /// asked for, read by its position, whatever name the daemon wrote for it (podman writes
+    /// `localhost/NAME`).
+    pub(crate) fn read_repository(&self) -> Repository {
+        match self {
+            Self::Daemon(_) => ArchiveReader::default_repository(),
+            _ => self.repository(),
+        }
+    }
+
+    /// The repository written to in the archive's store.
     pub(crate) fn repository(&self) -> Repository {
         match self {
             Self::Docker {
@@ -100,7 +110,8 @@ impl ArchiveLocation {
     }
 
     /// The manifest to read: a tag of an oci-archive (`latest` by default), a name of a
-    /// docker-archive, or its image by position (the only one, `0`, when none is named).
+    /// docker-archive, or its image by position (the only one, `0`, when none is named, and
+    /// always for a daemon's save of one image).
     pub(crate) fn manifest_ref(&self) -> ManifestRef {
         let position = |n: usize| {
             Tag::parse(&n.to_string()).map_or(ManifestRef::Tag(Tag::latest()), ManifestRef::Tag)
@@ -116,9 +127,7 @@ impl ArchiveLocation {
                 DockerImageRef::Position(n) => position(*n),
                 DockerImageRef::Only => position(0),
             },
-            Self::Daemon(image) => {
-                ManifestRef::Tag(image.reference.tag().cloned().unwrap_or_else(Tag::latest))
-            }
+            Self::Daemon(_) => position(0),
         }
     }
 
