@@ -41,6 +41,7 @@ mod format;
 mod reader;
 mod scan;
 mod sink;
+mod stored;
 mod writer;
 
 pub use error::{Error, Result};

@@ -22,6 +22,7 @@ use crate::format::{
     REF_NAME, archive_name, digest_of_blob_path,
 };
 use crate::scan::{ArchiveLimits, Extent, TarFile};
+use crate::stored::{StoredManifest, referrers};
 use crate::{Error, Result};
 
 /// What an archive is read as.
@@ -64,7 +65,7 @@ struct Catalog {
     tar: TarFile,
     read_as: ReadAs,
     blobs: HashMap<Digest, (Extent, MediaType)>,
-    manifests: HashMap<Digest, (Descriptor, Bytes)>,
+    manifests: HashMap<Digest, StoredManifest>,
     tags: BTreeMap<Repository, BTreeMap<Tag, Descriptor>>,
     images: Vec<ArchiveImage>,
 }
@@ -271,20 +272,40 @@ impl Catalog {
                 ),
             ));
         }
-        let children = match Manifest::parse(&bytes, &descriptor.media_type) {
-            Ok(Manifest::Index(index)) => index.manifests,
-            Ok(_) => Vec::new(),
+        let parsed = match Manifest::parse(&bytes, &descriptor.media_type) {
+            Ok(manifest) => Some(manifest),
             // An artifact of a kind not parsed here is served as it is.
             Err(_) if !descriptor.media_type.is_manifest() && !descriptor.media_type.is_index() => {
-                Vec::new()
+                None
             }
             Err(e) => return Err(self.invalid(&entry, e.to_string())),
+        };
+        let children = match &parsed {
+            Some(Manifest::Index(index)) => index.manifests.clone(),
+            _ => Vec::new(),
         };
         let mut stored = descriptor.clone();
         stored.annotations.clear();
         stored.platform = None;
-        self.manifests
-            .insert(descriptor.digest.clone(), (stored, Bytes::from(bytes)));
+        self.manifests.insert(
+            descriptor.digest.clone(),
+            StoredManifest {
+                descriptor: stored,
+                bytes: Bytes::from(bytes),
+                subject: parsed
+                    .as_ref()
+                    .and_then(|m| m.subject())
+                    .map(|s| s.digest.clone()),
+                artifact_type: parsed
+                    .as_ref()
+                    .and_then(|m| m.effective_artifact_type())
+                    .cloned(),
+                annotations: parsed
+                    .as_ref()
+                    .map(|m| m.annotations().clone())
+                    .unwrap_or_default(),
+            },
+        );
         for child in &children {
             // A child an archive leaves out (one platform of an index) is simply not there.
             if self.tar.contains(&crate::format::blob_path(&child.digest)) {
@@ -333,15 +354,14 @@ impl Catalog {
             self.invalid(&image.config, format!("the image config is not JSON: {e}"))
         })?;
         // Docker 25+: the OCI layout beside manifest.json holds the image's real manifest.
-        let known =
-            self.manifests.iter().find_map(|(_, (descriptor, bytes))| {
-                match Manifest::parse(bytes, &descriptor.media_type) {
-                    Ok(Manifest::Image(manifest)) if manifest.config.digest == config_digest => {
-                        Some(descriptor.clone())
-                    }
-                    _ => None,
+        let known = self.manifests.values().find_map(|stored| {
+            match Manifest::parse(&stored.bytes, &stored.descriptor.media_type) {
+                Ok(Manifest::Image(manifest)) if manifest.config.digest == config_digest => {
+                    Some(stored.descriptor.clone())
                 }
-            });
+                _ => None,
+            }
+        });
         if let Some(descriptor) = known {
             return Ok(descriptor);
         }
@@ -386,12 +406,18 @@ impl Catalog {
         );
         self.manifests.insert(
             descriptor.digest.clone(),
-            (descriptor.clone(), Bytes::from(bytes)),
+            StoredManifest {
+                descriptor: descriptor.clone(),
+                bytes: Bytes::from(bytes),
+                subject: None,
+                artifact_type: None,
+                annotations: BTreeMap::new(),
+            },
         );
         Ok(descriptor)
     }
 
-    fn manifest(&self, repo: &Repository, digest: &Digest) -> StoreResult<&(Descriptor, Bytes)> {
+    fn manifest(&self, repo: &Repository, digest: &Digest) -> StoreResult<&StoredManifest> {
         self.manifests
             .get(digest)
             .ok_or_else(|| StoreError::ManifestUnknown {
@@ -471,10 +497,10 @@ impl OciInterface for ArchiveReader {
     }
 
     async fn get_manifest(&self, repo: &Repository, digest: &Digest) -> StoreResult<BlobReader> {
-        let (descriptor, bytes) = self.inner.manifest(repo, digest)?;
+        let stored = self.inner.manifest(repo, digest)?;
         Ok(BlobReader::verified(
-            descriptor.clone(),
-            body_from_bytes(bytes.clone()),
+            stored.descriptor.clone(),
+            body_from_bytes(stored.bytes.clone()),
         ))
     }
 
@@ -492,12 +518,12 @@ impl OciInterface for ArchiveReader {
         repo: &Repository,
         digest: &Digest,
     ) -> StoreResult<Descriptor> {
-        Ok(self.inner.manifest(repo, digest)?.0.clone())
+        Ok(self.inner.manifest(repo, digest)?.descriptor.clone())
     }
 
     async fn resolve_tag(&self, repo: &Repository, tag: &Tag) -> StoreResult<Descriptor> {
         let digest = &self.inner.tag(repo, tag)?.digest;
-        Ok(self.inner.manifest(repo, digest)?.0.clone())
+        Ok(self.inner.manifest(repo, digest)?.descriptor.clone())
     }
 
     async fn push_blob(
@@ -579,25 +605,7 @@ impl OciInterface for ArchiveReader {
         digest: &Digest,
         params: &ReferrersParams,
     ) -> BoxStream<'static, StoreResult<Descriptor>> {
-        let mut found: Vec<Descriptor> = self
-            .inner
-            .manifests
-            .values()
-            .filter_map(|(descriptor, bytes)| {
-                let manifest = Manifest::parse(bytes, &descriptor.media_type).ok()?;
-                if manifest.subject().map(|s| &s.digest) != Some(digest) {
-                    return None;
-                }
-                let mut referrer = descriptor.clone();
-                referrer.artifact_type = manifest.effective_artifact_type().cloned();
-                referrer.annotations = manifest.annotations().clone();
-                let wanted = params.artifact_type.as_ref();
-                wanted
-                    .is_none_or(|wanted| referrer.artifact_type.as_ref() == Some(wanted))
-                    .then_some(referrer)
-            })
-            .collect();
-        found.sort_by(|a, b| a.digest.as_str().cmp(b.digest.as_str()));
+        let found = referrers(self.inner.manifests.values(), digest, params);
         stream::iter(found.into_iter().map(Ok)).boxed()
     }
 }

@@ -26,6 +26,7 @@ use tokio::sync::mpsc;
 
 use crate::format::{ArchiveFormat, DockerFormat, blob_path};
 use crate::sink::{Output, TarSink};
+use crate::stored::{StoredManifest, referrers};
 use crate::{Error, Result};
 
 mod finish;
@@ -109,15 +110,6 @@ struct State {
     tags: BTreeMap<Repository, BTreeMap<Tag, Digest>>,
     /// Chunked uploads closed to be resumed, by id.
     uploads: HashMap<String, upload::Spool>,
-}
-
-#[derive(Clone)]
-struct StoredManifest {
-    descriptor: Descriptor,
-    bytes: Bytes,
-    subject: Option<Digest>,
-    artifact_type: Option<MediaType>,
-    annotations: BTreeMap<String, String>,
 }
 
 /// Blobs up to this size are kept in memory as they are written, to be read back.
@@ -669,25 +661,7 @@ impl OciInterface for ArchiveWriter {
         digest: &Digest,
         params: &ReferrersParams,
     ) -> BoxStream<'static, StoreResult<Descriptor>> {
-        let mut found: Vec<Descriptor> = self
-            .state()
-            .manifests
-            .values()
-            .filter(|m| m.subject.as_ref() == Some(digest))
-            .filter(|m| {
-                params
-                    .artifact_type
-                    .as_ref()
-                    .is_none_or(|wanted| m.artifact_type.as_ref() == Some(wanted))
-            })
-            .map(|m| {
-                let mut descriptor = m.descriptor.clone();
-                descriptor.artifact_type = m.artifact_type.clone();
-                descriptor.annotations = m.annotations.clone();
-                descriptor
-            })
-            .collect();
-        found.sort_by(|a, b| a.digest.as_str().cmp(b.digest.as_str()));
+        let found = referrers(self.state().manifests.values(), digest, params);
         stream::iter(found.into_iter().map(Ok)).boxed()
     }
 }

@@ -569,3 +569,76 @@ async fn blobs_are_verified_as_they_are_read() {
     let result: Result<Vec<Bytes>, _> = read.into_stream().try_collect().await;
     assert!(result.is_err());
 }
+
+#[tokio::test]
+async fn referrers_are_listed_while_written_and_when_read_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("r.tar");
+    let writer = ArchiveWriter::create(
+        &path,
+        ArchiveFormat::Oci { gzip: false },
+        WriteOptions::new(),
+    )
+    .unwrap();
+    let default = ArchiveReader::default_repository();
+    let one = image("subject", "amd64");
+    push(&writer, &default, &one, &["v1"]).await;
+    let empty = b"{}".to_vec();
+    let empty_d = descriptor(media_type::OCI_EMPTY, &empty);
+    writer
+        .push_blob(&default, &empty_d, body_from_bytes(empty))
+        .await
+        .unwrap();
+    let mut signature = ImageManifest::new(empty_d, Vec::new());
+    signature.artifact_type = Some(MediaType::from_static("application/vnd.example.sig"));
+    signature.subject = Some(one.manifest_descriptor.clone());
+    signature
+        .annotations
+        .insert("org.example".to_owned(), "signed".to_owned());
+    let signature = signature.to_json();
+    writer
+        .push_manifest(
+            &default,
+            Bytes::from(signature.clone()),
+            &MediaType::from_static(media_type::OCI_MANIFEST),
+            &PushManifestParams::new(),
+        )
+        .await
+        .unwrap();
+    let check = |found: Vec<Descriptor>| {
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].digest, Digest::sha256(&signature));
+        assert_eq!(
+            found[0].artifact_type.as_ref().map(MediaType::as_str),
+            Some("application/vnd.example.sig")
+        );
+        assert_eq!(found[0].annotations["org.example"], "signed");
+    };
+    let subject = &one.manifest_descriptor.digest;
+    check(
+        writer
+            .referrers(&default, subject, &Default::default())
+            .try_collect()
+            .await
+            .unwrap(),
+    );
+    writer.finish().await.unwrap();
+    let reader = ArchiveReader::open(&path, ReadAs::Oci, ArchiveLimits::default())
+        .await
+        .unwrap();
+    check(
+        reader
+            .referrers(&default, subject, &Default::default())
+            .try_collect()
+            .await
+            .unwrap(),
+    );
+    let other = oci_store::ReferrersParams::new()
+        .with_artifact_type(MediaType::from_static("application/vnd.example.other"));
+    let none: Vec<Descriptor> = reader
+        .referrers(&default, subject, &other)
+        .try_collect()
+        .await
+        .unwrap();
+    assert!(none.is_empty());
+}

@@ -8,11 +8,12 @@ use bytes::Bytes;
 use oci_store::Error as StoreError;
 use oci_types::{Descriptor, Digest, Manifest, PlatformMatcher, Repository, Tag};
 
-use super::{ArchiveWriter, State, StoredManifest};
+use super::{ArchiveWriter, State};
 use crate::format::{
     ArchiveFormat, CONTAINERD_IMAGE_NAME, DOCKER_MANIFEST_FILE, DockerFormat, DockerImage,
     INDEX_FILE, IndexFile, OCI_LAYOUT_CONTENT, OCI_LAYOUT_FILE, REF_NAME, docker_name,
 };
+use crate::stored::StoredManifest;
 use crate::{Error, Result};
 
 /// What [`ArchiveWriter::finish`] wrote.
