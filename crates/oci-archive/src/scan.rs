@@ -17,8 +17,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 use futures::StreamExt;
-use oci_store::BlobBody;
 use oci_store::layer::{EntryKind, LayerLimits, clean, read_entries, sniff_compression};
+use oci_store::{BlobBody, BufferPool};
 use oci_types::Compression;
 use oci_types::{Algorithm, Digester};
 
@@ -245,34 +245,42 @@ impl TarFile {
 
     /// An extent's bytes as a blob body, read a piece ahead on a blocking thread.
     pub(crate) fn body(&self, extent: Extent) -> BlobBody {
-        let (sender, receiver) = tokio::sync::mpsc::channel::<oci_store::Result<Bytes>>(2);
-        let file = Arc::clone(&self.file);
-        let path = self.path.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut at = 0u64;
-            while at < extent.size {
-                let want = usize::try_from((extent.size - at).min(READ_PIECE as u64))
-                    .unwrap_or(READ_PIECE);
-                let mut piece = vec![0u8; want];
-                let item = file
-                    .read_exact_at(&mut piece, extent.offset + at)
-                    .map(|()| Bytes::from(piece))
-                    .map_err(|e| {
-                        oci_store::Error::io(format!("cannot read archive {}", path.display()), e)
-                    });
-                let failed = item.is_err();
-                if sender.blocking_send(item).is_err() || failed {
-                    return;
-                }
-                at += want as u64;
-            }
-        });
-        futures::stream::unfold(receiver, |mut receiver| async move {
-            receiver.recv().await.map(|item| (item, receiver))
-        })
-        .boxed()
-        .into()
+        file_body(
+            Arc::clone(&self.file),
+            extent,
+            format!("cannot read archive {}", self.path.display()),
+        )
     }
+}
+
+/// `extent` of `file` as a blob body, read a piece ahead on a blocking thread into reused
+/// buffers; a read error ends the body with `failure` as its context.
+pub(crate) fn file_body(file: Arc<File>, extent: Extent, failure: String) -> BlobBody {
+    let (sender, receiver) = tokio::sync::mpsc::channel::<oci_store::Result<Bytes>>(2);
+    tokio::task::spawn_blocking(move || {
+        let pool = BufferPool::new(READ_PIECE, 4);
+        let mut at = 0u64;
+        while at < extent.size {
+            let want =
+                usize::try_from((extent.size - at).min(READ_PIECE as u64)).unwrap_or(READ_PIECE);
+            let mut piece = pool.take();
+            piece.resize(want, 0);
+            let item = file
+                .read_exact_at(&mut piece, extent.offset + at)
+                .map(|()| pool.hand_out(piece))
+                .map_err(|e| oci_store::Error::io(failure.clone(), e));
+            let failed = item.is_err();
+            if sender.blocking_send(item).is_err() || failed {
+                return;
+            }
+            at += want as u64;
+        }
+    });
+    futures::stream::unfold(receiver, |mut receiver| async move {
+        receiver.recv().await.map(|item| (item, receiver))
+    })
+    .boxed()
+    .into()
 }
 
 /// Fills as much of `prefix` as the file has.

@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
@@ -25,6 +25,7 @@ use oci_types::{Algorithm, Descriptor, Digest, Digester, MediaType, Platform, Re
 use tokio::sync::mpsc;
 
 use crate::format::{ArchiveFormat, DockerFormat, blob_path};
+use crate::scan::{Extent, file_body};
 use crate::sink::{Output, TarSink};
 use crate::stored::{StoredManifest, referrers};
 use crate::{Error, Result};
@@ -370,12 +371,15 @@ impl ArchiveWriter {
         file: File,
     ) -> StoreResult<Descriptor> {
         let name = self.entry_name(descriptor);
-        let (sender, mut receiver) = mpsc::channel::<StoreResult<Bytes>>(2);
         let size = descriptor.size;
-        tokio::task::spawn_blocking(move || copy_file_pieces(file, size, &sender));
+        let mut body = file_body(
+            Arc::new(file),
+            Extent { offset: 0, size },
+            "cannot read an upload back from its temporary file".to_owned(),
+        );
         self.write_entry(name.clone(), size, async |to_tar: &mpsc::Sender<Piece>| {
             let mut seen = 0u64;
-            while let Some(piece) = receiver.recv().await {
+            while let Some(piece) = body.next().await {
                 let piece = piece?;
                 seen += piece.len() as u64;
                 if to_tar.send(Piece::Data(piece)).await.is_err() {
@@ -406,28 +410,6 @@ impl ArchiveWriter {
             Ok(())
         })
         .await
-    }
-}
-
-/// Reads `size` bytes of `file` from its start into `sender`, in pieces (blocking).
-fn copy_file_pieces(mut file: File, size: u64, sender: &mpsc::Sender<StoreResult<Bytes>>) {
-    const PIECE: usize = 1 << 20;
-    if let Err(e) = file.seek(SeekFrom::Start(0)) {
-        let _ = sender.blocking_send(Err(StoreError::io("reading an upload back", e)));
-        return;
-    }
-    let mut left = size;
-    while left > 0 {
-        let mut piece = vec![0u8; usize::try_from(left.min(PIECE as u64)).unwrap_or(PIECE)];
-        let item = file
-            .read_exact(&mut piece)
-            .map(|()| Bytes::from(piece))
-            .map_err(|e| StoreError::io("reading an upload back", e));
-        let failed = item.is_err();
-        if sender.blocking_send(item).is_err() || failed {
-            return;
-        }
-        left -= PIECE.min(usize::try_from(left).unwrap_or(PIECE)) as u64;
     }
 }
 
