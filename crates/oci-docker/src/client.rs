@@ -255,6 +255,10 @@ impl DockerClient {
     /// `docker load` does), streaming `body` as the request's body while it is produced, and
     /// returns what the daemon says it loaded.
     ///
+    /// The load is asked for quietly, as `docker load` does when its output is not a
+    /// terminal: no progress messages, which cost the daemon work and nobody reads; the
+    /// `Loaded image` lines and errors come all the same.
+    ///
     /// The archive is whatever the daemon reads: a docker-archive for Docker, also an
     /// oci-archive for podman and Docker 25+. It is not looked at here.
     ///
@@ -273,7 +277,7 @@ impl DockerClient {
     where
         S: Stream<Item = io::Result<Bytes>> + Send + 'static,
     {
-        let path = format!("{}/images/load?quiet=0", self.prefix().await?);
+        let path = format!("{}/images/load?quiet=1", self.prefix().await?);
         let request = format!("POST {path}");
         // The body's own failure, kept to be reported as what it is: hyper gets a copy and
         // answers with a failure of its own.
@@ -632,7 +636,7 @@ mod tests {
             "GET /v1.45/info" => (200, r#"{"Architecture":"armv7l","OSType":"linux"}"#.to_owned()),
             "GET /v1.45/images/a:1/json" => (200, format!(r#"{{"Id":"sha256:{HEX}","RepoTags":["a:1"]}}"#)),
             "POST /v1.45/images/a:1/tag?repo=b%2Fc&tag=2" => (201, String::new()),
-            "POST /v1.45/images/load?quiet=0" => (
+            "POST /v1.45/images/load?quiet=1" => (
                 200,
                 format!("{{\"status\":\"Loading layer\",\"progressDetail\":{{\"current\":{body},\"total\":{body}}}}}\r\n{{\"stream\":\"Loaded image: a:1\\n\"}}\r\n"),
             ),
@@ -722,7 +726,7 @@ mod tests {
         let report = client.load(futures::stream::iter(pieces)).await.unwrap();
         assert_eq!(report.names, ["a:1"]);
         let seen = daemon.next().await;
-        assert_eq!(seen.line, "POST /v1.45/images/load?quiet=0");
+        assert_eq!(seen.line, "POST /v1.45/images/load?quiet=1");
         assert_eq!(seen.content_type.as_deref(), Some("application/x-tar"));
         assert_eq!(seen.body, Ok(1_000_000));
     }
@@ -738,7 +742,7 @@ mod tests {
         let mut heads = std::mem::replace(&mut daemon.heads, mpsc::unbounded_channel().1);
         let pieces = futures::stream::iter([Ok(Bytes::from_static(b"the start of an archive"))])
             .chain(futures::stream::once(async move {
-                while heads.recv().await.unwrap() != "POST /v1.45/images/load?quiet=0" {}
+                while heads.recv().await.unwrap() != "POST /v1.45/images/load?quiet=1" {}
                 Err(io::Error::other("the archive could not be finished"))
             }))
             .chain(futures::stream::iter([Ok(Bytes::from_static(
@@ -751,7 +755,7 @@ mod tests {
             other => panic!("{other:?}"),
         }
         let seen = daemon.next().await;
-        assert_eq!(seen.line, "POST /v1.45/images/load?quiet=0");
+        assert_eq!(seen.line, "POST /v1.45/images/load?quiet=1");
         let failure = seen.body.unwrap_err();
         assert!(
             !failure.is_empty(),
