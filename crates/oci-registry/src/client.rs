@@ -17,9 +17,10 @@ use oci_types::{Descriptor, Digest, MAX_MANIFEST_SIZE, MediaType, Repository};
 use tokio::sync::Semaphore;
 
 use crate::auth::{CachedToken, Challenge, Credentials, TokenResponse, parse_challenge};
+use crate::proxy::ProxyRules;
 use crate::transport::{
-    AcceptAnyCertificate, Body, Call, HttpClient, RetryPolicy, http_client, is_loopback,
-    retry_after, transient,
+    AcceptAnyCertificate, Body, Call, HttpClient, Permanent, RetryPolicy, http_client, is_loopback,
+    permanent_failure, retry_after, transient,
 };
 
 /// Every manifest type a pull accepts.
@@ -47,6 +48,7 @@ pub struct RegistryClientBuilder {
     monolithic_limit: u64,
     stall_timeout: Duration,
     client_identity: Option<(PathBuf, PathBuf)>,
+    proxy: Option<String>,
 }
 
 impl RegistryClientBuilder {
@@ -125,7 +127,23 @@ impl RegistryClientBuilder {
         self
     }
 
-    /// Builds the client, reading credentials and certificates.
+    /// Reaches the registry through this forward proxy (`http://[user:password@]host:port`)
+    /// instead of the one `HTTPS_PROXY` or `HTTP_PROXY` names. `NO_PROXY` still applies, and
+    /// loopback registries (`localhost`, `127.0.0.0/8`, `[::1]`) are always reached directly,
+    /// since a proxy's loopback is not this machine's.
+    ///
+    /// Without it, proxies come from the environment as Go programs (docker, skopeo, crane)
+    /// read it: `HTTPS_PROXY` for HTTPS registries, `HTTP_PROXY` for plain-HTTP ones, each in
+    /// upper case first, then lower case; `NO_PROXY` lists domains (with their subdomains),
+    /// IP addresses, CIDR ranges, `host:port` entries, or `*`. HTTPS goes through a `CONNECT`
+    /// tunnel; plain HTTP is forwarded. Credentials in the URL are sent as
+    /// `Proxy-Authorization: Basic`.
+    pub fn with_proxy(mut self, url: impl Into<String>) -> Self {
+        self.proxy = Some(url.into());
+        self
+    }
+
+    /// Builds the client, reading credentials, certificates and proxy settings.
     pub async fn build(self) -> crate::Result<RegistryClient> {
         let (name, host) = endpoint(&self.registry);
         let credentials = match self.credentials {
@@ -143,12 +161,14 @@ impl RegistryClientBuilder {
             self.skip_verify,
             self.client_identity.as_ref(),
         )?;
+        let proxies = ProxyRules::from_env(self.proxy.as_deref(), |name| std::env::var(name).ok())?;
         Ok(RegistryClient {
             inner: Arc::new(Inner {
                 base: format!("{}://{host}", if plain { "http" } else { "https" }),
                 name,
                 host,
-                http: http_client(tls),
+                http: http_client(tls, proxies),
+                insecure: self.plain_http == Some(true) || self.skip_verify,
                 credentials: Mutex::new(credentials),
                 tokens: Mutex::new(HashMap::new()),
                 basic: AtomicBool::new(false),
@@ -260,6 +280,9 @@ pub(crate) struct Inner {
     /// `scheme://host`.
     pub(crate) base: String,
     http: HttpClient,
+    /// The user said this registry may be reached insecurely (plain HTTP asked for, or any
+    /// certificate accepted): credentials may then go to a plain-HTTP token endpoint too.
+    insecure: bool,
     credentials: Mutex<Credentials>,
     /// Bearer tokens by the scope they were asked for.
     tokens: Mutex<HashMap<String, CachedToken>>,
@@ -308,6 +331,7 @@ impl RegistryClient {
             monolithic_limit: u64::MAX,
             stall_timeout: Duration::from_secs(60),
             client_identity: None,
+            proxy: None,
         }
     }
 
@@ -445,16 +469,17 @@ impl RegistryClient {
             let can_retry = call.retryable() && attempt < self.inner.retry.attempts;
             match result {
                 Err(error) => {
+                    let what = format!("{} {} on {self}", call.method, call.uri.path());
+                    if let Some(permanent) = self.permanent(&what, &call.uri, &error) {
+                        return Err(permanent);
+                    }
                     if can_retry {
                         let delay = self.inner.retry.delay(attempt, None);
                         tracing::debug!(%error, ?delay, uri = %call.uri, "request failed; retrying");
                         tokio::time::sleep(delay).await;
                         continue;
                     }
-                    return Err(Error::io(
-                        format!("{} {} on {self}", call.method, call.uri.path()),
-                        std::io::Error::other(error),
-                    ));
+                    return Err(Error::io(what, std::io::Error::other(error)));
                 }
                 Ok(response) => {
                     let status = response.status();
@@ -465,6 +490,9 @@ impl RegistryClient {
                         bytes = content_length(&response),
                         "response"
                     );
+                    if status == StatusCode::PROXY_AUTHENTICATION_REQUIRED {
+                        return Err(self.proxy_refused(&call.uri));
+                    }
                     if status == StatusCode::UNAUTHORIZED
                         && !authenticated
                         && call.body.replayable()
@@ -484,6 +512,50 @@ impl RegistryClient {
                     return Ok(response);
                 }
             }
+        }
+    }
+
+    /// The error of a request that failed in a way retrying will not mend, if it did.
+    fn permanent(
+        &self,
+        what: &str,
+        uri: &Uri,
+        error: &hyper_util::client::legacy::Error,
+    ) -> Option<Error> {
+        match permanent_failure(error)? {
+            Permanent::Tls(tls) => {
+                let why = if matches!(tls, rustls::Error::InvalidCertificate(_)) {
+                    format!(
+                        "{what}: the TLS certificate of {} is not accepted ({tls}); not retried",
+                        uri.authority().map_or("", |a| a.as_str())
+                    )
+                } else {
+                    format!("{what}: TLS failed ({tls}); not retried")
+                };
+                Some(Error::io(why, std::io::Error::other(tls.clone())))
+            }
+            Permanent::Proxy(proxy) => {
+                let message = format!("{what}: {proxy}");
+                Some(match proxy {
+                    crate::proxy::ProxyError::Refused { status: 407, .. } => Error::Unauthorized {
+                        message: format!(
+                            "{message} (the proxy wants other credentials in its URL)"
+                        ),
+                    },
+                    _ => Error::io(message, std::io::Error::other(proxy.to_string())),
+                })
+            }
+        }
+    }
+
+    /// The error of a plain-HTTP request a proxy refused with 407.
+    fn proxy_refused(&self, uri: &Uri) -> Error {
+        let proxy = self.inner.http.proxy_for(uri).unwrap_or_default();
+        Error::Unauthorized {
+            message: format!(
+                "{self}: the proxy {proxy} answered 407 Proxy Authentication Required to {uri} \
+                 (the proxy wants other credentials in its URL)"
+            ),
         }
     }
 
@@ -552,6 +624,21 @@ impl RegistryClient {
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
         let unauthorized = |message: String| Error::Unauthorized { message };
+        let sends_secret = match &credentials {
+            Credentials::IdentityToken(_) => true,
+            other => other.basic_header().is_some(),
+        };
+        if sends_secret {
+            let uri: Uri = realm
+                .parse()
+                .map_err(|e| unauthorized(format!("bad token realm {realm:?}: {e}")))?;
+            let plain = self.inner.base.starts_with("http://");
+            if let Some(why) = realm_refusal(&uri, &self.inner.host, plain, self.inner.insecure) {
+                return Err(unauthorized(format!(
+                    "{self}: refusing to send credentials to the token realm {realm}: {why}"
+                )));
+            }
+        }
         let mut call = match &credentials {
             Credentials::IdentityToken(refresh) => {
                 let mut form = form_urlencoded::Serializer::new(String::new());
@@ -591,13 +678,19 @@ impl RegistryClient {
         let request = call
             .build(None)
             .ok_or_else(|| self.backend("token request".to_owned()))?;
-        let response = self.inner.http.request(request).await.map_err(|e| {
-            Error::io(
-                format!("cannot reach the token endpoint {realm}"),
-                std::io::Error::other(e),
-            )
-        })?;
+        let response = match self.inner.http.request(request).await {
+            Ok(response) => response,
+            Err(e) => {
+                let what = format!("cannot reach the token endpoint {realm}");
+                return Err(self
+                    .permanent(&what, &call.uri, &e)
+                    .unwrap_or_else(|| Error::io(what, std::io::Error::other(e))));
+            }
+        };
         let status = response.status();
+        if status == StatusCode::PROXY_AUTHENTICATION_REQUIRED {
+            return Err(self.proxy_refused(&call.uri));
+        }
         let body = read_limited(response, 64 * 1024).await?;
         if !status.is_success() {
             return Err(unauthorized(format!(
@@ -869,6 +962,45 @@ impl RegistryClient {
     }
 }
 
+/// Why credentials must not go to the token endpoint `realm`, if they must not. Over HTTPS
+/// they may. Over plain HTTP anyone on the way reads them, so only where that exposes nothing
+/// the registry itself does not: the registry is plain HTTP on this machine and the realm is
+/// on its host (`hoist serve`'s own token endpoint, a test setup), or the user declared the
+/// registry insecure, so that its own requests already cross the network unprotected.
+pub(crate) fn realm_refusal(
+    realm: &Uri,
+    registry_host: &str,
+    registry_plain: bool,
+    insecure: bool,
+) -> Option<&'static str> {
+    match realm.scheme_str() {
+        Some("https") => return None,
+        Some("http") => {}
+        _ => return Some("it is not an http:// or https:// URL"),
+    }
+    if insecure {
+        return None;
+    }
+    if !registry_plain {
+        return Some(
+            "it is plain HTTP while the registry is HTTPS (the credentials would cross the \
+             network unencrypted); only a registry declared insecure may use such a realm",
+        );
+    }
+    let registry: Option<Uri> = format!("http://{registry_host}/").parse().ok();
+    let registry_name = registry.as_ref().and_then(Uri::host).unwrap_or_default();
+    let same_host = realm
+        .host()
+        .is_some_and(|h| h.eq_ignore_ascii_case(registry_name));
+    if same_host && is_loopback(registry_host) {
+        return None;
+    }
+    Some(
+        "it is plain HTTP and not on the host of the registry, itself plain HTTP on loopback; \
+         only a registry declared insecure may use such a realm",
+    )
+}
+
 fn content_range_start(response: &Response<Incoming>) -> Option<u64> {
     let value = response
         .headers()
@@ -1022,7 +1154,98 @@ impl fmt::Display for RegistryClient {
 
 #[cfg(test)]
 mod tests {
-    use super::endpoint;
+    use super::{endpoint, realm_refusal};
+
+    #[test]
+    fn credentials_go_to_a_plain_http_realm_only_where_nothing_more_is_exposed() {
+        let allowed = |realm: &str, host: &str, plain: bool, insecure: bool| {
+            realm_refusal(&realm.parse().unwrap(), host, plain, insecure).is_none()
+        };
+        // HTTPS realms always.
+        assert!(allowed(
+            "https://auth.example/token",
+            "ghcr.io",
+            false,
+            false
+        ));
+        assert!(allowed(
+            "https://auth.example/token",
+            "127.0.0.1:5000",
+            true,
+            false
+        ));
+        // A plain-HTTP loopback registry's own host, whatever the port.
+        assert!(allowed(
+            "http://127.0.0.1:5000/token",
+            "127.0.0.1:5000",
+            true,
+            false
+        ));
+        assert!(allowed(
+            "http://127.0.0.1:5001/token",
+            "127.0.0.1:5000",
+            true,
+            false
+        ));
+        assert!(allowed(
+            "http://LOCALHOST:5000/token",
+            "localhost:5000",
+            true,
+            false
+        ));
+        assert!(allowed(
+            "http://[::1]:5000/token",
+            "[::1]:5000",
+            true,
+            false
+        ));
+        // Another host, even on loopback, or from an HTTPS registry: refused.
+        assert!(!allowed(
+            "http://localhost:5000/token",
+            "127.0.0.1:5000",
+            true,
+            false
+        ));
+        assert!(!allowed(
+            "http://auth.example/token",
+            "127.0.0.1:5000",
+            true,
+            false
+        ));
+        assert!(!allowed("http://ghcr.io/token", "ghcr.io", false, false));
+        assert!(!allowed(
+            "http://127.0.0.1:5000/token",
+            "127.0.0.1:5000",
+            false,
+            false
+        ));
+        // A registry declared insecure (plain HTTP asked for, or any certificate accepted).
+        assert!(allowed(
+            "http://auth.lan/token",
+            "registry.lan:5000",
+            true,
+            true
+        ));
+        assert!(allowed(
+            "http://auth.lan/token",
+            "registry.lan",
+            false,
+            true
+        ));
+        // Not HTTP at all.
+        assert!(!allowed("ftp://auth.lan/token", "registry.lan", true, true));
+        let why = realm_refusal(
+            &"http://auth.example/token".parse().unwrap(),
+            "ghcr.io",
+            false,
+            false,
+        )
+        .unwrap();
+        assert!(
+            why.contains("plain HTTP while the registry is HTTPS"),
+            "{why}"
+        );
+    }
 
     #[test]
     fn docker_hub_names_go_to_its_registry_host() {

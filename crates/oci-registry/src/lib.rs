@@ -29,6 +29,7 @@ mod auth;
 mod client;
 mod error;
 mod interface;
+mod proxy;
 mod transport;
 mod upload;
 

@@ -16,10 +16,42 @@ use hyper_util::rt::TokioExecutor;
 use oci_store::{BlobBody, Error as StoreError};
 use rand::Rng;
 
+use crate::proxy::{ProxyConnector, ProxyError, ProxyRules, redacted};
+
 /// The body of a request.
 pub(crate) type RequestBody = UnsyncBoxBody<Bytes, StoreError>;
 
-pub(crate) type HttpClient = Client<HttpsConnector<HttpConnector>, RequestBody>;
+/// The pooled client, and the proxy rules its connector follows.
+pub(crate) struct HttpClient {
+    client: Client<HttpsConnector<ProxyConnector>, RequestBody>,
+    proxies: Arc<ProxyRules>,
+}
+
+impl HttpClient {
+    /// Sends a request, with the proxy's credentials when it is forwarded to a proxy (a
+    /// tunnel carries them in its `CONNECT` instead).
+    pub(crate) fn request(
+        &self,
+        mut request: Request<RequestBody>,
+    ) -> hyper_util::client::legacy::ResponseFuture {
+        if request.uri().scheme_str() == Some("http")
+            && let Some(proxy) = self.proxies.route(request.uri())
+            && let Some(authorization) = proxy.basic_auth()
+        {
+            request
+                .headers_mut()
+                .insert(header::PROXY_AUTHORIZATION, authorization.clone());
+        }
+        self.client.request(request)
+    }
+
+    /// The proxy a request to `uri` goes through, with its password hidden.
+    pub(crate) fn proxy_for(&self, uri: &Uri) -> Option<String> {
+        self.proxies
+            .route(uri)
+            .map(|proxy| redacted(&proxy.uri().to_string()))
+    }
+}
 
 /// When a failed request is tried again.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -204,24 +236,66 @@ pub(crate) fn retry_after(response: &Response<Incoming>) -> Option<Duration> {
     Some(Duration::from_secs(seconds))
 }
 
-/// Builds the pooled HTTPS-capable client.
-pub(crate) fn http_client(tls: rustls::ClientConfig) -> HttpClient {
-    let mut http = HttpConnector::new();
-    http.enforce_http(false);
-    http.set_nodelay(true);
-    http.set_connect_timeout(Some(Duration::from_secs(30)));
+/// Builds the pooled HTTPS-capable client, reaching registries through `proxies`.
+pub(crate) fn http_client(tls: rustls::ClientConfig, proxies: ProxyRules) -> HttpClient {
+    let mut tcp = HttpConnector::new();
+    tcp.enforce_http(false);
+    tcp.set_nodelay(true);
+    tcp.set_connect_timeout(Some(Duration::from_secs(30)));
+    let proxies = Arc::new(proxies);
     let connector = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(tls)
         .https_or_http()
         .enable_http1()
         .enable_http2()
-        .wrap_connector(http);
-    Client::builder(TokioExecutor::new())
+        .wrap_connector(ProxyConnector {
+            tcp,
+            rules: Arc::clone(&proxies),
+        });
+    let client = Client::builder(TokioExecutor::new())
         // hyper grows a connection's read buffer up to ~400 KiB while the body is consumed
         // as fast as it arrives; four downloads at once then held more memory than skopeo's
         // whole process. 256 KiB still reads as fast here.
         .http1_max_buf_size(HTTP1_MAX_BUFFER)
-        .build(connector)
+        .build(connector);
+    HttpClient { client, proxies }
+}
+
+/// A failure of a request that sending it again will not mend.
+#[derive(Debug)]
+pub(crate) enum Permanent<'a> {
+    /// The registry's certificate (or the handshake around it) was refused.
+    Tls(&'a rustls::Error),
+    /// A proxy refused the tunnel for a reason of its own.
+    Proxy(&'a ProxyError),
+}
+
+/// Looks through a failed request's chain of causes for one that makes retrying pointless: a
+/// TLS failure (a certificate is not trusted, or not the registry's, until someone changes
+/// something: a retry only makes the user wait for the same answer), or a proxy's refusal.
+pub(crate) fn permanent_failure<'a>(
+    error: &'a (dyn std::error::Error + 'static),
+) -> Option<Permanent<'a>> {
+    let mut next = Some(error);
+    while let Some(error) = next {
+        if let Some(tls) = error.downcast_ref::<rustls::Error>() {
+            return Some(Permanent::Tls(tls));
+        }
+        if let Some(proxy) = error.downcast_ref::<ProxyError>()
+            && !proxy.transient()
+        {
+            return Some(Permanent::Proxy(proxy));
+        }
+        // An io::Error's `source` skips the error it wraps (it is the wrapped error's own
+        // source): look at the wrapped one itself, which is where rustls's error sits.
+        next = match error.downcast_ref::<std::io::Error>() {
+            Some(io) => io
+                .get_ref()
+                .map(|inner| inner as &(dyn std::error::Error + 'static)),
+            None => error.source(),
+        };
+    }
+    None
 }
 
 /// The largest read buffer of an HTTP/1 connection (also the limit of a response head).
@@ -303,6 +377,22 @@ mod tests {
         ] {
             assert!(!is_loopback(host), "{host}");
         }
+    }
+
+    #[test]
+    fn certificate_failures_inside_io_errors_are_permanent() {
+        let tls = rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer);
+        // As hyper-rustls reports it: tokio-rustls's io::Error wrapped in another one, boxed
+        // by the connector.
+        let inner = std::io::Error::new(std::io::ErrorKind::InvalidData, tls);
+        let outer: Box<dyn std::error::Error + Send + Sync> =
+            Box::new(std::io::Error::other(inner));
+        assert!(matches!(
+            permanent_failure(outer.as_ref()),
+            Some(Permanent::Tls(rustls::Error::InvalidCertificate(_)))
+        ));
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        assert!(permanent_failure(&refused).is_none());
     }
 
     #[test]
