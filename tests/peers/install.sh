@@ -7,14 +7,16 @@
 #   docker.io        bookworm's Docker Engine 20.10 (API 1.41, classic `docker save` archives):
 #                    /usr/sbin/dockerd and the /usr/bin/docker client
 #   podman           podman 4.3, whose `podman system service` speaks the Docker Engine API
+#   tinyproxy        a forward proxy (CONNECT and plain forwarding), started by the proxy tests
+#                    on loopback with a configuration of their own
 #   docker-26        trixie's docker.io (Engine 26.1, API 1.45, Docker 25+ archives), not
 #                    installed but extracted from its .deb under $HOIST_PEERS_DIR/docker-26
 #                    (default /opt/hoist-peers/docker-26), beside 20.10: its dockerd runs with
 #                    bookworm's containerd and runc. Getting it adds Debian trixie as an apt
 #                    source pinned at priority 100 (nothing comes from trixie unless asked for
 #                    with -t trixie) when no source for trixie is configured yet.
-# The daemons are started by start-daemon.sh (never as system services: a policy-rc.d keeps
-# the packages from starting them while they are installed).
+# The daemons are started by start-daemon.sh, tinyproxy by the tests (never as system
+# services: a policy-rc.d keeps the packages from starting them while they are installed).
 # Idempotent: apt-get runs only when one of them is missing. Needs root for that.
 # Prints the versions found. Used by .ci/run; run it by hand to enable the interop tests.
 set -euo pipefail
@@ -24,9 +26,9 @@ docker26="$peers_dir/docker-26"
 
 # package name -> command it provides
 declare -A cmd=([skopeo]=skopeo [umoci]=umoci [docker-registry]=docker-registry [curl]=curl
-  [podman]=podman)
+  [podman]=podman [tinyproxy]=tinyproxy)
 missing=()
-for pkg in skopeo umoci docker-registry curl podman; do
+for pkg in skopeo umoci docker-registry curl podman tinyproxy; do
   command -v "${cmd[$pkg]}" >/dev/null 2>&1 || missing+=("$pkg")
 done
 # By path: another docker client (say /usr/local/bin/docker) on PATH is not docker.io's.

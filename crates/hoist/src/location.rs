@@ -392,6 +392,9 @@ impl Opener {
         for file in &self.registry.ca_file {
             builder = builder.with_ca_file(file);
         }
+        if let Some(proxy) = &self.registry.proxy {
+            builder = builder.with_proxy(proxy);
+        }
         builder
     }
 

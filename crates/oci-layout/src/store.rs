@@ -122,6 +122,9 @@ pub(crate) struct ManifestFacts {
     pub(crate) annotations: BTreeMap<String, String>,
 }
 
+/// How many parsed manifests a store keeps (a few KiB each).
+const PARSED_CAPACITY: usize = 16_384;
+
 /// A repository resolved to the layout that holds it and the default repository of that layout.
 struct Scope {
     layout: Arc<Layout>,
@@ -208,7 +211,20 @@ impl LayoutStore {
         }
     }
 
+    /// The layout of `repo` for reading (and deleting): a repository that does not exist is
+    /// not remembered, so requests for random names leave no state behind (a server answers
+    /// them with `NAME_UNKNOWN` from a layout that is dropped with the request).
     fn scope(&self, repo: &Repository) -> Result<Scope> {
+        self.scope_with(repo, false)
+    }
+
+    /// The layout of `repo` for writing, remembered from now on: one [`Layout`] per repository
+    /// keeps the running hashes of its uploads.
+    fn scope_to_write(&self, repo: &Repository) -> Result<Scope> {
+        self.scope_with(repo, true)
+    }
+
+    fn scope_with(&self, repo: &Repository, writing: bool) -> Result<Scope> {
         match &self.inner.mode {
             Mode::Single { layout, default } => Ok(Scope {
                 layout: Arc::clone(layout),
@@ -226,13 +242,22 @@ impl LayoutStore {
                     });
                 }
                 let mut layouts = layouts.lock().unwrap_or_else(PoisonError::into_inner);
-                let layout = layouts.entry(repo.clone()).or_insert_with(|| {
-                    Arc::new(Layout::new(
-                        repo.components().fold(root.clone(), |p, c| p.join(c)),
-                    ))
-                });
+                if let Some(layout) = layouts.get(repo) {
+                    return Ok(Scope {
+                        layout: Arc::clone(layout),
+                        default: repo.clone(),
+                    });
+                }
+                let dir = repo.components().fold(root.clone(), |p, c| p.join(c));
+                // One `stat` (while the lock is held, so that two first writes of a repository
+                // share one layout): a directory that exists is a repository or becomes one.
+                let remember = writing || dir.is_dir();
+                let layout = Arc::new(Layout::new(dir));
+                if remember {
+                    layouts.insert(repo.clone(), Arc::clone(&layout));
+                }
                 Ok(Scope {
-                    layout: Arc::clone(layout),
+                    layout,
                     default: repo.clone(),
                 })
             }
@@ -311,11 +336,19 @@ impl LayoutStore {
             },
             Err(_) => ManifestFacts::default(),
         });
-        self.inner
+        let mut parsed = self
+            .inner
             .parsed
             .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(descriptor.digest.clone(), Arc::clone(&facts));
+            .unwrap_or_else(PoisonError::into_inner);
+        if parsed.len() >= PARSED_CAPACITY {
+            // Bounded: any entry will do (it is parsed again when next needed), and the
+            // map's order is random, so no pattern of requests keeps one entry in.
+            if let Some(evicted) = parsed.keys().next().cloned() {
+                parsed.remove(&evicted);
+            }
+        }
+        parsed.insert(descriptor.digest.clone(), Arc::clone(&facts));
         Ok(facts)
     }
 
@@ -391,8 +424,11 @@ const READ_AHEAD_BYTES: usize = 1 << 20;
 
 /// A file (or its first `limit` bytes) as a blob body whose errors name the file.
 ///
-/// One blocking thread reads into fresh buffers, a few ahead of the consumer, so that hashing
-/// (the verifying reader) overlaps with reading and no buffer is copied on the way.
+/// A task reads into fresh buffers, a few ahead of the consumer, so that hashing (the verifying
+/// reader) overlaps with reading and no buffer is copied on the way. Each piece is read on a
+/// blocking thread of its own, given back as soon as the piece is read: a consumer that reads
+/// slowly (a client downloading at a crawl) holds no thread while it waits, so a few hundred
+/// slow downloads cannot take tokio's blocking pool from everyone else.
 fn file_body(
     file: tokio::fs::File,
     path: PathBuf,
@@ -418,33 +454,40 @@ fn file_body(
         }
     };
     let (sender, receiver) = tokio::sync::mpsc::channel::<Result<Bytes>>(read_ahead);
-    tokio::task::spawn_blocking(move || {
+    tokio::spawn(async move {
         use std::io::Read;
-        let mut reader: Box<dyn Read> = match limit {
+        let mut reader: Box<dyn Read + Send> = match limit {
             Some(limit) => Box::new(file.take(limit)),
             None => Box::new(file),
         };
         let pool = oci_store::BufferPool::new(read_buffer, read_ahead + 2);
         loop {
             let mut buffer = pool.take();
-            match (&mut reader)
-                .take(read_buffer as u64)
-                .read_to_end(&mut buffer)
-            {
-                Ok(0) => return,
-                Ok(_) => {
-                    if sender.blocking_send(Ok(pool.hand_out(buffer))).is_err() {
-                        // The reader was dropped: stop reading.
-                        return;
+            let piece = tokio::task::spawn_blocking(move || {
+                let read = (&mut reader)
+                    .take(read_buffer as u64)
+                    .read_to_end(&mut buffer);
+                (reader, buffer, read)
+            })
+            .await;
+            let item = match piece {
+                Ok((back, buffer, read)) => {
+                    reader = back;
+                    match read {
+                        Ok(0) => return,
+                        Ok(_) => Ok(pool.hand_out(buffer)),
+                        Err(e) => Err(Error::io(format!("cannot read {}", path.display()), e)),
                     }
                 }
                 Err(e) => {
-                    let _ = sender.blocking_send(Err(Error::io(
-                        format!("cannot read {}", path.display()),
-                        e,
-                    )));
+                    let _ = sender.send(Err(join_error(e))).await;
                     return;
                 }
+            };
+            let failed = item.is_err();
+            // A dropped receiver (the consumer went away) ends the reading.
+            if sender.send(item).await.is_err() || failed {
+                return;
             }
         }
     });
@@ -601,7 +644,7 @@ impl OciInterface for LayoutStore {
         descriptor: &Descriptor,
         body: BlobBody,
     ) -> Result<Descriptor> {
-        let scope = self.scope(repo)?;
+        let scope = self.scope_to_write(repo)?;
         scope.layout.write_blob(descriptor, body).await?;
         Ok(Descriptor::octet_stream(
             &descriptor.digest,
@@ -614,7 +657,7 @@ impl OciInterface for LayoutStore {
         repo: &Repository,
         chunk_size: Option<usize>,
     ) -> Result<Box<dyn BlobWriter>> {
-        let scope = self.scope(repo)?;
+        let scope = self.scope_to_write(repo)?;
         Ok(Box::new(
             LayoutWriter::start(scope.layout, repo, chunk_size).await?,
         ))
@@ -641,7 +684,7 @@ impl OciInterface for LayoutStore {
     ) -> Result<Descriptor> {
         let source = self.scope(from)?;
         let size = self.blob_size(&source, from, digest).await?;
-        let target = self.scope(to)?;
+        let target = self.scope_to_write(to)?;
         if Arc::ptr_eq(&source.layout, &target.layout)
             || self.blob_size(&target, to, digest).await.is_ok()
         {
@@ -672,7 +715,7 @@ impl OciInterface for LayoutStore {
         media_type: &MediaType,
         params: &PushManifestParams,
     ) -> Result<Descriptor> {
-        let scope = self.scope(repo)?;
+        let scope = self.scope_to_write(repo)?;
         let inspected = inspect_manifest(repo, &contents, media_type, params)?;
         for required in &inspected.required {
             if self

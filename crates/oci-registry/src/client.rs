@@ -537,7 +537,11 @@ impl RegistryClient {
             Permanent::Proxy(proxy) => {
                 let message = format!("{what}: {proxy}");
                 Some(match proxy {
-                    crate::proxy::ProxyError::Refused { status: 407, .. } => Error::Unauthorized {
+                    // 407 is the answer the standard gives; tinyproxy answers wrong
+                    // credentials with 401.
+                    crate::proxy::ProxyError::Refused {
+                        status: 401 | 407, ..
+                    } => Error::Unauthorized {
                         message: format!(
                             "{message} (the proxy wants other credentials in its URL)"
                         ),

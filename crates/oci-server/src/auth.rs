@@ -1,34 +1,71 @@
-//! Authentication: basic auth against an htpasswd file (bcrypt), and bearer tokens issued by a
-//! built-in token endpoint through the Docker token flow (`WWW-Authenticate: Bearer realm=…`).
+//! Authentication and authorization: basic auth against an htpasswd file (bcrypt), bearer
+//! tokens issued by a built-in token endpoint through the Docker token flow
+//! (`WWW-Authenticate: Bearer realm=…`), and an [`AccessPolicy`] deciding what each user (or
+//! an anonymous request) may do, which both schemes enforce: basic auth on every request, token
+//! auth by narrowing the scopes a token is issued for.
+//!
+//! All state is bounded: verified credentials, tokens and refresh tokens are kept in
+//! [`Expiring`] maps with a capacity, which evict the oldest entry when full and drop expired
+//! entries from the front of a queue (each entry once: no pass over the whole map per request).
 
 // A refused request is answered with its response: the `Err` is that response, built once
 // per request and sent as it is, so boxing it would only add an allocation.
 #![allow(clippy::result_large_err)]
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::hash::Hash;
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use http::{Method, Request, StatusCode, header};
+use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
 use oci_store::ErrorCode;
 use oci_types::Digest;
 use rand::Rng;
 
+use crate::policy::{AccessPolicy, Action, Actions};
 use crate::route::{Route, TOKEN_PATH};
 use crate::wire::{self, Reply, set};
 use crate::{Error, Result};
 
 /// The `service` the token endpoint issues tokens for.
 pub const TOKEN_SERVICE: &str = "hoist";
+/// The largest body of a `POST /token` (an OAuth2 form of a few fields); larger ones get 413.
+pub const MAX_TOKEN_REQUEST_SIZE: u64 = 64 * 1024;
+/// How long a refresh token lasts unless told ([`Auth::with_refresh_lifetime`]).
+pub const DEFAULT_REFRESH_LIFETIME: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// How long a checked basic credential is trusted without checking it again.
+const VERIFIED_FOR: Duration = Duration::from_secs(300);
+
+/// How many entries the auth state keeps; beyond, the oldest goes (its client authenticates
+/// again). A token's grant is a few hundred bytes: the bounds keep the whole state to tens of
+/// MiB however many clients come.
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    verified: usize,
+    tokens: usize,
+    refresh_tokens: usize,
+}
+
+const LIMITS: Limits = Limits {
+    verified: 4096,
+    tokens: 65_536,
+    refresh_tokens: 16_384,
+};
 
 /// Users and their bcrypt password hashes, from an htpasswd file (`user:$2y$…`, as
 /// `htpasswd -B` writes).
 #[derive(Clone)]
 pub struct Htpasswd {
     users: HashMap<String, String>,
+    /// A hash of a random password at the highest cost of the file: an unknown user is checked
+    /// against it, so that a wrong user name takes as long as a wrong password and the time of
+    /// an answer does not tell which user names exist.
+    dummy: String,
 }
 
 impl std::fmt::Debug for Htpasswd {
@@ -56,6 +93,7 @@ impl Htpasswd {
     /// Reads htpasswd text; only bcrypt hashes are accepted (the others are weak or unsalted).
     pub fn parse(text: &str) -> std::result::Result<Self, String> {
         let mut users = HashMap::new();
+        let mut cost = bcrypt::DEFAULT_COST;
         for (number, line) in text.lines().enumerate() {
             let line = line.trim();
             if line.is_empty() || line.starts_with('#') {
@@ -70,22 +108,50 @@ impl Htpasswd {
                     number + 1
                 ));
             }
+            let this_cost = hash
+                .get(4..6)
+                .and_then(|c| c.parse::<u32>().ok())
+                .ok_or_else(|| format!("line {}: the hash of {user:?} has no cost", number + 1))?;
+            cost = if users.is_empty() {
+                this_cost
+            } else {
+                cost.max(this_cost)
+            };
             users.insert(user.to_owned(), hash.to_owned());
         }
         if users.is_empty() {
             return Err("no users".to_owned());
         }
-        Ok(Self { users })
+        let dummy = bcrypt::hash(random_token(), cost)
+            .map_err(|e| format!("cannot make a bcrypt hash of cost {cost}: {e}"))?;
+        Ok(Self { users, dummy })
     }
 
     fn verify(&self, user: &str, password: &str) -> bool {
-        self.users
-            .get(user)
-            .is_some_and(|hash| bcrypt::verify(password, hash).unwrap_or(false))
+        match self.users.get(user) {
+            Some(hash) => bcrypt::verify(password, hash).unwrap_or(false),
+            None => {
+                let _ = bcrypt::verify(password, &self.dummy);
+                false
+            }
+        }
+    }
+
+    fn contains(&self, user: &str) -> bool {
+        self.users.contains_key(user)
     }
 }
 
-/// How clients authenticate.
+/// A source of the current time; tests move it instead of sleeping.
+type Clock = Arc<dyn Fn() -> Instant + Send + Sync>;
+
+/// How clients authenticate, and what they may do.
+///
+/// The variants `Basic` and `Token` are the short forms of [`Auth::basic`] and [`Auth::token`]
+/// with no policy and the default refresh token lifetime. Without a policy, a server with users
+/// lets every user do everything and anonymous requests nothing; a server without users lets
+/// anyone do everything (for tests of the token flow; `hoist serve` refuses this unless asked
+/// with `--anonymous-push`).
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum Auth {
@@ -99,13 +165,179 @@ pub enum Auth {
         /// How long a token lasts.
         lifetime: Duration,
     },
+    /// Either scheme with the settings of [`AuthConfig`]: what [`Auth::basic`] and
+    /// [`Auth::token`] build.
+    Configured(Box<AuthConfig>),
 }
 
-/// A token's grant: what it allows and until when.
-#[derive(Debug, Clone)]
+/// The full settings of [`Auth`], built through its `with_*` methods.
+#[derive(Clone)]
+pub struct AuthConfig {
+    scheme: Scheme,
+    users: Option<Htpasswd>,
+    policy: Option<AccessPolicy>,
+    refresh_lifetime: Duration,
+    clock: Clock,
+    limits: Limits,
+}
+
+impl std::fmt::Debug for AuthConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthConfig")
+            .field("scheme", &self.scheme)
+            .field("users", &self.users)
+            .field("policy", &self.policy.is_some())
+            .field("refresh_lifetime", &self.refresh_lifetime)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AuthConfig {
+    fn new(scheme: Scheme, users: Option<Htpasswd>) -> Self {
+        Self {
+            scheme,
+            users,
+            policy: None,
+            refresh_lifetime: DEFAULT_REFRESH_LIFETIME,
+            clock: Arc::new(Instant::now),
+            limits: LIMITS,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Scheme {
+    Basic,
+    Token { lifetime: Duration },
+}
+
+impl Auth {
+    /// Basic auth: every request carries the credentials of one of `users` (or is anonymous,
+    /// and may do what the policy lets anonymous requests do).
+    pub fn basic(users: Option<Htpasswd>) -> Self {
+        Self::Configured(Box::new(AuthConfig::new(Scheme::Basic, users)))
+    }
+
+    /// Token auth: the token endpoint issues tokens lasting `lifetime` to `users` (with their
+    /// basic credentials) and, where the policy allows anonymous requests anything, to anyone.
+    pub fn token(users: Option<Htpasswd>, lifetime: Duration) -> Self {
+        Self::Configured(Box::new(AuthConfig::new(Scheme::Token { lifetime }, users)))
+    }
+
+    fn into_config(self) -> AuthConfig {
+        match self {
+            Self::Basic(users) => AuthConfig::new(Scheme::Basic, Some(users)),
+            Self::Token { users, lifetime } => AuthConfig::new(Scheme::Token { lifetime }, users),
+            Self::Configured(config) => *config,
+        }
+    }
+
+    fn edit(self, change: impl FnOnce(&mut AuthConfig)) -> Self {
+        let mut config = self.into_config();
+        change(&mut config);
+        Self::Configured(Box::new(config))
+    }
+
+    /// Decides what each user may do by `policy`.
+    pub fn with_policy(self, policy: AccessPolicy) -> Self {
+        self.edit(|c| c.policy = Some(policy))
+    }
+
+    /// Sets how long refresh tokens (issued by password grants of `POST /token`) last.
+    pub fn with_refresh_lifetime(self, lifetime: Duration) -> Self {
+        self.edit(|c| c.refresh_lifetime = lifetime)
+    }
+
+    /// Reads the time from `clock` instead of [`Instant::now`] (tests move it to expire tokens
+    /// and cached credentials without waiting).
+    pub fn with_clock(self, clock: impl Fn() -> Instant + Send + Sync + 'static) -> Self {
+        self.edit(|c| c.clock = Arc::new(clock))
+    }
+}
+
+/// A map whose entries expire, with a capacity. Every entry of one map lives equally long and
+/// the clock only moves forward, so the insertion queue is also the expiry queue: sweeping pops
+/// expired entries from its front, each once, and eviction when full pops the oldest.
+struct Expiring<K, V> {
+    /// Each entry with its expiry and the number of its insertion.
+    entries: HashMap<K, (Instant, u64, V)>,
+    /// Keys by expiry, with the number of their insertion: a key inserted again leaves a
+    /// stale entry here, skipped when popped.
+    queue: VecDeque<(Instant, u64, K)>,
+    inserted: u64,
+    capacity: usize,
+}
+
+impl<K: Hash + Eq + Clone, V> Expiring<K, V> {
+    fn new(capacity: usize) -> Self {
+        Self {
+            entries: HashMap::new(),
+            queue: VecDeque::new(),
+            inserted: 0,
+            capacity: capacity.max(1),
+        }
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Pops the front of the queue, removing its entry unless that was inserted again since.
+    fn pop_front(&mut self) -> bool {
+        let Some((_, number, key)) = self.queue.pop_front() else {
+            return false;
+        };
+        if self.entries.get(&key).is_some_and(|(_, n, _)| *n == number) {
+            self.entries.remove(&key);
+        }
+        true
+    }
+
+    fn sweep(&mut self, now: Instant) {
+        while self
+            .queue
+            .front()
+            .is_some_and(|(expires, _, _)| *expires <= now)
+        {
+            self.pop_front();
+        }
+    }
+
+    fn insert(&mut self, key: K, value: V, expires: Instant, now: Instant) {
+        self.sweep(now);
+        while self.entries.len() >= self.capacity && !self.entries.contains_key(&key) {
+            if !self.pop_front() {
+                break;
+            }
+        }
+        // Stale queue entries (keys inserted again) are bounded too: compacting costs a pass,
+        // but only after as many insertions, so it is constant per insertion.
+        if self.queue.len() >= 2 * self.capacity {
+            let entries = &self.entries;
+            self.queue
+                .retain(|(_, number, key)| entries.get(key).is_some_and(|(_, n, _)| n == number));
+        }
+        self.inserted += 1;
+        self.entries
+            .insert(key.clone(), (expires, self.inserted, value));
+        self.queue.push_back((expires, self.inserted, key));
+    }
+
+    fn get(&mut self, key: &K, now: Instant) -> Option<&V> {
+        self.sweep(now);
+        self.entries
+            .get(key)
+            .filter(|(expires, _, _)| *expires > now)
+            .map(|(_, _, value)| value)
+    }
+}
+
+/// A token's grant: whose it is and what it allows.
+#[derive(Debug)]
 struct Grant {
+    user: Option<String>,
     scopes: Vec<Scope>,
-    expires: Instant,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -131,6 +363,22 @@ impl Scope {
         })
     }
 
+    fn repository(name: &str, action: Action) -> Self {
+        Self {
+            kind: "repository".to_owned(),
+            name: name.to_owned(),
+            actions: vec![action.as_str().to_owned()],
+        }
+    }
+
+    fn catalog() -> Self {
+        Self {
+            kind: "registry".to_owned(),
+            name: "catalog".to_owned(),
+            actions: vec!["*".to_owned()],
+        }
+    }
+
     fn covers(&self, needed: &Scope) -> bool {
         self.kind == needed.kind
             && self.name == needed.name
@@ -145,112 +393,226 @@ impl Scope {
     }
 }
 
-/// Checks requests against the configured [`Auth`] and runs the token endpoint.
-pub(crate) struct Authenticator {
-    auth: Auth,
-    /// Credentials already checked, by a hash of the header: bcrypt is slow on purpose, and
-    /// clients send the same header with every request.
-    verified: Mutex<HashMap<Digest, Instant>>,
-    tokens: Mutex<HashMap<String, Grant>>,
-    /// Refresh tokens issued by password grants, with their user.
-    refresh_tokens: Mutex<HashMap<String, String>>,
+/// What a request that got through may do beyond what it asked: the handlers ask it about
+/// other repositories (the source of a mount) and about each repository of the catalog.
+#[derive(Debug, Clone)]
+pub(crate) struct Access(Option<Arc<Granted>>);
+
+#[derive(Debug)]
+struct Granted {
+    user: Option<String>,
+    policy: Arc<AccessPolicy>,
+    /// A token's scopes; `None` under basic auth, where the policy is asked directly.
+    scopes: Option<Vec<Scope>>,
 }
 
-/// How long a checked basic credential is trusted without checking it again.
-const VERIFIED_FOR: Duration = Duration::from_secs(300);
+impl Access {
+    /// No auth: everything.
+    pub(crate) fn unrestricted() -> Self {
+        Self(None)
+    }
+
+    /// Whether the request may `action` on `repository`: by its token's scopes under token
+    /// auth (those were narrowed by the policy when issued), by the policy under basic auth.
+    pub(crate) fn may(&self, repository: &str, action: Action) -> bool {
+        let Some(granted) = &self.0 else {
+            return true;
+        };
+        match &granted.scopes {
+            Some(scopes) => {
+                let needed = Scope::repository(repository, action);
+                scopes.iter().any(|s| s.covers(&needed))
+            }
+            None => granted
+                .policy
+                .allowed(granted.user.as_deref(), repository)
+                .contains(action),
+        }
+    }
+
+    /// Whether the catalog lists `repository`: the user may pull it by the policy (a token for
+    /// the catalog names no repositories).
+    pub(crate) fn lists(&self, repository: &str) -> bool {
+        self.0.as_ref().is_none_or(|granted| {
+            granted
+                .policy
+                .allowed(granted.user.as_deref(), repository)
+                .contains(Action::Pull)
+        })
+    }
+}
+
+/// Checks requests against the configured [`Auth`] and runs the token endpoint.
+pub(crate) struct Authenticator {
+    scheme: Scheme,
+    users: Option<Htpasswd>,
+    policy: Arc<AccessPolicy>,
+    refresh_lifetime: Duration,
+    clock: Clock,
+    /// Credentials already checked (with their user), by a hash of the header: bcrypt is slow
+    /// on purpose, and clients send the same header with every request.
+    verified: Mutex<Expiring<Digest, String>>,
+    tokens: Mutex<Expiring<String, Arc<Grant>>>,
+    /// Refresh tokens issued by password grants, with their user.
+    refresh_tokens: Mutex<Expiring<String, Option<String>>>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // The maps stay consistent at every step a panic could interrupt: keep using them.
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
 
 impl Authenticator {
     pub(crate) fn new(auth: Auth) -> Self {
-        Self {
-            auth,
-            verified: Mutex::new(HashMap::new()),
-            tokens: Mutex::new(HashMap::new()),
-            refresh_tokens: Mutex::new(HashMap::new()),
-        }
-    }
-
-    /// Basic credentials of a request, checked against `users`.
-    fn basic_ok(&self, users: &Htpasswd, request_header: Option<&str>) -> Option<String> {
-        let encoded = request_header?.strip_prefix("Basic ")?.trim();
-        let key = Digest::sha256(encoded.as_bytes());
-        let decoded = base64::engine::general_purpose::STANDARD
-            .decode(encoded)
-            .ok()?;
-        let decoded = String::from_utf8(decoded).ok()?;
-        let (user, password) = decoded.split_once(':')?;
-        {
-            let verified = self
-                .verified
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            if verified
-                .get(&key)
-                .is_some_and(|at| at.elapsed() < VERIFIED_FOR)
-            {
-                return Some(user.to_owned());
+        let config = auth.into_config();
+        let policy = match (config.policy, &config.users) {
+            (Some(policy), _) => policy,
+            (None, Some(_)) => AccessPolicy::authenticated_only(),
+            (None, None) => AccessPolicy::anonymous(Actions::ALL),
+        };
+        if let Some(users) = &config.users {
+            for user in policy.named_users() {
+                if !users.contains(user) {
+                    tracing::warn!(
+                        user,
+                        "the access policy names a user the htpasswd file does not have"
+                    );
+                }
             }
         }
-        if !users.verify(user, password) {
-            return None;
+        Self {
+            scheme: config.scheme,
+            users: config.users,
+            policy: Arc::new(policy),
+            refresh_lifetime: config.refresh_lifetime,
+            clock: config.clock,
+            verified: Mutex::new(Expiring::new(config.limits.verified)),
+            tokens: Mutex::new(Expiring::new(config.limits.tokens)),
+            refresh_tokens: Mutex::new(Expiring::new(config.limits.refresh_tokens)),
         }
-        let mut verified = self
-            .verified
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        verified.retain(|_, at| at.elapsed() < VERIFIED_FOR);
-        verified.insert(key, Instant::now());
-        Some(user.to_owned())
     }
 
-    /// Lets a request through, or answers 401 with the challenge that tells the client how to
-    /// authenticate.
+    fn now(&self) -> Instant {
+        (self.clock)()
+    }
+
+    /// The user of basic credentials: `Ok(None)` without them, `Err` when they are wrong (or
+    /// there are no users to check them against).
+    fn basic_user(&self, authorization: Option<&str>) -> std::result::Result<Option<String>, ()> {
+        let Some(encoded) = authorization.and_then(|a| a.strip_prefix("Basic ")) else {
+            return Ok(None);
+        };
+        let encoded = encoded.trim();
+        let users = self.users.as_ref().ok_or(())?;
+        let key = Digest::sha256(encoded.as_bytes());
+        if let Some(user) = lock(&self.verified).get(&key, self.now()) {
+            return Ok(Some(user.clone()));
+        }
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(encoded)
+            .map_err(|_| ())?;
+        let decoded = String::from_utf8(decoded).map_err(|_| ())?;
+        let (user, password) = decoded.split_once(':').ok_or(())?;
+        if !users.verify(user, password) {
+            tracing::debug!(user, "wrong basic credentials");
+            return Err(());
+        }
+        let now = self.now();
+        lock(&self.verified).insert(key, user.to_owned(), now + VERIFIED_FOR, now);
+        Ok(Some(user.to_owned()))
+    }
+
+    fn granted(&self, user: Option<String>, scopes: Option<Vec<Scope>>) -> Access {
+        Access(Some(Arc::new(Granted {
+            user,
+            policy: Arc::clone(&self.policy),
+            scopes,
+        })))
+    }
+
+    /// Lets a request through with what it may do, or answers 401 with the challenge that
+    /// tells the client how to authenticate (403 to a user the policy refuses).
     pub(crate) fn authorize(
         &self,
         request: &Request<Incoming>,
         route: &Route<'_>,
         tls: bool,
-    ) -> std::result::Result<(), Reply> {
+    ) -> std::result::Result<Access, Reply> {
         let authorization = request
             .headers()
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok());
-        match &self.auth {
-            Auth::Basic(users) => {
-                if self.basic_ok(users, authorization).is_some() {
-                    return Ok(());
+        let needed = needed_scope(request.method(), route);
+        match self.scheme {
+            Scheme::Basic => {
+                let challenge = |message: &str| {
+                    let mut response =
+                        wire::refusal(StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized, message);
+                    set(
+                        &mut response,
+                        header::WWW_AUTHENTICATE,
+                        "Basic realm=\"hoist\"",
+                    );
+                    response
+                };
+                let user = self
+                    .basic_user(authorization)
+                    .map_err(|()| challenge("wrong user name or password"))?;
+                let allowed = match &needed {
+                    // The base and the catalog (which is filtered) are for whoever may do
+                    // anything: every user, and anonymous requests when the policy lets them.
+                    None => user.is_some() || self.policy.allows_anonymous_anything(),
+                    Some(_) if matches!(route, Route::Catalog) => {
+                        user.is_some() || self.policy.allows_somewhere(None, Action::Pull)
+                    }
+                    Some(scope) => {
+                        scope
+                            .actions
+                            .iter()
+                            .filter_map(|a| Action::parse(a))
+                            .all(|action| {
+                                self.policy
+                                    .allowed(user.as_deref(), &scope.name)
+                                    .contains(action)
+                            })
+                    }
+                };
+                if allowed {
+                    return Ok(self.granted(user, None));
                 }
-                let mut response = wire::refusal(
-                    StatusCode::UNAUTHORIZED,
-                    ErrorCode::Unauthorized,
-                    "authentication required",
+                tracing::debug!(
+                    user = user.as_deref().unwrap_or("(anonymous)"),
+                    scope = needed.as_ref().map(Scope::render).unwrap_or_default(),
+                    "refused by the access policy"
                 );
-                set(
-                    &mut response,
-                    header::WWW_AUTHENTICATE,
-                    "Basic realm=\"hoist\"",
-                );
-                Err(response)
+                match user {
+                    // Anonymous: ask for credentials, which may be allowed more.
+                    None => Err(challenge("authentication required")),
+                    Some(user) => Err(wire::refusal(
+                        StatusCode::FORBIDDEN,
+                        ErrorCode::Denied,
+                        &format!(
+                            "{user} may not {}",
+                            needed.as_ref().map(Scope::render).unwrap_or_default()
+                        ),
+                    )),
+                }
             }
-            Auth::Token { .. } => {
-                let needed = needed_scope(request.method(), route);
+            Scheme::Token { .. } => {
                 let token = authorization
                     .and_then(|a| a.strip_prefix("Bearer "))
                     .map(str::trim);
                 let grant = token.and_then(|t| {
-                    let mut tokens = self
-                        .tokens
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner);
-                    tokens.retain(|_, g| g.expires > Instant::now());
-                    tokens.get(t).cloned()
+                    lock(&self.tokens)
+                        .get(&t.to_owned(), self.now())
+                        .map(Arc::clone)
                 });
-                let allowed = grant.as_ref().is_some_and(|g| {
-                    needed
+                if let Some(grant) = &grant
+                    && needed
                         .as_ref()
-                        .is_none_or(|n| g.scopes.iter().any(|s| s.covers(n)))
-                });
-                if allowed {
-                    return Ok(());
+                        .is_none_or(|n| grant.scopes.iter().any(|s| s.covers(n)))
+                {
+                    return Ok(self.granted(grant.user.clone(), Some(grant.scopes.clone())));
                 }
                 let host = request
                     .headers()
@@ -279,13 +641,53 @@ impl Authenticator {
         }
     }
 
-    /// `GET /token?service=…&scope=…` (with basic credentials when users are configured):
-    /// issues a token for the scopes asked.
+    /// The scopes of `requested` that the policy allows `user`, with only the actions it
+    /// allows: a token is narrowed, never refused, as the token flow expects (the registry then
+    /// answers 401 `insufficient_scope` for what is missing).
+    fn narrow(&self, user: Option<&str>, requested: Vec<Scope>) -> Vec<Scope> {
+        let mut granted: Vec<Scope> = Vec::new();
+        for scope in requested {
+            let kept = match scope.kind.as_str() {
+                "repository" => {
+                    let allowed = self.policy.allowed(user, &scope.name);
+                    let actions: Vec<String> = Action::ALL
+                        .into_iter()
+                        .filter(|&action| {
+                            allowed.contains(action)
+                                && scope
+                                    .actions
+                                    .iter()
+                                    .any(|a| a == action.as_str() || a == "*")
+                        })
+                        .map(|a| a.as_str().to_owned())
+                        .collect();
+                    (!actions.is_empty()).then_some(Scope { actions, ..scope })
+                }
+                // The catalog lists only what the user may pull: it is theirs when anything is.
+                "registry"
+                    if scope.name == "catalog"
+                        && self.policy.allows_somewhere(user, Action::Pull) =>
+                {
+                    Some(Scope::catalog())
+                }
+                _ => None,
+            };
+            if let Some(kept) = kept
+                && !granted.contains(&kept)
+            {
+                granted.push(kept);
+            }
+        }
+        granted
+    }
+
+    /// `GET /token?service=…&scope=…` (with basic credentials, or anonymous) or the OAuth2
+    /// `POST /token`: issues a token for the scopes asked, narrowed to what the user may do.
     pub(crate) async fn token_endpoint(
         &self,
         request: Request<Incoming>,
     ) -> std::result::Result<Reply, Reply> {
-        let Auth::Token { users, lifetime } = &self.auth else {
+        let Scheme::Token { lifetime } = self.scheme else {
             return Err(wire::refusal(
                 StatusCode::NOT_FOUND,
                 ErrorCode::Unsupported,
@@ -302,28 +704,31 @@ impl Authenticator {
             );
             response
         };
-        let (scopes, refresh_token) = match *request.method() {
+        let (user, requested, refresh_token) = match *request.method() {
             // The Docker flow: scopes in the query, basic credentials in the header.
             Method::GET => {
-                if let Some(users) = users {
-                    let authorization = request
-                        .headers()
-                        .get(header::AUTHORIZATION)
-                        .and_then(|v| v.to_str().ok());
-                    if self.basic_ok(users, authorization).is_none() {
-                        return Err(unauthorized("credentials required for a token"));
-                    }
-                }
+                let authorization = request
+                    .headers()
+                    .get(header::AUTHORIZATION)
+                    .and_then(|v| v.to_str().ok());
+                let user = match &self.users {
+                    Some(_) => self
+                        .basic_user(authorization)
+                        .map_err(|()| unauthorized("wrong user name or password"))?,
+                    // Without users, credentials name nobody: every request is anonymous.
+                    None => None,
+                };
                 let query = request.uri().query().unwrap_or_default().to_owned();
-                (scopes_of(form_urlencoded::parse(query.as_bytes())), None)
+                (
+                    user,
+                    scopes_of(form_urlencoded::parse(query.as_bytes())),
+                    None,
+                )
             }
             // OAuth2: a form with a password or refresh_token grant; a password grant also
             // gets a refresh token (what `docker login` keeps as an identity token).
             Method::POST => {
-                let body = http_body_util::BodyExt::collect(request.into_body())
-                    .await
-                    .map(|b| b.to_bytes())
-                    .unwrap_or_default();
+                let body = read_form(request).await?;
                 let form: Vec<(String, String)> =
                     form_urlencoded::parse(&body).into_owned().collect();
                 let field = |name: &str| {
@@ -331,33 +736,38 @@ impl Authenticator {
                         .find(|(k, _)| k == name)
                         .map(|(_, v)| v.as_str())
                 };
+                let requested = scopes_of(form_urlencoded::parse(&body));
                 match field("grant_type") {
                     Some("password") => {
                         let (user, password) = (
                             field("username").unwrap_or_default(),
                             field("password").unwrap_or_default(),
                         );
-                        if users.as_ref().is_some_and(|u| !u.verify(user, password)) {
-                            return Err(unauthorized("wrong user name or password"));
-                        }
+                        let user = match &self.users {
+                            Some(users) if users.verify(user, password) => Some(user.to_owned()),
+                            Some(_) => return Err(unauthorized("wrong user name or password")),
+                            None => None,
+                        };
                         let refresh = random_token();
-                        self.refresh_tokens
-                            .lock()
-                            .unwrap_or_else(std::sync::PoisonError::into_inner)
-                            .insert(refresh.clone(), user.to_owned());
-                        (scopes_of(form_urlencoded::parse(&body)), Some(refresh))
+                        let now = self.now();
+                        lock(&self.refresh_tokens).insert(
+                            refresh.clone(),
+                            user.clone(),
+                            now + self.refresh_lifetime,
+                            now,
+                        );
+                        (user, requested, Some(refresh))
                     }
                     Some("refresh_token") => {
-                        let known = field("refresh_token").is_some_and(|t| {
-                            self.refresh_tokens
-                                .lock()
-                                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                                .contains_key(t)
+                        let known = field("refresh_token").and_then(|t| {
+                            lock(&self.refresh_tokens)
+                                .get(&t.to_owned(), self.now())
+                                .cloned()
                         });
-                        if !known {
-                            return Err(unauthorized("unknown refresh token"));
-                        }
-                        (scopes_of(form_urlencoded::parse(&body)), None)
+                        let Some(user) = known else {
+                            return Err(unauthorized("unknown or expired refresh token"));
+                        };
+                        (user, requested, None)
                     }
                     other => {
                         return Err(wire::refusal(
@@ -378,24 +788,76 @@ impl Authenticator {
                 ));
             }
         };
+        // With users and nothing for anonymous requests, a token without credentials would
+        // be worthless: ask for them instead, so that clients prompt for a login.
+        if user.is_none() && self.users.is_some() && !self.policy.allows_anonymous_anything() {
+            return Err(unauthorized("credentials required for a token"));
+        }
+        let asked = requested.len();
+        let scopes = self.narrow(user.as_deref(), requested);
+        let scope_text = scopes
+            .iter()
+            .map(Scope::render)
+            .collect::<Vec<_>>()
+            .join(" ");
+        tracing::debug!(
+            user = user.as_deref().unwrap_or("(anonymous)"),
+            asked,
+            granted = %scope_text,
+            "token issued"
+        );
         let token = random_token();
-        let grant = Grant {
-            scopes,
-            expires: Instant::now() + *lifetime,
-        };
-        self.tokens
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(token.clone(), grant);
+        let now = self.now();
+        lock(&self.tokens).insert(
+            token.clone(),
+            Arc::new(Grant { user, scopes }),
+            now + lifetime,
+            now,
+        );
         let mut answer = serde_json::json!({
             "token": token,
             "access_token": token,
             "expires_in": lifetime.as_secs(),
+            // OAuth2 (RFC 6749, 5.1) names the scope granted when it differs from the request.
+            "scope": scope_text,
         });
         if let Some(refresh) = refresh_token {
             answer["refresh_token"] = serde_json::Value::from(refresh);
         }
         Ok(wire::json(StatusCode::OK, &answer, "application/json"))
+    }
+}
+
+/// The body of a `POST /token`, at most [`MAX_TOKEN_REQUEST_SIZE`] bytes: a larger
+/// `Content-Length` is refused before anything is read, and a body without one is cut off.
+async fn read_form(request: Request<Incoming>) -> std::result::Result<bytes::Bytes, Reply> {
+    let too_large = || {
+        wire::refusal(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::SizeInvalid,
+            &format!("a token request is at most {MAX_TOKEN_REQUEST_SIZE} bytes"),
+        )
+    };
+    let length = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if length.is_some_and(|length| length > MAX_TOKEN_REQUEST_SIZE) {
+        return Err(too_large());
+    }
+    let limit = usize::try_from(MAX_TOKEN_REQUEST_SIZE).unwrap_or(usize::MAX);
+    match http_body_util::Limited::new(request.into_body(), limit)
+        .collect()
+        .await
+    {
+        Ok(body) => Ok(body.to_bytes()),
+        Err(error) if error.is::<http_body_util::LengthLimitError>() => Err(too_large()),
+        Err(error) => Err(wire::refusal(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::Unsupported,
+            &format!("cannot read the token request: {error}"),
+        )),
     }
 }
 
@@ -422,13 +884,7 @@ fn scopes_of<'a>(
 fn needed_scope(method: &Method, route: &Route<'_>) -> Option<Scope> {
     let name = match route {
         Route::Base | Route::Token => return None,
-        Route::Catalog => {
-            return Some(Scope {
-                kind: "registry".to_owned(),
-                name: "catalog".to_owned(),
-                actions: vec!["*".to_owned()],
-            });
-        }
+        Route::Catalog => return Some(Scope::catalog()),
         Route::Blob { name, .. }
         | Route::Manifest { name, .. }
         | Route::Uploads { name }
@@ -437,20 +893,17 @@ fn needed_scope(method: &Method, route: &Route<'_>) -> Option<Scope> {
         | Route::Referrers { name, .. } => name,
     };
     let action = match *method {
-        Method::GET | Method::HEAD => "pull",
-        Method::DELETE if !matches!(route, Route::Upload { .. }) => "delete",
-        _ => "push",
+        Method::GET | Method::HEAD => Action::Pull,
+        Method::DELETE if !matches!(route, Route::Upload { .. }) => Action::Delete,
+        _ => Action::Push,
     };
-    Some(Scope {
-        kind: "repository".to_owned(),
-        name: (*name).to_owned(),
-        actions: vec![action.to_owned()],
-    })
+    Some(Scope::repository(name, action))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::policy::PolicyFormat;
 
     #[test]
     fn scopes_cover_what_they_name() {
@@ -481,5 +934,215 @@ mod tests {
         );
         assert!(Htpasswd::parse("no colon").unwrap_err().contains("line 1"));
         assert!(Htpasswd::parse("").is_err());
+    }
+
+    #[test]
+    fn unknown_users_are_checked_against_a_hash_of_the_same_cost() {
+        let (four, five) = (bcrypt::hash("a", 4).unwrap(), bcrypt::hash("b", 5).unwrap());
+        let users = Htpasswd::parse(&format!("alice:{four}\nbob:{five}\n")).unwrap();
+        assert!(users.dummy.starts_with("$2b$05$"), "{}", users.dummy);
+        assert!(!users.verify("nobody", "a"));
+    }
+
+    /// A clock the test moves.
+    fn clock() -> (
+        Arc<Mutex<Instant>>,
+        impl Fn() -> Instant + Send + Sync + 'static,
+    ) {
+        let now = Arc::new(Mutex::new(Instant::now()));
+        let read = Arc::clone(&now);
+        (now, move || *read.lock().unwrap())
+    }
+
+    #[test]
+    fn expiring_maps_expire_with_the_clock_and_stay_within_their_capacity() {
+        let start = Instant::now();
+        let second = Duration::from_secs(1);
+        let mut map = Expiring::new(3);
+        map.insert("a", 1, start + 10 * second, start);
+        map.insert("b", 2, start + 11 * second, start + second);
+        assert_eq!(map.get(&"a", start + 9 * second), Some(&1));
+        assert_eq!(map.get(&"a", start + 10 * second), None, "expired at 10 s");
+        assert_eq!(map.len(), 1, "swept as it expired");
+        assert_eq!(map.get(&"b", start + 10 * second), Some(&2));
+        // Full: the oldest goes.
+        for (i, key) in ["c", "d", "e"].into_iter().enumerate() {
+            map.insert(key, i + 3, start + 20 * second, start + 10 * second);
+        }
+        assert_eq!(map.len(), 3);
+        assert_eq!(map.get(&"b", start + 10 * second), None, "evicted");
+        assert_eq!(map.get(&"e", start + 10 * second), Some(&5));
+        // Inserting one key again and again leaves the queue bounded.
+        for i in 0..100 {
+            map.insert("e", i, start + 20 * second, start + 10 * second);
+        }
+        assert!(map.queue.len() <= 6, "{}", map.queue.len());
+        assert_eq!(map.get(&"e", start + 10 * second), Some(&99));
+        assert_eq!(map.get(&"c", start + 10 * second), Some(&3));
+    }
+
+    fn config(auth: Auth, limits: Limits) -> Auth {
+        auth.edit(|c| c.limits = limits)
+    }
+
+    #[test]
+    fn verified_credentials_are_bounded_and_expire() {
+        let hash = bcrypt::hash("pw", 4).unwrap();
+        let users = Htpasswd::parse(&format!("alice:{hash}\nbob:{hash}\ncarol:{hash}\n")).unwrap();
+        let (now, read) = clock();
+        let auth = config(
+            Auth::basic(Some(users)).with_clock(read),
+            Limits {
+                verified: 2,
+                ..LIMITS
+            },
+        );
+        let authenticator = Authenticator::new(auth);
+        let header = |user: &str| {
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(format!("{user}:pw"))
+            )
+        };
+        for user in ["alice", "bob", "carol"] {
+            assert_eq!(
+                authenticator.basic_user(Some(&header(user))),
+                Ok(Some(user.to_owned()))
+            );
+        }
+        assert_eq!(lock(&authenticator.verified).len(), 2, "bounded");
+        assert_eq!(
+            authenticator.basic_user(Some("Basic bm9ib2R5OnB3")),
+            Err(()),
+            "nobody:pw"
+        );
+        *now.lock().unwrap() += VERIFIED_FOR;
+        lock(&authenticator.verified).sweep(authenticator.now());
+        assert_eq!(lock(&authenticator.verified).len(), 0, "expired");
+    }
+
+    const POLICY: &str = r#"
+[repositories."team/*"]
+policies = [{ users = ["alice"], actions = ["pull", "push"] }]
+[repositories."team/app"]
+policies = [
+  { users = ["bob"], actions = ["pull"] },
+  { users = ["alice"], actions = ["pull", "push"] },
+]
+[repositories."public/*"]
+anonymous = ["pull"]
+"#;
+
+    fn scopes(text: &str) -> Vec<Scope> {
+        text.split(' ').filter_map(Scope::parse).collect()
+    }
+
+    fn rendered(scopes: &[Scope]) -> String {
+        scopes
+            .iter()
+            .map(Scope::render)
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    #[test]
+    fn tokens_are_narrowed_to_what_the_policy_allows() {
+        let policy = AccessPolicy::parse(POLICY, PolicyFormat::Toml).unwrap();
+        let hash = bcrypt::hash("pw", 4).unwrap();
+        let users = Htpasswd::parse(&format!("alice:{hash}\nbob:{hash}\n")).unwrap();
+        let authenticator = Authenticator::new(
+            Auth::token(Some(users), Duration::from_secs(60)).with_policy(policy),
+        );
+        let narrow =
+            |user: Option<&str>, asked: &str| rendered(&authenticator.narrow(user, scopes(asked)));
+        assert_eq!(
+            narrow(
+                Some("alice"),
+                "repository:team/app:pull,push,delete repository:other:pull"
+            ),
+            "repository:team/app:pull,push"
+        );
+        assert_eq!(
+            narrow(Some("bob"), "repository:team/app:push,pull"),
+            "repository:team/app:pull"
+        );
+        assert_eq!(narrow(Some("bob"), "repository:team/x:pull"), "");
+        assert_eq!(
+            narrow(Some("alice"), "repository:team/x:*"),
+            "repository:team/x:pull,push"
+        );
+        assert_eq!(
+            narrow(None, "repository:public/a:pull,push registry:catalog:*"),
+            "repository:public/a:pull registry:catalog:*"
+        );
+        assert_eq!(narrow(None, "repository:team/app:pull"), "");
+        assert_eq!(
+            narrow(Some("bob"), "registry:catalog:* other:x:y"),
+            "registry:catalog:*"
+        );
+    }
+
+    #[test]
+    fn grants_expire_with_the_clock_and_are_bounded() {
+        let (now, read) = clock();
+        let auth = config(
+            Auth::token(None, Duration::from_secs(60)).with_clock(read),
+            Limits {
+                tokens: 2,
+                ..LIMITS
+            },
+        );
+        let authenticator = Authenticator::new(auth);
+        let issue = |name: &str| {
+            let at = authenticator.now();
+            lock(&authenticator.tokens).insert(
+                name.to_owned(),
+                Arc::new(Grant {
+                    user: None,
+                    scopes: Vec::new(),
+                }),
+                at + Duration::from_secs(60),
+                at,
+            );
+        };
+        let known = |name: &str| {
+            lock(&authenticator.tokens)
+                .get(&name.to_owned(), authenticator.now())
+                .is_some()
+        };
+        issue("one");
+        *now.lock().unwrap() += Duration::from_secs(30);
+        issue("two");
+        issue("three");
+        assert!(!known("one"), "evicted: the capacity is 2");
+        assert!(known("two") && known("three"));
+        *now.lock().unwrap() += Duration::from_secs(60);
+        assert!(!known("two") && !known("three"), "expired");
+        assert_eq!(lock(&authenticator.tokens).len(), 0);
+    }
+
+    #[test]
+    fn refresh_tokens_expire() {
+        let (now, read) = clock();
+        let authenticator = Authenticator::new(
+            Auth::token(None, Duration::from_secs(60))
+                .with_refresh_lifetime(Duration::from_secs(3600))
+                .with_clock(read),
+        );
+        let at = authenticator.now();
+        lock(&authenticator.refresh_tokens).insert(
+            "r".to_owned(),
+            Some("alice".to_owned()),
+            at + authenticator.refresh_lifetime,
+            at,
+        );
+        let user = |authenticator: &Authenticator| {
+            lock(&authenticator.refresh_tokens)
+                .get(&"r".to_owned(), authenticator.now())
+                .cloned()
+        };
+        assert_eq!(user(&authenticator), Some(Some("alice".to_owned())));
+        *now.lock().unwrap() += Duration::from_secs(3600);
+        assert_eq!(user(&authenticator), None);
     }
 }

@@ -6,7 +6,6 @@
 #![allow(clippy::result_large_err)]
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
@@ -22,7 +21,9 @@ use oci_types::{Descriptor, Digest, ImageIndex, Manifest, MediaType, Repository,
 use tokio::sync::Semaphore;
 
 use crate::ServerOptions;
-use crate::auth::Authenticator;
+use crate::auth::{Access, Authenticator};
+use crate::body::{BodyWatch, MinRate, body_stream};
+use crate::policy::Action;
 use crate::route::{self, Route};
 use crate::wire::{self, Reply, append, set};
 
@@ -41,9 +42,19 @@ pub(crate) async fn handle(state: Arc<State>, request: Request<Incoming>) -> Rep
     let started = Instant::now();
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
+    let carries_body = request.version() < http::Version::HTTP_2
+        && (request.headers().contains_key(header::TRANSFER_ENCODING)
+            || content_length(request.headers()).is_some_and(|length| length > 0));
     let mut response = match dispatch(&state, request).await {
         Ok(response) | Err(response) => response,
     };
+    if carries_body && (response.status().is_client_error() || response.status().is_server_error())
+    {
+        // An error may be answered before the body was read (a refusal, a range out of
+        // order): hyper then cannot reuse the connection, and a client that sent its next
+        // request on it would meet a reset. Saying so makes it open a new one.
+        set(&mut response, header::CONNECTION, "close");
+    }
     // Clients written for the Docker registry look for this header on every answer.
     set(
         &mut response,
@@ -84,9 +95,11 @@ async fn dispatch(state: &Arc<State>, request: Request<Incoming>) -> Outcome {
             )),
         };
     }
-    if let Some(auth) = &state.auth {
-        auth.authorize(&request, &route, state.options.tls)?;
-    }
+    // What the request may do beyond its own endpoint: the source of a mount, the catalog.
+    let access = match &state.auth {
+        Some(auth) => auth.authorize(&request, &route, state.options.tls)?,
+        None => Access::unrestricted(),
+    };
     let method = request.method().clone();
     let writes = matches!(
         method,
@@ -119,9 +132,18 @@ async fn dispatch(state: &Arc<State>, request: Request<Incoming>) -> Outcome {
             &serde_json::json!({}),
             "application/json",
         )),
-        (Route::Catalog, Method::GET) => catalog(store.as_ref(), &query).await,
+        (Route::Catalog, Method::GET) => catalog(store.as_ref(), &query, access).await,
         (Route::Blob { name, digest }, method @ (Method::GET | Method::HEAD)) => {
-            let (repo, digest) = (repository(name)?, digest_of(digest)?);
+            let repo = repository(name)?;
+            // Nothing can be stored under what is not a digest: unknown, as the spec's
+            // conformance suite expects, rather than a malformed request.
+            let digest = Digest::parse(digest).map_err(|_| {
+                wire::refusal(
+                    StatusCode::NOT_FOUND,
+                    ErrorCode::BlobUnknown,
+                    &format!("no blob can be stored under {digest:?}: it is not a digest"),
+                )
+            })?;
             let read = BlobRead {
                 head: method == Method::HEAD,
                 verify: state.options.verify_blob_reads,
@@ -134,13 +156,17 @@ async fn dispatch(state: &Arc<State>, request: Request<Incoming>) -> Outcome {
             Ok(wire::status(StatusCode::ACCEPTED))
         }
         (Route::Manifest { name, reference }, method @ (Method::GET | Method::HEAD)) => {
-            get_manifest(
-                store.as_ref(),
-                &repository(name)?,
-                reference,
-                method == Method::HEAD,
-            )
-            .await
+            let repo = repository(name)?;
+            if reference_of(reference).is_err() {
+                return Err(wire::refusal(
+                    StatusCode::NOT_FOUND,
+                    ErrorCode::ManifestUnknown,
+                    &format!(
+                        "no manifest can be stored under {reference:?}: it is neither a tag nor a digest"
+                    ),
+                ));
+            }
+            get_manifest(store.as_ref(), &repo, reference, method == Method::HEAD).await
         }
         (Route::Manifest { name, reference }, Method::PUT) => {
             put_manifest(state, &repository(name)?, reference, &query, request).await
@@ -155,7 +181,7 @@ async fn dispatch(state: &Arc<State>, request: Request<Incoming>) -> Outcome {
             Ok(wire::status(StatusCode::ACCEPTED))
         }
         (Route::Uploads { name }, Method::POST) => {
-            post_upload(state, &repository(name)?, &query, request).await
+            post_upload(state, &repository(name)?, &query, &access, request).await
         }
         (Route::Upload { name, id }, Method::PATCH) => {
             patch_upload(state, &repository(name)?, id, request).await
@@ -290,41 +316,30 @@ fn content_length(headers: &HeaderMap) -> Option<u64> {
         .ok()
 }
 
-/// A request body as a blob body, cut off with an error once it passes `room` bytes (what is
-/// left of the blob size limit); the returned flag tells that this happened, so the answer can
-/// be 413 rather than the store's error for a broken body.
-fn body_stream(body: Incoming, room: Option<u64>) -> (BlobBody, Arc<AtomicBool>) {
-    let overflowed = Arc::new(AtomicBool::new(false));
-    let flag = Arc::clone(&overflowed);
-    let mut seen = 0u64;
-    let stream = body
-        .into_data_stream()
-        .map(move |chunk| {
-            let chunk = chunk
-                .map_err(|e| Error::io("reading the request body", std::io::Error::other(e)))?;
-            seen += chunk.len() as u64;
-            match room {
-                Some(room) if seen > room => {
-                    flag.store(true, Ordering::Relaxed);
-                    Err(Error::io(
-                        "reading the request body",
-                        std::io::Error::other("the blob is larger than the limit"),
-                    ))
-                }
-                _ => Ok(chunk),
-            }
-        })
-        .boxed()
-        .into();
-    (stream, overflowed)
-}
-
-/// The answer to a failed upload: 413 when the body passed the blob size limit.
-fn upload_failure(state: &State, overflowed: &AtomicBool, error: Error) -> Reply {
+/// The answer to a failed upload: 413 when the body passed the blob size limit, 408 when it
+/// arrived too slowly.
+fn upload_failure(state: &State, watch: &BodyWatch, error: Error) -> Reply {
     match state.options.max_blob_size {
-        Some(limit) if overflowed.load(Ordering::Relaxed) => too_large("blob", limit),
+        Some(limit) if watch.overflowed() => too_large("blob", limit),
+        _ if watch.too_slow() => wire::refusal(
+            StatusCode::REQUEST_TIMEOUT,
+            ErrorCode::BlobUploadInvalid,
+            &format!(
+                "the body arrived slower than {} bytes/s over {:?}: cut off",
+                state.options.min_body_rate, state.options.body_rate_window
+            ),
+        ),
         _ => fail(error),
     }
+}
+
+/// A request body with the server's limits on it.
+fn upload_body(state: &State, body: Incoming, room: Option<u64>) -> (BlobBody, Arc<BodyWatch>) {
+    let rate = MinRate {
+        bytes_per_second: state.options.min_body_rate,
+        window: state.options.body_rate_window,
+    };
+    body_stream(body, room, Some(rate))
 }
 
 /// What is left of the blob size limit for an upload that has `written` bytes; 413 when the
@@ -695,6 +710,7 @@ async fn post_upload(
     state: &State,
     repo: &Repository,
     query: &[(String, String)],
+    access: &Access,
     request: Request<Incoming>,
 ) -> Outcome {
     let store = state.store.as_ref();
@@ -702,7 +718,16 @@ async fn post_upload(
         let digest = digest_of(mount)?;
         if let Some(from) = first(query, "from") {
             let from = repository(from)?;
-            match store.mount_blob(&from, repo, &digest).await {
+            // A mount reads the source: without pull on it, the answer is the ordinary upload
+            // the spec allows instead, which tells nothing about what the source holds.
+            let mounted = if access.may(from.as_str(), Action::Pull) {
+                store.mount_blob(&from, repo, &digest).await
+            } else {
+                Err(Error::Denied {
+                    message: format!("no pull on {from}, the source of a mount"),
+                })
+            };
+            match mounted {
                 Ok(_) => return Ok(blob_created(repo, &digest)),
                 // The spec: a registry that cannot mount starts an upload instead.
                 Err(error)
@@ -727,8 +752,8 @@ async fn post_upload(
         let _slot = upload_slot(state)?;
         let length = content_length(request.headers());
         let room = room_for(state, 0, request.headers())?;
-        let (body, overflowed) = body_stream(request.into_body(), room);
-        let failed = |error| upload_failure(state, &overflowed, error);
+        let (body, watch) = upload_body(state, request.into_body(), room);
+        let failed = |error| upload_failure(state, &watch, error);
         match length {
             Some(size) => {
                 let descriptor = Descriptor::new(
@@ -837,12 +862,12 @@ async fn patch_upload(
     let _slot = upload_slot(state)?;
     let mut writer = resume(state, repo, id, request.headers()).await?;
     let room = room_for(state, writer.size(), request.headers())?;
-    let (body, overflowed) = body_stream(request.into_body(), room);
+    let (body, watch) = upload_body(state, request.into_body(), room);
     let written = write_body(writer.as_mut(), body).await;
     let size = writer.size();
     // Keep what arrived, even when the body broke off: the client resumes from there.
     writer.close().await.map_err(fail)?;
-    written.map_err(|error| upload_failure(state, &overflowed, error))?;
+    written.map_err(|error| upload_failure(state, &watch, error))?;
     Ok(upload_status(StatusCode::ACCEPTED, repo, id, size))
 }
 
@@ -865,7 +890,7 @@ async fn put_upload(
     let mut writer = resume(state, repo, id, request.headers()).await?;
     let room = room_for(state, writer.size(), request.headers())?;
     let length = content_length(request.headers());
-    let (body, overflowed) = body_stream(request.into_body(), room);
+    let (body, watch) = upload_body(state, request.into_body(), room);
     if let (0, Some(length)) = (writer.size(), length) {
         // The whole blob in this one PUT (POST then PUT, the common monolithic upload): pushed
         // straight into the store, which hashes it as it writes, instead of written into the
@@ -898,13 +923,13 @@ async fn put_upload(
                 } else {
                     cleaned("close", writer.close().await);
                 }
-                Err(upload_failure(state, &overflowed, error))
+                Err(upload_failure(state, &watch, error))
             }
         };
     }
     if let Err(error) = write_body(writer.as_mut(), body).await {
         writer.close().await.map_err(fail)?;
-        return Err(upload_failure(state, &overflowed, error));
+        return Err(upload_failure(state, &watch, error));
     }
     writer.commit(&digest).await.map_err(fail)?;
     Ok(blob_created(repo, &digest))
@@ -983,8 +1008,20 @@ async fn tags(
     Ok(response)
 }
 
-async fn catalog(store: &dyn OciInterface, query: &[(String, String)]) -> Outcome {
-    let (repositories, next) = page(|params| store.repositories(&params), query).await?;
+async fn catalog(store: &dyn OciInterface, query: &[(String, String)], access: Access) -> Outcome {
+    // Only what the user may pull, filtered before the page is cut so that pages stay full.
+    let listed = |mut params: ListParams| {
+        let limit = params.limit.take();
+        let repositories = store
+            .repositories(&params)
+            .try_filter(move |r| std::future::ready(access.lists(r.as_str())))
+            .boxed();
+        match limit {
+            Some(limit) => repositories.take(limit).boxed(),
+            None => repositories,
+        }
+    };
+    let (repositories, next) = page(listed, query).await?;
     let mut response = wire::json(
         StatusCode::OK,
         &serde_json::json!({"repositories": repositories}),

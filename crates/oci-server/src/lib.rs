@@ -4,7 +4,8 @@
 //! image layout directory, a cache in front of another registry. It answers every endpoint of
 //! the distribution-spec (end-1 to end-14, plus `_catalog`), streams blob bodies both ways,
 //! answers errors in the spec's JSON with the status their code calls for, and offers basic auth
-//! (htpasswd, bcrypt), bearer tokens through a built-in token endpoint, TLS through rustls,
+//! (htpasswd, bcrypt), bearer tokens through a built-in token endpoint, an access policy
+//! ([`AccessPolicy`]: who may pull, push or delete which repositories), TLS through rustls,
 //! read-only mode, limits, and graceful shutdown. Requests are logged through `tracing`
 //! (target `oci_server::access`).
 //!
@@ -25,12 +26,18 @@
 #![warn(missing_docs)]
 
 mod auth;
+mod body;
+mod conn;
 mod error;
 mod handler;
+mod policy;
 mod route;
 mod serve;
 mod wire;
 
-pub use auth::{Auth, Htpasswd, TOKEN_SERVICE};
+pub use auth::{
+    Auth, AuthConfig, DEFAULT_REFRESH_LIFETIME, Htpasswd, MAX_TOKEN_REQUEST_SIZE, TOKEN_SERVICE,
+};
 pub use error::{Error, Result};
+pub use policy::{AccessPolicy, Action, Actions, MAX_POLICY_FILE_SIZE, PolicyFormat};
 pub use serve::{Listening, RegistryServer, ServerOptions};

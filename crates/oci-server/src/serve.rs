@@ -1,14 +1,10 @@
 //! The server itself: options, TLS, the accept loop, graceful shutdown.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use oci_store::OciInterface;
 use oci_types::MAX_MANIFEST_SIZE;
@@ -18,7 +14,8 @@ use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
 use crate::auth::{Auth, Authenticator};
-use crate::handler::{State, handle};
+use crate::conn;
+use crate::handler::State;
 use crate::{Error, Result};
 
 /// How a [`RegistryServer`] behaves.
@@ -45,10 +42,30 @@ pub struct ServerOptions {
     /// checked for length only. Clients verify the digest of what they download either way
     /// (the distribution-spec asks them to); off, the server serves at the speed of the disk
     /// and the network, as the CNCF registry does, and damage at rest is found by the client
-    /// or by a check of the storage (`hoist fsck`). On by default. Off, reads are range reads
+    /// or by a check of the storage (`hoist fsck`). Off by default. Off, reads are range reads
     /// of the whole blob: a caching store ([`oci_store::Cached`]) passes those to its remote
     /// without filling its cache.
     pub verify_blob_reads: bool,
+    /// How long a client has to send a request's line and headers, from the moment the
+    /// server waits for them (HTTP/1; on a kept-alive connection the wait starts when the
+    /// previous answer was sent, so this also ends idle keep-alive connections). Closes
+    /// connections that send half a request and stop. Zero: no limit.
+    pub header_read_timeout: Duration,
+    /// How long a connection may go without a byte moving either way before it is closed: a
+    /// stalled upload, a download nobody reads, an idle HTTP/2 connection. Zero: no limit.
+    pub idle_timeout: Duration,
+    /// How long a TLS handshake may take.
+    pub tls_handshake_timeout: Duration,
+    /// The slowest a request body (an upload) may arrive, on average over each
+    /// [`body_rate_window`](Self::body_rate_window): a body that stalls, or trickles below this,
+    /// is cut off with an error; a slow but moving upload of any size is not. 0 turns the
+    /// check off.
+    pub min_body_rate: u64,
+    /// The window over which [`min_body_rate`](Self::min_body_rate) is measured.
+    pub body_rate_window: Duration,
+    /// How many connections are served at once; a connection beyond that is closed as soon as
+    /// it is accepted (and logged), so that the clients already served keep their service.
+    pub max_connections: usize,
     /// Whether the server speaks TLS (set by [`RegistryServer::with_tls`]).
     pub(crate) tls: bool,
 }
@@ -63,7 +80,13 @@ impl Default for ServerOptions {
             max_concurrent_uploads: 64,
             min_chunk_size: None,
             shutdown_grace: Duration::from_secs(30),
-            verify_blob_reads: true,
+            verify_blob_reads: false,
+            header_read_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(120),
+            tls_handshake_timeout: Duration::from_secs(10),
+            min_body_rate: 1024,
+            body_rate_window: Duration::from_secs(30),
+            max_connections: 4096,
             tls: false,
         }
     }
@@ -115,6 +138,37 @@ impl ServerOptions {
     /// Sets [`verify_blob_reads`](Self::verify_blob_reads).
     pub fn with_verify_blob_reads(mut self, verify: bool) -> Self {
         self.verify_blob_reads = verify;
+        self
+    }
+
+    /// Sets [`header_read_timeout`](Self::header_read_timeout).
+    pub fn with_header_read_timeout(mut self, timeout: Duration) -> Self {
+        self.header_read_timeout = timeout;
+        self
+    }
+
+    /// Sets [`idle_timeout`](Self::idle_timeout).
+    pub fn with_idle_timeout(mut self, timeout: Duration) -> Self {
+        self.idle_timeout = timeout;
+        self
+    }
+
+    /// Sets [`tls_handshake_timeout`](Self::tls_handshake_timeout).
+    pub fn with_tls_handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.tls_handshake_timeout = timeout;
+        self
+    }
+
+    /// Sets [`min_body_rate`](Self::min_body_rate) (bytes per second) and its window.
+    pub fn with_min_body_rate(mut self, bytes_per_second: u64, window: Duration) -> Self {
+        self.min_body_rate = bytes_per_second;
+        self.body_rate_window = window;
+        self
+    }
+
+    /// Sets [`max_connections`](Self::max_connections).
+    pub fn with_max_connections(mut self, count: usize) -> Self {
+        self.max_connections = count;
         self
     }
 }
@@ -268,6 +322,8 @@ async fn accept_loop(
     grace: Duration,
 ) {
     let graceful = GracefulShutdown::new();
+    let connections = Arc::new(Semaphore::new(state.options.max_connections.max(1)));
+    let mut refused_logged: Option<std::time::Instant> = None;
     loop {
         tokio::select! {
             accepted = listener.accept() => {
@@ -280,29 +336,23 @@ async fn accept_loop(
                         continue;
                     }
                 };
+                let Ok(permit) = Arc::clone(&connections).try_acquire_owned() else {
+                    // Closed at once: the clients already served keep their service, and a
+                    // refused client learns it now rather than after a timeout.
+                    if refused_logged.is_none_or(|at| at.elapsed() >= Duration::from_secs(10)) {
+                        tracing::warn!(%peer, limit = state.options.max_connections, "too many connections: refusing new ones");
+                        refused_logged = Some(std::time::Instant::now());
+                    }
+                    drop(stream);
+                    continue;
+                };
                 let _ = stream.set_nodelay(true);
                 let state = Arc::clone(&state);
                 let tls = tls.clone();
                 let watcher = graceful.watcher();
                 tokio::spawn(async move {
-                    let service = service_fn(move |request| {
-                        let state = Arc::clone(&state);
-                        async move { Ok::<_, Infallible>(handle(state, request).await) }
-                    });
-                    let builder = auto::Builder::new(TokioExecutor::new());
-                    let result = match tls {
-                        Some(acceptor) => match acceptor.accept(stream).await {
-                            Ok(stream) => watcher.watch(builder.serve_connection(TokioIo::new(stream), service)).await,
-                            Err(error) => {
-                                tracing::debug!(%peer, %error, "TLS handshake failed");
-                                return;
-                            }
-                        },
-                        None => watcher.watch(builder.serve_connection(TokioIo::new(stream), service)).await,
-                    };
-                    if let Err(error) = result {
-                        tracing::debug!(%peer, %error, "connection ended with an error");
-                    }
+                    conn::serve(stream, peer, state, tls, watcher).await;
+                    drop(permit);
                 });
             }
             _ = &mut stop => break,

@@ -69,10 +69,15 @@ pub(crate) fn error(error: &Error) -> Reply {
     let status =
         StatusCode::from_u16(error.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let code = error.code().map_or("UNKNOWN", ErrorCode::as_str);
-    if status.is_server_error() {
+    // A server-side failure's text names files and backends: it goes to the log, and the
+    // client learns only that the server failed.
+    let message = if status.is_server_error() {
         tracing::error!(%error, "request failed");
-    }
-    let mut entry = serde_json::json!({"code": code, "message": error.to_string()});
+        "the registry failed to answer this request (the reason is in its log)".to_owned()
+    } else {
+        error.to_string()
+    };
+    let mut entry = serde_json::json!({"code": code, "message": message});
     if let Error::Remote {
         detail: Some(detail),
         ..

@@ -4,9 +4,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use oci_layout::{LayoutOptions, LayoutStore};
-use oci_server::{Auth, Htpasswd, RegistryServer, ServerOptions};
+use oci_server::{AccessPolicy, Action, Actions, Auth, Htpasswd, RegistryServer, ServerOptions};
 use oci_store::{MemoryStore, OciInterface};
 
 use crate::cli::ServeArgs;
@@ -40,27 +40,64 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
     let options = ServerOptions::default()
         .with_read_only(args.read_only)
         .with_deletes(!args.no_delete)
-        .with_verify_blob_reads(!args.no_verify_reads)
+        .with_verify_blob_reads(args.verify_reads)
         .with_max_blob_size(args.max_blob_size)
         .with_max_concurrent_uploads(args.max_concurrent_uploads)
         .with_min_chunk_size(args.min_chunk_size)
-        .with_shutdown_grace(Duration::from_secs(30));
+        .with_shutdown_grace(Duration::from_secs(30))
+        .with_max_connections(args.max_connections)
+        .with_header_read_timeout(Duration::from_secs(args.header_timeout))
+        .with_idle_timeout(Duration::from_secs(args.idle_timeout))
+        .with_tls_handshake_timeout(Duration::from_secs(args.tls_handshake_timeout))
+        .with_min_body_rate(args.min_body_rate, Duration::from_secs(30));
     let mut server = RegistryServer::new(store).with_options(options);
-    let users = args
+    let policy = args
+        .access
+        .as_deref()
+        .map(AccessPolicy::load)
+        .transpose()
+        .context("cannot use the access policy file")?;
+    let mut users = args
         .htpasswd
         .as_deref()
         .map(Htpasswd::load)
         .transpose()
         .context("cannot use the htpasswd file")?;
-    match (args.token_auth, users) {
-        (true, users) => {
-            server = server.with_auth(Auth::Token {
-                users,
-                lifetime: Duration::from_secs(300),
-            });
+    if let Some(listed) = policy.as_ref().and_then(AccessPolicy::users) {
+        if users.is_some() {
+            bail!(
+                "users are given twice: by --htpasswd and by the htpasswd file of the --access policy; keep one"
+            );
         }
-        (false, Some(users)) => server = server.with_auth(Auth::Basic(users)),
-        (false, None) => {}
+        users = Some(listed.clone());
+    }
+    let policy = match (policy, args.anonymous_push) {
+        (Some(policy), _) => Some(policy),
+        (None, true) => Some(AccessPolicy::anonymous(Actions::of(&[
+            Action::Pull,
+            Action::Push,
+        ]))),
+        (None, false) => None,
+    };
+    if args.token_auth && users.is_none() && policy.is_none() {
+        // Without users every token request is anonymous: the token flow would give anyone
+        // a push token, which is no authentication at all; ask for that to be said.
+        bail!(
+            "--token-auth without users would give anyone a token to push and delete: add --htpasswd FILE (or an htpasswd file in an --access policy), an --access FILE policy, or --anonymous-push to let anyone push on purpose"
+        );
+    }
+    let auth = if args.token_auth {
+        Some(Auth::token(users, Duration::from_secs(300)))
+    } else if users.is_some() || policy.is_some() {
+        Some(Auth::basic(users))
+    } else {
+        None
+    };
+    if let Some(mut auth) = auth {
+        if let Some(policy) = policy {
+            auth = auth.with_policy(policy);
+        }
+        server = server.with_auth(auth);
     }
     if let (Some(certificate), Some(key)) = (&args.tls_cert, &args.tls_key) {
         server = server
