@@ -862,13 +862,30 @@ fn measure(
 // per second with [`WRK_CONNECTIONS`] concurrent connections at least [`RPS_LIMIT`] times the
 // registry's; the upload is also compared with writing the same bytes into a new file
 // (`dd conv=fdatasync`), the machine's bound, and the memory of an idle connection reported.
+// Both servers run as they start by default: hoist with its connection timeouts and limits on
+// (issue 14) and serving blobs as stored, like the registry; a second hoist with
+// `--verify-reads` over the same root, which hashes every blob byte it serves, is measured for
+// downloads only and reported without a verdict.
+//
+// Issue 14 also asks for manifest requests at [`MANY_CONNECTIONS`] concurrent connections,
+// reported (no target) as requests per second and p99 latency beside the registry's; p99 is
+// reported for the [`WRK_CONNECTIONS`] runs too. GET: `wrk --latency` (its `99%` line, over
+// every request of the test). HEAD: xtask's own loader (wrk 4.1 hangs on HEAD), which times
+// every request from its write to the end of the response head and takes the nearest-rank
+// 99th percentile of all of them. The loader keeps one blocking thread per connection, also at
+// [`MANY_CONNECTIONS`]: each connection then has exactly one request in flight and is read as
+// soon as its answer arrives, so a latency is the server's plus a thread wake-up, never time
+// spent waiting behind another connection of the same client thread (as it would be with a few
+// threads each driving several connections); 256 small-stack threads cost the client little,
+// and the same for both servers. All connections are open before the clock starts.
 //
 // How it measures: both servers run on free loopback ports with fresh data directories; every
 // run uploads a new random blob (so that no server finds it already stored) with `curl`
 // (`POST`, then one monolithic `PUT -T`), downloads it once untimed and then
 // [`DOWNLOADS_PER_RUN`] times timed by curl's own clock (median), writes it
-// with `dd` into a new file, and load-tests the manifest with `wrk`; the order of the servers
-// (and of `dd` among the writes) alternates between runs; results are medians.
+// with `dd` into a new file, and load-tests the manifest with `wrk` and the HEAD loader; the
+// order of the servers (and of `dd` among the writes) alternates between runs; results are
+// medians (of the runs' requests per second, and of the runs' p99 latencies).
 
 /// The default blob size of the server scenario.
 const SERVER_SIZE_MIB: u64 = 256;
@@ -879,8 +896,12 @@ const DOWNLOAD_LIMIT: f64 = 1.5;
 const UPLOAD_LIMIT: f64 = 1.5;
 /// hoist's manifest requests per second over the registry's, at least.
 const RPS_LIMIT: f64 = 2.0;
-/// Concurrent connections of the `wrk` load tests.
+/// Concurrent connections of the manifest load tests (`wrk` and the HEAD loader).
 const WRK_CONNECTIONS: u32 = 32;
+/// Concurrent connections of the second, heavier manifest load tests (issue 14).
+const MANY_CONNECTIONS: u32 = 256;
+/// The stack of a HEAD loader thread: it only holds a few buffers.
+const LOADER_STACK_BYTES: usize = 64 * 1024;
 /// How many idle connections the memory measure opens to each server.
 const IDLE_CONNECTIONS: usize = 200;
 /// The repository and tag the scenario pushes to.
@@ -891,14 +912,14 @@ const EMPTY_CONFIG_DIGEST: &str =
     "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a";
 const MANIFEST_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
 
-/// The servers compared: hoist (as it starts by default, hashing every blob byte it serves),
-/// the registry, and, for downloads only, hoist with `--no-verify-reads` over the same root,
-/// which like the registry serves blobs as stored.
+/// The servers compared: hoist (as it starts by default, serving blobs as stored like the
+/// registry), the registry, and, for downloads only, hoist with `--verify-reads` over the same
+/// root, which hashes every blob byte it serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Peer {
     Hoist,
     Registry,
-    HoistUnverified,
+    HoistVerified,
 }
 
 impl Peer {
@@ -906,12 +927,14 @@ impl Peer {
         match self {
             Self::Hoist => "hoist",
             Self::Registry => "registry",
-            Self::HoistUnverified => "hoist_no_verify_reads",
+            Self::HoistVerified => "hoist_verify_reads",
         }
     }
 }
 
-/// What a run measures: times in seconds for the first five, requests per second for the rest.
+/// What a run measures: times in seconds for [`Probe::TIMED`], requests per second (and a p99
+/// latency) for [`Probe::RATES`]. `Head` and `Get` are at [`WRK_CONNECTIONS`], `HeadMany` and
+/// `GetMany` at [`MANY_CONNECTIONS`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Probe {
     Dd,
@@ -919,6 +942,8 @@ enum Probe {
     Download(Peer),
     Head(Peer),
     Get(Peer),
+    HeadMany(Peer),
+    GetMany(Peer),
 }
 
 impl Probe {
@@ -928,13 +953,17 @@ impl Probe {
         Self::Upload(Peer::Registry),
         Self::Download(Peer::Hoist),
         Self::Download(Peer::Registry),
-        Self::Download(Peer::HoistUnverified),
+        Self::Download(Peer::HoistVerified),
     ];
-    const RATES: [Self; 4] = [
+    const RATES: [Self; 8] = [
         Self::Head(Peer::Hoist),
         Self::Head(Peer::Registry),
         Self::Get(Peer::Hoist),
         Self::Get(Peer::Registry),
+        Self::HeadMany(Peer::Hoist),
+        Self::HeadMany(Peer::Registry),
+        Self::GetMany(Peer::Hoist),
+        Self::GetMany(Peer::Registry),
     ];
 
     fn key(self) -> String {
@@ -944,6 +973,8 @@ impl Probe {
             Self::Download(p) => format!("{}_download", p.key()),
             Self::Head(p) => format!("{}_manifest_head", p.key()),
             Self::Get(p) => format!("{}_manifest_get", p.key()),
+            Self::HeadMany(p) => format!("{}_manifest_head_c{MANY_CONNECTIONS}", p.key()),
+            Self::GetMany(p) => format!("{}_manifest_get_c{MANY_CONNECTIONS}", p.key()),
         }
     }
 
@@ -952,8 +983,19 @@ impl Probe {
             Self::Dd => "dd conv=fdatasync, new file".to_owned(),
             Self::Upload(p) => format!("{} upload (POST + PUT)", p.key()),
             Self::Download(p) => format!("{} download (GET)", p.key()),
-            Self::Head(p) => format!("{} HEAD manifest (xtask loader)", p.key()),
-            Self::Get(p) => format!("{} GET manifest (wrk)", p.key()),
+            Self::Head(p) => format!("{} HEAD manifest, {WRK_CONNECTIONS} conns", p.key()),
+            Self::Get(p) => format!("{} GET manifest, {WRK_CONNECTIONS} conns", p.key()),
+            Self::HeadMany(p) => format!("{} HEAD manifest, {MANY_CONNECTIONS} conns", p.key()),
+            Self::GetMany(p) => format!("{} GET manifest, {MANY_CONNECTIONS} conns", p.key()),
+        }
+    }
+
+    /// The concurrent connections of a load test, `None` for the timed probes.
+    fn connections(self) -> Option<u32> {
+        match self {
+            Self::Head(_) | Self::Get(_) => Some(WRK_CONNECTIONS),
+            Self::HeadMany(_) | Self::GetMany(_) => Some(MANY_CONNECTIONS),
+            Self::Dd | Self::Upload(_) | Self::Download(_) => None,
         }
     }
 }
@@ -961,7 +1003,7 @@ impl Probe {
 /// The order of run `index` (from 0): hoist first in even runs, the registry first in odd
 /// ones; `dd` before the uploads in even runs, after them in odd ones.
 fn server_order(index: usize) -> Vec<Probe> {
-    use Probe::{Dd, Download, Get, Head, Upload};
+    use Probe::{Dd, Download, Get, GetMany, Head, HeadMany, Upload};
     let even = index.is_multiple_of(2);
     let (a, b) = if even {
         (Peer::Hoist, Peer::Registry)
@@ -975,12 +1017,13 @@ fn server_order(index: usize) -> Vec<Probe> {
     };
     // The registry's download between hoist's two kinds, alternately first and last.
     let (first, last) = if even {
-        (Peer::Hoist, Peer::HoistUnverified)
+        (Peer::Hoist, Peer::HoistVerified)
     } else {
-        (Peer::HoistUnverified, Peer::Hoist)
+        (Peer::HoistVerified, Peer::Hoist)
     };
     order.extend([Download(first), Download(Peer::Registry), Download(last)]);
     order.extend([Head(a), Head(b), Get(a), Get(b)]);
+    order.extend([HeadMany(a), HeadMany(b), GetMany(a), GetMany(b)]);
     order
 }
 
@@ -1015,6 +1058,26 @@ struct WrkSummary {
     requests_per_sec: f64,
     /// Responses with a status outside 2xx and 3xx.
     non_2xx: u64,
+    /// The `99%` line of `--latency`'s distribution, in milliseconds.
+    p99_ms: Option<f64>,
+}
+
+/// A duration as wrk prints it (`812.00us`, `1.23ms`, `2.00s`, `1.50m`, `1.00h`), in
+/// milliseconds.
+fn parse_wrk_duration_ms(text: &str) -> Option<f64> {
+    let text = text.trim();
+    let split = text.find(|c: char| c.is_ascii_alphabetic())?;
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number.parse().ok()?;
+    let scale = match unit {
+        "us" => return Some(number / 1000.0),
+        "ms" => 1.0,
+        "s" => 1e3,
+        "m" => 60e3,
+        "h" => 3600e3,
+        _ => return None,
+    };
+    Some(number * scale)
 }
 
 fn parse_wrk(stdout: &str) -> Result<WrkSummary> {
@@ -1030,9 +1093,15 @@ fn parse_wrk(stdout: &str) -> Result<WrkSummary> {
         .transpose()
         .context("unreadable `Non-2xx or 3xx responses:` in the output of wrk")?
         .unwrap_or(0);
+    let p99_ms = stdout
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("99%"))
+        .map(|v| parse_wrk_duration_ms(v).context("unreadable `99%` latency in the output of wrk"))
+        .transpose()?;
     Ok(WrkSummary {
         requests_per_sec: rps,
         non_2xx,
+        p99_ms,
     })
 }
 
@@ -1246,23 +1315,47 @@ fn push_manifest(base: &str, layer: &str, layer_size: u64) -> Result<()> {
     Ok(())
 }
 
-/// Runs `wrk` with `script` against the manifest of `base`; returns requests per second.
-fn wrk(base: &str, script: &Path, seconds: u64) -> Result<f64> {
+/// What a manifest load test measured.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Load {
+    requests_per_sec: f64,
+    /// The 99th percentile of the requests' latencies, in milliseconds.
+    p99_ms: f64,
+}
+
+/// Runs `wrk --latency` with `script` and `connections` connections against the manifest of
+/// `base`.
+fn wrk(base: &str, script: &Path, connections: u32, seconds: u64) -> Result<Load> {
     let mut cmd = Command::new("wrk");
     cmd.args([
         "-t2",
-        &format!("-c{WRK_CONNECTIONS}"),
+        &format!("-c{connections}"),
         &format!("-d{seconds}s"),
+        "--latency",
     ])
     .arg("-s")
     .arg(script)
     .arg(format!("{base}/v2/{REPO}/manifests/{TAG}"));
     let (_, output) = timed(&mut cmd)?;
     let summary = parse_wrk(&String::from_utf8_lossy(&output.stdout))?;
-    if summary.non_2xx > 0 || summary.requests_per_sec <= 0.0 {
-        bail!("{} against {base}: {summary:?}", describe(&cmd));
+    let p99_ms = match summary.p99_ms {
+        Some(p99) if summary.non_2xx == 0 && summary.requests_per_sec > 0.0 => p99,
+        _ => bail!("{} against {base}: {summary:?}", describe(&cmd)),
+    };
+    Ok(Load {
+        requests_per_sec: summary.requests_per_sec,
+        p99_ms,
+    })
+}
+
+/// The nearest-rank `percent` percentile of `values` (sorted in place), `None` if empty.
+fn percentile(values: &mut [u64], percent: f64) -> Option<u64> {
+    if values.is_empty() {
+        return None;
     }
-    Ok(summary.requests_per_sec)
+    values.sort_unstable();
+    let rank = (percent / 100.0 * values.len() as f64).ceil() as usize;
+    Some(values[rank.clamp(1, values.len()) - 1])
 }
 
 /// The status code of an HTTP response head in `buf`, once the head is complete
@@ -1273,27 +1366,43 @@ fn parse_head_status(buf: &[u8]) -> Option<u16> {
     head.split_whitespace().nth(1)?.parse().ok()
 }
 
-/// `HEAD` requests per second on the manifest of `base` with [`WRK_CONNECTIONS`] keep-alive
-/// connections for `seconds`, one blocking thread each: wrk 4.1 (Debian's) waits for a body
-/// after a `HEAD` response with a `Content-Length` and so cannot measure `HEAD`.
-fn head_load(base: &str, seconds: u64) -> Result<f64> {
+/// `HEAD` requests on the manifest of `base` with `connections` keep-alive connections for
+/// `seconds`, one blocking thread each (see the scenario's comment for why): wrk 4.1
+/// (Debian's) waits for a body after a `HEAD` response with a `Content-Length` and so cannot
+/// measure `HEAD`. Every request is timed from its write to the end of the response head; the
+/// clock of the whole test starts once every connection is open.
+fn head_load(base: &str, connections: u32, seconds: u64) -> Result<Load> {
     use std::io::Write as _;
+    use std::sync::{Arc, Barrier};
     let addr = base.trim_start_matches("http://").to_owned();
     let request = format!(
         "HEAD /v2/{REPO}/manifests/{TAG} HTTP/1.1\r\nHost: {addr}\r\nAccept: {MANIFEST_TYPE}\r\n\r\n"
     );
-    let started = Instant::now();
-    let deadline = started + Duration::from_secs(seconds);
-    let threads: Vec<_> = (0..WRK_CONNECTIONS)
-        .map(|_| {
-            let (addr, request) = (addr.clone(), request.clone());
-            std::thread::spawn(move || -> Result<u64> {
-                let mut conn = std::net::TcpStream::connect(&addr)?;
+    let duration = Duration::from_secs(seconds);
+    let ready = Arc::new(Barrier::new(connections as usize + 1));
+    let mut threads = Vec::with_capacity(connections as usize);
+    for _ in 0..connections {
+        let (addr, request, ready) = (addr.clone(), request.clone(), Arc::clone(&ready));
+        let thread = std::thread::Builder::new()
+            .stack_size(LOADER_STACK_BYTES)
+            .spawn(move || -> Result<Vec<u64>> {
+                let conn = std::net::TcpStream::connect(&addr)
+                    .with_context(|| format!("cannot connect to {addr}"));
+                // Every thread reaches the barrier, connected or not, or the others would
+                // wait forever.
+                ready.wait();
+                let mut conn = conn?;
                 conn.set_nodelay(true)?;
-                let mut count = 0;
+                let deadline = Instant::now() + duration;
+                // Nanoseconds of each request.
+                let mut latencies = Vec::with_capacity(16 * 1024);
                 let mut buf = Vec::with_capacity(4096);
                 let mut chunk = [0u8; 4096];
-                while Instant::now() < deadline {
+                loop {
+                    let sent = Instant::now();
+                    if sent >= deadline {
+                        break;
+                    }
                     conn.write_all(request.as_bytes())?;
                     buf.clear();
                     let status = loop {
@@ -1306,22 +1415,41 @@ fn head_load(base: &str, seconds: u64) -> Result<f64> {
                             break status;
                         }
                     };
+                    let nanos = u64::try_from(sent.elapsed().as_nanos()).unwrap_or(u64::MAX);
                     if status != 200 {
                         bail!("HEAD of the manifest on {addr} answered {status}");
                     }
-                    count += 1;
+                    latencies.push(nanos);
                 }
-                Ok(count)
+                Ok(latencies)
             })
-        })
-        .collect();
-    let mut total = 0;
-    for thread in threads {
-        total += thread
-            .join()
-            .map_err(|_| anyhow::anyhow!("a HEAD load thread panicked"))??;
+            .context("cannot start a HEAD load thread")?;
+        threads.push(thread);
     }
-    Ok(total as f64 / started.elapsed().as_secs_f64())
+    ready.wait();
+    let started = Instant::now();
+    let mut latencies = Vec::new();
+    let mut failure = None;
+    for thread in threads {
+        match thread.join() {
+            Ok(Ok(mut mine)) => latencies.append(&mut mine),
+            Ok(Err(e)) => failure = failure.or(Some(e)),
+            Err(_) => failure = failure.or(Some(anyhow::anyhow!("a HEAD load thread panicked"))),
+        }
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    if let Some(e) = failure {
+        return Err(e.context(format!(
+            "HEAD load on {base} with {connections} connections"
+        )));
+    }
+    let count = latencies.len();
+    let p99 = percentile(&mut latencies, 99.0)
+        .with_context(|| format!("no HEAD request on {base} completed"))?;
+    Ok(Load {
+        requests_per_sec: count as f64 / elapsed,
+        p99_ms: p99 as f64 / 1e6,
+    })
 }
 
 /// Opens [`IDLE_CONNECTIONS`] connections that send nothing; returns `VmRSS` before and
@@ -1347,7 +1475,20 @@ fn idle_memory(endpoint: &Endpoint) -> Result<(u64, u64)> {
 struct Reading {
     probe: Probe,
     value: f64,
+    /// The load tests' 99th percentile latency, in milliseconds.
+    p99_ms: Option<f64>,
 }
+
+/// A kind of measure, by the peer it measures (`Probe::Get`, ...).
+type ProbeOf = fn(Peer) -> Probe;
+
+/// The manifest load tests compared side by side: a name and the probe of each peer.
+const MANIFEST_LOADS: [(&str, ProbeOf); 4] = [
+    ("HEAD", Probe::Head),
+    ("GET", Probe::Get),
+    ("HEAD", Probe::HeadMany),
+    ("GET", Probe::GetMany),
+];
 
 /// Everything the server scenario measured.
 #[derive(Debug)]
@@ -1372,13 +1513,31 @@ impl ServerReport {
         median(&self.values(probe)).unwrap_or(f64::NAN)
     }
 
+    /// The p99 latencies of `probe`'s runs, in milliseconds.
+    fn p99s(&self, probe: Probe) -> Vec<f64> {
+        self.runs
+            .iter()
+            .filter_map(|run| run.iter().find(|r| r.probe == probe).and_then(|r| r.p99_ms))
+            .collect()
+    }
+
+    /// The median of the runs' p99 latencies of `probe`, in milliseconds.
+    fn median_p99(&self, probe: Probe) -> f64 {
+        median(&self.p99s(probe)).unwrap_or(f64::NAN)
+    }
+
+    /// hoist's p99 latency over the registry's (below 1 when hoist answers faster).
+    fn p99_ratio(&self, probe: ProbeOf) -> f64 {
+        self.median_p99(probe(Peer::Hoist)) / self.median_p99(probe(Peer::Registry))
+    }
+
     /// hoist's throughput (or request rate) over the registry's.
-    fn ratio(&self, probe: fn(Peer) -> Probe) -> f64 {
+    fn ratio(&self, probe: ProbeOf) -> f64 {
         self.ratio_of(probe, Peer::Hoist)
     }
 
     /// `peer`'s throughput (or request rate) over the registry's.
-    fn ratio_of(&self, probe: fn(Peer) -> Probe, peer: Peer) -> f64 {
+    fn ratio_of(&self, probe: ProbeOf, peer: Peer) -> f64 {
         let (h, r) = (self.median(probe(peer)), self.median(probe(Peer::Registry)));
         if matches!(probe(peer), Probe::Upload(_) | Probe::Download(_)) {
             r / h
@@ -1407,11 +1566,11 @@ impl ServerReport {
             limit_value: limit,
         };
         vec![
-            // Like for like: neither hashes what it serves (the default hoist's ratio is in
-            // the table, without a verdict).
+            // Like for like: neither hashes what it serves (the ratio of hoist --verify-reads
+            // is in the table, without a verdict).
             at_least(
-                "blob download MB/s, hoist --no-verify-reads / registry",
-                self.ratio_of(Probe::Download, Peer::HoistUnverified),
+                "blob download MB/s, hoist / registry",
+                self.ratio(Probe::Download),
                 DOWNLOAD_LIMIT,
             ),
             at_least(
@@ -1429,6 +1588,8 @@ impl ServerReport {
                 self.ratio(Probe::Get),
                 RPS_LIMIT,
             ),
+            // The targets are at WRK_CONNECTIONS; the MANY_CONNECTIONS loads are reported in
+            // the table, without a verdict.
         ]
     }
 
@@ -1444,8 +1605,9 @@ impl ServerReport {
             "server bench: hoist serve vs docker-registry, filesystem storage, fresh data dirs, \
              loopback;\n{} MiB random blob (a new one per run), {runs} run(s), {ballast}; \
              server order alternates\n(odd runs: hoist first, dd before the uploads; even runs: \
-             registry first, dd after);\nGET: wrk -t2 -c{WRK_CONNECTIONS} -d{}s; HEAD: xtask's own loader, {WRK_CONNECTIONS} keep-alive \
-             connections (wrk 4.1 hangs on HEAD)\n",
+             registry first, dd after);\nGET: wrk -t2 -c{WRK_CONNECTIONS} and -c{MANY_CONNECTIONS} -d{}s --latency; HEAD: xtask's own \
+             loader (wrk 4.1 hangs on HEAD),\n{WRK_CONNECTIONS} and {MANY_CONNECTIONS} keep-alive connections, \
+             one thread each; p99: wrk's 99% line, the loader's nearest rank\n",
             self.size_bytes >> 20,
             self.wrk_secs,
         );
@@ -1474,6 +1636,44 @@ impl ServerReport {
             }
             let _ = writeln!(out, "{:>10.0}", self.median(probe));
         }
+        let _ = writeln!(out);
+        header(&mut out, "p99 latency, ms", "");
+        for probe in Probe::RATES {
+            let _ = write!(out, "{:<38}", probe.label());
+            for v in self.p99s(probe) {
+                let _ = write!(out, "{v:>10.2}");
+            }
+            let _ = writeln!(out, "{:>10.2}", self.median_p99(probe));
+        }
+        let _ = writeln!(
+            out,
+            "\n{:<24}{:>12}{:>12}{:>8}{:>12}{:>12}{:>8}",
+            "manifest (medians)",
+            "hoist req/s",
+            "registry",
+            "ratio",
+            "hoist p99",
+            "registry",
+            "ratio"
+        );
+        for (method, probe) in MANIFEST_LOADS {
+            let connections = probe(Peer::Hoist).connections().unwrap_or(0);
+            let _ = writeln!(
+                out,
+                "{:<24}{:>12.0}{:>12.0}{:>8}{:>12}{:>12}{:>8}",
+                format!("{method}, {connections} conns"),
+                self.median(probe(Peer::Hoist)),
+                self.median(probe(Peer::Registry)),
+                format_ratio(self.ratio(probe)),
+                format!("{:.2} ms", self.median_p99(probe(Peer::Hoist))),
+                format!("{:.2} ms", self.median_p99(probe(Peer::Registry))),
+                format_ratio(self.p99_ratio(probe)),
+            );
+        }
+        let _ = writeln!(
+            out,
+            "(ratios: hoist / registry; more req/s is better, a lower p99 is better)"
+        );
         let _ = writeln!(
             out,
             "\nidle connections ({IDLE_CONNECTIONS}, before load){:>12}{:>12}{:>12}",
@@ -1516,9 +1716,9 @@ impl ServerReport {
         }
         let _ = writeln!(
             out,
-            "{:<40}{:>10}{:>10}   (reported: hoist serve's default hashes every byte it serves; the registry does not)",
-            "blob download MB/s, hoist / registry",
-            format_ratio(self.ratio(Probe::Download)),
+            "{:<40}{:>10}{:>10}   (reported: hashes every byte it serves; the registry does not)",
+            "blob download MB/s, hoist --verify-reads / registry",
+            format_ratio(self.ratio_of(Probe::Download, Peer::HoistVerified)),
             "-"
         );
         out
@@ -1532,6 +1732,28 @@ impl ServerReport {
             .collect();
         let medians: serde_json::Map<String, Value> =
             all.map(|&p| (p.key(), json!(self.median(p)))).collect();
+        let p99s: serde_json::Map<String, Value> = Probe::RATES
+            .iter()
+            .map(|&p| (p.key(), json!(self.p99s(p))))
+            .collect();
+        let median_p99s: serde_json::Map<String, Value> = Probe::RATES
+            .iter()
+            .map(|&p| (p.key(), json!(self.median_p99(p))))
+            .collect();
+        let manifest_vs_registry: serde_json::Map<String, Value> = MANIFEST_LOADS
+            .iter()
+            .map(|&(method, probe)| {
+                let connections = probe(Peer::Hoist).connections().unwrap_or(0);
+                (
+                    format!("{}_c{connections}", method.to_lowercase()),
+                    json!({
+                        "connections": connections,
+                        "requests_per_sec_ratio": self.ratio(probe),
+                        "p99_ratio": self.p99_ratio(probe),
+                    }),
+                )
+            })
+            .collect();
         let idle = |peer: Peer| {
             let (before, after) = self.idle_kib[usize::from(peer == Peer::Registry)];
             json!({
@@ -1544,15 +1766,31 @@ impl ServerReport {
             "scenario": "server",
             "size_bytes": self.size_bytes,
             "runs": self.runs.len(),
-            "wrk": { "threads": 2, "connections": WRK_CONNECTIONS, "seconds": self.wrk_secs },
+            "wrk": {
+                "threads": 2,
+                "connections": [WRK_CONNECTIONS, MANY_CONNECTIONS],
+                "seconds": self.wrk_secs,
+            },
+            "head_loader": {
+                "threads": "one per connection",
+                "connections": [WRK_CONNECTIONS, MANY_CONNECTIONS],
+                "seconds": self.wrk_secs,
+            },
             "ballast_bytes": self.ballast_bytes,
             "order": self.runs.iter()
                 .map(|run| run.iter().map(|r| r.probe.key()).collect::<Vec<_>>())
                 .collect::<Vec<_>>(),
             "values": values,
             "medians": medians,
-            "units": { "dd, upload, download": "seconds", "manifest": "requests/s" },
-            "download_verifying_vs_registry": self.ratio(Probe::Download),
+            "p99_ms": p99s,
+            "median_p99_ms": median_p99s,
+            "units": {
+                "dd, upload, download": "seconds",
+                "manifest": "requests/s",
+                "p99": "milliseconds",
+            },
+            "manifest_hoist_vs_registry": manifest_vs_registry,
+            "download_verify_reads_vs_registry": self.ratio_of(Probe::Download, Peer::HoistVerified),
             "upload_percent_of_dd": {
                 "hoist": self.upload_vs_dd(Peer::Hoist),
                 "registry": self.upload_vs_dd(Peer::Registry),
@@ -1649,8 +1887,7 @@ fn server(root: &Path, args: &BenchArgs) -> Result<()> {
     };
     let (hoist_base, hoist_pid) = start_hoist(&[], "hoist.log")?;
     // The same root, for downloads only.
-    let (unverified_base, unverified_pid) =
-        start_hoist(&["--no-verify-reads"], "hoist-no-verify.log")?;
+    let (verified_base, verified_pid) = start_hoist(&["--verify-reads"], "hoist-verify.log")?;
     let endpoints = [
         Endpoint {
             peer: Peer::Hoist,
@@ -1663,15 +1900,15 @@ fn server(root: &Path, args: &BenchArgs) -> Result<()> {
             pid: registry_pid,
         },
     ];
-    let unverified = Endpoint {
-        peer: Peer::HoistUnverified,
-        base: unverified_base,
-        pid: unverified_pid,
+    let verified = Endpoint {
+        peer: Peer::HoistVerified,
+        base: verified_base,
+        pid: verified_pid,
     };
     let endpoint = |peer: Peer| match peer {
         Peer::Hoist => &endpoints[0],
         Peer::Registry => &endpoints[1],
-        Peer::HoistUnverified => &unverified,
+        Peer::HoistVerified => &verified,
     };
 
     // Before any load, so that neither server holds garbage from it (Go collects lazily).
@@ -1728,6 +1965,7 @@ fn server(root: &Path, args: &BenchArgs) -> Result<()> {
         ballasts.push(ballast);
         let mut readings = Vec::new();
         for probe in server_order(index) {
+            let mut p99_ms = None;
             let value = match probe {
                 Probe::Dd => {
                     let target = dir.join("dd-file");
@@ -1755,26 +1993,39 @@ fn server(root: &Path, args: &BenchArgs) -> Result<()> {
                         .collect::<Result<Vec<f64>>>()?;
                     median(&times).unwrap_or(f64::NAN)
                 }
-                Probe::Head(peer) | Probe::Get(peer) => {
+                Probe::Head(peer)
+                | Probe::Get(peer)
+                | Probe::HeadMany(peer)
+                | Probe::GetMany(peer) => {
                     if !manifest_pushed {
                         for e in &endpoints {
                             push_manifest(&e.base, &digest, size_bytes)?;
                         }
                         manifest_pushed = true;
                     }
-                    if matches!(probe, Probe::Head(_)) {
-                        head_load(&endpoint(peer).base, wrk_secs)?
+                    let base = &endpoint(peer).base;
+                    let connections = probe.connections().unwrap_or(WRK_CONNECTIONS);
+                    let load = if matches!(probe, Probe::Head(_) | Probe::HeadMany(_)) {
+                        head_load(base, connections, wrk_secs)?
                     } else {
-                        wrk(&endpoint(peer).base, &get_script, wrk_secs)?
-                    }
+                        wrk(base, &get_script, connections, wrk_secs)?
+                    };
+                    p99_ms = Some(load.p99_ms);
+                    load.requests_per_sec
                 }
             };
-            if Probe::TIMED.contains(&probe) {
-                println!("    {:<38}{value:>10.3} s", probe.label());
-            } else {
-                println!("    {:<38}{value:>10.0} req/s", probe.label());
+            match p99_ms {
+                None => println!("    {:<38}{value:>10.3} s", probe.label()),
+                Some(p99) => println!(
+                    "    {:<38}{value:>10.0} req/s, p99 {p99:.2} ms",
+                    probe.label()
+                ),
             }
-            readings.push(Reading { probe, value });
+            readings.push(Reading {
+                probe,
+                value,
+                p99_ms,
+            });
         }
         runs.push(readings);
     }
@@ -2068,12 +2319,42 @@ mod tests {
             parse_wrk(out).unwrap(),
             WrkSummary {
                 requests_per_sec: 12246.8,
-                non_2xx: 0
+                non_2xx: 0,
+                p99_ms: None
             }
         );
         let errors = "  Non-2xx or 3xx responses: 17\nRequests/sec:    100.00\n";
         assert_eq!(parse_wrk(errors).unwrap().non_2xx, 17);
         assert!(parse_wrk("Usage: wrk <options> <url>\n").is_err());
+        let latency = "Running 5s test @ http://127.0.0.1:1/v2/r/manifests/latest\n\
+                       \x20 2 threads and 256 connections\n\
+                       \x20 Thread Stats   Avg      Stdev     Max   +/- Stdev\n\
+                       \x20   Latency    10.12ms    3.40ms  61.00ms   90.12%\n\
+                       \x20   Req/Sec    12.60k     1.10k   14.00k    70.00%\n\
+                       \x20 Latency Distribution\n\
+                       \x20    50%    9.80ms\n\
+                       \x20    75%   11.20ms\n\
+                       \x20    90%   13.00ms\n\
+                       \x20    99%   24.51ms\n\
+                       \x20 125000 requests in 5.00s, 80.1MB read\n\
+                       Requests/sec:  25000.00\n";
+        assert_eq!(
+            parse_wrk(latency).unwrap(),
+            WrkSummary {
+                requests_per_sec: 25000.0,
+                non_2xx: 0,
+                p99_ms: Some(24.51)
+            }
+        );
+        let bad = "    99%   lots\nRequests/sec:  1.00\n";
+        assert!(parse_wrk(bad).is_err());
+        assert_eq!(parse_wrk_duration_ms("812.00us"), Some(0.812));
+        assert_eq!(parse_wrk_duration_ms(" 1.50ms"), Some(1.5));
+        assert_eq!(parse_wrk_duration_ms("2.00s"), Some(2000.0));
+        assert_eq!(parse_wrk_duration_ms("1.00m"), Some(60000.0));
+        assert_eq!(parse_wrk_duration_ms("1.00h"), Some(3_600_000.0));
+        assert_eq!(parse_wrk_duration_ms("3.00d"), None);
+        assert_eq!(parse_wrk_duration_ms("12"), None);
     }
 
     #[test]
@@ -2121,50 +2402,112 @@ mod tests {
 
     #[test]
     fn server_report_ratios_and_table() {
-        let run = |up_h, up_r, down_h, down_r, rps_h, rps_r| {
-            [
+        let run = |up_h, up_r, down_h, down_r, rps_h, rps_r, p99_h| {
+            let timed = [
                 (Probe::Dd, 0.7),
                 (Probe::Upload(Peer::Hoist), up_h),
                 (Probe::Upload(Peer::Registry), up_r),
                 (Probe::Download(Peer::Hoist), down_h),
                 (Probe::Download(Peer::Registry), down_r),
-                (Probe::Download(Peer::HoistUnverified), down_h / 2.0),
-                (Probe::Head(Peer::Hoist), rps_h),
-                (Probe::Head(Peer::Registry), rps_r),
-                (Probe::Get(Peer::Hoist), rps_h),
-                (Probe::Get(Peer::Registry), rps_r),
+                (Probe::Download(Peer::HoistVerified), down_h * 2.0),
             ]
-            .into_iter()
-            .map(|(probe, value)| Reading { probe, value })
-            .collect::<Vec<_>>()
+            .map(|(probe, value)| Reading {
+                probe,
+                value,
+                p99_ms: None,
+            });
+            // At 256 connections: half the rate, 8 times hoist's p99; the registry's p99 is
+            // 4 ms at 32 connections, 30 ms at 256.
+            let rates = [
+                (Probe::Head(Peer::Hoist), rps_h, p99_h),
+                (Probe::Head(Peer::Registry), rps_r, 4.0),
+                (Probe::Get(Peer::Hoist), rps_h, p99_h),
+                (Probe::Get(Peer::Registry), rps_r, 4.0),
+                (Probe::HeadMany(Peer::Hoist), rps_h / 2.0, p99_h * 8.0),
+                (Probe::HeadMany(Peer::Registry), rps_r / 2.0, 30.0),
+                (Probe::GetMany(Peer::Hoist), rps_h / 2.0, p99_h * 8.0),
+                (Probe::GetMany(Peer::Registry), rps_r / 2.0, 30.0),
+            ]
+            .map(|(probe, value, p99)| Reading {
+                probe,
+                value,
+                p99_ms: Some(p99),
+            });
+            timed.into_iter().chain(rates).collect::<Vec<_>>()
         };
         let report = ServerReport {
             size_bytes: 256 << 20,
             wrk_secs: 5,
             ballast_bytes: vec![0; 3],
             runs: vec![
-                run(0.8, 1.3, 0.1, 0.2, 20000.0, 1000.0),
-                run(0.7, 1.2, 0.1, 0.12, 21000.0, 1100.0),
-                run(0.9, 1.4, 0.1, 0.13, 19000.0, 900.0),
+                run(0.8, 1.3, 0.05, 0.2, 20000.0, 1000.0, 1.0),
+                run(0.7, 1.2, 0.05, 0.12, 21000.0, 1100.0, 2.0),
+                run(0.9, 1.4, 0.05, 0.13, 19000.0, 900.0, 1.5),
             ],
             idle_kib: [(10_000, 10_400), (30_000, 31_000)],
         };
         assert!((report.ratio(Probe::Upload) - 1.3 / 0.8).abs() < 1e-9);
-        assert!((report.ratio(Probe::Download) - 1.3).abs() < 1e-9);
-        assert!((report.ratio_of(Probe::Download, Peer::HoistUnverified) - 2.6).abs() < 1e-9);
+        assert!((report.ratio(Probe::Download) - 2.6).abs() < 1e-9);
+        assert!((report.ratio_of(Probe::Download, Peer::HoistVerified) - 1.3).abs() < 1e-9);
         assert!((report.ratio(Probe::Head) - 20.0).abs() < 1e-9);
+        assert!((report.ratio(Probe::GetMany) - 20.0).abs() < 1e-9);
+        assert_eq!(report.p99s(Probe::Get(Peer::Hoist)), [1.0, 2.0, 1.5]);
+        assert!((report.median_p99(Probe::HeadMany(Peer::Hoist)) - 12.0).abs() < 1e-9);
+        assert!((report.p99_ratio(Probe::GetMany) - 0.4).abs() < 1e-9);
+        assert!(report.p99s(Probe::Dd).is_empty());
         assert!((report.upload_vs_dd(Peer::Hoist) - 87.5).abs() < 1e-9);
         assert!((report.idle_kib_per_conn(Peer::Registry) - 5.0).abs() < 1e-9);
         let verdicts: Vec<bool> = report.targets().iter().map(|t| t.pass).collect();
-        // The download target is the unverified server's (2.6x); the verifying one (1.3x) is
-        // reported.
+        // The download target is the default hoist's (2.6x), like for like; that of
+        // hoist --verify-reads (1.3x) is reported without a verdict.
         assert_eq!(verdicts, [true, true, true, true]);
+        assert_eq!(
+            report.targets()[0].name,
+            "blob download MB/s, hoist / registry"
+        );
         let table = report.table();
-        assert!(table.contains("PASS") && table.contains("1.30×"), "{table}");
+        assert!(table.contains("PASS") && table.contains("2.60×"), "{table}");
+        assert!(
+            table.contains("hoist --verify-reads / registry") && table.contains("1.30×"),
+            "{table}"
+        );
         assert!(table.contains("88%"), "{table}");
+        assert!(table.contains("GET, 256 conns"), "{table}");
+        assert!(
+            table.contains("12.00 ms") && table.contains("0.40×"),
+            "{table}"
+        );
+        assert!(table.contains("hoist HEAD manifest, 256 conns"), "{table}");
         let json = report.to_json();
         assert_eq!(json["scenario"], json!("server"));
         assert_eq!(json["medians"]["hoist_upload"], json!(0.8));
+        assert_eq!(json["medians"]["hoist_verify_reads_download"], json!(0.1));
+        assert_eq!(
+            json["median_p99_ms"]["registry_manifest_get_c256"],
+            json!(30.0)
+        );
+        assert_eq!(
+            json["p99_ms"]["hoist_manifest_head"],
+            json!([1.0, 2.0, 1.5])
+        );
+        assert_eq!(
+            json["manifest_hoist_vs_registry"]["get_c256"]["p99_ratio"],
+            json!(0.4)
+        );
+        assert_eq!(json["download_verify_reads_vs_registry"], json!(1.3));
         assert_eq!(json["targets"][1]["pass"], json!(true));
+    }
+
+    #[test]
+    fn percentiles_are_nearest_rank() {
+        let mut values: Vec<u64> = (1..=100).rev().collect();
+        assert_eq!(percentile(&mut values, 99.0), Some(99));
+        assert_eq!(percentile(&mut values, 50.0), Some(50));
+        assert_eq!(percentile(&mut values, 100.0), Some(100));
+        assert_eq!(percentile(&mut values, 0.0), Some(1));
+        assert_eq!(percentile(&mut [7], 99.0), Some(7));
+        let mut few = [5, 1, 3];
+        assert_eq!(percentile(&mut few, 99.0), Some(5));
+        assert_eq!(percentile(&mut [], 99.0), None);
     }
 }
