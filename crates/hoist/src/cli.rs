@@ -850,17 +850,27 @@ pub(crate) struct ServeArgs {
     /// Refuse deletes.
     #[arg(long)]
     pub(crate) no_delete: bool,
-    /// Serve blobs as stored, without hashing each download (about three times the speed). Clients
-    /// still check every digest; run `hoist fsck` to find damage at rest.
+    /// Hash every blob served and cut a download off where it does not match its digest.
+    /// Off by default: blobs were verified when written, clients check every digest they
+    /// download, and `hoist fsck` finds damage at rest.
     #[arg(long)]
-    pub(crate) no_verify_reads: bool,
+    pub(crate) verify_reads: bool,
     /// Require basic auth from the users of this htpasswd file (bcrypt, as `htpasswd -B` writes).
     #[arg(long, value_name = "FILE")]
     pub(crate) htpasswd: Option<PathBuf>,
     /// Require bearer tokens from the built-in token endpoint (/token); with --htpasswd, the
-    /// token endpoint asks for those users' credentials.
+    /// token endpoint asks for those users' credentials. Needs users, --access or
+    /// --anonymous-push.
     #[arg(long)]
     pub(crate) token_auth: bool,
+    /// Decide who may pull, push or delete which repositories by this access policy file
+    /// (.toml, .yaml or .yml: users, groups, repository patterns, anonymous access).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) access: Option<PathBuf>,
+    /// Let requests without credentials pull and push every repository (users, if any, may do
+    /// everything); with an --access policy, say so in the policy instead.
+    #[arg(long, conflicts_with = "access")]
+    pub(crate) anonymous_push: bool,
     /// Serve HTTPS with this PEM certificate chain (needs --tls-key).
     #[arg(long, value_name = "FILE", requires = "tls_key")]
     pub(crate) tls_cert: Option<PathBuf>,
@@ -876,6 +886,48 @@ pub(crate) struct ServeArgs {
     /// How many uploads may stream at once.
     #[arg(long, value_name = "N", default_value_t = 64)]
     pub(crate) max_concurrent_uploads: usize,
+    /// How many connections are served at once; more are closed as they come.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 4096,
+        help_heading = "Time limits"
+    )]
+    pub(crate) max_connections: usize,
+    /// Close a connection whose request line and headers take longer than this (HTTP/1; also
+    /// how long a kept-alive connection may wait for its next request).
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 30,
+        help_heading = "Time limits"
+    )]
+    pub(crate) header_timeout: u64,
+    /// Close a connection on which no byte moved for this long.
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 120,
+        help_heading = "Time limits"
+    )]
+    pub(crate) idle_timeout: u64,
+    /// Close a connection whose TLS handshake takes longer than this.
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 10,
+        help_heading = "Time limits"
+    )]
+    pub(crate) tls_handshake_timeout: u64,
+    /// Cut off an upload body that brings less than this many bytes per second, on average
+    /// over each 30 s (0: never).
+    #[arg(
+        long,
+        value_name = "BYTES",
+        default_value_t = 1024,
+        help_heading = "Time limits"
+    )]
+    pub(crate) min_body_rate: u64,
 }
 
 fn parse_platform(input: &str) -> Result<Platform, oci_types::Error> {
