@@ -1,36 +1,7 @@
 //! Authorization: an access policy saying who may pull, push or delete which repositories,
 //! modelled on zot's `accessControl` (repository patterns, per-user and per-group policies, a
-//! policy for any authenticated user and one for anonymous requests).
-//!
-//! A policy file is TOML (`.toml`) or YAML (`.yaml`, `.yml`):
-//!
-//! ```toml
-//! # Users and their bcrypt hashes, relative to this file (or `hoist serve --htpasswd`).
-//! htpasswd = "users.htpasswd"
-//!
-//! [groups]
-//! admins = ["dave"]
-//!
-//! [repositories."team/*"]
-//! policies = [
-//!   { users = ["alice"], actions = ["pull", "push"] },
-//!   { groups = ["admins"], actions = ["pull", "push", "delete"] },
-//! ]
-//! authenticated = ["pull"]   # any user with valid credentials
-//! anonymous = []             # requests without credentials (the default: nothing)
-//!
-//! [repositories."public/**"]
-//! anonymous = ["pull"]
-//! ```
-//!
-//! Patterns: `*` matches any run of characters within one path component (never `/`), `?` one
-//! such character, and a whole component `**` any number of components, none included (so
-//! `team/**` matches `team`, `team/app` and `team/app/x`; `**` matches every repository).
-//! Everything else matches itself.
-//! When several patterns match a repository, the longest pattern decides, as in zot (so
-//! `secret/*` can take away what `**` grants); patterns of the same length that both match add
-//! up. A repository no pattern matches allows nothing. An authenticated user has what the
-//! matching entry grants to them, to their groups, to `authenticated` and to `anonymous`.
+//! policy for any authenticated user and one for anonymous requests). The file format and the
+//! matching rules are documented on [`AccessPolicy`].
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Read as _;
@@ -119,7 +90,7 @@ impl Actions {
     }
 }
 
-/// A repository pattern of a policy (see the [module docs](self) for the syntax).
+/// A repository pattern of a policy (see [`AccessPolicy`] for the syntax).
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Pattern {
     text: String,
@@ -260,8 +231,41 @@ impl Rule {
     }
 }
 
-/// Who may do what to which repositories; see the [module docs](self) for the file format and
-/// the matching rules.
+/// Who may pull, push or delete which repositories.
+///
+/// A policy file is TOML (`.toml`) or YAML (`.yaml`, `.yml`):
+///
+/// ```toml
+/// # Users and their bcrypt hashes, relative to this file (or `hoist serve --htpasswd`).
+/// htpasswd = "users.htpasswd"
+///
+/// [groups]
+/// admins = ["dave"]
+///
+/// [repositories."team/*"]
+/// policies = [
+///   { users = ["alice"], actions = ["pull", "push"] },
+///   { groups = ["admins"], actions = ["pull", "push", "delete"] },
+/// ]
+/// authenticated = ["pull"]   # any user with valid credentials
+/// anonymous = []             # requests without credentials (the default: nothing)
+///
+/// [repositories."public/**"]
+/// anonymous = ["pull"]
+/// ```
+///
+/// Patterns: `*` matches any run of characters within one path component (never `/`), `?` one
+/// such character, and a whole component `**` any number of components, none included (so
+/// `team/**` matches `team`, `team/app` and `team/app/x`; `**` matches every repository).
+/// Everything else matches itself.
+/// When several patterns match a repository, the longest pattern decides, as in zot (so
+/// `secret/*` can take away what `**` grants); patterns of the same length that both match add
+/// up. A repository no pattern matches allows nothing. An authenticated user has what the
+/// matching entry grants to them, to their groups, to `authenticated` and to `anonymous`.
+///
+/// A file is at most [`MAX_POLICY_FILE_SIZE`] bytes, with at most 10,000 patterns of at most 255
+/// characters; unknown fields, unknown actions and groups that `[groups]` does not define are
+/// refused, with the line where the parser can tell it.
 #[derive(Debug, Clone)]
 pub struct AccessPolicy {
     /// Longest pattern first: the first match decides (with the matches of the same length).
@@ -571,10 +575,7 @@ mod tests {
             &"*a".repeat(50).replace("**", "*"),
             &format!("{long}b")
         ));
-        assert!(matches(
-            &"**/".repeat(20).trim_end_matches('/').to_owned(),
-            "a/b/c"
-        ));
+        assert!(matches("**/".repeat(20).trim_end_matches('/'), "a/b/c"));
     }
 
     #[test]
