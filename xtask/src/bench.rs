@@ -1490,6 +1490,15 @@ const MANIFEST_LOADS: [(&str, ProbeOf); 4] = [
     ("GET", Probe::GetMany),
 ];
 
+/// A ratio with three significant digits however small (`0.0143×`), as p99 ratios can be.
+fn format_small_ratio(ratio: f64) -> String {
+    if ratio >= 1.0 || !ratio.is_finite() || ratio <= 0.0 {
+        return format_ratio(ratio);
+    }
+    let decimals = (2.0 - ratio.log10().floor()) as usize;
+    format!("{ratio:.decimals$}×")
+}
+
 /// Everything the server scenario measured.
 #[derive(Debug)]
 struct ServerReport {
@@ -1667,7 +1676,7 @@ impl ServerReport {
                 format_ratio(self.ratio(probe)),
                 format!("{:.2} ms", self.median_p99(probe(Peer::Hoist))),
                 format!("{:.2} ms", self.median_p99(probe(Peer::Registry))),
-                format_ratio(self.p99_ratio(probe)),
+                format_small_ratio(self.p99_ratio(probe)),
             );
         }
         let _ = writeln!(
@@ -1692,13 +1701,13 @@ impl ServerReport {
         }
         let _ = writeln!(
             out,
-            "\n{:<40}{:>10}{:>10}   verdict",
+            "\n{:<48}{:>10}{:>10}   verdict",
             "target", "measured", "limit"
         );
         for t in self.targets() {
             let _ = writeln!(
                 out,
-                "{:<40}{:>10}{:>10}   {}",
+                "{:<48}{:>10}{:>10}   {}",
                 t.name,
                 t.measured,
                 t.limit,
@@ -1708,7 +1717,7 @@ impl ServerReport {
         for peer in [Peer::Hoist, Peer::Registry] {
             let _ = writeln!(
                 out,
-                "{:<40}{:>10}{:>10}   (reported)",
+                "{:<48}{:>10}{:>10}   (reported)",
                 format!("{} upload / dd write bound", peer.key()),
                 format!("{:.0}%", self.upload_vs_dd(peer)),
                 "-"
@@ -1716,8 +1725,8 @@ impl ServerReport {
         }
         let _ = writeln!(
             out,
-            "{:<40}{:>10}{:>10}   (reported: hashes every byte it serves; the registry does not)",
-            "blob download MB/s, hoist --verify-reads / registry",
+            "{:<48}{:>10}{:>10}   (reported: hashes every byte it serves; the registry does not)",
+            "download MB/s, hoist --verify-reads / registry",
             format_ratio(self.ratio_of(Probe::Download, Peer::HoistVerified)),
             "-"
         );
@@ -2474,7 +2483,7 @@ mod tests {
         assert!(table.contains("88%"), "{table}");
         assert!(table.contains("GET, 256 conns"), "{table}");
         assert!(
-            table.contains("12.00 ms") && table.contains("0.40×"),
+            table.contains("12.00 ms") && table.contains("0.400×"),
             "{table}"
         );
         assert!(table.contains("hoist HEAD manifest, 256 conns"), "{table}");
@@ -2496,6 +2505,15 @@ mod tests {
         );
         assert_eq!(json["download_verify_reads_vs_registry"], json!(1.3));
         assert_eq!(json["targets"][1]["pass"], json!(true));
+    }
+
+    #[test]
+    fn small_ratios_keep_three_digits() {
+        assert_eq!(format_small_ratio(0.4), "0.400×");
+        assert_eq!(format_small_ratio(0.01432), "0.0143×");
+        assert_eq!(format_small_ratio(0.1), "0.100×");
+        assert_eq!(format_small_ratio(2.5), "2.50×");
+        assert_eq!(format_small_ratio(0.0), "0.00×");
     }
 
     #[test]
