@@ -15,6 +15,10 @@
 #                    bookworm's containerd and runc. Getting it adds Debian trixie as an apt
 #                    source pinned at priority 100 (nothing comes from trixie unless asked for
 #                    with -t trixie) when no source for trixie is configured yet.
+#   moto             an S3-compatible server (PyPI `moto[server]`), for the object-storage
+#                    backend: installed into a Python virtual environment under
+#                    $HOIST_PEERS_DIR/moto-venv (default /opt/hoist-peers/moto-venv); its
+#                    `moto_server` is started by the tests (tests/peers/start-moto.sh by hand).
 # The daemons are started by start-daemon.sh, tinyproxy by the tests (never as system
 # services: a policy-rc.d keeps the packages from starting them while they are installed).
 # Idempotent: apt-get runs only when one of them is missing. Needs root for that.
@@ -98,6 +102,16 @@ if [ "${#missing[@]}" -gt 0 ] || [ "$need26" -eq 1 ]; then
   fi
 fi
 
+# moto from PyPI into a virtual environment of its own (no Debian package has moto 5).
+moto_venv="$peers_dir/moto-venv"
+if [ ! -x "$moto_venv/bin/moto_server" ]; then
+  echo "installing moto[server] from PyPI into $moto_venv" >&2
+  $sudo mkdir -p "$peers_dir"
+  $sudo rm -rf "$moto_venv"
+  $sudo "${PYTHON:-python3}" -m venv "$moto_venv"
+  $sudo "$moto_venv/bin/pip" install -q --disable-pip-version-check 'moto[server]>=5,<6' >&2
+fi
+
 skopeo --version
 umoci --version
 docker-registry --version
@@ -106,3 +120,4 @@ echo "docker.io client: $(/usr/bin/docker --version)"
 echo "docker.io daemon: $(/usr/sbin/dockerd --version)"
 echo "docker-26 daemon: $("$docker26/usr/sbin/dockerd" --version)"
 podman --version
+echo "moto: $("$moto_venv/bin/python" -c 'import moto; print(moto.__version__)')"

@@ -1,0 +1,214 @@
+//! The shared state of a store and its small-object helpers: JSON links, create-only puts,
+//! listings, and the move of verified content into place.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use bytes::Bytes;
+use futures::stream::TryStreamExt;
+use object_store::multipart::MultipartStore;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use oci_types::Repository;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::error::{Error, Result};
+use crate::keys::Keys;
+
+/// At most this many repositories are remembered as existing; then the memory starts over
+/// (a forgotten one costs one create-only put, which finds its entry there).
+const KNOWN_REPOSITORIES: usize = 16_384;
+
+pub(crate) struct Inner {
+    pub(crate) store: Arc<dyn ObjectStore>,
+    /// The same store's resumable multipart API, where it has one (S3, GCS, Azure, memory);
+    /// without it, an upload's parts are objects of their own, joined at commit.
+    pub(crate) multipart: Option<Arc<dyn MultipartStore>>,
+    pub(crate) keys: Keys,
+    pub(crate) part_size: usize,
+    pub(crate) name: String,
+    known: Mutex<HashSet<Repository>>,
+}
+
+/// Whether a write lost a race to an identical one: content-addressed and create-only, so the
+/// object there is what this write would have put.
+pub(crate) fn is_already_there(error: &object_store::Error) -> bool {
+    matches!(
+        error,
+        object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. }
+    )
+}
+
+impl Inner {
+    pub(crate) fn new(
+        store: Arc<dyn ObjectStore>,
+        multipart: Option<Arc<dyn MultipartStore>>,
+        prefix: &str,
+        part_size: usize,
+        name: String,
+    ) -> Self {
+        Self {
+            store,
+            multipart,
+            keys: Keys::new(prefix),
+            part_size,
+            name,
+            known: Mutex::default(),
+        }
+    }
+
+    pub(crate) fn err(
+        &self,
+        action: &'static str,
+        path: &Path,
+        source: object_store::Error,
+    ) -> Error {
+        Error::Object {
+            action,
+            path: path.to_string(),
+            store: self.name.clone(),
+            source,
+        }
+    }
+
+    pub(crate) fn corrupt(&self, path: &Path, reason: impl ToString) -> Error {
+        Error::Corrupt {
+            path: path.to_string(),
+            store: self.name.clone(),
+            reason: reason.to_string(),
+        }
+    }
+
+    /// A small object read whole; `None` when it does not exist.
+    pub(crate) async fn get_small(&self, path: &Path) -> Result<Option<Bytes>> {
+        match self.store.get(path).await {
+            Ok(found) => found
+                .bytes()
+                .await
+                .map(Some)
+                .map_err(|e| self.err("reading", path, e)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(self.err("reading", path, e)),
+        }
+    }
+
+    /// A JSON object of hoist's layout; `None` when it does not exist.
+    pub(crate) async fn get_json<T: DeserializeOwned>(&self, path: &Path) -> Result<Option<T>> {
+        match self.get_small(path).await? {
+            Some(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| self.corrupt(path, e)),
+            None => Ok(None),
+        }
+    }
+
+    pub(crate) async fn exists(&self, path: &Path) -> Result<bool> {
+        match self.store.head(path).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(self.err("checking", path, e)),
+        }
+    }
+
+    /// Replaces a small object whole (a link or a tag: one name, one object, so the last
+    /// writer wins and nothing else is touched).
+    pub(crate) async fn put_json(
+        &self,
+        path: &Path,
+        value: &(impl Serialize + Sync),
+    ) -> Result<()> {
+        let bytes = serde_json::to_vec(value).map_err(|e| self.corrupt(path, e))?;
+        self.store
+            .put(path, PutPayload::from(bytes))
+            .await
+            .map(drop)
+            .map_err(|e| self.err("writing", path, e))
+    }
+
+    /// Writes an object only if none is there; `Ok(false)` when one was.
+    pub(crate) async fn create(&self, path: &Path, payload: PutPayload) -> Result<bool> {
+        let options = PutOptions::from(PutMode::Create);
+        match self.store.put_opts(path, payload, options).await {
+            Ok(_) => Ok(true),
+            Err(e) if is_already_there(&e) => Ok(false),
+            Err(e) => Err(self.err("creating", path, e)),
+        }
+    }
+
+    /// Deletes an object; one that is already gone is fine.
+    pub(crate) async fn remove(&self, path: &Path) -> Result<()> {
+        match self.store.delete(path).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(self.err("deleting", path, e)),
+        }
+    }
+
+    /// Every location under `prefix` after `offset`, in no promised order (a local
+    /// filesystem lists in directory order): callers sort.
+    pub(crate) async fn list(&self, prefix: &Path, offset: Option<&Path>) -> Result<Vec<Path>> {
+        let stream = match offset {
+            Some(offset) => self.store.list_with_offset(Some(prefix), offset),
+            None => self.store.list(Some(prefix)),
+        };
+        stream
+            .map_ok(|meta| meta.location)
+            .try_collect()
+            .await
+            .map_err(|e| self.err("listing", prefix, e))
+    }
+
+    /// Records that `repo` exists, once per process for each repository.
+    pub(crate) async fn ensure_repository(&self, repo: &Repository) -> Result<()> {
+        if self.known().contains(repo) {
+            return Ok(());
+        }
+        self.create(&self.keys.catalog_entry(repo), PutPayload::default())
+            .await?;
+        let mut known = self.known();
+        if known.len() >= KNOWN_REPOSITORIES {
+            known.clear();
+        }
+        known.insert(repo.clone());
+        Ok(())
+    }
+
+    pub(crate) async fn repository_exists(&self, repo: &Repository) -> Result<bool> {
+        if self.known().contains(repo) {
+            return Ok(true);
+        }
+        self.exists(&self.keys.catalog_entry(repo)).await
+    }
+
+    fn known(&self) -> std::sync::MutexGuard<'_, HashSet<Repository>> {
+        // Nothing panics while holding the lock; the set is only a cache.
+        self.known.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Makes verified content at `from` visible at `to` (its content-addressed name) without
+    /// ever replacing what is there, then removes `from`.
+    ///
+    /// A create-only copy where the store has one (memory, local files: a hard link; S3 when
+    /// `aws_copy_if_not_exists` is configured). Elsewhere (S3 by default) a check then a plain
+    /// server-side copy: the name is the digest of content verified before this point, so a
+    /// replica that copies over another's copy writes the same bytes.
+    pub(crate) async fn publish(&self, from: &Path, to: &Path) -> Result<()> {
+        match self.store.copy_if_not_exists(from, to).await {
+            Ok(()) => {}
+            Err(e) if is_already_there(&e) => {}
+            Err(
+                object_store::Error::NotImplemented { .. }
+                | object_store::Error::NotSupported { .. },
+            ) => {
+                if !self.exists(to).await? {
+                    self.store
+                        .copy(from, to)
+                        .await
+                        .map_err(|e| self.err("copying into", to, e))?;
+                }
+            }
+            Err(e) => return Err(self.err("copying into", to, e)),
+        }
+        self.remove(from).await
+    }
+}

@@ -1,0 +1,648 @@
+//! `BucketStore`: the [`OciInterface`] over an object store.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::{Bytes, BytesMut};
+use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
+use object_store::multipart::MultipartStore;
+use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
+use oci_store::{
+    BlobBody, BlobReader, BlobWriter, Error, ListParams, OciInterface, PushCheck,
+    PushManifestParams, ReferrersParams, Result, check_range, inspect_manifest,
+};
+use oci_types::{Descriptor, Digest, MediaType, Repository, Tag};
+use serde::{Deserialize, Serialize};
+
+use crate::inner::Inner;
+use crate::keys::last_segment;
+use crate::upload;
+
+/// The part size of uploads unless told otherwise: above S3's minimum of 5 MiB, small enough
+/// that a few in flight cost little memory.
+pub const DEFAULT_PART_SIZE: usize = 8 * 1024 * 1024;
+
+/// Parts in flight at once while a large blob is pushed whole.
+const PARTS_IN_FLIGHT: usize = 2;
+
+/// A repository's link to a blob.
+#[derive(Serialize, Deserialize)]
+struct BlobLink {
+    size: u64,
+}
+
+/// A repository's record of a manifest: what its descriptor and the referrers API need, so
+/// that neither reads the manifest itself.
+#[derive(Serialize, Deserialize)]
+struct ManifestLink {
+    media_type: MediaType,
+    size: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    subject: Option<Digest>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    artifact_type: Option<MediaType>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    annotations: BTreeMap<String, String>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct TagLink {
+    digest: Digest,
+}
+
+/// Any [`ObjectStore`] as an [`OciInterface`]: see the crate docs.
+#[derive(Clone)]
+pub struct BucketStore {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl BucketStore {
+    /// A store over `store` whose chunked uploads keep their parts as objects of their own,
+    /// joined at commit: for stores without a resumable multipart API (local files).
+    pub fn new(store: Arc<dyn ObjectStore>) -> Self {
+        let name = store.to_string();
+        Self {
+            inner: Arc::new(Inner::new(store, None, "", DEFAULT_PART_SIZE, name)),
+        }
+    }
+
+    /// A store over `store` whose chunked uploads are multipart uploads of the store itself
+    /// (S3, GCS, Azure, memory), resumable from any process by their id.
+    pub fn with_multipart<S: ObjectStore + MultipartStore>(store: Arc<S>) -> Self {
+        let name = store.to_string();
+        let multipart: Arc<dyn MultipartStore> = Arc::<S>::clone(&store);
+        Self {
+            inner: Arc::new(Inner::new(
+                store,
+                Some(multipart),
+                "",
+                DEFAULT_PART_SIZE,
+                name,
+            )),
+        }
+    }
+
+    /// Keeps everything under `prefix` in the bucket.
+    pub fn with_prefix(self, prefix: &str) -> Self {
+        let i = &self.inner;
+        let inner = Inner::new(
+            Arc::clone(&i.store),
+            i.multipart.clone(),
+            prefix,
+            i.part_size,
+            i.name.clone(),
+        );
+        Self {
+            inner: Arc::new(inner),
+        }
+    }
+
+    /// Sets the size of upload parts (default [`DEFAULT_PART_SIZE`]; S3 needs at least 5 MiB
+    /// for every part but the last). This is also about the most an upload holds in memory.
+    pub fn with_part_size(self, part_size: usize) -> Self {
+        let i = &self.inner;
+        let inner = Inner::new(
+            Arc::clone(&i.store),
+            i.multipart.clone(),
+            i.keys.prefix(),
+            part_size.max(1),
+            i.name.clone(),
+        );
+        Self {
+            inner: Arc::new(inner),
+        }
+    }
+
+    /// Names the store in messages and logs (`s3://bucket/prefix`).
+    pub fn with_name(self, name: impl Into<String>) -> Self {
+        let i = &self.inner;
+        let inner = Inner::new(
+            Arc::clone(&i.store),
+            i.multipart.clone(),
+            i.keys.prefix(),
+            i.part_size,
+            name.into(),
+        );
+        Self {
+            inner: Arc::new(inner),
+        }
+    }
+
+    /// The object store underneath.
+    pub fn object_store(&self) -> &Arc<dyn ObjectStore> {
+        &self.inner.store
+    }
+
+    async fn blob_size(&self, repo: &Repository, digest: &Digest) -> Result<u64> {
+        let link: Option<BlobLink> = self
+            .inner
+            .get_json(&self.inner.keys.blob_link(repo, digest))
+            .await?;
+        link.map(|l| l.size).ok_or_else(|| Error::BlobUnknown {
+            repo: repo.clone(),
+            digest: digest.clone(),
+        })
+    }
+
+    async fn manifest_link(
+        &self,
+        repo: &Repository,
+        digest: &Digest,
+        reference: &str,
+    ) -> Result<ManifestLink> {
+        let link: Option<ManifestLink> = self
+            .inner
+            .get_json(&self.inner.keys.manifest_link(repo, digest))
+            .await?;
+        link.ok_or_else(|| Error::ManifestUnknown {
+            repo: repo.clone(),
+            reference: reference.to_owned(),
+        })
+    }
+
+    async fn tagged(&self, repo: &Repository, tag: &Tag) -> Result<(Digest, ManifestLink)> {
+        let link: Option<TagLink> = self.inner.get_json(&self.inner.keys.tag(repo, tag)).await?;
+        let unknown = || Error::ManifestUnknown {
+            repo: repo.clone(),
+            reference: tag.to_string(),
+        };
+        let digest = link.ok_or_else(unknown)?.digest;
+        let manifest = self.manifest_link(repo, &digest, tag.as_str()).await?;
+        Ok((digest, manifest))
+    }
+
+    /// The content of `digest` as a stream, `size` bytes long, verified as it streams.
+    async fn read_content(&self, repo: &Repository, descriptor: Descriptor) -> Result<BlobReader> {
+        let path = self.inner.keys.content(&descriptor.digest);
+        let found = match self.inner.store.get(&path).await {
+            Ok(found) => found,
+            // A link without its content: gone behind our back (a collection of another
+            // store); the blob is not there.
+            Err(object_store::Error::NotFound { .. }) => {
+                return Err(Error::BlobUnknown {
+                    repo: repo.clone(),
+                    digest: descriptor.digest,
+                });
+            }
+            Err(e) => return Err(self.inner.err("reading", &path, e).into()),
+        };
+        let body = self.stream_body(found, path);
+        Ok(BlobReader::verified(descriptor, body))
+    }
+
+    fn stream_body(
+        &self,
+        found: object_store::GetResult,
+        path: object_store::path::Path,
+    ) -> BlobBody {
+        let inner = Arc::clone(&self.inner);
+        BlobBody::new(
+            found
+                .into_stream()
+                .map_err(move |e| Error::from(inner.err("reading", &path, e))),
+        )
+    }
+
+    async fn link_blob(&self, repo: &Repository, digest: &Digest, size: u64) -> Result<()> {
+        self.inner.ensure_repository(repo).await?;
+        self.inner
+            .put_json(&self.inner.keys.blob_link(repo, digest), &BlobLink { size })
+            .await?;
+        Ok(())
+    }
+
+    /// Pushes a body at least a part long: streamed into a multipart upload at a private
+    /// name, hashed on the way, made visible under its digest only once it matched.
+    async fn push_large(&self, descriptor: &Descriptor, mut body: BlobBody) -> Result<()> {
+        let target = self.inner.keys.content(&descriptor.digest);
+        let mut check = PushCheck::for_body(descriptor, &body);
+        if self.inner.exists(&target).await? {
+            // The content is there already (another repository, another replica): the body
+            // is still read and checked, since the push is a claim to have it.
+            while let Some(chunk) = body.next().await {
+                check.update(&chunk?)?;
+            }
+            return check.finish();
+        }
+        let staging = self.inner.keys.upload_file(&upload::new_id(), "data");
+        let upload = self
+            .inner
+            .store
+            .put_multipart(&staging)
+            .await
+            .map_err(|e| self.inner.err("starting an upload of", &staging, e))?;
+        let mut writer = WriteMultipart::new_with_chunk_size(upload, self.inner.part_size);
+        let streamed: Result<()> = async {
+            while let Some(chunk) = body.next().await {
+                let chunk = chunk?;
+                check.update(&chunk)?;
+                writer
+                    .wait_for_capacity(PARTS_IN_FLIGHT)
+                    .await
+                    .map_err(|e| self.inner.err("uploading", &staging, e))?;
+                writer.put(chunk);
+            }
+            Ok(())
+        }
+        .await;
+        if let Err(error) = streamed.and_then(|()| check.finish()) {
+            if let Err(abort) = writer.abort().await {
+                tracing::warn!(%staging, error = %abort, "aborting a refused upload failed");
+            }
+            return Err(error);
+        }
+        writer
+            .finish()
+            .await
+            .map_err(|e| self.inner.err("completing", &staging, e))?;
+        self.inner.publish(&staging, &target).await?;
+        Ok(())
+    }
+
+    /// Deletes the tags of `repo` that point at `digest`.
+    async fn untag(&self, repo: &Repository, digest: &Digest) -> Result<()> {
+        let tags = self.inner.list(&self.inner.keys.tags(repo), None).await?;
+        for path in tags {
+            let link: Option<TagLink> = self.inner.get_json(&path).await?;
+            if link.is_some_and(|l| &l.digest == digest) {
+                self.inner.remove(&path).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn list_tags(&self, repo: Repository, params: ListParams) -> Result<Vec<Tag>> {
+        if !self.inner.repository_exists(&repo).await? {
+            return Err(Error::NameUnknown { repo });
+        }
+        let prefix = self.inner.keys.tags(&repo);
+        let offset = params
+            .start_after
+            .as_deref()
+            .and_then(|after| after.parse::<Tag>().ok());
+        let offset = offset.map(|t| self.inner.keys.tag(&repo, &t));
+        let mut tags: Vec<Tag> = self
+            .inner
+            .list(&prefix, offset.as_ref())
+            .await?
+            .iter()
+            .filter_map(|path| last_segment(path).parse().ok())
+            .collect();
+        tags.sort_by(|a: &Tag, b| a.as_str().cmp(b.as_str()));
+        Ok(params.apply(tags))
+    }
+
+    async fn list_repositories(&self, params: ListParams) -> Result<Vec<Repository>> {
+        let prefix = self.inner.keys.catalog();
+        let offset = params
+            .start_after
+            .as_deref()
+            .map(|name| self.inner.keys.catalog_offset(name));
+        let mut names: Vec<Repository> = self
+            .inner
+            .list(&prefix, offset.as_ref())
+            .await?
+            .iter()
+            .filter_map(|path| self.inner.keys.repository_of(path)?.parse().ok())
+            .collect();
+        names.sort_by(|a: &Repository, b| a.as_str().cmp(b.as_str()));
+        Ok(params.apply(names))
+    }
+
+    async fn list_referrers(
+        &self,
+        repo: Repository,
+        subject: Digest,
+        params: ReferrersParams,
+    ) -> Result<Vec<Descriptor>> {
+        let markers = self
+            .inner
+            .list(&self.inner.keys.referrers(&repo, &subject), None)
+            .await?;
+        let mut found = Vec::new();
+        for path in markers {
+            // The marker is `.../ALG/HEX`: the referrer's digest.
+            let mut segments = path.as_ref().rsplit('/');
+            let (Some(hex), Some(alg)) = (segments.next(), segments.next()) else {
+                continue;
+            };
+            let Ok(digest) = format!("{alg}:{hex}").parse::<Digest>() else {
+                continue;
+            };
+            let link: Option<ManifestLink> = self
+                .inner
+                .get_json(&self.inner.keys.manifest_link(&repo, &digest))
+                .await?;
+            // A marker whose manifest is gone (deleted while this listed) is no referrer.
+            let Some(link) = link else { continue };
+            if params
+                .artifact_type
+                .as_ref()
+                .is_some_and(|wanted| link.artifact_type.as_ref() != Some(wanted))
+            {
+                continue;
+            }
+            let mut descriptor = Descriptor::new(link.media_type, digest, link.size);
+            descriptor.artifact_type = link.artifact_type;
+            descriptor.annotations = link.annotations;
+            found.push(descriptor);
+        }
+        found.sort_by_key(|d| d.digest.to_string());
+        Ok(found)
+    }
+}
+
+/// A listing computed by `list` as one `'static` stream.
+fn listing<T: Send + 'static>(
+    store: &BucketStore,
+    list: impl FnOnce(BucketStore) -> futures::future::BoxFuture<'static, Result<Vec<T>>>,
+) -> BoxStream<'static, Result<T>> {
+    let future = list(store.clone());
+    stream::once(future)
+        .map(|result| match result {
+            Ok(items) => stream::iter(items.into_iter().map(Ok)).boxed(),
+            Err(error) => stream::once(async move { Err(error) }).boxed(),
+        })
+        .flatten()
+        .boxed()
+}
+
+#[async_trait]
+impl OciInterface for BucketStore {
+    async fn get_blob(&self, repo: &Repository, digest: &Digest) -> Result<BlobReader> {
+        let size = self.blob_size(repo, digest).await?;
+        self.read_content(repo, Descriptor::octet_stream(digest, size))
+            .await
+    }
+
+    async fn get_blob_range(
+        &self,
+        repo: &Repository,
+        digest: &Digest,
+        start: u64,
+        end: Option<u64>,
+    ) -> Result<BlobReader> {
+        let size = self.blob_size(repo, digest).await?;
+        let range = check_range(digest, size, start, end)?;
+        let path = self.inner.keys.content(digest);
+        let options = GetOptions::default().with_range(Some(GetRange::Bounded(range.clone())));
+        let found = match self.inner.store.get_opts(&path, options).await {
+            Ok(found) => found,
+            Err(object_store::Error::NotFound { .. }) => {
+                return Err(Error::BlobUnknown {
+                    repo: repo.clone(),
+                    digest: digest.clone(),
+                });
+            }
+            Err(e) => return Err(self.inner.err("reading", &path, e).into()),
+        };
+        let body = self.stream_body(found, path);
+        Ok(BlobReader::ranged(
+            Descriptor::octet_stream(digest, size),
+            range,
+            body,
+        ))
+    }
+
+    async fn get_manifest(&self, repo: &Repository, digest: &Digest) -> Result<BlobReader> {
+        let link = self.manifest_link(repo, digest, digest.as_ref()).await?;
+        self.read_content(
+            repo,
+            Descriptor::new(link.media_type, digest.clone(), link.size),
+        )
+        .await
+    }
+
+    async fn get_tag(&self, repo: &Repository, tag: &Tag) -> Result<BlobReader> {
+        let (digest, link) = self.tagged(repo, tag).await?;
+        self.read_content(repo, Descriptor::new(link.media_type, digest, link.size))
+            .await
+    }
+
+    async fn resolve_blob(&self, repo: &Repository, digest: &Digest) -> Result<Descriptor> {
+        Ok(Descriptor::octet_stream(
+            digest,
+            self.blob_size(repo, digest).await?,
+        ))
+    }
+
+    async fn resolve_manifest(&self, repo: &Repository, digest: &Digest) -> Result<Descriptor> {
+        let link = self.manifest_link(repo, digest, digest.as_ref()).await?;
+        Ok(Descriptor::new(link.media_type, digest.clone(), link.size))
+    }
+
+    async fn resolve_tag(&self, repo: &Repository, tag: &Tag) -> Result<Descriptor> {
+        let (digest, link) = self.tagged(repo, tag).await?;
+        Ok(Descriptor::new(link.media_type, digest, link.size))
+    }
+
+    async fn push_blob(
+        &self,
+        repo: &Repository,
+        descriptor: &Descriptor,
+        mut body: BlobBody,
+    ) -> Result<Descriptor> {
+        if descriptor.size >= self.inner.part_size as u64 {
+            self.push_large(descriptor, body).await?;
+        } else {
+            // Smaller than a part: checked in memory (the check refuses more than the stated
+            // size, so this holds less than a part), then written once, create-only.
+            let mut check = PushCheck::for_body(descriptor, &body);
+            let mut content = BytesMut::new();
+            while let Some(chunk) = body.next().await {
+                let chunk = chunk?;
+                check.update(&chunk)?;
+                content.extend_from_slice(&chunk);
+            }
+            check.finish()?;
+            let target = self.inner.keys.content(&descriptor.digest);
+            self.inner
+                .create(&target, PutPayload::from(content.freeze()))
+                .await?;
+        }
+        self.link_blob(repo, &descriptor.digest, descriptor.size)
+            .await?;
+        Ok(Descriptor::octet_stream(
+            &descriptor.digest,
+            descriptor.size,
+        ))
+    }
+
+    async fn push_blob_chunked(
+        &self,
+        repo: &Repository,
+        chunk_size: Option<usize>,
+    ) -> Result<Box<dyn BlobWriter>> {
+        Ok(Box::new(
+            upload::BucketWriter::start(self.clone(), repo, chunk_size).await?,
+        ))
+    }
+
+    async fn push_blob_chunked_resume(
+        &self,
+        repo: &Repository,
+        id: &str,
+        offset: Option<u64>,
+        chunk_size: Option<usize>,
+    ) -> Result<Box<dyn BlobWriter>> {
+        Ok(Box::new(
+            upload::BucketWriter::resume(self.clone(), repo, id, offset, chunk_size).await?,
+        ))
+    }
+
+    async fn mount_blob(
+        &self,
+        from: &Repository,
+        to: &Repository,
+        digest: &Digest,
+    ) -> Result<Descriptor> {
+        let size = self.blob_size(from, digest).await?;
+        self.link_blob(to, digest, size).await?;
+        Ok(Descriptor::octet_stream(digest, size))
+    }
+
+    async fn push_manifest(
+        &self,
+        repo: &Repository,
+        contents: Bytes,
+        media_type: &MediaType,
+        params: &PushManifestParams,
+    ) -> Result<Descriptor> {
+        let facts = inspect_manifest(repo, &contents, media_type, params)?;
+        let keys = &self.inner.keys;
+        let wanted: Vec<(object_store::path::Path, Digest)> = facts
+            .required
+            .iter()
+            .map(|reference| {
+                let path = if facts.is_index {
+                    keys.manifest_link(repo, &reference.digest)
+                } else {
+                    keys.blob_link(repo, &reference.digest)
+                };
+                (path, reference.digest.clone())
+            })
+            .collect();
+        let inner = Arc::clone(&self.inner);
+        let present: Vec<(bool, Digest)> = stream::iter(wanted)
+            .map(move |(path, digest)| {
+                let inner = Arc::clone(&inner);
+                async move { Ok::<_, Error>((inner.exists(&path).await?, digest)) }
+            })
+            .buffered(8)
+            .try_collect()
+            .await?;
+        if let Some((_, missing)) = present.into_iter().find(|(there, _)| !there) {
+            return Err(Error::ManifestBlobUnknown {
+                repo: repo.clone(),
+                digest: missing,
+            });
+        }
+        let digest = facts.digest.clone();
+        // Content first, then the link that makes it part of the repository, then the
+        // referrers marker and tags that point at the link: a reader never finds a name
+        // whose target is missing.
+        self.inner
+            .create(&keys.content(&digest), PutPayload::from(contents))
+            .await?;
+        self.inner.ensure_repository(repo).await?;
+        let link = ManifestLink {
+            media_type: media_type.clone(),
+            size: facts.descriptor.size,
+            subject: facts.subject.clone(),
+            artifact_type: facts.artifact_type.clone(),
+            annotations: facts.annotations.clone(),
+        };
+        self.inner
+            .put_json(&keys.manifest_link(repo, &digest), &link)
+            .await?;
+        if let Some(subject) = &facts.subject {
+            self.inner
+                .put_json(&keys.referrer(repo, subject, &digest), &())
+                .await?;
+        }
+        for tag in &params.tags {
+            self.inner
+                .put_json(
+                    &keys.tag(repo, tag),
+                    &TagLink {
+                        digest: digest.clone(),
+                    },
+                )
+                .await?;
+        }
+        Ok(facts.descriptor)
+    }
+
+    async fn delete_blob(&self, repo: &Repository, digest: &Digest) -> Result<()> {
+        self.blob_size(repo, digest).await?;
+        // The content stays until a collection finds nothing that links it.
+        self.inner
+            .remove(&self.inner.keys.blob_link(repo, digest))
+            .await?;
+        Ok(())
+    }
+
+    async fn delete_manifest(&self, repo: &Repository, digest: &Digest) -> Result<()> {
+        let link = self.manifest_link(repo, digest, digest.as_ref()).await?;
+        self.untag(repo, digest).await?;
+        self.inner
+            .remove(&self.inner.keys.manifest_link(repo, digest))
+            .await?;
+        if let Some(subject) = &link.subject {
+            self.inner
+                .remove(&self.inner.keys.referrer(repo, subject, digest))
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn delete_tag(&self, repo: &Repository, tag: &Tag) -> Result<()> {
+        self.tagged(repo, tag).await?;
+        self.inner.remove(&self.inner.keys.tag(repo, tag)).await?;
+        Ok(())
+    }
+
+    fn repositories(&self, params: &ListParams) -> BoxStream<'static, Result<Repository>> {
+        let params = params.clone();
+        listing(self, move |store| {
+            Box::pin(async move { store.list_repositories(params).await })
+        })
+    }
+
+    fn tags(&self, repo: &Repository, params: &ListParams) -> BoxStream<'static, Result<Tag>> {
+        let (repo, params) = (repo.clone(), params.clone());
+        listing(self, move |store| {
+            Box::pin(async move { store.list_tags(repo, params).await })
+        })
+    }
+
+    fn referrers(
+        &self,
+        repo: &Repository,
+        digest: &Digest,
+        params: &ReferrersParams,
+    ) -> BoxStream<'static, Result<Descriptor>> {
+        let (repo, digest, params) = (repo.clone(), digest.clone(), params.clone());
+        listing(self, move |store| {
+            Box::pin(async move { store.list_referrers(repo, digest, params).await })
+        })
+    }
+}
+
+impl fmt::Debug for BucketStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BucketStore")
+            .field("store", &self.inner.name)
+            .field("multipart", &self.inner.multipart.is_some())
+            .field("part_size", &self.inner.part_size)
+            .finish_non_exhaustive()
+    }
+}
+
+impl fmt::Display for BucketStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.inner.name)
+    }
+}

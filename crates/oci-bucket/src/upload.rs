@@ -1,0 +1,575 @@
+//! Chunked uploads whose whole state lives in the bucket, so that any replica can continue
+//! one that another started.
+//!
+//! An upload `ID` is a set of objects under `uploads/ID/`:
+//! - `state-GEN`: JSON with the repository, the store's multipart upload id, the parts written
+//!   (their ETags, or their object names on a store without multipart uploads), the tail and
+//!   the running SHA-256 of everything before it ([`Sha256State`]);
+//! - `tail-GEN`: the bytes after the last part (less than a part), written when a writer
+//!   closes, since a part other than the last must be at least 5 MiB on S3;
+//! - `part-GEN-N`: the parts themselves, on stores without multipart uploads;
+//! - `data`: the multipart upload's target, or the parts joined, until it is verified and
+//!   copied to its content-addressed name.
+//!
+//! Every object is written create-only, and a writer takes the upload over by creating the
+//! next generation of its state before it writes anything: of two writers that resumed the
+//! same upload, the second to write finds the generation taken and fails with
+//! `RANGE_INVALID`, never mixing its bytes into the other's. (Only a writer stalled for longer
+//! than another takes to resume and write the same part number could still replace that
+//! part in a multipart upload; S3 then refuses the completion, since the ETag of the part
+//! differs from the one recorded.)
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use bytes::{Bytes, BytesMut};
+use futures::stream::StreamExt;
+use object_store::multipart::PartId;
+use object_store::path::Path;
+use object_store::{ObjectStoreExt, PutPayload, WriteMultipart};
+use oci_store::{BlobWriter, Error, Result};
+use oci_types::{Algorithm, Descriptor, Digest, Repository};
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::hash::Sha256State;
+use crate::keys::last_segment;
+use crate::store::BucketStore;
+
+/// A fresh upload id: 128 random bits in hex.
+pub(crate) fn new_id() -> String {
+    format!("{:032x}", rand::rng().random::<u128>())
+}
+
+fn valid_id(id: &str) -> bool {
+    id.len() == 32
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+#[derive(Serialize, Deserialize)]
+struct UploadState {
+    repo: String,
+    generation: u64,
+    /// Seconds since the epoch when the upload started (for the collection of abandoned ones).
+    started: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    multipart: Option<String>,
+    parts: Vec<Part>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    tail: Option<Tail>,
+    /// The running hash of the parts and the tail.
+    sha256: Sha256State,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Part {
+    /// The ETag of a multipart part, or the name of a part object.
+    id: String,
+    size: u64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Tail {
+    generation: u64,
+    size: u64,
+}
+
+impl UploadState {
+    fn parts_size(&self) -> u64 {
+        self.parts.iter().map(|p| p.size).sum()
+    }
+}
+
+fn state_name(generation: u64) -> String {
+    format!("state-{generation:020}")
+}
+
+fn tail_name(generation: u64) -> String {
+    format!("tail-{generation:020}")
+}
+
+/// A chunked upload into a [`BucketStore`].
+pub(crate) struct BucketWriter {
+    store: BucketStore,
+    repo: Repository,
+    id: String,
+    /// The state as last read or written; its generation is this writer's once `owned`.
+    state: UploadState,
+    owned: bool,
+    /// The bytes after the last part, the tail included.
+    buffer: BytesMut,
+    /// How many leading bytes of `buffer` `state.sha256` covers already (a resumed tail).
+    hashed: usize,
+    chunk_size: usize,
+    /// Whether anything was written since the state was read.
+    dirty: bool,
+}
+
+impl BucketWriter {
+    pub(crate) async fn start(
+        store: BucketStore,
+        repo: &Repository,
+        chunk_size: Option<usize>,
+    ) -> Result<Self> {
+        let id = new_id();
+        let started = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let state = UploadState {
+            repo: repo.to_string(),
+            generation: 0,
+            started,
+            multipart: None,
+            parts: Vec::new(),
+            tail: None,
+            sha256: Sha256State::default(),
+        };
+        let mut writer = Self::new(store, repo, id, state, chunk_size);
+        writer.write_state(0).await?;
+        writer.owned = true;
+        tracing::debug!(upload = %writer.id, %repo, "upload started");
+        Ok(writer)
+    }
+
+    pub(crate) async fn resume(
+        store: BucketStore,
+        repo: &Repository,
+        id: &str,
+        offset: Option<u64>,
+        chunk_size: Option<usize>,
+    ) -> Result<Self> {
+        let unknown = || Error::BlobUploadUnknown {
+            repo: repo.clone(),
+            id: id.to_owned(),
+        };
+        if !valid_id(id) {
+            return Err(unknown());
+        }
+        let inner = &store.inner;
+        let names = inner.list(&inner.keys.upload(id), None).await?;
+        let latest = names
+            .iter()
+            .filter_map(|path| {
+                last_segment(path)
+                    .strip_prefix("state-")?
+                    .parse::<u64>()
+                    .ok()
+            })
+            .max()
+            .ok_or_else(unknown)?;
+        let path = inner.keys.upload_file(id, &state_name(latest));
+        let state: UploadState = inner.get_json(&path).await?.ok_or_else(unknown)?;
+        if state.repo != repo.as_str() {
+            return Err(unknown());
+        }
+        let tail_size = state.tail.as_ref().map_or(0, |t| t.size);
+        if !state.sha256.is_consistent() || state.sha256.len() != state.parts_size() + tail_size {
+            return Err(inner
+                .corrupt(&path, "its hash does not cover its parts")
+                .into());
+        }
+        let mut writer = Self::new(store.clone(), repo, id.to_owned(), state, chunk_size);
+        if let Some(tail) = &writer.state.tail {
+            let tail_path = inner.keys.upload_file(id, &tail_name(tail.generation));
+            let bytes = inner
+                .get_small(&tail_path)
+                .await?
+                .ok_or_else(|| writer.moved_on())?;
+            if bytes.len() as u64 != tail.size {
+                return Err(inner
+                    .corrupt(&tail_path, "its size is not the recorded one")
+                    .into());
+            }
+            writer.buffer.extend_from_slice(&bytes);
+            writer.hashed = bytes.len();
+        }
+        let size = writer.size();
+        if let Some(offset) = offset.filter(|&o| o != size) {
+            return Err(Error::RangeInvalid {
+                target: format!("upload {id}"),
+                reason: format!("resume at offset {offset}, but {size} bytes were written"),
+            });
+        }
+        Ok(writer)
+    }
+
+    fn new(
+        store: BucketStore,
+        repo: &Repository,
+        id: String,
+        state: UploadState,
+        chunk_size: Option<usize>,
+    ) -> Self {
+        let chunk_size = chunk_size.unwrap_or(store.inner.part_size).max(1);
+        Self {
+            store,
+            repo: repo.clone(),
+            id,
+            state,
+            owned: false,
+            buffer: BytesMut::new(),
+            hashed: 0,
+            chunk_size,
+            dirty: false,
+        }
+    }
+
+    fn moved_on(&self) -> Error {
+        Error::RangeInvalid {
+            target: format!("upload {}", self.id),
+            reason: "another writer moved the upload on; resume it again".to_owned(),
+        }
+    }
+
+    fn file(&self, name: &str) -> Path {
+        self.store.inner.keys.upload_file(&self.id, name)
+    }
+
+    /// Writes the state as `generation`, create-only: `RANGE_INVALID` if another writer
+    /// wrote that generation first.
+    async fn write_state(&mut self, generation: u64) -> Result<()> {
+        let previous = self.state.generation;
+        self.state.generation = generation;
+        let path = self.file(&state_name(generation));
+        let json =
+            serde_json::to_vec(&self.state).map_err(|e| self.store.inner.corrupt(&path, e))?;
+        if !self
+            .store
+            .inner
+            .create(&path, PutPayload::from(json))
+            .await?
+        {
+            self.state.generation = previous;
+            return Err(self.moved_on());
+        }
+        Ok(())
+    }
+
+    /// Makes the upload this writer's before it changes anything.
+    async fn take_over(&mut self) -> Result<()> {
+        if !self.owned {
+            let previous = self.state.generation;
+            self.write_state(previous + 1).await?;
+            self.owned = true;
+            self.forget(&state_name(previous)).await;
+        }
+        Ok(())
+    }
+
+    /// Removes an object this writer has superseded; a failure only leaves garbage.
+    async fn forget(&self, name: &str) {
+        let path = self.file(name);
+        if let Err(error) = self.store.inner.remove(&path).await {
+            tracing::warn!(%path, %error, "removing a superseded upload object failed");
+        }
+    }
+
+    fn hash_buffer_upto(&mut self, end: usize) {
+        if end > self.hashed {
+            self.state.sha256.update(&self.buffer[self.hashed..end]);
+            self.hashed = end;
+        }
+    }
+
+    /// Sends the first `part_size` bytes of the buffer as the next part.
+    async fn flush_part(&mut self, len: usize) -> Result<()> {
+        self.hash_buffer_upto(len);
+        let part = self.buffer.split_to(len).freeze();
+        self.hashed = self.hashed.saturating_sub(len);
+        let id = self.put_part(part.clone()).await?;
+        self.state.parts.push(Part {
+            id,
+            size: part.len() as u64,
+        });
+        Ok(())
+    }
+
+    async fn put_part(&mut self, part: Bytes) -> Result<String> {
+        let inner = &self.store.inner;
+        let index = self.state.parts.len();
+        let Some(multipart) = inner.multipart.clone() else {
+            let name = format!("part-{:020}-{index:05}", self.state.generation);
+            if !inner
+                .create(&self.file(&name), PutPayload::from(part))
+                .await?
+            {
+                return Err(self.moved_on());
+            }
+            return Ok(name);
+        };
+        let data = self.file("data");
+        let upload_id = match &self.state.multipart {
+            Some(id) => id.clone(),
+            None => {
+                let id = multipart
+                    .create_multipart(&data)
+                    .await
+                    .map_err(|e| inner.err("starting an upload of", &data, e))?;
+                self.state.multipart = Some(id.clone());
+                id
+            }
+        };
+        let PartId { content_id } = multipart
+            .put_part(&data, &upload_id, index, PutPayload::from(part))
+            .await
+            .map_err(|e| inner.err("uploading a part of", &data, e))?;
+        Ok(content_id)
+    }
+
+    /// Puts the whole content at `data` (or leaves it in the buffer when it is one part):
+    /// `Some(data)` when it is there.
+    async fn assemble(&mut self) -> Result<Option<Path>> {
+        if self.state.parts.is_empty() {
+            return Ok(None);
+        }
+        let inner = Arc::clone(&self.store.inner);
+        let data = self.file("data");
+        let rest = std::mem::take(&mut self.buffer).freeze();
+        if let (Some(multipart), Some(upload_id)) =
+            (inner.multipart.clone(), self.state.multipart.clone())
+        {
+            if !rest.is_empty() {
+                let id = self.put_part(rest.clone()).await?;
+                self.state.parts.push(Part {
+                    id,
+                    size: rest.len() as u64,
+                });
+            }
+            let parts = self
+                .state
+                .parts
+                .iter()
+                .map(|p| PartId {
+                    content_id: p.id.clone(),
+                })
+                .collect();
+            multipart
+                .complete_multipart(&data, &upload_id, parts)
+                .await
+                .map_err(|e| inner.err("completing", &data, e))?;
+            return Ok(Some(data));
+        }
+        // Parts as objects: streamed one after the other into one multipart write.
+        let upload = inner
+            .store
+            .put_multipart(&data)
+            .await
+            .map_err(|e| inner.err("starting an upload of", &data, e))?;
+        let mut writer = WriteMultipart::new_with_chunk_size(upload, inner.part_size);
+        let joined: Result<()> = async {
+            for part in &self.state.parts {
+                let path = self.file(&part.id);
+                let found = inner
+                    .store
+                    .get(&path)
+                    .await
+                    .map_err(|e| inner.err("reading", &path, e))?;
+                let mut stream = found.into_stream();
+                while let Some(chunk) = stream.next().await {
+                    let chunk = chunk.map_err(|e| inner.err("reading", &path, e))?;
+                    writer
+                        .wait_for_capacity(2)
+                        .await
+                        .map_err(|e| inner.err("writing", &data, e))?;
+                    writer.put(chunk);
+                }
+            }
+            writer.put(rest);
+            Ok(())
+        }
+        .await;
+        if let Err(error) = joined {
+            if let Err(abort) = writer.abort().await {
+                tracing::warn!(%data, error = %abort, "aborting a join failed");
+            }
+            return Err(error);
+        }
+        writer
+            .finish()
+            .await
+            .map_err(|e| inner.err("completing", &data, e))?;
+        Ok(Some(data))
+    }
+
+    /// Removes every object of the upload and aborts its multipart upload.
+    async fn discard(&self) {
+        let inner = &self.store.inner;
+        if let (Some(multipart), Some(upload_id)) = (&inner.multipart, &self.state.multipart) {
+            // Already completed or aborted by another writer: nothing to do.
+            if let Err(error) = multipart
+                .abort_multipart(&self.file("data"), upload_id)
+                .await
+            {
+                tracing::debug!(upload = %self.id, %error, "aborting the multipart upload");
+            }
+        }
+        match inner.list(&inner.keys.upload(&self.id), None).await {
+            Ok(paths) => {
+                for path in paths {
+                    if let Err(error) = inner.remove(&path).await {
+                        tracing::warn!(%path, %error, "removing an upload object failed");
+                    }
+                }
+            }
+            Err(error) => {
+                tracing::warn!(upload = %self.id, %error, "listing an upload to remove it failed")
+            }
+        }
+    }
+
+    async fn mismatch(&self, expected: &Digest, actual: Digest) -> Error {
+        self.discard().await;
+        Error::DigestInvalid {
+            what: "uploaded blob".to_owned(),
+            expected: expected.clone(),
+            actual,
+        }
+    }
+}
+
+impl fmt::Debug for BucketWriter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BucketWriter")
+            .field("repo", &self.repo)
+            .field("id", &self.id)
+            .field("size", &self.size())
+            .finish_non_exhaustive()
+    }
+}
+
+#[async_trait]
+impl BlobWriter for BucketWriter {
+    async fn write(&mut self, chunk: Bytes) -> Result<()> {
+        self.take_over().await?;
+        self.dirty = true;
+        self.buffer.extend_from_slice(&chunk);
+        let part_size = self.store.inner.part_size;
+        while self.buffer.len() >= part_size {
+            self.flush_part(part_size).await?;
+        }
+        Ok(())
+    }
+
+    fn size(&self) -> u64 {
+        self.state.parts_size() + self.buffer.len() as u64
+    }
+
+    fn chunk_size(&self) -> usize {
+        self.chunk_size
+    }
+
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    async fn close(mut self: Box<Self>) -> Result<()> {
+        if !self.dirty {
+            return Ok(());
+        }
+        let next = self.state.generation + 1;
+        let old_tail = self.state.tail.take();
+        self.hash_buffer_upto(self.buffer.len());
+        if !self.buffer.is_empty() {
+            let tail = Bytes::copy_from_slice(&self.buffer);
+            self.state.tail = Some(Tail {
+                generation: next,
+                size: tail.len() as u64,
+            });
+            if !self
+                .store
+                .inner
+                .create(&self.file(&tail_name(next)), PutPayload::from(tail))
+                .await?
+            {
+                return Err(self.moved_on());
+            }
+        }
+        let previous = self.state.generation;
+        self.write_state(next).await?;
+        self.forget(&state_name(previous)).await;
+        if let Some(old) = old_tail {
+            self.forget(&tail_name(old.generation)).await;
+        }
+        Ok(())
+    }
+
+    async fn commit(mut self: Box<Self>, digest: &Digest) -> Result<Descriptor> {
+        self.take_over().await?;
+        let size = self.size();
+        self.hash_buffer_upto(self.buffer.len());
+        let inner = Arc::clone(&self.store.inner);
+        let target = inner.keys.content(digest);
+        if digest.algorithm() == Algorithm::Sha256 {
+            // The running hash covers every byte: checked before anything is assembled.
+            let hex: String = self
+                .state
+                .sha256
+                .finish()
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            let actual = Digest::parse(&format!("sha256:{hex}"))?;
+            if &actual != digest {
+                return Err(self.mismatch(digest, actual).await);
+            }
+            match self.assemble().await? {
+                None => {
+                    inner
+                        .create(&target, PutPayload::from(self.buffer.split().freeze()))
+                        .await?;
+                }
+                Some(data) => inner.publish(&data, &target).await?,
+            }
+        } else {
+            // Another algorithm than the running hash's: the content is read back once.
+            match self.assemble().await? {
+                None => {
+                    let content = self.buffer.split().freeze();
+                    let actual = Digest::of(digest.algorithm(), &content);
+                    if &actual != digest {
+                        return Err(self.mismatch(digest, actual).await);
+                    }
+                    inner.create(&target, PutPayload::from(content)).await?;
+                }
+                Some(data) => {
+                    let found = inner
+                        .store
+                        .get(&data)
+                        .await
+                        .map_err(|e| inner.err("reading", &data, e))?;
+                    let mut digester = digest.digester();
+                    let mut stream = found.into_stream();
+                    while let Some(chunk) = stream.next().await {
+                        digester.update(&chunk.map_err(|e| inner.err("reading", &data, e))?);
+                    }
+                    let actual = digester.finish();
+                    if &actual != digest {
+                        return Err(self.mismatch(digest, actual).await);
+                    }
+                    inner.publish(&data, &target).await?;
+                }
+            }
+        }
+        inner.ensure_repository(&self.repo).await?;
+        inner
+            .put_json(
+                &inner.keys.blob_link(&self.repo, digest),
+                &serde_json::json!({ "size": size }),
+            )
+            .await?;
+        // The multipart upload is complete: nothing to abort, only objects to remove.
+        self.state.multipart = None;
+        self.discard().await;
+        tracing::debug!(upload = %self.id, %digest, size, "upload committed");
+        Ok(Descriptor::octet_stream(digest, size))
+    }
+
+    async fn cancel(self: Box<Self>) -> Result<()> {
+        self.discard().await;
+        Ok(())
+    }
+}

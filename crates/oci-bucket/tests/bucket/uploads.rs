@@ -1,0 +1,88 @@
+//! Uploads continued through another `BucketStore` over the same bucket (as another replica
+//! would), and two writers racing on one upload.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use object_store::ObjectStore;
+use object_store::local::LocalFileSystem;
+use object_store::memory::InMemory;
+use oci_bucket::BucketStore;
+use oci_store::conformance::seeded_bytes;
+use oci_store::{ErrorCode, OciInterface, OciInterfaceExt};
+use oci_types::{Digest, Repository};
+
+use crate::conformance::PART;
+
+fn replicas(dir: &tempfile::TempDir) -> Vec<(BucketStore, BucketStore)> {
+    let memory = Arc::new(InMemory::new());
+    let local: Arc<dyn ObjectStore> =
+        Arc::new(LocalFileSystem::new_with_prefix(dir.path()).unwrap());
+    let mem = |b: &Arc<InMemory>| BucketStore::with_multipart(Arc::clone(b)).with_part_size(PART);
+    let loc = |b: &Arc<dyn ObjectStore>| BucketStore::new(Arc::clone(b)).with_part_size(PART);
+    vec![(mem(&memory), mem(&memory)), (loc(&local), loc(&local))]
+}
+
+#[tokio::test]
+async fn an_upload_started_on_one_replica_is_finished_on_another() {
+    let dir = tempfile::tempdir().unwrap();
+    for (first, second) in replicas(&dir) {
+        let repo: Repository = "team/app".parse().unwrap();
+        let content = seeded_bytes(1, 5 * PART / 2 + 17);
+        let mut writer = first.push_blob_chunked(&repo, None).await.unwrap();
+        // A part and a half: one part sent, a tail kept in the bucket.
+        writer.write(content.slice(..3 * PART / 2)).await.unwrap();
+        let id = writer.id().to_owned();
+        writer.close().await.unwrap();
+
+        let mut resumed = second
+            .push_blob_chunked_resume(&repo, &id, Some(3 * PART as u64 / 2), None)
+            .await
+            .unwrap();
+        resumed.write(content.slice(3 * PART / 2..)).await.unwrap();
+        let digest = Digest::sha256(&content);
+        resumed.commit(&digest).await.unwrap();
+        let read = first
+            .get_blob_bytes(&repo, &digest, u64::MAX)
+            .await
+            .unwrap();
+        assert_eq!(read, content, "{first}");
+    }
+}
+
+#[tokio::test]
+async fn of_two_writers_resuming_one_upload_the_second_to_write_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    for (first, second) in replicas(&dir) {
+        let repo: Repository = "team/app".parse().unwrap();
+        let mut writer = first.push_blob_chunked(&repo, None).await.unwrap();
+        writer.write(Bytes::from_static(b"start ")).await.unwrap();
+        let id = writer.id().to_owned();
+        writer.close().await.unwrap();
+
+        let mut a = first
+            .push_blob_chunked_resume(&repo, &id, Some(6), None)
+            .await
+            .unwrap();
+        let mut b = second
+            .push_blob_chunked_resume(&repo, &id, Some(6), None)
+            .await
+            .unwrap();
+        a.write(Bytes::from_static(b"from a")).await.unwrap();
+        let refused = b.write(Bytes::from_static(b"from b")).await.unwrap_err();
+        assert_eq!(refused.code(), Some(ErrorCode::RangeInvalid), "{refused}");
+        a.close().await.unwrap();
+
+        let resumed = second
+            .push_blob_chunked_resume(&repo, &id, None, None)
+            .await
+            .unwrap();
+        assert_eq!(resumed.size(), 12);
+        let digest = Digest::sha256(b"start from a");
+        resumed.commit(&digest).await.unwrap();
+        assert_eq!(
+            second.get_blob_bytes(&repo, &digest, 100).await.unwrap(),
+            "start from a"
+        );
+    }
+}
