@@ -38,7 +38,8 @@ commands:
   bench server [--size-mib N] [--runs R] [--quick]
                   `hoist serve` against docker-registry (filesystem storage, loopback), side
                   by side: blob upload and download throughput, manifest HEAD/GET requests
-                  per second with 32 connections (needs curl, wrk, docker-registry), memory
+                  per second and p99 latency with 32 and 256 connections (needs curl, wrk,
+                  docker-registry), memory
                   per idle connection (default: 256 MiB blob, 3 runs, 5 s load tests;
                   --quick: no ballast, 2 s load tests)
   bench client [--size-mib N] [--runs R] [--pause S] [--quick]
