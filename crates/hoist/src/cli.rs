@@ -836,11 +836,16 @@ pub(crate) struct CompletionsArgs {
 pub(crate) struct ServeArgs {
     /// Store repositories as OCI image layouts under this directory, one per repository
     /// (default: ./hoist-registry).
-    #[arg(long, value_name = "DIR", conflicts_with = "memory")]
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["memory", "storage"])]
     pub(crate) root: Option<PathBuf>,
     /// Keep everything in memory (lost on exit).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "storage")]
     pub(crate) memory: bool,
+    /// Store everything in object storage: s3://BUCKET/PREFIX (credentials, region and
+    /// endpoint from the AWS_* environment variables), gs://, az://, file:///DIR or
+    /// memory://; several replicas may serve one bucket.
+    #[arg(long, value_name = "URL")]
+    pub(crate) storage: Option<String>,
     /// The address to listen on.
     #[arg(long, default_value = "127.0.0.1:5000")]
     pub(crate) addr: SocketAddr,

@@ -48,5 +48,5 @@ mod store;
 mod upload;
 
 pub use error::{Error, Result};
-pub use open::open_url;
+pub use open::{open_url, open_url_with};
 pub use store::{BucketStore, DEFAULT_PART_SIZE};

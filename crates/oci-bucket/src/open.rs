@@ -24,6 +24,19 @@ use crate::store::BucketStore;
 /// The probe turns a missing bucket or refused credentials into an error here, at start-up,
 /// rather than on the first request.
 pub async fn open_url(url: &str) -> Result<BucketStore> {
+    open_url_with(url, std::iter::empty::<(&str, &str)>()).await
+}
+
+/// [`open_url`] with configuration keys of object_store's builders (`aws_endpoint`,
+/// `aws_allow_http`, `google_service_account`, ...) applied over the environment's.
+pub async fn open_url_with<K: AsRef<str>, V: Into<String>>(
+    url: &str,
+    options: impl IntoIterator<Item = (K, V)>,
+) -> Result<BucketStore> {
+    let options: Vec<(String, String)> = options
+        .into_iter()
+        .map(|(k, v)| (k.as_ref().to_owned(), v.into()))
+        .collect();
     let unsupported = |reason: &str| Error::UnsupportedUrl {
         url: url.to_owned(),
         reason: reason.to_owned(),
@@ -55,26 +68,29 @@ pub async fn open_url(url: &str) -> Result<BucketStore> {
         }
         "s3" | "s3a" => {
             install_ring_provider();
-            let s3 = AmazonS3Builder::from_env()
-                .with_url(url)
-                .build()
-                .map_err(config)?;
+            let mut builder = AmazonS3Builder::from_env().with_url(url);
+            for (key, value) in &options {
+                builder = builder.with_config(key.parse().map_err(config)?, value);
+            }
+            let s3 = builder.build().map_err(config)?;
             BucketStore::with_multipart(Arc::new(s3)).with_prefix(&prefix)
         }
         "gs" => {
             install_ring_provider();
-            let gcs = GoogleCloudStorageBuilder::from_env()
-                .with_url(url)
-                .build()
-                .map_err(config)?;
+            let mut builder = GoogleCloudStorageBuilder::from_env().with_url(url);
+            for (key, value) in &options {
+                builder = builder.with_config(key.parse().map_err(config)?, value);
+            }
+            let gcs = builder.build().map_err(config)?;
             BucketStore::with_multipart(Arc::new(gcs)).with_prefix(&prefix)
         }
         "az" | "azure" | "abfs" | "abfss" => {
             install_ring_provider();
-            let azure = MicrosoftAzureBuilder::from_env()
-                .with_url(url)
-                .build()
-                .map_err(config)?;
+            let mut builder = MicrosoftAzureBuilder::from_env().with_url(url);
+            for (key, value) in &options {
+                builder = builder.with_config(key.parse().map_err(config)?, value);
+            }
+            let azure = builder.build().map_err(config)?;
             BucketStore::with_multipart(Arc::new(azure)).with_prefix(&prefix)
         }
         _ => {

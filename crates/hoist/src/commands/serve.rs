@@ -1,4 +1,5 @@
-//! `hoist serve`: a registry on a directory (one OCI layout per repository) or in memory.
+//! `hoist serve`: a registry on a directory (one OCI layout per repository), in memory, or on
+//! object storage (`--storage`).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -17,7 +18,13 @@ const DEFAULT_ROOT: &str = "hoist-registry";
 const SERVE_READ_BUFFER: usize = 1 << 20;
 
 pub(crate) async fn run(args: ServeArgs) -> Result<()> {
-    let (store, place): (Arc<dyn OciInterface>, String) = if args.memory {
+    let (store, place): (Arc<dyn OciInterface>, String) = if let Some(url) = &args.storage {
+        // Opening probes the bucket: a missing bucket or refused credentials stop here.
+        let store = oci_bucket::open_url(url)
+            .await
+            .with_context(|| format!("cannot serve from {url}"))?;
+        (Arc::new(store), format!("{url} (object storage)"))
+    } else if args.memory {
         (
             Arc::new(MemoryStore::new()),
             "memory (lost on exit)".to_owned(),
