@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod archive_interop;
+mod bucket_interop;
 mod build_interop;
 mod cli;
 mod client_conformance;

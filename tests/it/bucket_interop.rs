@@ -1,0 +1,392 @@
+//! The object-storage backend against a real S3-compatible server: moto's `moto_server`,
+//! installed by `tests/peers/install.sh` into `$HOIST_PEERS_DIR/moto-venv` (default
+//! `/opt/hoist-peers/moto-venv`). The conformance suite through `oci-bucket` on moto, an
+//! upload started by one store and finished by another over the same bucket, and skopeo
+//! pushing and pulling through `hoist serve --storage s3://...`.
+//!
+//! Locally these skip when moto is not installed; on CI (`CI=true`) that is a failure.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use oci_bucket::BucketStore;
+use oci_layout::LayoutStore;
+use oci_store::OciInterface;
+use oci_store::conformance::{Fixture, seeded_bytes};
+use oci_types::{Digest, Repository};
+
+use crate::server_interop::{layout_image, layout_index, layout_tag_digest, oci_ref, skopeo};
+use crate::support::{free_addr, hoist_binary, peer};
+
+/// moto's server program, from the venv the install script makes, else from `PATH`.
+fn moto_server() -> Option<PathBuf> {
+    let dir = std::env::var_os("HOIST_PEERS_DIR")
+        .map_or_else(|| "/opt/hoist-peers".into(), PathBuf::from);
+    let venv = dir.join("moto-venv/bin/moto_server");
+    if venv.is_file() {
+        return Some(venv);
+    }
+    peer("moto_server")
+}
+
+/// A `moto_server` on a free loopback port, killed on drop.
+struct Moto {
+    child: Child,
+    endpoint: String,
+}
+
+impl Moto {
+    fn start(program: &PathBuf) -> Self {
+        Self::spawn(Command::new(program), program)
+    }
+
+    /// A moto that outlives no test process: a static is never dropped, so a shell beside it
+    /// stops it once this process is gone.
+    fn start_watched(program: &PathBuf) -> Self {
+        let mut shell = Command::new("bash");
+        shell.args([
+            "-c",
+            r#"program="$1"; shift; "$program" "$@" & moto=$!
+               while kill -0 "$WATCHED" 2>/dev/null && kill -0 "$moto" 2>/dev/null; do sleep 1; done
+               kill "$moto" 2>/dev/null"#,
+            "watch-moto",
+        ]);
+        shell
+            .arg(program)
+            .env("WATCHED", std::process::id().to_string());
+        Self::spawn(shell, program)
+    }
+
+    fn spawn(mut command: Command, program: &PathBuf) -> Self {
+        let addr = free_addr();
+        let child = command
+            .args(["-H", "127.0.0.1", "-p", &addr.port().to_string()])
+            .env_remove("AWS_CA_BUNDLE")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", program.display()));
+        let moto = Self {
+            child,
+            endpoint: format!("http://{addr}"),
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while std::net::TcpStream::connect(addr).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "moto_server did not listen within 60 s"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        moto
+    }
+
+    /// Creates a bucket (moto starts empty).
+    fn bucket(&self, name: &str) {
+        let url = format!("{}/{name}", self.endpoint);
+        let curl = peer("curl").expect("curl, installed with the peers");
+        crate::support::run(&curl, ["-sf", "-X", "PUT", url.as_str()]);
+    }
+
+    fn env(&self) -> [(&'static str, String); 5] {
+        [
+            ("AWS_ENDPOINT_URL", self.endpoint.clone()),
+            ("AWS_ALLOW_HTTP", "true".to_owned()),
+            ("AWS_ACCESS_KEY_ID", "hoist".to_owned()),
+            ("AWS_SECRET_ACCESS_KEY", "hoist".to_owned()),
+            ("AWS_REGION", "us-east-1".to_owned()),
+        ]
+    }
+
+    async fn store(&self, bucket: &str, prefix: &str) -> BucketStore {
+        let env = self.env();
+        let options = [
+            ("aws_endpoint", env[0].1.as_str()),
+            ("aws_allow_http", "true"),
+            ("aws_access_key_id", "hoist"),
+            ("aws_secret_access_key", "hoist"),
+            ("aws_region", "us-east-1"),
+        ];
+        oci_bucket::open_url_with(&format!("s3://{bucket}/{prefix}"), options)
+            .await
+            .unwrap()
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One moto for the conformance checks of this binary (starting one per check would take
+/// minutes); each check gets a prefix of its own. It lives until the test process ends.
+fn shared_moto() -> Option<&'static Moto> {
+    static MOTO: OnceLock<Option<Moto>> = OnceLock::new();
+    MOTO.get_or_init(|| {
+        let program = moto_server()?;
+        let moto = Moto::start_watched(&program);
+        moto.bucket("conformance");
+        Some(moto)
+    })
+    .as_ref()
+}
+
+static PREFIX: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+async fn on_moto() -> Option<Fixture> {
+    let moto = shared_moto()?;
+    let n = PREFIX.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    Some(Fixture::new(
+        moto.store("conformance", &format!("check-{n}")).await,
+    ))
+}
+
+/// The conformance checks over moto, one test each; a check skips (printing why) without moto.
+mod conformance_on_moto {
+    macro_rules! on_moto {
+        ($($case:ident),* $(,)?) => {$(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let Some(fixture) = super::on_moto().await else { return };
+                oci_store::conformance::$case(&fixture).await;
+            }
+        )*};
+    }
+    on_moto! {
+        blob_push_then_get, blob_resolve, blob_unknown, blob_unknown_repository,
+        blob_wrong_digest_leaves_nothing, blob_wrong_size_leaves_nothing,
+        blob_failed_body_leaves_nothing, blob_empty, blob_pushed_twice, blob_sha512,
+        blob_range_in_bounds, blob_range_to_end, blob_range_beyond_end, blob_range_invalid,
+        blob_large_streamed, blob_concurrent_pushes,
+        name_invalid_refused, blob_mount, blob_mount_unknown,
+        upload_in_several_chunks, upload_commit_wrong_digest, upload_resume_at_offset,
+        upload_resume_at_wrong_offset, upload_resume_where_it_is, upload_unknown_id,
+        upload_cancelled, upload_cancel_twice, upload_empty, upload_sha512,
+        upload_other_repository,
+        manifest_push_by_digest, manifest_push_with_tag, manifest_several_tags,
+        manifest_exact_bytes, manifest_docker_v2, manifest_docker_list, manifest_index,
+        manifest_missing_config, manifest_missing_layer, manifest_index_missing_child,
+        manifest_dangling_subject, manifest_invalid_json, manifest_media_type_mismatch,
+        manifest_oversize, manifest_expected_digest_mismatch, manifest_unknown,
+        manifest_sha512, manifest_pushed_twice, manifest_artifact,
+        tag_overwrite, tag_unknown, tags_sorted, tags_paged, tags_unknown_repository,
+        tags_concurrent_pushes, tag_delete, manifest_delete_removes_tags, blob_delete,
+        delete_unknown, repositories_paged,
+        referrers_of_manifest, referrers_filtered, referrers_of_index,
+        referrers_unknown_subject, referrers_artifact_type_from_config,
+        referrers_after_delete,
+    }
+}
+
+/// Every check of the suite is run above except `blob_corruption_detected`, which needs a
+/// corrupter (it runs over memory and local files in `oci-bucket`'s own tests); this keeps
+/// the list above complete.
+#[test]
+fn moto_runs_every_conformance_check_but_corruption() {
+    let listed = include_str!("bucket_interop.rs");
+    for case in oci_store::conformance::all_cases() {
+        assert!(
+            case.name == "blob_corruption_detected" || listed.contains(&format!(" {},", case.name)),
+            "conformance check {} is not run on moto",
+            case.name
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn moto_multipart_upload_started_by_one_store_is_finished_by_another() {
+    let Some(moto) = shared_moto() else { return };
+    let first = moto.store("conformance", "replicas").await;
+    let second = moto.store("conformance", "replicas").await;
+    let repo: Repository = "team/app".parse().unwrap();
+    // Two and a half parts of 8 MiB: two multipart parts, a tail kept in the bucket.
+    let content = seeded_bytes(3, 20 * 1024 * 1024 + 5);
+    let mut writer = first.push_blob_chunked(&repo, None).await.unwrap();
+    for piece in content.slice(..12 * 1024 * 1024).chunks(1024 * 1024) {
+        writer
+            .write(bytes::Bytes::copy_from_slice(piece))
+            .await
+            .unwrap();
+    }
+    let id = writer.id().to_owned();
+    writer.close().await.unwrap();
+    let mut resumed = second
+        .push_blob_chunked_resume(&repo, &id, Some(12 * 1024 * 1024), None)
+        .await
+        .unwrap();
+    resumed
+        .write(content.slice(12 * 1024 * 1024..))
+        .await
+        .unwrap();
+    let digest = Digest::sha256(&content);
+    resumed.commit(&digest).await.unwrap();
+    let read = oci_store::OciInterfaceExt::get_blob_bytes(&first, &repo, &digest, u64::MAX)
+        .await
+        .unwrap();
+    assert!(read == content, "the blob read back differs");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn moto_a_missing_bucket_is_a_clear_start_up_error() {
+    let Some(moto) = shared_moto() else { return };
+    let options = [
+        ("aws_endpoint", moto.endpoint.as_str()),
+        ("aws_allow_http", "true"),
+        ("aws_access_key_id", "hoist"),
+        ("aws_secret_access_key", "hoist"),
+        ("aws_region", "us-east-1"),
+    ];
+    let error = oci_bucket::open_url_with("s3://no-such-bucket/x", options)
+        .await
+        .unwrap_err();
+    let text = error.to_string();
+    assert!(text.contains("the bucket does not exist"), "{text}");
+}
+
+/// `hoist serve --storage s3://BUCKET/PREFIX` with the AWS variables in its environment,
+/// killed on drop.
+struct Serve {
+    child: Child,
+    addr: std::net::SocketAddr,
+    log: tempfile::NamedTempFile,
+}
+
+impl Serve {
+    fn start(moto: &Moto, url: &str) -> Self {
+        let addr = free_addr();
+        let log = tempfile::NamedTempFile::new().unwrap();
+        let child = Command::new(hoist_binary())
+            .args(["serve", "--storage", url, "--addr", &addr.to_string()])
+            .envs(moto.env())
+            .env_remove("AWS_CA_BUNDLE")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log.reopen().unwrap())
+            .spawn()
+            .unwrap();
+        let mut serve = Self { child, addr, log };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !(serve.stderr().contains("hoist: serving")
+            && std::net::TcpStream::connect(addr).is_ok())
+        {
+            if let Some(status) = serve.child.try_wait().unwrap() {
+                panic!("hoist serve exited ({status}):\n{}", serve.stderr());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "hoist serve did not start:\n{}",
+                serve.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        serve
+    }
+
+    fn stderr(&self) -> String {
+        std::fs::read_to_string(self.log.path()).unwrap_or_default()
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn moto_skopeo_pushes_and_pulls_through_hoist_serve_on_s3() {
+    let Some(program) = moto_server() else { return };
+    let Some(skopeo_bin) = peer("skopeo") else {
+        return;
+    };
+    // A moto of its own, killed when the test ends.
+    let moto = Moto::start(&program);
+    moto.bucket("registry");
+    let tmp = tempfile::tempdir().unwrap();
+    let (source, out) = (tmp.path().join("source"), tmp.path().join("out"));
+    let store = LayoutStore::open(&source).await.unwrap();
+    let single = layout_image(&store, "s390x", Some("v1")).await;
+    let amd64 = layout_image(&store, "amd64", None).await;
+    let arm64 = layout_image(&store, "arm64", None).await;
+    let index = layout_index(&store, &[(&amd64, "amd64"), (&arm64, "arm64")], "multi").await;
+
+    let serve = Serve::start(&moto, "s3://registry/hoist");
+    let registry = |tag: &str| format!("docker://{}/team/app:{tag}", serve.addr);
+    for tag in ["v1", "multi"] {
+        skopeo(
+            &skopeo_bin,
+            &[
+                "copy",
+                "-q",
+                "--all",
+                "--dest-tls-verify=false",
+                &oci_ref(&source, tag),
+                &registry(tag),
+            ],
+        );
+    }
+    // What is in the bucket, read by another store: the same digests.
+    let bucket = moto.store("registry", "hoist").await;
+    let repo: Repository = "team/app".parse().unwrap();
+    for (tag, ours) in [
+        ("v1", &single.manifest.digest),
+        ("multi", &index.manifest.digest),
+    ] {
+        let stored = bucket
+            .resolve_tag(&repo, &tag.parse().unwrap())
+            .await
+            .unwrap();
+        assert_eq!(&stored.digest, ours, "{tag} as stored in the bucket");
+    }
+    for (tag, ours) in [
+        ("v1", &single.manifest.digest),
+        ("multi", &index.manifest.digest),
+    ] {
+        skopeo(
+            &skopeo_bin,
+            &[
+                "copy",
+                "-q",
+                "--all",
+                "--src-tls-verify=false",
+                &registry(tag),
+                &oci_ref(&out, tag),
+            ],
+        );
+        assert_eq!(
+            &layout_tag_digest(&out, tag),
+            ours,
+            "{tag} pulled back through hoist serve"
+        );
+    }
+}
+
+#[test]
+fn moto_hoist_serve_refuses_to_start_on_a_missing_bucket() {
+    let Some(program) = moto_server() else { return };
+    let moto = Moto::start(&program);
+    let output = Command::new(hoist_binary())
+        .args([
+            "serve",
+            "--storage",
+            "s3://missing/x",
+            "--addr",
+            &free_addr().to_string(),
+        ])
+        .envs(moto.env())
+        .env_remove("AWS_CA_BUNDLE")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !output.status.success(),
+        "hoist serve started on a missing bucket"
+    );
+    assert!(stderr.contains("the bucket does not exist"), "{stderr}");
+}
