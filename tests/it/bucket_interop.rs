@@ -6,7 +6,7 @@
 //!
 //! Locally these skip when moto is not installed; on CI (`CI=true`) that is a failure.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -38,13 +38,13 @@ struct Moto {
 }
 
 impl Moto {
-    fn start(program: &PathBuf) -> Self {
+    fn start(program: &Path) -> Self {
         Self::spawn(Command::new(program), program)
     }
 
     /// A moto that outlives no test process: a static is never dropped, so a shell beside it
     /// stops it once this process is gone.
-    fn start_watched(program: &PathBuf) -> Self {
+    fn start_watched(program: &Path) -> Self {
         let mut shell = Command::new("bash");
         shell.args([
             "-c",
@@ -59,7 +59,7 @@ impl Moto {
         Self::spawn(shell, program)
     }
 
-    fn spawn(mut command: Command, program: &PathBuf) -> Self {
+    fn spawn(mut command: Command, program: &Path) -> Self {
         let addr = free_addr();
         let child = command
             .args(["-H", "127.0.0.1", "-p", &addr.port().to_string()])
