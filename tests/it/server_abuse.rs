@@ -174,6 +174,54 @@ fn slow_downloads_do_not_starve_fast_ones() {
     server_runtime.block_on(server.shutdown());
 }
 
+/// Downloads beyond `max_concurrent_downloads` wait for a slot instead of each holding read
+/// buffers: with two slots held by clients that do not read, a third download finishes only
+/// once one of them goes away.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn downloads_beyond_the_limit_wait_their_turn() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = LayoutStore::open_per_repository(dir.path()).await.unwrap();
+    let server = serve(
+        Arc::new(store),
+        ServerOptions::default().with_max_concurrent_downloads(2),
+    )
+    .await;
+    let client = Client::new(&server.url());
+    let blob: Bytes = (0..16u32 << 20)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect::<Vec<u8>>()
+        .into();
+    let digest = push_blob(&client, "abuse/turns", blob.clone()).await;
+    let path = format!("/v2/abuse/turns/blobs/{digest}");
+    let mut stalled = Vec::new();
+    for _ in 0..2 {
+        let mut stream = TcpStream::connect(server.local_addr()).await.unwrap();
+        let request = format!("GET {path} HTTP/1.1\r\nHost: {}\r\n\r\n", client.authority());
+        stream.write_all(request.as_bytes()).await.unwrap();
+        // The answer has started: this download holds its slot.
+        let mut first = [0u8; 12];
+        stream.read_exact(&mut first).await.unwrap();
+        assert_eq!(&first, b"HTTP/1.1 200");
+        stalled.push(stream);
+    }
+    // Both slots are held: a HEAD, which takes none, is answered all the same.
+    let head = client.head(&path).send().await;
+    assert_eq!(head.status, StatusCode::OK);
+    let third = tokio::spawn({
+        let client = Client::new(&server.url());
+        let path = path.clone();
+        async move { client.get(&path).send().await }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!third.is_finished(), "the third download did not wait");
+    drop(stalled.pop());
+    let answer = third.await.unwrap();
+    assert_eq!(answer.status, StatusCode::OK);
+    assert_eq!(answer.body, blob);
+    drop(stalled);
+    server.shutdown().await;
+}
+
 /// The resident memory of a process, from `/proc`.
 fn resident_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();

@@ -891,6 +891,9 @@ pub(crate) struct ServeArgs {
     /// How many uploads may stream at once.
     #[arg(long, value_name = "N", default_value_t = 64)]
     pub(crate) max_concurrent_uploads: usize,
+    /// How many blob downloads are served at once; more wait for their turn.
+    #[arg(long, value_name = "N", default_value_t = 256)]
+    pub(crate) max_concurrent_downloads: usize,
     /// How many connections are served at once; more are closed as they come.
     #[arg(
         long,

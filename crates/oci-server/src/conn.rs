@@ -26,6 +26,9 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::handler::{State, handle};
 
+/// Concurrent requests on one HTTP/2 connection.
+const MAX_STREAMS: u32 = 128;
+
 /// When a byte last moved on a connection.
 #[derive(Debug)]
 pub(crate) struct Activity {
@@ -149,7 +152,11 @@ pub(crate) async fn serve(
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(Some(options.header_read_timeout).filter(|limit| !limit.is_zero()));
-    builder.http2().timer(TokioTimer::new());
+    // Streams of one HTTP/2 connection are requests in flight like connections are: bounded.
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(MAX_STREAMS);
     let handler_state = Arc::clone(&state);
     let service = service_fn(move |request: hyper::Request<Incoming>| {
         let state = Arc::clone(&handler_state);

@@ -33,6 +33,8 @@ pub(crate) struct State {
     pub(crate) options: ServerOptions,
     pub(crate) auth: Option<Authenticator>,
     pub(crate) upload_slots: Arc<Semaphore>,
+    /// Blob bodies being served ([`ServerOptions::max_concurrent_downloads`]).
+    pub(crate) download_slots: Arc<Semaphore>,
 }
 
 type Outcome = Result<Reply, Reply>;
@@ -148,7 +150,25 @@ async fn dispatch(state: &Arc<State>, request: Request<Incoming>) -> Outcome {
                 head: method == Method::HEAD,
                 verify: state.options.verify_blob_reads,
             };
-            get_blob(store.as_ref(), &repo, &digest, request.headers(), read).await
+            // Each body being served holds up to a few read buffers: a bounded number of them
+            // bounds the memory that stalled downloads can hold. A request beyond waits.
+            let slot = if read.head {
+                None
+            } else {
+                Some(
+                    Arc::clone(&state.download_slots)
+                        .acquire_owned()
+                        .await
+                        // Never closed: this cannot fail.
+                        .map_err(|_| fail(Error::TooManyRequests { retry_after: None }))?,
+                )
+            };
+            let mut response =
+                get_blob(store.as_ref(), &repo, &digest, request.headers(), read).await?;
+            if let Some(slot) = slot {
+                response = response.map(|body| holding(body, slot));
+            }
+            Ok(response)
         }
         (Route::Blob { name, digest }, Method::DELETE) => {
             let (repo, digest) = (repository(name)?, digest_of(digest)?);
@@ -406,6 +426,16 @@ fn blob_headers(response: &mut Reply, digest: &Digest) {
     set(response, "Docker-Content-Digest", digest.as_str());
     set(response, header::ACCEPT_RANGES, "bytes");
     set(response, header::CONTENT_TYPE, media_type::OCTET_STREAM);
+}
+
+/// `body`, holding `slot` until it is dropped (sent whole, failed, or its client gone).
+fn holding(body: wire::Body, slot: tokio::sync::OwnedSemaphorePermit) -> wire::Body {
+    use http_body_util::BodyExt as _;
+    body.map_frame(move |frame| {
+        let _held = &slot;
+        frame
+    })
+    .boxed_unsync()
 }
 
 /// What a blob GET or HEAD asks of the store.

@@ -63,6 +63,10 @@ pub struct ServerOptions {
     pub min_body_rate: u64,
     /// The window over which [`min_body_rate`](Self::min_body_rate) is measured.
     pub body_rate_window: Duration,
+    /// How many blob bodies are served at once; a download beyond waits for one to end.
+    /// Each holds a few read buffers (up to about 3 MiB with 1 MiB reads), so this bounds
+    /// what stalled downloads can hold until the idle timeout closes them.
+    pub max_concurrent_downloads: usize,
     /// How many connections are served at once; a connection beyond that is closed as soon as
     /// it is accepted (and logged), so that the clients already served keep their service.
     pub max_connections: usize,
@@ -87,6 +91,7 @@ impl Default for ServerOptions {
             min_body_rate: 1024,
             body_rate_window: Duration::from_secs(30),
             max_connections: 4096,
+            max_concurrent_downloads: 256,
             tls: false,
         }
     }
@@ -163,6 +168,12 @@ impl ServerOptions {
     pub fn with_min_body_rate(mut self, bytes_per_second: u64, window: Duration) -> Self {
         self.min_body_rate = bytes_per_second;
         self.body_rate_window = window;
+        self
+    }
+
+    /// Sets [`max_concurrent_downloads`](Self::max_concurrent_downloads).
+    pub fn with_max_concurrent_downloads(mut self, count: usize) -> Self {
+        self.max_concurrent_downloads = count;
         self
     }
 
@@ -259,6 +270,7 @@ impl RegistryServer {
         let state = Arc::new(State {
             store: self.store,
             upload_slots: Arc::new(Semaphore::new(self.options.max_concurrent_uploads.max(1))),
+            download_slots: Arc::new(Semaphore::new(self.options.max_concurrent_downloads.max(1))),
             options: self.options.clone(),
             auth: self.auth.map(Authenticator::new),
         });

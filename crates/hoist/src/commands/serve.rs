@@ -53,6 +53,7 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
         .with_min_chunk_size(args.min_chunk_size)
         .with_shutdown_grace(Duration::from_secs(30))
         .with_max_connections(args.max_connections)
+        .with_max_concurrent_downloads(args.max_concurrent_downloads)
         .with_header_read_timeout(Duration::from_secs(args.header_timeout))
         .with_idle_timeout(Duration::from_secs(args.idle_timeout))
         .with_tls_handshake_timeout(Duration::from_secs(args.tls_handshake_timeout))
