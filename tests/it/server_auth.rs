@@ -345,11 +345,13 @@ async fn token_auth_issues_tokens_for_the_scopes_asked_and_no_more() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_expired_token_is_refused() {
-    // Without users the realm gives anyone a token (the flow without accounts).
-    let listening = serve(RegistryServer::new(memory()).with_auth(Auth::Token {
-        users: None,
-        lifetime: Duration::from_secs(1),
-    }))
+    // Without users the realm gives anyone a token (the flow without accounts). The server
+    // reads the time from a clock the test moves, instead of the test sleeping.
+    let now = Arc::new(std::sync::Mutex::new(std::time::Instant::now()));
+    let clock = Arc::clone(&now);
+    let listening = serve(RegistryServer::new(memory()).with_auth(
+        Auth::token(None, Duration::from_secs(1)).with_clock(move || *clock.lock().unwrap()),
+    ))
     .await;
     let addr = listening.local_addr();
     let bearer = format!(
@@ -359,7 +361,7 @@ async fn an_expired_token_is_refused() {
     let auth = [("authorization", bearer.as_str())];
     assert_eq!(send(addr, "GET", "/v2/", &auth, "").await.status, 200);
     // The token lives 1 s; 2 s later it is gone.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    *now.lock().unwrap() += Duration::from_secs(2);
     let expired = send(addr, "GET", "/v2/team/app/tags/list", &auth, "").await;
     assert_eq!(expired.status, 401, "an expired token: {expired:?}");
     assert!(
