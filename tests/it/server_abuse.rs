@@ -196,7 +196,10 @@ async fn downloads_beyond_the_limit_wait_their_turn() {
     let mut stalled = Vec::new();
     for _ in 0..2 {
         let mut stream = TcpStream::connect(server.local_addr()).await.unwrap();
-        let request = format!("GET {path} HTTP/1.1\r\nHost: {}\r\n\r\n", client.authority());
+        let request = format!(
+            "GET {path} HTTP/1.1\r\nHost: {}\r\n\r\n",
+            client.authority()
+        );
         stream.write_all(request.as_bytes()).await.unwrap();
         // The answer has started: this download holds its slot.
         let mut first = [0u8; 12];
