@@ -21,7 +21,7 @@ use crate::server_interop::{layout_image, layout_index, layout_tag_digest, oci_r
 use crate::support::{free_addr, hoist_binary, peer};
 
 /// moto's server program, from the venv the install script makes, else from `PATH`.
-fn moto_server() -> Option<PathBuf> {
+pub(crate) fn moto_server() -> Option<PathBuf> {
     let dir = std::env::var_os("HOIST_PEERS_DIR")
         .map_or_else(|| "/opt/hoist-peers".into(), PathBuf::from);
     let venv = dir.join("moto-venv/bin/moto_server");
@@ -32,13 +32,13 @@ fn moto_server() -> Option<PathBuf> {
 }
 
 /// A `moto_server` on a free loopback port, killed on drop.
-struct Moto {
+pub(crate) struct Moto {
     child: Child,
-    endpoint: String,
+    pub(crate) endpoint: String,
 }
 
 impl Moto {
-    fn start(program: &Path) -> Self {
+    pub(crate) fn start(program: &Path) -> Self {
         Self::spawn(Command::new(program), program)
     }
 
@@ -85,13 +85,13 @@ impl Moto {
     }
 
     /// Creates a bucket (moto starts empty).
-    fn bucket(&self, name: &str) {
+    pub(crate) fn bucket(&self, name: &str) {
         let url = format!("{}/{name}", self.endpoint);
         let curl = peer("curl").expect("curl, installed with the peers");
         crate::support::run(&curl, ["-sf", "-X", "PUT", url.as_str()]);
     }
 
-    fn env(&self) -> [(&'static str, String); 5] {
+    pub(crate) fn env(&self) -> [(&'static str, String); 5] {
         [
             ("AWS_ENDPOINT_URL", self.endpoint.clone()),
             ("AWS_ALLOW_HTTP", "true".to_owned()),
@@ -101,7 +101,7 @@ impl Moto {
         ]
     }
 
-    async fn store(&self, bucket: &str, prefix: &str) -> BucketStore {
+    pub(crate) async fn store(&self, bucket: &str, prefix: &str) -> BucketStore {
         let env = self.env();
         let options = [
             ("aws_endpoint", env[0].1.as_str()),
@@ -125,7 +125,7 @@ impl Drop for Moto {
 
 /// One moto for the conformance checks of this binary (starting one per check would take
 /// minutes); each check gets a prefix of its own. It lives until the test process ends.
-fn shared_moto() -> Option<&'static Moto> {
+pub(crate) fn shared_moto() -> Option<&'static Moto> {
     static MOTO: OnceLock<Option<Moto>> = OnceLock::new();
     MOTO.get_or_init(|| {
         let program = moto_server()?;

@@ -7,6 +7,7 @@
 
 mod archive_interop;
 mod bucket_interop;
+mod bucket_replicas;
 mod build_interop;
 mod cli;
 mod client_conformance;
