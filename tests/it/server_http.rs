@@ -2134,12 +2134,10 @@ async fn error_malformed_digests(base: String) {
     let image = push_image(&c, repo, "v1", 82).await;
     for bad in malformed_digests() {
         let what = |w: &str| format!("{w} {bad}");
-        // Nothing can be stored under a malformed digest: reads find nothing (as the
-        // distribution-spec's conformance suite expects), writes are malformed requests.
         let r = c.get(&blob_path(repo, &bad)).send().await;
-        expect_error(&r, 404, "BLOB_UNKNOWN", &what("GET of blob"));
+        expect_error(&r, 400, "DIGEST_INVALID", &what("GET of blob"));
         let r = c.head(&blob_path(repo, &bad)).send().await;
-        expect(&r, 404, &what("HEAD of blob"));
+        expect(&r, 400, &what("HEAD of blob"));
         let r = c.delete(&blob_path(repo, &bad)).send().await;
         expect_error(&r, 400, "DIGEST_INVALID", &what("DELETE of blob"));
         let r = c.get(&format!("/v2/{repo}/referrers/{bad}")).send().await;
@@ -2162,9 +2160,9 @@ async fn error_malformed_digests(base: String) {
         // endpoints read it as a digest.
         if bad.contains(':') {
             let r = c.get(&manifest_path(repo, &bad)).send().await;
-            expect_error(&r, 404, "MANIFEST_UNKNOWN", &what("GET of manifest"));
+            expect_error(&r, 400, "DIGEST_INVALID", &what("GET of manifest"));
             let r = c.head(&manifest_path(repo, &bad)).send().await;
-            expect(&r, 404, &what("HEAD of manifest"));
+            expect(&r, 400, &what("HEAD of manifest"));
             let r = put_manifest(&c, repo, &bad, &image.manifest).await;
             expect_error(&r, 400, "DIGEST_INVALID", &what("PUT of manifest"));
             let r = c.delete(&manifest_path(repo, &bad)).send().await;

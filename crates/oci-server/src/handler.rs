@@ -136,16 +136,7 @@ async fn dispatch(state: &Arc<State>, request: Request<Incoming>) -> Outcome {
         )),
         (Route::Catalog, Method::GET) => catalog(store.as_ref(), &query, access).await,
         (Route::Blob { name, digest }, method @ (Method::GET | Method::HEAD)) => {
-            let repo = repository(name)?;
-            // Nothing can be stored under what is not a digest: unknown, as the spec's
-            // conformance suite expects, rather than a malformed request.
-            let digest = Digest::parse(digest).map_err(|_| {
-                wire::refusal(
-                    StatusCode::NOT_FOUND,
-                    ErrorCode::BlobUnknown,
-                    &format!("no blob can be stored under {digest:?}: it is not a digest"),
-                )
-            })?;
+            let (repo, digest) = (repository(name)?, digest_of(digest)?);
             let read = BlobRead {
                 head: method == Method::HEAD,
                 verify: state.options.verify_blob_reads,
@@ -177,12 +168,16 @@ async fn dispatch(state: &Arc<State>, request: Request<Incoming>) -> Outcome {
         }
         (Route::Manifest { name, reference }, method @ (Method::GET | Method::HEAD)) => {
             let repo = repository(name)?;
-            if reference_of(reference).is_err() {
+            // A tag-shaped reference that is not a valid tag names nothing that can exist:
+            // unknown, as the conformance suite expects of `.INVALID_MANIFEST_NAME`. A
+            // malformed digest stays the client's error (400 `DIGEST_INVALID`), as the same
+            // suite expects of an invalid digest format.
+            if !reference.contains(':') && reference_of(reference).is_err() {
                 return Err(wire::refusal(
                     StatusCode::NOT_FOUND,
                     ErrorCode::ManifestUnknown,
                     &format!(
-                        "no manifest can be stored under {reference:?}: it is neither a tag nor a digest"
+                        "no manifest can be stored under {reference:?}: it is not a valid tag"
                     ),
                 ));
             }
