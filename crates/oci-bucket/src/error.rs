@@ -56,6 +56,17 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
+    /// The garbage collection stopped before removing anything more: something it read could
+    /// not be trusted (a linked manifest missing or unreadable), or it ran too long.
+    #[error("garbage collection of {store} stopped at {path}: {reason}")]
+    Ambiguous {
+        /// The object's path.
+        path: String,
+        /// The store.
+        store: String,
+        /// What was wrong.
+        reason: String,
+    },
 }
 
 /// The result type of `oci-bucket`.
@@ -64,7 +75,9 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 impl From<Error> for oci_store::Error {
     fn from(error: Error) -> Self {
         let backend = match &error {
-            Error::Object { store, .. } | Error::Corrupt { store, .. } => store.clone(),
+            Error::Object { store, .. }
+            | Error::Corrupt { store, .. }
+            | Error::Ambiguous { store, .. } => store.clone(),
             Error::UnsupportedUrl { url, .. }
             | Error::Config { url, .. }
             | Error::Probe { url, .. } => url.clone(),

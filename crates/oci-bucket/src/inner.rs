@@ -8,8 +8,8 @@ use bytes::Bytes;
 use futures::stream::TryStreamExt;
 use object_store::multipart::MultipartStore;
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
-use oci_types::Repository;
+use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use oci_types::{Digest, Repository};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -29,6 +29,13 @@ pub(crate) struct Inner {
     pub(crate) part_size: usize,
     pub(crate) name: String,
     known: Mutex<HashSet<Repository>>,
+}
+
+/// The answer to a push whose content a collection is removing right now.
+pub(crate) fn collecting_refusal() -> oci_store::Error {
+    oci_store::Error::TooManyRequests {
+        retry_after: Some(std::time::Duration::from_secs(5)),
+    }
 }
 
 /// Whether a write lost a race to an identical one: content-addressed and create-only, so the
@@ -156,6 +163,58 @@ impl Inner {
             .try_collect()
             .await
             .map_err(|e| self.err("listing", prefix, e))
+    }
+
+    /// Every object under `prefix` with its size and time, in no promised order.
+    pub(crate) async fn list_meta(&self, prefix: &Path) -> Result<Vec<ObjectMeta>> {
+        self.store
+            .list(Some(prefix))
+            .try_collect()
+            .await
+            .map_err(|e| self.err("listing", prefix, e))
+    }
+
+    /// Which of `digests` a running collection is removing: the second half of the
+    /// handshake with `gc` (see there). A writer calls this *after* it wrote the name that
+    /// needs the content; the collection writes its marker *before* it lists names again, so
+    /// either it sees this writer's name, or this writer sees its marker. Markers older than
+    /// [`crate::gc::MARKER_LIFETIME`] are a collection that died and are ignored.
+    pub(crate) async fn being_collected(
+        &self,
+        digests: impl IntoIterator<Item = &Digest>,
+    ) -> Result<Option<Digest>> {
+        let root = self.keys.collecting_root();
+        let markers = self.list_meta(&root).await?;
+        if markers.is_empty() {
+            return Ok(None);
+        }
+        let now = crate::gc::now_secs();
+        let live: HashSet<Digest> = markers
+            .iter()
+            .filter(|m| now - m.last_modified.timestamp() < crate::gc::MARKER_LIFETIME_SECS)
+            .filter_map(|m| self.keys.collected_digest(&m.location))
+            .collect();
+        Ok(digests.into_iter().find(|d| live.contains(*d)).cloned())
+    }
+
+    /// Links `digest` into `repo`, unless a collection is removing it: then the link is taken
+    /// back and the push is refused as `TOO_MANY_REQUESTS`, to be tried again once the
+    /// collection is over (it then finds the blob missing and uploads it).
+    pub(crate) async fn link_blob(
+        &self,
+        repo: &Repository,
+        digest: &Digest,
+        size: u64,
+    ) -> oci_store::Result<()> {
+        self.ensure_repository(repo).await?;
+        let path = self.keys.blob_link(repo, digest);
+        self.put_json(&path, &serde_json::json!({ "size": size }))
+            .await?;
+        if self.being_collected([digest]).await?.is_some() {
+            self.remove(&path).await?;
+            return Err(collecting_refusal());
+        }
+        Ok(())
     }
 
     /// Records that `repo` exists, once per process for each repository.

@@ -8,6 +8,7 @@
 //! repositories/REPO/_referrers/ALG/HEX/ALG/HEX  empty: a manifest of REPO whose subject is HEX
 //! catalog/REPO/_repository                   empty: REPO exists
 //! uploads/ID/state-GEN, tail-GEN, part-GEN-N, data   a chunked upload (see `upload`)
+//! gc/collecting/ALG/HEX                      a collection is about to remove HEX (see `gc`)
 //! ```
 //!
 //! Every mutable name is an object of its own, so that no update is a read-modify-write of a
@@ -135,6 +136,90 @@ impl Keys {
     }
 }
 
+/// What an object under `repositories/` is, for the collection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum RepoObject {
+    /// `_blobs/ALG/HEX`.
+    BlobLink(Digest),
+    /// `_manifests/ALG/HEX`.
+    ManifestLink(Digest),
+    /// A tag, a referrers marker.
+    Other,
+}
+
+impl Keys {
+    pub(crate) fn repositories_root(&self) -> Path {
+        self.path("repositories")
+    }
+
+    pub(crate) fn blobs_root(&self) -> Path {
+        self.path("blobs")
+    }
+
+    pub(crate) fn uploads_root(&self) -> Path {
+        self.path("uploads")
+    }
+
+    pub(crate) fn collecting_root(&self) -> Path {
+        self.path("gc/collecting")
+    }
+
+    /// The marker a collection writes before it removes `digest`'s content and links.
+    pub(crate) fn collecting(&self, digest: &Digest) -> Path {
+        self.path(&format!(
+            "gc/collecting/{}/{}",
+            digest.algorithm(),
+            digest.encoded()
+        ))
+    }
+
+    /// The digest a `gc/collecting/ALG/HEX` marker names.
+    pub(crate) fn collected_digest(&self, location: &Path) -> Option<Digest> {
+        let rest = location.as_ref().strip_prefix(&self.prefix)?;
+        let (alg, hex) = rest.strip_prefix("gc/collecting/")?.split_once('/')?;
+        format!("{alg}:{hex}").parse().ok()
+    }
+
+    /// The digest of a content object `blobs/ALG/XX/HEX`.
+    pub(crate) fn content_digest(&self, location: &Path) -> Option<Digest> {
+        let rest = location.as_ref().strip_prefix(&self.prefix)?;
+        let mut parts = rest.strip_prefix("blobs/")?.split('/');
+        let (Some(alg), Some(_fan), Some(hex), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return None;
+        };
+        format!("{alg}:{hex}").parse().ok()
+    }
+
+    /// The repository and kind of an object under `repositories/`. Repository components
+    /// never start with `_`, so the first `/_` ends the repository's name.
+    pub(crate) fn repo_object(&self, location: &Path) -> Option<(String, RepoObject)> {
+        let rest = location.as_ref().strip_prefix(&self.prefix)?;
+        let rest = rest.strip_prefix("repositories/")?;
+        let at = rest.find("/_")?;
+        let (repo, kind) = (&rest[..at], &rest[at + 1..]);
+        let digest_in = |tail: &str| {
+            let (alg, hex) = tail.split_once('/')?;
+            format!("{alg}:{hex}").parse::<Digest>().ok()
+        };
+        let object = if let Some(tail) = kind.strip_prefix("_blobs/") {
+            digest_in(tail).map_or(RepoObject::Other, RepoObject::BlobLink)
+        } else if let Some(tail) = kind.strip_prefix("_manifests/") {
+            digest_in(tail).map_or(RepoObject::Other, RepoObject::ManifestLink)
+        } else {
+            RepoObject::Other
+        };
+        Some((repo.to_owned(), object))
+    }
+
+    /// The upload id of an object under `uploads/`.
+    pub(crate) fn upload_of<'a>(&self, location: &'a Path) -> Option<&'a str> {
+        let rest = location.as_ref().strip_prefix(&self.prefix)?;
+        rest.strip_prefix("uploads/")?.split('/').next()
+    }
+}
+
 /// The last segment of a location.
 pub(crate) fn last_segment(location: &Path) -> &str {
     location.as_ref().rsplit('/').next().unwrap_or_default()
@@ -157,6 +242,43 @@ mod tests {
             Some("library/ubuntu")
         );
         assert_eq!(Keys::new("").catalog().as_ref(), "catalog");
+    }
+
+    #[test]
+    fn locations_are_read_back() {
+        use super::RepoObject;
+        let keys = Keys::new("p/q");
+        let repo = "library/ubuntu".parse().unwrap();
+        let digest = oci_types::Digest::sha256(b"x");
+        assert_eq!(
+            keys.content_digest(&keys.content(&digest)),
+            Some(digest.clone())
+        );
+        assert_eq!(
+            keys.repo_object(&keys.blob_link(&repo, &digest)),
+            Some((
+                "library/ubuntu".to_owned(),
+                RepoObject::BlobLink(digest.clone())
+            ))
+        );
+        assert_eq!(
+            keys.repo_object(&keys.manifest_link(&repo, &digest)),
+            Some((
+                "library/ubuntu".to_owned(),
+                RepoObject::ManifestLink(digest.clone())
+            ))
+        );
+        let tag = keys.tag(&repo, &"_manifests".parse().unwrap());
+        assert_eq!(
+            keys.repo_object(&tag).map(|(_, o)| o),
+            Some(RepoObject::Other)
+        );
+        assert_eq!(
+            keys.collected_digest(&keys.collecting(&digest)),
+            Some(digest)
+        );
+        let file = keys.upload_file("abc", "state-1");
+        assert_eq!(keys.upload_of(&file), Some("abc"));
     }
 
     #[test]

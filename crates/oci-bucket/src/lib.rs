@@ -40,6 +40,7 @@
 #![warn(missing_docs)]
 
 mod error;
+mod gc;
 mod hash;
 mod inner;
 mod keys;
@@ -48,5 +49,6 @@ mod store;
 mod upload;
 
 pub use error::{Error, Result};
+pub use gc::{GcOptions, GcReport};
 pub use open::{open_url, open_url_with};
 pub use store::{BucketStore, DEFAULT_PART_SIZE};

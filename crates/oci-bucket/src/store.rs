@@ -206,11 +206,7 @@ impl BucketStore {
     }
 
     async fn link_blob(&self, repo: &Repository, digest: &Digest, size: u64) -> Result<()> {
-        self.inner.ensure_repository(repo).await?;
-        self.inner
-            .put_json(&self.inner.keys.blob_link(repo, digest), &BlobLink { size })
-            .await?;
-        Ok(())
+        self.inner.link_blob(repo, digest, size).await
     }
 
     /// Pushes a body at least a part long: streamed into a multipart upload at a private
@@ -554,9 +550,20 @@ impl OciInterface for BucketStore {
             artifact_type: facts.artifact_type.clone(),
             annotations: facts.annotations.clone(),
         };
-        self.inner
-            .put_json(&keys.manifest_link(repo, &digest), &link)
-            .await?;
+        let link_path = keys.manifest_link(repo, &digest);
+        self.inner.put_json(&link_path, &link).await?;
+        // The handshake with a running collection (see `gc`): the link is written, now
+        // nothing it needs may be on its way out, or the push is taken back.
+        let needed = facts.required.iter().map(|r| &r.digest);
+        if self
+            .inner
+            .being_collected(needed.chain([&digest]))
+            .await?
+            .is_some()
+        {
+            self.inner.remove(&link_path).await?;
+            return Err(crate::inner::collecting_refusal());
+        }
         if let Some(subject) = &facts.subject {
             self.inner
                 .put_json(&keys.referrer(repo, subject, &digest), &())

@@ -554,13 +554,7 @@ impl BlobWriter for BucketWriter {
                 }
             }
         }
-        inner.ensure_repository(&self.repo).await?;
-        inner
-            .put_json(
-                &inner.keys.blob_link(&self.repo, digest),
-                &serde_json::json!({ "size": size }),
-            )
-            .await?;
+        inner.link_blob(&self.repo, digest, size).await?;
         // The multipart upload is complete: nothing to abort, only objects to remove.
         self.state.multipart = None;
         self.discard().await;
