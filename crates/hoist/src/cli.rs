@@ -804,8 +804,12 @@ pub(crate) struct LogoutArgs {
 pub(crate) struct GcArgs {
     /// An OCI layout directory, or a root of one layout per repository (as `hoist serve
     /// --root` keeps).
-    #[arg(value_name = "DIR")]
-    pub(crate) dir: PathBuf,
+    #[arg(value_name = "DIR", required_unless_present = "storage")]
+    pub(crate) dir: Option<PathBuf>,
+    /// Object storage that `hoist serve --storage` serves (s3://BUCKET/PREFIX, gs://, az://,
+    /// file:///DIR), collected online: replicas may keep serving and pushing meanwhile.
+    #[arg(long, value_name = "URL", conflicts_with = "dir")]
+    pub(crate) storage: Option<String>,
     /// Only report what would be removed.
     #[arg(long)]
     pub(crate) dry_run: bool,

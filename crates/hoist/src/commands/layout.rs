@@ -1,4 +1,5 @@
-//! `hoist gc` and `hoist fsck`: maintenance of OCI layouts on disk.
+//! `hoist gc` and `hoist fsck`: maintenance of OCI layouts on disk, and `hoist gc --storage`
+//! of object storage.
 
 use std::path::Path;
 use std::time::Duration;
@@ -27,14 +28,20 @@ async fn open(dir: &Path) -> Result<LayoutStore> {
 
 /// `hoist gc DIR`: prints each removed blob's digest on stdout, a summary on stderr.
 pub(crate) async fn gc(ctx: &Ctx, args: GcArgs) -> Result<()> {
-    let store = open(&args.dir).await?;
+    if let Some(url) = &args.storage {
+        return gc_bucket(ctx, url, &args).await;
+    }
+    let Some(dir) = &args.dir else {
+        bail!("give a layout directory or --storage URL");
+    };
+    let store = open(dir).await?;
     let options = GcOptions::default()
         .with_dry_run(args.dry_run)
         .with_grace(Duration::from_secs(args.grace));
     let report = store
         .gc(&options)
         .await
-        .with_context(|| format!("cannot collect garbage in {}", args.dir.display()))?;
+        .with_context(|| format!("cannot collect garbage in {}", dir.display()))?;
     for (digest, _) in &report.removed_blobs {
         print_line(digest)?;
     }
@@ -52,8 +59,35 @@ pub(crate) async fn gc(ctx: &Ctx, args: GcArgs) -> Result<()> {
             "temporary file",
             "temporary files"
         ),
-        args.dir.display(),
+        dir.display(),
         human_size(report.freed_bytes)
+    ));
+    Ok(())
+}
+
+/// `hoist gc --storage URL`: the online collection of `oci-bucket`, reported the same way.
+async fn gc_bucket(ctx: &Ctx, url: &str, args: &GcArgs) -> Result<()> {
+    let store = oci_bucket::open_url(url)
+        .await
+        .with_context(|| format!("cannot open {url}"))?;
+    let options = oci_bucket::GcOptions::default()
+        .with_dry_run(args.dry_run)
+        .with_grace(Duration::from_secs(args.grace));
+    let report = store
+        .gc(&options)
+        .await
+        .with_context(|| format!("cannot collect garbage in {url}"))?;
+    for (digest, _) in &report.removed_blobs {
+        print_line(digest)?;
+    }
+    ctx.say(format!(
+        "{} {} ({}) and {} in {url}; {} kept for the grace period, {} kept for pushes that ran meanwhile",
+        if report.dry_run { "would remove" } else { "removed" },
+        count(report.removed_blobs.len(), "blob", "blobs"),
+        human_size(report.freed_bytes),
+        count(report.removed_uploads.len(), "upload", "uploads"),
+        report.kept_young,
+        report.rescued,
     ));
     Ok(())
 }
