@@ -59,7 +59,7 @@ impl Moto {
         Self::spawn(shell, program)
     }
 
-    fn spawn(mut command: Command, program: &Path) -> Self {
+    pub(crate) fn spawn(mut command: Command, program: &Path) -> Self {
         let addr = free_addr();
         let child = command
             .args(["-H", "127.0.0.1", "-p", &addr.port().to_string()])
