@@ -642,3 +642,74 @@ async fn referrers_are_listed_while_written_and_when_read_back() {
         .unwrap();
     assert!(none.is_empty());
 }
+
+/// A classic docker-archive with a layer source (what a load into a daemon writes) holds its
+/// gzip layer uncompressed, read from the source, and is read back with the diff_ids of the
+/// config as its layers' digests; the plain layer and the config are as pushed.
+#[tokio::test]
+async fn layers_read_from_their_source_are_written_uncompressed() {
+    let source = std::sync::Arc::new(oci_store::MemoryStore::new());
+    let from = repo("source/app");
+    let one = image("inflated", "amd64");
+    push(source.as_ref(), &from, &one, &["v1"]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("load.tar");
+    let options = WriteOptions::new().with_layer_source(oci_archive::LayerSource::new(
+        std::sync::Arc::clone(&source) as _,
+        from.clone(),
+    ));
+    let writer =
+        ArchiveWriter::create(&path, ArchiveFormat::Docker(DockerFormat::Classic), options)
+            .unwrap();
+    let (app, v1) = archive_name("example/app:v1").unwrap();
+    push(&writer, &app, &one, &["v1"]).await;
+    writer.finish().await.unwrap();
+
+    let (gzip_layer, gzip_bytes) = &one.blobs[1];
+    let plain_a = flate2::read::GzDecoder::new(&gzip_bytes[..]);
+    let plain_a: Vec<u8> = std::io::Read::bytes(plain_a).map(Result::unwrap).collect();
+    // The tar entry of the gzip layer holds its uncompressed bytes.
+    let mut archive = tar::Archive::new(std::fs::File::open(&path).unwrap());
+    let entry_name = format!("{}.tar", gzip_layer.digest.encoded());
+    let mut found = None;
+    for entry in archive.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        if entry.path().unwrap().to_str() == Some(entry_name.as_str()) {
+            let mut content = Vec::new();
+            std::io::Read::read_to_end(&mut entry, &mut content).unwrap();
+            found = Some(content);
+        }
+    }
+    assert_eq!(found.as_deref(), Some(&plain_a[..]), "{entry_name}");
+
+    // Read back, the image's layers are plain tars whose digests are the config's diff_ids.
+    let reader = ArchiveReader::open(&path, ReadAs::Docker, ArchiveLimits::default())
+        .await
+        .unwrap();
+    let manifest = reader.resolve_tag(&app, &v1).await.unwrap();
+    let manifest = reader.get_manifest(&app, &manifest.digest).await.unwrap();
+    let manifest: Vec<Bytes> = manifest.into_stream().try_collect().await.unwrap();
+    let manifest: serde_json::Value = serde_json::from_slice(&manifest.concat()).unwrap();
+    let layers: Vec<(&str, &str)> = manifest["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            (
+                l["mediaType"].as_str().unwrap(),
+                l["digest"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    let diff_a = Digest::sha256(&plain_a).to_string();
+    let diff_b = one.blobs[2].0.digest.to_string();
+    assert_eq!(
+        layers,
+        [
+            (media_type::OCI_LAYER_TAR, diff_a.as_str()),
+            (media_type::OCI_LAYER_TAR, diff_b.as_str())
+        ]
+    );
+    let config = &one.blobs[0];
+    assert_eq!(read_all(&reader, &app, &config.0.digest).await, config.1);
+}
