@@ -44,6 +44,7 @@ use serde_json::{Value, json};
 use crate::{cargo, describe, run_status};
 
 mod archive;
+mod bucket;
 mod build;
 mod client;
 mod unpack;
@@ -64,6 +65,8 @@ pub(crate) enum Scenario {
     /// `hoist copy` to and from docker-archives and into a Docker daemon against `skopeo copy`
     /// and `docker load`.
     Archive,
+    /// `hoist serve --storage s3://` against `docker-registry` on the `s3` driver, one moto.
+    Bucket,
 }
 
 /// What `cargo xtask bench` was asked to do.
@@ -123,6 +126,7 @@ pub(crate) fn parse_args(args: &[OsString]) -> Result<BenchArgs, String> {
             "build" => parsed.scenario = Scenario::Build,
             "unpack" => parsed.scenario = Scenario::Unpack,
             "archive" => parsed.scenario = Scenario::Archive,
+            "bucket" => parsed.scenario = Scenario::Bucket,
             "--size-mib" => {
                 parsed.size_mib = value(arg)?;
                 size_given = true;
@@ -156,6 +160,9 @@ pub(crate) fn parse_args(args: &[OsString]) -> Result<BenchArgs, String> {
     if parsed.scenario == Scenario::Archive {
         archive::apply_defaults(&mut parsed, size_given, runs_given);
     }
+    if parsed.scenario == Scenario::Bucket {
+        bucket::apply_defaults(&mut parsed, size_given, runs_given);
+    }
     if !(1..=MAX_SIZE_MIB).contains(&parsed.size_mib) {
         return Err(format!("`--size-mib` must be from 1 to {MAX_SIZE_MIB}"));
     }
@@ -173,6 +180,7 @@ pub(crate) fn run(root: &Path, args: &BenchArgs) -> Result<()> {
         Scenario::Build => build::run(root, args),
         Scenario::Unpack => unpack::run(root, args),
         Scenario::Archive => archive::run(root, args),
+        Scenario::Bucket => bucket::run(root, args),
     }
 }
 

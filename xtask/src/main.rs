@@ -71,6 +71,13 @@ commands:
                   machine's limits (cat, openssl, dd); peak RSS (needs skopeo, docker.io,
                   GNU time; default: 1024 MiB in 8 gzip layers of seeded random data, 5
                   runs; --quick: 64 MiB, 1 run)
+  bench bucket [--size-mib N] [--runs R] [--pause S] [--quick]
+                  `hoist serve --storage s3://` against docker-registry's s3 driver on one
+                  moto (loopback), side by side: push and pull with `hoist copy` for both,
+                  manifest HEAD/GET requests per second (32 connections), moto's own GET
+                  speed with curl (needs moto from tests/peers/install.sh, curl, wrk,
+                  docker-registry; default: 256 MiB in 4 gzip layers of seeded random data,
+                  3 runs; --quick: 64 MiB, 1 run)
   help            print this message
 ";
 
