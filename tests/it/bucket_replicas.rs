@@ -226,52 +226,7 @@ async fn through_the_pair() -> Option<Fixture> {
 
 /// The conformance suite through the registry client, the proxy and both replicas.
 mod conformance_through_two_replicas {
-    macro_rules! through_the_pair {
-        ($($case:ident),* $(,)?) => {$(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $case() {
-                let Some(fixture) = super::through_the_pair().await else { return };
-                oci_store::conformance::$case(&fixture).await;
-            }
-        )*};
-    }
-    through_the_pair! {
-        blob_push_then_get, blob_resolve, blob_unknown, blob_unknown_repository,
-        blob_wrong_digest_leaves_nothing, blob_wrong_size_leaves_nothing,
-        blob_failed_body_leaves_nothing, blob_empty, blob_pushed_twice, blob_sha512,
-        blob_range_in_bounds, blob_range_to_end, blob_range_beyond_end, blob_range_invalid,
-        blob_large_streamed, blob_concurrent_pushes,
-        name_invalid_refused, blob_mount, blob_mount_unknown,
-        upload_in_several_chunks, upload_commit_wrong_digest, upload_resume_at_offset,
-        upload_resume_at_wrong_offset, upload_resume_where_it_is, upload_unknown_id,
-        upload_cancelled, upload_cancel_twice, upload_empty, upload_sha512,
-        upload_other_repository,
-        manifest_push_by_digest, manifest_push_with_tag, manifest_several_tags,
-        manifest_exact_bytes, manifest_docker_v2, manifest_docker_list, manifest_index,
-        manifest_missing_config, manifest_missing_layer, manifest_index_missing_child,
-        manifest_dangling_subject, manifest_invalid_json, manifest_media_type_mismatch,
-        manifest_oversize, manifest_expected_digest_mismatch, manifest_unknown,
-        manifest_sha512, manifest_pushed_twice, manifest_artifact,
-        tag_overwrite, tag_unknown, tags_sorted, tags_paged, tags_unknown_repository,
-        tags_concurrent_pushes, tag_delete, manifest_delete_removes_tags, blob_delete,
-        delete_unknown, repositories_paged,
-        referrers_of_manifest, referrers_filtered, referrers_of_index,
-        referrers_unknown_subject, referrers_artifact_type_from_config,
-        referrers_after_delete,
-    }
-}
-
-/// Every check but the corruption one (it needs a hook into the bucket) runs through the pair.
-#[test]
-fn every_conformance_check_but_corruption_runs_through_the_pair() {
-    let listed = include_str!("bucket_replicas.rs");
-    for case in oci_store::conformance::all_cases() {
-        assert!(
-            case.name == "blob_corruption_detected" || listed.contains(&format!(" {},", case.name)),
-            "conformance check {} does not run through the pair",
-            case.name
-        );
-    }
+    oci_store::conformance_tests!(optional super::through_the_pair);
 }
 
 // ---- raw HTTP helpers (one connection per request, so the proxy alternates) ----

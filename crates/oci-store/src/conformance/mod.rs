@@ -235,8 +235,15 @@ pub fn all_cases() -> Vec<Case> {
 /// Generates one `#[tokio::test]` per conformance check, each building a fresh fixture with
 /// `$factory` (a closure returning a future of [`Fixture`]). Call it inside a module named
 /// after the store.
+///
+/// `conformance_tests!(optional $factory)` takes a factory whose future gives an
+/// `Option<Fixture>`: `None` (a peer the store needs is missing, which the factory reports)
+/// ends each check at once.
 #[macro_export]
 macro_rules! conformance_tests {
+    (optional $factory:expr) => {
+        $crate::__conformance_cases!(optional $factory);
+    };
     ($factory:expr) => {
         $crate::__conformance_cases!(tests $factory);
     };
@@ -283,6 +290,18 @@ macro_rules! __conformance_expand {
             async fn $case() {
                 let fixture: $crate::conformance::Fixture = ($factory)().await;
                 $crate::conformance::$case(&fixture).await;
+            }
+        )*
+    };
+    ([optional $factory:expr] $($case:ident),* $(,)?) => {
+        $(
+            #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let fixture: ::std::option::Option<$crate::conformance::Fixture> =
+                    ($factory)().await;
+                if let ::std::option::Option::Some(fixture) = fixture {
+                    $crate::conformance::$case(&fixture).await;
+                }
             }
         )*
     };
