@@ -16,8 +16,7 @@ use anyhow::{Context, Result};
 use bytes::Bytes;
 use futures::StreamExt;
 use oci_archive::{
-    ArchiveFormat, ArchiveLimits, ArchiveReader, ArchiveWriter, DockerFormat, LayerSource, ReadAs,
-    WriteOptions,
+    ArchiveFormat, ArchiveLimits, ArchiveReader, ArchiveWriter, DockerFormat, ReadAs, WriteOptions,
 };
 use oci_docker::{DockerClient, LoadReport};
 use oci_store::BufferPool;
@@ -115,15 +114,9 @@ pub(crate) async fn platform(client: &DockerClient) -> Result<Platform> {
 }
 
 /// Starts loading into the daemon: returns the store to push the image into.
-///
-/// With `layers` (a local store the image comes from, cheap to read twice), the daemon gets a
-/// classic docker-archive whose layers are uncompressed, read again from there: `docker load`
-/// decompresses every gzip layer on one core before it registers it, which is most of its
-/// work. Without, a Docker 25+ archive of the layers as pushed.
 pub(crate) async fn start_load(
     image: &DaemonImage,
     platform: Option<&Platform>,
-    layers: Option<LayerSource>,
 ) -> Result<DaemonLoad> {
     let client = client()?;
     let platform = match platform {
@@ -135,14 +128,6 @@ pub(crate) async fn start_load(
     let body = body_stream(receiver, Arc::clone(&completed));
     let host = client.host().to_owned();
     let load = tokio::spawn(async move { client.load(body).await });
-    let mut options = WriteOptions::new().with_platform(platform);
-    let format = match layers {
-        Some(layers) => {
-            options = options.with_layer_source(layers);
-            DockerFormat::Classic
-        }
-        None => DockerFormat::Hybrid,
-    };
     let writer = ArchiveWriter::to_stream(
         Box::new(ChannelWriter {
             sender,
@@ -150,8 +135,8 @@ pub(crate) async fn start_load(
             buffer: Vec::new(),
             completed,
         }),
-        ArchiveFormat::Docker(format),
-        options,
+        ArchiveFormat::Docker(DockerFormat::Hybrid),
+        WriteOptions::new().with_platform(platform),
         format!("docker-daemon:{}", image.tagged_name()),
     );
     Ok(DaemonLoad {

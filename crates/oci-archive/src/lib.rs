@@ -50,4 +50,4 @@ pub use format::{
 };
 pub use reader::{ArchiveImage, ArchiveReader, ReadAs};
 pub use scan::ArchiveLimits;
-pub use writer::{ArchiveWriter, FinishReport, LayerSource, WriteOptions};
+pub use writer::{ArchiveWriter, FinishReport, WriteOptions};

@@ -31,11 +31,9 @@ use crate::stored::{StoredManifest, referrers};
 use crate::{Error, Result};
 
 mod finish;
-mod inflate;
 mod upload;
 
 pub use finish::FinishReport;
-pub use inflate::LayerSource;
 use upload::ArchiveUpload;
 
 /// Choices for an archive being written.
@@ -45,9 +43,6 @@ pub struct WriteOptions {
     /// The platform a docker-archive takes from a tagged index (`docker load` takes images
     /// only); `None` for this machine's.
     pub platform: Option<Platform>,
-    /// Where the layers pushed into a classic docker-archive can be read again: they are then
-    /// written uncompressed, read from here (see [`LayerSource`]), not from the push.
-    pub layer_source: Option<LayerSource>,
 }
 
 impl Default for WriteOptions {
@@ -59,21 +54,12 @@ impl Default for WriteOptions {
 impl WriteOptions {
     /// This machine's platform for indexes.
     pub fn new() -> Self {
-        Self {
-            platform: None,
-            layer_source: None,
-        }
+        Self { platform: None }
     }
 
     /// Sets [`platform`](Self::platform).
     pub fn with_platform(mut self, platform: Platform) -> Self {
         self.platform = Some(platform);
-        self
-    }
-
-    /// Sets [`layer_source`](Self::layer_source).
-    pub fn with_layer_source(mut self, source: LayerSource) -> Self {
-        self.layer_source = Some(source);
         self
     }
 }
@@ -96,7 +82,6 @@ struct Shared {
     display: String,
     format: ArchiveFormat,
     platform: Platform,
-    layer_source: Option<LayerSource>,
     /// Taken by whoever writes an entry, so that entries do not interleave.
     turn: tokio::sync::Mutex<()>,
     state: Mutex<State>,
@@ -213,7 +198,6 @@ impl ArchiveWriter {
                 display,
                 format,
                 platform: options.platform.unwrap_or_else(Platform::host),
-                layer_source: options.layer_source,
                 turn: tokio::sync::Mutex::new(()),
                 state: Mutex::new(state),
             }),
@@ -338,11 +322,6 @@ impl ArchiveWriter {
     async fn write_blob(&self, descriptor: &Descriptor, body: BlobBody) -> StoreResult<Descriptor> {
         if let Some((stored, _)) = self.state().blobs.get(&descriptor.digest) {
             return Ok(stored.clone());
-        }
-        if let Some(source) = self.inflating(descriptor) {
-            // The pushed body is not read: the layer is read from its source instead.
-            drop(body);
-            return self.write_inflated_layer(descriptor, source).await;
         }
         let name = self.entry_name(descriptor);
         let mut check = PushCheck::for_body(descriptor, &body);

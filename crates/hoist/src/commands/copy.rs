@@ -82,20 +82,7 @@ async fn copy_between(
         (true, true, Some(platform)) => PlatformFilter::Only(vec![platform.clone()]),
         _ => PlatformFilter::All,
     };
-    // A load into a daemon reads a local source's layers again, to send them uncompressed; a
-    // registry's would be downloaded twice.
-    let layers = match (dst, src) {
-        (Location::Archive(ArchiveLocation::Daemon(_)), Location::Registry(_)) => None,
-        (Location::Archive(ArchiveLocation::Daemon(_)), _) => Some(oci_archive::LayerSource::new(
-            std::sync::Arc::clone(&from.store),
-            from.repo.clone(),
-        )),
-        _ => None,
-    };
-    let to = ctx
-        .opener
-        .open_target_from(dst, chosen.as_ref(), layers)
-        .await?;
+    let to = ctx.opener.open_target(dst, chosen.as_ref()).await?;
     let expected = dst.digest().cloned();
     // With every platform the copy keeps the source's digest: check it before writing anything.
     if let (Some(expected), PlatformFilter::All) = (&expected, &platforms) {
