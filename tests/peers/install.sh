@@ -18,7 +18,8 @@
 #   moto             an S3-compatible server (PyPI `moto[server]`), for the object-storage
 #                    backend: installed into a Python virtual environment under
 #                    $HOIST_PEERS_DIR/moto-venv (default /opt/hoist-peers/moto-venv); its
-#                    `moto_server` is started by the tests (tests/peers/start-moto.sh by hand).
+#                    `moto_server` is started by the tests (by hand: moto-venv/bin/moto_server -H
+#                    127.0.0.1 -p PORT, then create a bucket with curl -X PUT URL/BUCKET).
 # The daemons are started by start-daemon.sh, tinyproxy by the tests (never as system
 # services: a policy-rc.d keeps the packages from starting them while they are installed).
 # Idempotent: apt-get runs only when one of them is missing. Needs root for that.
@@ -108,6 +109,10 @@ if [ ! -x "$moto_venv/bin/moto_server" ]; then
   echo "installing moto[server] from PyPI into $moto_venv" >&2
   $sudo mkdir -p "$peers_dir"
   $sudo rm -rf "$moto_venv"
+  # Debian's python3 makes virtual environments only with python3-venv (ensurepip).
+  if ! "${PYTHON:-python3}" -c 'import ensurepip' >/dev/null 2>&1; then
+    $sudo apt-get install -y -q python3-venv >&2
+  fi
   $sudo "${PYTHON:-python3}" -m venv "$moto_venv"
   $sudo "$moto_venv/bin/pip" install -q --disable-pip-version-check 'moto[server]>=5,<6' >&2
 fi
