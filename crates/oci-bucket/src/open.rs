@@ -1,13 +1,14 @@
 //! Opening a store from a URL, as `hoist serve --storage` does, with a probe of the bucket.
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use object_store::ObjectStore;
 use object_store::aws::AmazonS3Builder;
 use object_store::azure::MicrosoftAzureBuilder;
 use object_store::gcp::GoogleCloudStorageBuilder;
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
+use object_store::{BackoffConfig, ObjectStore, RetryConfig};
 use url::Url;
 
 use crate::error::{Error, Result};
@@ -27,16 +28,41 @@ pub async fn open_url(url: &str) -> Result<BucketStore> {
     open_url_with(url, std::iter::empty::<(&str, &str)>()).await
 }
 
+/// How long a request to an object store that is down or unreachable is retried before it
+/// fails. object_store's default (10 retries within 3 minutes) keeps `hoist serve --storage`
+/// hanging for minutes on every request while the store is away, and its clients time out
+/// first without an answer; a few retries with backoff within 12 s ride out a blip (a
+/// restarting endpoint, a 503 `SlowDown`) and otherwise answer a clear failure quickly.
+pub(crate) const DEFAULT_RETRY_TIMEOUT: Duration = Duration::from_secs(12);
+/// How many times one request is retried, within [`DEFAULT_RETRY_TIMEOUT`].
+pub(crate) const DEFAULT_MAX_RETRIES: usize = 4;
+/// How long establishing a connection may take (object_store's default is 5 s, retried, so
+/// an endpoint that drops packets would use the whole retry budget on two attempts).
+pub(crate) const DEFAULT_CONNECT_TIMEOUT: &str = "3s";
+
 /// [`open_url`] with configuration keys of object_store's builders (`aws_endpoint`,
-/// `aws_allow_http`, `google_service_account`, ...) applied over the environment's.
+/// `aws_allow_http`, `google_service_account`, `connect_timeout`, `timeout`, ...) applied over
+/// the environment's, and two keys of hoist's own for object_store's [`RetryConfig`]:
+/// `retry_timeout` (`12s` by default; `500ms`, `30s` or a number of seconds) and `max_retries`
+/// (4). The connect timeout is 3 s unless `connect_timeout` says otherwise.
 pub async fn open_url_with<K: AsRef<str>, V: Into<String>>(
     url: &str,
     options: impl IntoIterator<Item = (K, V)>,
 ) -> Result<BucketStore> {
-    let options: Vec<(String, String)> = options
+    let mut options: Vec<(String, String)> = options
         .into_iter()
         .map(|(k, v)| (k.as_ref().to_owned(), v.into()))
         .collect();
+    let retry = retry_config(url, &mut options)?;
+    if !options.iter().any(|(key, _)| key == "connect_timeout") {
+        options.insert(
+            0,
+            (
+                "connect_timeout".to_owned(),
+                DEFAULT_CONNECT_TIMEOUT.to_owned(),
+            ),
+        );
+    }
     let unsupported = |reason: &str| Error::UnsupportedUrl {
         url: url.to_owned(),
         reason: reason.to_owned(),
@@ -72,7 +98,7 @@ pub async fn open_url_with<K: AsRef<str>, V: Into<String>>(
             for (key, value) in &options {
                 builder = builder.with_config(key.parse().map_err(config)?, value);
             }
-            let s3 = builder.build().map_err(config)?;
+            let s3 = builder.with_retry(retry.clone()).build().map_err(config)?;
             BucketStore::with_multipart(Arc::new(s3)).with_prefix(&prefix)
         }
         "gs" => {
@@ -81,7 +107,7 @@ pub async fn open_url_with<K: AsRef<str>, V: Into<String>>(
             for (key, value) in &options {
                 builder = builder.with_config(key.parse().map_err(config)?, value);
             }
-            let gcs = builder.build().map_err(config)?;
+            let gcs = builder.with_retry(retry.clone()).build().map_err(config)?;
             BucketStore::with_multipart(Arc::new(gcs)).with_prefix(&prefix)
         }
         "az" | "azure" | "abfs" | "abfss" => {
@@ -90,7 +116,7 @@ pub async fn open_url_with<K: AsRef<str>, V: Into<String>>(
             for (key, value) in &options {
                 builder = builder.with_config(key.parse().map_err(config)?, value);
             }
-            let azure = builder.build().map_err(config)?;
+            let azure = builder.with_retry(retry.clone()).build().map_err(config)?;
             BucketStore::with_multipart(Arc::new(azure)).with_prefix(&prefix)
         }
         _ => {
@@ -102,6 +128,58 @@ pub async fn open_url_with<K: AsRef<str>, V: Into<String>>(
     let store = store.with_name(url);
     probe(&store, url).await?;
     Ok(store)
+}
+
+/// Takes `retry_timeout` and `max_retries` out of the options (object_store's builders take a
+/// [`RetryConfig`] only as a value) and builds the retry policy from them and the defaults.
+fn retry_config(url: &str, options: &mut Vec<(String, String)>) -> Result<RetryConfig> {
+    let mut retry = RetryConfig {
+        backoff: BackoffConfig {
+            init_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(4),
+            base: 2.0,
+        },
+        max_retries: DEFAULT_MAX_RETRIES,
+        retry_timeout: DEFAULT_RETRY_TIMEOUT,
+    };
+    let invalid = |key: &str, value: &str| Error::UnsupportedUrl {
+        url: url.to_owned(),
+        reason: format!("option {key}={value:?} is not valid"),
+    };
+    let mut error = None;
+    options.retain(|(key, value)| match key.as_str() {
+        "retry_timeout" => {
+            match parse_duration(value) {
+                Some(timeout) => retry.retry_timeout = timeout,
+                None => error = Some(invalid(key, value)),
+            }
+            false
+        }
+        "max_retries" => {
+            match value.trim().parse() {
+                Ok(n) => retry.max_retries = n,
+                Err(_) => error = Some(invalid(key, value)),
+            }
+            false
+        }
+        _ => true,
+    });
+    match error {
+        Some(error) => Err(error),
+        None => Ok(retry),
+    }
+}
+
+/// `500ms`, `12s` or a number of seconds.
+fn parse_duration(text: &str) -> Option<Duration> {
+    let text = text.trim();
+    let (number, scale) = if let Some(ms) = text.strip_suffix("ms") {
+        (ms, 0.001)
+    } else {
+        (text.strip_suffix('s').unwrap_or(text), 1.0)
+    };
+    let value: f64 = number.trim().parse().ok()?;
+    Duration::try_from_secs_f64(value * scale).ok()
 }
 
 /// object_store's HTTP client (reqwest) is built with rustls but no crypto provider of its
@@ -149,5 +227,28 @@ async fn probe(store: &BucketStore, url: &str) -> Result<()> {
                 source,
             })
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_options_are_read_and_taken_out() {
+        let mut options = vec![
+            ("retry_timeout".to_owned(), "500ms".to_owned()),
+            ("max_retries".to_owned(), "2".to_owned()),
+            ("aws_region".to_owned(), "us-east-1".to_owned()),
+        ];
+        let retry = retry_config("s3://b", &mut options).unwrap();
+        assert_eq!(retry.retry_timeout, Duration::from_millis(500));
+        assert_eq!(retry.max_retries, 2);
+        assert_eq!(options.len(), 1);
+        assert_eq!(parse_duration("15"), Some(Duration::from_secs(15)));
+        assert_eq!(parse_duration("1.5s"), Some(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("soon"), None);
+        let mut bad = vec![("max_retries".to_owned(), "many".to_owned())];
+        assert!(retry_config("s3://b", &mut bad).is_err());
     }
 }
