@@ -53,7 +53,6 @@ pub async fn open_url_with<K: AsRef<str>, V: Into<String>>(
         .into_iter()
         .map(|(k, v)| (k.as_ref().to_owned(), v.into()))
         .collect();
-    let retry = retry_config(url, &mut options)?;
     if !options.iter().any(|(key, _)| key == "connect_timeout") {
         options.insert(
             0,
@@ -68,6 +67,7 @@ pub async fn open_url_with<K: AsRef<str>, V: Into<String>>(
         reason: reason.to_owned(),
     };
     let parsed = Url::parse(url).map_err(|e| unsupported(&e.to_string()))?;
+    let retry = retry_config(&mut options).map_err(|reason| unsupported(&reason))?;
     let config = |source| Error::Config {
         url: url.to_owned(),
         source,
@@ -132,7 +132,7 @@ pub async fn open_url_with<K: AsRef<str>, V: Into<String>>(
 
 /// Takes `retry_timeout` and `max_retries` out of the options (object_store's builders take a
 /// [`RetryConfig`] only as a value) and builds the retry policy from them and the defaults.
-fn retry_config(url: &str, options: &mut Vec<(String, String)>) -> Result<RetryConfig> {
+fn retry_config(options: &mut Vec<(String, String)>) -> std::result::Result<RetryConfig, String> {
     let mut retry = RetryConfig {
         backoff: BackoffConfig {
             init_backoff: Duration::from_millis(100),
@@ -142,10 +142,7 @@ fn retry_config(url: &str, options: &mut Vec<(String, String)>) -> Result<RetryC
         max_retries: DEFAULT_MAX_RETRIES,
         retry_timeout: DEFAULT_RETRY_TIMEOUT,
     };
-    let invalid = |key: &str, value: &str| Error::UnsupportedUrl {
-        url: url.to_owned(),
-        reason: format!("option {key}={value:?} is not valid"),
-    };
+    let invalid = |key: &str, value: &str| format!("option {key}={value:?} is not valid");
     let mut error = None;
     options.retain(|(key, value)| match key.as_str() {
         "retry_timeout" => {
@@ -241,7 +238,7 @@ mod tests {
             ("max_retries".to_owned(), "2".to_owned()),
             ("aws_region".to_owned(), "us-east-1".to_owned()),
         ];
-        let retry = retry_config("s3://b", &mut options).unwrap();
+        let retry = retry_config(&mut options).unwrap();
         assert_eq!(retry.retry_timeout, Duration::from_millis(500));
         assert_eq!(retry.max_retries, 2);
         assert_eq!(options.len(), 1);
@@ -249,6 +246,6 @@ mod tests {
         assert_eq!(parse_duration("1.5s"), Some(Duration::from_millis(1500)));
         assert_eq!(parse_duration("soon"), None);
         let mut bad = vec![("max_retries".to_owned(), "many".to_owned())];
-        assert!(retry_config("s3://b", &mut bad).is_err());
+        assert!(retry_config(&mut bad).is_err());
     }
 }
