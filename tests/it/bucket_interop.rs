@@ -201,57 +201,6 @@ async fn moto_a_missing_bucket_is_a_clear_start_up_error() {
     assert!(text.contains("the bucket does not exist"), "{text}");
 }
 
-/// `hoist serve --storage s3://BUCKET/PREFIX` with the AWS variables in its environment,
-/// killed on drop.
-struct Serve {
-    child: Child,
-    addr: std::net::SocketAddr,
-    log: tempfile::NamedTempFile,
-}
-
-impl Serve {
-    fn start(moto: &Moto, url: &str) -> Self {
-        let addr = free_addr();
-        let log = tempfile::NamedTempFile::new().unwrap();
-        let child = Command::new(hoist_binary())
-            .args(["serve", "--storage", url, "--addr", &addr.to_string()])
-            .envs(moto.env())
-            .env_remove("AWS_CA_BUNDLE")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log.reopen().unwrap())
-            .spawn()
-            .unwrap();
-        let mut serve = Self { child, addr, log };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !(serve.stderr().contains("hoist: serving")
-            && std::net::TcpStream::connect(addr).is_ok())
-        {
-            if let Some(status) = serve.child.try_wait().unwrap() {
-                panic!("hoist serve exited ({status}):\n{}", serve.stderr());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "hoist serve did not start:\n{}",
-                serve.stderr()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        serve
-    }
-
-    fn stderr(&self) -> String {
-        std::fs::read_to_string(self.log.path()).unwrap_or_default()
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn moto_skopeo_pushes_and_pulls_through_hoist_serve_on_s3() {
     let Some(program) = moto_server() else { return };
@@ -269,7 +218,7 @@ async fn moto_skopeo_pushes_and_pulls_through_hoist_serve_on_s3() {
     let arm64 = layout_image(&store, "arm64", None).await;
     let index = layout_index(&store, &[(&amd64, "amd64"), (&arm64, "arm64")], "multi").await;
 
-    let serve = Serve::start(&moto, "s3://registry/hoist");
+    let serve = crate::bucket_replicas::Replica::start(&moto, "s3://registry/hoist", &[], false);
     let registry = |tag: &str| format!("docker://{}/team/app:{tag}", serve.addr);
     for tag in ["v1", "multi"] {
         skopeo(
