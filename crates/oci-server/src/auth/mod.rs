@@ -191,6 +191,17 @@ pub(crate) struct Authenticator {
     refresh_tokens: Mutex<Expiring<String, Option<String>>>,
 }
 
+/// 401 asking for basic credentials: what basic auth answers, and the token endpoint too.
+fn basic_challenge(message: &str) -> Reply {
+    let mut response = wire::refusal(StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized, message);
+    set(
+        &mut response,
+        header::WWW_AUTHENTICATE,
+        "Basic realm=\"hoist\"",
+    );
+    response
+}
+
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // The maps stay consistent at every step a panic could interrupt: keep using them.
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
@@ -279,19 +290,9 @@ impl Authenticator {
         let needed = needed_scope(request.method(), route);
         match self.scheme {
             Scheme::Basic => {
-                let challenge = |message: &str| {
-                    let mut response =
-                        wire::refusal(StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized, message);
-                    set(
-                        &mut response,
-                        header::WWW_AUTHENTICATE,
-                        "Basic realm=\"hoist\"",
-                    );
-                    response
-                };
                 let user = self
                     .basic_user(authorization)
-                    .map_err(|()| challenge("wrong user name or password"))?;
+                    .map_err(|()| basic_challenge("wrong user name or password"))?;
                 let allowed = match &needed {
                     // The base and the catalog (which is filtered) are for whoever may do
                     // anything: every user, and anonymous requests when the policy lets them.
@@ -321,7 +322,7 @@ impl Authenticator {
                 );
                 match user {
                     // Anonymous: ask for credentials, which may be allowed more.
-                    None => Err(challenge("authentication required")),
+                    None => Err(basic_challenge("authentication required")),
                     Some(user) => Err(wire::refusal(
                         StatusCode::FORBIDDEN,
                         ErrorCode::Denied,

@@ -9,7 +9,7 @@ use oci_store::ErrorCode;
 use rand::Rng;
 
 use super::*;
-use crate::wire::{self, Reply, set};
+use crate::wire::{self, Reply};
 
 impl Authenticator {
     /// `GET /token?service=…&scope=…` (with basic credentials, or anonymous) or the OAuth2
@@ -25,16 +25,6 @@ impl Authenticator {
                 "token auth is not enabled",
             ));
         };
-        let unauthorized = |message: &str| {
-            let mut response =
-                wire::refusal(StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized, message);
-            set(
-                &mut response,
-                header::WWW_AUTHENTICATE,
-                "Basic realm=\"hoist\"",
-            );
-            response
-        };
         let (user, requested, refresh_token) = match *request.method() {
             // The Docker flow: scopes in the query, basic credentials in the header.
             Method::GET => {
@@ -45,7 +35,7 @@ impl Authenticator {
                 let user = match &self.users {
                     Some(_) => self
                         .basic_user(authorization)
-                        .map_err(|()| unauthorized("wrong user name or password"))?,
+                        .map_err(|()| basic_challenge("wrong user name or password"))?,
                     // Without users, credentials name nobody: every request is anonymous.
                     None => None,
                 };
@@ -76,7 +66,7 @@ impl Authenticator {
                         );
                         let user = match &self.users {
                             Some(users) if users.verify(user, password) => Some(user.to_owned()),
-                            Some(_) => return Err(unauthorized("wrong user name or password")),
+                            Some(_) => return Err(basic_challenge("wrong user name or password")),
                             None => None,
                         };
                         let refresh = random_token();
@@ -96,7 +86,7 @@ impl Authenticator {
                                 .cloned()
                         });
                         let Some(user) = known else {
-                            return Err(unauthorized("unknown or expired refresh token"));
+                            return Err(basic_challenge("unknown or expired refresh token"));
                         };
                         (user, requested, None)
                     }
@@ -122,7 +112,7 @@ impl Authenticator {
         // With users and nothing for anonymous requests, a token without credentials would
         // be worthless: ask for them instead, so that clients prompt for a login.
         if user.is_none() && self.users.is_some() && !self.policy.allows_anonymous_anything() {
-            return Err(unauthorized("credentials required for a token"));
+            return Err(basic_challenge("credentials required for a token"));
         }
         let asked = requested.len();
         let scopes = self.narrow(user.as_deref(), requested);
