@@ -14,10 +14,10 @@ use bytes::Bytes;
 use oci_types::Digest;
 use serde_json::{Value, json};
 
-use crate::bucket_interop::{Moto, moto_server};
+use crate::bucket_interop::{Moto, moto_server, serve_until_exit};
 use crate::bucket_replicas::Replica;
 use crate::http::{Client, Response};
-use crate::support::{free_addr, hoist_binary, peer};
+use crate::support::peer;
 
 #[test]
 fn moto_hoist_serve_refuses_to_start_when_the_credentials_are_refused() {
@@ -25,18 +25,7 @@ fn moto_hoist_serve_refuses_to_start_when_the_credentials_are_refused() {
     let mut command = Command::new(&program);
     command.env("INITIAL_NO_AUTH_ACTION_COUNT", "0");
     let moto = Moto::spawn(command, &program);
-    let output = Command::new(hoist_binary())
-        .args([
-            "serve",
-            "--storage",
-            "s3://registry/x",
-            "--addr",
-            &free_addr().to_string(),
-        ])
-        .envs(moto.env())
-        .env_remove("AWS_CA_BUNDLE")
-        .output()
-        .unwrap();
+    let output = serve_until_exit(&moto, "s3://registry/x");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
         !output.status.success(),

@@ -269,22 +269,27 @@ async fn moto_skopeo_pushes_and_pulls_through_hoist_serve_on_s3() {
     }
 }
 
-#[test]
-fn moto_hoist_serve_refuses_to_start_on_a_missing_bucket() {
-    let Some(program) = moto_server() else { return };
-    let moto = Moto::start(&program);
-    let output = Command::new(hoist_binary())
+/// Runs `hoist serve --storage URL` on `moto` until it exits (for one that must refuse to start).
+pub(crate) fn serve_until_exit(moto: &Moto, url: &str) -> std::process::Output {
+    Command::new(hoist_binary())
         .args([
             "serve",
             "--storage",
-            "s3://missing/x",
+            url,
             "--addr",
             &free_addr().to_string(),
         ])
         .envs(moto.env())
         .env_remove("AWS_CA_BUNDLE")
         .output()
-        .unwrap();
+        .unwrap()
+}
+
+#[test]
+fn moto_hoist_serve_refuses_to_start_on_a_missing_bucket() {
+    let Some(program) = moto_server() else { return };
+    let moto = Moto::start(&program);
+    let output = serve_until_exit(&moto, "s3://missing/x");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
         !output.status.success(),
