@@ -57,27 +57,9 @@ fn policy() -> AccessPolicy {
     AccessPolicy::parse(POLICY, PolicyFormat::Toml).unwrap()
 }
 
-/// `Basic base64(user:password)`.
+/// `Basic base64(user:password)` with the password every user of the policy has.
 fn basic(user: &str) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let input = format!("{user}:{PASSWORD}").into_bytes();
-    let mut out = String::new();
-    for chunk in input.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    format!("Basic {out}")
+    crate::server_auth::basic(user, PASSWORD)
 }
 
 /// What the store holds in each repository before the checks: `v1` (one config, one layer).
