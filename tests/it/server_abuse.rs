@@ -12,22 +12,15 @@ use http_body_util::{BodyExt, Empty, Full};
 use hyper_util::client::legacy::Client as PooledClient;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use oci_layout::LayoutStore;
-use oci_server::{Listening, RegistryServer, ServerOptions};
-use oci_store::{MemoryStore, OciInterface};
+use oci_server::ServerOptions;
+use oci_store::MemoryStore;
 use oci_types::Digest;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::http::Client;
+use crate::server_http::serve;
 use crate::support::ServeProcess;
-
-async fn serve(store: Arc<dyn OciInterface>, options: ServerOptions) -> Listening {
-    RegistryServer::new(store)
-        .with_options(options.with_shutdown_grace(Duration::from_secs(1)))
-        .bind("127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap()
-}
 
 /// Reads from `stream` until the server closes it (end of stream or reset), or panics at
 /// `deadline`.

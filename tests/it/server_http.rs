@@ -64,7 +64,8 @@ async fn store(backend: Backend) -> (Arc<dyn OciInterface>, Option<TempDir>) {
     }
 }
 
-async fn serve(store: Arc<dyn OciInterface>, options: ServerOptions) -> Listening {
+/// A server of `store` on a free loopback port, with a short shutdown grace.
+pub(crate) async fn serve(store: Arc<dyn OciInterface>, options: ServerOptions) -> Listening {
     RegistryServer::new(store)
         .with_options(options.with_shutdown_grace(Duration::from_secs(1)))
         .bind("127.0.0.1:0".parse().unwrap())
