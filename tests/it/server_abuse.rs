@@ -14,12 +14,11 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use oci_layout::LayoutStore;
 use oci_server::ServerOptions;
 use oci_store::MemoryStore;
-use oci_types::Digest;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::http::Client;
-use crate::server_http::serve;
+use crate::server_http::{Blob, push_blob, serve};
 use crate::support::ServeProcess;
 
 /// Reads from `stream` until the server closes it (end of stream or reset), or panics at
@@ -33,26 +32,6 @@ async fn closed_by_server(stream: &mut TcpStream, deadline: Instant) {
             Err(_) => panic!("the server left a connection open past the deadline"),
         }
     }
-}
-
-/// Pushes `bytes` as a blob of `repo` in one POST and PUT; returns its digest.
-async fn push_blob(client: &Client, repo: &str, bytes: Bytes) -> Digest {
-    let digest = Digest::sha256(&bytes);
-    let started = client
-        .post(&format!("/v2/{repo}/blobs/uploads/"))
-        .send()
-        .await;
-    assert_eq!(started.status, StatusCode::ACCEPTED);
-    let location = started.header("location").unwrap().to_owned();
-    let separator = if location.contains('?') { '&' } else { '?' };
-    let put = client
-        .put(&format!("{location}{separator}digest={digest}"))
-        .header("content-type", "application/octet-stream")
-        .body(bytes)
-        .send()
-        .await;
-    assert_eq!(put.status, StatusCode::CREATED, "{}", put.text());
-    digest
 }
 
 /// 1,000 connections send a request line and one header and stop. With a 1 s header timeout
@@ -139,11 +118,9 @@ fn slow_downloads_do_not_starve_fast_ones() {
     client_runtime.block_on(async move {
         let client = Client::new(&url);
         // Larger than what the sockets' buffers take in, so every slow download stalls.
-        let blob: Bytes = (0..32u32 << 20)
-            .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
-            .collect::<Vec<u8>>()
-            .into();
-        let digest = push_blob(&client, "abuse/slow", blob.clone()).await;
+        let blob = Blob::random(32 << 20, 1);
+        push_blob(&client, "abuse/slow", &blob).await;
+        let digest = &blob.digest;
         let path = format!("/v2/abuse/slow/blobs/{digest}");
         let mut slow = Vec::new();
         for _ in 0..40 {
@@ -160,7 +137,7 @@ fn slow_downloads_do_not_starve_fast_ones() {
         let fast = (0..4).map(|_| client.get(&path).send());
         for answer in futures::future::join_all(fast).await {
             assert_eq!(answer.status, StatusCode::OK);
-            assert_eq!(answer.body, blob);
+            assert_eq!(answer.body, blob.data);
         }
         drop(slow);
     });
@@ -180,11 +157,9 @@ async fn downloads_beyond_the_limit_wait_their_turn() {
     )
     .await;
     let client = Client::new(&server.url());
-    let blob: Bytes = (0..16u32 << 20)
-        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
-        .collect::<Vec<u8>>()
-        .into();
-    let digest = push_blob(&client, "abuse/turns", blob.clone()).await;
+    let blob = Blob::random(16 << 20, 2);
+    push_blob(&client, "abuse/turns", &blob).await;
+    let digest = &blob.digest;
     let path = format!("/v2/abuse/turns/blobs/{digest}");
     let mut stalled = Vec::new();
     for _ in 0..2 {
@@ -213,7 +188,7 @@ async fn downloads_beyond_the_limit_wait_their_turn() {
     drop(stalled.pop());
     let answer = third.await.unwrap();
     assert_eq!(answer.status, StatusCode::OK);
-    assert_eq!(answer.body, blob);
+    assert_eq!(answer.body, blob.data);
     drop(stalled);
     server.shutdown().await;
 }

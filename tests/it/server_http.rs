@@ -181,9 +181,9 @@ on_every_backend!(
 
 /// A blob and its digest.
 #[derive(Debug, Clone)]
-struct Blob {
-    data: Bytes,
-    digest: String,
+pub(crate) struct Blob {
+    pub(crate) data: Bytes,
+    pub(crate) digest: String,
 }
 
 impl Blob {
@@ -200,7 +200,7 @@ impl Blob {
     }
 
     /// `len` pseudo-random bytes, the same for the same `seed`.
-    fn random(len: usize, seed: u64) -> Self {
+    pub(crate) fn random(len: usize, seed: u64) -> Self {
         Self::new(pseudo_random(len, seed))
     }
 
@@ -439,7 +439,7 @@ async fn start_upload(c: &Client, repo: &str) -> String {
 }
 
 /// Pushes a blob by POST then PUT with the body.
-async fn push_blob(c: &Client, repo: &str, blob: &Blob) {
+pub(crate) async fn push_blob(c: &Client, repo: &str, blob: &Blob) {
     let location = start_upload(c, repo).await;
     let r = c
         .put(&with_query(&location, &format!("digest={}", blob.digest)))
