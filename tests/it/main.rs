@@ -9,6 +9,7 @@ mod archive_interop;
 mod bucket_faults;
 mod bucket_gc;
 mod bucket_interop;
+mod bucket_redirects;
 mod bucket_replicas;
 mod build_interop;
 mod cli;

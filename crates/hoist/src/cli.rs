@@ -850,6 +850,15 @@ pub(crate) struct ServeArgs {
     /// memory://; several replicas may serve one bucket.
     #[arg(long, value_name = "URL")]
     pub(crate) storage: Option<String>,
+    /// Answer blob downloads with a redirect to a URL of the bucket signed for a short time
+    /// (s3://, gs://, az://), so that blob bytes go from the storage to the client directly;
+    /// clients must be able to reach the storage. Access and the repository's holding of the
+    /// blob are checked first; HEADs and ranged reads are answered here.
+    #[arg(long, requires = "storage")]
+    pub(crate) redirect_blobs: bool,
+    /// How long each redirect URL stays valid, in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 1200, requires = "redirect_blobs")]
+    pub(crate) redirect_expiry: u64,
     /// The address to listen on.
     #[arg(long, default_value = "127.0.0.1:5000")]
     pub(crate) addr: SocketAddr,

@@ -2,33 +2,52 @@
 //! listings, and the move of verified content into place.
 
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 
 use bytes::Bytes;
-use futures::stream::TryStreamExt;
+use futures::stream::{StreamExt, TryStreamExt};
 use object_store::multipart::MultipartStore;
 use object_store::path::Path;
-use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use object_store::signer::Signer;
+use object_store::{
+    ObjectMeta, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, WriteMultipart,
+};
 use oci_types::{Digest, Repository};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::error::{Error, Result};
 use crate::keys::Keys;
+use crate::manifests::ManifestCache;
 
-/// At most this many repositories are remembered as existing; then the memory starts over
-/// (a forgotten one costs one create-only put, which finds its entry there).
-const KNOWN_REPOSITORIES: usize = 16_384;
-
-pub(crate) struct Inner {
+/// How a store was set up: what its builders change.
+#[derive(Clone)]
+pub(crate) struct Settings {
     pub(crate) store: Arc<dyn ObjectStore>,
     /// The same store's resumable multipart API, where it has one (S3, GCS, Azure, memory);
     /// without it, an upload's parts are objects of their own, joined at commit.
     pub(crate) multipart: Option<Arc<dyn MultipartStore>>,
+    pub(crate) prefix: String,
+    pub(crate) part_size: usize,
+    pub(crate) name: String,
+    /// Signs URLs of the store's objects, for redirects (S3, GCS, Azure).
+    pub(crate) signer: Option<Arc<dyn Signer>>,
+    /// The largest object the store copies server-side (S3: 5 GiB); larger content is moved
+    /// into place by streaming it through this process.
+    pub(crate) copy_limit: Option<u64>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) store: Arc<dyn ObjectStore>,
+    pub(crate) multipart: Option<Arc<dyn MultipartStore>>,
     pub(crate) keys: Keys,
     pub(crate) part_size: usize,
     pub(crate) name: String,
-    known: Mutex<HashSet<Repository>>,
+    pub(crate) signer: Option<Arc<dyn Signer>>,
+    pub(crate) copy_limit: Option<u64>,
+    /// Manifests read lately, by digest: content never changes under its digest, so a read
+    /// that found the repository's link serves the bytes from here.
+    pub(crate) manifests: ManifestCache,
 }
 
 /// The answer to a push whose content a collection is removing right now.
@@ -48,20 +67,29 @@ pub(crate) fn is_already_there(error: &object_store::Error) -> bool {
 }
 
 impl Inner {
-    pub(crate) fn new(
-        store: Arc<dyn ObjectStore>,
-        multipart: Option<Arc<dyn MultipartStore>>,
-        prefix: &str,
-        part_size: usize,
-        name: String,
-    ) -> Self {
+    pub(crate) fn new(settings: Settings) -> Self {
         Self {
-            store,
-            multipart,
-            keys: Keys::new(prefix),
-            part_size,
-            name,
-            known: Mutex::default(),
+            store: settings.store,
+            multipart: settings.multipart,
+            keys: Keys::new(&settings.prefix),
+            part_size: settings.part_size.max(1),
+            name: settings.name,
+            signer: settings.signer,
+            copy_limit: settings.copy_limit,
+            manifests: ManifestCache::default(),
+        }
+    }
+
+    /// The settings this was made from, for a builder to change.
+    pub(crate) fn settings(&self) -> Settings {
+        Settings {
+            store: Arc::clone(&self.store),
+            multipart: self.multipart.clone(),
+            prefix: self.keys.prefix().to_owned(),
+            part_size: self.part_size,
+            name: self.name.clone(),
+            signer: self.signer.clone(),
+            copy_limit: self.copy_limit,
         }
     }
 
@@ -217,31 +245,17 @@ impl Inner {
         Ok(())
     }
 
-    /// Records that `repo` exists, once per process for each repository.
+    /// Records that `repo` exists: a create-only put of its catalog entry, on every write
+    /// that links something into it. Not remembered per process: an entry removed behind this
+    /// process's back (a bucket emptied and reused) is written again by the next push.
     pub(crate) async fn ensure_repository(&self, repo: &Repository) -> Result<()> {
-        if self.known().contains(repo) {
-            return Ok(());
-        }
         self.create(&self.keys.catalog_entry(repo), PutPayload::default())
-            .await?;
-        let mut known = self.known();
-        if known.len() >= KNOWN_REPOSITORIES {
-            known.clear();
-        }
-        known.insert(repo.clone());
-        Ok(())
+            .await
+            .map(drop)
     }
 
     pub(crate) async fn repository_exists(&self, repo: &Repository) -> Result<bool> {
-        if self.known().contains(repo) {
-            return Ok(true);
-        }
         self.exists(&self.keys.catalog_entry(repo)).await
-    }
-
-    fn known(&self) -> std::sync::MutexGuard<'_, HashSet<Repository>> {
-        // Nothing panics while holding the lock; the set is only a cache.
-        self.known.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Makes verified content at `from` visible at `to` (its content-addressed name) without
@@ -251,7 +265,16 @@ impl Inner {
     /// `aws_copy_if_not_exists` is configured). Elsewhere (S3 by default) a check then a plain
     /// server-side copy: the name is the digest of content verified before this point, so a
     /// replica that copies over another's copy writes the same bytes.
-    pub(crate) async fn publish(&self, from: &Path, to: &Path) -> Result<()> {
+    ///
+    /// Content larger than the store copies server-side ([`Settings::copy_limit`]) is streamed
+    /// from `from` into a multipart upload at `to` instead, after the same check.
+    pub(crate) async fn publish(&self, from: &Path, to: &Path, size: u64) -> Result<()> {
+        if self.copy_limit.is_some_and(|limit| size > limit) {
+            if !self.exists(to).await? {
+                self.stream_copy(from, to).await?;
+            }
+            return self.remove(from).await;
+        }
         match self.store.copy_if_not_exists(from, to).await {
             Ok(()) => {}
             Err(e) if is_already_there(&e) => {}
@@ -269,5 +292,45 @@ impl Inner {
             Err(e) => return Err(self.err("copying into", to, e)),
         }
         self.remove(from).await
+    }
+
+    /// Copies `from` to `to` through this process, a part at a time: for objects larger than
+    /// the store's server-side copy takes.
+    async fn stream_copy(&self, from: &Path, to: &Path) -> Result<()> {
+        let found = self
+            .store
+            .get(from)
+            .await
+            .map_err(|e| self.err("reading", from, e))?;
+        let upload = self
+            .store
+            .put_multipart(to)
+            .await
+            .map_err(|e| self.err("starting an upload of", to, e))?;
+        let mut writer = WriteMultipart::new_with_chunk_size(upload, self.part_size);
+        let mut stream = found.into_stream();
+        let copied: Result<()> = async {
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk.map_err(|e| self.err("reading", from, e))?;
+                writer
+                    .wait_for_capacity(2)
+                    .await
+                    .map_err(|e| self.err("uploading", to, e))?;
+                writer.put(chunk);
+            }
+            Ok(())
+        }
+        .await;
+        if let Err(error) = copied {
+            if let Err(abort) = writer.abort().await {
+                tracing::warn!(%to, error = %abort, "aborting a failed copy failed");
+            }
+            return Err(error);
+        }
+        writer
+            .finish()
+            .await
+            .map(drop)
+            .map_err(|e| self.err("completing", to, e))
     }
 }

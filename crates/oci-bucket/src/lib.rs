@@ -44,6 +44,8 @@ mod gc;
 mod hash;
 mod inner;
 mod keys;
+mod list;
+mod manifests;
 mod open;
 mod store;
 mod upload;

@@ -22,6 +22,8 @@ use crate::store::BucketStore;
 ///   `AWS_ALLOW_HTTP`, ...), as object_store reads them,
 /// - `gs://BUCKET/PREFIX` (`GOOGLE_*` variables) and `az://CONTAINER/PREFIX` (`AZURE_*`).
 ///
+/// Stores in the cloud sign URLs for blob redirects ([`oci_store::BlobLocator`]).
+///
 /// The probe turns a missing bucket or refused credentials into an error here, at start-up,
 /// rather than on the first request.
 pub async fn open_url(url: &str) -> Result<BucketStore> {
@@ -39,6 +41,9 @@ pub(crate) const DEFAULT_MAX_RETRIES: usize = 4;
 /// How long establishing a connection may take (object_store's default is 5 s, retried, so
 /// an endpoint that drops packets would use the whole retry budget on two attempts).
 pub(crate) const DEFAULT_CONNECT_TIMEOUT: &str = "3s";
+
+/// The largest object S3 copies in one request (`CopyObject`).
+const S3_COPY_LIMIT: u64 = 5 << 30;
 
 /// [`open_url`] with configuration keys of object_store's builders (`aws_endpoint`,
 /// `aws_allow_http`, `google_service_account`, `connect_timeout`, `timeout`, ...) applied over
@@ -98,8 +103,11 @@ pub async fn open_url_with<K: AsRef<str>, V: Into<String>>(
             for (key, value) in &options {
                 builder = builder.with_config(key.parse().map_err(config)?, value);
             }
-            let s3 = builder.with_retry(retry.clone()).build().map_err(config)?;
-            BucketStore::with_multipart(Arc::new(s3)).with_prefix(&prefix)
+            let s3 = Arc::new(builder.with_retry(retry.clone()).build().map_err(config)?);
+            BucketStore::with_multipart(Arc::clone(&s3))
+                .with_prefix(&prefix)
+                .with_signer(s3)
+                .with_copy_limit(S3_COPY_LIMIT)
         }
         "gs" => {
             install_ring_provider();
@@ -107,8 +115,10 @@ pub async fn open_url_with<K: AsRef<str>, V: Into<String>>(
             for (key, value) in &options {
                 builder = builder.with_config(key.parse().map_err(config)?, value);
             }
-            let gcs = builder.with_retry(retry.clone()).build().map_err(config)?;
-            BucketStore::with_multipart(Arc::new(gcs)).with_prefix(&prefix)
+            let gcs = Arc::new(builder.with_retry(retry.clone()).build().map_err(config)?);
+            BucketStore::with_multipart(Arc::clone(&gcs))
+                .with_prefix(&prefix)
+                .with_signer(gcs)
         }
         "az" | "azure" | "abfs" | "abfss" => {
             install_ring_provider();
@@ -116,8 +126,10 @@ pub async fn open_url_with<K: AsRef<str>, V: Into<String>>(
             for (key, value) in &options {
                 builder = builder.with_config(key.parse().map_err(config)?, value);
             }
-            let azure = builder.with_retry(retry.clone()).build().map_err(config)?;
-            BucketStore::with_multipart(Arc::new(azure)).with_prefix(&prefix)
+            let azure = Arc::new(builder.with_retry(retry.clone()).build().map_err(config)?);
+            BucketStore::with_multipart(Arc::clone(&azure))
+                .with_prefix(&prefix)
+                .with_signer(azure)
         }
         _ => {
             return Err(unsupported(

@@ -3,21 +3,23 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
 use object_store::multipart::MultipartStore;
+use object_store::signer::{Method, Signer};
 use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
 use oci_store::{
-    BlobBody, BlobReader, BlobWriter, Error, ListParams, OciInterface, PushCheck,
-    PushManifestParams, ReferrersParams, Result, check_range, inspect_manifest,
+    BlobBody, BlobLocator, BlobReader, BlobWriter, Error, ListParams, OciInterface, PushCheck,
+    PushManifestParams, ReferrersParams, Result, body_from_bytes, check_range, inspect_manifest,
 };
-use oci_types::{Descriptor, Digest, MediaType, Repository, Tag};
+use oci_types::{Descriptor, Digest, MAX_MANIFEST_SIZE, MediaType, Repository, Tag};
 use serde::{Deserialize, Serialize};
 
-use crate::inner::Inner;
-use crate::keys::last_segment;
+use crate::inner::{Inner, Settings};
+use crate::list::listing;
 use crate::upload;
 
 /// The part size of uploads unless told otherwise: above S3's minimum of 5 MiB, small enough
@@ -36,15 +38,15 @@ struct BlobLink {
 /// A repository's record of a manifest: what its descriptor and the referrers API need, so
 /// that neither reads the manifest itself.
 #[derive(Serialize, Deserialize)]
-struct ManifestLink {
-    media_type: MediaType,
-    size: u64,
+pub(crate) struct ManifestLink {
+    pub(crate) media_type: MediaType,
+    pub(crate) size: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    subject: Option<Digest>,
+    pub(crate) subject: Option<Digest>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    artifact_type: Option<MediaType>,
+    pub(crate) artifact_type: Option<MediaType>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    annotations: BTreeMap<String, String>,
+    pub(crate) annotations: BTreeMap<String, String>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -62,72 +64,78 @@ impl BucketStore {
     /// A store over `store` whose chunked uploads keep their parts as objects of their own,
     /// joined at commit: for stores without a resumable multipart API (local files).
     pub fn new(store: Arc<dyn ObjectStore>) -> Self {
-        let name = store.to_string();
-        Self {
-            inner: Arc::new(Inner::new(store, None, "", DEFAULT_PART_SIZE, name)),
-        }
+        Self::from_settings(Settings {
+            name: store.to_string(),
+            store,
+            multipart: None,
+            prefix: String::new(),
+            part_size: DEFAULT_PART_SIZE,
+            signer: None,
+            copy_limit: None,
+        })
     }
 
     /// A store over `store` whose chunked uploads are multipart uploads of the store itself
     /// (S3, GCS, Azure, memory), resumable from any process by their id.
     pub fn with_multipart<S: ObjectStore + MultipartStore>(store: Arc<S>) -> Self {
-        let name = store.to_string();
         let multipart: Arc<dyn MultipartStore> = Arc::<S>::clone(&store);
+        Self::from_settings(Settings {
+            name: store.to_string(),
+            store,
+            multipart: Some(multipart),
+            prefix: String::new(),
+            part_size: DEFAULT_PART_SIZE,
+            signer: None,
+            copy_limit: None,
+        })
+    }
+
+    fn from_settings(settings: Settings) -> Self {
         Self {
-            inner: Arc::new(Inner::new(
-                store,
-                Some(multipart),
-                "",
-                DEFAULT_PART_SIZE,
-                name,
-            )),
+            inner: Arc::new(Inner::new(settings)),
         }
+    }
+
+    fn changed(&self, change: impl FnOnce(&mut Settings)) -> Self {
+        let mut settings = self.inner.settings();
+        change(&mut settings);
+        Self::from_settings(settings)
     }
 
     /// Keeps everything under `prefix` in the bucket.
     pub fn with_prefix(self, prefix: &str) -> Self {
-        let i = &self.inner;
-        let inner = Inner::new(
-            Arc::clone(&i.store),
-            i.multipart.clone(),
-            prefix,
-            i.part_size,
-            i.name.clone(),
-        );
-        Self {
-            inner: Arc::new(inner),
-        }
+        self.changed(|s| s.prefix = prefix.to_owned())
     }
 
     /// Sets the size of upload parts (default [`DEFAULT_PART_SIZE`]; S3 needs at least 5 MiB
     /// for every part but the last). This is also about the most an upload holds in memory.
     pub fn with_part_size(self, part_size: usize) -> Self {
-        let i = &self.inner;
-        let inner = Inner::new(
-            Arc::clone(&i.store),
-            i.multipart.clone(),
-            i.keys.prefix(),
-            part_size.max(1),
-            i.name.clone(),
-        );
-        Self {
-            inner: Arc::new(inner),
-        }
+        self.changed(|s| s.part_size = part_size)
     }
 
     /// Names the store in messages and logs (`s3://bucket/prefix`).
     pub fn with_name(self, name: impl Into<String>) -> Self {
-        let i = &self.inner;
-        let inner = Inner::new(
-            Arc::clone(&i.store),
-            i.multipart.clone(),
-            i.keys.prefix(),
-            i.part_size,
-            name.into(),
-        );
-        Self {
-            inner: Arc::new(inner),
-        }
+        self.changed(|s| s.name = name.into())
+    }
+
+    /// Signs URLs of blob content with `signer` (the same bucket's client: `AmazonS3`,
+    /// `GoogleCloudStorage`, `MicrosoftAzure`), so that this store is a [`BlobLocator`] that a
+    /// server can redirect blob downloads to.
+    pub fn with_signer(self, signer: Arc<dyn Signer>) -> Self {
+        self.changed(|s| s.signer = Some(signer))
+    }
+
+    /// Content larger than `bytes` is moved into place by streaming it through this process
+    /// instead of by a server-side copy: S3 copies at most 5 GiB in one request (set by
+    /// [`open_url`](crate::open_url) for `s3://`).
+    pub fn with_copy_limit(self, bytes: u64) -> Self {
+        self.changed(|s| s.copy_limit = Some(bytes))
+    }
+
+    /// Whether this store signs URLs of its content ([`with_signer`](Self::with_signer)), so
+    /// that [`BlobLocator::blob_url`] gives some.
+    pub fn signs_urls(&self) -> bool {
+        self.inner.signer.is_some()
     }
 
     /// The object store underneath.
@@ -192,6 +200,22 @@ impl BucketStore {
         Ok(BlobReader::verified(descriptor, body))
     }
 
+    /// A manifest's content, from the process's cache or read whole and verified into it.
+    async fn read_manifest(&self, repo: &Repository, descriptor: Descriptor) -> Result<BlobReader> {
+        let content = match self.inner.manifests.get(&descriptor.digest) {
+            Some(content) => content,
+            None => {
+                let digest = descriptor.digest.clone();
+                let reader = self.read_content(repo, descriptor.clone()).await?;
+                // A verified read: the stream ends in an error unless every byte matched.
+                let content = reader.bytes(MAX_MANIFEST_SIZE as u64).await?;
+                self.inner.manifests.insert(&digest, content.clone());
+                content
+            }
+        };
+        Ok(BlobReader::verified(descriptor, body_from_bytes(content)))
+    }
+
     fn stream_body(
         &self,
         found: object_store::GetResult,
@@ -253,7 +277,7 @@ impl BucketStore {
             .finish()
             .await
             .map_err(|e| self.inner.err("completing", &staging, e))?;
-        self.inner.publish(&staging, &target).await?;
+        self.inner.publish(&staging, &target, descriptor.size).await?;
         Ok(())
     }
 
@@ -268,101 +292,6 @@ impl BucketStore {
         }
         Ok(())
     }
-
-    async fn list_tags(&self, repo: Repository, params: ListParams) -> Result<Vec<Tag>> {
-        if !self.inner.repository_exists(&repo).await? {
-            return Err(Error::NameUnknown { repo });
-        }
-        let prefix = self.inner.keys.tags(&repo);
-        let offset = params
-            .start_after
-            .as_deref()
-            .and_then(|after| after.parse::<Tag>().ok());
-        let offset = offset.map(|t| self.inner.keys.tag(&repo, &t));
-        let mut tags: Vec<Tag> = self
-            .inner
-            .list(&prefix, offset.as_ref())
-            .await?
-            .iter()
-            .filter_map(|path| last_segment(path).parse().ok())
-            .collect();
-        tags.sort_by(|a: &Tag, b| a.as_str().cmp(b.as_str()));
-        Ok(params.apply(tags))
-    }
-
-    async fn list_repositories(&self, params: ListParams) -> Result<Vec<Repository>> {
-        let prefix = self.inner.keys.catalog();
-        let offset = params
-            .start_after
-            .as_deref()
-            .map(|name| self.inner.keys.catalog_offset(name));
-        let mut names: Vec<Repository> = self
-            .inner
-            .list(&prefix, offset.as_ref())
-            .await?
-            .iter()
-            .filter_map(|path| self.inner.keys.repository_of(path)?.parse().ok())
-            .collect();
-        names.sort_by(|a: &Repository, b| a.as_str().cmp(b.as_str()));
-        Ok(params.apply(names))
-    }
-
-    async fn list_referrers(
-        &self,
-        repo: Repository,
-        subject: Digest,
-        params: ReferrersParams,
-    ) -> Result<Vec<Descriptor>> {
-        let markers = self
-            .inner
-            .list(&self.inner.keys.referrers(&repo, &subject), None)
-            .await?;
-        let mut found = Vec::new();
-        for path in markers {
-            // The marker is `.../ALG/HEX`: the referrer's digest.
-            let mut segments = path.as_ref().rsplit('/');
-            let (Some(hex), Some(alg)) = (segments.next(), segments.next()) else {
-                continue;
-            };
-            let Ok(digest) = format!("{alg}:{hex}").parse::<Digest>() else {
-                continue;
-            };
-            let link: Option<ManifestLink> = self
-                .inner
-                .get_json(&self.inner.keys.manifest_link(&repo, &digest))
-                .await?;
-            // A marker whose manifest is gone (deleted while this listed) is no referrer.
-            let Some(link) = link else { continue };
-            if params
-                .artifact_type
-                .as_ref()
-                .is_some_and(|wanted| link.artifact_type.as_ref() != Some(wanted))
-            {
-                continue;
-            }
-            let mut descriptor = Descriptor::new(link.media_type, digest, link.size);
-            descriptor.artifact_type = link.artifact_type;
-            descriptor.annotations = link.annotations;
-            found.push(descriptor);
-        }
-        found.sort_by_key(|d| d.digest.to_string());
-        Ok(found)
-    }
-}
-
-/// A listing computed by `list` as one `'static` stream.
-fn listing<T: Send + 'static>(
-    store: &BucketStore,
-    list: impl FnOnce(BucketStore) -> futures::future::BoxFuture<'static, Result<Vec<T>>>,
-) -> BoxStream<'static, Result<T>> {
-    let future = list(store.clone());
-    stream::once(future)
-        .map(|result| match result {
-            Ok(items) => stream::iter(items.into_iter().map(Ok)).boxed(),
-            Err(error) => stream::once(async move { Err(error) }).boxed(),
-        })
-        .flatten()
-        .boxed()
 }
 
 #[async_trait]
@@ -404,7 +333,7 @@ impl OciInterface for BucketStore {
 
     async fn get_manifest(&self, repo: &Repository, digest: &Digest) -> Result<BlobReader> {
         let link = self.manifest_link(repo, digest, digest.as_ref()).await?;
-        self.read_content(
+        self.read_manifest(
             repo,
             Descriptor::new(link.media_type, digest.clone(), link.size),
         )
@@ -413,7 +342,7 @@ impl OciInterface for BucketStore {
 
     async fn get_tag(&self, repo: &Repository, tag: &Tag) -> Result<BlobReader> {
         let (digest, link) = self.tagged(repo, tag).await?;
-        self.read_content(repo, Descriptor::new(link.media_type, digest, link.size))
+        self.read_manifest(repo, Descriptor::new(link.media_type, digest, link.size))
             .await
     }
 
@@ -651,5 +580,22 @@ impl fmt::Debug for BucketStore {
 impl fmt::Display for BucketStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.inner.name)
+    }
+}
+
+#[async_trait]
+impl BlobLocator for BucketStore {
+    /// A URL signed by the bucket's own client for a GET of the content, when the store was
+    /// given a signer ([`BucketStore::with_signer`]).
+    async fn blob_url(&self, digest: &Digest, valid_for: Duration) -> Result<Option<String>> {
+        let Some(signer) = &self.inner.signer else {
+            return Ok(None);
+        };
+        let path = self.inner.keys.content(digest);
+        let url = signer
+            .signed_url(Method::GET, &path, valid_for)
+            .await
+            .map_err(|e| self.inner.err("signing a URL of", &path, e))?;
+        Ok(Some(url.to_string()))
     }
 }

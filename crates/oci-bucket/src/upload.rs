@@ -522,7 +522,7 @@ impl BlobWriter for BucketWriter {
                         .create(&target, PutPayload::from(self.buffer.split().freeze()))
                         .await?;
                 }
-                Some(data) => inner.publish(&data, &target).await?,
+                Some(data) => inner.publish(&data, &target, size).await?,
             }
         } else {
             // Another algorithm than the running hash's: the content is read back once.
@@ -550,7 +550,7 @@ impl BlobWriter for BucketWriter {
                     if &actual != digest {
                         return Err(self.mismatch(digest, actual).await);
                     }
-                    inner.publish(&data, &target).await?;
+                    inner.publish(&data, &target, size).await?;
                 }
             }
         }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hyper_util::server::graceful::GracefulShutdown;
-use oci_store::OciInterface;
+use oci_store::{BlobLocator, OciInterface};
 use oci_types::MAX_MANIFEST_SIZE;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, oneshot};
@@ -15,7 +15,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::auth::{Auth, Authenticator};
 use crate::conn;
-use crate::handler::State;
+use crate::handler::{BlobRedirects, State};
 use crate::{Error, Result};
 
 /// How a [`RegistryServer`] behaves.
@@ -190,6 +190,7 @@ pub struct RegistryServer {
     options: ServerOptions,
     auth: Option<Auth>,
     tls: Option<Arc<rustls::ServerConfig>>,
+    redirects: Option<BlobRedirects>,
 }
 
 impl std::fmt::Debug for RegistryServer {
@@ -199,6 +200,7 @@ impl std::fmt::Debug for RegistryServer {
             .field("options", &self.options)
             .field("auth", &self.auth.is_some())
             .field("tls", &self.tls.is_some())
+            .field("redirects", &self.redirects)
             .finish()
     }
 }
@@ -211,6 +213,7 @@ impl RegistryServer {
             options: ServerOptions::default(),
             auth: None,
             tls: None,
+            redirects: None,
         }
     }
 
@@ -219,6 +222,17 @@ impl RegistryServer {
         let tls = self.options.tls;
         self.options = options;
         self.options.tls = tls;
+        self
+    }
+
+    /// Answers whole-blob GETs with a `307` redirect to a URL of `locator`'s (a presigned URL
+    /// of the bucket underneath), valid for `valid_for`, so that blob bytes go from the storage
+    /// to the client without passing through this server. The server still authorizes the
+    /// request and checks that the repository holds the blob; HEADs, ranged GETs and blobs
+    /// the locator has no URL for are answered as usual. Off by default: a client must be able
+    /// to reach the storage, and the URL lets whoever holds it read that blob until it expires.
+    pub fn with_blob_redirects(mut self, locator: Arc<dyn BlobLocator>, valid_for: Duration) -> Self {
+        self.redirects = Some(BlobRedirects { locator, valid_for });
         self
     }
 
@@ -273,6 +287,7 @@ impl RegistryServer {
             download_slots: Arc::new(Semaphore::new(self.options.max_concurrent_downloads.max(1))),
             options: self.options.clone(),
             auth: self.auth.map(Authenticator::new),
+            redirects: self.redirects,
         });
         let (stop, stopped) = oneshot::channel();
         let acceptor = self.tls.map(TlsAcceptor::from);

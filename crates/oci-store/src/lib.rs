@@ -51,6 +51,7 @@ mod inspect;
 mod interface;
 #[cfg(feature = "layers")]
 pub mod layer;
+mod locate;
 mod memory;
 mod read_only;
 
@@ -62,6 +63,7 @@ pub use inspect::{InspectedManifest, inspect_manifest};
 pub use interface::{
     ListParams, OciInterface, OciInterfaceExt, PushManifestParams, ReferrersParams,
 };
+pub use locate::BlobLocator;
 pub use memory::MemoryStore;
 pub use pool::BufferPool;
 pub use read_only::ReadOnly;

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use oci_layout::{LayoutOptions, LayoutStore};
 use oci_server::{AccessPolicy, Action, Actions, Auth, Htpasswd, RegistryServer, ServerOptions};
-use oci_store::{MemoryStore, OciInterface};
+use oci_store::{BlobLocator, MemoryStore, OciInterface};
 
 use crate::cli::ServeArgs;
 
@@ -18,11 +18,20 @@ const DEFAULT_ROOT: &str = "hoist-registry";
 const SERVE_READ_BUFFER: usize = 1 << 20;
 
 pub(crate) async fn run(args: ServeArgs) -> Result<()> {
+    let mut locator: Option<Arc<dyn BlobLocator>> = None;
     let (store, place): (Arc<dyn OciInterface>, String) = if let Some(url) = &args.storage {
         // Opening probes the bucket: a missing bucket or refused credentials stop here.
         let store = oci_bucket::open_url(url)
             .await
             .with_context(|| format!("cannot serve from {url}"))?;
+        if args.redirect_blobs {
+            if !store.signs_urls() {
+                bail!(
+                    "--redirect-blobs needs storage that signs URLs (s3://, gs://, az://); {url} has none"
+                );
+            }
+            locator = Some(Arc::new(store.clone()));
+        }
         (Arc::new(store), format!("{url} (object storage)"))
     } else if args.memory {
         (
@@ -59,6 +68,9 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
         .with_tls_handshake_timeout(Duration::from_secs(args.tls_handshake_timeout))
         .with_min_body_rate(args.min_body_rate, Duration::from_secs(30));
     let mut server = RegistryServer::new(store).with_options(options);
+    if let Some(locator) = locator {
+        server = server.with_blob_redirects(locator, Duration::from_secs(args.redirect_expiry));
+    }
     let policy = args
         .access
         .as_deref()

@@ -6,4 +6,5 @@
 
 mod conformance;
 mod gc;
+mod stores;
 mod uploads;

@@ -152,6 +152,32 @@ pub(super) async fn get_blob(
     Ok(response)
 }
 
+/// A whole-blob GET answered with a redirect to where the storage serves the content itself
+/// (`307`, as the CNCF registry answers on object storage), once the repository is known to
+/// hold the blob; `None` when the locator has no URL for it (then it is streamed as usual).
+pub(super) async fn redirect_blob(
+    store: &dyn OciInterface,
+    redirects: &BlobRedirects,
+    repo: &Repository,
+    digest: &Digest,
+) -> Result<Option<Reply>, Reply> {
+    // The URL names content only: whether this repository holds it is the store's answer.
+    store.resolve_blob(repo, digest).await.map_err(fail)?;
+    let url = redirects
+        .locator
+        .blob_url(digest, redirects.valid_for)
+        .await
+        .map_err(fail)?;
+    // A URL that is not a valid header value (none that the object stores sign) is streamed.
+    let Some(location) = url.and_then(|url| http::HeaderValue::from_str(&url).ok()) else {
+        return Ok(None);
+    };
+    let mut response = wire::status(StatusCode::TEMPORARY_REDIRECT);
+    response.headers_mut().insert(header::LOCATION, location);
+    set(&mut response, "Docker-Content-Digest", digest.as_str());
+    Ok(Some(response))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

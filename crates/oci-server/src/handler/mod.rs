@@ -14,7 +14,7 @@ use http::{HeaderMap, Method, Request, StatusCode, header};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use oci_store::{
-    BlobBody, BlobWriter, Error, ErrorCode, ListParams, OciInterface, PushManifestParams,
+    BlobBody, BlobLocator, BlobWriter, Error, ErrorCode, ListParams, OciInterface, PushManifestParams,
     ReferrersParams,
 };
 use oci_types::{Descriptor, Digest, ImageIndex, Manifest, MediaType, Repository, Tag, media_type};
@@ -31,7 +31,7 @@ mod blobs;
 mod manifests;
 mod uploads;
 
-use blobs::{BlobRead, get_blob, holding};
+use blobs::{BlobRead, get_blob, holding, redirect_blob};
 use manifests::{get_manifest, put_manifest};
 use uploads::{patch_upload, post_upload, put_upload, upload_status};
 
@@ -43,6 +43,18 @@ pub(crate) struct State {
     pub(crate) upload_slots: Arc<Semaphore>,
     /// Blob bodies being served ([`ServerOptions::max_concurrent_downloads`]).
     pub(crate) download_slots: Arc<Semaphore>,
+    /// Where whole-blob GETs are redirected ([`RegistryServer::with_blob_redirects`]).
+    ///
+    /// [`RegistryServer::with_blob_redirects`]: crate::RegistryServer::with_blob_redirects
+    pub(crate) redirects: Option<BlobRedirects>,
+}
+
+/// Blob GETs answered with a redirect to a URL of the storage itself.
+#[derive(Debug, Clone)]
+pub(crate) struct BlobRedirects {
+    pub(crate) locator: Arc<dyn BlobLocator>,
+    /// How long each URL given out stays valid.
+    pub(crate) valid_for: std::time::Duration,
 }
 
 type Outcome = Result<Reply, Reply>;
@@ -149,6 +161,14 @@ async fn dispatch(state: &Arc<State>, request: Request<Incoming>) -> Outcome {
                 head: method == Method::HEAD,
                 verify: state.options.verify_blob_reads,
             };
+            if let Some(redirects) = &state.redirects
+                && !read.head
+                && !request.headers().contains_key(header::RANGE)
+                && let Some(response) = redirect_blob(store.as_ref(), redirects, &repo, &digest)
+                    .await?
+            {
+                return Ok(response);
+            }
             // Each body being served holds up to a few read buffers: a bounded number of them
             // bounds the memory that stalled downloads can hold. A request beyond waits.
             let slot = if read.head {

@@ -1,0 +1,107 @@
+//! Listings of tags, repositories and referrers from the bucket's listing, sorted here (a local
+//! directory lists in no particular order) and paged as the trait says.
+
+use futures::stream::{self, BoxStream, StreamExt};
+use oci_store::{Error, ListParams, ReferrersParams, Result};
+use oci_types::{Descriptor, Digest, Repository, Tag};
+
+use crate::keys::last_segment;
+use crate::store::{BucketStore, ManifestLink};
+
+impl BucketStore {
+    pub(crate) async fn list_tags(&self, repo: Repository, params: ListParams) -> Result<Vec<Tag>> {
+        if !self.inner.repository_exists(&repo).await? {
+            return Err(Error::NameUnknown { repo });
+        }
+        let prefix = self.inner.keys.tags(&repo);
+        let offset = params
+            .start_after
+            .as_deref()
+            .and_then(|after| after.parse::<Tag>().ok());
+        let offset = offset.map(|t| self.inner.keys.tag(&repo, &t));
+        let mut tags: Vec<Tag> = self
+            .inner
+            .list(&prefix, offset.as_ref())
+            .await?
+            .iter()
+            .filter_map(|path| last_segment(path).parse().ok())
+            .collect();
+        tags.sort_by(|a: &Tag, b| a.as_str().cmp(b.as_str()));
+        Ok(params.apply(tags))
+    }
+
+    pub(crate) async fn list_repositories(&self, params: ListParams) -> Result<Vec<Repository>> {
+        let prefix = self.inner.keys.catalog();
+        let offset = params
+            .start_after
+            .as_deref()
+            .map(|name| self.inner.keys.catalog_offset(name));
+        let mut names: Vec<Repository> = self
+            .inner
+            .list(&prefix, offset.as_ref())
+            .await?
+            .iter()
+            .filter_map(|path| self.inner.keys.repository_of(path)?.parse().ok())
+            .collect();
+        names.sort_by(|a: &Repository, b| a.as_str().cmp(b.as_str()));
+        Ok(params.apply(names))
+    }
+
+    pub(crate) async fn list_referrers(
+        &self,
+        repo: Repository,
+        subject: Digest,
+        params: ReferrersParams,
+    ) -> Result<Vec<Descriptor>> {
+        let markers = self
+            .inner
+            .list(&self.inner.keys.referrers(&repo, &subject), None)
+            .await?;
+        let mut found = Vec::new();
+        for path in markers {
+            // The marker is `.../ALG/HEX`: the referrer's digest.
+            let mut segments = path.as_ref().rsplit('/');
+            let (Some(hex), Some(alg)) = (segments.next(), segments.next()) else {
+                continue;
+            };
+            let Ok(digest) = format!("{alg}:{hex}").parse::<Digest>() else {
+                continue;
+            };
+            let link: Option<ManifestLink> = self
+                .inner
+                .get_json(&self.inner.keys.manifest_link(&repo, &digest))
+                .await?;
+            // A marker whose manifest is gone (deleted while this listed) is no referrer.
+            let Some(link) = link else { continue };
+            if params
+                .artifact_type
+                .as_ref()
+                .is_some_and(|wanted| link.artifact_type.as_ref() != Some(wanted))
+            {
+                continue;
+            }
+            let mut descriptor = Descriptor::new(link.media_type, digest, link.size);
+            descriptor.artifact_type = link.artifact_type;
+            descriptor.annotations = link.annotations;
+            found.push(descriptor);
+        }
+        found.sort_by_key(|d| d.digest.to_string());
+        Ok(found)
+    }
+}
+
+/// A listing computed by `list` as one `'static` stream.
+pub(crate) fn listing<T: Send + 'static>(
+    store: &BucketStore,
+    list: impl FnOnce(BucketStore) -> futures::future::BoxFuture<'static, Result<Vec<T>>>,
+) -> BoxStream<'static, Result<T>> {
+    let future = list(store.clone());
+    stream::once(future)
+        .map(|result| match result {
+            Ok(items) => stream::iter(items.into_iter().map(Ok)).boxed(),
+            Err(error) => stream::once(async move { Err(error) }).boxed(),
+        })
+        .flatten()
+        .boxed()
+}
+
