@@ -195,8 +195,20 @@ impl Inner {
 
     /// Every object under `prefix` with its size and time, in no promised order.
     pub(crate) async fn list_meta(&self, prefix: &Path) -> Result<Vec<ObjectMeta>> {
-        self.store
-            .list(Some(prefix))
+        self.list_meta_after(prefix, None).await
+    }
+
+    /// [`list_meta`](Self::list_meta) of the objects after `offset`.
+    pub(crate) async fn list_meta_after(
+        &self,
+        prefix: &Path,
+        offset: Option<&Path>,
+    ) -> Result<Vec<ObjectMeta>> {
+        let stream = match offset {
+            Some(offset) => self.store.list_with_offset(Some(prefix), offset),
+            None => self.store.list(Some(prefix)),
+        };
+        stream
             .try_collect()
             .await
             .map_err(|e| self.err("listing", prefix, e))

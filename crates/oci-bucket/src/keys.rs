@@ -4,7 +4,7 @@
 //! blobs/ALG/XX/HEX                           content, blobs and manifests alike, written once
 //! repositories/REPO/_blobs/ALG/HEX           a blob linked into REPO: {"size": N}
 //! repositories/REPO/_manifests/ALG/HEX       a manifest in REPO: media type, size, subject...
-//! repositories/REPO/_tags/TAG                a tag: {"digest": "sha256:..."}
+//! repositories/REPO/_tags/TAG                a tag: {"digest": "sha256:..."}; empty: removed
 //! repositories/REPO/_referrers/ALG/HEX/ALG/HEX  empty: a manifest of REPO whose subject is HEX
 //! catalog/REPO/_repository                   empty: REPO exists
 //! uploads/ID/state-GEN, tail-GEN, part-GEN-N, data   a chunked upload (see `upload`)

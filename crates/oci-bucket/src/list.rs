@@ -19,12 +19,14 @@ impl BucketStore {
             .as_deref()
             .and_then(|after| after.parse::<Tag>().ok());
         let offset = offset.map(|t| self.inner.keys.tag(&repo, &t));
+        // Tombstones (empty objects: tags removed with their manifest) are no tags.
         let mut tags: Vec<Tag> = self
             .inner
-            .list(&prefix, offset.as_ref())
+            .list_meta_after(&prefix, offset.as_ref())
             .await?
             .iter()
-            .filter_map(|path| last_segment(path).parse().ok())
+            .filter(|meta| meta.size > 0)
+            .filter_map(|meta| last_segment(&meta.location).parse().ok())
             .collect();
         tags.sort_by(|a: &Tag, b| a.as_str().cmp(b.as_str()));
         Ok(params.apply(tags))
@@ -104,4 +106,3 @@ pub(crate) fn listing<T: Send + 'static>(
         .flatten()
         .boxed()
 }
-

@@ -10,7 +10,10 @@ use bytes::{Bytes, BytesMut};
 use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
 use object_store::multipart::MultipartStore;
 use object_store::signer::{Method, Signer};
-use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
+use object_store::{
+    GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload,
+    UpdateVersion, WriteMultipart,
+};
 use oci_store::{
     BlobBody, BlobLocator, BlobReader, BlobWriter, Error, ListParams, OciInterface, PushCheck,
     PushManifestParams, ReferrersParams, Result, body_from_bytes, check_range, inspect_manifest,
@@ -171,12 +174,19 @@ impl BucketStore {
     }
 
     async fn tagged(&self, repo: &Repository, tag: &Tag) -> Result<(Digest, ManifestLink)> {
-        let link: Option<TagLink> = self.inner.get_json(&self.inner.keys.tag(repo, tag)).await?;
+        let path = self.inner.keys.tag(repo, tag);
         let unknown = || Error::ManifestUnknown {
             repo: repo.clone(),
             reference: tag.to_string(),
         };
-        let digest = link.ok_or_else(unknown)?.digest;
+        let bytes = self.inner.get_small(&path).await?.ok_or_else(unknown)?;
+        if bytes.is_empty() {
+            // A tombstone: a tag removed with its manifest.
+            return Err(unknown());
+        }
+        let link: TagLink =
+            serde_json::from_slice(&bytes).map_err(|e| self.inner.corrupt(&path, e))?;
+        let digest = link.digest;
         let manifest = self.manifest_link(repo, &digest, tag.as_str()).await?;
         Ok((digest, manifest))
     }
@@ -277,21 +287,64 @@ impl BucketStore {
             .finish()
             .await
             .map_err(|e| self.inner.err("completing", &staging, e))?;
-        self.inner.publish(&staging, &target, descriptor.size).await?;
+        self.inner
+            .publish(&staging, &target, descriptor.size)
+            .await?;
         Ok(())
     }
 
-    /// Deletes the tags of `repo` that point at `digest`.
+    /// Removes the tags of `repo` that point at `digest`, each only if it still does when it
+    /// is removed: another replica may move a tag to another manifest between this read and
+    /// the removal, and that tag must stay. The removal is a conditional overwrite (the tag's
+    /// ETag must not have changed) with an empty object, a tombstone that readers and
+    /// listings take for no tag; a store without conditional overwrites (local files) deletes
+    /// the tag instead, with that narrow race.
     async fn untag(&self, repo: &Repository, digest: &Digest) -> Result<()> {
         let tags = self.inner.list(&self.inner.keys.tags(repo), None).await?;
         for path in tags {
-            let link: Option<TagLink> = self.inner.get_json(&path).await?;
-            if link.is_some_and(|l| &l.digest == digest) {
-                self.inner.remove(&path).await?;
+            let found = match self.inner.store.get(&path).await {
+                Ok(found) => found,
+                Err(object_store::Error::NotFound { .. }) => continue,
+                Err(e) => return Err(self.inner.err("reading", &path, e).into()),
+            };
+            let version = UpdateVersion {
+                e_tag: found.meta.e_tag.clone(),
+                version: found.meta.version.clone(),
+            };
+            let bytes = found
+                .bytes()
+                .await
+                .map_err(|e| self.inner.err("reading", &path, e))?;
+            if !tag_link(&bytes).is_some_and(|l| &l.digest == digest) {
+                continue;
+            }
+            let tombstone = PutOptions::from(PutMode::Update(version));
+            match self
+                .inner
+                .store
+                .put_opts(&path, PutPayload::default(), tombstone)
+                .await
+            {
+                Ok(_) => {}
+                // Moved to another manifest (or removed) since it was read: not ours to remove.
+                Err(
+                    object_store::Error::Precondition { .. } | object_store::Error::NotFound { .. },
+                ) => {}
+                Err(
+                    object_store::Error::NotImplemented { .. }
+                    | object_store::Error::NotSupported { .. },
+                ) => self.inner.remove(&path).await?,
+                Err(e) => return Err(self.inner.err("removing", &path, e).into()),
             }
         }
         Ok(())
     }
+}
+
+/// A tag's link, `None` for a tombstone (an empty object: a tag removed by `untag`) or for
+/// bytes that are not one.
+fn tag_link(bytes: &[u8]) -> Option<TagLink> {
+    serde_json::from_slice(bytes).ok()
 }
 
 #[async_trait]

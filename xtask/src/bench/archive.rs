@@ -35,7 +35,8 @@
 //!   finds its input in the page cache; each load goes into a Docker daemon started for it,
 //!   untimed, with a data root of its own (`tests/peers/start-daemon.sh docker20 DIR`), and
 //!   left running until the run ends (`stop-daemon.sh DIR`) so that nothing is deleted within
-//!   a run;
+//!   a run; DIR is on the tmpfs `/dev/shm` when it has room (see [`memory_daemon_root`]), so
+//!   that the loads compare the tools and not the disk's moods;
 //! * each run starts with the ballast write of the layout scenario; the order of the steps
 //!   reverses from one run to the next, each hoist step beside the peer it is compared with;
 //! * a run's outputs are deleted together when it ends, followed by `sync` and the pause.
@@ -415,6 +416,43 @@ fn parse_vm_hwm_kib(status: &str) -> Option<u64> {
 
 /// A Docker daemon of `tests/peers/start-daemon.sh`, stopped (and its directory removed) by
 /// [`Daemon::stop`] or when dropped.
+/// Where the daemons keep their data: `/dev/shm` when it is a tmpfs with room for the two loads
+/// of a run (the extracted layers of each, plus their metadata) beside what is there already;
+/// `None` (the run's directory on disk) otherwise. On disk, every load mostly measures how
+/// fast the disk takes dockerd's writes at that moment, which on a shared virtual disk varies
+/// by several times within minutes, and the difference between the tools drowns in it.
+fn memory_daemon_root(layer_bytes: u64) -> Result<Option<PathBuf>> {
+    let shm = Path::new("/dev/shm");
+    let mounts = fs::read_to_string("/proc/mounts").unwrap_or_default();
+    let is_tmpfs = mounts.lines().any(|line| {
+        let mut fields = line.split_whitespace();
+        matches!(
+            (fields.next(), fields.next(), fields.next()),
+            (Some(_), Some("/dev/shm"), Some("tmpfs"))
+        )
+    });
+    if !is_tmpfs {
+        return Ok(None);
+    }
+    let output = Command::new("df")
+        .args(["--output=avail", "-B1"])
+        .arg(shm)
+        .output()
+        .context("cannot run df")?;
+    let available: u64 = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .nth(1)
+        .and_then(|line| line.trim().parse().ok())
+        .unwrap_or(0);
+    if available < 3 * layer_bytes {
+        return Ok(None);
+    }
+    let root = shm.join("hoist-bench-daemons");
+    remove_dir(&root)?;
+    fs::create_dir_all(&root).with_context(|| format!("cannot create {}", root.display()))?;
+    Ok(Some(root))
+}
+
 #[derive(Debug)]
 struct Daemon {
     dir: PathBuf,
@@ -1106,6 +1144,15 @@ pub(super) fn run(root: &Path, args: &BenchArgs) -> Result<()> {
     sync_and_pause(args.pause_secs)?;
 
     let size_bytes = image.layer_bytes();
+    let daemon_root = memory_daemon_root(size_bytes)?;
+    match &daemon_root {
+        Some(root) => println!(
+            "==> the daemons keep their data in memory, under {} (tmpfs): each load measures \
+             the tools and dockerd, not the disk's moods",
+            root.display()
+        ),
+        None => println!("==> the daemons keep their data on disk (no tmpfs with room for it)"),
+    }
     let mut runs = Vec::new();
     let mut ballasts = Vec::new();
     let mut load = Vec::new();
@@ -1137,7 +1184,11 @@ pub(super) fn run(root: &Path, args: &BenchArgs) -> Result<()> {
             let daemon = if step.loads() {
                 Some(Daemon::start(
                     &peers_dir,
-                    &dir.join(format!("daemon-{}", step.key())),
+                    &daemon_root.as_deref().unwrap_or(&dir).join(format!(
+                        "run-{}-daemon-{}",
+                        index + 1,
+                        step.key()
+                    )),
                 )?)
             } else {
                 None
@@ -1172,6 +1223,9 @@ pub(super) fn run(root: &Path, args: &BenchArgs) -> Result<()> {
         }
     }
     remove_dir(&work)?;
+    if let Some(root) = &daemon_root {
+        remove_dir(root)?;
+    }
 
     let report = ArchiveReport {
         random_bytes,

@@ -6,7 +6,12 @@
 //! * push (`hoist copy oci:DIR:v1 127.0.0.1:PORT/REPO:TAG`) of an image of [`LAYERS`] gzip
 //!   layers of seeded random data (256 MiB in all) takes at most [`TIME_LIMIT`] times as long
 //!   through hoist as through the registry;
-//! * pull (`hoist copy 127.0.0.1:PORT/REPO:TAG oci:NEW:v1`, into a new layout) the same;
+//! * pull (`hoist copy 127.0.0.1:PORT/REPO:TAG oci:NEW:v1`, into a new layout) through a second
+//!   `hoist serve` on the same bucket with `--redirect-blobs` the same, like for like: the
+//!   registry on `s3` redirects blob GETs to presigned URLs by default; the pull through hoist
+//!   streaming blobs itself (its default) is reported beside it;
+//! * a blob GET through hoist's redirect (`curl -L` of the first layer) takes at most
+//!   [`REDIRECT_LIMIT`] times moto's own GET of the same bytes;
 //! * manifest requests per second (HEAD with xtask's loader, GET with `wrk`, both at
 //!   [`WRK_CONNECTIONS`] connections, the server scenario's helpers) at least [`RPS_LIMIT`]
 //!   times the registry's.
@@ -26,14 +31,14 @@
 //!   `regionendpoint` (which in 2.8 also selects path-style addressing: it has no
 //!   `forcepathstyle` option), `secure: false`, `v4auth: true`, deletes enabled, its access log
 //!   off (hoist runs with `-q`, which logs no request either). Its blob GETs are redirects to
-//!   presigned moto URLs, as the registry does by default on `s3`; hoist streams blobs through
-//!   (its default);
+//!   presigned moto URLs, as the registry does by default on `s3`;
 //! * the image is made once (`hoist build`, `SOURCE_DATE_EPOCH` set: the same size gives the
 //!   same digests); before every push its blobs are read, untimed, so that every push finds them
 //!   in the page cache; `sync` before every timed step; each run starts with the ballast write
 //!   of the layout scenario and ends with the deletion of its directory, `sync` and the pause;
 //! * the order of the servers alternates between runs (hoist first in odd runs), and moto's GET
-//!   sits before the pulls in odd runs and after them in even ones.
+//!   and the GET through hoist's redirect sit before the pulls in odd runs and after them in
+//!   even ones.
 //!
 //! Misses are printed as `FAIL` but do not fail the command.
 
@@ -67,6 +72,9 @@ const SEED: u64 = 0x6275_636b_6574_0015;
 const IMAGE_TAG: &str = "v1";
 /// hoist's push and pull times over the registry's, at most.
 const TIME_LIMIT: f64 = 1.0;
+/// The time of a blob GET through hoist's redirect over moto's own GET of the same bytes, at
+/// most: the redirect costs one small request on loopback.
+const REDIRECT_LIMIT: f64 = 1.10;
 /// Timed GETs of the object from moto in a run (their median is the run's figure).
 const MOTO_GETS: usize = 3;
 /// The bucket and key of the object moto's own GET speed is measured on.
@@ -102,7 +110,10 @@ pub(super) fn apply_defaults(args: &mut BenchArgs, size_given: bool, runs_given:
 /// The servers compared.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Peer {
+    /// `hoist serve --storage`, streaming blobs through (its default).
     Hoist,
+    /// A second `hoist serve` on the same bucket, with `--redirect-blobs`.
+    HoistRedirect,
     Registry,
 }
 
@@ -110,6 +121,15 @@ impl Peer {
     fn key(self) -> &'static str {
         match self {
             Self::Hoist => "hoist",
+            Self::HoistRedirect => "hoist_redirect",
+            Self::Registry => "registry",
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Hoist => "hoist",
+            Self::HoistRedirect => "hoist --redirect-blobs",
             Self::Registry => "registry",
         }
     }
@@ -122,17 +142,22 @@ enum Probe {
     Push(Peer),
     Pull(Peer),
     MotoGet,
+    /// `curl -L` of the first layer through hoist with redirects: the blob GET answered with
+    /// a redirect, then moto's own GET of the presigned URL.
+    RedirectGet,
     Head(Peer),
     Get(Peer),
 }
 
 impl Probe {
-    const ALL: [Self; 9] = [
+    const ALL: [Self; 11] = [
         Self::Push(Peer::Hoist),
         Self::Push(Peer::Registry),
         Self::Pull(Peer::Hoist),
+        Self::Pull(Peer::HoistRedirect),
         Self::Pull(Peer::Registry),
         Self::MotoGet,
+        Self::RedirectGet,
         Self::Head(Peer::Hoist),
         Self::Head(Peer::Registry),
         Self::Get(Peer::Hoist),
@@ -144,6 +169,7 @@ impl Probe {
             Self::Push(p) => format!("{}_push", p.key()),
             Self::Pull(p) => format!("{}_pull", p.key()),
             Self::MotoGet => "moto_get".to_owned(),
+            Self::RedirectGet => "hoist_redirect_blob_get".to_owned(),
             Self::Head(p) => format!("{}_manifest_head", p.key()),
             Self::Get(p) => format!("{}_manifest_get", p.key()),
         }
@@ -151,11 +177,12 @@ impl Probe {
 
     fn label(self) -> String {
         match self {
-            Self::Push(p) => format!("push through {} (hoist copy)", p.key()),
-            Self::Pull(p) => format!("pull through {} (hoist copy)", p.key()),
+            Self::Push(p) => format!("push through {} (hoist copy)", p.name()),
+            Self::Pull(p) => format!("pull through {} (hoist copy)", p.name()),
             Self::MotoGet => "moto GET of one layer's bytes (curl)".to_owned(),
-            Self::Head(p) => format!("{} HEAD manifest, {WRK_CONNECTIONS} conns", p.key()),
-            Self::Get(p) => format!("{} GET manifest, {WRK_CONNECTIONS} conns", p.key()),
+            Self::RedirectGet => "the same layer through hoist's redirect (curl -L)".to_owned(),
+            Self::Head(p) => format!("{} HEAD manifest, {WRK_CONNECTIONS} conns", p.name()),
+            Self::Get(p) => format!("{} GET manifest, {WRK_CONNECTIONS} conns", p.name()),
         }
     }
 
@@ -164,10 +191,11 @@ impl Probe {
     }
 }
 
-/// The order of run `index` (from 0): hoist first in even runs, the registry first in odd ones;
-/// moto's GET before the pulls in even runs, after them in odd ones.
+/// The order of run `index` (from 0): hoist first in even runs, the registry first in odd ones
+/// (the pulls: hoist, hoist with redirects, the registry, or the reverse); moto's GET and the
+/// GET through hoist's redirect before the pulls in even runs, after them in odd ones.
 fn bucket_order(index: usize) -> Vec<Probe> {
-    use Probe::{Get, Head, MotoGet, Pull, Push};
+    use Probe::{Get, Head, MotoGet, Pull, Push, RedirectGet};
     let even = index.is_multiple_of(2);
     let (a, b) = if even {
         (Peer::Hoist, Peer::Registry)
@@ -175,10 +203,13 @@ fn bucket_order(index: usize) -> Vec<Probe> {
         (Peer::Registry, Peer::Hoist)
     };
     let mut order = vec![Push(a), Push(b)];
+    let pulls = [Pull(a), Pull(Peer::HoistRedirect), Pull(b)];
     if even {
-        order.extend([MotoGet, Pull(a), Pull(b)]);
+        order.extend([MotoGet, RedirectGet]);
+        order.extend(pulls);
     } else {
-        order.extend([Pull(a), Pull(b), MotoGet]);
+        order.extend(pulls);
+        order.extend([RedirectGet, MotoGet]);
     }
     order.extend([Head(a), Head(b), Get(a), Get(b)]);
     order
@@ -278,14 +309,21 @@ fn aws_env(endpoint: &str) -> [(&'static str, String); 5] {
     ]
 }
 
-/// Starts `hoist serve --storage s3://BUCKET/hoist` on a free port; returns it and its base
-/// URL once it answers.
-fn start_hoist(exe: &Path, endpoint: &str, bucket: &str, log: &Path) -> Result<(Proc, String)> {
+/// Starts `hoist serve --storage s3://BUCKET/hoist` (with `extra` arguments) on a free port;
+/// returns it and its base URL once it answers.
+fn start_hoist(
+    exe: &Path,
+    endpoint: &str,
+    bucket: &str,
+    extra: &[&str],
+    log: &Path,
+) -> Result<(Proc, String)> {
     let addr = format!("127.0.0.1:{}", free_port()?);
     let log = File::create(log).with_context(|| format!("cannot create {}", log.display()))?;
     let child = Command::new(exe)
         .args(["serve", "--storage", &format!("s3://{bucket}/hoist")])
         .args(["--addr", &addr, "-q"])
+        .args(extra)
         .envs(aws_env(endpoint))
         .env_remove("AWS_CA_BUNDLE")
         .stdin(Stdio::null())
@@ -520,6 +558,7 @@ struct RunCx<'a> {
     get_script: &'a Path,
     wrk_secs: u64,
     hoist_base: &'a str,
+    hoist_redirect_base: &'a str,
     registry_base: &'a str,
 }
 
@@ -527,6 +566,7 @@ impl RunCx<'_> {
     fn base(&self, peer: Peer) -> &str {
         match peer {
             Peer::Hoist => self.hoist_base,
+            Peer::HoistRedirect => self.hoist_redirect_base,
             Peer::Registry => self.registry_base,
         }
     }
@@ -577,10 +617,21 @@ fn measure(probe: Probe, cx: &RunCx<'_>) -> Result<Reading> {
             }
             seconds
         }
-        Probe::MotoGet => {
-            let url = format!("{}/{MOTO_BUCKET}/{MOTO_KEY}", cx.moto);
+        Probe::MotoGet | Probe::RedirectGet => {
+            let url = if probe == Probe::MotoGet {
+                format!("{}/{MOTO_BUCKET}/{MOTO_KEY}", cx.moto)
+            } else {
+                let layer = &cx.image.layers[0].0;
+                format!("{}/v2/{REPO}/blobs/{layer}", cx.hoist_redirect_base)
+            };
             let get = || -> Result<f64> {
-                let mut cmd = s3_curl();
+                let mut cmd = if probe == Probe::MotoGet {
+                    s3_curl()
+                } else {
+                    let mut plain = curl();
+                    plain.arg("-L");
+                    plain
+                };
                 cmd.args(["-o", "/dev/null", "-w", "%{size_download} %{time_total}"])
                     .arg(&url);
                 let (_, output) = timed(&mut cmd)?;
@@ -664,11 +715,16 @@ impl BucketReport {
         self.median(probe(Peer::Hoist)) / self.median(probe(Peer::Registry))
     }
 
+    /// `hoist`'s median over `other`'s.
+    fn ratio_of(&self, hoist: Probe, other: Probe) -> f64 {
+        self.median(hoist) / self.median(other)
+    }
+
     /// The bytes a probe moves, for its MB/s.
     fn bytes(&self, probe: Probe) -> Option<u64> {
         match probe {
             Probe::Push(_) | Probe::Pull(_) => Some(self.layer_bytes),
-            Probe::MotoGet => Some(self.moto_bytes),
+            Probe::MotoGet | Probe::RedirectGet => Some(self.moto_bytes),
             Probe::Head(_) | Probe::Get(_) => None,
         }
     }
@@ -704,9 +760,17 @@ impl BucketReport {
                 TIME_LIMIT,
             ),
             at_most(
-                "pull time, hoist / registry",
-                self.ratio(Probe::Pull),
+                "pull time, hoist --redirect-blobs / registry (both redirect)",
+                self.ratio_of(
+                    Probe::Pull(Peer::HoistRedirect),
+                    Probe::Pull(Peer::Registry),
+                ),
                 TIME_LIMIT,
+            ),
+            at_most(
+                "blob GET time through hoist's redirect / moto's own GET",
+                self.ratio_of(Probe::RedirectGet, Probe::MotoGet),
+                REDIRECT_LIMIT,
             ),
             at_least(
                 "manifest HEAD req/s, hoist / registry",
@@ -786,9 +850,12 @@ impl BucketReport {
         }
         let _ = writeln!(
             out,
-            "\npull speed as a share of moto's own GET: hoist {:.0}%, registry {:.0}% \
-             (moto PUT of {} MiB, untimed: {:.0} MB/s)",
+            "\npull speed as a share of moto's own GET: hoist {:.0}% (streamed; {:.2}× the \
+             registry's time), hoist with redirects {:.0}%, registry {:.0}% (moto PUT of {} \
+             MiB, untimed: {:.0} MB/s)",
             self.pull_vs_moto(Peer::Hoist),
+            self.ratio(Probe::Pull),
+            self.pull_vs_moto(Peer::HoistRedirect),
             self.pull_vs_moto(Peer::Registry),
             self.moto_bytes >> 20,
             rate_mb_s(self.moto_bytes, self.moto_put_seconds),
@@ -847,6 +914,7 @@ impl BucketReport {
             },
             "pull_percent_of_moto_get": {
                 "hoist": self.pull_vs_moto(Peer::Hoist),
+                "hoist_redirect": self.pull_vs_moto(Peer::HoistRedirect),
                 "registry": self.pull_vs_moto(Peer::Registry),
             },
             "targets": self.targets().iter().map(|t| json!({
@@ -932,10 +1000,18 @@ pub(super) fn run(root: &Path, args: &BenchArgs) -> Result<()> {
         create_bucket(&moto, &hoist_bucket)?;
         create_bucket(&moto, &registry_bucket)?;
         let (hoist_proc, hoist_base) =
-            start_hoist(&exe, &moto, &hoist_bucket, &dir.join("hoist.log"))?;
+            start_hoist(&exe, &moto, &hoist_bucket, &[], &dir.join("hoist.log"))?;
+        let (redirect_proc, hoist_redirect_base) = start_hoist(
+            &exe,
+            &moto,
+            &hoist_bucket,
+            &["--redirect-blobs"],
+            &dir.join("hoist-redirect.log"),
+        )?;
         let (registry_proc, registry_base) = start_registry(&dir, &moto, &registry_bucket)?;
         println!(
-            "    hoist serve on {hoist_base} (s3://{hoist_bucket}/hoist), docker-registry on \
+            "    hoist serve on {hoist_base} and with --redirect-blobs on {hoist_redirect_base} \
+             (s3://{hoist_bucket}/hoist), docker-registry on \
              {registry_base} (s3://{registry_bucket}/registry)"
         );
         let cx = RunCx {
@@ -948,6 +1024,7 @@ pub(super) fn run(root: &Path, args: &BenchArgs) -> Result<()> {
             get_script: &get_script,
             wrk_secs,
             hoist_base: &hoist_base,
+            hoist_redirect_base: &hoist_redirect_base,
             registry_base: &registry_base,
         };
         let mut readings = Vec::new();
@@ -955,7 +1032,7 @@ pub(super) fn run(root: &Path, args: &BenchArgs) -> Result<()> {
             let reading = measure(probe, &cx)?;
             match reading.p99_ms {
                 None => {
-                    let bytes = if probe == Probe::MotoGet {
+                    let bytes = if matches!(probe, Probe::MotoGet | Probe::RedirectGet) {
                         moto_bytes
                     } else {
                         layer_bytes
@@ -974,12 +1051,18 @@ pub(super) fn run(root: &Path, args: &BenchArgs) -> Result<()> {
                 ),
             }
             readings.push(reading);
+            if probe == Probe::Push(Peer::Hoist)
+                && blob_redirect(&hoist_redirect_base, &image.layers[0].0)?.is_none()
+            {
+                bail!("hoist serve --redirect-blobs answered a blob GET without a redirect");
+            }
             if probe == Probe::Push(Peer::Registry) && index == 0 {
                 registry_redirects = blob_redirect(&registry_base, &image.layers[0].0)?.is_some();
             }
         }
         runs.push(readings);
         drop(hoist_proc);
+        drop(redirect_proc);
         drop(registry_proc);
         remove_dir(&dir)?;
         sync_and_pause(args.pause_secs)?;
@@ -1051,7 +1134,14 @@ mod tests {
         assert_eq!(bucket_order(0)[0], Probe::Push(Peer::Hoist));
         assert_eq!(bucket_order(1)[0], Probe::Push(Peer::Registry));
         assert_eq!(bucket_order(0)[2], Probe::MotoGet);
-        assert_eq!(bucket_order(1)[4], Probe::MotoGet);
+        assert_eq!(bucket_order(1)[6], Probe::MotoGet);
+        // The pull with redirects comes after the push of the bucket it reads.
+        for index in 0..2 {
+            let order = bucket_order(index);
+            let pos = |p| order.iter().position(|&q| q == p).unwrap();
+            assert!(pos(Probe::Push(Peer::Hoist)) < pos(Probe::Pull(Peer::HoistRedirect)));
+            assert!(pos(Probe::Push(Peer::Hoist)) < pos(Probe::RedirectGet));
+        }
     }
 
     #[test]

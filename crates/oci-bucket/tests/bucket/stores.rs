@@ -2,8 +2,8 @@
 //! moved into place without a server-side copy.
 
 use std::fmt;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -38,6 +38,7 @@ async fn push_manifest(store: &BucketStore, tag: &str) -> Digest {
         "mediaType": media_type::OCI_MANIFEST,
         "config": {"mediaType": media_type::OCI_CONFIG, "digest": config.digest.to_string(), "size": 2},
         "layers": [],
+        "annotations": {"pushed.as": tag},
     });
     store
         .push_manifest(
@@ -108,28 +109,29 @@ async fn a_repository_written_again_after_its_bucket_was_emptied_is_in_the_catal
         .map(Result::unwrap)
         .collect()
         .await;
-    assert_eq!(
-        tags.iter().map(|t| t.as_str()).collect::<Vec<_>>(),
-        ["v2"]
-    );
+    assert_eq!(tags.iter().map(|t| t.as_str()).collect::<Vec<_>>(), ["v2"]);
 }
 
-/// An in-memory bucket whose server-side copies always fail, as S3's do above 5 GiB; counts
-/// the copies asked of it.
+/// An in-memory bucket that can refuse server-side copies (as S3 does above 5 GiB; it counts
+/// the copies asked of it), and can write an object behind a reader's back right after the
+/// reader read it (as another replica may).
 #[derive(Debug, Default)]
-struct NoCopies {
+struct Bucket {
     inner: InMemory,
+    refuse_copies: bool,
     copies: AtomicUsize,
+    /// After the next read of an object whose name ends with `.0`, `.1` is written there.
+    write_after_read: Mutex<Option<(String, Bytes)>>,
 }
 
-impl fmt::Display for NoCopies {
+impl fmt::Display for Bucket {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "NoCopies({})", self.inner)
+        write!(f, "Bucket({})", self.inner)
     }
 }
 
 #[async_trait]
-impl ObjectStore for NoCopies {
+impl ObjectStore for Bucket {
     async fn put_opts(
         &self,
         location: &Path,
@@ -152,7 +154,18 @@ impl ObjectStore for NoCopies {
         location: &Path,
         options: GetOptions,
     ) -> object_store::Result<GetResult> {
-        self.inner.get_opts(location, options).await
+        let found = self.inner.get_opts(location, options).await;
+        let write = {
+            let mut armed = self.write_after_read.lock().unwrap();
+            match armed.as_ref() {
+                Some((suffix, _)) if location.as_ref().ends_with(suffix.as_str()) => armed.take(),
+                _ => None,
+            }
+        };
+        if let Some((_, bytes)) = write {
+            self.inner.put(location, bytes.into()).await?;
+        }
+        found
     }
 
     fn delete_stream(
@@ -173,20 +186,72 @@ impl ObjectStore for NoCopies {
     async fn copy_opts(
         &self,
         from: &Path,
-        _to: &Path,
-        _options: CopyOptions,
+        to: &Path,
+        options: CopyOptions,
     ) -> object_store::Result<()> {
         self.copies.fetch_add(1, Ordering::SeqCst);
-        Err(object_store::Error::Generic {
-            store: "NoCopies",
-            source: format!("refusing to copy {from}: larger than a copy may be").into(),
-        })
+        if self.refuse_copies {
+            return Err(object_store::Error::Generic {
+                store: "Bucket",
+                source: format!("refusing to copy {from}: larger than a copy may be").into(),
+            });
+        }
+        self.inner.copy_opts(from, to, options).await
     }
 }
 
 #[tokio::test]
+async fn a_tag_moved_while_its_old_manifest_is_deleted_stays() {
+    let bucket = Arc::new(Bucket::default());
+    let store = BucketStore::new(Arc::clone(&bucket) as Arc<dyn ObjectStore>);
+    let old = push_manifest(&store, "v1").await;
+    let new = push_manifest(&store, "v2").await;
+    assert_ne!(old, new);
+    // Another replica moves v1 to the new manifest right after the deletion read v1.
+    let moved = serde_json::to_vec(&serde_json::json!({ "digest": new.to_string() })).unwrap();
+    *bucket.write_after_read.lock().unwrap() = Some(("/_tags/v1".to_owned(), moved.into()));
+    store.delete_manifest(&repo(), &old).await.unwrap();
+    assert!(
+        bucket.write_after_read.lock().unwrap().is_none(),
+        "v1 was never read"
+    );
+    let v1 = store
+        .resolve_tag(&repo(), &"v1".parse().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(v1.digest, new);
+
+    // A tag removed with its manifest is gone from reads and listings, and can come back.
+    store.delete_manifest(&repo(), &new).await.unwrap();
+    for tag in ["v1", "v2"] {
+        let error = store
+            .resolve_tag(&repo(), &tag.parse().unwrap())
+            .await
+            .unwrap_err();
+        assert_eq!(error.code(), Some(ErrorCode::ManifestUnknown), "{error}");
+    }
+    let listed = |store: &BucketStore| {
+        store
+            .tags(&repo(), &ListParams::default())
+            .map(|t| t.unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
+    assert!(listed(&store).await.is_empty());
+    let again = push_manifest(&store, "v2").await;
+    assert_eq!(listed(&store).await, ["v2"]);
+    let v2 = store
+        .resolve_tag(&repo(), &"v2".parse().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(v2.digest, again);
+}
+
+#[tokio::test]
 async fn content_above_the_copy_limit_is_streamed_into_place() {
-    let bucket = Arc::new(NoCopies::default());
+    let bucket = Arc::new(Bucket {
+        refuse_copies: true,
+        ..Bucket::default()
+    });
     let store = BucketStore::new(Arc::clone(&bucket) as Arc<dyn ObjectStore>)
         .with_part_size(4096)
         .with_copy_limit(1000);
@@ -209,17 +274,21 @@ async fn content_above_the_copy_limit_is_streamed_into_place() {
     let digest = Digest::sha256(&chunked);
     let mut writer = store.push_blob_chunked(&repo(), None).await.unwrap();
     for piece in chunked.chunks(3000) {
-        writer
-            .write(Bytes::copy_from_slice(piece))
-            .await
-            .unwrap();
+        writer.write(Bytes::copy_from_slice(piece)).await.unwrap();
     }
     writer.commit(&digest).await.unwrap();
     assert_eq!(
-        store.get_blob_bytes(&repo(), &digest, 1 << 20).await.unwrap(),
+        store
+            .get_blob_bytes(&repo(), &digest, 1 << 20)
+            .await
+            .unwrap(),
         chunked
     );
-    assert_eq!(bucket.copies.load(Ordering::SeqCst), 0, "a copy was asked for");
+    assert_eq!(
+        bucket.copies.load(Ordering::SeqCst),
+        0,
+        "a copy was asked for"
+    );
     // Nothing of either upload is left behind.
     let left: Vec<String> = bucket
         .list(None)
