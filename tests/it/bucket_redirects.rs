@@ -1,7 +1,8 @@
 //! `hoist serve --storage s3://... --redirect-blobs` on moto: blob GETs answered with a
 //! redirect to a presigned URL of the bucket, followed by hoist's client and by skopeo.
 
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use http::{Method, StatusCode};
 use oci_layout::LayoutStore;
@@ -60,7 +61,10 @@ async fn moto_blob_gets_are_redirected_to_presigned_urls_that_clients_follow() {
     let rest = location
         .strip_prefix(&moto.endpoint)
         .unwrap_or_else(|| panic!("{location} is not a URL of moto ({})", moto.endpoint));
-    assert!(rest.contains("X-Amz-Signature="), "{location} is not signed");
+    assert!(
+        rest.contains("X-Amz-Signature="),
+        "{location} is not signed"
+    );
 
     // The URL works without any credentials, and gives the blob's bytes.
     let fetched = Client::new(&moto.endpoint).get(rest).send().await;
@@ -112,34 +116,61 @@ async fn moto_blob_gets_are_redirected_to_presigned_urls_that_clients_follow() {
     assert_eq!(layout_tag_digest(&by_skopeo, "v1"), image.manifest.digest);
     for dir in [&by_hoist, &by_skopeo] {
         let path = dir.join("blobs/sha256").join(layer.encoded());
-        assert_eq!(std::fs::read(&path).unwrap(), fetched.body, "{}", dir.display());
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            fetched.body,
+            "{}",
+            dir.display()
+        );
     }
+}
+
+/// Runs `hoist ARGS` that must refuse to start; its stderr. A server that starts after all is
+/// killed after 20 s and fails the test rather than hanging it.
+fn refused_start(args: &[&str]) -> String {
+    let mut child = Command::new(hoist_binary())
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("hoist {args:?} started instead of refusing to");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(!status.success(), "hoist {args:?}: {stderr}");
+    stderr
 }
 
 #[test]
 fn redirects_need_storage_that_signs_urls() {
-    let output = Command::new(hoist_binary())
-        .args([
-            "serve",
-            "--storage",
-            "memory://",
-            "--redirect-blobs",
-            "--addr",
-            "127.0.0.1:0",
-        ])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(!output.status.success(), "hoist serve started: {stderr}");
-    assert!(stderr.contains("needs storage that signs URLs"), "{stderr}");
-    let output = Command::new(hoist_binary())
-        .args(["serve", "--memory", "--redirect-blobs"])
-        .output()
-        .unwrap();
-    assert!(!output.status.success());
+    let memory_bucket = refused_start(&[
+        "serve",
+        "--storage",
+        "memory://",
+        "--redirect-blobs",
+        "--addr",
+        "127.0.0.1:0",
+    ]);
     assert!(
-        String::from_utf8_lossy(&output.stderr).contains("--storage"),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
+        memory_bucket.contains("needs storage that signs URLs"),
+        "{memory_bucket}"
     );
+    let no_storage = refused_start(&[
+        "serve",
+        "--memory",
+        "--redirect-blobs",
+        "--addr",
+        "127.0.0.1:0",
+    ]);
+    assert!(no_storage.contains("needs --storage"), "{no_storage}");
 }

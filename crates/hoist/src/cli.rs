@@ -857,7 +857,12 @@ pub(crate) struct ServeArgs {
     #[arg(long, requires = "storage")]
     pub(crate) redirect_blobs: bool,
     /// How long each redirect URL stays valid, in seconds.
-    #[arg(long, value_name = "SECS", default_value_t = 1200, requires = "redirect_blobs")]
+    #[arg(
+        long,
+        value_name = "SECS",
+        default_value_t = 1200,
+        requires = "redirect_blobs"
+    )]
     pub(crate) redirect_expiry: u64,
     /// The address to listen on.
     #[arg(long, default_value = "127.0.0.1:5000")]

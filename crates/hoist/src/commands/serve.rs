@@ -18,6 +18,9 @@ const DEFAULT_ROOT: &str = "hoist-registry";
 const SERVE_READ_BUFFER: usize = 1 << 20;
 
 pub(crate) async fn run(args: ServeArgs) -> Result<()> {
+    if args.redirect_blobs && args.storage.is_none() {
+        bail!("--redirect-blobs needs --storage URL: only object storage can sign URLs of blobs");
+    }
     let mut locator: Option<Arc<dyn BlobLocator>> = None;
     let (store, place): (Arc<dyn OciInterface>, String) = if let Some(url) = &args.storage {
         // Opening probes the bucket: a missing bucket or refused credentials stop here.
