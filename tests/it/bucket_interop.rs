@@ -185,6 +185,41 @@ async fn moto_multipart_upload_started_by_one_store_is_finished_by_another() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn moto_content_above_the_copy_limit_is_streamed_into_place() {
+    let Some(moto) = shared_moto() else { return };
+    // S3's limit is 5 GiB; a limit of 1 MiB takes the same path with 6 MiB, in parts of 5 MiB.
+    let store = moto
+        .store("conformance", "copy-limit")
+        .await
+        .with_part_size(5 * 1024 * 1024)
+        .with_copy_limit(1024 * 1024);
+    let repo: Repository = "team/app".parse().unwrap();
+    let content = seeded_bytes(4, 6 * 1024 * 1024 + 7);
+    let kind = oci_types::MediaType::from_static(oci_types::media_type::OCI_LAYER_TAR);
+    let pushed = oci_store::OciInterfaceExt::push_blob_bytes(&store, &repo, kind, content.clone())
+        .await
+        .unwrap();
+    let mut writer = store.push_blob_chunked(&repo, None).await.unwrap();
+    let chunked = seeded_bytes(5, 6 * 1024 * 1024 + 11);
+    for piece in chunked.chunks(2 * 1024 * 1024) {
+        writer
+            .write(bytes::Bytes::copy_from_slice(piece))
+            .await
+            .unwrap();
+    }
+    writer.commit(&Digest::sha256(&chunked)).await.unwrap();
+    for (digest, expected) in [
+        (&pushed.digest, &content),
+        (&Digest::sha256(&chunked), &chunked),
+    ] {
+        let read = oci_store::OciInterfaceExt::get_blob_bytes(&store, &repo, digest, u64::MAX)
+            .await
+            .unwrap();
+        assert!(&read == expected, "{digest} read back differs");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn moto_a_missing_bucket_is_a_clear_start_up_error() {
     let Some(moto) = shared_moto() else { return };
     let options = [

@@ -23,6 +23,7 @@ mod http;
 mod interop_layout;
 mod layers_cli;
 mod layout_processes;
+mod mirror_cli;
 mod mutate_interop;
 mod platform_pull;
 mod proxy_interop;

@@ -117,7 +117,7 @@ pub(crate) enum Command {
     /// skipped; between repositories of one registry they are mounted, not uploaded.
     #[command(
         visible_alias = "cp",
-        after_help = "Examples:\n  hoist copy alpine:3.20 localhost:5000/alpine:3.20\n  hoist cp --platform linux/amd64 --platform linux/arm64 ghcr.io/org/app:1.2 oci:./app:1.2\n  hoist copy --referrers reg.example/app@sha256:... reg.example/mirror/app:v1"
+        after_help = "Examples:\n  hoist copy alpine:3.20 localhost:5000/alpine:3.20\n  hoist cp --platform linux/amd64 --platform linux/arm64 ghcr.io/org/app:1.2 oci:./app:1.2\n  hoist copy --referrers reg.example/app@sha256:... reg.example/mirror/app:v1\n  hoist copy --all-tags docker.io/library/alpine localhost:5000/mirror/alpine"
     )]
     Copy(CopyArgs),
     /// Copy an image from a registry into an OCI layout directory (= copy REF oci:DIR[:TAG]).
@@ -621,6 +621,12 @@ pub(crate) struct CopyArgs {
     /// what was copied.
     #[arg(value_name = "DST", value_parser = Location::parse)]
     pub(crate) dst: Location,
+    /// Copy every tag of the repository SRC into the repository DST (both without a tag; a
+    /// registry reference's `:latest` is taken for none),
+    /// skipping a tag that DST already has at the same digest before reading any blob; the
+    /// tags are listed page by page. Exits non-zero if any tag failed, after trying them all.
+    #[arg(long)]
+    pub(crate) all_tags: bool,
     #[command(flatten)]
     pub(crate) transfer: TransferArgs,
 }

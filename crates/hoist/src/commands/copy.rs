@@ -2,7 +2,9 @@
 //! locations, through `oci_build::copy`.
 
 use anyhow::{Context, Result};
+use futures::StreamExt;
 use oci_build::{CopyOptions, ManifestRef, PlatformFilter, copy};
+use oci_store::ListParams;
 use oci_types::Digest;
 
 use crate::cli::{CopyArgs, PullArgs, PushArgs, TransferArgs};
@@ -16,7 +18,113 @@ use crate::transports::ArchiveLocation;
 use oci_types::Platform;
 
 pub(crate) async fn run(ctx: &Ctx, args: CopyArgs) -> Result<()> {
+    if args.all_tags {
+        return copy_all_tags(ctx, &args.src, &args.dst, &args.transfer).await;
+    }
     copy_between(ctx, &args.src, &args.dst, &args.transfer).await
+}
+
+/// `copy --all-tags SRC DST`: every tag of one repository into another, tag by tag, each an
+/// ordinary copy of the tag (images and indexes alike, every platform); a tag DST already has at
+/// the source's digest costs two HEADs. Goes on past a failed tag and fails at the end.
+async fn copy_all_tags(
+    ctx: &Ctx,
+    src: &Location,
+    dst: &Location,
+    transfer: &TransferArgs,
+) -> Result<()> {
+    for (location, role) in [(src, "SRC"), (dst, "DST")] {
+        if matches!(location, Location::Archive(_) | Location::RegistryHost(_)) {
+            return Err(Failed::new(
+                Failure::Usage,
+                format!("--all-tags copies between repositories of registries or layouts; {role} is {location}"),
+            )
+            .into());
+        }
+        // A registry reference without a tag reads as `latest`: that one is the repository.
+        let tagged = location.tag().is_some_and(|tag| {
+            !(matches!(location, Location::Registry(_)) && *tag == oci_types::Tag::latest())
+        });
+        if tagged || location.digest().is_some() {
+            return Err(Failed::new(
+                Failure::Usage,
+                format!("--all-tags copies whole repositories: give {role} without a tag or digest ({location})"),
+            )
+            .into());
+        }
+    }
+    if !transfer.platforms.platform.is_empty() {
+        return Err(Failed::new(
+            Failure::Usage,
+            "--all-tags copies every platform of every tag, unchanged: --platform does not apply",
+        )
+        .into());
+    }
+    let from = ctx.opener.open(src).await?;
+    let to = ctx.opener.open(dst).await?;
+    let options = CopyOptions {
+        platforms: PlatformFilter::All,
+        referrers: transfer.referrers,
+        jobs: usize::from(transfer.jobs),
+        mount: src.registry().is_some() && src.registry() == dst.registry(),
+        ..CopyOptions::default()
+    };
+    let (mut copied, mut skipped, mut failed, mut bytes) = (0usize, 0usize, 0usize, 0u64);
+    let mut tags = from.store.tags(&from.repo, &ListParams::default());
+    while let Some(tag) = tags.next().await {
+        let tag = tag.with_context(|| format!("cannot list the tags of {src}"))?;
+        let source = match from.store.resolve_tag(&from.repo, &tag).await {
+            Ok(source) => source,
+            Err(error) => {
+                failed += 1;
+                ctx.warn(format!("{src}:{tag}: {error}"));
+                continue;
+            }
+        };
+        if let Ok(there) = to.store.resolve_tag(&to.repo, &tag).await
+            && there.digest == source.digest
+        {
+            skipped += 1;
+            print_line(&format!("{tag} {} unchanged", source.digest))?;
+            continue;
+        }
+        let reference = ManifestRef::Tag(tag.clone());
+        match copy(
+            from.endpoint(),
+            &reference,
+            to.endpoint(),
+            std::slice::from_ref(&tag),
+            &options,
+        )
+        .await
+        {
+            Ok(report) => {
+                copied += 1;
+                bytes += report.bytes_copied;
+                print_line(&format!("{tag} {} copied", source.digest))?;
+            }
+            Err(error) => {
+                failed += 1;
+                ctx.warn(format!("cannot copy {src}:{tag} to {dst}: {error:#}"));
+            }
+        }
+    }
+    ctx.say(format!(
+        "{src} to {dst}: {} copied ({}), {skipped} unchanged, {failed} failed",
+        count(copied, "tag", "tags"),
+        human_size(bytes)
+    ));
+    if failed > 0 {
+        return Err(Failed::new(
+            Failure::Other,
+            format!(
+                "{} of {src} could not be copied",
+                count(failed, "tag", "tags")
+            ),
+        )
+        .into());
+    }
+    Ok(())
 }
 
 /// `pull REF DIR` is `copy REF oci:DIR[:TAG]`, TAG being REF's tag unless DIR names one.

@@ -36,6 +36,12 @@ impl Ctx {
         }
     }
 
+    /// Reports a failure that does not stop the command (one tag of many), on stderr, even
+    /// with `-q`.
+    pub(crate) fn warn(&self, message: impl std::fmt::Display) {
+        eprintln!("hoist: {message}");
+    }
+
     /// How copies show their progress.
     pub(crate) fn progress_mode(&self) -> progress::Mode {
         progress::Mode::choose(self.quiet, self.verbose)
