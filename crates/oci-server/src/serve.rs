@@ -231,7 +231,11 @@ impl RegistryServer {
     /// request and checks that the repository holds the blob; HEADs, ranged GETs and blobs
     /// the locator has no URL for are answered as usual. Off by default: a client must be able
     /// to reach the storage, and the URL lets whoever holds it read that blob until it expires.
-    pub fn with_blob_redirects(mut self, locator: Arc<dyn BlobLocator>, valid_for: Duration) -> Self {
+    pub fn with_blob_redirects(
+        mut self,
+        locator: Arc<dyn BlobLocator>,
+        valid_for: Duration,
+    ) -> Self {
         self.redirects = Some(BlobRedirects { locator, valid_for });
         self
     }

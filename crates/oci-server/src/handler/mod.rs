@@ -14,8 +14,8 @@ use http::{HeaderMap, Method, Request, StatusCode, header};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use oci_store::{
-    BlobBody, BlobLocator, BlobWriter, Error, ErrorCode, ListParams, OciInterface, PushManifestParams,
-    ReferrersParams,
+    BlobBody, BlobLocator, BlobWriter, Error, ErrorCode, ListParams, OciInterface,
+    PushManifestParams, ReferrersParams,
 };
 use oci_types::{Descriptor, Digest, ImageIndex, Manifest, MediaType, Repository, Tag, media_type};
 use tokio::sync::Semaphore;
@@ -164,8 +164,8 @@ async fn dispatch(state: &Arc<State>, request: Request<Incoming>) -> Outcome {
             if let Some(redirects) = &state.redirects
                 && !read.head
                 && !request.headers().contains_key(header::RANGE)
-                && let Some(response) = redirect_blob(store.as_ref(), redirects, &repo, &digest)
-                    .await?
+                && let Some(response) =
+                    redirect_blob(store.as_ref(), redirects, &repo, &digest).await?
             {
                 return Ok(response);
             }
