@@ -215,7 +215,7 @@ async fn moto_content_above_the_copy_limit_is_streamed_into_place() {
         let read = oci_store::OciInterfaceExt::get_blob_bytes(&store, &repo, digest, u64::MAX)
             .await
             .unwrap();
-        assert!(&read == expected, "{digest} read back differs");
+        assert!(read == *expected, "{digest} read back differs");
     }
 }
 

@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod archive_interop;
+mod artifact_cli;
 mod bucket_faults;
 mod bucket_gc;
 mod bucket_interop;

@@ -42,6 +42,7 @@ const LAYERING: &[(&str, Allowed)] = &[
     ("oci-unpack", Allowed::Only(BASE)),
     ("oci-archive", Allowed::Only(BASE)),
     ("oci-docker", Allowed::Only(BASE)),
+    ("oci-artifact", Allowed::Only(BASE)),
     (
         "hoist",
         Allowed::Only(&[
@@ -55,6 +56,7 @@ const LAYERING: &[(&str, Allowed)] = &[
             "oci-unpack",
             "oci-archive",
             "oci-docker",
+            "oci-artifact",
         ]),
     ),
     ("xtask", Allowed::Only(&[])),

@@ -229,6 +229,17 @@ pub(crate) enum Command {
     /// Read or write single blobs.
     #[command(subcommand)]
     Blob(BlobCommand),
+    /// Push files as an OCI artifact, or pull an artifact's files (as oras does).
+    #[command(subcommand)]
+    Artifact(ArtifactCommand),
+    /// Attach files to a manifest as an artifact that refers to it (a signature, an SBOM).
+    ///
+    /// The artifact is pushed untagged into REF's repository and listed by `hoist referrers
+    /// REF`. Prints its digest.
+    #[command(
+        after_help = "Example:\n  hoist attach --artifact-type application/spdx+json localhost:5000/app:1.0 sbom.json"
+    )]
+    Attach(AttachArgs),
     /// Point more tags at the manifest REF names (in REF's repository).
     #[command(after_help = "Example:\n  hoist tag localhost:5000/app:1.2.3 1.2 1 latest")]
     Tag(TagArgs),
@@ -715,6 +726,70 @@ pub(crate) enum BlobCommand {
     Put(BlobPutArgs),
 }
 
+#[derive(Debug, Subcommand)]
+pub(crate) enum ArtifactCommand {
+    /// Push files as one artifact: each file a layer titled with its name
+    /// (org.opencontainers.image.title), the empty config of image-spec 1.1, tagged with REF's
+    /// tag (latest when it has none). Prints the manifest's digest.
+    #[command(
+        after_help = "Examples:\n  hoist artifact push localhost:5000/docs:v1 README.md config.json:application/json\n  hoist artifact push --artifact-type application/vnd.example.report oci:./out:v1 report.pdf"
+    )]
+    Push(ArtifactPushArgs),
+    /// Write the files of an artifact into DIR, each under its title, verified before it
+    /// appears; a title that would leave DIR (`..`, an absolute path, a symbolic link on the way)
+    /// is refused. Prints each file's path.
+    #[command(after_help = "Example:\n  hoist artifact pull localhost:5000/docs:v1 ./docs")]
+    Pull(ArtifactPullArgs),
+}
+
+/// `hoist artifact push`.
+#[derive(Debug, Args)]
+pub(crate) struct ArtifactPushArgs {
+    /// Where to: a registry reference or oci:DIR[:TAG].
+    #[arg(value_name = "REF", value_parser = Location::parse)]
+    pub(crate) reference: Location,
+    /// The files, each FILE or FILE:MEDIA-TYPE (default application/vnd.oci.image.layer.v1.tar).
+    #[arg(value_name = "FILE[:TYPE]", required = true, value_parser = crate::commands::artifact::parse_file)]
+    pub(crate) files: Vec<oci_artifact::ArtifactFile>,
+    /// The artifact type (default application/vnd.unknown.artifact.v1).
+    #[arg(long, value_name = "TYPE", value_parser = parse_media_type)]
+    pub(crate) artifact_type: Option<oci_types::MediaType>,
+    /// An annotation of the manifest (repeatable).
+    #[arg(short, long = "annotation", value_name = "KEY=VALUE", value_parser = crate::commands::artifact::parse_annotation)]
+    pub(crate) annotations: Vec<(String, String)>,
+    /// The manifest this artifact refers to, in REF's repository (see also `hoist attach`).
+    #[arg(long, value_name = "SUBJECT", value_parser = Location::parse)]
+    pub(crate) subject: Option<Location>,
+}
+
+/// `hoist artifact pull`.
+#[derive(Debug, Args)]
+pub(crate) struct ArtifactPullArgs {
+    /// The artifact: a registry reference or oci:DIR[:TAG].
+    #[arg(value_name = "REF", value_parser = Location::parse)]
+    pub(crate) reference: Location,
+    /// The directory to write the files into (created if missing).
+    #[arg(value_name = "DIR")]
+    pub(crate) dir: PathBuf,
+}
+
+/// `hoist attach`.
+#[derive(Debug, Args)]
+pub(crate) struct AttachArgs {
+    /// The manifest to attach to: a registry reference or oci:DIR[:TAG].
+    #[arg(value_name = "REF", value_parser = Location::parse)]
+    pub(crate) subject: Location,
+    /// The files, each FILE or FILE:MEDIA-TYPE.
+    #[arg(value_name = "FILE[:TYPE]", required = true, value_parser = crate::commands::artifact::parse_file)]
+    pub(crate) files: Vec<oci_artifact::ArtifactFile>,
+    /// The artifact type: what the attachment is (application/spdx+json, ...).
+    #[arg(long, value_name = "TYPE", value_parser = parse_media_type)]
+    pub(crate) artifact_type: oci_types::MediaType,
+    /// An annotation of the manifest (repeatable).
+    #[arg(short, long = "annotation", value_name = "KEY=VALUE", value_parser = crate::commands::artifact::parse_annotation)]
+    pub(crate) annotations: Vec<(String, String)>,
+}
+
 /// `hoist blob get`.
 #[derive(Debug, Args)]
 pub(crate) struct BlobGetArgs {
@@ -775,8 +850,11 @@ pub(crate) struct ReferrersArgs {
     #[arg(long, value_name = "TYPE", value_parser = parse_media_type)]
     pub(crate) artifact_type: Option<oci_types::MediaType>,
     /// Print the descriptors as a JSON array.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "tree")]
     pub(crate) json: bool,
+    /// Also list what refers to each referrer, recursively, as an indented tree (oras discover).
+    #[arg(long)]
+    pub(crate) tree: bool,
 }
 
 /// `hoist login`.

@@ -28,7 +28,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::Parser;
 
-use crate::cli::{BlobCommand, Cli, Command, IndexCommand};
+use crate::cli::{ArtifactCommand, BlobCommand, Cli, Command, IndexCommand};
 use crate::commands::Ctx;
 use crate::location::Opener;
 
@@ -107,6 +107,13 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Index(IndexCommand::Remove(args)) => commands::index::remove(&ctx, args).await,
         Command::Blob(BlobCommand::Get(args)) => commands::blob::get(&ctx, args).await,
         Command::Blob(BlobCommand::Put(args)) => commands::blob::put(&ctx, args).await,
+        Command::Artifact(ArtifactCommand::Push(args)) => {
+            commands::artifact::push(&ctx, args).await
+        }
+        Command::Artifact(ArtifactCommand::Pull(args)) => {
+            commands::artifact::pull(&ctx, args).await
+        }
+        Command::Attach(args) => commands::artifact::attach(&ctx, args).await,
         Command::Tag(args) => commands::tag::tag(&ctx, args).await,
         Command::Delete(args) => commands::tag::delete(&ctx, args).await,
         Command::Login(args) => commands::login::login(&ctx, args).await,

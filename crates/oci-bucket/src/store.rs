@@ -315,7 +315,7 @@ impl BucketStore {
                 .bytes()
                 .await
                 .map_err(|e| self.inner.err("reading", &path, e))?;
-            if !tag_link(&bytes).is_some_and(|l| &l.digest == digest) {
+            if tag_link(&bytes).is_none_or(|l| &l.digest != digest) {
                 continue;
             }
             let tombstone = PutOptions::from(PutMode::Update(version));

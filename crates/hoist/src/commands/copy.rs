@@ -85,7 +85,7 @@ async fn copy_all_tags(
             && there.digest == source.digest
         {
             skipped += 1;
-            print_line(&format!("{tag} {} unchanged", source.digest))?;
+            print_line(format!("{tag} {} unchanged", source.digest))?;
             continue;
         }
         let reference = ManifestRef::Tag(tag.clone());
@@ -101,7 +101,7 @@ async fn copy_all_tags(
             Ok(report) => {
                 copied += 1;
                 bytes += report.bytes_copied;
-                print_line(&format!("{tag} {} copied", source.digest))?;
+                print_line(format!("{tag} {} copied", source.digest))?;
             }
             Err(error) => {
                 failed += 1;

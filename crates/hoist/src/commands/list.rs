@@ -73,6 +73,13 @@ pub(crate) async fn referrers(ctx: &Ctx, args: ReferrersArgs) -> Result<()> {
         params = params.with_artifact_type(artifact_type);
     }
     let what = || format!("cannot list the referrers of {}", args.reference);
+    if args.tree {
+        print_line(&subject)?;
+        let mut seen = std::collections::HashSet::from([subject.clone()]);
+        return referrer_tree(&place, &subject, &params, 1, &mut seen)
+            .await
+            .with_context(what);
+    }
     let mut referrers = place.store.referrers(&place.repo, &subject, &params);
     if args.json {
         let all: Vec<Descriptor> = referrers.try_collect().await.with_context(what)?;
@@ -87,6 +94,43 @@ pub(crate) async fn referrers(ctx: &Ctx, args: ReferrersArgs) -> Result<()> {
         print_line(referrer_line(&referrer.with_context(what)?))?;
     }
     Ok(())
+}
+
+/// How deep `referrers --tree` goes: chains of attachments are short (a signature of an SBOM
+/// of an image); a longer one is cut with a note rather than followed without end.
+const MAX_TREE_DEPTH: usize = 16;
+
+/// Prints the referrers of `subject` at `depth`, each followed by its own, depth first; a
+/// manifest already printed (a cycle, which digests make impossible unless a store lies) is not
+/// followed again.
+fn referrer_tree<'a>(
+    place: &'a crate::location::Place,
+    subject: &'a oci_types::Digest,
+    params: &'a ReferrersParams,
+    depth: usize,
+    seen: &'a mut std::collections::HashSet<oci_types::Digest>,
+) -> futures::future::BoxFuture<'a, anyhow::Result<()>> {
+    Box::pin(async move {
+        let referrers: Vec<Descriptor> = place
+            .store
+            .referrers(&place.repo, subject, params)
+            .try_collect()
+            .await?;
+        for referrer in referrers {
+            let indent = "  ".repeat(depth);
+            print_line(format!("{indent}{}", referrer_line(&referrer)))?;
+            if depth >= MAX_TREE_DEPTH {
+                print_line(format!(
+                    "{indent}  ... (deeper than {MAX_TREE_DEPTH} levels)"
+                ))?;
+                continue;
+            }
+            if seen.insert(referrer.digest.clone()) {
+                referrer_tree(place, &referrer.digest, params, depth + 1, seen).await?;
+            }
+        }
+        Ok(())
+    })
 }
 
 /// `DIGEST<TAB>ARTIFACT-TYPE<TAB>SIZE`, with `-` for a referrer without an artifact type.

@@ -1,5 +1,6 @@
 //! One module per command (or per family of commands sharing their code).
 
+pub(crate) mod artifact;
 pub(crate) mod blob;
 pub(crate) mod build;
 pub(crate) mod copy;
