@@ -15,6 +15,8 @@
 #                    bookworm's containerd and runc. Getting it adds Debian trixie as an apt
 #                    source pinned at priority 100 (nothing comes from trixie unless asked for
 #                    with -t trixie) when no source for trixie is configured yet.
+#   oras             the reference client for artifacts (Debian trixie's oras 1.2, which depends
+#                    only on libc6): installed with -t trixie, trixie added as above
 #   moto             an S3-compatible server (PyPI `moto[server]`), for the object-storage
 #                    backend: installed into a Python virtual environment under
 #                    $HOIST_PEERS_DIR/moto-venv (default /opt/hoist-peers/moto-venv); its
@@ -40,6 +42,9 @@ done
 [ -x /usr/sbin/dockerd ] && [ -x /usr/bin/docker ] || missing+=(docker.io)
 need26=0
 [ -x "$docker26/usr/sbin/dockerd" ] || need26=1
+# oras 1.2 comes from trixie (bookworm has none); it depends only on libc6.
+need_oras=0
+command -v oras >/dev/null 2>&1 || need_oras=1
 
 sudo=""
 [ "$(id -u)" -eq 0 ] || sudo="sudo"
@@ -70,8 +75,8 @@ EOF
   fi
 }
 
-if [ "${#missing[@]}" -gt 0 ] || [ "$need26" -eq 1 ]; then
-  [ "$need26" -eq 0 ] || add_trixie
+if [ "${#missing[@]}" -gt 0 ] || [ "$need26" -eq 1 ] || [ "$need_oras" -eq 1 ]; then
+  [ "$need26" -eq 0 ] && [ "$need_oras" -eq 0 ] || add_trixie
   $sudo apt-get update -qq >&2
   if [ "${#missing[@]}" -gt 0 ]; then
     echo "installing from Debian: ${missing[*]}" >&2
@@ -87,6 +92,11 @@ if [ "${#missing[@]}" -gt 0 ] || [ "$need26" -eq 1 ]; then
     fi
     $sudo env DEBIAN_FRONTEND=noninteractive \
       apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+  fi
+  if [ "$need_oras" -eq 1 ]; then
+    echo "installing oras from Debian trixie" >&2
+    $sudo env DEBIAN_FRONTEND=noninteractive \
+      apt-get install -y -qq --no-install-recommends -t trixie oras >&2
   fi
   if [ "$need26" -eq 1 ]; then
     echo "extracting Debian trixie's docker.io into $docker26" >&2
@@ -125,4 +135,5 @@ echo "docker.io client: $(/usr/bin/docker --version)"
 echo "docker.io daemon: $(/usr/sbin/dockerd --version)"
 echo "docker-26 daemon: $("$docker26/usr/sbin/dockerd" --version)"
 podman --version
+echo "oras: $(oras version | head -n 1)"
 echo "moto: $("$moto_venv/bin/python" -c 'import moto; print(moto.__version__)')"
