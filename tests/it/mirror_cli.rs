@@ -1,5 +1,6 @@
 //! Mirroring from the command line: `hoist copy --all-tags` between a layout and the CNCF
-//! registry (`docker-registry`) and between its repositories, read back by skopeo.
+//! registry (`docker-registry`) and between its repositories, read back by skopeo; `hoist serve
+//! --mirror` as a pull-through cache of a `docker-registry`.
 
 use crate::cli::Hoist;
 use crate::client_peers::shared_cncf;
@@ -123,4 +124,154 @@ async fn cncf_copy_all_tags_mirrors_a_repository_and_skips_what_is_unchanged() {
     ]);
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("without a tag"), "{stderr}");
+}
+
+/// A `docker-registry` of a test's own (the shared one cannot be stopped), with its access log.
+struct PrivateRegistry {
+    dir: tempfile::TempDir,
+    addr: std::net::SocketAddr,
+}
+
+impl PrivateRegistry {
+    fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let addr = crate::support::free_addr();
+        let output = std::process::Command::new("bash")
+            .arg(crate::support::workspace_root().join("tests/peers/start-registry.sh"))
+            .env("REGISTRY_DIR", dir.path())
+            .env("REGISTRY_ADDR", addr.to_string())
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "start-registry.sh failed:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        Self { dir, addr }
+    }
+
+    fn stop(&self) {
+        let output = std::process::Command::new("bash")
+            .arg(crate::support::workspace_root().join("tests/peers/stop-registry.sh"))
+            .env("REGISTRY_DIR", self.dir.path())
+            .output()
+            .unwrap();
+        assert!(output.status.success());
+    }
+
+    /// How many times the access log shows a GET of `path`.
+    fn gets(&self, path: &str) -> usize {
+        let log = std::fs::read_to_string(self.dir.path().join("registry.log")).unwrap();
+        let wanted = format!("\"GET {path} ");
+        log.lines().filter(|line| line.contains(&wanted)).count()
+    }
+}
+
+impl Drop for PrivateRegistry {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cncf_hoist_serve_mirror_fetches_each_blob_once_and_serves_while_upstream_is_down() {
+    let (Some(skopeo_bin), Some(_)) = (peer("skopeo"), peer("docker-registry")) else {
+        return;
+    };
+    let upstream = PrivateRegistry::start();
+    let work = tempfile::tempdir().unwrap();
+    let source = work.path().join("source");
+    let store = LayoutStore::open(&source).await.unwrap();
+    let amd64 = layout_image(&store, "amd64", Some("v1")).await;
+    let arm64 = layout_image(&store, "arm64", None).await;
+    let index = layout_index(&store, &[(&amd64, "amd64"), (&arm64, "arm64")], "multi").await;
+    for tag in ["v1", "multi"] {
+        skopeo(
+            &skopeo_bin,
+            &[
+                "copy",
+                "-q",
+                "--all",
+                "--dest-tls-verify=false",
+                &oci_ref(&source, tag),
+                &format!("docker://{}/mirror/app:{tag}", upstream.addr),
+            ],
+        );
+    }
+    let serve = crate::support::ServeProcess::start(&[
+        "--memory",
+        "--mirror",
+        &format!("http://{}", upstream.addr),
+        "--mirror-tag-ttl",
+        "0",
+    ]);
+    let mirror = format!("{}/mirror/app", serve.addr());
+
+    // Four pulls at once through the mirror: each blob fetched from upstream once.
+    let pulls: Vec<_> = (0..4)
+        .map(|n| {
+            let (mirror, out) = (mirror.clone(), work.path().join(format!("pull-{n}")));
+            std::thread::spawn(move || {
+                let hoist = Hoist::new();
+                hoist.stdout(&["copy", &format!("{mirror}:v1"), &oci_ref(&out, "v1")])
+            })
+        })
+        .collect();
+    for pull in pulls {
+        assert_eq!(pull.join().unwrap(), amd64.manifest.digest.to_string());
+    }
+    let manifest: serde_json::Value = serde_json::from_slice(&amd64.manifest_bytes).unwrap();
+    let blobs = [
+        manifest["config"]["digest"].as_str().unwrap(),
+        manifest["layers"][0]["digest"].as_str().unwrap(),
+    ];
+    for blob in blobs {
+        assert_eq!(
+            upstream.gets(&format!("/v2/mirror/app/blobs/{blob}")),
+            1,
+            "GETs of {blob} upstream"
+        );
+    }
+    // A multi-platform index through the mirror, as skopeo pulls it.
+    let by_skopeo = work.path().join("skopeo");
+    skopeo(
+        &skopeo_bin,
+        &[
+            "copy",
+            "-q",
+            "--all",
+            "--src-tls-verify=false",
+            &format!("docker://{mirror}:multi"),
+            &oci_ref(&by_skopeo, "multi"),
+        ],
+    );
+    assert_eq!(
+        crate::server_interop::layout_tag_digest(&by_skopeo, "multi"),
+        index.manifest.digest
+    );
+
+    // Pushes are refused: the mirror is no place to write.
+    let (_, stderr) = Hoist::new().fails(&[
+        "copy",
+        &oci_ref(&source, "v1"),
+        &format!("{}/mirror/pushed:v1", serve.addr()),
+    ]);
+    assert!(
+        stderr.contains("405")
+            || stderr.to_lowercase().contains("unsupported")
+            || stderr.to_lowercase().contains("not allowed"),
+        "{stderr}"
+    );
+
+    // Upstream gone: the same pulls are served from what the mirror kept.
+    upstream.stop();
+    let hoist = Hoist::new();
+    for (tag, digest) in [
+        ("v1", &amd64.manifest.digest),
+        ("multi", &index.manifest.digest),
+    ] {
+        let out = work.path().join(format!("offline-{tag}"));
+        let pulled = hoist.stdout(&["copy", &format!("{mirror}:{tag}"), &oci_ref(&out, tag)]);
+        assert_eq!(pulled, digest.to_string(), "{tag} with upstream down");
+    }
 }

@@ -934,6 +934,17 @@ pub(crate) struct ServeArgs {
     /// memory://; several replicas may serve one bucket.
     #[arg(long, value_name = "URL")]
     pub(crate) storage: Option<String>,
+    /// Serve as a pull-through cache of this registry (https://registry-1.docker.io,
+    /// host:port, http://host:port): pulls are served from the storage, and what it lacks is
+    /// fetched from upstream once, verified, and kept (credentials for upstream come from the
+    /// usual files, as for every command). Pushes and deletes are refused unless an --access
+    /// policy is given (they then go upstream).
+    #[arg(long, value_name = "UPSTREAM")]
+    pub(crate) mirror: Option<String>,
+    /// With --mirror: how long upstream's answer for a tag is trusted before it is asked again,
+    /// in seconds (0: every pull asks); while upstream cannot be reached, the last answer serves.
+    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    pub(crate) mirror_tag_ttl: u64,
     /// Answer blob downloads with a redirect to a URL of the bucket signed for a short time
     /// (s3://, gs://, az://), so that blob bytes go from the storage to the client directly;
     /// clients must be able to reach the storage. Access and the repository's holding of the

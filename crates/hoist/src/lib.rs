@@ -120,7 +120,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Logout(args) => commands::login::logout(&ctx, args).await,
         Command::Gc(args) => commands::layout::gc(&ctx, args).await,
         Command::Fsck(args) => commands::layout::fsck(&ctx, args).await,
-        Command::Serve(args) => commands::serve::run(args).await,
+        Command::Serve(args) => commands::serve::run(&ctx, args).await,
         Command::Completions(args) => commands::generate::completions(&args),
         Command::Man => commands::generate::man(),
     }

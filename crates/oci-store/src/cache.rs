@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -22,16 +23,34 @@ use crate::{
 /// - A manifest whose blobs are not cached yet cannot be stored in a local store that checks
 ///   references; it is then served straight from the remote (verified) and cached on a later
 ///   read.
-/// - Tags are asked of the remote every time; the answer is recorded locally, and when the
-///   remote is unavailable ([`Error::is_unavailable`](crate::Error::is_unavailable)) the last
-///   recorded answer serves.
+/// - A range read of a whole blob (from byte 0 to its end: how a server that serves blobs
+///   unverified reads them) fills the cache as a full read does; other ranges of a blob not
+///   cached are read from the remote.
+/// - A manifest whose blobs are not cached yet is cached with them: its layers, config and
+///   children are fetched first (each once, verified), so that a pull through the cache leaves
+///   everything it pulled in the local store, ready to serve while the remote is away.
+/// - Tags are asked of the remote every time, or once per [`with_tag_ttl`](Self::with_tag_ttl);
+///   the answer is recorded locally, and when the remote is unavailable
+///   ([`Error::is_unavailable`](crate::Error::is_unavailable)) the last recorded answer serves.
 /// - Writes, listings and referrers go to the remote; deletes go to the remote and then drop the
 ///   local copy.
 pub struct Cached<R, L> {
     remote: R,
     local: L,
     in_flight: Mutex<HashMap<Digest, Arc<tokio::sync::Mutex<()>>>>,
+    /// How long a tag's answer from the remote is trusted without asking again.
+    tag_ttl: Duration,
+    /// When each tag was last asked of the remote, for `tag_ttl`.
+    tags_asked: Mutex<HashMap<(Repository, Tag), Instant>>,
 }
+
+/// At most this many tags' times are kept; then the memory starts over (a forgotten tag is
+/// asked of the remote once more).
+const TAGS_REMEMBERED: usize = 65_536;
+
+/// How deep an index's children are filled (an index of indexes is rare; a cycle impossible
+/// with digests, unless a store lies).
+const MAX_FILL_DEPTH: usize = 4;
 
 impl<R: OciInterface, L: OciInterface> Cached<R, L> {
     /// Puts `local` in front of `remote`.
@@ -40,7 +59,44 @@ impl<R: OciInterface, L: OciInterface> Cached<R, L> {
             remote,
             local,
             in_flight: Mutex::new(HashMap::new()),
+            tag_ttl: Duration::ZERO,
+            tags_asked: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Trusts the remote's answer for a tag for `ttl`: within it, a tag read locally is served
+    /// without asking the remote (zero, the default: every read asks).
+    pub fn with_tag_ttl(mut self, ttl: Duration) -> Self {
+        self.tag_ttl = ttl;
+        self
+    }
+
+    /// Whether `tag` was asked of the remote less than the TTL ago.
+    fn tag_fresh(&self, repo: &Repository, tag: &Tag) -> bool {
+        if self.tag_ttl.is_zero() {
+            return false;
+        }
+        let asked = self
+            .tags_asked
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        asked
+            .get(&(repo.clone(), tag.clone()))
+            .is_some_and(|at| at.elapsed() < self.tag_ttl)
+    }
+
+    fn tag_asked(&self, repo: &Repository, tag: &Tag) {
+        if self.tag_ttl.is_zero() {
+            return;
+        }
+        let mut asked = self
+            .tags_asked
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if asked.len() >= TAGS_REMEMBERED {
+            asked.clear();
+        }
+        asked.insert((repo.clone(), tag.clone()), Instant::now());
     }
 
     /// The remote store.
@@ -116,20 +172,85 @@ impl<R: OciInterface, L: OciInterface> Cached<R, L> {
             let params = PushManifestParams::new()
                 .with_digest(digest.clone())
                 .with_tags(tags);
-            match self
-                .local
-                .push_manifest(repo, bytes.clone(), &descriptor.media_type, &params)
-                .await
+            let push = || {
+                self.local
+                    .push_manifest(repo, bytes.clone(), &descriptor.media_type, &params)
+            };
+            let mut pushed = push().await;
+            if pushed
+                .as_ref()
+                .is_err_and(|e| e.code() == Some(ErrorCode::ManifestBlobUnknown))
             {
-                Ok(_) => tracing::debug!(%repo, %digest, "cached manifest"),
-                Err(error) if error.code() == Some(ErrorCode::ManifestBlobUnknown) => {
-                    tracing::debug!(%repo, %digest, "manifest served uncached: its content is not cached yet");
+                // Its content first (what the client will ask for next anyway), then again.
+                match self.fill_references(repo, &bytes, &descriptor, 0).await {
+                    Ok(()) => pushed = push().await,
+                    Err(error) => {
+                        tracing::warn!(%repo, %digest, %error, "manifest served uncached: its content could not be cached");
+                    }
                 }
+            }
+            match pushed {
+                Ok(_) => tracing::debug!(%repo, %digest, "cached manifest"),
                 Err(error) => tracing::warn!(%repo, %digest, %error, "could not cache manifest"),
             }
             Ok(BlobReader::verified(descriptor, body_from_bytes(bytes)))
         })
         .await
+    }
+
+    /// Caches what the manifest `bytes` references: blobs, and an index's children with theirs.
+    async fn fill_references(
+        &self,
+        repo: &Repository,
+        bytes: &Bytes,
+        descriptor: &Descriptor,
+        depth: usize,
+    ) -> Result<()> {
+        let manifest = oci_types::Manifest::parse(bytes, &descriptor.media_type).map_err(|e| {
+            crate::Error::ManifestInvalid {
+                repo: repo.clone(),
+                reason: format!("{}: {e}", descriptor.digest),
+            }
+        })?;
+        match manifest {
+            oci_types::Manifest::Index(index) => {
+                if depth >= MAX_FILL_DEPTH {
+                    return Ok(());
+                }
+                for child in &index.manifests {
+                    if self
+                        .local
+                        .resolve_manifest(repo, &child.digest)
+                        .await
+                        .is_ok()
+                    {
+                        continue;
+                    }
+                    let reader = self.remote.get_manifest(repo, &child.digest).await?;
+                    let child_descriptor = reader.descriptor().clone();
+                    let child_bytes = reader.bytes(MAX_MANIFEST_SIZE as u64).await?;
+                    Box::pin(self.fill_references(
+                        repo,
+                        &child_bytes,
+                        &child_descriptor,
+                        depth + 1,
+                    ))
+                    .await?;
+                    let params = PushManifestParams::new().with_digest(child.digest.clone());
+                    self.local
+                        .push_manifest(repo, child_bytes, &child_descriptor.media_type, &params)
+                        .await?;
+                }
+            }
+            other => {
+                for blob in other.references() {
+                    if self.local.resolve_blob(repo, &blob.digest).await.is_err() {
+                        self.fill_blob(repo, &blob.digest).await?;
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Drops a local copy after a remote delete; a copy that is not there is fine.
@@ -182,8 +303,13 @@ impl<R: OciInterface, L: OciInterface> OciInterface for Cached<R, L> {
         end: Option<u64>,
     ) -> Result<BlobReader> {
         // A range is usually a resumed download of a large blob: serve it from wherever the
-        // blob is rather than fetching all of it to answer a part.
+        // blob is rather than fetching all of it to answer a part. A range of the whole blob
+        // is a full read (a server serving blobs unverified reads them so): it fills.
         if self.local.resolve_blob(repo, digest).await.is_ok() {
+            return self.local.get_blob_range(repo, digest, start, end).await;
+        }
+        if start == 0 && end.is_none() {
+            drop(self.fill_blob(repo, digest).await?);
             return self.local.get_blob_range(repo, digest, start, end).await;
         }
         self.remote.get_blob_range(repo, digest, start, end).await
@@ -197,10 +323,18 @@ impl<R: OciInterface, L: OciInterface> OciInterface for Cached<R, L> {
     }
 
     async fn get_tag(&self, repo: &Repository, tag: &Tag) -> Result<BlobReader> {
+        if self.tag_fresh(repo, tag)
+            && let Ok(reader) = self.local.get_tag(repo, tag).await
+        {
+            return Ok(reader);
+        }
         match self.remote.resolve_tag(repo, tag).await {
             Ok(descriptor) => {
-                self.fill_manifest(repo, &descriptor.digest, vec![tag.clone()])
-                    .await
+                let reader = self
+                    .fill_manifest(repo, &descriptor.digest, vec![tag.clone()])
+                    .await?;
+                self.tag_asked(repo, tag);
+                Ok(reader)
             }
             Err(error) if error.is_unavailable() => {
                 tracing::warn!(%repo, %tag, %error, "remote unavailable: serving the last known tag");
@@ -230,6 +364,11 @@ impl<R: OciInterface, L: OciInterface> OciInterface for Cached<R, L> {
     }
 
     async fn resolve_tag(&self, repo: &Repository, tag: &Tag) -> Result<Descriptor> {
+        if self.tag_fresh(repo, tag)
+            && let Ok(descriptor) = self.local.resolve_tag(repo, tag).await
+        {
+            return Ok(descriptor);
+        }
         match self.remote.resolve_tag(repo, tag).await {
             Err(error) if error.is_unavailable() => {
                 self.local.resolve_tag(repo, tag).await.map_err(|_| error)

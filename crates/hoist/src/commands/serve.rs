@@ -8,16 +8,22 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use oci_layout::{LayoutOptions, LayoutStore};
 use oci_server::{AccessPolicy, Action, Actions, Auth, Htpasswd, RegistryServer, ServerOptions};
-use oci_store::{BlobLocator, MemoryStore, OciInterface};
+use oci_store::{BlobLocator, Cached, MemoryStore, OciInterface};
 
 use crate::cli::ServeArgs;
+use crate::commands::Ctx;
 
 /// Where `hoist serve` keeps repositories when given neither `--root` nor `--memory`.
 const DEFAULT_ROOT: &str = "hoist-registry";
 /// The size of blob reads of `hoist serve` on disk.
 const SERVE_READ_BUFFER: usize = 1 << 20;
 
-pub(crate) async fn run(args: ServeArgs) -> Result<()> {
+pub(crate) async fn run(ctx: &Ctx, args: ServeArgs) -> Result<()> {
+    if args.redirect_blobs && args.mirror.is_some() {
+        bail!(
+            "--redirect-blobs and --mirror do not go together: a blob not yet cached has no URL in the storage"
+        );
+    }
     if args.redirect_blobs && args.storage.is_none() {
         bail!("--redirect-blobs needs --storage URL: only object storage can sign URLs of blobs");
     }
@@ -56,8 +62,23 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
         }
         (Arc::new(store), place)
     };
+    let (store, place) = match &args.mirror {
+        Some(upstream) => {
+            let remote = upstream_client(ctx, upstream).await?;
+            let ttl = Duration::from_secs(args.mirror_tag_ttl);
+            let cached: Arc<dyn OciInterface> =
+                Arc::new(Cached::new(remote, store).with_tag_ttl(ttl));
+            (
+                cached,
+                format!("a pull-through cache of {upstream} in {place}"),
+            )
+        }
+        None => (store, place),
+    };
+    // A mirror takes no writes unless a policy says who may push (through to upstream).
+    let read_only = args.read_only || (args.mirror.is_some() && args.access.is_none());
     let options = ServerOptions::default()
-        .with_read_only(args.read_only)
+        .with_read_only(read_only)
         .with_deletes(!args.no_delete)
         .with_verify_blob_reads(args.verify_reads)
         .with_max_blob_size(args.max_blob_size)
@@ -146,4 +167,30 @@ async fn wait_for_signal() -> Result<()> {
         result = tokio::signal::ctrl_c() => result.context("cannot listen for SIGINT"),
         _ = terminate.recv() => Ok(()),
     }
+}
+
+/// A client of the registry `upstream` names (`host[:port]`, or a URL whose `http://` asks
+/// for plain HTTP), with the command line's registry options.
+async fn upstream_client(ctx: &Ctx, upstream: &str) -> Result<Arc<dyn OciInterface>> {
+    let (host, plain) = match upstream.split_once("://") {
+        Some(("https", host)) => (host, false),
+        Some(("http", host)) => (host, true),
+        Some((scheme, _)) => bail!(
+            "--mirror {upstream}: {scheme}:// is not a registry's scheme (https:// or http://)"
+        ),
+        None => (upstream, false),
+    };
+    let host = host.trim_end_matches('/');
+    if host.is_empty() || host.contains('/') {
+        bail!("--mirror {upstream}: give the registry's host (and port), not a repository");
+    }
+    let mut builder = ctx.opener.client_builder(host);
+    if plain {
+        builder = builder.with_plain_http(true);
+    }
+    let client = builder
+        .build()
+        .await
+        .with_context(|| format!("cannot set up a client of {upstream}"))?;
+    Ok(Arc::new(client))
 }
