@@ -554,6 +554,96 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn one_read_of_a_tag_caches_the_manifest_with_its_blobs_and_the_tag_is_trusted_for_its_ttl()
+     {
+        let origin = MemoryStore::new();
+        let manifest = push_image(&origin, "v1", 3).await;
+        let remote = Faulty::new(origin);
+        let cache = Cached::new(remote.clone(), MemoryStore::new())
+            .with_tag_ttl(std::time::Duration::from_secs(3600));
+        let tag: Tag = "v1".parse().unwrap();
+        let first = cache
+            .get_tag(&repo(), &tag)
+            .await
+            .unwrap()
+            .bytes(1 << 20)
+            .await
+            .unwrap();
+        let asked = remote.calls("resolve_tag");
+        // Within the TTL the tag is not asked again.
+        cache.resolve_tag(&repo(), &tag).await.unwrap();
+        cache.get_tag(&repo(), &tag).await.unwrap();
+        assert_eq!(remote.calls("resolve_tag"), asked);
+        // Everything the manifest needs came with it: with the remote away, all of it serves,
+        // blobs read whole as ranges (as a server reads them) too.
+        remote.set_offline(true);
+        let parsed = oci_types::Manifest::parse(&first, &manifest.media_type).unwrap();
+        for reference in parsed.references() {
+            let read = cache
+                .get_blob_range(&repo(), &reference.digest, 0, None)
+                .await
+                .unwrap()
+                .bytes(1 << 20)
+                .await
+                .unwrap();
+            assert_eq!(read.len() as u64, reference.size);
+        }
+        let offline = cache
+            .get_tag(&repo(), &tag)
+            .await
+            .unwrap()
+            .bytes(1 << 20)
+            .await
+            .unwrap();
+        assert_eq!(offline, first);
+    }
+
+    #[tokio::test]
+    async fn a_whole_blob_read_as_a_range_fills_the_cache() {
+        let origin = MemoryStore::new();
+        let blob = origin
+            .push_blob_bytes(
+                &repo(),
+                MediaType::from_static(media_type::OCI_LAYER_GZIP),
+                seeded_bytes(4, 5000),
+            )
+            .await
+            .unwrap();
+        let remote = Faulty::new(origin);
+        let cache = Cached::new(remote.clone(), MemoryStore::new());
+        let part = cache
+            .get_blob_range(&repo(), &blob.digest, 10, Some(20))
+            .await
+            .unwrap()
+            .bytes(1 << 20)
+            .await
+            .unwrap();
+        assert_eq!(part.len(), 10);
+        assert!(
+            cache
+                .local()
+                .resolve_blob(&repo(), &blob.digest)
+                .await
+                .is_err(),
+            "a part fills nothing"
+        );
+        cache
+            .get_blob_range(&repo(), &blob.digest, 0, None)
+            .await
+            .unwrap()
+            .bytes(1 << 20)
+            .await
+            .unwrap();
+        assert!(
+            cache
+                .local()
+                .resolve_blob(&repo(), &blob.digest)
+                .await
+                .is_ok()
+        );
+    }
+
+    #[tokio::test]
     async fn content_is_served_locally_once_fetched() {
         let origin = MemoryStore::new();
         let manifest = push_image(&origin, "v1", 2).await;
