@@ -34,5 +34,6 @@ mod server_authz;
 mod server_http;
 mod server_interop;
 mod support;
+mod sync_cli;
 mod unpack_hostile;
 mod unpack_interop;

@@ -127,13 +127,13 @@ async fn cncf_copy_all_tags_mirrors_a_repository_and_skips_what_is_unchanged() {
 }
 
 /// A `docker-registry` of a test's own (the shared one cannot be stopped), with its access log.
-struct PrivateRegistry {
+pub(crate) struct PrivateRegistry {
     dir: tempfile::TempDir,
-    addr: std::net::SocketAddr,
+    pub(crate) addr: std::net::SocketAddr,
 }
 
 impl PrivateRegistry {
-    fn start() -> Self {
+    pub(crate) fn start() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let addr = crate::support::free_addr();
         let output = std::process::Command::new("bash")

@@ -229,6 +229,18 @@ pub(crate) enum Command {
     /// Read or write single blobs.
     #[command(subcommand)]
     Blob(BlobCommand),
+    /// Mirror repositories: every tag (or those a filter keeps) of each source repository into
+    /// its destination, skipping tags the destination has at the same digest.
+    ///
+    /// From a config file (YAML or TOML: a `sync` list of entries with `source`,
+    /// `destination`, and optionally `tags` with `regex` and `semver`, `platforms` and
+    /// `referrers`), or one repository from the command line. Tags are listed page by page and
+    /// copied --images at a time; prints one line per tag copied; exits non-zero if any failed,
+    /// after trying them all.
+    #[command(
+        after_help = "Examples:\n  hoist sync --config mirror.yaml\n  hoist sync --semver '>=3.18' docker.io/library/alpine localhost:5000/mirror/alpine\n\nA config file:\n  sync:\n    - source: docker.io/library/alpine\n      destination: localhost:5000/mirror/alpine\n      tags: {regex: '^3\\.', semver: '>=3.18'}\n      platforms: [linux/amd64, linux/arm64]\n      referrers: true"
+    )]
+    Sync(SyncArgs),
     /// Push files as an OCI artifact, or pull an artifact's files (as oras does).
     #[command(subcommand)]
     Artifact(ArtifactCommand),
@@ -740,6 +752,42 @@ pub(crate) enum ArtifactCommand {
     /// is refused. Prints each file's path.
     #[command(after_help = "Example:\n  hoist artifact pull localhost:5000/docs:v1 ./docs")]
     Pull(ArtifactPullArgs),
+}
+
+/// `hoist sync`.
+#[derive(Debug, Args)]
+pub(crate) struct SyncArgs {
+    /// The repositories to mirror, from a file (.yaml, .yml or .toml).
+    #[arg(short, long, value_name = "FILE", conflicts_with_all = ["source", "destination", "tags", "semver", "platform", "referrers"])]
+    pub(crate) config: Option<PathBuf>,
+    /// The repository to mirror (without --config): a registry repository or oci:DIR.
+    #[arg(value_name = "SOURCE", value_parser = Location::parse, requires = "destination")]
+    pub(crate) source: Option<Location>,
+    /// Where to mirror it.
+    #[arg(value_name = "DESTINATION", value_parser = Location::parse)]
+    pub(crate) destination: Option<Location>,
+    /// Only tags matching this regular expression.
+    #[arg(long, value_name = "REGEX")]
+    pub(crate) tags: Option<String>,
+    /// Only tags that are versions in this semver range ('>=1.2, <2'), with or without a
+    /// leading v.
+    #[arg(long, value_name = "RANGE")]
+    pub(crate) semver: Option<String>,
+    /// Only this platform of indexes (repeatable); default: every platform, unchanged.
+    #[arg(long, value_name = "PLATFORM", value_parser = parse_platform)]
+    pub(crate) platform: Vec<Platform>,
+    /// Also copy what refers to each image (signatures, SBOMs, attestations).
+    #[arg(long)]
+    pub(crate) referrers: bool,
+    /// Say what would be copied, and copy nothing.
+    #[arg(long)]
+    pub(crate) dry_run: bool,
+    /// How many images are copied at once.
+    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..))]
+    pub(crate) images: u16,
+    /// How many blobs are transferred at once in all (shared by the images copied at once).
+    #[arg(short, long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..))]
+    pub(crate) jobs: u16,
 }
 
 /// `hoist artifact push`.

@@ -70,6 +70,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Pull(args) => args.transfer.jobs,
         Command::Push(args) => args.transfer.jobs,
         Command::Layers(args) => args.jobs,
+        Command::Sync(args) => args.jobs,
         // Builds copy a base's blobs four at a time.
         Command::Build(_) | Command::Append(_) | Command::Mutate(_) | Command::Rebase(_) => 4,
         _ => 1,
@@ -114,6 +115,7 @@ async fn run(cli: Cli) -> Result<()> {
             commands::artifact::pull(&ctx, args).await
         }
         Command::Attach(args) => commands::artifact::attach(&ctx, args).await,
+        Command::Sync(args) => commands::sync::run(&ctx, args).await,
         Command::Tag(args) => commands::tag::tag(&ctx, args).await,
         Command::Delete(args) => commands::tag::delete(&ctx, args).await,
         Command::Login(args) => commands::login::login(&ctx, args).await,

@@ -70,6 +70,7 @@ async fn copy_all_tags(
         ..CopyOptions::default()
     };
     let (mut copied, mut skipped, mut failed, mut bytes) = (0usize, 0usize, 0usize, 0u64);
+    let (src, dst) = (src.repository_name(), dst.repository_name());
     let mut tags = from.store.tags(&from.repo, &ListParams::default());
     while let Some(tag) = tags.next().await {
         let tag = tag.with_context(|| format!("cannot list the tags of {src}"))?;

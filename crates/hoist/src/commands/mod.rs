@@ -12,6 +12,7 @@ pub(crate) mod list;
 pub(crate) mod login;
 pub(crate) mod manifest;
 pub(crate) mod serve;
+pub(crate) mod sync;
 pub(crate) mod tag;
 pub(crate) mod unpack;
 
