@@ -439,7 +439,7 @@ async fn big_layout(dir: &Path, layers: usize, size: usize) {
 // ---- credentials ----
 
 /// An htpasswd file with `user:password` (bcrypt).
-fn htpasswd(dir: &Path, user: &str, password: &str) -> PathBuf {
+pub(crate) fn htpasswd(dir: &Path, user: &str, password: &str) -> PathBuf {
     let path = dir.join("htpasswd");
     let hash = bcrypt::hash(password, 4).unwrap();
     std::fs::write(&path, format!("{user}:{hash}\n")).unwrap();

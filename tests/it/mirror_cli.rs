@@ -275,3 +275,37 @@ async fn cncf_hoist_serve_mirror_fetches_each_blob_once_and_serves_while_upstrea
         assert_eq!(pulled, digest.to_string(), "{tag} with upstream down");
     }
 }
+
+#[test]
+fn a_mirror_whose_upstream_refuses_its_credentials_answers_with_a_clear_error() {
+    let work = tempfile::tempdir().unwrap();
+    let users = crate::cli::htpasswd(work.path(), "alice", "secret");
+    let upstream =
+        crate::support::ServeProcess::start(&["--memory", "--htpasswd", users.to_str().unwrap()]);
+    let serve = crate::support::ServeProcess::start(&[
+        "--memory",
+        "--mirror",
+        &format!("http://{}", upstream.addr()),
+    ]);
+    let hoist = Hoist::new();
+    let (code, stderr) = hoist.fails(&[
+        "copy",
+        &format!("{}/team/app:v1", serve.addr()),
+        &oci_ref(&work.path().join("out"), "v1"),
+    ]);
+    assert_ne!(code, 0);
+    let lower = stderr.to_lowercase();
+    assert!(
+        lower.contains("401") || lower.contains("unauthorized") || lower.contains("denied"),
+        "{stderr}"
+    );
+    // It names the upstream that refused, not only the mirror.
+    assert!(stderr.contains(&upstream.addr().to_string()), "{stderr}");
+    // The mirror is still there and answers the next request the same way.
+    let (code, again) = hoist.fails(&["digest", &format!("{}/team/app:v1", serve.addr())]);
+    assert_ne!(code, 0);
+    assert!(
+        again.to_lowercase().contains("401") || again.to_lowercase().contains("unauthorized"),
+        "{again}"
+    );
+}

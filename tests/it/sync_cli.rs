@@ -135,3 +135,102 @@ fn sync_configs_with_unknown_keys_or_bad_patterns_are_refused_with_their_line() 
         "{stderr}"
     );
 }
+
+/// The peak resident memory of process `pid` so far, in KiB (`VmHWM`), if it is still there.
+fn peak_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ten_thousand_tags_are_mirrored_in_bounded_memory() {
+    use futures::StreamExt;
+    use oci_store::{OciInterface, OciInterfaceExt, PushManifestParams};
+    use oci_types::{ImageManifest, MediaType, Repository, media_type};
+
+    const TAGS: usize = 10_000;
+    let (source, target) = (
+        crate::support::ServeProcess::start(&["--memory"]),
+        crate::support::ServeProcess::start(&["--memory"]),
+    );
+    // One small image under many tags: cheap to make, and every tag still costs the mirror its
+    // listing, its checks and its copy.
+    let client = oci_registry::RegistryClient::builder(&source.addr().to_string())
+        .build()
+        .await
+        .unwrap();
+    let repo: Repository = "many/tags".parse().unwrap();
+    let config = client
+        .push_blob_bytes(
+            &repo,
+            MediaType::from_static(media_type::OCI_CONFIG),
+            "{}".into(),
+        )
+        .await
+        .unwrap();
+    let manifest = bytes::Bytes::from(ImageManifest::new(config, Vec::new()).to_json());
+    let manifest_type = MediaType::from_static(media_type::OCI_MANIFEST);
+    futures::stream::iter(0..TAGS)
+        .map(|n| {
+            let (client, repo, manifest, manifest_type) =
+                (&client, &repo, &manifest, &manifest_type);
+            async move {
+                let params =
+                    PushManifestParams::new().with_tag(format!("t{n:05}").parse().unwrap());
+                client
+                    .push_manifest(repo, manifest.clone(), manifest_type, &params)
+                    .await
+                    .unwrap()
+            }
+        })
+        .buffer_unordered(32)
+        .collect::<Vec<_>>()
+        .await;
+
+    let hoist = Hoist::new();
+    let mut sync = hoist
+        .command(&[
+            "sync",
+            "-q",
+            "--images",
+            "16",
+            &format!("{}/many/tags", source.addr()),
+            &format!("{}/many/tags", target.addr()),
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut peak = 0;
+    let status = loop {
+        if let Some(kib) = peak_rss_kib(sync.id()) {
+            peak = peak.max(kib);
+        }
+        if let Some(status) = sync.try_wait().unwrap() {
+            break status;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert!(status.success(), "hoist sync failed: {status}");
+    let target_client = oci_registry::RegistryClient::builder(&target.addr().to_string())
+        .build()
+        .await
+        .unwrap();
+    let mirrored = target_client
+        .tags(&repo, &oci_store::ListParams::default())
+        .fold(0usize, |n, tag| {
+            tag.unwrap();
+            std::future::ready(n + 1)
+        })
+        .await;
+    assert_eq!(mirrored, TAGS);
+    println!("hoist sync of {TAGS} tags: peak RSS {} MiB", peak / 1024);
+    assert!(peak > 0, "the sync's memory was never read");
+    assert!(
+        peak < 96 * 1024,
+        "hoist sync of {TAGS} tags peaked at {peak} KiB"
+    );
+}
