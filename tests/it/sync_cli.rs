@@ -145,6 +145,8 @@ fn peak_rss_kib(pid: u32) -> Option<u64> {
         .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
+// The measured peak is printed for the person running the test (shown with `--nocapture`).
+#[allow(clippy::print_stdout)]
 #[tokio::test(flavor = "multi_thread")]
 async fn ten_thousand_tags_are_mirrored_in_bounded_memory() {
     use futures::StreamExt;
