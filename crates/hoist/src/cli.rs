@@ -645,9 +645,10 @@ pub(crate) struct CopyArgs {
     #[arg(value_name = "DST", value_parser = Location::parse)]
     pub(crate) dst: Location,
     /// Copy every tag of the repository SRC into the repository DST (both without a tag; a
-    /// registry reference's `:latest` is taken for none),
-    /// skipping a tag that DST already has at the same digest before reading any blob; the
-    /// tags are listed page by page. Exits non-zero if any tag failed, after trying them all.
+    /// registry reference's `:latest` is taken for none), skipping a tag that DST already has
+    /// at the same digest before reading any blob; tags are listed page by page. Prints
+    /// `DST:TAG DIGEST copied` for each tag copied; exits non-zero if any tag failed, after
+    /// trying them all (`hoist sync` does the same for many repositories, with filters).
     #[arg(long)]
     pub(crate) all_tags: bool,
     #[command(flatten)]

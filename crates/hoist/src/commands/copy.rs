@@ -2,9 +2,7 @@
 //! locations, through `oci_build::copy`.
 
 use anyhow::{Context, Result};
-use futures::StreamExt;
 use oci_build::{CopyOptions, ManifestRef, PlatformFilter, copy};
-use oci_store::ListParams;
 use oci_types::Digest;
 
 use crate::cli::{CopyArgs, PullArgs, PushArgs, TransferArgs};
@@ -24,9 +22,10 @@ pub(crate) async fn run(ctx: &Ctx, args: CopyArgs) -> Result<()> {
     copy_between(ctx, &args.src, &args.dst, &args.transfer).await
 }
 
-/// `copy --all-tags SRC DST`: every tag of one repository into another, tag by tag, each an
-/// ordinary copy of the tag (images and indexes alike, every platform); a tag DST already has at
-/// the source's digest costs two HEADs. Goes on past a failed tag and fails at the end.
+/// `copy --all-tags SRC DST`: every tag of one repository into another, each an ordinary copy
+/// of the tag (images and indexes alike, every platform); a tag DST already has at the source's
+/// digest costs two HEADs. A one-repository run of `sync`'s mirroring, without filters: it goes
+/// on past a failed tag and fails at the end.
 async fn copy_all_tags(
     ctx: &Ctx,
     src: &Location,
@@ -60,72 +59,14 @@ async fn copy_all_tags(
         )
         .into());
     }
-    let from = ctx.opener.open(src).await?;
-    let to = ctx.opener.open(dst).await?;
-    let options = CopyOptions {
-        platforms: PlatformFilter::All,
-        referrers: transfer.referrers,
-        jobs: usize::from(transfer.jobs),
-        mount: src.registry().is_some() && src.registry() == dst.registry(),
-        ..CopyOptions::default()
-    };
-    let (mut copied, mut skipped, mut failed, mut bytes) = (0usize, 0usize, 0usize, 0u64);
-    let (src, dst) = (src.repository_name(), dst.repository_name());
-    let mut tags = from.store.tags(&from.repo, &ListParams::default());
-    while let Some(tag) = tags.next().await {
-        let tag = tag.with_context(|| format!("cannot list the tags of {src}"))?;
-        let source = match from.store.resolve_tag(&from.repo, &tag).await {
-            Ok(source) => source,
-            Err(error) => {
-                failed += 1;
-                ctx.warn(format!("{src}:{tag}: {error}"));
-                continue;
-            }
-        };
-        if let Ok(there) = to.store.resolve_tag(&to.repo, &tag).await
-            && there.digest == source.digest
-        {
-            skipped += 1;
-            print_line(format!("{tag} {} unchanged", source.digest))?;
-            continue;
-        }
-        let reference = ManifestRef::Tag(tag.clone());
-        match copy(
-            from.endpoint(),
-            &reference,
-            to.endpoint(),
-            std::slice::from_ref(&tag),
-            &options,
-        )
-        .await
-        {
-            Ok(report) => {
-                copied += 1;
-                bytes += report.bytes_copied;
-                print_line(format!("{tag} {} copied", source.digest))?;
-            }
-            Err(error) => {
-                failed += 1;
-                ctx.warn(format!("cannot copy {src}:{tag} to {dst}: {error:#}"));
-            }
-        }
-    }
-    ctx.say(format!(
-        "{src} to {dst}: {} copied ({}), {skipped} unchanged, {failed} failed",
-        count(copied, "tag", "tags"),
-        human_size(bytes)
-    ));
-    if failed > 0 {
-        return Err(Failed::new(
-            Failure::Other,
-            format!(
-                "{} of {src} could not be copied",
-                count(failed, "tag", "tags")
-            ),
-        )
-        .into());
-    }
-    Ok(())
+    crate::commands::sync::mirror_all_tags(
+        ctx,
+        src,
+        dst,
+        transfer.referrers,
+        usize::from(transfer.jobs),
+    )
+    .await
 }
 
 /// `pull REF DIR` is `copy REF oci:DIR[:TAG]`, TAG being REF's tag unless DIR names one.

@@ -206,33 +206,77 @@ pub(crate) async fn run(ctx: &Ctx, args: SyncArgs) -> Result<()> {
             .into());
         }
     };
-    let images = usize::from(args.images).max(1);
+    let run = Run {
+        images: usize::from(args.images),
+        jobs: usize::from(args.jobs),
+        dry_run: args.dry_run,
+    };
+    mirror(ctx, "sync", &entries, &run).await
+}
+
+/// Every tag of `source` into `destination`, unfiltered, every platform (`copy --all-tags`).
+pub(crate) async fn mirror_all_tags(
+    ctx: &Ctx,
+    source: &Location,
+    destination: &Location,
+    referrers: bool,
+    jobs: usize,
+) -> Result<()> {
+    let entry = Entry {
+        source: Repo(source.clone()),
+        destination: Repo(destination.clone()),
+        tags: TagFilter::default(),
+        platforms: Vec::new(),
+        referrers,
+    };
+    let run = Run {
+        images: 1,
+        jobs,
+        dry_run: false,
+    };
+    mirror(ctx, "copy --all-tags", &[entry], &run).await
+}
+
+/// How a mirroring run goes.
+struct Run {
+    /// Images copied at once.
+    images: usize,
+    /// Blob transfers at once, in all.
+    jobs: usize,
+    dry_run: bool,
+}
+
+/// Mirrors `entries`, then reports (`what` names the command) and fails if any tag failed.
+async fn mirror(ctx: &Ctx, what: &str, entries: &[Entry], run: &Run) -> Result<()> {
+    let images = run.images.max(1);
     // The bound on blob transfers is shared by the images copied at once.
-    let jobs_per_image = (usize::from(args.jobs) / images).max(1);
+    let jobs_per_image = (run.jobs / images).max(1);
     let tally = Tally::default();
-    for entry in &entries {
-        sync_entry(ctx, entry, &args, images, jobs_per_image, &tally).await;
+    for entry in entries {
+        sync_entry(ctx, entry, run.dry_run, images, jobs_per_image, &tally).await;
     }
     let (copied, skipped, failed) = (
         tally.copied.load(Ordering::Relaxed),
         tally.skipped.load(Ordering::Relaxed),
         tally.failed.load(Ordering::Relaxed),
     );
-    let verb = if args.dry_run { "to copy" } else { "copied" };
+    let verb = if run.dry_run { "to copy" } else { "copied" };
     ctx.say(format!(
-        "sync: {} {verb} ({}), {skipped} already there, {failed} failed, in {}",
+        "{what}: {} {verb} ({}), {skipped} already there, {failed} failed, in {}",
         count(copied, "tag", "tags"),
         human_size(tally.bytes.load(Ordering::Relaxed)),
         count(entries.len(), "repository", "repositories"),
     ));
-    if copied == 0 && failed == 0 && !args.dry_run {
-        ctx.say("sync: nothing to copy: every destination is up to date");
+    if copied == 0 && failed == 0 && !run.dry_run {
+        ctx.say(format!(
+            "{what}: nothing to copy: every destination is up to date"
+        ));
     }
     if failed > 0 {
         return Err(Failed::new(
             Failure::Other,
             format!(
-                "sync: {} could not be mirrored",
+                "{what}: {} could not be mirrored",
                 count(failed, "tag", "tags")
             ),
         )
@@ -246,7 +290,7 @@ pub(crate) async fn run(ctx: &Ctx, args: SyncArgs) -> Result<()> {
 async fn sync_entry(
     ctx: &Ctx,
     entry: &Entry,
-    args: &SyncArgs,
+    dry_run: bool,
     images: usize,
     jobs: usize,
     tally: &Tally,
@@ -290,7 +334,7 @@ async fn sync_entry(
             async move {
                 match tag {
                     Ok(tag) => {
-                        sync_tag(ctx, from, to, src, dst, tag, options, args.dry_run, tally).await
+                        sync_tag(ctx, from, to, src, dst, tag, options, dry_run, tally).await
                     }
                     Err(error) => {
                         tally.failed.fetch_add(1, Ordering::Relaxed);
