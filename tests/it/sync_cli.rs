@@ -134,6 +134,14 @@ fn sync_configs_with_unknown_keys_or_bad_patterns_are_refused_with_their_line() 
         stderr.contains("referers") && stderr.contains("line 4"),
         "{stderr}"
     );
+    // A source that cannot be listed is a failure, reported, and the exit code says so.
+    let (code, stderr) = hoist.fails(&["sync", "127.0.0.1:1/gone/app", "127.0.0.1:1/copy/app"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("cannot list the tags of 127.0.0.1:1/gone/app"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("1 failed"), "{stderr}");
 }
 
 /// The peak resident memory of process `pid` so far, in KiB (`VmHWM`), if it is still there.

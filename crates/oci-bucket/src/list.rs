@@ -1,14 +1,64 @@
-//! Listings of tags, repositories and referrers from the bucket's listing, sorted here (a local
-//! directory lists in no particular order) and paged as the trait says.
+//! Tags removed with their manifest, and listings of tags, repositories and referrers from the
+//! bucket's listing, sorted here (a local directory lists in no particular order) and paged as
+//! the trait says.
 
 use futures::stream::{self, BoxStream, StreamExt};
 use oci_store::{Error, ListParams, ReferrersParams, Result};
 use oci_types::{Descriptor, Digest, Repository, Tag};
 
 use crate::keys::last_segment;
-use crate::store::{BucketStore, ManifestLink};
+use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload, UpdateVersion};
+
+use crate::store::{BucketStore, ManifestLink, TagLink};
 
 impl BucketStore {
+    /// Removes the tags of `repo` that point at `digest`, each only if it still does when it
+    /// is removed: another replica may move a tag to another manifest between this read and
+    /// the removal, and that tag must stay. The removal is a conditional overwrite (the tag's
+    /// ETag must not have changed) with an empty object, a tombstone that readers and
+    /// listings take for no tag; a store without conditional overwrites (local files) deletes
+    /// the tag instead, with that narrow race.
+    pub(crate) async fn untag(&self, repo: &Repository, digest: &Digest) -> Result<()> {
+        let tags = self.inner.list(&self.inner.keys.tags(repo), None).await?;
+        for path in tags {
+            let found = match self.inner.store.get(&path).await {
+                Ok(found) => found,
+                Err(object_store::Error::NotFound { .. }) => continue,
+                Err(e) => return Err(self.inner.err("reading", &path, e).into()),
+            };
+            let version = UpdateVersion {
+                e_tag: found.meta.e_tag.clone(),
+                version: found.meta.version.clone(),
+            };
+            let bytes = found
+                .bytes()
+                .await
+                .map_err(|e| self.inner.err("reading", &path, e))?;
+            if tag_link(&bytes).is_none_or(|l| &l.digest != digest) {
+                continue;
+            }
+            let tombstone = PutOptions::from(PutMode::Update(version));
+            match self
+                .inner
+                .store
+                .put_opts(&path, PutPayload::default(), tombstone)
+                .await
+            {
+                Ok(_) => {}
+                // Moved to another manifest (or removed) since it was read: not ours to remove.
+                Err(
+                    object_store::Error::Precondition { .. } | object_store::Error::NotFound { .. },
+                ) => {}
+                Err(
+                    object_store::Error::NotImplemented { .. }
+                    | object_store::Error::NotSupported { .. },
+                ) => self.inner.remove(&path).await?,
+                Err(e) => return Err(self.inner.err("removing", &path, e).into()),
+            }
+        }
+        Ok(())
+    }
+
     pub(crate) async fn list_tags(&self, repo: Repository, params: ListParams) -> Result<Vec<Tag>> {
         if !self.inner.repository_exists(&repo).await? {
             return Err(Error::NameUnknown { repo });
@@ -105,4 +155,10 @@ pub(crate) fn listing<T: Send + 'static>(
         })
         .flatten()
         .boxed()
+}
+
+/// A tag's link, `None` for a tombstone (an empty object: a tag removed by `untag`) or for
+/// bytes that are not one.
+fn tag_link(bytes: &[u8]) -> Option<TagLink> {
+    serde_json::from_slice(bytes).ok()
 }

@@ -1,4 +1,5 @@
-//! Manifests read lately, kept by digest in the process.
+//! Manifest reads through a cache of manifests read lately, kept by digest in the process, and
+//! blob URLs signed for redirects.
 //!
 //! A manifest GET costs two or three round trips to the bucket (the tag, the repository's link,
 //! the content); the content is the same for ever under its digest, so once it was read and
@@ -9,8 +10,15 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
+use std::time::Duration;
+
+use async_trait::async_trait;
 use bytes::Bytes;
-use oci_types::Digest;
+use object_store::signer::Method;
+use oci_store::{BlobLocator, BlobReader, Result, body_from_bytes};
+use oci_types::{Descriptor, Digest, MAX_MANIFEST_SIZE, Repository};
+
+use crate::store::BucketStore;
 
 /// The most bytes of manifests kept.
 const CACHE_BYTES: usize = 32 << 20;
@@ -61,6 +69,45 @@ impl ManifestCache {
     fn lock(&self) -> MutexGuard<'_, Entries> {
         // Nothing panics while holding the lock, and the entries are consistent between calls.
         self.entries.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl BucketStore {
+    /// A manifest's content, from the process's cache or read whole and verified into it.
+    pub(crate) async fn read_manifest(
+        &self,
+        repo: &Repository,
+        descriptor: Descriptor,
+    ) -> Result<BlobReader> {
+        let content = match self.inner.manifests.get(&descriptor.digest) {
+            Some(content) => content,
+            None => {
+                let digest = descriptor.digest.clone();
+                let reader = self.read_content(repo, descriptor.clone()).await?;
+                // A verified read: the stream ends in an error unless every byte matched.
+                let content = reader.bytes(MAX_MANIFEST_SIZE as u64).await?;
+                self.inner.manifests.insert(&digest, content.clone());
+                content
+            }
+        };
+        Ok(BlobReader::verified(descriptor, body_from_bytes(content)))
+    }
+}
+
+#[async_trait]
+impl BlobLocator for BucketStore {
+    /// A URL signed by the bucket's own client for a GET of the content, when the store was
+    /// given a signer ([`BucketStore::with_signer`]).
+    async fn blob_url(&self, digest: &Digest, valid_for: Duration) -> Result<Option<String>> {
+        let Some(signer) = &self.inner.signer else {
+            return Ok(None);
+        };
+        let path = self.inner.keys.content(digest);
+        let url = signer
+            .signed_url(Method::GET, &path, valid_for)
+            .await
+            .map_err(|e| self.inner.err("signing a URL of", &path, e))?;
+        Ok(Some(url.to_string()))
     }
 }
 

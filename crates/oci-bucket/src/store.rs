@@ -3,22 +3,18 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
 use object_store::multipart::MultipartStore;
-use object_store::signer::{Method, Signer};
-use object_store::{
-    GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload,
-    UpdateVersion, WriteMultipart,
-};
+use object_store::signer::Signer;
+use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
 use oci_store::{
-    BlobBody, BlobLocator, BlobReader, BlobWriter, Error, ListParams, OciInterface, PushCheck,
-    PushManifestParams, ReferrersParams, Result, body_from_bytes, check_range, inspect_manifest,
+    BlobBody, BlobReader, BlobWriter, Error, ListParams, OciInterface, PushCheck,
+    PushManifestParams, ReferrersParams, Result, check_range, inspect_manifest,
 };
-use oci_types::{Descriptor, Digest, MAX_MANIFEST_SIZE, MediaType, Repository, Tag};
+use oci_types::{Descriptor, Digest, MediaType, Repository, Tag};
 use serde::{Deserialize, Serialize};
 
 use crate::inner::{Inner, Settings};
@@ -53,8 +49,8 @@ pub(crate) struct ManifestLink {
 }
 
 #[derive(Serialize, Deserialize)]
-struct TagLink {
-    digest: Digest,
+pub(crate) struct TagLink {
+    pub(crate) digest: Digest,
 }
 
 /// Any [`ObjectStore`] as an [`OciInterface`]: see the crate docs.
@@ -122,7 +118,7 @@ impl BucketStore {
     }
 
     /// Signs URLs of blob content with `signer` (the same bucket's client: `AmazonS3`,
-    /// `GoogleCloudStorage`, `MicrosoftAzure`), so that this store is a [`BlobLocator`] that a
+    /// `GoogleCloudStorage`, `MicrosoftAzure`), so that this store is a [`BlobLocator`](oci_store::BlobLocator) that a
     /// server can redirect blob downloads to.
     pub fn with_signer(self, signer: Arc<dyn Signer>) -> Self {
         self.changed(|s| s.signer = Some(signer))
@@ -136,7 +132,7 @@ impl BucketStore {
     }
 
     /// Whether this store signs URLs of its content ([`with_signer`](Self::with_signer)), so
-    /// that [`BlobLocator::blob_url`] gives some.
+    /// that [`BlobLocator::blob_url`](oci_store::BlobLocator::blob_url) gives some.
     pub fn signs_urls(&self) -> bool {
         self.inner.signer.is_some()
     }
@@ -192,7 +188,11 @@ impl BucketStore {
     }
 
     /// The content of `digest` as a stream, `size` bytes long, verified as it streams.
-    async fn read_content(&self, repo: &Repository, descriptor: Descriptor) -> Result<BlobReader> {
+    pub(crate) async fn read_content(
+        &self,
+        repo: &Repository,
+        descriptor: Descriptor,
+    ) -> Result<BlobReader> {
         let path = self.inner.keys.content(&descriptor.digest);
         let found = match self.inner.store.get(&path).await {
             Ok(found) => found,
@@ -208,22 +208,6 @@ impl BucketStore {
         };
         let body = self.stream_body(found, path);
         Ok(BlobReader::verified(descriptor, body))
-    }
-
-    /// A manifest's content, from the process's cache or read whole and verified into it.
-    async fn read_manifest(&self, repo: &Repository, descriptor: Descriptor) -> Result<BlobReader> {
-        let content = match self.inner.manifests.get(&descriptor.digest) {
-            Some(content) => content,
-            None => {
-                let digest = descriptor.digest.clone();
-                let reader = self.read_content(repo, descriptor.clone()).await?;
-                // A verified read: the stream ends in an error unless every byte matched.
-                let content = reader.bytes(MAX_MANIFEST_SIZE as u64).await?;
-                self.inner.manifests.insert(&digest, content.clone());
-                content
-            }
-        };
-        Ok(BlobReader::verified(descriptor, body_from_bytes(content)))
     }
 
     fn stream_body(
@@ -292,59 +276,6 @@ impl BucketStore {
             .await?;
         Ok(())
     }
-
-    /// Removes the tags of `repo` that point at `digest`, each only if it still does when it
-    /// is removed: another replica may move a tag to another manifest between this read and
-    /// the removal, and that tag must stay. The removal is a conditional overwrite (the tag's
-    /// ETag must not have changed) with an empty object, a tombstone that readers and
-    /// listings take for no tag; a store without conditional overwrites (local files) deletes
-    /// the tag instead, with that narrow race.
-    async fn untag(&self, repo: &Repository, digest: &Digest) -> Result<()> {
-        let tags = self.inner.list(&self.inner.keys.tags(repo), None).await?;
-        for path in tags {
-            let found = match self.inner.store.get(&path).await {
-                Ok(found) => found,
-                Err(object_store::Error::NotFound { .. }) => continue,
-                Err(e) => return Err(self.inner.err("reading", &path, e).into()),
-            };
-            let version = UpdateVersion {
-                e_tag: found.meta.e_tag.clone(),
-                version: found.meta.version.clone(),
-            };
-            let bytes = found
-                .bytes()
-                .await
-                .map_err(|e| self.inner.err("reading", &path, e))?;
-            if tag_link(&bytes).is_none_or(|l| &l.digest != digest) {
-                continue;
-            }
-            let tombstone = PutOptions::from(PutMode::Update(version));
-            match self
-                .inner
-                .store
-                .put_opts(&path, PutPayload::default(), tombstone)
-                .await
-            {
-                Ok(_) => {}
-                // Moved to another manifest (or removed) since it was read: not ours to remove.
-                Err(
-                    object_store::Error::Precondition { .. } | object_store::Error::NotFound { .. },
-                ) => {}
-                Err(
-                    object_store::Error::NotImplemented { .. }
-                    | object_store::Error::NotSupported { .. },
-                ) => self.inner.remove(&path).await?,
-                Err(e) => return Err(self.inner.err("removing", &path, e).into()),
-            }
-        }
-        Ok(())
-    }
-}
-
-/// A tag's link, `None` for a tombstone (an empty object: a tag removed by `untag`) or for
-/// bytes that are not one.
-fn tag_link(bytes: &[u8]) -> Option<TagLink> {
-    serde_json::from_slice(bytes).ok()
 }
 
 #[async_trait]
@@ -633,22 +564,5 @@ impl fmt::Debug for BucketStore {
 impl fmt::Display for BucketStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.inner.name)
-    }
-}
-
-#[async_trait]
-impl BlobLocator for BucketStore {
-    /// A URL signed by the bucket's own client for a GET of the content, when the store was
-    /// given a signer ([`BucketStore::with_signer`]).
-    async fn blob_url(&self, digest: &Digest, valid_for: Duration) -> Result<Option<String>> {
-        let Some(signer) = &self.inner.signer else {
-            return Ok(None);
-        };
-        let path = self.inner.keys.content(digest);
-        let url = signer
-            .signed_url(Method::GET, &path, valid_for)
-            .await
-            .map_err(|e| self.inner.err("signing a URL of", &path, e))?;
-        Ok(Some(url.to_string()))
     }
 }
