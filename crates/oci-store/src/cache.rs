@@ -26,9 +26,11 @@ use crate::{
 /// - A range read of a whole blob (from byte 0 to its end: how a server that serves blobs
 ///   unverified reads them) fills the cache as a full read does; other ranges of a blob not
 ///   cached are read from the remote.
-/// - A manifest whose blobs are not cached yet is cached with them: its layers, config and
-///   children are fetched first (each once, verified), so that a pull through the cache leaves
-///   everything it pulled in the local store, ready to serve while the remote is away.
+/// - A manifest whose blobs (or children) are not cached yet is served from the remote's bytes
+///   and kept aside, in memory and bounded, until the last of them is cached: then it is
+///   cached too. A pull through the cache thus leaves everything it pulled in the local store,
+///   ready to serve while the remote is away, without making the manifest's answer wait for
+///   its layers.
 /// - Tags are asked of the remote every time, or once per [`with_tag_ttl`](Self::with_tag_ttl);
 ///   the answer is recorded locally, and when the remote is unavailable
 ///   ([`Error::is_unavailable`](crate::Error::is_unavailable)) the last recorded answer serves.
@@ -42,15 +44,26 @@ pub struct Cached<R, L> {
     tag_ttl: Duration,
     /// When each tag was last asked of the remote, for `tag_ttl`.
     tags_asked: Mutex<HashMap<(Repository, Tag), Instant>>,
+    /// Manifests waiting for their content, oldest first.
+    pending: Mutex<std::collections::VecDeque<Pending>>,
 }
 
 /// At most this many tags' times are kept; then the memory starts over (a forgotten tag is
 /// asked of the remote once more).
 const TAGS_REMEMBERED: usize = 65_536;
 
-/// How deep an index's children are filled (an index of indexes is rare; a cycle impossible
-/// with digests, unless a store lies).
-const MAX_FILL_DEPTH: usize = 4;
+/// At most this many manifests wait for their content to be cached; the oldest is dropped
+/// beyond (it is cached on a later read instead).
+const PENDING_MANIFESTS: usize = 1024;
+
+/// A manifest fetched from the remote whose content is not all cached yet.
+struct Pending {
+    repo: Repository,
+    digest: Digest,
+    media_type: MediaType,
+    bytes: Bytes,
+    tags: Vec<Tag>,
+}
 
 impl<R: OciInterface, L: OciInterface> Cached<R, L> {
     /// Puts `local` in front of `remote`.
@@ -61,6 +74,7 @@ impl<R: OciInterface, L: OciInterface> Cached<R, L> {
             in_flight: Mutex::new(HashMap::new()),
             tag_ttl: Duration::ZERO,
             tags_asked: Mutex::new(HashMap::new()),
+            pending: Mutex::new(std::collections::VecDeque::new()),
         }
     }
 
@@ -147,6 +161,7 @@ impl<R: OciInterface, L: OciInterface> Cached<R, L> {
             let (descriptor, body) = self.remote.get_blob(repo, digest).await?.into_parts();
             self.local.push_blob(repo, &descriptor, body).await?;
             tracing::debug!(%repo, %digest, "cached blob");
+            self.settle_pending(repo).await;
             self.local.get_blob(repo, digest).await
         })
         .await
@@ -172,25 +187,25 @@ impl<R: OciInterface, L: OciInterface> Cached<R, L> {
             let params = PushManifestParams::new()
                 .with_digest(digest.clone())
                 .with_tags(tags);
-            let push = || {
-                self.local
-                    .push_manifest(repo, bytes.clone(), &descriptor.media_type, &params)
-            };
-            let mut pushed = push().await;
-            if pushed
-                .as_ref()
-                .is_err_and(|e| e.code() == Some(ErrorCode::ManifestBlobUnknown))
+            match self
+                .local
+                .push_manifest(repo, bytes.clone(), &descriptor.media_type, &params)
+                .await
             {
-                // Its content first (what the client will ask for next anyway), then again.
-                match self.fill_references(repo, &bytes, &descriptor, 0).await {
-                    Ok(()) => pushed = push().await,
-                    Err(error) => {
-                        tracing::warn!(%repo, %digest, %error, "manifest served uncached: its content could not be cached");
-                    }
+                Ok(_) => {
+                    tracing::debug!(%repo, %digest, "cached manifest");
+                    self.settle_pending(repo).await;
                 }
-            }
-            match pushed {
-                Ok(_) => tracing::debug!(%repo, %digest, "cached manifest"),
+                Err(error) if error.code() == Some(ErrorCode::ManifestBlobUnknown) => {
+                    tracing::debug!(%repo, %digest, "manifest kept aside until its content is cached");
+                    self.keep_pending(Pending {
+                        repo: repo.clone(),
+                        digest: digest.clone(),
+                        media_type: descriptor.media_type.clone(),
+                        bytes: bytes.clone(),
+                        tags: params.tags.clone(),
+                    });
+                }
                 Err(error) => tracing::warn!(%repo, %digest, %error, "could not cache manifest"),
             }
             Ok(BlobReader::verified(descriptor, body_from_bytes(bytes)))
@@ -198,59 +213,60 @@ impl<R: OciInterface, L: OciInterface> Cached<R, L> {
         .await
     }
 
-    /// Caches what the manifest `bytes` references: blobs, and an index's children with theirs.
-    async fn fill_references(
-        &self,
-        repo: &Repository,
-        bytes: &Bytes,
-        descriptor: &Descriptor,
-        depth: usize,
-    ) -> Result<()> {
-        let manifest = oci_types::Manifest::parse(bytes, &descriptor.media_type).map_err(|e| {
-            crate::Error::ManifestInvalid {
-                repo: repo.clone(),
-                reason: format!("{}: {e}", descriptor.digest),
+    fn keep_pending(&self, manifest: Pending) {
+        let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+        if pending
+            .iter()
+            .any(|p| p.repo == manifest.repo && p.digest == manifest.digest)
+        {
+            return;
+        }
+        if pending.len() >= PENDING_MANIFESTS {
+            pending.pop_front();
+        }
+        pending.push_back(manifest);
+    }
+
+    /// Caches the manifests of `repo` kept aside whose content is now all cached (an index
+    /// once its last child is), until none more can be.
+    async fn settle_pending(&self, repo: &Repository) {
+        loop {
+            let waiting: Vec<Pending> = {
+                let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+                let (ours, others): (Vec<_>, Vec<_>) =
+                    pending.drain(..).partition(|p| &p.repo == repo);
+                pending.extend(others);
+                ours
+            };
+            if waiting.is_empty() {
+                return;
             }
-        })?;
-        match manifest {
-            oci_types::Manifest::Index(index) => {
-                if depth >= MAX_FILL_DEPTH {
-                    return Ok(());
-                }
-                for child in &index.manifests {
-                    if self
-                        .local
-                        .resolve_manifest(repo, &child.digest)
-                        .await
-                        .is_ok()
-                    {
-                        continue;
+            let mut progress = false;
+            for manifest in waiting {
+                let params = PushManifestParams::new()
+                    .with_digest(manifest.digest.clone())
+                    .with_tags(manifest.tags.clone());
+                match self
+                    .local
+                    .push_manifest(repo, manifest.bytes.clone(), &manifest.media_type, &params)
+                    .await
+                {
+                    Ok(_) => {
+                        tracing::debug!(%repo, digest = %manifest.digest, "cached manifest once its content was");
+                        progress = true;
                     }
-                    let reader = self.remote.get_manifest(repo, &child.digest).await?;
-                    let child_descriptor = reader.descriptor().clone();
-                    let child_bytes = reader.bytes(MAX_MANIFEST_SIZE as u64).await?;
-                    Box::pin(self.fill_references(
-                        repo,
-                        &child_bytes,
-                        &child_descriptor,
-                        depth + 1,
-                    ))
-                    .await?;
-                    let params = PushManifestParams::new().with_digest(child.digest.clone());
-                    self.local
-                        .push_manifest(repo, child_bytes, &child_descriptor.media_type, &params)
-                        .await?;
+                    Err(error) if error.code() == Some(ErrorCode::ManifestBlobUnknown) => {
+                        self.keep_pending(manifest);
+                    }
+                    Err(error) => {
+                        tracing::warn!(%repo, digest = %manifest.digest, %error, "could not cache manifest");
+                    }
                 }
             }
-            other => {
-                for blob in other.references() {
-                    if self.local.resolve_blob(repo, &blob.digest).await.is_err() {
-                        self.fill_blob(repo, &blob.digest).await?;
-                    }
-                }
+            if !progress {
+                return;
             }
         }
-        Ok(())
     }
 
     /// Drops a local copy after a remote delete; a copy that is not there is fine.
@@ -554,14 +570,15 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn one_read_of_a_tag_caches_the_manifest_with_its_blobs_and_the_tag_is_trusted_for_its_ttl()
-     {
+    async fn a_manifest_is_cached_once_its_blobs_are_and_its_tag_is_trusted_for_the_ttl() {
         let origin = MemoryStore::new();
         let manifest = push_image(&origin, "v1", 3).await;
         let remote = Faulty::new(origin);
         let cache = Cached::new(remote.clone(), MemoryStore::new())
             .with_tag_ttl(std::time::Duration::from_secs(3600));
         let tag: Tag = "v1".parse().unwrap();
+        // As a pull goes: the manifest (served at once, its blobs not cached yet), then its
+        // blobs, read whole as ranges (as a server reads them).
         let first = cache
             .get_tag(&repo(), &tag)
             .await
@@ -569,14 +586,7 @@ mod tests {
             .bytes(1 << 20)
             .await
             .unwrap();
-        let asked = remote.calls("resolve_tag");
-        // Within the TTL the tag is not asked again.
-        cache.resolve_tag(&repo(), &tag).await.unwrap();
-        cache.get_tag(&repo(), &tag).await.unwrap();
-        assert_eq!(remote.calls("resolve_tag"), asked);
-        // Everything the manifest needs came with it: with the remote away, all of it serves,
-        // blobs read whole as ranges (as a server reads them) too.
-        remote.set_offline(true);
+        assert!(cache.local().resolve_tag(&repo(), &tag).await.is_err());
         let parsed = oci_types::Manifest::parse(&first, &manifest.media_type).unwrap();
         for reference in parsed.references() {
             let read = cache
@@ -588,6 +598,23 @@ mod tests {
                 .unwrap();
             assert_eq!(read.len() as u64, reference.size);
         }
+        // The last blob in, the manifest and its tag were cached.
+        assert_eq!(
+            cache
+                .local()
+                .resolve_tag(&repo(), &tag)
+                .await
+                .unwrap()
+                .digest,
+            manifest.digest
+        );
+        // Within the TTL the tag is not asked again.
+        let asked = remote.calls("resolve_tag");
+        cache.resolve_tag(&repo(), &tag).await.unwrap();
+        cache.get_tag(&repo(), &tag).await.unwrap();
+        assert_eq!(remote.calls("resolve_tag"), asked);
+        // With the remote away, all of it serves.
+        remote.set_offline(true);
         let offline = cache
             .get_tag(&repo(), &tag)
             .await
