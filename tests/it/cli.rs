@@ -105,7 +105,7 @@ async fn source_layout(dir: &Path, arches: &[&str]) -> (Vec<LayoutImage>, Option
 }
 
 /// `skopeo copy oci:DIR:TAG docker://TARGET` (into the CNCF registry, plain HTTP).
-fn skopeo_push(skopeo_bin: &Path, dir: &Path, tag: &str, target: &str, all: bool) {
+pub(crate) fn skopeo_push(skopeo_bin: &Path, dir: &Path, tag: &str, target: &str, all: bool) {
     let source = oci_ref(dir, tag);
     let target = format!("docker://{target}");
     let mut args = vec!["copy", "--dest-tls-verify=false"];

@@ -168,17 +168,8 @@ async fn cncf_hoist_serve_mirror_fetches_each_blob_once_and_serves_while_upstrea
     let arm64 = layout_image(&store, "arm64", None).await;
     let index = layout_index(&store, &[(&amd64, "amd64"), (&arm64, "arm64")], "multi").await;
     for tag in ["v1", "multi"] {
-        skopeo(
-            &skopeo_bin,
-            &[
-                "copy",
-                "-q",
-                "--all",
-                "--dest-tls-verify=false",
-                &oci_ref(&source, tag),
-                &format!("docker://{}/mirror/app:{tag}", upstream.addr),
-            ],
-        );
+        let target = format!("{}/mirror/app:{tag}", upstream.addr);
+        crate::cli::skopeo_push(&skopeo_bin, &source, tag, &target, true);
     }
     let serve = crate::support::ServeProcess::start(&[
         "--memory",

@@ -6,7 +6,7 @@ use oci_layout::LayoutStore;
 use crate::cli::Hoist;
 use crate::client_peers::shared_cncf;
 use crate::mirror_cli::PrivateRegistry;
-use crate::server_interop::{layout_image, layout_index, oci_ref, skopeo};
+use crate::server_interop::{layout_image, layout_index, skopeo};
 use crate::support::peer;
 
 #[tokio::test(flavor = "multi_thread")]
@@ -23,17 +23,8 @@ async fn cncf_sync_mirrors_filtered_tags_of_several_repositories_and_then_has_no
     layout_index(&store, &[(&amd64, "amd64"), (&arm64, "arm64")], "multi").await;
     // app: versions and a branch; tools: an index under a few tags.
     let push = |tag: &str, to: &str| {
-        skopeo(
-            &skopeo_bin,
-            &[
-                "copy",
-                "-q",
-                "--all",
-                "--dest-tls-verify=false",
-                &oci_ref(&layout, tag),
-                &format!("docker://{}/sync/{to}", source.addr),
-            ],
-        );
+        let target = format!("{}/sync/{to}", source.addr);
+        crate::cli::skopeo_push(&skopeo_bin, &layout, tag, &target, true);
     };
     for tag in ["v1.0.0", "v1.2.0", "v2.0.0", "main"] {
         push("img", &format!("app:{tag}"));
