@@ -37,9 +37,9 @@
 //!   left running until the run ends (`stop-daemon.sh DIR`) so that nothing is deleted within
 //!   a run; DIR is on the tmpfs `/dev/shm` when it has room (see [`memory_daemon_root`]), so
 //!   that the loads compare the tools and not the disk's moods;
-//! * each run starts with the ballast write of the layout scenario, then the two loads (their
-//!   order swapping from one run to the next), then the other steps, whose order reverses from
-//!   one run to the next, each hoist step beside the peer it is compared with;
+//! * each run starts with the ballast write of the layout scenario; the order of the steps
+//!   before the loads reverses from one run to the next, each hoist step beside the peer it is
+//!   compared with; the two loads come last, their order swapping from one run to the next;
 //! * a run's outputs are deleted together when it ends, followed by `sync` and the pause.
 
 use std::fmt::Write as _;
@@ -68,9 +68,9 @@ const ARCHIVE_SIZE_MIB: u64 = 1024;
 const QUICK_SIZE_MIB: u64 = 64;
 /// The default number of runs (one with `--quick`).
 ///
-/// Even, so that each step comes first of its pair as often as second: the first load of a
-/// pair is often much slower than the second, whichever tool it is, and with an odd count the
-/// median of the tool that goes first more often is one of those slow ones.
+/// Even, so that each step comes first of its pair as often as second: on a noisy machine the
+/// first of a pair is often slower, whichever tool it is, and with an odd count the median of
+/// the tool that goes first more often may be one of those.
 const ARCHIVE_RUNS: usize = 6;
 /// The seed of the first layer's random bytes; layer N uses `SEED + N`.
 const SEED: u64 = 0x686f_6973_7461_7263;
@@ -205,11 +205,9 @@ impl Step {
     }
 }
 
-/// The order of even runs: the loads first, then each hoist step beside the peer it is compared
-/// with, the bounds between the writes and the reads.
+/// The order of even runs: each hoist step beside the peer it is compared with, the bounds
+/// between the writes and the reads, and the loads last.
 const ORDER: [Step; 10] = [
-    Step::HoistLoad,
-    Step::DockerLoad,
     Step::SkopeoWrite,
     Step::HoistWrite,
     Step::Dd,
@@ -218,21 +216,23 @@ const ORDER: [Step; 10] = [
     Step::HoistReadOwn,
     Step::HoistRead,
     Step::SkopeoRead,
+    Step::HoistLoad,
+    Step::DockerLoad,
 ];
 
-/// How many steps of [`ORDER`] are the loads, which stay first in every run.
+/// How many steps at the end of [`ORDER`] are the loads, which stay last in every run.
 const LOADS: usize = 2;
 
-/// The order of run `index` (from 0): [`ORDER`] in even runs; in odd ones the loads swap and
-/// the other steps are reversed. The loads always come first, right after the ballast: a load
-/// that followed the writes and reads of the other steps was often much slower than one that
-/// did not, whichever tool it was, so with the whole order reversed the load that went last in
-/// the even runs was penalized and the other was not.
+/// The order of run `index` (from 0): [`ORDER`] in even runs; in odd ones the steps before the
+/// loads are reversed and the loads swap. The loads stay last: each daemon keeps the image it
+/// loaded (on tmpfs) until the run ends, memory that a later step would miss; with the whole
+/// order reversed, the loads came first in odd runs and the writes after them were slowed.
 fn archive_order(index: usize) -> [Step; 10] {
     let mut order = ORDER;
     if !index.is_multiple_of(2) {
-        order[..LOADS].reverse();
-        order[LOADS..].reverse();
+        let split = ORDER.len() - LOADS;
+        order[..split].reverse();
+        order[split..].reverse();
     }
     order
 }
@@ -1314,11 +1314,11 @@ mod tests {
 
     #[test]
     fn order_reverses_between_runs_with_hoist_beside_its_peers() {
-        assert_eq!(archive_order(0)[0], Step::HoistLoad);
-        assert_eq!(archive_order(1)[0], Step::DockerLoad);
-        assert_eq!(archive_order(0)[LOADS], Step::SkopeoWrite);
-        assert_eq!(archive_order(1)[LOADS], Step::SkopeoRead);
-        assert!(archive_order(1)[..LOADS].iter().all(|s| s.loads()));
+        assert_eq!(archive_order(0)[0], Step::SkopeoWrite);
+        assert_eq!(archive_order(1)[0], Step::SkopeoRead);
+        assert_eq!(archive_order(0)[8], Step::HoistLoad);
+        assert_eq!(archive_order(1)[8], Step::DockerLoad);
+        assert!(archive_order(1)[10 - LOADS..].iter().all(|s| s.loads()));
         assert_eq!(archive_order(2), archive_order(0));
         for index in 0..2 {
             let order = archive_order(index);
