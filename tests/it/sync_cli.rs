@@ -36,7 +36,7 @@ async fn cncf_sync_mirrors_filtered_tags_of_several_repositories_and_then_has_no
     std::fs::write(
         &config,
         format!(
-            "sync:\n  - source: {src}/sync/app\n    destination: {dst}/copy/app\n    tags:\n      semver: '>=1.1, <2'\n  - source: {src}/sync/tools\n    destination: {dst}/copy/tools\n    tags:\n      regex: '^[0-9]'\n",
+            "sync:\n  - source: {src}/sync/app\n    destination: {dst}/copy/app\n    tags:\n      semver: '>=1.1, <2'\n  - source: {src}/sync/tools\n    destination: {dst}/copy/tools\n    tags:\n      regex: '^[0-9]'\n  - source: {src}/sync/tools\n    destination: {dst}/copy/tools-amd64\n    tags:\n      regex: '^1'\n    platforms: [linux/amd64]\n",
             src = source.addr,
             dst = target.addr
         ),
@@ -44,7 +44,7 @@ async fn cncf_sync_mirrors_filtered_tags_of_several_repositories_and_then_has_no
     .unwrap();
     let hoist = Hoist::new();
     let dry = hoist.stdout(&["sync", "--dry-run", "--config", config.to_str().unwrap()]);
-    assert_eq!(dry.lines().count(), 2, "{dry}");
+    assert_eq!(dry.lines().count(), 3, "{dry}");
     assert!(dry.lines().all(|l| l.ends_with("would be copied")), "{dry}");
     let tags = |repo: &str| {
         let listed = hoist
@@ -66,6 +66,7 @@ async fn cncf_sync_mirrors_filtered_tags_of_several_repositories_and_then_has_no
         copied,
         [
             format!("{}/copy/app:v1.2.0", target.addr),
+            format!("{}/copy/tools-amd64:1.0", target.addr),
             format!("{}/copy/tools:1.0", target.addr),
         ]
     );
@@ -92,9 +93,14 @@ async fn cncf_sync_mirrors_filtered_tags_of_several_repositories_and_then_has_no
         String::from_utf8_lossy(&again.stdout)
     );
     let said = String::from_utf8_lossy(&again.stderr);
+    // The platform's image, too: what is there is compared with the source's child for it.
     assert!(
-        said.contains("2 already there") && said.contains("nothing to copy"),
+        said.contains("3 already there") && said.contains("nothing to copy"),
         "{said}"
+    );
+    assert_eq!(
+        hoist.stdout(&["digest", &format!("{}/copy/tools-amd64:1.0", target.addr)]),
+        amd64.manifest.digest.to_string()
     );
 }
 

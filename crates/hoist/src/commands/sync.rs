@@ -367,10 +367,26 @@ async fn sync_tag(
             return;
         }
     };
-    // With every platform the copy keeps the digest: one request tells whether it is there.
-    if matches!(options.platforms, PlatformFilter::All)
+    // What the copy will write: with every platform, the source's manifest itself; with one,
+    // the source's image for it (an index's child). With several a new index is made, whose
+    // digest is only known once it is.
+    let expected = match &options.platforms {
+        PlatformFilter::All => Some(source.digest.clone()),
+        PlatformFilter::Only(platforms) if platforms.len() == 1 => oci_build::fetch_image(
+            &*from.store,
+            &from.repo,
+            &ManifestRef::Tag(tag.clone()),
+            platforms.first(),
+        )
+        .await
+        .ok()
+        .map(|image| image.manifest_descriptor.digest),
+        PlatformFilter::Only(_) => None,
+    };
+    // One request at the target tells whether it is there.
+    if let Some(expected) = &expected
         && let Ok(there) = to.store.resolve_tag(&to.repo, &tag).await
-        && there.digest == source.digest
+        && &there.digest == expected
     {
         tally.skipped.fetch_add(1, Ordering::Relaxed);
         return;
