@@ -182,15 +182,8 @@ impl Inner {
     /// Every location under `prefix` after `offset`, in no promised order (a local
     /// filesystem lists in directory order): callers sort.
     pub(crate) async fn list(&self, prefix: &Path, offset: Option<&Path>) -> Result<Vec<Path>> {
-        let stream = match offset {
-            Some(offset) => self.store.list_with_offset(Some(prefix), offset),
-            None => self.store.list(Some(prefix)),
-        };
-        stream
-            .map_ok(|meta| meta.location)
-            .try_collect()
-            .await
-            .map_err(|e| self.err("listing", prefix, e))
+        let found = self.list_meta_after(prefix, offset).await?;
+        Ok(found.into_iter().map(|meta| meta.location).collect())
     }
 
     /// Every object under `prefix` with its size and time, in no promised order.
