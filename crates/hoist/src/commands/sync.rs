@@ -81,25 +81,35 @@ impl<'de> Deserialize<'de> for Repo {
     }
 }
 
-impl<'de> Deserialize<'de> for Pattern {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        // Bounded: a hostile pattern cannot make matching slow (the regex crate is linear in
-        // the input) or compile into much memory.
-        regex::RegexBuilder::new(&text)
+impl Pattern {
+    /// Bounded: a hostile pattern cannot make matching slow (the regex crate is linear in the
+    /// input) or compile into much memory.
+    fn new(text: &str) -> Result<Self, String> {
+        regex::RegexBuilder::new(text)
             .size_limit(1 << 20)
             .build()
             .map(Self)
-            .map_err(|e| D::Error::custom(format!("tag regex {text:?}: {e}")))
+            .map_err(|e| format!("tag regex {text:?}: {e}"))
+    }
+}
+
+impl Range {
+    fn new(text: &str) -> Result<Self, String> {
+        semver::VersionReq::parse(text)
+            .map(Self)
+            .map_err(|e| format!("semver range {text:?}: {e}"))
+    }
+}
+
+impl<'de> Deserialize<'de> for Pattern {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Self::new(&String::deserialize(deserializer)?).map_err(D::Error::custom)
     }
 }
 
 impl<'de> Deserialize<'de> for Range {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        semver::VersionReq::parse(&text)
-            .map(Self)
-            .map_err(|e| D::Error::custom(format!("semver range {text:?}: {e}")))
+        Self::new(&String::deserialize(deserializer)?).map_err(D::Error::custom)
     }
 }
 
@@ -170,26 +180,19 @@ pub(crate) async fn run(ctx: &Ctx, args: SyncArgs) -> Result<()> {
         }
         (None, Some(source), Some(destination)) => {
             let platforms = args.platform.iter().cloned().map(PlatformName).collect();
+            let usage = |reason: String| Failed::new(Failure::Usage, reason);
             let regex = args
                 .tags
                 .as_deref()
-                .map(|text| {
-                    regex::RegexBuilder::new(text)
-                        .size_limit(1 << 20)
-                        .build()
-                        .map(Pattern)
-                        .map_err(|e| Failed::new(Failure::Usage, format!("--tags {text:?}: {e}")))
-                })
-                .transpose()?;
+                .map(Pattern::new)
+                .transpose()
+                .map_err(usage)?;
             let semver = args
                 .semver
                 .as_deref()
-                .map(|text| {
-                    semver::VersionReq::parse(text)
-                        .map(Range)
-                        .map_err(|e| Failed::new(Failure::Usage, format!("--semver {text:?}: {e}")))
-                })
-                .transpose()?;
+                .map(Range::new)
+                .transpose()
+                .map_err(usage)?;
             vec![Entry {
                 source: Repo(source.clone()),
                 destination: Repo(destination.clone()),
