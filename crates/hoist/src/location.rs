@@ -338,6 +338,19 @@ impl Place {
         Ok(())
     }
 
+    /// The descriptor of the manifest `at` names here, without reading more than a descriptor.
+    pub(crate) async fn resolve(
+        &self,
+        at: &oci_build::ManifestRef,
+    ) -> oci_store::Result<oci_types::Descriptor> {
+        match at {
+            oci_build::ManifestRef::Tag(tag) => self.store.resolve_tag(&self.repo, tag).await,
+            oci_build::ManifestRef::Digest(digest) => {
+                self.store.resolve_manifest(&self.repo, digest).await
+            }
+        }
+    }
+
     /// This place as one end of a copy.
     pub(crate) fn endpoint(&self) -> oci_build::Endpoint<'_> {
         oci_build::Endpoint::new(&*self.store, &self.repo)

@@ -52,11 +52,10 @@ fn check_place(location: &Location) -> Result<()> {
 
 /// The descriptor of the manifest `location` names, for a subject.
 async fn resolve(place: &Place, location: &Location) -> Result<Descriptor> {
-    let found = match location.manifest_ref() {
-        ManifestRef::Tag(tag) => place.store.resolve_tag(&place.repo, &tag).await,
-        ManifestRef::Digest(digest) => place.store.resolve_manifest(&place.repo, &digest).await,
-    };
-    let mut descriptor = found.with_context(|| format!("cannot find {location}"))?;
+    let mut descriptor = place
+        .resolve(&location.manifest_ref())
+        .await
+        .with_context(|| format!("cannot find {location}"))?;
     // A subject is a plain descriptor: media type, digest, size.
     descriptor.annotations.clear();
     descriptor.platform = None;

@@ -3,7 +3,6 @@
 
 use anyhow::{Context, Result};
 use oci_build::{CopyOptions, ManifestRef, PlatformFilter, copy};
-use oci_types::Digest;
 
 use crate::cli::{CopyArgs, PullArgs, PushArgs, TransferArgs};
 use crate::commands::Ctx;
@@ -85,15 +84,6 @@ pub(crate) async fn push(ctx: &Ctx, args: PushArgs) -> Result<()> {
     copy_between(ctx, &args.dir, &args.dst, &args.transfer).await
 }
 
-/// The digest of the manifest `at` names in `place`, without reading more than a descriptor.
-async fn source_digest(place: &Place, at: &ManifestRef) -> Result<Digest> {
-    let descriptor = match at {
-        ManifestRef::Tag(tag) => place.store.resolve_tag(&place.repo, tag).await,
-        ManifestRef::Digest(digest) => place.store.resolve_manifest(&place.repo, digest).await,
-    }?;
-    Ok(descriptor.digest)
-}
-
 async fn copy_between(
     ctx: &Ctx,
     src: &Location,
@@ -136,8 +126,10 @@ async fn copy_between(
     let expected = dst.digest().cloned();
     // With every platform the copy keeps the source's digest: check it before writing anything.
     if let (Some(expected), PlatformFilter::All) = (&expected, &platforms) {
-        let actual = source_digest(&from, &reference)
+        let actual = from
+            .resolve(&reference)
             .await
+            .map(|d| d.digest)
             .with_context(|| format!("cannot read {src}"))?;
         if actual != *expected {
             return Err(Failed::new(
@@ -178,7 +170,7 @@ async fn copy_between(
     if let (true, true, Some(platform)) =
         (to_docker, transfer.platforms.platform.is_empty(), &chosen)
     {
-        let source = source_digest(&from, &reference).await?;
+        let source = from.resolve(&reference).await?.digest;
         if source != root {
             ctx.say(format!(
                 "{src} is an index; {dst} holds its {platform} image (docker load takes images only)"
