@@ -184,41 +184,32 @@ impl<R: OciInterface, L: OciInterface> Cached<R, L> {
             let reader = self.remote.get_manifest(repo, digest).await?;
             let descriptor = reader.descriptor().clone();
             let bytes = reader.bytes(MAX_MANIFEST_SIZE as u64).await?;
-            let params = PushManifestParams::new()
-                .with_digest(digest.clone())
-                .with_tags(tags);
-            match self
-                .local
-                .push_manifest(repo, bytes.clone(), &descriptor.media_type, &params)
-                .await
-            {
-                Ok(_) => {
-                    tracing::debug!(%repo, %digest, "cached manifest");
-                    self.settle_pending(repo).await;
-                }
-                Err(error) if error.code() == Some(ErrorCode::ManifestBlobUnknown) => {
-                    tracing::debug!(%repo, %digest, "manifest kept aside until its content is cached");
-                    self.keep_pending(Pending {
-                        repo: repo.clone(),
-                        digest: digest.clone(),
-                        media_type: descriptor.media_type.clone(),
-                        bytes: bytes.clone(),
-                        tags: params.tags.clone(),
-                    });
-                }
-                Err(error) => tracing::warn!(%repo, %digest, %error, "could not cache manifest"),
-            }
+            // Cached now if its content is, else kept aside until it is: one path for both.
+            self.keep_pending(Pending {
+                repo: repo.clone(),
+                digest: digest.clone(),
+                media_type: descriptor.media_type.clone(),
+                bytes: bytes.clone(),
+                tags,
+            });
+            self.settle_pending(repo).await;
             Ok(BlobReader::verified(descriptor, body_from_bytes(bytes)))
         })
         .await
     }
 
+    /// Keeps `manifest` aside; one already waiting gains its tags.
     fn keep_pending(&self, manifest: Pending) {
         let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
-        if pending
-            .iter()
-            .any(|p| p.repo == manifest.repo && p.digest == manifest.digest)
+        if let Some(waiting) = pending
+            .iter_mut()
+            .find(|p| p.repo == manifest.repo && p.digest == manifest.digest)
         {
+            for tag in manifest.tags {
+                if !waiting.tags.contains(&tag) {
+                    waiting.tags.push(tag);
+                }
+            }
             return;
         }
         if pending.len() >= PENDING_MANIFESTS {
@@ -252,7 +243,7 @@ impl<R: OciInterface, L: OciInterface> Cached<R, L> {
                     .await
                 {
                     Ok(_) => {
-                        tracing::debug!(%repo, digest = %manifest.digest, "cached manifest once its content was");
+                        tracing::debug!(%repo, digest = %manifest.digest, "cached manifest");
                         progress = true;
                     }
                     Err(error) if error.code() == Some(ErrorCode::ManifestBlobUnknown) => {
