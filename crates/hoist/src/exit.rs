@@ -105,6 +105,16 @@ fn classify_one(cause: &(dyn StdError + 'static)) -> Option<Failure> {
     if let Some(error) = cause.downcast_ref::<oci_store::Error>() {
         return store_failure(error);
     }
+    if let Some(error) = cause.downcast_ref::<oci_docker::Error>() {
+        return match error {
+            oci_docker::Error::Connect { .. }
+            | oci_docker::Error::Http { .. }
+            | oci_docker::Error::Timeout { .. } => Some(Failure::Network),
+            // The body's own failure is the next cause.
+            oci_docker::Error::Body(_) => None,
+            _ => Some(Failure::Other),
+        };
+    }
     if cause.is::<oci_registry::Error>() || cause.is::<oci_layout::Error>() {
         // Set-up failures (certificates, credential files, layout files): their causes may
         // still be I/O errors of the network kinds below.
@@ -122,20 +132,12 @@ fn store_failure(error: &oci_store::Error) -> Option<Failure> {
     match error {
         // A name that hoist or a store could not parse: nothing about content or access.
         oci_store::Error::InvalidInput { .. } => return Some(Failure::Other),
+        oci_store::Error::Unavailable { .. } => return Some(Failure::Network),
         oci_store::Error::Remote { status, .. } if *status >= 500 || *status == 408 => {
             return Some(Failure::Network);
         }
-        oci_store::Error::Io { source, .. } => {
-            // The registry client wraps every transport failure (connect, DNS, TLS, a broken
-            // connection) as an `io::Error` around the HTTP client's error; stores on disk
-            // report the operating system's errors, which wrap nothing.
-            let transport = source.get_ref().is_some() && source.raw_os_error().is_none();
-            return Some(if transport || is_network_kind(source.kind()) {
-                Failure::Network
-            } else {
-                Failure::Other
-            });
-        }
+        // A store's own files: the operating system's error, whatever its kind.
+        oci_store::Error::Io { .. } => return Some(Failure::Other),
         // Its source, if any, says more.
         oci_store::Error::Backend { .. } => return None,
         _ => {}
@@ -272,18 +274,23 @@ mod tests {
         // What the registry client makes of a refused connection.
         let refused = std::io::Error::from(ErrorKind::ConnectionRefused);
         check(
-            oci_store::Error::io("GET /v2/ on registry x", std::io::Error::other(refused)),
+            oci_store::Error::unavailable("GET /v2/ on registry x", refused),
             Failure::Network,
         );
-        check(
-            oci_store::Error::io("reading", std::io::Error::other("client error (Connect)")),
-            Failure::Network,
-        );
-        // A file of a layout that cannot be read is not the network.
+        // A file of a store that cannot be read is not the network, whatever its kind says.
         check(
             oci_store::Error::io("reading blob", std::io::Error::from_raw_os_error(13)),
             Failure::Other,
         );
+        check(
+            oci_store::Error::io("reading blob", std::io::Error::from(ErrorKind::TimedOut)),
+            Failure::Other,
+        );
+        let daemon = anyhow::Error::new(oci_docker::Error::Connect {
+            host: "unix:///var/run/docker.sock".to_owned(),
+            source: std::io::Error::from(ErrorKind::NotFound),
+        });
+        assert_eq!(classify(&daemon), Failure::Network);
         let plain = anyhow::Error::new(std::io::Error::from(ErrorKind::TimedOut)).context("x");
         assert_eq!(classify(&plain), Failure::Network);
     }

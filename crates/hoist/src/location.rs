@@ -343,12 +343,8 @@ impl Place {
         &self,
         at: &oci_build::ManifestRef,
     ) -> oci_store::Result<oci_types::Descriptor> {
-        match at {
-            oci_build::ManifestRef::Tag(tag) => self.store.resolve_tag(&self.repo, tag).await,
-            oci_build::ManifestRef::Digest(digest) => {
-                self.store.resolve_manifest(&self.repo, digest).await
-            }
-        }
+        use oci_store::OciInterfaceExt as _;
+        self.store.resolve_manifest_ref(&self.repo, at).await
     }
 
     /// This place as one end of a copy.

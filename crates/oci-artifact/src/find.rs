@@ -1,9 +1,10 @@
 //! Finding the layers of a manifest by title, media type or digest (gardener's
 //! `GetLayerByName`, `GetLayerByMediaType`, `GetLayerByDigest`), and reading them as streams.
 
-use oci_store::{BlobReader, OciInterface};
+use oci_store::{BlobReader, OciInterface, OciInterfaceExt as _};
 use oci_types::{
-    Descriptor, Digest, ImageManifest, MAX_MANIFEST_SIZE, Manifest, MediaType, Repository, Tag,
+    Descriptor, Digest, ImageManifest, MAX_MANIFEST_SIZE, Manifest, ManifestRef, MediaType,
+    Repository,
 };
 
 use crate::{Error, Result};
@@ -44,30 +45,15 @@ pub fn find_layers<'m>(manifest: &'m ImageManifest, query: &LayerQuery) -> Vec<&
         .collect()
 }
 
-/// A tag or a digest of a repository.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Reference {
-    /// A tag.
-    Tag(Tag),
-    /// A manifest digest.
-    Digest(Digest),
-}
-
 /// The image manifest `reference` names in `repo` (an artifact's or an image's), verified, with
 /// its descriptor. An index is refused: an artifact is one manifest.
 pub async fn fetch_manifest(
     store: &dyn OciInterface,
     repo: &Repository,
-    reference: &Reference,
+    reference: &ManifestRef,
 ) -> Result<(Descriptor, ImageManifest)> {
-    let read = match reference {
-        Reference::Tag(tag) => store.get_tag(repo, tag).await,
-        Reference::Digest(digest) => store.get_manifest(repo, digest).await,
-    };
-    let context = || match reference {
-        Reference::Tag(tag) => format!("reading {repo}:{tag}"),
-        Reference::Digest(digest) => format!("reading {repo}@{digest}"),
-    };
+    let read = store.get_manifest_ref(repo, reference).await;
+    let context = || format!("reading {repo}{reference}");
     let reader = read.map_err(|e| Error::store(context(), e))?;
     let descriptor = reader.descriptor().clone();
     let bytes = reader

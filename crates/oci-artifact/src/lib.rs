@@ -9,8 +9,9 @@
 //!
 //! ```
 //! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
-//! use oci_artifact::{ArtifactFile, ArtifactOptions, Reference, pull_artifact, push_artifact};
+//! use oci_artifact::{ArtifactFile, ArtifactOptions, pull_artifact, push_artifact};
 //! use oci_store::MemoryStore;
+//! use oci_types::ManifestRef;
 //!
 //! let work = tempfile::tempdir()?;
 //! std::fs::write(work.path().join("notes.txt"), "hello")?;
@@ -20,7 +21,7 @@
 //! push_artifact(&store, &repo, &[ArtifactFile::new(work.path().join("notes.txt"))], &options).await?;
 //!
 //! let out = work.path().join("out");
-//! let pulled = pull_artifact(&store, &repo, &Reference::Tag("v1".parse()?), &out).await?;
+//! let pulled = pull_artifact(&store, &repo, &ManifestRef::Tag("v1".parse()?), &out).await?;
 //! assert_eq!(pulled.len(), 1);
 //! assert_eq!(std::fs::read_to_string(out.join("notes.txt"))?, "hello");
 //! # Ok::<(), Box<dyn std::error::Error>>(())
@@ -36,7 +37,7 @@ mod pull;
 mod push;
 
 pub use error::{Error, Result};
-pub use find::{LayerQuery, Reference, TITLE, fetch_manifest, find_layers, open_layer};
+pub use find::{LayerQuery, TITLE, fetch_manifest, find_layers, open_layer};
 pub use pull::{PulledFile, pull_artifact};
 pub use push::{
     ArtifactFile, ArtifactOptions, DEFAULT_ARTIFACT_TYPE, DEFAULT_FILE_TYPE, push_artifact,

@@ -7,12 +7,12 @@ use std::path::{Component, Path, PathBuf};
 
 use futures::StreamExt;
 use oci_store::OciInterface;
-use oci_types::{Descriptor, Digest, Repository};
+use oci_types::{Descriptor, Digest, ManifestRef, Repository};
 use rustix::fs::{AtFlags, Mode, OFlags};
 use rustix::io::Errno;
 use tokio::io::AsyncWriteExt;
 
-use crate::find::{Reference, TITLE, fetch_manifest, open_layer};
+use crate::find::{TITLE, fetch_manifest, open_layer};
 use crate::{Error, Result};
 
 /// The longest title taken, in bytes, and the most path components in one.
@@ -41,7 +41,7 @@ pub struct PulledFile {
 pub async fn pull_artifact(
     store: &dyn OciInterface,
     repo: &Repository,
-    reference: &Reference,
+    reference: &ManifestRef,
     dir: &Path,
 ) -> Result<Vec<PulledFile>> {
     let (_, manifest) = fetch_manifest(store, repo, reference).await?;

@@ -8,11 +8,13 @@ use std::collections::BTreeMap;
 use bytes::Bytes;
 use futures::StreamExt;
 use oci_artifact::{
-    ArtifactFile, ArtifactOptions, Error, LayerQuery, Reference, TITLE, fetch_manifest,
-    find_layers, open_layer, pull_artifact, push_artifact,
+    ArtifactFile, ArtifactOptions, Error, LayerQuery, TITLE, fetch_manifest, find_layers,
+    open_layer, pull_artifact, push_artifact,
 };
 use oci_store::{MemoryStore, OciInterface, OciInterfaceExt, PushManifestParams, ReferrersParams};
-use oci_types::{Descriptor, Digest, ImageManifest, MediaType, Repository, media_type};
+use oci_types::{
+    Descriptor, Digest, ImageManifest, ManifestRef, MediaType, Repository, media_type,
+};
 
 fn repo() -> Repository {
     "team/files".parse().unwrap()
@@ -39,7 +41,7 @@ async fn files_pushed_as_an_artifact_are_pulled_back_and_found_by_title_type_and
         .unwrap();
 
     let (descriptor, manifest) =
-        fetch_manifest(&store, &repo(), &Reference::Tag("v1".parse().unwrap()))
+        fetch_manifest(&store, &repo(), &ManifestRef::Tag("v1".parse().unwrap()))
             .await
             .unwrap();
     assert_eq!(descriptor.digest, pushed.digest);
@@ -73,7 +75,7 @@ async fn files_pushed_as_an_artifact_are_pulled_back_and_found_by_title_type_and
     assert_eq!(read, big);
 
     let out = work.path().join("out");
-    let pulled = pull_artifact(&store, &repo(), &Reference::Digest(pushed.digest), &out)
+    let pulled = pull_artifact(&store, &repo(), &ManifestRef::Digest(pushed.digest), &out)
         .await
         .unwrap();
     assert_eq!(pulled.len(), 2);
@@ -191,7 +193,7 @@ async fn titles_that_would_leave_the_directory_are_refused_and_nothing_is_writte
         let error = pull_artifact(
             &store,
             &repo(),
-            &Reference::Tag("v1".parse().unwrap()),
+            &ManifestRef::Tag("v1".parse().unwrap()),
             &out,
         )
         .await
@@ -213,7 +215,7 @@ async fn titles_that_would_leave_the_directory_are_refused_and_nothing_is_writte
     let error = pull_artifact(
         &store,
         &repo(),
-        &Reference::Tag("v1".parse().unwrap()),
+        &ManifestRef::Tag("v1".parse().unwrap()),
         &out,
     )
     .await

@@ -18,15 +18,16 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use oci_store::{ErrorCode, OciInterface, PushManifestParams, ReferrersParams, body_from_bytes};
-use oci_types::{Descriptor, Digest, ImageIndex, Manifest, Platform, Repository, Tag};
+use oci_types::{Descriptor, Digest, ImageIndex, Manifest, ManifestRef, Platform, Repository, Tag};
 use tracing::{debug, warn};
 
 use crate::error::{Error, Result};
-use crate::platform::{MAX_DEPTH, ManifestRef, RawManifest, is_v2, read_manifest, require_child};
+use crate::platform::{MAX_DEPTH, RawManifest, is_v2, read_manifest, require_child};
 use crate::schema1;
 
 /// Which platforms of an index to copy.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum PlatformFilter {
     /// Every child, and the index itself unchanged (its digest is preserved).
     #[default]
@@ -99,8 +100,9 @@ pub enum CopyEvent {
 /// Receives [`CopyEvent`]s; called from the copy's tasks, so it must be quick.
 pub type ProgressSink = Arc<dyn Fn(&CopyEvent) + Send + Sync>;
 
-/// How to copy.
+/// How to copy: [`CopyOptions::default`], then the `with_` methods for what differs.
 #[derive(Clone)]
+#[non_exhaustive]
 pub struct CopyOptions {
     /// Which platforms of an index to copy (default: all).
     pub platforms: PlatformFilter,
@@ -125,6 +127,38 @@ impl Default for CopyOptions {
             mount: false,
             progress: None,
         }
+    }
+}
+
+impl CopyOptions {
+    /// Which platforms of an index to copy.
+    pub fn with_platforms(mut self, platforms: PlatformFilter) -> Self {
+        self.platforms = platforms;
+        self
+    }
+
+    /// Whether to copy the manifests that refer to what is copied, recursively.
+    pub fn with_referrers(mut self, referrers: bool) -> Self {
+        self.referrers = referrers;
+        self
+    }
+
+    /// How many blobs may transfer at once (0 is taken as 1).
+    pub fn with_jobs(mut self, jobs: usize) -> Self {
+        self.jobs = jobs;
+        self
+    }
+
+    /// Whether to try a cross-repository mount before uploading.
+    pub fn with_mount(mut self, mount: bool) -> Self {
+        self.mount = mount;
+        self
+    }
+
+    /// Where progress events go.
+    pub fn with_progress(mut self, progress: Option<ProgressSink>) -> Self {
+        self.progress = progress;
+        self
     }
 }
 
@@ -163,8 +197,9 @@ pub struct CopyReport {
     pub blobs_mounted: usize,
 }
 
-/// One end of a copy: a store and a repository in it.
+/// One end of a copy: a store and a repository in it ([`Endpoint::new`]).
 #[derive(Clone, Copy)]
+#[non_exhaustive]
 pub struct Endpoint<'a> {
     /// The store.
     pub store: &'a dyn OciInterface,

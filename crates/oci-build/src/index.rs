@@ -5,12 +5,14 @@ use std::collections::BTreeMap;
 
 use bytes::Bytes;
 use oci_store::{OciInterfaceExt, PushManifestParams};
-use oci_types::{Descriptor, ImageIndex, Manifest, MediaType, Platform, Tag, media_type};
+use oci_types::{
+    Descriptor, ImageIndex, Manifest, ManifestRef, MediaType, Platform, Tag, media_type,
+};
 
 use crate::build::Config;
 use crate::copy::Endpoint;
 use crate::error::{Error, Result};
-use crate::platform::{MAX_CONFIG_SIZE, ManifestRef, read_manifest};
+use crate::platform::{MAX_CONFIG_SIZE, read_manifest};
 
 /// How an index is written.
 #[derive(Debug, Clone, Default)]

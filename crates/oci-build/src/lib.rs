@@ -82,7 +82,8 @@ pub use error::{Error, Result};
 pub use index::{
     IndexOptions, append_to_index, create_index, index_entry, platform_tag, remove_from_index,
 };
+/// Re-exported from `oci-types`, where it lives, since copies and builds take it.
+pub use oci_types::ManifestRef;
 pub use platform::{
-    Image, MAX_CONFIG_SIZE, ManifestRef, RawManifest, fetch_image, read_manifest, require_child,
-    select_child,
+    Image, MAX_CONFIG_SIZE, RawManifest, fetch_image, read_manifest, require_child, select_child,
 };

@@ -1,10 +1,10 @@
 //! Reading manifests and choosing the image for a platform out of an index.
 
 use bytes::Bytes;
-use oci_store::OciInterface;
+use oci_store::{OciInterface, OciInterfaceExt as _};
 use oci_types::{
-    Descriptor, Digest, ImageIndex, ImageManifest, Manifest, MediaType, Platform, PlatformMatcher,
-    Reference, Repository, Tag,
+    Descriptor, Digest, ImageIndex, ImageManifest, Manifest, ManifestRef, MediaType, Platform,
+    PlatformMatcher, Repository,
 };
 
 use crate::error::{Error, Result};
@@ -12,36 +12,6 @@ use crate::error::{Error, Result};
 /// How deep indexes may nest below the manifest asked for: real images use one level, rarely
 /// two; anything deeper is a cycle or a hostile source.
 pub(crate) const MAX_DEPTH: usize = 8;
-
-/// A manifest by tag or by digest, as a reference names it.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum ManifestRef {
-    /// The manifest a tag points at.
-    Tag(Tag),
-    /// A manifest by its digest.
-    Digest(Digest),
-}
-
-impl ManifestRef {
-    /// The manifest a reference names: its digest when it has one (a digest pins the content,
-    /// so it wins over a tag), else its tag, else `latest`.
-    pub fn of(reference: &Reference) -> Self {
-        match (reference.digest(), reference.tag()) {
-            (Some(digest), _) => Self::Digest(digest.clone()),
-            (None, Some(tag)) => Self::Tag(tag.clone()),
-            (None, None) => Self::Tag(Tag::latest()),
-        }
-    }
-}
-
-impl std::fmt::Display for ManifestRef {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Tag(tag) => write!(f, ":{tag}"),
-            Self::Digest(digest) => write!(f, "@{digest}"),
-        }
-    }
-}
 
 /// A manifest's exact bytes with its descriptor (media type, digest, size).
 #[derive(Debug, Clone)]
@@ -73,11 +43,10 @@ pub async fn read_manifest(
     reference: &ManifestRef,
 ) -> Result<RawManifest> {
     let context = || format!("reading manifest {repo}{reference} from {store}");
-    let reader = match reference {
-        ManifestRef::Tag(tag) => store.get_tag(repo, tag).await,
-        ManifestRef::Digest(digest) => store.get_manifest(repo, digest).await,
-    }
-    .map_err(|e| Error::store(context(), e))?;
+    let reader = store
+        .get_manifest_ref(repo, reference)
+        .await
+        .map_err(|e| Error::store(context(), e))?;
     let descriptor = reader.descriptor().clone();
     let bytes = reader
         .bytes(oci_types::MAX_MANIFEST_SIZE as u64)

@@ -153,15 +153,12 @@ async fn blobs_of(
 }
 
 fn only(platforms: &[&str]) -> CopyOptions {
-    CopyOptions {
-        platforms: PlatformFilter::Only(
-            platforms
-                .iter()
-                .map(|p| Platform::parse(p).unwrap())
-                .collect(),
-        ),
-        ..CopyOptions::default()
-    }
+    CopyOptions::default().with_platforms(PlatformFilter::Only(
+        platforms
+            .iter()
+            .map(|p| Platform::parse(p).unwrap())
+            .collect(),
+    ))
 }
 
 #[tokio::test]
@@ -450,10 +447,7 @@ async fn a_failed_blob_leaves_no_tag_and_no_manifest() {
         &ManifestRef::Tag(tag("1.0")),
         Endpoint::new(&dst, &r),
         &[tag("1.0")],
-        &CopyOptions {
-            jobs: 2,
-            ..CopyOptions::default()
-        },
+        &CopyOptions::default().with_jobs(2),
     )
     .await
     .unwrap_err();
@@ -474,10 +468,7 @@ async fn blobs_are_mounted_within_one_store() {
     let (from, to) = (repo("team/a"), repo("team/b"));
     let image = push_image(&store, &from, "linux/amd64", 2).await;
     tag_image(&store, &from, &image, "v1").await;
-    let options = CopyOptions {
-        mount: true,
-        ..CopyOptions::default()
-    };
+    let options = CopyOptions::default().with_mount(true);
     let report = copy(
         Endpoint::new(&store, &from),
         &ManifestRef::Tag(tag("v1")),
@@ -548,10 +539,7 @@ async fn referrers_come_along_when_asked_recursively() {
         &ManifestRef::Tag(tag("v1")),
         Endpoint::new(&dst, &r),
         &[tag("v1")],
-        &CopyOptions {
-            referrers: true,
-            ..CopyOptions::default()
-        },
+        &CopyOptions::default().with_referrers(true),
     )
     .await
     .unwrap();
@@ -669,12 +657,9 @@ async fn progress_events_add_up() {
     tag_image(&src, &r, &image, "v1").await;
     let events = Arc::new(Mutex::new(Vec::new()));
     let sink = Arc::clone(&events);
-    let options = CopyOptions {
-        progress: Some(Arc::new(move |event: &CopyEvent| {
-            sink.lock().unwrap().push(event.clone())
-        })),
-        ..CopyOptions::default()
-    };
+    let options = CopyOptions::default().with_progress(Some(Arc::new(move |event: &CopyEvent| {
+        sink.lock().unwrap().push(event.clone())
+    })));
     let report = copy(
         Endpoint::new(&src, &r),
         &ManifestRef::Tag(tag("v1")),

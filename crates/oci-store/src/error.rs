@@ -269,6 +269,16 @@ pub enum Error {
         /// The `detail` field of the wire error.
         detail: Option<serde_json::Value>,
     },
+    /// The store could not be reached, or the connection to it failed: connecting, name
+    /// resolution, TLS, a proxy's refusal, a connection reset or timed out mid-transfer. Says
+    /// nothing about the content; the same request may succeed later.
+    #[error("{context}")]
+    Unavailable {
+        /// What was being done ("sending GET https://registry.example/v2/").
+        context: String,
+        /// The transport's failure.
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// An I/O failure, with what was being done.
     #[error("{context}")]
     Io {
@@ -322,7 +332,10 @@ impl Error {
             Self::TooManyRequests { .. } => ErrorCode::TooManyRequests,
             Self::Unsupported { .. } => ErrorCode::Unsupported,
             Self::Remote { code, .. } => return *code,
-            Self::Io { .. } | Self::Backend { .. } | Self::LayerInvalid { .. } => return None,
+            Self::Io { .. }
+            | Self::Unavailable { .. }
+            | Self::Backend { .. }
+            | Self::LayerInvalid { .. } => return None,
         })
     }
 
@@ -336,11 +349,14 @@ impl Error {
     }
 
     /// Whether the failure says nothing about the content: the store could not be reached or
-    /// failed on its own side (I/O, backend, 5xx, 408, rate limits). A cache may fall back to
-    /// what it last saw; a client may retry.
+    /// failed on its own side ([`Error::Unavailable`], I/O, backend, 5xx, 408, rate limits). A
+    /// cache may fall back to what it last saw; a client may retry.
     pub fn is_unavailable(&self) -> bool {
         match self {
-            Self::Io { .. } | Self::Backend { .. } | Self::TooManyRequests { .. } => true,
+            Self::Unavailable { .. }
+            | Self::Io { .. }
+            | Self::Backend { .. }
+            | Self::TooManyRequests { .. } => true,
             Self::Remote { status, .. } => *status >= 500 || *status == 408,
             _ => false,
         }
@@ -351,6 +367,17 @@ impl Error {
         Self::Io {
             context: context.into(),
             source,
+        }
+    }
+
+    /// An [`Error::Unavailable`]: `source` is the transport's failure.
+    pub fn unavailable(
+        context: impl Into<String>,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        Self::Unavailable {
+            context: context.into(),
+            source: source.into(),
         }
     }
 
@@ -390,6 +417,7 @@ impl From<Error> for std::io::Error {
             }
             _ => match &error {
                 Error::Io { source, .. } => source.kind(),
+                Error::Unavailable { .. } => std::io::ErrorKind::NotConnected,
                 _ => std::io::ErrorKind::Other,
             },
         };

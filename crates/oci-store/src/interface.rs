@@ -6,9 +6,9 @@ use std::fmt;
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::stream::BoxStream;
-use oci_types::{Descriptor, Digest, MediaType, Repository, Tag};
+use oci_types::{Descriptor, Digest, ManifestRef, MediaType, Repository, Tag};
 
-use crate::{BlobBody, BlobReader, BlobWriter, Result};
+use crate::{BlobBody, BlobReader, BlobWriter, Error, Result};
 
 /// Parameters of [`OciInterface::push_manifest`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -361,6 +361,38 @@ pub trait OciInterfaceExt: OciInterface {
         }
     }
 
+    /// Reads the manifest a tag or digest names ([`OciInterface::get_tag`] or
+    /// [`OciInterface::get_manifest`]).
+    fn get_manifest_ref(
+        &self,
+        repo: &Repository,
+        reference: &ManifestRef,
+    ) -> impl Future<Output = Result<BlobReader>> + Send {
+        async move {
+            match reference {
+                ManifestRef::Tag(tag) => self.get_tag(repo, tag).await,
+                ManifestRef::Digest(digest) => self.get_manifest(repo, digest).await,
+                other => Err(unknown_manifest_ref(repo, other)),
+            }
+        }
+    }
+
+    /// The descriptor of the manifest a tag or digest names ([`OciInterface::resolve_tag`] or
+    /// [`OciInterface::resolve_manifest`]).
+    fn resolve_manifest_ref(
+        &self,
+        repo: &Repository,
+        reference: &ManifestRef,
+    ) -> impl Future<Output = Result<Descriptor>> + Send {
+        async move {
+            match reference {
+                ManifestRef::Tag(tag) => self.resolve_tag(repo, tag).await,
+                ManifestRef::Digest(digest) => self.resolve_manifest(repo, digest).await,
+                other => Err(unknown_manifest_ref(repo, other)),
+            }
+        }
+    }
+
     /// Reads a whole blob into memory, verified, refusing more than `max_len` bytes.
     fn get_blob_bytes(
         &self,
@@ -373,6 +405,14 @@ pub trait OciInterfaceExt: OciInterface {
 }
 
 impl<T: OciInterface + ?Sized> OciInterfaceExt for T {}
+
+/// A kind of [`ManifestRef`] newer than this crate's conveniences.
+fn unknown_manifest_ref(repo: &Repository, reference: &ManifestRef) -> Error {
+    Error::ManifestUnknown {
+        repo: repo.clone(),
+        reference: reference.to_string(),
+    }
+}
 
 impl ListParams {
     /// Applies the paging to names already in lexical order: skips up to `start_after`, keeps

@@ -109,6 +109,7 @@ impl Descriptor {
     }
 }
 
+#[cfg(feature = "oci-spec")]
 impl TryFrom<&oci_spec::image::Descriptor> for Descriptor {
     type Error = Error;
 

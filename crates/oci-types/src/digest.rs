@@ -204,6 +204,7 @@ impl<'de> serde::Deserialize<'de> for Digest {
     }
 }
 
+#[cfg(feature = "oci-spec")]
 impl TryFrom<&oci_spec::image::Digest> for Digest {
     type Error = Error;
 
@@ -212,6 +213,7 @@ impl TryFrom<&oci_spec::image::Digest> for Digest {
     }
 }
 
+#[cfg(feature = "oci-spec")]
 impl TryFrom<&Digest> for oci_spec::image::Digest {
     type Error = Error;
 

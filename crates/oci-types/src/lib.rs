@@ -23,15 +23,18 @@
 //! ```
 //!
 //! Manifests and indexes are parsed into hoist's own validated types, so every digest in a parsed
-//! [`Manifest`] has been checked. `oci-spec`'s types convert into them (`TryFrom`) for programs
-//! that already use that crate; hoist does not parse through them because `oci-spec` 0.10 reads
-//! the platform fields `os.version` and `os.features` under other names and drops them.
+//! [`Manifest`] has been checked. With the `oci-spec` feature, `oci-spec`'s types convert into
+//! them (`TryFrom`) for programs that already use that crate; without it, nothing of `oci-spec`
+//! is in this crate's API. hoist does not parse through `oci-spec`'s types because `oci-spec`
+//! 0.10 reads the platform fields `os.version` and `os.features` under other names and drops
+//! them.
 #![warn(missing_docs)]
 
 mod descriptor;
 mod digest;
 mod error;
 mod manifest;
+mod manifest_ref;
 pub mod media_type;
 mod name;
 mod platform;
@@ -41,6 +44,7 @@ pub use descriptor::{Descriptor, MAX_DESCRIPTOR_SIZE};
 pub use digest::{Algorithm, Digest, Digester};
 pub use error::{Error, Result};
 pub use manifest::{ImageIndex, ImageManifest, MAX_MANIFEST_SIZE, Manifest};
+pub use manifest_ref::ManifestRef;
 pub use media_type::{Compression, MediaType};
 pub use name::{MAX_REPOSITORY_LEN, MAX_TAG_LEN, Repository, Tag, referrers_tag, referrers_tag_of};
 pub use platform::{Platform, PlatformMatcher};

@@ -347,6 +347,7 @@ fn descriptors(name: &str, values: Vec<serde_json::Value>) -> Result<Vec<Descrip
         .collect()
 }
 
+#[cfg(feature = "oci-spec")]
 impl TryFrom<&oci_spec::image::ImageManifest> for ImageManifest {
     type Error = Error;
 

@@ -159,6 +159,7 @@ impl FromStr for Platform {
     }
 }
 
+#[cfg(feature = "oci-spec")]
 impl TryFrom<&oci_spec::image::Platform> for Platform {
     type Error = Error;
 
@@ -838,6 +839,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "oci-spec")]
     fn try_from_oci_spec_platform() {
         #[track_caller]
         fn check(json: &str, want: Platform) {
@@ -871,6 +873,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "oci-spec")]
     fn try_from_oci_spec_platform_refuses_bad_parts() {
         #[track_caller]
         fn check(json: &str, reason_has: &str) {

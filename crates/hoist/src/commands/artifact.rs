@@ -2,8 +2,7 @@
 //! oras pushes and pulls them, through `oci-artifact`.
 
 use anyhow::{Context, Result};
-use oci_artifact::{ArtifactFile, ArtifactOptions, Reference, pull_artifact, push_artifact};
-use oci_build::ManifestRef;
+use oci_artifact::{ArtifactFile, ArtifactOptions, pull_artifact, push_artifact};
 use oci_types::{Descriptor, MediaType};
 
 use crate::cli::{ArtifactPullArgs, ArtifactPushArgs, AttachArgs};
@@ -167,10 +166,7 @@ pub(crate) async fn attach(ctx: &Ctx, args: AttachArgs) -> Result<()> {
 pub(crate) async fn pull(ctx: &Ctx, args: ArtifactPullArgs) -> Result<()> {
     check_place(&args.reference)?;
     let place = ctx.opener.open(&args.reference).await?;
-    let reference = match args.reference.manifest_ref() {
-        ManifestRef::Tag(tag) => Reference::Tag(tag),
-        ManifestRef::Digest(digest) => Reference::Digest(digest),
-    };
+    let reference = args.reference.manifest_ref();
     let pulled = pull_artifact(&*place.store, &place.repo, &reference, &args.dir)
         .await
         .with_context(|| format!("cannot pull {} into {}", args.reference, args.dir.display()))?;

@@ -140,17 +140,13 @@ async fn copy_between(
         }
     }
     let progress = CopyProgress::new(ctx.progress_mode());
-    // Options that oci-build adds later keep their defaults.
-    #[allow(clippy::needless_update)]
-    let options = CopyOptions {
-        platforms,
-        referrers: transfer.referrers,
-        jobs: usize::from(transfer.jobs),
+    let options = CopyOptions::default()
+        .with_platforms(platforms)
+        .with_referrers(transfer.referrers)
+        .with_jobs(usize::from(transfer.jobs))
         // Between repositories of one registry, a mount saves the whole transfer.
-        mount: src.registry().is_some() && src.registry() == dst.registry(),
-        progress: progress.sink(),
-        ..CopyOptions::default()
-    };
+        .with_mount(src.registry().is_some() && src.registry() == dst.registry())
+        .with_progress(progress.sink());
     let result = copy(from.endpoint(), &reference, to.endpoint(), &tags, &options).await;
     progress.finish();
     let report = result.with_context(|| format!("cannot copy {src} to {dst}"))?;

@@ -78,11 +78,9 @@ async fn bring_images(
     for image in images {
         let source = ctx.opener.open(image).await?;
         let progress = CopyProgress::new(ctx.progress_mode());
-        let options = CopyOptions {
-            mount: image.registry().is_some() && image.registry() == dst.registry(),
-            progress: progress.sink(),
-            ..CopyOptions::default()
-        };
+        let options = CopyOptions::default()
+            .with_mount(image.registry().is_some() && image.registry() == dst.registry())
+            .with_progress(progress.sink());
         let result = copy(
             source.endpoint(),
             &image.manifest_ref(),

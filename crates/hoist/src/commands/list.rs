@@ -57,17 +57,11 @@ pub(crate) async fn catalog(ctx: &Ctx, args: CatalogArgs) -> Result<()> {
 /// `hoist referrers`: what refers to the manifest REF names.
 pub(crate) async fn referrers(ctx: &Ctx, args: ReferrersArgs) -> Result<()> {
     let place = ctx.opener.open(&args.reference).await?;
-    let subject = match args.reference.manifest_ref() {
-        oci_build::ManifestRef::Digest(digest) => digest,
-        oci_build::ManifestRef::Tag(tag) => {
-            place
-                .store
-                .resolve_tag(&place.repo, &tag)
-                .await
-                .with_context(|| format!("cannot resolve {}", args.reference))?
-                .digest
-        }
-    };
+    let subject = place
+        .resolve(&args.reference.manifest_ref())
+        .await
+        .with_context(|| format!("cannot resolve {}", args.reference))?
+        .digest;
     let mut params = ReferrersParams::new();
     if let Some(artifact_type) = args.artifact_type {
         params = params.with_artifact_type(artifact_type);

@@ -82,24 +82,15 @@ pub(crate) async fn config(ctx: &Ctx, args: ManifestArgs) -> Result<()> {
 /// `hoist digest`: `sha256:…` of the manifest (HEAD only, unless a platform is chosen).
 pub(crate) async fn digest(ctx: &Ctx, args: ManifestArgs) -> Result<()> {
     let place = ctx.opener.open(&args.reference).await?;
-    let digest = match (&args.platform, args.reference.manifest_ref()) {
-        (None, ManifestRef::Tag(tag)) => {
+    let digest = match &args.platform {
+        None => {
             place
-                .store
-                .resolve_tag(&place.repo, &tag)
+                .resolve(&args.reference.manifest_ref())
                 .await
                 .with_context(|| format!("cannot resolve {}", args.reference))?
                 .digest
         }
-        (None, ManifestRef::Digest(digest)) => {
-            place
-                .store
-                .resolve_manifest(&place.repo, &digest)
-                .await
-                .with_context(|| format!("cannot resolve {}", args.reference))?
-                .digest
-        }
-        (Some(platform), _) => {
+        Some(platform) => {
             read_for_platform(&place, &args.reference, Some(platform))
                 .await?
                 .manifest

@@ -319,13 +319,11 @@ async fn sync_entry(
     } else {
         PlatformFilter::Only(entry.platforms.iter().map(|p| p.0.clone()).collect())
     };
-    let options = CopyOptions {
-        platforms,
-        referrers: entry.referrers,
-        jobs,
-        mount: src.registry().is_some() && src.registry() == dst.registry(),
-        ..CopyOptions::default()
-    };
+    let options = CopyOptions::default()
+        .with_platforms(platforms)
+        .with_referrers(entry.referrers)
+        .with_jobs(jobs)
+        .with_mount(src.registry().is_some() && src.registry() == dst.registry());
     // Tags arrive page by page and are taken `images` at a time: memory stays bounded
     // however many tags the repository has.
     let tags = from.store.tags(&from.repo, &ListParams::default());
@@ -384,7 +382,7 @@ async fn sync_tag(
         .await
         .ok()
         .map(|image| image.manifest_descriptor.digest),
-        PlatformFilter::Only(_) => None,
+        _ => None,
     };
     // One request at the target tells whether it is there.
     if let Some(expected) = &expected

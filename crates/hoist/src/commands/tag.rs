@@ -1,7 +1,7 @@
 //! `hoist tag` and `hoist delete`: changing what tags point at.
 
 use anyhow::{Context, Result};
-use oci_build::{ManifestRef, read_manifest};
+use oci_build::read_manifest;
 use oci_store::PushManifestParams;
 
 use crate::cli::{DeleteArgs, TagArgs};
@@ -43,37 +43,26 @@ pub(crate) async fn tag(ctx: &Ctx, args: TagArgs) -> Result<()> {
 pub(crate) async fn delete(ctx: &Ctx, args: DeleteArgs) -> Result<()> {
     let location = &args.reference;
     let place = ctx.opener.open(location).await?;
-    match location.manifest_ref() {
-        ManifestRef::Tag(tag) if !args.manifest => {
-            place
-                .store
-                .delete_tag(&place.repo, &tag)
-                .await
-                .with_context(|| format!("cannot delete tag {tag} of {location}"))?;
-            ctx.say(format!("deleted tag {tag}"));
-        }
-        ManifestRef::Tag(tag) => {
-            let digest = place
-                .store
-                .resolve_tag(&place.repo, &tag)
-                .await
-                .with_context(|| format!("cannot resolve {location}"))?
-                .digest;
-            place
-                .store
-                .delete_manifest(&place.repo, &digest)
-                .await
-                .with_context(|| format!("cannot delete manifest {digest} ({location})"))?;
-            ctx.say(format!("deleted manifest {digest}"));
-        }
-        ManifestRef::Digest(digest) => {
-            place
-                .store
-                .delete_manifest(&place.repo, &digest)
-                .await
-                .with_context(|| format!("cannot delete manifest {digest} of {location}"))?;
-            ctx.say(format!("deleted manifest {digest}"));
-        }
+    let reference = location.manifest_ref();
+    if let (Some(tag), false) = (reference.tag(), args.manifest) {
+        place
+            .store
+            .delete_tag(&place.repo, tag)
+            .await
+            .with_context(|| format!("cannot delete tag {tag} of {location}"))?;
+        ctx.say(format!("deleted tag {tag}"));
+        return Ok(());
     }
+    let digest = place
+        .resolve(&reference)
+        .await
+        .with_context(|| format!("cannot resolve {location}"))?
+        .digest;
+    place
+        .store
+        .delete_manifest(&place.repo, &digest)
+        .await
+        .with_context(|| format!("cannot delete manifest {digest} ({location})"))?;
+    ctx.say(format!("deleted manifest {digest}"));
     Ok(())
 }

@@ -6,7 +6,7 @@ use std::time::SystemTime;
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use oci_store::{OciInterfaceExt, PushManifestParams};
-use oci_types::{Descriptor, ImageManifest, MediaType, Platform, Tag, media_type};
+use oci_types::{Descriptor, ImageManifest, ManifestRef, MediaType, Platform, Tag, media_type};
 
 use super::compress::Compression;
 use super::config::{Config, ConfigEdit, rfc3339};
@@ -14,7 +14,7 @@ use super::layer::{BuildProgress, BuiltLayer, NewLayer, push_layer_from_layers};
 use super::tarball::{LayerSource, Mtime, TarOptions, write_tar};
 use crate::copy::Endpoint;
 use crate::error::{Error, Result};
-use crate::platform::{Image, ManifestRef, fetch_image};
+use crate::platform::{Image, fetch_image};
 
 /// The image-spec's annotation naming the base image.
 pub const BASE_NAME_ANNOTATION: &str = "org.opencontainers.image.base.name";

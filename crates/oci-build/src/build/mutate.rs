@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use oci_types::{Descriptor, Digest, Platform, Tag};
+use oci_types::{Descriptor, Digest, ManifestRef, Platform, Tag};
 use serde_json::Value;
 
 use super::compress::Compression;
@@ -16,7 +16,7 @@ use super::image::{
 use super::layer::{BuildProgress, BuiltLayer, NewLayer, push_layer_from_layers};
 use crate::copy::Endpoint;
 use crate::error::{Error, Result};
-use crate::platform::{Image, ManifestRef, fetch_image};
+use crate::platform::{Image, fetch_image};
 use oci_store::layer::{LayerLimits, merge_layers};
 
 /// What a mutation of layers needs besides the image.

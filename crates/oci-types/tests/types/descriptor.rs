@@ -257,6 +257,7 @@ fn builders() {
 }
 
 #[test]
+#[cfg(feature = "oci-spec")]
 fn from_oci_spec() {
     #[track_caller]
     fn check(input: Value, expected: Result<(), &str>) {

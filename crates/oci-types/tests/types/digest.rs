@@ -311,6 +311,7 @@ fn serde() {
 }
 
 #[test]
+#[cfg(feature = "oci-spec")]
 fn oci_spec_conversions() {
     #[track_caller]
     fn check(input: &str, expected: Result<(), &str>) {

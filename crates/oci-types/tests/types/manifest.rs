@@ -257,6 +257,7 @@ fn media_type_with_parameters() {
 }
 
 #[test]
+#[cfg(feature = "oci-spec")]
 fn oci_spec_conversion_agrees() {
     let bytes = fixture("oci-artifact-subject.json");
     let theirs: oci_spec::image::ImageManifest = serde_json::from_slice(&bytes).unwrap();
