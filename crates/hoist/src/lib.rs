@@ -12,6 +12,7 @@
 //! verification.
 
 // A command-line program: writing to stdout and stderr is its interface.
+#![warn(missing_docs)]
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod cli;

@@ -21,6 +21,7 @@ const MAX_COMPONENTS: usize = 64;
 
 /// A file written by [`pull_artifact`].
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct PulledFile {
     /// Where it was written.
     pub path: PathBuf,

@@ -52,16 +52,14 @@
 //! let mut options = BuildOptions::default();
 //! options.created = Some(1_700_000_000); // SOURCE_DATE_EPOCH
 //! options.config.entrypoint = Some(vec!["/bin/app".to_owned()]);
-//! let layer = LayerSource::Entries(vec![LayerEntry {
-//!     path: "etc/removed".to_owned(),
-//!     source: EntrySource::Whiteout,
-//! }]);
+//! let layer = LayerSource::Entries(vec![LayerEntry::new("etc/removed", EntrySource::Whiteout)]);
 //! let first = build_image(None, vec![layer.clone()], Endpoint::new(&store, &repo),
 //!     &[Tag::parse("v1")?], &options).await?;
 //! let again = build_image(None, vec![layer], Endpoint::new(&store, &repo), &[], &options).await?;
 //! assert_eq!(first.manifest.digest, again.manifest.digest);
 //! # Ok(()) }
 //! ```
+#![warn(missing_docs)]
 
 mod build;
 mod copy;

@@ -15,6 +15,7 @@ pub(crate) const MAX_DEPTH: usize = 8;
 
 /// A manifest's exact bytes with its descriptor (media type, digest, size).
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct RawManifest {
     /// The descriptor it was served with.
     pub descriptor: Descriptor,
@@ -91,6 +92,7 @@ pub fn require_child<'a>(
 
 /// An image resolved for one platform: what it takes to run or unpack it.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct Image {
     /// The index it was chosen from, when the reference named one.
     pub index: Option<Descriptor>,

@@ -359,13 +359,13 @@ impl BaseSetup {
 
     /// Builds on the base into `target`, tagged `v1`.
     async fn build_on(&self, target: &Fixture, options: &BuildOptions) -> Built {
-        let base = Base {
-            source: self.base.at(),
-            reference: &self.reference,
-            role: BaseRole::Build {
+        let base = Base::new(
+            self.base.at(),
+            &self.reference,
+            BaseRole::Build {
                 name: Some("registry.example/base:1"),
             },
-        };
+        );
         let built = target.build(Some(base), self.layer.path(), &["v1"], options);
         built.await.unwrap()
     }
@@ -441,11 +441,7 @@ async fn a_base_index_without_the_platform_fails_naming_it_and_tags_nothing() {
         .unwrap();
     let dir = tree("top\n");
     let reference = by_tag("multi");
-    let base = Base {
-        source: f.at(),
-        reference: &reference,
-        role: BaseRole::Build { name: None },
-    };
+    let base = Base::new(f.at(), &reference, BaseRole::Build { name: None });
     let options = options("linux/s390x", CREATED);
     let error = f.build(Some(base), dir.path(), &["v1"], &options).await;
     let error = error.unwrap_err().to_string();

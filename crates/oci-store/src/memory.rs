@@ -700,7 +700,7 @@ mod tests {
         ];
 
         let arc = Arc::new(Faulty::new(MemoryStore::new()));
-        let through_arc: Arc<dyn OciInterface> = arc.clone();
+        let through_arc: Arc<dyn OciInterface> = Arc::<Faulty>::clone(&arc);
         call_every_method(&through_arc).await;
         let boxed: Box<dyn OciInterface> = Box::new(Arc::clone(&arc));
         let counts_before_box = METHODS.map(|m| arc.calls(m));

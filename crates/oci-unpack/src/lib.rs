@@ -43,7 +43,7 @@
 //! let diff_id = descriptor.digest.clone(); // uncompressed: the same digest
 //! let dir = tempfile::tempdir()?;
 //! let target = dir.path().join("rootfs");
-//! unpack(&store, &repo, &[LayerRef { descriptor, diff_id }], &target, &UnpackOptions::default())
+//! unpack(&store, &repo, &[LayerRef::new(descriptor, diff_id)], &target, &UnpackOptions::default())
 //!     .await?;
 //! assert_eq!(std::fs::read(target.join("hello.txt"))?, b"hi\n");
 //! # Ok(()) }

@@ -27,11 +27,22 @@ const PIECES_QUEUED: usize = 4;
 
 /// A layer of an image: its blob and the `diff_id` its config gives it.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct LayerRef {
     /// The layer blob.
     pub descriptor: Descriptor,
     /// The digest of its uncompressed tar.
     pub diff_id: Digest,
+}
+
+impl LayerRef {
+    /// The layer blob `descriptor`, whose uncompressed tar has the digest `diff_id`.
+    pub fn new(descriptor: Descriptor, diff_id: Digest) -> Self {
+        Self {
+            descriptor,
+            diff_id,
+        }
+    }
 }
 
 /// The layers of an image, each with its `diff_id` from the config (`rootfs.diff_ids`).

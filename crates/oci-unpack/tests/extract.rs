@@ -74,10 +74,7 @@ async fn push_layer(store: &MemoryStore, repo: &Repository, seed: u8, c: Compres
         .await
         .unwrap();
     TestLayer {
-        layer: LayerRef {
-            descriptor,
-            diff_id: Digest::sha256(&tar),
-        },
+        layer: LayerRef::new(descriptor, Digest::sha256(&tar)),
         tar,
     }
 }

@@ -181,10 +181,7 @@ async fn image_of(blobs: Vec<(Vec<u8>, Digest)>) -> Image {
         let media = MediaType::from_static(media_type::OCI_LAYER_GZIP);
         let pushed = store.push_blob_bytes(&repo, media, Bytes::from(blob));
         let descriptor = pushed.await.unwrap();
-        layers.push(LayerRef {
-            descriptor,
-            diff_id,
-        });
+        layers.push(LayerRef::new(descriptor, diff_id));
     }
     let dir = tempfile::tempdir().unwrap();
     Image {

@@ -38,13 +38,13 @@ pub(crate) async fn build(ctx: &Ctx, args: BuildArgs) -> Result<()> {
         _ => None,
     };
     let base = match (&base_place, &base_ref) {
-        (Some(place), Some(reference)) => Some(Base {
-            source: place.endpoint(),
+        (Some(place), Some(reference)) => Some(Base::new(
+            place.endpoint(),
             reference,
-            role: BaseRole::Build {
+            BaseRole::Build {
                 name: base_name.as_deref(),
             },
-        }),
+        )),
         _ => None,
     };
     let mut options = build_options(&args.config, &args.layers, args.keep_owners)?;
@@ -95,11 +95,7 @@ async fn change(
         .open_target(dst, options.platform.as_ref())
         .await?;
     let reference = src.manifest_ref();
-    let base = Base {
-        source: source.endpoint(),
-        reference: &reference,
-        role: BaseRole::Mutate,
-    };
+    let base = Base::new(source.endpoint(), &reference, BaseRole::Mutate);
     let progress = BuildProgressView::new(ctx.progress_mode(), &format!("changing {src}"));
     let mut options = options.clone();
     options.progress = progress.sink();

@@ -23,6 +23,7 @@ pub const BASE_DIGEST_ANNOTATION: &str = "org.opencontainers.image.base.digest";
 
 /// A base image: where it is and what to call it in the new image's annotations.
 #[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
 pub struct Base<'a> {
     /// The store and repository holding it.
     pub source: Endpoint<'a>,
@@ -30,6 +31,17 @@ pub struct Base<'a> {
     pub reference: &'a ManifestRef,
     /// Whether this is a build on the image or a change of it.
     pub role: BaseRole<'a>,
+}
+
+impl<'a> Base<'a> {
+    /// The image `reference` names at `source`, as the new image's base (`role`).
+    pub fn new(source: Endpoint<'a>, reference: &'a ManifestRef, role: BaseRole<'a>) -> Self {
+        Self {
+            source,
+            reference,
+            role,
+        }
+    }
 }
 
 /// What the new image is to its base.

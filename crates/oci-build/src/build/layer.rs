@@ -64,6 +64,7 @@ fn emit(progress: Option<&BuildProgress>, event: BuildEvent) {
 
 /// A layer made and stored: its blob's descriptor and the digest of its uncompressed tar.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct BuiltLayer {
     /// The layer blob (media type, digest, size, and the compression annotation).
     pub descriptor: Descriptor,

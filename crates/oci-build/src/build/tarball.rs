@@ -116,11 +116,22 @@ impl TarOptions {
 
 /// One entry of a layer given as a list: a path in the image and what goes there.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct LayerEntry {
     /// The path in the image (`usr/bin/app` or `/usr/bin/app`; `..` is refused).
     pub path: String,
     /// What goes there.
     pub source: EntrySource,
+}
+
+impl LayerEntry {
+    /// `source` at `path` in the image.
+    pub fn new(path: impl Into<String>, source: EntrySource) -> Self {
+        Self {
+            path: path.into(),
+            source,
+        }
+    }
 }
 
 /// What a [`LayerEntry`] puts at its path.
