@@ -43,15 +43,14 @@
 //! * a run's outputs are deleted together when it ends, followed by `sync` and the pause.
 
 use std::fs::{self, File};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use serde_json::Value;
 
 use super::BenchArgs;
-use super::data::{blob_path, layer_sizes, layout_image, oci_ref, read_json, seeded_image};
+use super::data::{layer_sizes, oci_ref, seeded_image};
 use super::machine::{
     Revision, Workspace, ballast_bytes, build_hoist, cores, file_len, load_average,
     parse_openssl_digest, read_through, remove_dir, require_tools, revision, run_ballast, sync,
@@ -60,9 +59,11 @@ use super::machine::{
 use super::measure::{Usage, format_mib, read_usage, timed, with_time, write_results};
 
 mod daemon;
+mod image;
 mod report;
 
 use daemon::{Daemon, memory_daemon_root};
+use image::{Image, check_archive, check_layout, config_digest, docker_archive};
 use report::ArchiveReport;
 
 /// The default image size of the scenario, and that of `--quick`.
@@ -239,122 +240,6 @@ fn archive_order(index: usize) -> [Step; 10] {
         order[split..].reverse();
     }
     order
-}
-
-/// The image of the scenario, in its layout, and the archives of it made in the set-up.
-#[derive(Debug)]
-struct Image {
-    layout: PathBuf,
-    manifest: String,
-    config: String,
-    /// The layer blobs (digest, size), lowest first.
-    layers: Vec<(String, u64)>,
-    /// skopeo's and hoist's archives of it.
-    skopeo_archive: PathBuf,
-    hoist_archive: PathBuf,
-}
-
-impl Image {
-    fn oci(&self) -> String {
-        format!("oci:{}:{TAG}", self.layout.display())
-    }
-
-    fn layer_paths(&self) -> Vec<PathBuf> {
-        self.layers
-            .iter()
-            .map(|(digest, _)| blob_path(&self.layout, digest))
-            .collect()
-    }
-
-    fn layer_bytes(&self) -> u64 {
-        self.layers.iter().map(|(_, size)| size).sum()
-    }
-}
-
-fn docker_archive(file: &Path) -> String {
-    format!("docker-archive:{}:{NAME}", file.display())
-}
-
-/// The config digest of the manifest `manifest` in `layout`.
-fn config_digest(layout: &Path, manifest: &str) -> Result<String> {
-    let body = read_json(&blob_path(layout, manifest))?;
-    body["config"]["digest"]
-        .as_str()
-        .map(str::to_owned)
-        .with_context(|| format!("the manifest {manifest} has no config digest"))
-}
-
-/// The repository tags and the number of layers of the first image in the `manifest.json` of
-/// a docker-archive.
-fn parse_archive_manifest(text: &str) -> Result<(Vec<String>, usize)> {
-    let value: Value = serde_json::from_str(text).context("manifest.json is not JSON")?;
-    let first = value
-        .as_array()
-        .and_then(|images| images.first())
-        .context("manifest.json lists no image")?;
-    let tags = first["RepoTags"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-        .map(str::to_owned)
-        .collect();
-    let layers = first["Layers"]
-        .as_array()
-        .context("manifest.json has no Layers")?
-        .len();
-    Ok((tags, layers))
-}
-
-/// Whether `tag` (as `manifest.json` or Docker writes it) names [`NAME`].
-fn names_image(tag: &str) -> bool {
-    tag == NAME || tag.strip_prefix("docker.io/") == Some(NAME)
-}
-
-/// Fails unless `file` is a docker-archive of `image` as [`NAME`] (by its `manifest.json`);
-/// returns its size.
-fn check_archive(file: &Path, image: &Image) -> Result<u64> {
-    let size = file_len(file)?;
-    if size < image.layer_bytes() / 2 {
-        bail!("{} has only {size} bytes", file.display());
-    }
-    let mut tar = Command::new("tar");
-    tar.args(["--occurrence=1", "-xOf"])
-        .arg(file)
-        .arg("manifest.json");
-    let (_, output) = timed(&mut tar)?;
-    let (tags, layers) = parse_archive_manifest(&String::from_utf8_lossy(&output.stdout))
-        .with_context(|| format!("in {}", file.display()))?;
-    if !tags.iter().any(|t| names_image(t)) || layers != image.layers.len() {
-        bail!(
-            "{} holds {tags:?} with {layers} layers, expected {NAME} with {}",
-            file.display(),
-            image.layers.len()
-        );
-    }
-    Ok(size)
-}
-
-/// Fails unless the layout `dir` has an image tagged [`TAG`] of as many layers as `image`,
-/// each blob present with its size.
-fn check_layout(dir: &Path, image: &Image) -> Result<()> {
-    let read = layout_image(dir, TAG)?;
-    if read.layers.len() != image.layers.len() {
-        bail!(
-            "{} has {} layers, expected {}",
-            dir.display(),
-            read.layers.len(),
-            image.layers.len()
-        );
-    }
-    for (digest, size) in &read.layers {
-        let path = blob_path(dir, digest);
-        let actual = file_len(&path)?;
-        if actual != *size {
-            bail!("{} has {actual} bytes, expected {size}", path.display());
-        }
-    }
-    Ok(())
 }
 
 /// One timed step.
@@ -736,23 +621,5 @@ mod tests {
             assert_eq!(at(Step::HoistReadOwn).abs_diff(at(Step::HoistRead)), 1);
         }
         assert!(Step::ALL.iter().filter(|s| s.loads()).count() == 2);
-    }
-
-    #[test]
-    fn tool_outputs_are_parsed() {
-        let classic = r#"[{"Config":"ab.json","RepoTags":["bench/img:v1"],"Layers":["1/layer.tar","2/layer.tar"]}]"#;
-        assert_eq!(
-            parse_archive_manifest(classic).unwrap(),
-            (vec!["bench/img:v1".to_owned()], 2)
-        );
-        let untagged = r#"[{"Config":"blobs/sha256/ab","RepoTags":null,"Layers":[]}]"#;
-        assert_eq!(parse_archive_manifest(untagged).unwrap(), (vec![], 0));
-        assert!(parse_archive_manifest("[]").is_err());
-        assert!(parse_archive_manifest("{").is_err());
-        assert!(parse_archive_manifest(r#"[{"RepoTags":[]}]"#).is_err());
-        assert!(names_image("bench/img:v1"));
-        assert!(names_image("docker.io/bench/img:v1"));
-        assert!(!names_image("bench/img:v2"));
-        assert!(!names_image("quay.io/bench/img:v1"));
     }
 }
