@@ -167,7 +167,8 @@ pub(crate) fn run(root: &Path, args: &BenchArgs) -> Result<()> {
 mod tests {
     use super::*;
 
-    fn args(list: &[&str]) -> Vec<OsString> {
+    /// A command line as `parse_args` receives it (the scenarios' tests use it too).
+    pub(super) fn args(list: &[&str]) -> Vec<OsString> {
         list.iter().map(OsString::from).collect()
     }
 

@@ -554,14 +554,9 @@ pub(super) fn run(root: &Path, args: &BenchArgs) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use std::ffi::OsString;
-
-    use super::super::{Scenario, parse_args};
     use super::*;
-
-    fn args(list: &[&str]) -> Vec<OsString> {
-        list.iter().map(OsString::from).collect()
-    }
+    use crate::bench::tests::args;
+    use crate::bench::{Scenario, parse_args};
 
     #[test]
     fn archive_defaults_to_1_gib_5_runs_and_quick_to_64_mib_once() {
