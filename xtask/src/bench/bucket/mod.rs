@@ -15,8 +15,8 @@
 //!   redirect's own time (one small request to hoist, which reads the repository's link in
 //!   moto) is reported beside it;
 //! * manifest requests per second (HEAD with xtask's loader, GET with `wrk`, both at
-//!   [`WRK_CONNECTIONS`] connections, the server scenario's helpers) at least [`RPS_LIMIT`]
-//!   times the registry's.
+//!   [`WRK_CONNECTIONS`] connections, the server scenario's helpers) at least
+//!   [`RPS_LIMIT`](super::load::RPS_LIMIT) times the registry's.
 //!
 //! Reported beside them, measured in the same runs: moto's own GET speed (`curl` of one layer's
 //! bytes, stored as an object in a bucket of its own, to `/dev/null`), the machine's limit for

@@ -22,7 +22,7 @@ pub(super) struct ClientReport {
     pub(super) random_bytes: u64,
     pub(super) manifest_digest: String,
     pub(super) skopeo_version: String,
-    /// What hoist was built from ([`describe_revision`]).
+    /// What hoist was built from ([`describe_revision`](crate::bench::machine::describe_revision)).
     pub(super) hoist_revision: String,
     pub(super) pause_secs: u64,
     pub(super) ballast_bytes: Vec<u64>,

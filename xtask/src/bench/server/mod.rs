@@ -1,8 +1,8 @@
 //! Scenario `server` (issue 4): with filesystem storage for both, `hoist serve` against
 //! `docker-registry` side by side in one run: blob download and upload throughput at least
 //! [`DOWNLOAD_LIMIT`] and [`UPLOAD_LIMIT`] times the registry's, manifest HEAD and GET requests
-//! per second with [`WRK_CONNECTIONS`] concurrent connections at least [`RPS_LIMIT`] times the
-//! registry's; the upload is also compared with writing the same bytes into a new file
+//! per second with [`WRK_CONNECTIONS`] concurrent connections at least
+//! [`RPS_LIMIT`](super::load::RPS_LIMIT) times the registry's; the upload is also compared with writing the same bytes into a new file
 //! (`dd conv=fdatasync`), the machine's bound, and the memory of an idle connection reported.
 //! Both servers run as they start by default: hoist with its connection timeouts and limits on
 //! (issue 14) and serving blobs as stored, like the registry; a second hoist with
