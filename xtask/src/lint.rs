@@ -6,6 +6,13 @@
 //! * Tidy: no `todo!`, `unimplemented!` or `dbg!` calls in any `.rs` file of a member; every
 //!   library and binary crate root starts with a `//!` doc comment; every member's `Cargo.toml`
 //!   inherits the workspace lints.
+//! * Unused dependencies: every dependency a member declares is named in its Rust code as
+//!   `name::`, `use name` or `extern crate name` (`-` read as `_`, or its `package =` rename),
+//!   unless [`USED_WITHOUT_A_PATH`] says why it is not; a normal or build dependency must be
+//!   named outside test code (`tests/`, `benches/`, `examples/`, `tests.rs` files and
+//!   `#[cfg(test)] mod` blocks), else it belongs in `[dev-dependencies]`. A plain text search,
+//!   not name resolution: it runs offline in milliseconds, with nothing to install
+//!   (cargo-machete, which does much the same, would have to be built in CI first).
 //!
 //! The checks are plain functions over parsed data or file text, unit-tested below; the
 //! `workspace_is_lint_clean` test runs them over the real workspace, so `cargo test` enforces
@@ -106,7 +113,27 @@ pub(crate) struct Member {
     pub(crate) manifest_path: PathBuf,
     /// Root files of the member's library and binary targets (`lib.rs`, `main.rs`, ...).
     pub(crate) crate_roots: Vec<PathBuf>,
+    /// Every dependency it declares, of any kind.
+    pub(crate) dependencies: Vec<Dependency>,
 }
+
+/// A dependency a member declares.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct Dependency {
+    /// The package's name, as in `Cargo.toml`.
+    pub(crate) package: String,
+    /// The name the code uses: the rename if there is one, else the package's, `-` as `_`.
+    pub(crate) ident: String,
+    pub(crate) kind: DepKind,
+}
+
+/// Dependencies that a member needs without naming them in its code, and why: `(member,
+/// package, reason)`.
+const USED_WITHOUT_A_PATH: &[(&str, &str, &str)] = &[(
+    "oci-bucket",
+    "reqwest",
+    "turns on rustls without a built-in provider in object_store's HTTP client",
+)];
 
 /// Runs every check over the workspace at `root`, printing each problem; fails if there is any.
 pub(crate) fn run(root: &Path) -> Result<()> {
@@ -128,6 +155,7 @@ pub(crate) fn check(root: &Path) -> Result<Vec<String>> {
     let names: Vec<String> = members.iter().map(|m| m.name.clone()).collect();
     let mut problems = check_layering(&names, &edges);
     problems.extend(tidy(root, &members)?);
+    problems.extend(unused_dependencies(root, &members)?);
     Ok(problems)
 }
 
@@ -190,10 +218,21 @@ pub(crate) fn parse_metadata(metadata: &Value) -> Result<(Vec<Member>, Vec<Edge>
                 crate_roots.push(PathBuf::from(str_field(target, "src_path")?));
             }
         }
+        let mut dependencies = BTreeSet::new();
+        for dep in array_field(package, "dependencies")? {
+            let name = str_field(dep, "name")?;
+            let used_as = dep.get("rename").and_then(Value::as_str).unwrap_or(name);
+            dependencies.insert(Dependency {
+                package: name.to_owned(),
+                ident: used_as.replace('-', "_"),
+                kind: DepKind::from_metadata(dep.get("kind"))?,
+            });
+        }
         members.push(Member {
             name: str_field(package, "name")?.to_owned(),
             manifest_path: PathBuf::from(str_field(package, "manifest_path")?),
             crate_roots,
+            dependencies: dependencies.into_iter().collect(),
         });
     }
 
@@ -302,6 +341,116 @@ fn tidy(root: &Path, members: &[Member]) -> Result<Vec<String>> {
         }
     }
     Ok(problems)
+}
+
+/// The dependencies of every member that its Rust files (under its directory: `src/`,
+/// `tests/`, `benches/`, `examples/`, `build.rs`) never name, and its normal and build
+/// dependencies that only its test code names, as problems.
+fn unused_dependencies(root: &Path, members: &[Member]) -> Result<Vec<String>> {
+    let mut problems = Vec::new();
+    for member in members {
+        let Some(member_dir) = member.manifest_path.parent() else {
+            continue;
+        };
+        let (mut all_code, mut non_test_code) = (String::new(), String::new());
+        for file in rust_files(member_dir)? {
+            let text = fs::read_to_string(&file)
+                .with_context(|| format!("cannot read {}", file.display()))?;
+            let relative = file.strip_prefix(member_dir).unwrap_or(&file);
+            if !is_test_file(relative) {
+                non_test_code.push_str(&without_test_modules(&text));
+                non_test_code.push('\n');
+            }
+            all_code.push_str(&text);
+            all_code.push('\n');
+        }
+        let manifest = member
+            .manifest_path
+            .strip_prefix(root)
+            .unwrap_or(&member.manifest_path)
+            .display();
+        for dep in &member.dependencies {
+            let allowed = USED_WITHOUT_A_PATH
+                .iter()
+                .any(|(m, p, _)| *m == member.name && *p == dep.package);
+            if allowed {
+                continue;
+            }
+            let what = format!("{} `{}`", dep.kind.describe(), dep.package);
+            if !names_crate(&all_code, &dep.ident) {
+                problems.push(format!(
+                    "{manifest}: {what} is not used in the code of crate {} (remove it, or add \
+                     it to USED_WITHOUT_A_PATH in xtask/src/lint.rs with the reason)",
+                    member.name,
+                ));
+            } else if dep.kind != DepKind::Dev && !names_crate(&non_test_code, &dep.ident) {
+                problems.push(format!(
+                    "{manifest}: {what} is used only in the tests of crate {}: make it a \
+                     dev-dependency",
+                    member.name,
+                ));
+            }
+        }
+    }
+    Ok(problems)
+}
+
+/// Whether a file at `relative` (to its member's directory) holds only test code: under
+/// `tests/`, `benches/` or `examples/`, or a `tests.rs` module.
+pub(crate) fn is_test_file(relative: &Path) -> bool {
+    relative.file_name().is_some_and(|n| n == "tests.rs")
+        || relative.components().any(|c| {
+            let c = c.as_os_str();
+            c == "tests" || c == "benches" || c == "examples"
+        })
+}
+
+/// `text` without its `#[cfg(test)] mod NAME { ... }` blocks (braces counted, which is enough
+/// for test modules: an unbalanced brace in a string or a char literal would end one early or
+/// late).
+pub(crate) fn without_test_modules(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut lines = text.lines();
+    let mut after_cfg_test = false;
+    while let Some(line) = lines.next() {
+        let trimmed = line.trim();
+        if after_cfg_test && trimmed.starts_with("mod ") && trimmed.ends_with('{') {
+            let mut depth = 1i64;
+            for inner in lines.by_ref() {
+                depth += inner.matches('{').count() as i64 - inner.matches('}').count() as i64;
+                if depth <= 0 {
+                    break;
+                }
+            }
+            after_cfg_test = false;
+            continue;
+        }
+        after_cfg_test = trimmed == "#[cfg(test)]";
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
+/// Whether `code` names the crate `ident`: `ident::` (in a path or a `use`), `use ident` or
+/// `extern crate ident`, where `ident` is not the tail of a longer identifier.
+pub(crate) fn names_crate(code: &str, ident: &str) -> bool {
+    let is_ident_char = |c: char| c.is_alphanumeric() || c == '_';
+    code.match_indices(ident).any(|(at, _)| {
+        if code[..at].chars().next_back().is_some_and(is_ident_char) {
+            return false;
+        }
+        let after = &code[at + ident.len()..];
+        if after.starts_with("::") {
+            return true;
+        }
+        if after.chars().next().is_some_and(is_ident_char) {
+            return false;
+        }
+        let before = code[..at].trim_end();
+        let words: Vec<&str> = before.rsplit(char::is_whitespace).take(2).collect();
+        matches!(words.as_slice(), ["use", ..] | ["crate", "extern"])
+    })
 }
 
 /// Every `.rs` file under `dir`, sorted, skipping `target`, hidden directories and nested
@@ -509,6 +658,14 @@ mod tests {
         });
         let (members, edges) = parse_metadata(&metadata).unwrap();
         assert_eq!(members.len(), 2);
+        assert_eq!(
+            members[0]
+                .dependencies
+                .iter()
+                .map(|d| (d.ident.as_str(), d.kind))
+                .collect::<Vec<_>>(),
+            [("oci_store", DepKind::Dev), ("serde", DepKind::Normal)]
+        );
         assert_eq!(members[0].crate_roots, [PathBuf::from("/w/a/src/lib.rs")]);
         assert_eq!(members[1].crate_roots, [PathBuf::from("/w/b/src/main.rs")]);
         assert_eq!(
@@ -518,6 +675,39 @@ mod tests {
                 edge("oci-types", "oci-store", DepKind::Dev),
             ]
         );
+    }
+
+    #[test]
+    fn crates_are_found_by_path_use_or_extern_crate() {
+        assert!(names_crate("let h = sha2::Sha256::new();", "sha2"));
+        assert!(names_crate("use serde_json;\n", "serde_json"));
+        assert!(names_crate("pub use oci_types as types;", "oci_types"));
+        assert!(names_crate("extern crate libc;", "libc"));
+        assert!(names_crate("#[tokio::main]\nasync fn main() {}", "tokio"));
+        assert!(names_crate("x = ::url::Url::parse(s);", "url"));
+        assert!(!names_crate("let sha2 = 1; // sha2", "sha2"));
+        assert!(!names_crate("my_sha2::Sha256::new();", "sha2"));
+        assert!(!names_crate("sha256::digest();", "sha2"));
+        assert!(!names_crate("use sha2x::Sha;", "sha2"));
+        assert!(!names_crate("", "sha2"));
+    }
+
+    #[test]
+    fn test_code_is_told_apart() {
+        assert!(is_test_file(Path::new("tests/build.rs")));
+        assert!(is_test_file(Path::new("src/build/compress/tests.rs")));
+        assert!(is_test_file(Path::new("benches/b.rs")));
+        assert!(!is_test_file(Path::new("src/lib.rs")));
+        assert!(!is_test_file(Path::new("build.rs")));
+        let text = "use a::b;\n#[cfg(test)]\nmod tests {\n    use sha2::X;\n    fn f() {\n    }\n}\n\
+                    fn g() {}\n#[cfg(test)]\nmod other;\n";
+        let kept = without_test_modules(text);
+        assert!(!kept.contains("sha2"), "{kept}");
+        assert!(
+            kept.contains("use a::b;") && kept.contains("fn g() {}"),
+            "{kept}"
+        );
+        assert!(kept.contains("mod other;"), "{kept}");
     }
 
     #[test]

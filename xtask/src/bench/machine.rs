@@ -1,0 +1,426 @@
+//! The machine around the measures, shared by every scenario: where the bench works, the tools
+//! it needs, the page cache (`sync`, pauses, untimed reads, the ballast), the machine's own
+//! limits (`openssl dgst`, `dd`), and what the reports say of the machine and the source.
+
+use std::fs::{self, File};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+
+use super::measure::timed;
+use crate::{cargo, describe, run_status};
+
+/// Where cargo puts its output: `$CARGO_TARGET_DIR` or `target/` under the workspace root.
+pub(super) fn target_dir(root: &Path) -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) => root.join(dir),
+        None => root.join("target"),
+    }
+}
+
+/// Where the bench works and writes its results.
+#[derive(Debug)]
+pub(super) struct Workspace {
+    /// `target/bench`, where `SCENARIO.json` goes.
+    pub(super) bench_dir: PathBuf,
+    /// `target/bench/SCENARIO-work`, emptied when made, removed at the end.
+    pub(super) work: PathBuf,
+}
+
+impl Workspace {
+    /// Makes `target/bench/SCENARIO-work` afresh. `no_colon` names the references that cannot
+    /// hold a path with a `:` in it, if the scenario uses any.
+    pub(super) fn new(root: &Path, scenario: &str, no_colon: Option<&str>) -> Result<Self> {
+        let bench_dir = target_dir(root).join("bench");
+        let work = bench_dir.join(format!("{scenario}-work"));
+        if let Some(references) = no_colon
+            && work.to_string_lossy().contains(':')
+        {
+            bail!(
+                "{} contains `:`, which {references} cannot express",
+                work.display()
+            );
+        }
+        remove_dir(&work)?;
+        fs::create_dir_all(&work).with_context(|| format!("cannot create {}", work.display()))?;
+        Ok(Self { bench_dir, work })
+    }
+
+    /// `work/run-N` for run `index` (from 0), made.
+    pub(super) fn run_dir(&self, index: usize) -> Result<PathBuf> {
+        let dir = self.work.join(format!("run-{}", index + 1));
+        fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        Ok(dir)
+    }
+}
+
+/// Builds the `hoist` command line in release mode and returns its path.
+pub(super) fn build_hoist(root: &Path) -> Result<PathBuf> {
+    let mut build = cargo(root);
+    build.args(["build", "--release", "--locked", "-p", "hoist"]);
+    println!("==> build: {}", describe(&build));
+    run_status(&mut build)?;
+    Ok(target_dir(root).join("release").join("hoist"))
+}
+
+/// Fails unless every one of `tools` is on the `PATH` (Debian packages of the same names).
+pub(super) fn require_tools(tools: &[&str]) -> Result<()> {
+    for tool in tools {
+        let found = Command::new("sh")
+            .args(["-c", &format!("command -v {tool}")])
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !found {
+            bail!("`{tool}` is not installed (apt-get install -y {tool})");
+        }
+    }
+    Ok(())
+}
+
+pub(super) fn remove_dir(dir: &Path) -> Result<()> {
+    match fs::remove_dir_all(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("cannot remove {}", dir.display())),
+    }
+}
+
+/// `sync`, so that no step pays for the write-back of another.
+pub(super) fn sync() -> Result<()> {
+    run_status(&mut Command::new("sync"))
+}
+
+/// `sync`, then a pause of `seconds` (after a large deletion the machine is slower for a
+/// while).
+pub(super) fn sync_and_pause(seconds: u64) -> Result<()> {
+    sync()?;
+    if seconds > 0 {
+        println!("    sync, pause {seconds} s");
+        std::thread::sleep(Duration::from_secs(seconds));
+    }
+    Ok(())
+}
+
+/// Reads `file` to the end and throws the bytes away (so that it is in the page cache).
+pub(super) fn read_through(file: &Path) -> Result<()> {
+    read_through_with(file, &mut vec![0u8; 1 << 20])
+}
+
+/// [`read_through`] with the buffer `buffer`.
+fn read_through_with(file: &Path, buffer: &mut [u8]) -> Result<()> {
+    let mut f = File::open(file).with_context(|| format!("cannot open {}", file.display()))?;
+    while f
+        .read(buffer)
+        .with_context(|| format!("cannot read {}", file.display()))?
+        > 0
+    {}
+    Ok(())
+}
+
+/// Calls `f` on every entry under `dir` (not `dir` itself), depth first, siblings in byte
+/// order of their names, with its `symlink_metadata`; `f` returns `false` to stop the walk,
+/// which then returns `false`. Directories that cannot be listed for lack of permission are
+/// skipped.
+pub(super) fn walk(
+    dir: &Path,
+    f: &mut dyn FnMut(&Path, &fs::Metadata) -> Result<bool>,
+) -> Result<bool> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => return Ok(true),
+        Err(e) => return Err(e).with_context(|| format!("cannot list {}", dir.display())),
+    };
+    let mut names = entries
+        .map(|e| e.map(|e| e.file_name()))
+        .collect::<std::io::Result<Vec<_>>>()
+        .with_context(|| format!("cannot list {}", dir.display()))?;
+    names.sort();
+    for name in names {
+        let path = dir.join(name);
+        let meta = fs::symlink_metadata(&path)
+            .with_context(|| format!("cannot stat {}", path.display()))?;
+        if !f(&path, &meta)? {
+            return Ok(false);
+        }
+        if meta.is_dir() && !walk(&path, f)? {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// Reads every regular file under `dir`, so that the next step finds the tree in the page
+/// cache.
+pub(super) fn warm_tree(dir: &Path) -> Result<()> {
+    let mut buffer = vec![0u8; 1 << 20];
+    walk(dir, &mut |path, meta| {
+        if meta.is_file() {
+            read_through_with(path, &mut buffer)?;
+        }
+        Ok(true)
+    })?;
+    Ok(())
+}
+
+/// The size of the ballast written before each run, in multiples of the bytes a run writes:
+/// more than a run frees (the dd copy, the blob and the previous ballast) minus what the host
+/// has taken back after the pause.
+///
+/// Why a ballast: memory freed recently, by the previous run or anyone else, is still backed
+/// by the host and much faster to write into than memory it has taken back, so without it the
+/// first tool of a run writes faster than the next; the ballast uses that memory up, so every
+/// timed tool writes into fresh memory alike.
+const BALLAST_FACTOR: u64 = 4;
+/// Memory the ballast leaves to the rest of the machine, beyond what the run itself needs.
+pub(super) const BALLAST_SPARE: u64 = 4 << 30;
+
+/// How much ballast to write for blobs of `size` bytes when the machine has `available` bytes
+/// of memory available: [`BALLAST_FACTOR`] times the size, less if that would leave under
+/// [`BALLAST_SPARE`] once the run's own files (source, dd copy, blob) are in the page cache.
+pub(super) fn ballast_bytes(size: u64, available: u64) -> u64 {
+    let room = available.saturating_sub(3 * size + BALLAST_SPARE);
+    (BALLAST_FACTOR * size).min(room)
+}
+
+/// `MemAvailable` of `/proc/meminfo`, in bytes.
+pub(super) fn parse_mem_available(meminfo: &str) -> Option<u64> {
+    let line = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemAvailable:"))?;
+    let kib: u64 = line.trim().trim_end_matches("kB").trim().parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// The ballast of a run: unless `enabled` is false, `size(MemAvailable)` bytes of zeros written
+/// (untimed) into `dir/ballast`, kept until the run's directory goes. Returns its size.
+pub(super) fn run_ballast(enabled: bool, dir: &Path, size: impl Fn(u64) -> u64) -> Result<u64> {
+    if !enabled {
+        return Ok(0);
+    }
+    let meminfo = fs::read_to_string("/proc/meminfo").context("cannot read /proc/meminfo")?;
+    let available = parse_mem_available(&meminfo).context("no MemAvailable in /proc/meminfo")?;
+    let bytes = size(available);
+    if bytes > 0 {
+        println!("    ballast: {} MiB (untimed)", bytes >> 20);
+        write_ballast(&dir.join("ballast"), bytes)?;
+    }
+    Ok(bytes)
+}
+
+/// Writes `bytes` zeros through the page cache into `file`, then syncs.
+fn write_ballast(file: &Path, bytes: u64) -> Result<()> {
+    let mut head = Command::new("head");
+    head.arg("-c")
+        .arg(bytes.to_string())
+        .arg("/dev/zero")
+        .stdout(File::create(file).with_context(|| format!("cannot create {}", file.display()))?);
+    run_status(&mut head)?;
+    sync()
+}
+
+pub(super) fn openssl_dgst(file: &Path) -> Command {
+    let mut cmd = Command::new("openssl");
+    cmd.args(["dgst", "-sha256", "-r"]).arg(file);
+    cmd
+}
+
+/// The digest in the output of `openssl dgst -sha256 -r` (`HEX *FILE`).
+pub(super) fn parse_openssl_digest(stdout: &str) -> Result<String> {
+    let hex = stdout.split_whitespace().next().unwrap_or_default();
+    if hex.len() != 64
+        || !hex
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
+        bail!("unexpected output of openssl dgst: {stdout:?}");
+    }
+    Ok(format!("sha256:{hex}"))
+}
+
+/// The `sha256:` digest of `file`, by `openssl dgst`.
+pub(super) fn sha256_of(file: &Path) -> Result<String> {
+    let (_, output) = timed(&mut openssl_dgst(file))?;
+    parse_openssl_digest(&String::from_utf8_lossy(&output.stdout))
+}
+
+/// Adds the arguments of `dd` writing `from` into the new file `to` with `conv=fdatasync`.
+pub(super) fn dd_args<'a>(cmd: &'a mut Command, from: &Path, to: &Path) -> &'a mut Command {
+    cmd.arg(format!("if={}", from.display()))
+        .arg(format!("of={}", to.display()))
+        .args(["bs=1M", "conv=fdatasync"])
+}
+
+/// `dd conv=fdatasync` of `from` into the new file `to`.
+pub(super) fn dd(from: &Path, to: &Path) -> Command {
+    let mut cmd = Command::new("dd");
+    dd_args(&mut cmd, from, to);
+    cmd
+}
+
+pub(super) fn file_len(path: &Path) -> Result<u64> {
+    Ok(fs::metadata(path)
+        .with_context(|| format!("cannot stat {}", path.display()))?
+        .len())
+}
+
+/// Fails unless `dd` wrote `expected` bytes into `file`.
+pub(super) fn check_dd(file: &Path, expected: u64) -> Result<()> {
+    let written = file_len(file).with_context(|| format!("dd wrote no {}", file.display()))?;
+    if written != expected {
+        bail!("dd wrote {written} bytes, expected {expected}");
+    }
+    Ok(())
+}
+
+/// A field in KiB of a `/proc/PID/status` (`VmRSS`, `VmHWM`).
+pub(super) fn parse_status_kib(status: &str, field: &str) -> Option<u64> {
+    let line = status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))?;
+    line.trim().trim_end_matches("kB").trim().parse().ok()
+}
+
+/// The field `field` of `/proc/PID/status`, in KiB.
+pub(super) fn status_kib(pid: &str, field: &str) -> Result<u64> {
+    let path = format!("/proc/{pid}/status");
+    let status = fs::read_to_string(&path).with_context(|| format!("cannot read {path}"))?;
+    parse_status_kib(&status, field).with_context(|| format!("no {field} in {path}"))
+}
+
+/// The 1-minute load average of `/proc/loadavg` (NaN if unreadable): others share the machine.
+pub(super) fn load_average() -> f64 {
+    fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|text| text.split_whitespace().next()?.parse().ok())
+        .unwrap_or(f64::NAN)
+}
+
+/// The cores the bench may use.
+pub(super) fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
+
+/// The first line a tool prints about its version, on stdout or stderr.
+pub(super) fn version(program: &str, arg: &str) -> String {
+    Command::new(program)
+        .arg(arg)
+        .output()
+        .ok()
+        .and_then(|o| {
+            let text = [o.stdout, o.stderr].concat();
+            String::from_utf8_lossy(&text)
+                .lines()
+                .find(|l| !l.trim().is_empty())
+                .map(|l| l.trim().to_owned())
+        })
+        .unwrap_or_else(|| format!("{program} (unknown version)"))
+}
+
+/// How a report names the source hoist was built from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Revision {
+    /// `HEAD`'s short hash and how many files under `crates/` and `Cargo.toml` differ.
+    Count,
+    /// `HEAD`'s short hash and the names of the files under `crates/`, `Cargo.toml` and
+    /// `Cargo.lock` that differ.
+    Files,
+}
+
+/// The source hoist was built from, as `style` says (`unknown` without git).
+pub(super) fn revision(root: &Path, style: Revision) -> String {
+    let git = |args: &[&str]| -> Option<String> {
+        let output = Command::new("git")
+            .arg("-C")
+            .arg(root)
+            .args(args)
+            .output()
+            .ok()?;
+        output
+            .status
+            .success()
+            .then(|| String::from_utf8_lossy(&output.stdout).into_owned())
+    };
+    let mut status = vec!["status", "--porcelain", "--", "crates", "Cargo.toml"];
+    if style == Revision::Files {
+        status.push("Cargo.lock");
+    }
+    match (git(&["rev-parse", "--short", "HEAD"]), git(&status)) {
+        (Some(head), Some(status)) => describe_revision(&head, &status, style),
+        _ => "unknown".to_owned(),
+    }
+}
+
+/// [`revision`] from `HEAD`'s short hash and the output of `git status --porcelain` (`XY PATH`
+/// lines).
+pub(super) fn describe_revision(head: &str, porcelain: &str, style: Revision) -> String {
+    let changed: Vec<&str> = porcelain
+        .lines()
+        .filter_map(|l| l.get(3..))
+        .map(str::trim)
+        .filter(|path| !path.is_empty())
+        .collect();
+    match (style, changed.len()) {
+        (_, 0) => head.trim().to_owned(),
+        (Revision::Count, n) => format!("{} + {n} uncommitted file(s) under crates/", head.trim()),
+        (Revision::Files, _) => format!("{} + uncommitted {}", head.trim(), changed.join(", ")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ballast_is_four_times_the_size_within_available_memory() {
+        const GIB: u64 = 1 << 30;
+        assert_eq!(ballast_bytes(GIB, 23 * GIB), 4 * GIB);
+        assert_eq!(ballast_bytes(GIB, 9 * GIB), 2 * GIB);
+        assert_eq!(ballast_bytes(GIB, 6 * GIB), 0);
+        assert_eq!(ballast_bytes(64 << 20, GIB), 0);
+        let meminfo = "MemTotal:       24684132 kB\nMemFree:        23377000 kB\n\
+                       MemAvailable:   24186404 kB\n";
+        assert_eq!(parse_mem_available(meminfo), Some(24186404 * 1024));
+        assert_eq!(parse_mem_available("MemTotal: 1 kB\n"), None);
+    }
+
+    #[test]
+    fn openssl_digests_are_parsed() -> Result<()> {
+        let hex = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+        assert_eq!(
+            parse_openssl_digest(&format!("{hex} *src.bin\n"))?,
+            format!("sha256:{hex}")
+        );
+        assert!(parse_openssl_digest("SHA2-256(src.bin)= e3b0").is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn proc_status_fields_are_parsed() {
+        let status = "Name:\thoist\nVmPeak:\t  20000 kB\nVmHWM:\t   73156 kB\n\
+                      VmRSS:\t   12104 kB\nRssAnon:\t 5000 kB\n";
+        assert_eq!(parse_status_kib(status, "VmRSS"), Some(12104));
+        assert_eq!(parse_status_kib(status, "VmHWM"), Some(73156));
+        assert_eq!(parse_status_kib("Name:\tx\n", "VmRSS"), None);
+    }
+
+    #[test]
+    fn revision_names_or_counts_the_changed_files() {
+        assert_eq!(
+            describe_revision("c02f2a6\n", "", Revision::Files),
+            "c02f2a6"
+        );
+        let porcelain = " M crates/oci-layout/src/layout.rs\n?? crates/x/new.rs\n";
+        assert_eq!(
+            describe_revision("c02f2a6\n", porcelain, Revision::Files),
+            "c02f2a6 + uncommitted crates/oci-layout/src/layout.rs, crates/x/new.rs"
+        );
+        assert_eq!(
+            describe_revision("c02f2a6\n", porcelain, Revision::Count),
+            "c02f2a6 + 2 uncommitted file(s) under crates/"
+        );
+    }
+}
