@@ -132,17 +132,22 @@ async fn basic_auth_lets_each_user_do_what_the_policy_allows() {
         guarded.authorized(&basic("bob", PASSWORD)),
     );
 
-    // Anonymous: asked for credentials, except where the policy lets anyone pull.
-    let base = guarded.get("/v2/").send().await;
-    base.assert_error(StatusCode::UNAUTHORIZED, "UNAUTHORIZED");
+    // Anonymous: asked for credentials, except where the policy lets anyone pull (and so
+    // at the base endpoint, which anonymous clients check before pulling).
+    let anonymous = guarded.get("/v2/team/app/manifests/v1").send().await;
+    anonymous.assert_error(StatusCode::UNAUTHORIZED, "UNAUTHORIZED");
     assert_eq!(
-        base.header("WWW-Authenticate"),
+        anonymous.header("WWW-Authenticate"),
         Some("Basic realm=\"hoist\"")
     );
-    let anonymous = guarded.get("/v2/team/app/manifests/v1").send().await;
-    assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
     let public = guarded.get("/v2/public/base/manifests/v1").send().await;
     assert_eq!(public.status, StatusCode::OK);
+    assert_eq!(guarded.get("/v2/").send().await.status, StatusCode::OK);
+    guarded
+        .post("/v2/public/base/blobs/uploads/")
+        .send()
+        .await
+        .assert_error(StatusCode::UNAUTHORIZED, "UNAUTHORIZED");
 
     // A wrong password is no user at all.
     let wrong = guarded.authorized(&basic("alice", "guess"));
@@ -187,6 +192,21 @@ async fn basic_auth_lets_each_user_do_what_the_policy_allows() {
         catalog["repositories"],
         serde_json::json!(["public/base", "team/app"])
     );
+}
+
+#[tokio::test]
+async fn basic_auth_without_a_policy_lets_users_do_everything_and_anonymous_nothing() {
+    let (_open, guarded, _servers) =
+        two_servers(|server| server.with_auth(Auth::basic(Some(users())))).await;
+    let base = guarded.get("/v2/").send().await;
+    base.assert_error(StatusCode::UNAUTHORIZED, "UNAUTHORIZED");
+    assert_eq!(
+        base.header("WWW-Authenticate"),
+        Some("Basic realm=\"hoist\"")
+    );
+    let bob = guarded.authorized(&basic("bob", PASSWORD));
+    assert_eq!(bob.get("/v2/").send().await.status, StatusCode::OK);
+    bob.push_image("anything/at/all", "v1", b"layer").await;
 }
 
 /// The parts of a `WWW-Authenticate: Bearer k="v",…` challenge.

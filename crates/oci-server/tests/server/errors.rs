@@ -8,12 +8,6 @@ use crate::support::{digest, start_default};
 #[tokio::test]
 async fn an_unknown_manifest_is_404_manifest_unknown() {
     let (_server, client) = start_default().await;
-    // In a repository that does not exist, and in one that does.
-    client
-        .get("/v2/nowhere/manifests/latest")
-        .send()
-        .await
-        .assert_error(StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN");
     client.push_image("r", "v1", b"layer").await;
     client
         .get("/v2/r/manifests/latest")
@@ -30,6 +24,7 @@ async fn an_unknown_manifest_is_404_manifest_unknown() {
 #[tokio::test]
 async fn an_unknown_blob_is_404_blob_unknown() {
     let (_server, client) = start_default().await;
+    client.push_blob("r", b"another blob").await;
     let path = format!("/v2/r/blobs/{}", digest(b"no such blob"));
     client
         .get(&path)
@@ -43,11 +38,39 @@ async fn an_unknown_blob_is_404_blob_unknown() {
 
     // A blob of another repository is unknown in this one.
     let elsewhere = client.push_blob("other", b"elsewhere").await;
+    assert_eq!(
+        client
+            .get(&format!("/v2/other/blobs/{elsewhere}"))
+            .send()
+            .await
+            .status,
+        StatusCode::OK
+    );
     client
         .get(&format!("/v2/r/blobs/{elsewhere}"))
         .send()
         .await
         .assert_error(StatusCode::NOT_FOUND, "BLOB_UNKNOWN");
+}
+
+#[tokio::test]
+async fn a_repository_that_does_not_exist_is_404_name_unknown() {
+    let (_server, client) = start_default().await;
+    client
+        .get("/v2/nowhere/manifests/latest")
+        .send()
+        .await
+        .assert_error(StatusCode::NOT_FOUND, "NAME_UNKNOWN");
+    client
+        .get(&format!("/v2/nowhere/blobs/{}", digest(b"x")))
+        .send()
+        .await
+        .assert_error(StatusCode::NOT_FOUND, "NAME_UNKNOWN");
+    client
+        .get("/v2/nowhere/tags/list")
+        .send()
+        .await
+        .assert_error(StatusCode::NOT_FOUND, "NAME_UNKNOWN");
 }
 
 #[tokio::test]
