@@ -46,7 +46,8 @@ fn basic(user: &str, password: &str) -> String {
 }
 
 /// Two servers of one store: `open` without auth or limits (to set content up), and `guarded`,
-/// built by `guard` from a server of the same store.
+/// built by `guard` from a server of the same store. The `Listening`s come back too, in that
+/// order: a server stops when its `Listening` is dropped, so the test keeps them.
 async fn two_servers(
     guard: impl FnOnce(RegistryServer) -> RegistryServer,
 ) -> (Client, Client, Vec<oci_server::Listening>) {
