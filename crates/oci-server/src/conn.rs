@@ -145,6 +145,24 @@ pub(crate) async fn serve(
 ) {
     let options = &state.options;
     let (idle_limit, handshake_limit) = (options.idle_timeout, options.tls_handshake_timeout);
+    // The server reads a connection's first bytes to tell HTTP/1 from HTTP/2 before hyper's
+    // header timer runs, so a connection that sends nothing at all is limited here (with the
+    // same limit as a request's head), not left to the idle timeout.
+    let first_bytes_limit = options.header_read_timeout;
+    if !first_bytes_limit.is_zero() {
+        // `peek`, not `readable`: readiness may be reported before any byte is there.
+        match tokio::time::timeout(first_bytes_limit, stream.peek(&mut [0u8; 1])).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(error)) => {
+                tracing::debug!(%peer, %error, "connection failed before its first byte");
+                return;
+            }
+            Err(_) => {
+                tracing::debug!(%peer, ?first_bytes_limit, "closing a connection that sent nothing");
+                return;
+            }
+        }
+    }
     let activity = Activity::new();
     let stream = Watched::new(stream, Arc::clone(&activity));
     let mut builder = auto::Builder::new(TokioExecutor::new());

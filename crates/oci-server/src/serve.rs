@@ -49,7 +49,9 @@ pub struct ServerOptions {
     /// How long a client has to send a request's line and headers, from the moment the
     /// server waits for them (HTTP/1; on a kept-alive connection the wait starts when the
     /// previous answer was sent, so this also ends idle keep-alive connections). Closes
-    /// connections that send half a request and stop. Zero: no limit.
+    /// connections that send half a request and stop, and connections that send nothing at
+    /// all (on any protocol, TLS included: their first byte must arrive within it). Zero: no
+    /// limit.
     pub header_read_timeout: Duration,
     /// How long a connection may go without a byte moving either way before it is closed: a
     /// stalled upload, a download nobody reads, an idle HTTP/2 connection. Zero: no limit.
