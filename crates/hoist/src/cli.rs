@@ -798,13 +798,13 @@ pub(crate) struct ArtifactPushArgs {
     #[arg(value_name = "REF", value_parser = Location::parse)]
     pub(crate) reference: Location,
     /// The files, each FILE or FILE:MEDIA-TYPE (default application/vnd.oci.image.layer.v1.tar).
-    #[arg(value_name = "FILE[:TYPE]", required = true, value_parser = crate::commands::artifact::parse_file)]
+    #[arg(value_name = "FILE[:TYPE]", required = true, value_parser = parse_file)]
     pub(crate) files: Vec<oci_artifact::ArtifactFile>,
     /// The artifact type (default application/vnd.unknown.artifact.v1).
     #[arg(long, value_name = "TYPE", value_parser = parse_media_type)]
     pub(crate) artifact_type: Option<oci_types::MediaType>,
     /// An annotation of the manifest (repeatable).
-    #[arg(short, long = "annotation", value_name = "KEY=VALUE", value_parser = crate::commands::artifact::parse_annotation)]
+    #[arg(short, long = "annotation", value_name = "KEY=VALUE", value_parser = parse_annotation)]
     pub(crate) annotations: Vec<(String, String)>,
     /// The manifest this artifact refers to, in REF's repository (see also `hoist attach`).
     #[arg(long, value_name = "SUBJECT", value_parser = Location::parse)]
@@ -829,13 +829,13 @@ pub(crate) struct AttachArgs {
     #[arg(value_name = "REF", value_parser = Location::parse)]
     pub(crate) subject: Location,
     /// The files, each FILE or FILE:MEDIA-TYPE.
-    #[arg(value_name = "FILE[:TYPE]", required = true, value_parser = crate::commands::artifact::parse_file)]
+    #[arg(value_name = "FILE[:TYPE]", required = true, value_parser = parse_file)]
     pub(crate) files: Vec<oci_artifact::ArtifactFile>,
     /// The artifact type: what the attachment is (application/spdx+json, ...).
     #[arg(long, value_name = "TYPE", value_parser = parse_media_type)]
     pub(crate) artifact_type: oci_types::MediaType,
     /// An annotation of the manifest (repeatable).
-    #[arg(short, long = "annotation", value_name = "KEY=VALUE", value_parser = crate::commands::artifact::parse_annotation)]
+    #[arg(short, long = "annotation", value_name = "KEY=VALUE", value_parser = parse_annotation)]
     pub(crate) annotations: Vec<(String, String)>,
 }
 
@@ -1112,6 +1112,30 @@ fn parse_media_type(input: &str) -> Result<oci_types::MediaType, oci_types::Erro
     oci_types::MediaType::parse(input)
 }
 
+/// `FILE[:TYPE]`: a path, with a media type after its last `:` when what follows is one (a
+/// path may hold `:` too, as oras reads it).
+fn parse_file(input: &str) -> Result<oci_artifact::ArtifactFile, String> {
+    if input.is_empty() {
+        return Err("an empty file name".to_owned());
+    }
+    if let Some((path, kind)) = input.rsplit_once(':')
+        && kind.contains('/')
+        && !path.is_empty()
+    {
+        let media_type = oci_types::MediaType::parse(kind).map_err(|e| format!("{kind:?}: {e}"))?;
+        return Ok(oci_artifact::ArtifactFile::new(path).with_media_type(media_type));
+    }
+    Ok(oci_artifact::ArtifactFile::new(input))
+}
+
+/// `KEY=VALUE`.
+fn parse_annotation(input: &str) -> Result<(String, String), String> {
+    match input.split_once('=') {
+        Some((key, value)) if !key.is_empty() => Ok((key.to_owned(), value.to_owned())),
+        _ => Err(format!("{input:?} is not KEY=VALUE")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use clap::CommandFactory;
@@ -1182,5 +1206,23 @@ mod tests {
         .unwrap();
         assert!(cli.registry.plain_http && cli.registry.insecure);
         assert_eq!(cli.registry.ca_file, [PathBuf::from("ca.pem")]);
+    }
+
+    #[test]
+    fn files_take_a_media_type_after_their_last_colon() {
+        let plain = parse_file("notes.txt").unwrap();
+        assert_eq!(plain.title, "notes.txt");
+        assert_eq!(plain.media_type.as_str(), oci_artifact::DEFAULT_FILE_TYPE);
+        let typed = parse_file("dir/sbom.json:application/spdx+json").unwrap();
+        assert_eq!(typed.path, std::path::Path::new("dir/sbom.json"));
+        assert_eq!(typed.media_type.as_str(), "application/spdx+json");
+        // A colon without a media type after it is part of the name.
+        assert_eq!(parse_file("a:b.txt").unwrap().title, "a:b.txt");
+        assert!(parse_file("x:bad type/").is_err());
+        assert_eq!(
+            parse_annotation("k=v=w").unwrap(),
+            ("k".into(), "v=w".into())
+        );
+        assert!(parse_annotation("=v").is_err());
     }
 }

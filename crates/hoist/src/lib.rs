@@ -20,6 +20,7 @@ mod commands;
 mod daemon;
 mod exit;
 mod location;
+mod open;
 mod output;
 mod progress;
 mod transports;
@@ -31,7 +32,7 @@ use clap::Parser;
 
 use crate::cli::{ArtifactCommand, BlobCommand, Cli, Command, IndexCommand};
 use crate::commands::Ctx;
-use crate::location::Opener;
+use crate::open::Opener;
 
 /// Runs the command line with the process arguments and returns its exit code.
 pub fn main() -> ExitCode {

@@ -6,7 +6,7 @@
 //! [`crate::daemon`]).
 //!
 //! Read, an archive is an [`ArchiveReader`]; written, an [`ArchiveWriter`] that a command
-//! finishes ([`Place::finish`](crate::location::Place::finish)) once everything is pushed.
+//! finishes ([`Place::finish`](crate::open::Place::finish)) once everything is pushed.
 
 use std::fmt;
 use std::path::{Path, PathBuf};

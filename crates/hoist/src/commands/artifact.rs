@@ -8,32 +8,9 @@ use oci_types::{Descriptor, MediaType};
 use crate::cli::{ArtifactPullArgs, ArtifactPushArgs, AttachArgs};
 use crate::commands::Ctx;
 use crate::exit::{Failed, Failure};
-use crate::location::{Location, Place};
+use crate::location::Location;
+use crate::open::Place;
 use crate::output::{count, human_size, print_line};
-
-/// `FILE[:TYPE]`: a path, with a media type after its last `:` when what follows is one (a
-/// path may hold `:` too, as oras reads it).
-pub(crate) fn parse_file(input: &str) -> Result<ArtifactFile, String> {
-    if input.is_empty() {
-        return Err("an empty file name".to_owned());
-    }
-    if let Some((path, kind)) = input.rsplit_once(':')
-        && kind.contains('/')
-        && !path.is_empty()
-    {
-        let media_type = MediaType::parse(kind).map_err(|e| format!("{kind:?}: {e}"))?;
-        return Ok(ArtifactFile::new(path).with_media_type(media_type));
-    }
-    Ok(ArtifactFile::new(input))
-}
-
-/// `KEY=VALUE`.
-pub(crate) fn parse_annotation(input: &str) -> Result<(String, String), String> {
-    match input.split_once('=') {
-        Some((key, value)) if !key.is_empty() => Ok((key.to_owned(), value.to_owned())),
-        _ => Err(format!("{input:?} is not KEY=VALUE")),
-    }
-}
 
 /// Refuses archives and daemons: artifacts live in registries and layouts.
 fn check_place(location: &Location) -> Result<()> {
@@ -182,27 +159,4 @@ pub(crate) async fn pull(ctx: &Ctx, args: ArtifactPullArgs) -> Result<()> {
         args.reference
     ));
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn files_take_a_media_type_after_their_last_colon() {
-        let plain = parse_file("notes.txt").unwrap();
-        assert_eq!(plain.title, "notes.txt");
-        assert_eq!(plain.media_type.as_str(), oci_artifact::DEFAULT_FILE_TYPE);
-        let typed = parse_file("dir/sbom.json:application/spdx+json").unwrap();
-        assert_eq!(typed.path, std::path::Path::new("dir/sbom.json"));
-        assert_eq!(typed.media_type.as_str(), "application/spdx+json");
-        // A colon without a media type after it is part of the name.
-        assert_eq!(parse_file("a:b.txt").unwrap().title, "a:b.txt");
-        assert!(parse_file("x:bad type/").is_err());
-        assert_eq!(
-            parse_annotation("k=v=w").unwrap(),
-            ("k".into(), "v=w".into())
-        );
-        assert!(parse_annotation("=v").is_err());
-    }
 }

@@ -15,7 +15,7 @@ use tokio::io::AsyncWriteExt;
 use crate::cli::{BlobGetArgs, BlobPutArgs};
 use crate::commands::Ctx;
 use crate::exit::{Failed, Failure};
-use crate::location::Place;
+use crate::open::Place;
 use crate::output::{async_stdout_error, human_size, print_line};
 
 /// The size of the reads that hash and upload a file.

@@ -17,7 +17,8 @@ use crate::cli::{
 };
 use crate::commands::Ctx;
 use crate::exit::{Failed, Failure};
-use crate::location::{Location, Place};
+use crate::location::Location;
+use crate::open::Place;
 use crate::output::print_line;
 use crate::progress::BuildProgressView;
 
@@ -221,7 +222,9 @@ async fn report(
     dst: &Location,
     built: &Built,
 ) -> Result<()> {
-    target.finish(ctx).await?;
+    for note in target.finish().await? {
+        ctx.say(note);
+    }
     print_line(&built.manifest.digest)?;
     ctx.say(format!(
         "{what} {dst} ({}): {} new {}",

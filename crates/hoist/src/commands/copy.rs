@@ -8,7 +8,8 @@ use crate::cli::{CopyArgs, PullArgs, PushArgs, TransferArgs};
 use crate::commands::Ctx;
 use crate::daemon;
 use crate::exit::{Failed, Failure};
-use crate::location::{Location, Place};
+use crate::location::Location;
+use crate::open::Place;
 use crate::output::{count, human_size, print_line};
 use crate::progress::CopyProgress;
 use crate::transports::ArchiveLocation;
@@ -162,7 +163,9 @@ async fn copy_between(
         )
         .into());
     }
-    to.finish(ctx).await?;
+    for note in to.finish().await? {
+        ctx.say(note);
+    }
     if let (true, true, Some(platform)) =
         (to_docker, transfer.platforms.platform.is_empty(), &chosen)
     {

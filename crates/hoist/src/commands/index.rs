@@ -10,7 +10,8 @@ use oci_types::Descriptor;
 use crate::cli::{IndexAppendArgs, IndexCreateArgs, IndexFlags, IndexRemoveArgs};
 use crate::commands::Ctx;
 use crate::exit::{Failed, Failure};
-use crate::location::{Location, Place};
+use crate::location::Location;
+use crate::open::Place;
 use crate::output::print_line;
 use crate::progress::CopyProgress;
 
@@ -23,7 +24,9 @@ pub(crate) async fn create(ctx: &Ctx, args: IndexCreateArgs) -> Result<()> {
     let index = create_index(target.endpoint(), entries, &tags, &options)
         .await
         .with_context(|| format!("cannot make index {}", args.dst))?;
-    target.finish(ctx).await?;
+    for note in target.finish().await? {
+        ctx.say(note);
+    }
     print_line(&index.digest)?;
     ctx.say(format!(
         "made index {} of {} images",

@@ -98,7 +98,7 @@ const MAX_TREE_DEPTH: usize = 16;
 /// manifest already printed (a cycle, which digests make impossible unless a store lies) is not
 /// followed again.
 fn referrer_tree<'a>(
-    place: &'a crate::location::Place,
+    place: &'a crate::open::Place,
     subject: &'a oci_types::Digest,
     params: &'a ReferrersParams,
     depth: usize,

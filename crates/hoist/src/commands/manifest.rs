@@ -6,7 +6,8 @@ use oci_types::{Manifest, Platform};
 
 use crate::cli::ManifestArgs;
 use crate::commands::Ctx;
-use crate::location::{Location, Place};
+use crate::location::Location;
+use crate::open::Place;
 use crate::output::{print_bytes, print_line};
 
 /// A manifest chosen for a platform, with the index it was chosen from.

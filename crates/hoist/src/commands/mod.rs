@@ -16,7 +16,7 @@ pub(crate) mod sync;
 pub(crate) mod tag;
 pub(crate) mod unpack;
 
-use crate::location::Opener;
+use crate::open::Opener;
 use crate::progress;
 
 /// What every command gets: the global flags and the store opener.

@@ -15,7 +15,8 @@ use serde::de::Error as _;
 use crate::cli::SyncArgs;
 use crate::commands::Ctx;
 use crate::exit::{Failed, Failure};
-use crate::location::{Location, Place};
+use crate::location::Location;
+use crate::open::Place;
 use crate::output::{count, human_size, print_line};
 
 /// The largest config file read.

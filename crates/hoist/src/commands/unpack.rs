@@ -16,7 +16,8 @@ use oci_unpack::UnpackEvent;
 
 use crate::cli::{ExportArgs, LayersArgs, UnpackArgs};
 use crate::commands::Ctx;
-use crate::location::{Location, Place};
+use crate::location::Location;
+use crate::open::Place;
 use crate::output::{count, human_size, print_line};
 use crate::progress::BuildProgressView;
 
