@@ -137,8 +137,9 @@ pub(crate) struct CachedToken {
 
 impl CachedToken {
     /// Tokens are renewed a little before they expire, so none is refused mid-request.
-    pub(crate) fn fresh(&self) -> bool {
-        Instant::now() + self.margin < self.expires
+    /// `now` comes from the client's [`Clock`](crate::Clock).
+    pub(crate) fn fresh(&self, now: Instant) -> bool {
+        now + self.margin < self.expires
     }
 }
 
@@ -156,14 +157,16 @@ pub(crate) struct TokenResponse {
 }
 
 impl TokenResponse {
-    pub(crate) fn into_cached(self) -> Option<(CachedToken, Option<String>)> {
+    /// The token to cache, received at `now` (from the client's [`Clock`](crate::Clock)), and
+    /// the refresh token if the endpoint rotated it.
+    pub(crate) fn into_cached(self, now: Instant) -> Option<(CachedToken, Option<String>)> {
         let token = self.access_token.or(self.token).filter(|t| !t.is_empty())?;
         // The distribution token spec: 60 seconds when not stated.
         let lifetime = Duration::from_secs(self.expires_in.unwrap_or(60).max(1));
         Some((
             CachedToken {
                 token,
-                expires: Instant::now() + lifetime,
+                expires: now + lifetime,
                 margin: Duration::from_secs(5).min(lifetime / 2),
             },
             self.refresh_token,

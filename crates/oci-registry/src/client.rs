@@ -17,6 +17,7 @@ use oci_types::{Descriptor, Digest, MAX_MANIFEST_SIZE, MediaType, Repository};
 use tokio::sync::Semaphore;
 
 use crate::auth::{CachedToken, Challenge, Credentials, TokenResponse, parse_challenge};
+use crate::clock::Clock;
 use crate::proxy::ProxyRules;
 use crate::transport::{
     AcceptAnyCertificate, Body, Call, HttpClient, Permanent, RetryPolicy, http_client, is_loopback,
@@ -49,6 +50,7 @@ pub struct RegistryClientBuilder {
     stall_timeout: Duration,
     client_identity: Option<(PathBuf, PathBuf)>,
     proxy: Option<String>,
+    clock: Clock,
 }
 
 impl RegistryClientBuilder {
@@ -143,6 +145,13 @@ impl RegistryClientBuilder {
         self
     }
 
+    /// Reads the time from `clock` when caching bearer tokens and checking their expiry,
+    /// instead of the system clock: tests move it past a token's lifetime rather than sleep.
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
     /// Builds the client, reading credentials, certificates and proxy settings.
     pub async fn build(self) -> crate::Result<RegistryClient> {
         let (name, host) = endpoint(&self.registry);
@@ -171,6 +180,7 @@ impl RegistryClientBuilder {
                 insecure: self.plain_http == Some(true) || self.skip_verify,
                 credentials: Mutex::new(credentials),
                 tokens: Mutex::new(HashMap::new()),
+                clock: self.clock,
                 basic: AtomicBool::new(false),
                 retry: self.retry,
                 permits: Arc::new(Semaphore::new(self.max_concurrent_requests)),
@@ -286,6 +296,8 @@ pub(crate) struct Inner {
     credentials: Mutex<Credentials>,
     /// Bearer tokens by the scope they were asked for.
     tokens: Mutex<HashMap<String, CachedToken>>,
+    /// What the token cache reads the time from.
+    clock: Clock,
     /// The registry asked for basic credentials: send them up front.
     basic: AtomicBool,
     retry: RetryPolicy,
@@ -332,6 +344,7 @@ impl RegistryClient {
             stall_timeout: Duration::from_secs(60),
             client_identity: None,
             proxy: None,
+            clock: Clock::system(),
         }
     }
 
@@ -438,7 +451,7 @@ impl RegistryClient {
             .unwrap_or_else(PoisonError::into_inner);
         tokens
             .get(scope)
-            .filter(|t| t.fresh())
+            .filter(|t| t.fresh(self.inner.clock.now()))
             .and_then(|t| format!("Bearer {}", t.token).parse().ok())
     }
 
@@ -710,7 +723,7 @@ impl RegistryClient {
                 "{self}: the token endpoint {realm} answered something other than a token: {e}"
             ))
         })?;
-        let (token, refresh) = parsed.into_cached().ok_or_else(|| {
+        let (token, refresh) = parsed.into_cached(self.inner.clock.now()).ok_or_else(|| {
             unauthorized(format!(
                 "{self}: the token endpoint {realm} answered without a token"
             ))

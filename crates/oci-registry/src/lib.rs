@@ -27,6 +27,7 @@
 
 mod auth;
 mod client;
+mod clock;
 mod error;
 mod interface;
 mod proxy;
@@ -35,5 +36,6 @@ mod upload;
 
 pub use auth::{Credentials, credential_files, credentials_from_files};
 pub use client::{RegistryClient, RegistryClientBuilder};
+pub use clock::Clock;
 pub use error::{Error, Result};
 pub use transport::RetryPolicy;

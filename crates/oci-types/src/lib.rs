@@ -30,6 +30,7 @@
 
 mod descriptor;
 mod digest;
+pub mod docker_hub;
 mod error;
 mod manifest;
 pub mod media_type;
