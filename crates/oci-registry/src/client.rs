@@ -13,7 +13,7 @@ use http::{Method, Response, StatusCode, Uri, header};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use oci_store::{BlobBody, Error, ErrorCode, PushCheck, Result};
-use oci_types::{Descriptor, Digest, MAX_MANIFEST_SIZE, MediaType, Repository};
+use oci_types::{Descriptor, Digest, MAX_MANIFEST_SIZE, MediaType, Repository, docker_hub};
 use tokio::sync::Semaphore;
 
 use crate::auth::{CachedToken, Challenge, Credentials, TokenResponse, parse_challenge};
@@ -196,18 +196,17 @@ impl RegistryClientBuilder {
 }
 
 /// The registry's name for credentials and display, and the host to connect to: Docker Hub's
-/// names (`docker.io`, `index.docker.io`) go to `registry-1.docker.io`.
+/// names ([`docker_hub::ALIASES`]) go to its API host.
 fn endpoint(registry: &str) -> (String, String) {
     let registry = registry.trim_end_matches('/');
     let registry = registry
         .strip_prefix("https://")
         .or_else(|| registry.strip_prefix("http://"))
         .unwrap_or(registry);
-    match registry {
-        "docker.io" | "index.docker.io" | "registry-1.docker.io" => {
-            ("docker.io".to_owned(), "registry-1.docker.io".to_owned())
-        }
-        other => (other.to_owned(), other.to_owned()),
+    if docker_hub::is_docker_hub(registry) {
+        (docker_hub::NAME.to_owned(), docker_hub::API_HOST.to_owned())
+    } else {
+        (registry.to_owned(), registry.to_owned())
     }
 }
 
