@@ -6,6 +6,8 @@
 //! The fixture answers from a closure and records every request (method, target and
 //! `Authorization`), so each test states the exact exchange it expects. The cross-crate suites
 //! (real registries, hoist's server, the CLI) are in the workspace's `tests/it`.
+// The fixture's helpers are test code too: a failure there is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
