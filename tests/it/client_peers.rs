@@ -20,13 +20,13 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
-use oci_registry::{Credentials, RegistryClient, RetryPolicy};
+use oci_registry::{Clock, Credentials, RegistryClient, RetryPolicy};
 use oci_server::{Auth, Htpasswd, Listening, RegistryServer};
 use oci_store::conformance::{Capabilities, Corrupter, Fixture, all_cases, seeded_bytes};
 use oci_store::{
@@ -1196,15 +1196,52 @@ async fn token_server(memory: &MemoryStore, lifetime: Duration) -> Listening {
         .unwrap()
 }
 
+/// Real time plus an offset the test moves: tokens age as they do between real requests,
+/// and a wait longer than their lifetime is a step of the offset rather than a sleep. The
+/// server and the client read the same one, so both see a token expire at the same moment.
+#[derive(Clone, Default)]
+struct ShiftedClock(Arc<Mutex<Duration>>);
+
+impl ShiftedClock {
+    fn now(&self) -> Instant {
+        Instant::now() + *self.0.lock().unwrap()
+    }
+
+    fn advance(&self, by: Duration) {
+        *self.0.lock().unwrap() += by;
+    }
+
+    fn for_client(&self) -> Clock {
+        let clock = self.clone();
+        Clock::new(move || clock.now())
+    }
+}
+
+/// [`token_server`] reading the time from `clock`.
+async fn token_server_with_clock(
+    memory: &MemoryStore,
+    lifetime: Duration,
+    clock: &ShiftedClock,
+) -> Listening {
+    let clock = clock.clone();
+    RegistryServer::new(Arc::new(memory.clone()))
+        .with_auth(Auth::token(None, lifetime).with_clock(move || clock.now()))
+        .bind("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap()
+}
+
 /// A token is reused while the client holds it good (it renews 5 s before expiry: a 7-second
 /// token is held good for 2 s), then renewed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn token_flow_reuses_a_token_until_near_its_expiry() {
     let memory = MemoryStore::new();
-    let listening = token_server(&memory, Duration::from_secs(7)).await;
+    let clock = ShiftedClock::default();
+    let listening = token_server_with_clock(&memory, Duration::from_secs(7), &clock).await;
     let proxy = Proxy::start(listening.local_addr()).await;
     let client = RegistryClient::builder(&proxy.host())
         .with_credential_files(Vec::new())
+        .with_clock(clock.for_client())
         .build()
         .await
         .unwrap();
@@ -1220,7 +1257,7 @@ async fn token_flow_reuses_a_token_until_near_its_expiry() {
         "one pull token for 20 requests"
     );
     // The client renews a token min(5 s, half its lifetime) before it expires: 3.5 s here.
-    tokio::time::sleep(Duration::from_millis(4000)).await;
+    clock.advance(Duration::from_millis(4000));
     client.resolve_blob(&repo, &layer.digest).await.unwrap();
     let tokens = token_requests(&proxy.log());
     assert_eq!(tokens.len(), 2, "a token renewed near its expiry");
@@ -1280,14 +1317,17 @@ async fn token_flow_fetches_a_fresh_token_after_a_401() {
 
 /// Tokens that live 1 s (less than the client's renewal margin of 5 s): every request still
 /// goes through, blob pushes with a streamed body included, and after a pause longer than the
-/// lifetime as well.
+/// lifetime as well (the clock moved past it: the server refuses the old tokens, the client
+/// fetches new ones).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn token_flow_with_one_second_tokens() {
     let memory = MemoryStore::new();
-    let listening = token_server(&memory, Duration::from_secs(1)).await;
+    let clock = ShiftedClock::default();
+    let listening = token_server_with_clock(&memory, Duration::from_secs(1), &clock).await;
     let proxy = Proxy::start(listening.local_addr()).await;
     let client = RegistryClient::builder(&proxy.host())
         .with_credential_files(Vec::new())
+        .with_clock(clock.for_client())
         .build()
         .await
         .unwrap();
@@ -1319,9 +1359,20 @@ async fn token_flow_with_one_second_tokens() {
         );
     }
     push_image(&client, &repo, 6).await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    clock.advance(Duration::from_secs(2));
+    proxy.clear_log();
     pull_image(&client, &repo, 6).await;
     push_image(&client, &repo, 7).await;
+    let log = proxy.log();
+    assert!(
+        log.first()
+            .is_some_and(|s| s.header("authorization").is_none()),
+        "the client holds its tokens expired after the clock moved"
+    );
+    assert!(
+        !token_requests(&log).is_empty(),
+        "tokens are fetched again once the old ones expired"
+    );
 }
 
 // ---- credentials from files ----

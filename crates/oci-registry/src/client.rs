@@ -13,10 +13,11 @@ use http::{Method, Response, StatusCode, Uri, header};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use oci_store::{BlobBody, Error, ErrorCode, PushCheck, Result};
-use oci_types::{Descriptor, Digest, MAX_MANIFEST_SIZE, MediaType, Repository};
+use oci_types::{Descriptor, Digest, MAX_MANIFEST_SIZE, MediaType, Repository, docker_hub};
 use tokio::sync::Semaphore;
 
 use crate::auth::{CachedToken, Challenge, Credentials, TokenResponse, parse_challenge};
+use crate::clock::Clock;
 use crate::proxy::ProxyRules;
 use crate::transport::{
     AcceptAnyCertificate, Body, Call, HttpClient, Permanent, RetryPolicy, http_client, is_loopback,
@@ -49,6 +50,7 @@ pub struct RegistryClientBuilder {
     stall_timeout: Duration,
     client_identity: Option<(PathBuf, PathBuf)>,
     proxy: Option<String>,
+    clock: Clock,
 }
 
 impl RegistryClientBuilder {
@@ -143,6 +145,13 @@ impl RegistryClientBuilder {
         self
     }
 
+    /// Reads the time from `clock` when caching bearer tokens and checking their expiry,
+    /// instead of the system clock: tests move it past a token's lifetime rather than sleep.
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
     /// Builds the client, reading credentials, certificates and proxy settings.
     pub async fn build(self) -> crate::Result<RegistryClient> {
         let (name, host) = endpoint(&self.registry);
@@ -171,6 +180,7 @@ impl RegistryClientBuilder {
                 insecure: self.plain_http == Some(true) || self.skip_verify,
                 credentials: Mutex::new(credentials),
                 tokens: Mutex::new(HashMap::new()),
+                clock: self.clock,
                 basic: AtomicBool::new(false),
                 retry: self.retry,
                 permits: Arc::new(Semaphore::new(self.max_concurrent_requests)),
@@ -186,18 +196,17 @@ impl RegistryClientBuilder {
 }
 
 /// The registry's name for credentials and display, and the host to connect to: Docker Hub's
-/// names (`docker.io`, `index.docker.io`) go to `registry-1.docker.io`.
+/// names ([`docker_hub::ALIASES`]) go to its API host.
 fn endpoint(registry: &str) -> (String, String) {
     let registry = registry.trim_end_matches('/');
     let registry = registry
         .strip_prefix("https://")
         .or_else(|| registry.strip_prefix("http://"))
         .unwrap_or(registry);
-    match registry {
-        "docker.io" | "index.docker.io" | "registry-1.docker.io" => {
-            ("docker.io".to_owned(), "registry-1.docker.io".to_owned())
-        }
-        other => (other.to_owned(), other.to_owned()),
+    if docker_hub::is_docker_hub(registry) {
+        (docker_hub::NAME.to_owned(), docker_hub::API_HOST.to_owned())
+    } else {
+        (registry.to_owned(), registry.to_owned())
     }
 }
 
@@ -286,6 +295,8 @@ pub(crate) struct Inner {
     credentials: Mutex<Credentials>,
     /// Bearer tokens by the scope they were asked for.
     tokens: Mutex<HashMap<String, CachedToken>>,
+    /// What the token cache reads the time from.
+    clock: Clock,
     /// The registry asked for basic credentials: send them up front.
     basic: AtomicBool,
     retry: RetryPolicy,
@@ -332,6 +343,7 @@ impl RegistryClient {
             stall_timeout: Duration::from_secs(60),
             client_identity: None,
             proxy: None,
+            clock: Clock::system(),
         }
     }
 
@@ -438,7 +450,7 @@ impl RegistryClient {
             .unwrap_or_else(PoisonError::into_inner);
         tokens
             .get(scope)
-            .filter(|t| t.fresh())
+            .filter(|t| t.fresh(self.inner.clock.now()))
             .and_then(|t| format!("Bearer {}", t.token).parse().ok())
     }
 
@@ -710,7 +722,7 @@ impl RegistryClient {
                 "{self}: the token endpoint {realm} answered something other than a token: {e}"
             ))
         })?;
-        let (token, refresh) = parsed.into_cached().ok_or_else(|| {
+        let (token, refresh) = parsed.into_cached(self.inner.clock.now()).ok_or_else(|| {
             unauthorized(format!(
                 "{self}: the token endpoint {realm} answered without a token"
             ))

@@ -27,13 +27,17 @@
 
 mod auth;
 mod client;
+mod clock;
+mod docker_config;
 mod error;
 mod interface;
 mod proxy;
 mod transport;
 mod upload;
 
-pub use auth::{Credentials, credential_files, credentials_from_files};
+pub use auth::Credentials;
 pub use client::{RegistryClient, RegistryClientBuilder};
+pub use clock::Clock;
+pub use docker_config::{DockerConfig, credential_files, credentials_from_files};
 pub use error::{Error, Result};
 pub use transport::RetryPolicy;

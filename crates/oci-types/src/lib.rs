@@ -32,6 +32,7 @@
 
 mod descriptor;
 mod digest;
+pub mod docker_hub;
 mod error;
 mod manifest;
 mod manifest_ref;

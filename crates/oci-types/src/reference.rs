@@ -3,11 +3,13 @@
 use std::fmt;
 use std::str::FromStr;
 
+use crate::docker_hub;
 use crate::name::MAX_REPOSITORY_LEN;
 use crate::{Digest, Error, Repository, Result, Tag};
 
-/// The registry that names without a registry part belong to.
-pub const DOCKER_HUB: &str = "docker.io";
+/// The registry that names without a registry part belong to (the same as
+/// [`docker_hub::NAME`]).
+pub const DOCKER_HUB: &str = docker_hub::NAME;
 
 /// A reference to an image in a registry: registry, repository, and a tag, a digest or both.
 ///
@@ -65,7 +67,9 @@ impl Reference {
             _ => (DOCKER_HUB, name.to_owned()),
         };
         check_registry(registry).map_err(|reason| invalid("registry", reason))?;
-        let registry = if registry == "index.docker.io" {
+        // Only the legacy index host is rewritten, as docker's parser does: a reference to
+        // `registry-1.docker.io` keeps its name (and gets no `library/`).
+        let registry = if registry == docker_hub::INDEX_HOST {
             DOCKER_HUB
         } else {
             registry

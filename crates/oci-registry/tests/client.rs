@@ -1,0 +1,476 @@
+//! `oci-registry`'s public API against small registries served in process: a reference to a
+//! plain-HTTP loopback registry, the bearer-token flow with a clock the test moves, basic
+//! credentials from a docker `config.json` written by [`DockerConfig`], and blob redirects that
+//! keep credentials on the registry's own host.
+//!
+//! The fixture answers from a closure and records every request (method, target and
+//! `Authorization`), so each test states the exact exchange it expects. The cross-crate suites
+//! (real registries, hoist's server, the CLI) are in the workspace's `tests/it`.
+// The fixture's helpers are test code too: a failure there is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use oci_registry::{Clock, Credentials, DockerConfig, RegistryClient, credentials_from_files};
+use oci_store::{OciInterface, OciInterfaceExt};
+use oci_types::{Digest, Reference, Repository, Tag, docker_hub};
+
+const MANIFEST_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
+
+/// One request as the fixture saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Seen {
+    method: String,
+    /// Path and query.
+    target: String,
+    authorization: Option<String>,
+}
+
+impl Seen {
+    fn path(&self) -> &str {
+        self.target.split('?').next().unwrap_or_default()
+    }
+}
+
+/// What the fixture answers.
+struct Answer {
+    status: u16,
+    headers: Vec<(&'static str, String)>,
+    body: Bytes,
+}
+
+impl Answer {
+    fn new(status: u16) -> Self {
+        Self {
+            status,
+            headers: Vec::new(),
+            body: Bytes::new(),
+        }
+    }
+
+    fn header(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.headers.push((name, value.into()));
+        self
+    }
+
+    fn body(mut self, body: impl Into<Bytes>) -> Self {
+        self.body = body.into();
+        self
+    }
+}
+
+type Handler = dyn Fn(SocketAddr, &Seen) -> Answer + Send + Sync;
+
+/// An HTTP/1.1 server on a loopback port answering with `handler` (given the server's own
+/// address, for the URLs it hands out).
+struct Fixture {
+    addr: SocketAddr,
+    log: Arc<Mutex<Vec<Seen>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Fixture {
+    async fn start(handler: impl Fn(SocketAddr, &Seen) -> Answer + Send + Sync + 'static) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let log: Arc<Mutex<Vec<Seen>>> = Arc::default();
+        let handler: Arc<Handler> = Arc::new(handler);
+        let task = tokio::spawn({
+            let log = Arc::clone(&log);
+            async move {
+                while let Ok((stream, _)) = listener.accept().await {
+                    let log = Arc::clone(&log);
+                    let handler = Arc::clone(&handler);
+                    let service = service_fn(move |request: Request<Incoming>| {
+                        let seen = Seen {
+                            method: request.method().to_string(),
+                            target: request
+                                .uri()
+                                .path_and_query()
+                                .map(ToString::to_string)
+                                .unwrap_or_default(),
+                            authorization: request
+                                .headers()
+                                .get(http::header::AUTHORIZATION)
+                                .map(|v| v.to_str().unwrap().to_owned()),
+                        };
+                        log.lock().unwrap().push(seen.clone());
+                        let answer = handler(addr, &seen);
+                        let mut response = Response::builder().status(answer.status);
+                        for (name, value) in answer.headers {
+                            response = response.header(name, value);
+                        }
+                        let response = response.body(Full::new(answer.body)).unwrap();
+                        async move { Ok::<_, Infallible>(response) }
+                    });
+                    tokio::spawn(async move {
+                        let _ = hyper::server::conn::http1::Builder::new()
+                            .serve_connection(TokioIo::new(stream), service)
+                            .await;
+                    });
+                }
+            }
+        });
+        Self { addr, log, task }
+    }
+
+    /// `127.0.0.1:PORT`.
+    fn host(&self) -> String {
+        self.addr.to_string()
+    }
+
+    fn log(&self) -> Vec<Seen> {
+        self.log.lock().unwrap().clone()
+    }
+
+    fn clear_log(&self) {
+        self.log.lock().unwrap().clear();
+    }
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn manifest() -> Bytes {
+    Bytes::from_static(
+        br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.empty.v1+json","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2},"layers":[]}"#,
+    )
+}
+
+/// The answer to a manifest request for a tag the fixture holds.
+fn manifest_answer() -> Answer {
+    let body = manifest();
+    Answer::new(200)
+        .header("content-type", MANIFEST_TYPE)
+        .header("docker-content-digest", Digest::sha256(&body).to_string())
+        .body(body)
+}
+
+fn basic_header(username: &str, password: &str) -> String {
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"))
+    )
+}
+
+fn step(method: &str, target: &str, authorization: Option<&str>) -> Seen {
+    Seen {
+        method: method.to_owned(),
+        target: target.to_owned(),
+        authorization: authorization.map(str::to_owned),
+    }
+}
+
+#[tokio::test]
+async fn a_reference_to_a_loopback_registry_is_reached_over_plain_http() {
+    let registry = Fixture::start(|_, seen| match seen.path() {
+        "/v2/team/app/manifests/v1" => manifest_answer(),
+        _ => Answer::new(404),
+    })
+    .await;
+    let reference: Reference = format!("{}/team/app:v1", registry.host()).parse().unwrap();
+    assert_eq!(reference.registry(), registry.host());
+    let client = RegistryClient::builder(reference.registry())
+        .with_credential_files(Vec::new())
+        .build()
+        .await
+        .unwrap();
+    assert_eq!(client.registry(), registry.host());
+    let tag = reference.tag().unwrap();
+    let descriptor = client
+        .resolve_tag(reference.repository(), tag)
+        .await
+        .unwrap();
+    assert_eq!(descriptor.digest, Digest::sha256(&manifest()));
+    assert_eq!(descriptor.media_type.as_str(), MANIFEST_TYPE);
+    assert_eq!(
+        registry.log(),
+        [step("HEAD", "/v2/team/app/manifests/v1", None)],
+        "one anonymous HEAD over plain HTTP (the fixture speaks nothing else)"
+    );
+    let missing = client
+        .resolve_tag(reference.repository(), &Tag::parse("v2").unwrap())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        missing.code(),
+        Some(oci_store::ErrorCode::ManifestUnknown),
+        "{missing}"
+    );
+}
+
+#[tokio::test]
+async fn docker_hub_names_are_one_registry() {
+    for name in docker_hub::ALIASES {
+        let client = RegistryClient::builder(name)
+            .with_credential_files(Vec::new())
+            .build()
+            .await
+            .unwrap();
+        assert_eq!(client.registry(), docker_hub::NAME, "{name}");
+    }
+    let reference: Reference = "index.docker.io/ubuntu".parse().unwrap();
+    assert_eq!(reference.registry(), docker_hub::NAME);
+    assert_eq!(reference.repository().as_str(), "library/ubuntu");
+}
+
+/// The registry answers 401 with a Bearer challenge without a token it issued; its token
+/// endpoint hands out `tok-1`, `tok-2`, … living 60 s. The client reads the time from a clock
+/// the test moves: the token is reused while the clock says it is good, and fetched again once
+/// the clock passes its renewal point (5 s before expiry), without any real wait.
+#[tokio::test]
+async fn bearer_tokens_are_fetched_reused_and_renewed_by_the_clock() {
+    let issued = Arc::new(Mutex::new(0_u32));
+    let registry = Fixture::start({
+        let issued = Arc::clone(&issued);
+        move |addr, seen| {
+            if seen.path() == "/token" {
+                let mut issued = issued.lock().unwrap();
+                *issued += 1;
+                return Answer::new(200)
+                    .header("content-type", "application/json")
+                    .body(format!(r#"{{"token":"tok-{issued}","expires_in":60}}"#));
+            }
+            let valid = (1..=*issued.lock().unwrap()).map(|n| format!("Bearer tok-{n}"));
+            if valid
+                .into_iter()
+                .any(|v| seen.authorization.as_deref() == Some(v.as_str()))
+            {
+                return manifest_answer();
+            }
+            Answer::new(401).header(
+                "www-authenticate",
+                format!(
+                    r#"Bearer realm="http://{addr}/token",service="fixture",scope="repository:team/app:pull""#
+                ),
+            )
+        }
+    })
+    .await;
+    let now = Arc::new(Mutex::new(Instant::now()));
+    let client = RegistryClient::builder(&registry.host())
+        .with_credential_files(Vec::new())
+        .with_clock(Clock::new({
+            let now = Arc::clone(&now);
+            move || *now.lock().unwrap()
+        }))
+        .build()
+        .await
+        .unwrap();
+    let repo: Repository = "team/app".parse().unwrap();
+    let tag = Tag::parse("v1").unwrap();
+    let head = "/v2/team/app/manifests/v1";
+    let token_request = "/token?service=fixture&scope=repository%3Ateam%2Fapp%3Apull";
+
+    client.resolve_tag(&repo, &tag).await.unwrap();
+    assert_eq!(
+        registry.log(),
+        [
+            step("HEAD", head, None),
+            step("GET", token_request, None),
+            step("HEAD", head, Some("Bearer tok-1")),
+        ],
+        "challenged, a token fetched, the request sent again with it"
+    );
+
+    registry.clear_log();
+    *now.lock().unwrap() += Duration::from_secs(54);
+    client.resolve_tag(&repo, &tag).await.unwrap();
+    assert_eq!(
+        registry.log(),
+        [step("HEAD", head, Some("Bearer tok-1"))],
+        "the token is reused while the clock holds it good"
+    );
+
+    registry.clear_log();
+    *now.lock().unwrap() += Duration::from_secs(2);
+    client.resolve_tag(&repo, &tag).await.unwrap();
+    assert_eq!(
+        registry.log(),
+        [
+            step("HEAD", head, None),
+            step("GET", token_request, None),
+            step("HEAD", head, Some("Bearer tok-2")),
+        ],
+        "past its renewal point on the clock, the token is fetched again"
+    );
+}
+
+/// `hoist login`'s way of storing credentials ([`DockerConfig::store_basic`], then `save`) is
+/// what the client's lookup finds: the client answers a Basic challenge with them. A helper
+/// named for the registry in `credHelpers` is asked first.
+#[tokio::test]
+async fn basic_credentials_come_from_a_docker_config_json() {
+    let expected = basic_header("ci", "s3cret:with:colons");
+    let registry = Fixture::start({
+        let expected = expected.clone();
+        move |_, seen| {
+            if seen.authorization.as_deref() == Some(expected.as_str()) {
+                manifest_answer()
+            } else {
+                Answer::new(401).header("www-authenticate", r#"Basic realm="fixture""#)
+            }
+        }
+    })
+    .await;
+    let host = registry.host();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("docker").join("config.json");
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, r#"{"psFormat":"table","auths":{}}"#).unwrap();
+
+    let mut config = DockerConfig::load(&path).unwrap();
+    assert_eq!(config.path(), path);
+    config
+        .store_basic(&host, "ci", "s3cret:with:colons")
+        .unwrap();
+    config.store_basic("docker.io", "hub", "pw").unwrap();
+    config.save().unwrap();
+    let written: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    assert_eq!(written["psFormat"], "table", "unknown keys are kept");
+    assert!(written["auths"][docker_hub::CONFIG_KEY].is_object());
+
+    let files = vec![path.clone()];
+    assert_eq!(
+        credentials_from_files("index.docker.io", &files)
+            .await
+            .unwrap(),
+        Credentials::Basic {
+            username: "hub".to_owned(),
+            password: "pw".to_owned()
+        },
+        "any of Docker Hub's names finds docker's key"
+    );
+    let client = RegistryClient::builder(&host)
+        .with_credential_files(files.clone())
+        .build()
+        .await
+        .unwrap();
+    let repo: Repository = "team/app".parse().unwrap();
+    let tag = Tag::parse("v1").unwrap();
+    client.resolve_tag(&repo, &tag).await.unwrap();
+    client.resolve_tag(&repo, &tag).await.unwrap();
+    let head = "/v2/team/app/manifests/v1";
+    assert_eq!(
+        registry.log(),
+        [
+            step("HEAD", head, None),
+            step("HEAD", head, Some(&expected)),
+            step("HEAD", head, Some(&expected)),
+        ],
+        "after the Basic challenge, credentials go with every request"
+    );
+
+    // A credential helper named for the registry wins over its `auths` entry: here one that
+    // is not installed, so the client cannot be built and says which program it ran.
+    let mut with_helper: serde_json::Value = written;
+    with_helper["credHelpers"] = serde_json::json!({ (host.as_str()): "hoist-fixture-absent" });
+    std::fs::write(&path, with_helper.to_string()).unwrap();
+    let config = DockerConfig::load(&path).unwrap();
+    assert_eq!(
+        config.credential_helper_for(&host).as_deref(),
+        Some("hoist-fixture-absent")
+    );
+    assert_eq!(config.credential_helper_for("elsewhere.example"), None);
+    let error = RegistryClient::builder(&host)
+        .with_credential_files(files)
+        .build()
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("docker-credential-hoist-fixture-absent"),
+        "{error}"
+    );
+
+    // Logging out removes the entry; the file keeps the rest.
+    let mut config = DockerConfig::load(&path).unwrap();
+    assert!(config.remove(&host));
+    assert!(!config.remove(&host));
+    config.save().unwrap();
+    let written: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    assert!(written["auths"].get(&host).is_none(), "{written}");
+    assert_eq!(written["psFormat"], "table");
+}
+
+/// The crate promises that redirects of blob downloads are followed without sending
+/// credentials to another host: the registry redirects first within itself (credentials go
+/// along), then to a storage host on another port (they do not).
+#[tokio::test]
+async fn blob_redirects_keep_credentials_on_the_registrys_host() {
+    let content = Bytes::from_static(b"layer bytes behind two redirects");
+    let digest = Digest::sha256(&content);
+    let storage = Fixture::start({
+        let content = content.clone();
+        move |_, seen| match seen.path() {
+            "/bucket/blob" => Answer::new(200)
+                .header("content-type", "application/octet-stream")
+                .body(content.clone()),
+            _ => Answer::new(404),
+        }
+    })
+    .await;
+    let storage_host = storage.host();
+    let expected = basic_header("ci", "pw");
+    let blob_path = format!("/v2/team/app/blobs/{digest}");
+    let registry = Fixture::start({
+        let expected = expected.clone();
+        let blob_path = blob_path.clone();
+        move |_, seen| {
+            if seen.authorization.as_deref() != Some(expected.as_str()) {
+                return Answer::new(401).header("www-authenticate", r#"Basic realm="fixture""#);
+            }
+            if seen.path() == blob_path {
+                Answer::new(307).header("location", "/internal/blob")
+            } else if seen.path() == "/internal/blob" {
+                Answer::new(307).header("location", format!("http://{storage_host}/bucket/blob"))
+            } else {
+                Answer::new(404)
+            }
+        }
+    })
+    .await;
+    let client = RegistryClient::builder(&registry.host())
+        .with_credentials(Credentials::Basic {
+            username: "ci".to_owned(),
+            password: "pw".to_owned(),
+        })
+        .build()
+        .await
+        .unwrap();
+    let repo: Repository = "team/app".parse().unwrap();
+    let fetched = client
+        .get_blob_bytes(&repo, &digest, 1 << 20)
+        .await
+        .unwrap();
+    assert_eq!(fetched, content);
+    assert_eq!(
+        registry.log(),
+        [
+            step("GET", &blob_path, None),
+            step("GET", &blob_path, Some(&expected)),
+            step("GET", "/internal/blob", Some(&expected)),
+        ],
+        "the registry's own host gets the credentials, redirect included"
+    );
+    assert_eq!(
+        storage.log(),
+        [step("GET", "/bucket/blob", None)],
+        "another host gets none"
+    );
+}
