@@ -491,7 +491,7 @@ impl RegistryClient {
                         tokio::time::sleep(delay).await;
                         continue;
                     }
-                    return Err(Error::io(what, std::io::Error::other(error)));
+                    return Err(Error::unavailable(what, error));
                 }
                 Ok(response) => {
                     let status = response.status();
@@ -544,7 +544,7 @@ impl RegistryClient {
                 } else {
                     format!("{what}: TLS failed ({tls}); not retried")
                 };
-                Some(Error::io(why, std::io::Error::other(tls.clone())))
+                Some(Error::unavailable(why, tls.clone()))
             }
             Permanent::Proxy(proxy) => {
                 let message = format!("{what}: {proxy}");
@@ -558,7 +558,7 @@ impl RegistryClient {
                             "{message} (the proxy wants other credentials in its URL)"
                         ),
                     },
-                    _ => Error::io(message, std::io::Error::other(proxy.to_string())),
+                    _ => Error::unavailable(message, proxy.to_string()),
                 })
             }
         }
@@ -700,7 +700,7 @@ impl RegistryClient {
                 let what = format!("cannot reach the token endpoint {realm}");
                 return Err(self
                     .permanent(&what, &call.uri, &e)
-                    .unwrap_or_else(|| Error::io(what, std::io::Error::other(e))));
+                    .unwrap_or_else(|| Error::unavailable(what, e)));
             }
         };
         let status = response.status();
@@ -950,7 +950,7 @@ impl RegistryClient {
                 let stall = state.client.inner.stall_timeout;
                 let next = match tokio::time::timeout(stall, body.next()).await {
                     Ok(next) => next,
-                    Err(_) => Some(Err(Error::io(
+                    Err(_) => Some(Err(Error::unavailable(
                         format!("downloading {}: no data for {stall:?}", state.digest),
                         std::io::Error::from(std::io::ErrorKind::TimedOut),
                     ))),
@@ -1077,9 +1077,7 @@ pub(crate) fn incoming_stream(response: Response<Incoming>) -> BoxStream<'static
     response
         .into_body()
         .into_data_stream()
-        .map(|chunk| {
-            chunk.map_err(|e| Error::io("reading a registry's answer", std::io::Error::other(e)))
-        })
+        .map(|chunk| chunk.map_err(|e| Error::unavailable("reading a registry's answer", e)))
         .boxed()
 }
 
