@@ -22,7 +22,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use crate::support::{peer, workspace_root};
+use crate::support::{peer, skip, workspace_root};
 
 /// docker.io's client, used against every engine.
 const DOCKER_CLI: &str = "/usr/bin/docker";
@@ -83,11 +83,6 @@ fn peers_dir() -> PathBuf {
         .map_or_else(|| PathBuf::from("/opt/hoist-peers"), PathBuf::from)
 }
 
-/// Whether missing peers fail the tests instead of skipping them (as in `support`).
-fn peers_required() -> bool {
-    std::env::var_os("HOIST_PEERS").is_some() || std::env::var("CI").is_ok_and(|v| v == "true")
-}
-
 /// `name` on `PATH`, without a skip line.
 fn peer_quiet(name: &str) -> Option<PathBuf> {
     std::env::var_os("PATH").and_then(|path| {
@@ -103,16 +98,9 @@ fn is_executable(path: &Path) -> bool {
         .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
-/// Skips (`false`, after a printed line) or fails, by the peers rule, because of `why`.
-// The skip reason is for the person running the tests (shown with `--nocapture`).
-#[allow(clippy::print_stdout)]
+/// Skips (`false`, after [`skip`] said why) or fails, by the peers rule, because of `why`.
 fn unavailable(engine: Engine, why: &str) -> bool {
-    assert!(
-        !peers_required(),
-        "{} daemon: {why}; and peers are required here (CI=true or HOIST_PEERS)",
-        engine.name()
-    );
-    println!("skipping: {} daemon: {why}", engine.name());
+    skip(format_args!("{} daemon: {why}", engine.name()));
     false
 }
 

@@ -1,2 +1,7 @@
-//! Cross-crate, CLI and interop tests of hoist live in `it/main.rs`; this library is empty on
-//! purpose and exists only so that the package has a place for shared test support later.
+//! Cross-crate, CLI and interop tests of hoist live in `it/main.rs`. This library holds no
+//! code: it exists so that the README's examples are compiled and run as its doctests, and so
+//! cannot drift from the API they show.
+
+#[doc = include_str!("../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

@@ -182,7 +182,6 @@ impl Drop for TlsServe {
 /// This machine's host name and an address of this machine it resolves to: a registry name
 /// that is not loopback by its spelling (which a proxy is never used for) but that tinyproxy
 /// connects to here.
-#[allow(clippy::print_stdout)]
 fn machine_name() -> Option<(String, IpAddr)> {
     let name = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .unwrap_or_default()
@@ -197,14 +196,10 @@ fn machine_name() -> Option<(String, IpAddr)> {
     match usable {
         Some(addr) => Some((name, addr.ip())),
         None => {
-            let required = std::env::var_os("HOIST_PEERS").is_some()
-                || std::env::var("CI").is_ok_and(|v| v == "true");
-            assert!(
-                !required,
+            crate::support::skip(format_args!(
                 "the host name {name:?} does not resolve to an address of this machine, \
                  which the proxy tests need"
-            );
-            println!("skipping: the host name {name:?} does not resolve to this machine");
+            ));
             None
         }
     }

@@ -1,24 +1,55 @@
 //! Support for the interop tests: finding the third-party peers and running them.
 //!
-//! The project rule: locally, an interop test whose peer is not installed skips with a printed
-//! reason; on CI (`CI=true`) or with `HOIST_PEERS` set, a missing peer is a failure.
-//! `tests/peers/install.sh` installs every peer.
+//! The project rule: locally, an interop test whose peer is not installed skips with a reason
+//! that `cargo test` shows ([`skip`]); on CI (`CI=true`) or with `HOIST_PEERS` set, a missing
+//! peer is a failure. `tests/peers/install.sh` installs every peer.
 
 use std::ffi::OsStr;
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 /// Whether missing peers fail the tests instead of skipping them.
-fn peers_required() -> bool {
+pub(crate) fn peers_required() -> bool {
     std::env::var_os("HOIST_PEERS").is_some() || std::env::var("CI").is_ok_and(|v| v == "true")
+}
+
+/// Says that the running test skips (all or part of what it checks) because of `why`: a panic
+/// where peers are required, else a `SKIPPED <test>: <why>` line.
+///
+/// The line is written to the process's stderr directly, not through `eprintln!`, which the
+/// test harness captures and shows only for failing tests: a skip is seen in every run. It is
+/// also appended to the file `HOIST_SKIP_LOG` names, if any, where `cargo xtask ci` counts the
+/// skipped tests.
+pub(crate) fn skip(why: impl std::fmt::Display) {
+    assert!(
+        !peers_required(),
+        "{why}; and peers are required here (CI=true or HOIST_PEERS): run tests/peers/install.sh"
+    );
+    // The harness runs each test on a thread named after it (`module::test`); a skip said on
+    // another thread (a shared set-up on a runtime's thread) is shown but not counted, and the
+    // tests that depend on that set-up report their own skips.
+    let thread = std::thread::current();
+    let test = thread.name().filter(|name| name.contains("::"));
+    let line = format!("SKIPPED {}: {why}\n", test.unwrap_or("(shared set-up)"));
+    let _ = std::io::stderr().write_all(line.as_bytes());
+    if let Some(log) = std::env::var_os("HOIST_SKIP_LOG")
+        && test.is_some()
+    {
+        let appended = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .and_then(|mut file| file.write_all(line.as_bytes()));
+        if let Err(error) = appended {
+            let _ = writeln!(std::io::stderr(), "cannot append to {log:?}: {error}");
+        }
+    }
 }
 
 /// The path of the peer program `name`, found on `PATH`.
 ///
-/// When it is missing: `None` after printing why the test skips, or a panic on CI (`CI=true`)
-/// and with `HOIST_PEERS` set.
-// The skip reason is for the person running the tests (shown with `--nocapture`).
-#[allow(clippy::print_stdout)]
+/// When it is missing: `None` after [`skip`] said so (a panic where peers are required).
 pub(crate) fn peer(name: &str) -> Option<PathBuf> {
     let found = std::env::var_os("PATH").and_then(|path| {
         std::env::split_paths(&path)
@@ -26,12 +57,9 @@ pub(crate) fn peer(name: &str) -> Option<PathBuf> {
             .find(|candidate| is_executable(candidate))
     });
     if found.is_none() {
-        assert!(
-            !peers_required(),
-            "{name} not installed, and peers are required here (CI=true or HOIST_PEERS): \
-             run tests/peers/install.sh"
-        );
-        println!("skipping: {name} not installed (run tests/peers/install.sh)");
+        skip(format_args!(
+            "{name} not installed (run tests/peers/install.sh)"
+        ));
     }
     found
 }

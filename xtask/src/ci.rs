@@ -2,7 +2,8 @@
 //!
 //! The steps are the same locally and on CI: formatting, clippy, installing the third-party
 //! peers of the interop tests, tests, docs (warnings are errors everywhere), then the repository
-//! lints of [`crate::lint`], run in-process.
+//! lints of [`crate::lint`], run in-process. At the end it says how many interop tests skipped
+//! for a missing peer (locally; with `CI=true` a missing peer fails its tests instead).
 
 use std::ffi::OsString;
 use std::path::Path;
@@ -98,12 +99,27 @@ fn steps(test_args: &[OsString]) -> Vec<Step> {
 
 pub(crate) fn run(root: &Path, test_args: &[OsString]) -> Result<()> {
     let started = Instant::now();
+    // The interop tests append a line per skip to this file (`tests/it/support.rs`).
+    let skip_log = std::env::temp_dir().join(format!("hoist-ci-skips-{}.log", std::process::id()));
+    let _ = std::fs::remove_file(&skip_log);
+    let result = run_steps(root, test_args, &skip_log);
+    report_skips(&skip_log);
+    let _ = std::fs::remove_file(&skip_log);
+    result?;
+    println!("==> ci passed in {:.1}s", started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+fn run_steps(root: &Path, test_args: &[OsString], skip_log: &Path) -> Result<()> {
     for step in steps(test_args) {
         let step_started = Instant::now();
         let result = match &step.action {
             Action::Cargo { args, env } => {
                 let mut cmd = cargo(root);
                 cmd.args(args).envs(env.iter().copied());
+                if step.name == "test" {
+                    cmd.env("HOIST_SKIP_LOG", skip_log);
+                }
                 let env_prefix: String = env.iter().map(|(k, v)| format!("{k}=\"{v}\" ")).collect();
                 println!("==> {}: {env_prefix}{}", step.name, describe(&cmd));
                 run_status(&mut cmd)
@@ -128,8 +144,31 @@ pub(crate) fn run(root: &Path, test_args: &[OsString]) -> Result<()> {
             }
         }
     }
-    println!("==> ci passed in {:.1}s", started.elapsed().as_secs_f64());
     Ok(())
+}
+
+/// Prints how many tests skipped (each once, however many reasons it gave) and why.
+fn report_skips(skip_log: &Path) {
+    let text = std::fs::read_to_string(skip_log).unwrap_or_default();
+    let skipped = skipped_tests(&text);
+    println!("==> interop tests skipped: {}", skipped.len());
+    for (test, why) in &skipped {
+        println!("    {test}: {why}");
+    }
+}
+
+/// The tests named by `SKIPPED <test>: <why>` lines, each with its first reason, in order.
+fn skipped_tests(log: &str) -> std::collections::BTreeMap<&str, &str> {
+    let mut tests = std::collections::BTreeMap::new();
+    for line in log.lines() {
+        if let Some((test, why)) = line
+            .strip_prefix("SKIPPED ")
+            .and_then(|rest| rest.split_once(": "))
+        {
+            tests.entry(test).or_insert(why);
+        }
+    }
+    tests
 }
 
 #[cfg(test)]
@@ -161,5 +200,14 @@ mod tests {
             doc.map(|s| &s.action),
             Some(Action::Cargo { env, .. }) if env == &[("RUSTDOCFLAGS", "-D warnings")]
         ));
+    }
+
+    #[test]
+    fn skips_are_counted_once_per_test() {
+        let log = "SKIPPED a::one: skopeo not installed\nSKIPPED a::one: umoci not installed\n\
+                   SKIPPED b::two: moto not installed\nnoise\n";
+        let skipped = skipped_tests(log);
+        assert_eq!(skipped.len(), 2);
+        assert_eq!(skipped["a::one"], "skopeo not installed");
     }
 }

@@ -156,7 +156,31 @@ pub(crate) fn check(root: &Path) -> Result<Vec<String>> {
     let mut problems = check_layering(&names, &edges);
     problems.extend(tidy(root, &members)?);
     problems.extend(unused_dependencies(root, &members)?);
+    let readme = fs::read_to_string(root.join("README.md")).context("cannot read README.md")?;
+    problems.extend(readme_crate_table(&readme, &names));
     Ok(problems)
+}
+
+/// The README's crate table must name every member, and only members, so that it says what
+/// exists: one row per crate, `| [`NAME`](PATH) | what it is for |`.
+pub(crate) fn readme_crate_table(readme: &str, members: &[String]) -> Vec<String> {
+    let listed: Vec<&str> = readme
+        .lines()
+        .filter_map(|line| line.strip_prefix("| [`"))
+        .filter_map(|rest| rest.split_once("`]").map(|(name, _)| name))
+        .collect();
+    let mut problems: Vec<String> = members
+        .iter()
+        .filter(|member| !listed.contains(&member.as_str()))
+        .map(|member| format!("README.md: the crate table has no row for crate {member}"))
+        .collect();
+    problems.extend(
+        listed
+            .iter()
+            .filter(|name| !members.iter().any(|m| m == *name))
+            .map(|name| format!("README.md: the crate table names {name}, which is no crate")),
+    );
+    problems
 }
 
 fn cargo_metadata(root: &Path) -> Result<Value> {
@@ -769,5 +793,16 @@ mod tests {
             "`cargo xtask lint` found problems:\n{}",
             problems.join("\n")
         );
+    }
+
+    #[test]
+    fn the_readme_table_names_every_crate_and_only_crates() {
+        let readme = "| crate | for |\n|---|---|\n| [`oci-types`](crates/oci-types) | data |\n\
+                      | [`gone`](crates/gone) | old |\n";
+        let members = ["oci-types".to_owned(), "oci-store".to_owned()];
+        let problems = readme_crate_table(readme, &members);
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(problems[0].contains("oci-store"));
+        assert!(problems[1].contains("gone"));
     }
 }

@@ -39,6 +39,7 @@ use bytes::Bytes;
 use futures::stream::{self, StreamExt, TryStreamExt};
 use object_store::ObjectMeta;
 use object_store::path::Path;
+use oci_store::GcOptions;
 use oci_types::Digest;
 
 use crate::error::{Error, Result};
@@ -59,41 +60,6 @@ pub(crate) fn now_secs() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-}
-
-/// How [`BucketStore::gc`] runs.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct GcOptions {
-    /// Report what would be removed without removing it.
-    pub dry_run: bool,
-    /// Content, links and uploads younger than this are kept even when nothing needs them:
-    /// a push may be about to send the manifest that does. It must also exceed the clock
-    /// difference between this host and the store. Default: one hour.
-    pub grace: Duration,
-}
-
-impl Default for GcOptions {
-    fn default() -> Self {
-        Self {
-            dry_run: false,
-            grace: Duration::from_secs(3600),
-        }
-    }
-}
-
-impl GcOptions {
-    /// Only report.
-    pub fn with_dry_run(mut self, dry_run: bool) -> Self {
-        self.dry_run = dry_run;
-        self
-    }
-
-    /// Sets the grace period.
-    pub fn with_grace(mut self, grace: Duration) -> Self {
-        self.grace = grace;
-        self
-    }
 }
 
 /// What [`BucketStore::gc`] removed (or, in a dry run, would remove).

@@ -51,6 +51,8 @@ mod store;
 mod upload;
 
 pub use error::{Error, Result};
-pub use gc::{GcOptions, GcReport};
+pub use gc::GcReport;
+/// Re-exported from `oci-store`: every store's collection takes the same options.
+pub use oci_store::GcOptions;
 pub use open::{open_url, open_url_with};
 pub use store::{BucketStore, DEFAULT_PART_SIZE};

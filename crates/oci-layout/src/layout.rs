@@ -455,10 +455,10 @@ pub(crate) const DIRECT_ALIGN: usize = 4096;
 /// one implementation of direct writes, used by blob pushes ([`write_new_file`]) and by chunked
 /// uploads (`LayoutWriter`).
 ///
-/// Why: on this kind of machine (a VM whose fresh memory pages are slow to touch) the copy into
-/// the page cache dominated a pull: 8 x 128 MiB written by 4 `dd` at once took 1.7-2.0 s
-/// buffered and 0.57 s with `oflag=direct`. With `O_DIRECT` the content goes from an aligned
-/// buffer of ours to the disk without that copy.
+/// Why: a buffered write copies every byte into fresh page-cache pages, and on virtual machines,
+/// whose fresh memory pages are slow to touch, that copy is most of a pull's CPU. With
+/// `O_DIRECT` the content goes from an aligned buffer of ours to the disk without that copy
+/// (`cargo xtask bench layout` measures both against `dd`).
 ///
 /// How: content is gathered into an aligned staging buffer of [`WRITE_BUFFER`] bytes, written
 /// directly each time it fills; the bytes that do not fill an aligned block at the end go

@@ -46,5 +46,7 @@ mod upload;
 
 pub use error::{Error, Result};
 pub use find::{FoundLayout, find_layout};
-pub use maintenance::{FsckReport, GcOptions, GcReport};
+pub use maintenance::{FsckReport, GcReport};
+/// Re-exported from `oci-store`: every store's collection takes the same options.
+pub use oci_store::GcOptions;
 pub use store::{DEFAULT_READ_BUFFER, DEFAULT_REPOSITORY, LayoutOptions, LayoutStore};

@@ -7,45 +7,11 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
+use oci_store::GcOptions;
 use oci_types::{Algorithm, Descriptor, Digest, Digester, MAX_MANIFEST_SIZE, Manifest, Repository};
 
 use crate::layout::Layout;
 use crate::{Error, LayoutStore, Result};
-
-/// How [`LayoutStore::gc`] runs.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct GcOptions {
-    /// Report what would be removed without removing it.
-    pub dry_run: bool,
-    /// Blobs, uploads and temporary files younger than this are kept even when nothing needs
-    /// them: another process may be about to push the manifest that does (blob pushes do not
-    /// take the layout's lock). Default: one hour.
-    pub grace: Duration,
-}
-
-impl Default for GcOptions {
-    fn default() -> Self {
-        Self {
-            dry_run: false,
-            grace: Duration::from_secs(3600),
-        }
-    }
-}
-
-impl GcOptions {
-    /// Only report.
-    pub fn with_dry_run(mut self, dry_run: bool) -> Self {
-        self.dry_run = dry_run;
-        self
-    }
-
-    /// Sets the grace period.
-    pub fn with_grace(mut self, grace: Duration) -> Self {
-        self.grace = grace;
-        self
-    }
-}
 
 /// What [`LayoutStore::gc`] removed (or, in a dry run, would remove).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

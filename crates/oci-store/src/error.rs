@@ -274,7 +274,7 @@ pub enum Error {
     /// nothing about the content; the same request may succeed later.
     #[error("{context}")]
     Unavailable {
-        /// What was being done ("sending GET https://registry.example/v2/").
+        /// What was being done ("GET /v2/ on registry.example").
         context: String,
         /// The transport's failure.
         source: Box<dyn std::error::Error + Send + Sync>,

@@ -50,8 +50,9 @@ pub(crate) async fn run(ctx: &Ctx, args: ServeArgs) -> Result<()> {
     } else {
         let explicit = args.root.is_some();
         let root = args.root.unwrap_or_else(|| PathBuf::from(DEFAULT_ROOT));
-        // Larger reads than a copy's: a server streams whole blobs to many clients, and
-        // 1 MiB reads served ~18% faster than 256 KiB here, for ~2 MiB per download at once.
+        // Larger reads than a copy's: a server streams whole blobs to many clients, where
+        // fewer, larger reads pay off, at the cost of a few MiB per download in flight
+        // (`cargo xtask bench server` compares the sizes).
         let options = LayoutOptions::default().with_read_buffer(SERVE_READ_BUFFER);
         let store = LayoutStore::open_per_repository_with(&root, options)
             .await

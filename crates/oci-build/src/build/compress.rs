@@ -24,11 +24,10 @@ use oci_types::{MediaType, media_type};
 
 /// The default gzip level: 1, "best speed", as crane and ko (docker and pigz use 6).
 ///
-/// Measured on one core with a 500 MiB tar of /usr: level 1 deflates 176 MB/s to 47.5% of the
-/// size, level 2 100 MB/s to 40.2%, level 6 55 MB/s to 37.6% (gzip -6: 24 MB/s, 37.3%).
-/// `umoci insert` (pgzip) used 9 CPU-seconds for that tree in all: only level 1 (3 CPU-seconds)
-/// leaves room to build layers twice as fast on two cores. Level 2 is the choice for smaller
-/// layers at half the speed.
+/// Why: on typical trees (such as /usr) level 1 deflates several times faster than level 6 for
+/// output only about a quarter larger, and building layers faster than umoci's pgzip on few
+/// cores leaves no room for a slower level. Level 2 is the choice for smaller layers at about
+/// half the speed (`cargo xtask bench build` measures the builds).
 pub const DEFAULT_GZIP_LEVEL: u32 = 1;
 /// The default gzip block size: 128 KiB, as pigz.
 pub const DEFAULT_GZIP_BLOCK_SIZE: usize = 128 * 1024;
@@ -484,7 +483,7 @@ fn max_collisions_milli(level: u32) -> Option<u64> {
 }
 
 /// Whether `segment` (of at most [`SEGMENT`] bytes) has a collision ratio of at most
-/// `max_milli` thousandths: about 2 GB/s, a twelfth of the time level 1 takes on text.
+/// `max_milli` thousandths: a histogram, far cheaper than deflating the segment.
 fn incompressible(segment: &[u8], max_milli: u64) -> bool {
     // Four histograms, so that repeated bytes do not wait on each other's counts.
     let mut counts = [[0u32; 256]; 4];
@@ -544,8 +543,8 @@ fn write_stored(data: &[u8], last: bool, out: &mut Vec<u8>) {
 /// * a run to deflate is deflated by a new compressor ending with a sync flush (the end of the
 ///   stream: a finish), and stored instead if that made it larger. Its preset dictionary is the
 ///   block's (the end of the previous block's input) if it starts the block, none if it follows
-///   a stored run: a dictionary of incompressible bytes finds no matches and costs time (15% on
-///   the bench's mix); none is always valid, as it only forgoes matches.
+///   a stored run: a dictionary of incompressible bytes finds no matches and costs time; none is
+///   always valid, as it only forgoes matches.
 ///
 /// Every run ends at a byte boundary (sync flush or stored block), so the next follows directly;
 /// stored bytes are in the decoder's window like any others, so later dictionaries stay valid.
