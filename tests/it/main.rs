@@ -20,6 +20,7 @@ mod client_peers;
 mod conformance;
 mod daemon_interop;
 mod daemons;
+mod fuzz_corpus;
 mod http;
 mod interop_layout;
 mod layers_cli;

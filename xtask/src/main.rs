@@ -9,6 +9,7 @@
 mod bench;
 mod ci;
 mod dist;
+mod fuzz;
 mod lint;
 
 use std::env;
@@ -78,6 +79,11 @@ commands:
                   speed with curl (needs moto from tests/peers/install.sh, curl, wrk,
                   docker-registry; default: 256 MiB in 4 gzip layers of seeded random data,
                   3 runs; --quick: 64 MiB, 1 run)
+  fuzz [TARGET...] [--seconds N] [-j N]
+                  run the fuzz targets of fuzz/ (all by default) with cargo fuzz, N seconds
+                  each (default 60), N at once (default 1); a failing input is left in
+                  fuzz/artifacts/TARGET/ (needs `cargo install cargo-fuzz --locked`; nightly
+                  flags through RUSTC_BOOTSTRAP=1)
   help            print this message
 ";
 
@@ -89,6 +95,7 @@ enum Cmd {
     Lint,
     Dist,
     Bench(bench::BenchArgs),
+    Fuzz(fuzz::FuzzArgs),
 }
 
 /// A command line that cannot be run; reported with the usage and exit code 2.
@@ -120,6 +127,7 @@ fn parse_args(args: &[OsString]) -> Result<Cmd, UsageError> {
         "lint" => Cmd::Lint,
         "dist" => Cmd::Dist,
         "bench" => Cmd::Bench(bench::parse_args(rest).map_err(UsageError)?),
+        "fuzz" => Cmd::Fuzz(fuzz::parse_args(rest).map_err(UsageError)?),
         other => return Err(UsageError(format!("unknown command `{other}`"))),
     };
     if matches!(cmd, Cmd::Lint | Cmd::Dist | Cmd::Help)
@@ -149,6 +157,7 @@ fn main() -> ExitCode {
         Cmd::Lint => workspace_root().and_then(|root| lint::run(&root)),
         Cmd::Dist => workspace_root().and_then(|root| dist::run(&root)),
         Cmd::Bench(args) => workspace_root().and_then(|root| bench::run(&root, &args)),
+        Cmd::Fuzz(args) => workspace_root().and_then(|root| fuzz::run(&root, &args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

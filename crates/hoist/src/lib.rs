@@ -149,3 +149,25 @@ fn init_logging(verbose: u8, quiet: bool, serving: bool) {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 }
+
+/// Entry points of the fuzz targets (`fuzz/`) into the command line's own parsers of what
+/// users and their files give; with the `fuzzing` feature only, and not an API.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing {
+    use crate::commands::sync::{ConfigFormat, parse_config};
+
+    /// Reads a sync config as YAML and as TOML; how many entries the readings had.
+    pub fn sync_config(text: &str) -> usize {
+        [ConfigFormat::Yaml, ConfigFormat::Toml]
+            .into_iter()
+            .filter_map(|format| parse_config(text, format).ok())
+            .map(|entries| entries.len())
+            .sum()
+    }
+
+    /// Reads what a user typed where an image goes; whether it names one.
+    pub fn location(text: &str) -> bool {
+        crate::location::Location::parse(text).is_ok()
+    }
+}

@@ -41,3 +41,14 @@ pub use clock::Clock;
 pub use docker_config::{DockerConfig, credential_files, credentials_from_files};
 pub use error::{Error, Result};
 pub use transport::RetryPolicy;
+
+/// Entry points of the fuzz targets (`fuzz/`) into this crate's parsers of what registries
+/// send; with the `fuzzing` feature only, and not an API.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing {
+    /// Reads a `WWW-Authenticate` header as the client does; whether it is a challenge.
+    pub fn www_authenticate(header: &str) -> bool {
+        crate::auth::parse_challenge(header).is_some()
+    }
+}

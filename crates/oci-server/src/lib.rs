@@ -41,3 +41,20 @@ pub use auth::{
 pub use error::{Error, Result};
 pub use policy::{AccessPolicy, Action, Actions, MAX_POLICY_FILE_SIZE, PolicyFormat};
 pub use serve::{Listening, RegistryServer, ServerOptions};
+
+/// Entry points of the fuzz targets (`fuzz/`) into this crate's parsers of requests; with the
+/// `fuzzing` feature only, and not an API.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing {
+    /// Reads a request path as the router does; whether it is an endpoint.
+    pub fn request_path(path: &str) -> bool {
+        crate::route::parse(path).is_some()
+    }
+
+    /// Reads a `Range` header for a blob of `size` bytes and a `Content-Range` header of a
+    /// chunk, as the handlers do; the range, if one was read, within the blob.
+    pub fn ranges(range: &[u8], content_range: &[u8], size: u64) -> Option<(u64, u64)> {
+        crate::handler::fuzzing_ranges(range, content_range, size)
+    }
+}

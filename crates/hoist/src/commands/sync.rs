@@ -32,7 +32,7 @@ struct SyncFile {
 /// One repository to mirror.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Entry {
+pub(crate) struct Entry {
     /// The repository read: a registry repository or `oci:DIR`.
     source: Repo,
     /// The repository written.
@@ -151,16 +151,29 @@ fn read_config(path: &Path) -> Result<Vec<Entry>> {
     }
     let text =
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let parsed: SyncFile = match path.extension().and_then(|e| e.to_str()) {
-        Some("toml") => toml::from_str(&text)
-            .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.to_string().trim()))?,
-        Some("yaml" | "yml") => {
-            yaml_serde::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
-        }
+    let format = match path.extension().and_then(|e| e.to_str()) {
+        Some("toml") => ConfigFormat::Toml,
+        Some("yaml" | "yml") => ConfigFormat::Yaml,
         _ => bail!(
             "{}: the name must end in .yaml, .yml or .toml (which says its format)",
             path.display()
         ),
+    };
+    parse_config(&text, format).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+}
+
+/// The two formats of a sync config.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum ConfigFormat {
+    Toml,
+    Yaml,
+}
+
+/// Reads the text of a sync config; an error names the line.
+pub(crate) fn parse_config(text: &str, format: ConfigFormat) -> Result<Vec<Entry>, String> {
+    let parsed: SyncFile = match format {
+        ConfigFormat::Toml => toml::from_str(text).map_err(|e| e.to_string().trim().to_owned())?,
+        ConfigFormat::Yaml => yaml_serde::from_str(text).map_err(|e| e.to_string())?,
     };
     Ok(parsed.sync)
 }

@@ -32,6 +32,33 @@ mod manifests;
 mod uploads;
 
 use blobs::{BlobRead, get_blob, holding, redirect_blob};
+
+/// The range readers of the handlers, for the fuzz targets (`crate::fuzzing`): the part of a
+/// blob of `size` bytes that `range` asks for, after reading `content_range` as a chunk's.
+#[cfg(feature = "fuzzing")]
+pub(crate) fn fuzzing_ranges(range: &[u8], content_range: &[u8], size: u64) -> Option<(u64, u64)> {
+    let mut headers = HeaderMap::new();
+    if let Ok(value) = http::HeaderValue::from_bytes(content_range) {
+        headers.insert(header::CONTENT_RANGE, value);
+    }
+    if let Ok(Some((start, end))) = uploads::content_range(&headers) {
+        assert!(start <= end, "a chunk's range ends before it starts");
+    }
+    let mut headers = HeaderMap::new();
+    if let Ok(value) = http::HeaderValue::from_bytes(range) {
+        headers.insert(header::RANGE, value);
+    }
+    match blobs::range_request(&headers, size) {
+        blobs::RangeRequest::Part(start, end) => {
+            assert!(
+                start < end && end <= size,
+                "{start}..{end} is not within {size} bytes"
+            );
+            Some((start, end))
+        }
+        _ => None,
+    }
+}
 use manifests::{get_manifest, put_manifest};
 use uploads::{patch_upload, post_upload, put_upload, upload_status};
 

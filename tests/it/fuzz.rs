@@ -1,0 +1,208 @@
+//! The bodies of the fuzz targets: every parser of hoist that reads outside input, fed
+//! arbitrary bytes. Each must return (never panic, hang or take unbounded memory), and where a
+//! parser accepts its input, what it made must keep its invariants.
+//!
+//! `fuzz/` runs them under libFuzzer (`cargo xtask fuzz`); the integration test `fuzz_corpus`
+//! runs every file of their corpora and of `fuzz/regressions/` through them on each
+//! `cargo test`, so a crash once found stays fixed.
+
+// A fuzz target reports a broken invariant the way libFuzzer sees it: by panicking.
+#![allow(clippy::expect_used, clippy::panic)]
+
+use std::io::Write as _;
+
+use oci_store::PushManifestParams;
+use oci_store::layer::{LayerLimits, read_entries};
+use oci_types::{Digest, ImageManifest, Manifest, MediaType, Reference, Repository, media_type};
+
+/// A target: its name (the directory of its corpus) and its body.
+pub type Target = (&'static str, fn(&[u8]));
+
+/// Every target, by name.
+pub const TARGETS: &[Target] = &[
+    ("reference", reference),
+    ("digest", digest),
+    ("manifest", manifest),
+    ("image_config", image_config),
+    ("tar", tar),
+    ("www_authenticate", www_authenticate),
+    ("server_request", server_request),
+    ("archive", archive),
+    ("access_policy", access_policy),
+    ("htpasswd", htpasswd),
+    ("sync_config", sync_config),
+];
+
+/// The target called `name`.
+pub fn target(name: &str) -> Option<fn(&[u8])> {
+    TARGETS
+        .iter()
+        .find(|(target, _)| *target == name)
+        .map(|(_, body)| *body)
+}
+
+fn text(data: &[u8]) -> Option<&str> {
+    std::str::from_utf8(data).ok()
+}
+
+/// Image references as people type them, and the command line's locations (transports,
+/// layouts, archives). A reference that parses prints as a reference that parses to itself.
+pub fn reference(data: &[u8]) {
+    let Some(text) = text(data) else { return };
+    if let Ok(reference) = Reference::parse(text) {
+        let printed = reference.to_string();
+        let again = Reference::parse(&printed)
+            .unwrap_or_else(|e| panic!("{text:?} printed as {printed:?}, which fails: {e}"));
+        assert_eq!(again, reference, "{text:?} printed as {printed:?}");
+    }
+    hoist::fuzzing::location(text);
+}
+
+/// Digests: one that parses prints as its input (they are strict lowercase hex).
+pub fn digest(data: &[u8]) {
+    let Some(text) = text(data) else { return };
+    if let Ok(digest) = Digest::parse(text) {
+        assert_eq!(digest.to_string(), text);
+    }
+}
+
+/// Manifests and indexes of every media type, and the checks a store makes before it accepts
+/// one (`inspect_manifest`).
+pub fn manifest(data: &[u8]) {
+    let repo = Repository::parse("fuzz").expect("a valid name");
+    for media_type in [
+        media_type::OCI_MANIFEST,
+        media_type::OCI_INDEX,
+        media_type::DOCKER_MANIFEST,
+        media_type::DOCKER_MANIFEST_LIST,
+        media_type::DOCKER_SCHEMA1_MANIFEST,
+        media_type::DOCKER_SCHEMA1_SIGNED,
+    ] {
+        let media_type = MediaType::from_static(media_type);
+        let _ = Manifest::parse(data, &media_type);
+        let _ = oci_store::inspect_manifest(&repo, data, &media_type, &PushManifestParams::new());
+    }
+}
+
+/// A two-layer image manifest whose config the target varies.
+fn two_layer_manifest() -> ImageManifest {
+    let layer = |n: u8| {
+        format!(
+            r#"{{"mediaType":"{}","digest":"{}","size":1}}"#,
+            media_type::OCI_LAYER_GZIP,
+            Digest::sha256(&[n])
+        )
+    };
+    let json = format!(
+        r#"{{"schemaVersion":2,"mediaType":"{}","config":{{"mediaType":"{}","digest":"{}","size":2}},"layers":[{},{}]}}"#,
+        media_type::OCI_MANIFEST,
+        media_type::OCI_CONFIG,
+        Digest::sha256(b"{}"),
+        layer(1),
+        layer(2)
+    );
+    match Manifest::parse(
+        json.as_bytes(),
+        &MediaType::from_static(media_type::OCI_MANIFEST),
+    ) {
+        Ok(Manifest::Image(manifest)) => manifest,
+        other => panic!("the fixed manifest does not parse as an image: {other:?}"),
+    }
+}
+
+/// Image configs: the layers' `diff_ids` read for an unpack. When they are read, there is one
+/// per layer.
+pub fn image_config(data: &[u8]) {
+    let manifest = two_layer_manifest();
+    if let Ok(layers) = oci_unpack::image_layers(&manifest, data) {
+        assert_eq!(layers.len(), manifest.layers.len());
+    }
+}
+
+/// Layers' tars, entry by entry, through the hardened reader (names cleaned, whiteouts, PAX
+/// and GNU long names, limits); every entry's data read to its end.
+pub fn tar(data: &[u8]) {
+    let layer = Digest::sha256(data);
+    let limits = LayerLimits::default();
+    let _ = read_entries(&layer, data, &limits, |entry| {
+        assert!(
+            !entry.path.starts_with(b"/"),
+            "a cleaned path is relative: {entry:?}"
+        );
+        assert!(
+            !entry.path.split(|b| *b == b'/').any(|c| c == b".."),
+            "a cleaned path has no `..`: {entry:?}"
+        );
+        let mut sink = Vec::new();
+        std::io::copy(entry.data, &mut sink)
+            .map_err(|e| oci_store::Error::io("reading an entry's data", e))?;
+        Ok(())
+    });
+}
+
+/// `WWW-Authenticate` challenges, as a registry's 401 carries them.
+pub fn www_authenticate(data: &[u8]) {
+    if let Some(text) = text(data) {
+        oci_registry::fuzzing::www_authenticate(text);
+    }
+}
+
+/// What the server reads of a request before any store is asked: the path, a `Range` and a
+/// chunk's `Content-Range`. The input is the path, a newline, the range, a newline, the
+/// content range; the blob size is taken from the input's length.
+pub fn server_request(data: &[u8]) {
+    let mut lines = data.splitn(3, |b| *b == b'\n');
+    let path = lines.next().unwrap_or_default();
+    let range = lines.next().unwrap_or_default();
+    let content_range = lines.next().unwrap_or_default();
+    if let Some(path) = text(path) {
+        oci_server::fuzzing::request_path(path);
+    }
+    for size in [0, 1, data.len() as u64, u64::MAX] {
+        oci_server::fuzzing::ranges(range, content_range, size);
+    }
+}
+
+/// Archives: an oci-archive and a docker-archive (its `manifest.json`, configs, layers, links),
+/// plain or compressed, opened and indexed as `hoist copy` opens them.
+pub fn archive(data: &[u8]) {
+    let Ok(mut file) = tempfile::NamedTempFile::new() else {
+        return;
+    };
+    if file.write_all(data).is_err() {
+        return;
+    }
+    for read_as in [oci_archive::ReadAs::Oci, oci_archive::ReadAs::Docker] {
+        let limits = oci_archive::ArchiveLimits::default();
+        if let Ok(reader) = oci_archive::ArchiveReader::open_blocking(file.path(), read_as, &limits)
+        {
+            let _ = reader.images().len();
+        }
+    }
+}
+
+/// Access policies of `hoist serve --access`, as TOML and as YAML.
+pub fn access_policy(data: &[u8]) {
+    let Some(text) = text(data) else { return };
+    for format in [
+        oci_server::PolicyFormat::Toml,
+        oci_server::PolicyFormat::Yaml,
+    ] {
+        let _ = oci_server::AccessPolicy::parse(text, format);
+    }
+}
+
+/// htpasswd files of `hoist serve --htpasswd`.
+pub fn htpasswd(data: &[u8]) {
+    if let Some(text) = text(data) {
+        let _ = oci_server::Htpasswd::parse(text);
+    }
+}
+
+/// Sync configs of `hoist sync --config`, as YAML and as TOML (tag regexes and semver ranges
+/// compiled as they are read).
+pub fn sync_config(data: &[u8]) {
+    if let Some(text) = text(data) {
+        hoist::fuzzing::sync_config(text);
+    }
+}

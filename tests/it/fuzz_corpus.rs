@@ -1,0 +1,68 @@
+//! The fuzz targets' corpora as regression tests: every file under `fuzz/corpus/TARGET/` (the
+//! seeds and what the fuzzer kept) and `fuzz/regressions/TARGET/` (each input that once
+//! crashed, kept after its fix) runs through the target's body, as libFuzzer would run it. A
+//! target without a corpus fails, so that a new target cannot go untested.
+
+use std::panic::AssertUnwindSafe;
+use std::path::Path;
+
+use hoist_tests::fuzz::TARGETS;
+
+use crate::support::workspace_root;
+
+/// The files of `dir`, sorted, or none when it does not exist.
+fn inputs(dir: &Path) -> Vec<std::path::PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut files: Vec<_> = entries
+        .filter_map(Result::ok)
+        .map(|entry| entry.path())
+        .filter(|path| path.is_file())
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn every_corpus_and_regression_input_runs_through_its_target() {
+    let fuzz = workspace_root().join("fuzz");
+    let mut failures = Vec::new();
+    for (name, body) in TARGETS {
+        let corpus = inputs(&fuzz.join("corpus").join(name));
+        assert!(
+            !corpus.is_empty(),
+            "fuzz target {name} has no seed corpus in fuzz/corpus/{name}"
+        );
+        for file in corpus
+            .iter()
+            .chain(&inputs(&fuzz.join("regressions").join(name)))
+        {
+            let data = std::fs::read(file).unwrap();
+            if std::panic::catch_unwind(AssertUnwindSafe(|| body(&data))).is_err() {
+                failures.push(file.display().to_string());
+            }
+        }
+    }
+    assert!(failures.is_empty(), "inputs that panic: {failures:#?}");
+}
+
+#[test]
+fn every_target_has_a_fuzz_binary() {
+    let fuzz = workspace_root().join("fuzz");
+    let manifest = std::fs::read_to_string(fuzz.join("Cargo.toml")).unwrap();
+    for (name, _) in TARGETS {
+        let source = fuzz.join("fuzz_targets").join(format!("{name}.rs"));
+        let text = std::fs::read_to_string(&source)
+            .unwrap_or_else(|e| panic!("{}: {e}", source.display()));
+        assert!(
+            text.contains(&format!("hoist_tests::fuzz::{name}(")),
+            "{} does not call its target",
+            source.display()
+        );
+        assert!(
+            manifest.contains(&format!("name = \"{name}\"")),
+            "fuzz/Cargo.toml has no [[bin]] {name}"
+        );
+    }
+}
