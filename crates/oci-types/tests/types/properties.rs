@@ -8,6 +8,7 @@
 //! next to the property instead, where a reader sees it.
 
 mod digest;
+mod manifest;
 mod reference;
 
 use proptest::test_runner::{Config, RngSeed};
