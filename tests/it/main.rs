@@ -36,5 +36,6 @@ mod server_http;
 mod server_interop;
 mod support;
 mod sync_cli;
+mod tar_roundtrip;
 mod unpack_hostile;
 mod unpack_interop;

@@ -28,7 +28,8 @@ pub enum Manifest {
 pub struct ImageManifest {
     /// Always 2.
     pub schema_version: u32,
-    /// The media type the manifest was read as (or states).
+    /// The media type the manifest was read as (or states); serialised without parameters.
+    #[serde(serialize_with = "essence")]
     pub media_type: MediaType,
     /// The artifact type, for artifacts.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -52,7 +53,8 @@ pub struct ImageManifest {
 pub struct ImageIndex {
     /// Always 2.
     pub schema_version: u32,
-    /// The media type the index was read as (or states).
+    /// The media type the index was read as (or states); serialised without parameters.
+    #[serde(serialize_with = "essence")]
     pub media_type: MediaType,
     /// The artifact type, for artifacts.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -104,6 +106,17 @@ impl ImageIndex {
     pub fn to_json(&self) -> Vec<u8> {
         to_json(self)
     }
+}
+
+/// Writes the `mediaType` field as the essence of the media type. A manifest parsed as the
+/// `Content-Type` it was served with keeps that header's parameters (`; charset=utf-8`) in its
+/// media type, but the field is compared to the essence when parsed (and other implementations
+/// expect the bare type there): written whole, the manifest's own JSON would be refused.
+fn essence<S: serde::Serializer>(
+    media_type: &MediaType,
+    serializer: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    serializer.serialize_str(media_type.essence())
 }
 
 fn to_json<T: serde::Serialize>(value: &T) -> Vec<u8> {

@@ -10,6 +10,7 @@ mod digest;
 mod manifest;
 mod media_type;
 mod name;
+mod properties;
 mod reference;
 mod round_trip;
 
