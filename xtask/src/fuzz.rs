@@ -1,10 +1,14 @@
 //! `cargo xtask fuzz`: runs the fuzz targets of `fuzz/` under libFuzzer with `cargo fuzz`.
 //!
-//! Each target runs for `--seconds` (default 60) on its corpus (`fuzz/corpus/TARGET`, which
-//! grows with what the fuzzer finds), `--jobs` targets at once (default 1). Inputs are capped
-//! in size, time and memory, so a hang or a runaway allocation is a failure like a panic. A
-//! failing input lands in `fuzz/artifacts/TARGET/`; it belongs in `fuzz/regressions/TARGET/`
-//! once fixed, where `cargo test` keeps running it (the test `fuzz_corpus`).
+//! Each target runs for `--seconds` (default 60), `--jobs` targets at once (default 1), from
+//! its committed corpus (`fuzz/corpus/TARGET`: the seeds and what earlier runs merged in) and
+//! its working corpus (`fuzz/target/corpus/TARGET`, not committed), where the fuzzer writes
+//! every input it keeps. After a clean run, the inputs of the working corpus that reach code
+//! the committed corpus does not are merged into it (libFuzzer's `-merge=1`), so the committed
+//! corpus stays small enough for `cargo test` to run on every change (the test `fuzz_corpus`).
+//! Inputs are capped in size, time and memory, so a hang or a runaway allocation is a failure
+//! like a panic. A failing input lands in `fuzz/artifacts/TARGET/`; it belongs in
+//! `fuzz/regressions/TARGET/` once fixed, where `cargo test` keeps running it.
 //!
 //! `cargo fuzz` needs nightly compiler flags; `RUSTC_BOOTSTRAP=1` unlocks them on the stable
 //! toolchain. Install it with `cargo install cargo-fuzz --locked`.
@@ -115,6 +119,7 @@ pub(crate) fn run(root: &Path, args: &FuzzArgs) -> Result<()> {
                 .with_context(|| format!("waiting for {target}"))?;
             if status.success() {
                 println!("    {target}: no failure in {} s", args.seconds);
+                merge(root, &fuzz_dir, target)?;
             } else {
                 println!(
                     "    {target}: FAILED ({status}); the input is in fuzz/artifacts/{target}/"
@@ -134,11 +139,47 @@ pub(crate) fn run(root: &Path, args: &FuzzArgs) -> Result<()> {
     Ok(())
 }
 
-/// Starts `target` on its corpus for `seconds`, its output to `fuzz/target/TARGET.log`.
+/// The working corpus of `target`, where the fuzzer writes (first), and the committed one.
+fn corpora(fuzz_dir: &Path, target: &str) -> Result<[std::path::PathBuf; 2]> {
+    let dirs = [
+        fuzz_dir.join("target").join("corpus").join(target),
+        fuzz_dir.join("corpus").join(target),
+    ];
+    for dir in &dirs {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    Ok(dirs)
+}
+
+/// Merges into the committed corpus of `target` the inputs of its working corpus that reach
+/// code the committed one does not.
+fn merge(root: &Path, fuzz_dir: &Path, target: &str) -> Result<()> {
+    let [work, committed] = corpora(fuzz_dir, target)?;
+    let before = count_files(&committed);
+    let mut cmd = cargo_fuzz(root);
+    cmd.args(["run", "-O", "--debug-assertions", target])
+        .arg(&committed)
+        .arg(&work)
+        .arg("--")
+        .arg("-merge=1")
+        .arg(format!("-max_len={MAX_INPUT_LEN}"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    crate::run_status(&mut cmd)?;
+    println!(
+        "    {target}: {} inputs merged into fuzz/corpus/{target}",
+        count_files(&committed).saturating_sub(before)
+    );
+    Ok(())
+}
+
+fn count_files(dir: &Path) -> usize {
+    std::fs::read_dir(dir).map_or(0, |entries| entries.filter_map(Result::ok).count())
+}
+
+/// Starts `target` on its corpora for `seconds`, its output to `fuzz/target/TARGET.log`.
 fn start(root: &Path, fuzz_dir: &Path, target: &str, seconds: u64) -> Result<Child> {
-    let corpus = fuzz_dir.join("corpus").join(target);
-    std::fs::create_dir_all(&corpus)
-        .with_context(|| format!("cannot create {}", corpus.display()))?;
+    let [work, committed] = corpora(fuzz_dir, target)?;
     let log_dir = fuzz_dir.join("target");
     std::fs::create_dir_all(&log_dir)?;
     let log_path = log_dir.join(format!("{target}.log"));
@@ -146,7 +187,8 @@ fn start(root: &Path, fuzz_dir: &Path, target: &str, seconds: u64) -> Result<Chi
         .with_context(|| format!("cannot create {}", log_path.display()))?;
     let mut cmd = cargo_fuzz(root);
     cmd.args(["run", "-O", "--debug-assertions", target])
-        .arg(&corpus)
+        .arg(&work)
+        .arg(&committed)
         .arg("--")
         .arg(format!("-max_total_time={seconds}"))
         .arg(format!("-timeout={TIMEOUT_SECS}"))

@@ -36,7 +36,8 @@ mod serve;
 mod wire;
 
 pub use auth::{
-    Auth, AuthConfig, DEFAULT_REFRESH_LIFETIME, Htpasswd, MAX_TOKEN_REQUEST_SIZE, TOKEN_SERVICE,
+    Auth, AuthConfig, DEFAULT_REFRESH_LIFETIME, Htpasswd, MAX_BCRYPT_COST, MAX_TOKEN_REQUEST_SIZE,
+    TOKEN_SERVICE,
 };
 pub use error::{Error, Result};
 pub use policy::{AccessPolicy, Action, Actions, MAX_POLICY_FILE_SIZE, PolicyFormat};

@@ -6,6 +6,13 @@ use std::path::Path;
 use super::token::random_token;
 use crate::{Error, Result};
 
+/// The highest bcrypt cost accepted. Every login attempt, right or wrong, costs one hash of
+/// the user's cost (and of the file's highest cost for an unknown user, made once when the
+/// file is read): a hash of a much higher cost would let each request take the server's CPU
+/// for seconds, and reading the file take hours. `htpasswd -B` writes cost 5 by default and
+/// Go's bcrypt 10.
+pub const MAX_BCRYPT_COST: u32 = 14;
+
 /// Users and their bcrypt password hashes, from an htpasswd file (`user:$2y$…`, as
 /// `htpasswd -B` writes).
 #[derive(Clone)]
@@ -61,6 +68,13 @@ impl Htpasswd {
                 .get(4..6)
                 .and_then(|c| c.parse::<u32>().ok())
                 .ok_or_else(|| format!("line {}: the hash of {user:?} has no cost", number + 1))?;
+            if this_cost > MAX_BCRYPT_COST {
+                return Err(format!(
+                    "line {}: the hash of {user:?} has bcrypt cost {this_cost}, more than the \
+                     {MAX_BCRYPT_COST} accepted (each login attempt costs a hash of it)",
+                    number + 1
+                ));
+            }
             cost = if users.is_empty() {
                 this_cost
             } else {
@@ -88,5 +102,33 @@ impl Htpasswd {
 
     pub(super) fn contains(&self, user: &str) -> bool {
         self.users.contains_key(user)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by the fuzz target `htpasswd`: a hash claiming cost 18 made reading the file (the
+    /// dummy hash at the file's highest cost) take longer than the fuzzer's time limit, and
+    /// cost 31 would take hours. Such a file is refused at once, naming the line.
+    #[test]
+    fn a_cost_above_the_limit_is_refused_before_any_hash_is_made() {
+        let started = std::time::Instant::now();
+        let text = "alice:$2y$18$alice:$2y$059ZSGHlice:$ob:cdefPQRSqXkS2I0RNOv7a.\n# a comment\n";
+        let error = Htpasswd::parse(text).unwrap_err();
+        assert!(error.contains("line 1") && error.contains("cost 18"), "{error}");
+        let error = Htpasswd::parse("a:$2b$04$x\nb:$2b$31$y\n").unwrap_err();
+        assert!(error.contains("line 2") && error.contains("cost 31"), "{error}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+    }
+
+    #[test]
+    fn costs_up_to_the_limit_are_read() {
+        let hash = bcrypt::hash("secret", 4).unwrap();
+        let users = Htpasswd::parse(&format!("alice:{hash}\n")).unwrap();
+        assert!(users.verify("alice", "secret"));
+        assert!(!users.verify("alice", "wrong"));
+        assert!(!users.verify("bob", "secret"));
     }
 }

@@ -27,7 +27,7 @@ mod htpasswd;
 mod scope;
 mod token;
 
-pub use htpasswd::Htpasswd;
+pub use htpasswd::{Htpasswd, MAX_BCRYPT_COST};
 pub(crate) use scope::Access;
 
 use expiring::Expiring;
