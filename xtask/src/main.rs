@@ -94,7 +94,7 @@ enum Cmd {
     Ci { test_args: Vec<OsString> },
     Lint,
     Dist,
-    Bench(bench::BenchArgs),
+    Bench(bench::BenchCmd),
     Fuzz(fuzz::FuzzArgs),
 }
 
@@ -254,19 +254,21 @@ mod tests {
 
     #[test]
     fn bench_takes_its_own_arguments() {
-        assert_eq!(
-            parse_args(&args(&["bench"])),
-            Ok(Cmd::Bench(bench::BenchArgs::default()))
-        );
-        assert!(matches!(
-            parse_args(&args(&["bench", "layout", "--runs", "1"])),
-            Ok(Cmd::Bench(bench::BenchArgs { runs: 1, .. }))
-        ));
-        assert!(matches!(
-            parse_args(&args(&["bench", "server"])),
-            Ok(Cmd::Bench(bench::BenchArgs { size_mib: 256, .. }))
-        ));
+        let Ok(Cmd::Bench(all)) = parse_args(&args(&["bench"])) else {
+            panic!("`bench` is not a bench");
+        };
+        assert_eq!(all.scenarios.len(), 9);
+        let Ok(Cmd::Bench(one)) = parse_args(&args(&["bench", "layout", "--runs", "1"])) else {
+            panic!("`bench layout` is not a bench");
+        };
+        assert_eq!(one.scenarios.len(), 1);
+        assert_eq!(one.scenarios[0].runs, 1);
+        let Ok(Cmd::Bench(server)) = parse_args(&args(&["bench", "--scenario", "server"])) else {
+            panic!("`bench --scenario server` is not a bench");
+        };
+        assert_eq!(server.scenarios[0].size_mib, 256);
         assert!(parse_args(&args(&["bench", "--runs"])).is_err());
+        assert!(parse_args(&args(&["bench", "--quick", "--readme"])).is_err());
     }
 
     #[test]
