@@ -1,20 +1,25 @@
-//! `cargo xtask bench`: speed and memory targets, measured against the machine's own limits in
-//! the same run and reported as ratios.
+//! `cargo xtask bench`: speed and memory targets, measured against peer tools and the machine's
+//! own limits in the same run and reported as ratios.
 //!
-//! This module reads the command line and hands it to a scenario; each scenario is a module of
-//! its own (`layout`, `server`, `client`, `build`, `unpack`, `archive`, `bucket`), and what they
-//! share lives in one place each:
+//! This module reads the command line and runs the scenarios it names, all of them in
+//! [`Scenario::ALL`]'s order when it names none; each scenario is a module of its own
+//! (`startup`, `layout`, `client`, `copy`, `server`, `build`, `unpack`, `archive`, `bucket`),
+//! and what they share lives in one place each:
 //! * [`measure`]: timing child processes, GNU `time`'s CPU seconds and peak RSS, medians, the
-//!   order of the tools from one run to the next, targets and verdicts, tables and JSON output
-//!   under `target/bench`;
+//!   order of the tools from one run to the next, targets (with the figures behind their ratios)
+//!   and verdicts, tables and JSON output under `target/bench`;
 //! * [`machine`]: the work directories, the tools needed, the page cache (`sync`, pauses,
 //!   untimed reads, the ballast), the machine's own limits (`openssl dgst`, `dd`), versions and
-//!   revisions;
+//!   revisions, and the machine itself (cores, memory, kernel);
 //! * [`data`]: random bytes and trees made from a seed, a copy of part of `/usr`, images built
 //!   from them, OCI layouts read back;
 //! * [`peers`]: the peers and servers started and stopped (`docker-registry`, `hoist serve`)
-//!   and the registry API through `curl`; [`load`]: the manifest load tests.
+//!   and the registry API through `curl` (an image put from a layout, the access log read);
+//!   [`load`]: the manifest load tests;
+//! * [`summary`]: what a run of several scenarios makes of their JSON files: one row per
+//!   target, `target/bench/all.json`, and the README's benchmark section (`--readme`).
 //!
+//! A failing scenario does not stop the others; the command fails at the end if any did.
 //! Misses are printed as `FAIL` but do not fail the command (the machine is shared and noisy);
 //! only a failing command does.
 
