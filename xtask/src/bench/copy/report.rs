@@ -163,7 +163,7 @@ impl CopyReport {
             );
         }
         let _ = writeln!(out);
-        verdict_table(&mut out, 44, 10, &self.targets());
+        verdict_table(&mut out, 58, 10, &self.targets());
         for row in self.reported() {
             let other = row["peer"]
                 .as_str()
@@ -171,7 +171,7 @@ impl CopyReport {
                 .unwrap_or_default();
             let _ = writeln!(
                 out,
-                "{:<44}{:>10}{:>10}   (reported: {} vs {other})",
+                "{:<58}{:>10}{:>10}   (reported: {} vs {other})",
                 row["name"].as_str().unwrap_or_default(),
                 row["ratio"].as_str().unwrap_or_default(),
                 "-",

@@ -103,7 +103,7 @@ impl StartupReport {
              ({}) of an OCI layout;\none layer of {} MiB, manifest {};\n{} round(s) after a \
              warm-up, each tool once per round, order reversing between rounds;\nhoist built \
              from {}\n",
-            self.versions[1],
+            self.versions[1].replace("skopeo version", "skopeo"),
             self.oras_version(),
             self.layer_bytes >> 20,
             self.manifest_digest,
@@ -128,11 +128,11 @@ impl StartupReport {
             );
         }
         let _ = writeln!(out);
-        verdict_table(&mut out, 40, 10, &self.targets());
+        verdict_table(&mut out, 48, 10, &self.targets());
         for row in self.reported() {
             let _ = writeln!(
                 out,
-                "{:<40}{:>10}{:>10}   (reported: {} vs {})",
+                "{:<48}{:>10}{:>10}   (reported: {} vs {})",
                 row["name"].as_str().unwrap_or_default(),
                 row["ratio"].as_str().unwrap_or_default(),
                 "-",
@@ -155,7 +155,7 @@ impl StartupReport {
             "layer_bytes": self.layer_bytes,
             "manifest_digest": self.manifest_digest,
             "hoist_revision": self.versions[0],
-            "skopeo": self.versions[1],
+            "skopeo": self.versions[1].replace("skopeo version", "skopeo"),
             "oras": self.oras_version(),
             "runs": self.seconds(Tool::Hoist).len(),
             "order": self.order.iter()
