@@ -1,32 +1,38 @@
-//! `cargo xtask bench`: speed and memory targets, measured against the machine's own limits in
-//! the same run and reported as ratios.
+//! `cargo xtask bench`: speed and memory targets, measured against peer tools and the machine's
+//! own limits in the same run and reported as ratios.
 //!
-//! This module reads the command line and hands it to a scenario; each scenario is a module of
-//! its own (`layout`, `server`, `client`, `build`, `unpack`, `archive`, `bucket`), and what they
-//! share lives in one place each:
+//! This module reads the command line and runs the scenarios it names, all of them in
+//! [`Scenario::ALL`]'s order when it names none; each scenario is a module of its own
+//! (`startup`, `layout`, `client`, `copy`, `server`, `build`, `unpack`, `archive`, `bucket`),
+//! and what they share lives in one place each:
 //! * [`measure`]: timing child processes, GNU `time`'s CPU seconds and peak RSS, medians, the
-//!   order of the tools from one run to the next, targets and verdicts, tables and JSON output
-//!   under `target/bench`;
+//!   order of the tools from one run to the next, targets (with the figures behind their ratios)
+//!   and verdicts, tables and JSON output under `target/bench`;
 //! * [`machine`]: the work directories, the tools needed, the page cache (`sync`, pauses,
 //!   untimed reads, the ballast), the machine's own limits (`openssl dgst`, `dd`), versions and
-//!   revisions;
+//!   revisions, and the machine itself (cores, memory, kernel);
 //! * [`data`]: random bytes and trees made from a seed, a copy of part of `/usr`, images built
 //!   from them, OCI layouts read back;
 //! * [`peers`]: the peers and servers started and stopped (`docker-registry`, `hoist serve`)
-//!   and the registry API through `curl`; [`load`]: the manifest load tests.
+//!   and the registry API through `curl` (an image put from a layout, the access log read);
+//!   [`load`]: the manifest load tests;
+//! * [`summary`]: what a run of several scenarios makes of their JSON files: one row per
+//!   target, `target/bench/all.json`, and the README's benchmark section (`--readme`).
 //!
+//! A failing scenario does not stop the others; the command fails at the end if any did.
 //! Misses are printed as `FAIL` but do not fail the command (the machine is shared and noisy);
 //! only a failing command does.
 
 use std::ffi::OsString;
 use std::path::Path;
 
-use anyhow::Result;
+use anyhow::{Result, bail};
 
 mod archive;
 mod bucket;
 mod build;
 mod client;
+mod copy;
 mod data;
 mod layout;
 mod load;
@@ -34,17 +40,26 @@ mod machine;
 mod measure;
 mod peers;
 mod server;
+mod startup;
+mod summary;
 mod unpack;
 
 /// The scenarios `cargo xtask bench` knows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Scenario {
+    /// `hoist digest` of a small layout against `skopeo inspect --raw` and `oras manifest
+    /// fetch`: what a short command costs.
+    Startup,
     /// Push a blob into a new layout and read it back (issue 3).
     Layout,
     /// `hoist serve` against `docker-registry`, side by side (issue 4).
     Server,
-    /// `hoist copy` against `skopeo copy`, pull and push (issue "registry client speed").
+    /// `hoist copy` against `skopeo copy` and `oras cp`, pull and push (issue "registry client
+    /// speed").
     Client,
+    /// `hoist copy` from one registry to another against `skopeo copy` and `oras cp`, and
+    /// within one registry (mounts).
+    Copy,
     /// `hoist build` against `umoci insert` (issue "hoist build speed").
     Build,
     /// `hoist unpack` against `umoci unpack` (issue "hoist unpack speed").
@@ -56,7 +71,44 @@ pub(crate) enum Scenario {
     Bucket,
 }
 
-/// What `cargo xtask bench` was asked to do.
+impl Scenario {
+    /// Every scenario, in the order `cargo xtask bench` runs them without `--scenario`: the
+    /// short ones first, then those that share `docker-registry`, then the long local ones
+    /// (unpack pauses minutes between runs), and last those whose peers are the heaviest to
+    /// start (a Docker daemon, moto).
+    pub(crate) const ALL: [Self; 9] = [
+        Self::Startup,
+        Self::Layout,
+        Self::Client,
+        Self::Copy,
+        Self::Server,
+        Self::Build,
+        Self::Unpack,
+        Self::Archive,
+        Self::Bucket,
+    ];
+
+    /// The name on the command line and of `target/bench/NAME.json`.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Self::Startup => "startup",
+            Self::Layout => "layout",
+            Self::Server => "server",
+            Self::Client => "client",
+            Self::Copy => "copy",
+            Self::Build => "build",
+            Self::Unpack => "unpack",
+            Self::Archive => "archive",
+            Self::Bucket => "bucket",
+        }
+    }
+
+    fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.name() == name)
+    }
+}
+
+/// What one scenario is asked to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct BenchArgs {
     pub(crate) scenario: Scenario,
@@ -66,7 +118,7 @@ pub(crate) struct BenchArgs {
     pub(crate) pause_secs: u64,
     /// Whether each run starts with the ballast write.
     pub(crate) ballast: bool,
-    /// `--quick`: a smoke test (shorter load tests in the server scenario).
+    /// `--quick`: a smoke run (small sizes, one run, shorter load tests).
     pub(crate) quick: bool,
 }
 
@@ -83,13 +135,41 @@ impl Default for BenchArgs {
     }
 }
 
+/// What `cargo xtask bench` was asked to do: one or more scenarios, one after the other.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct BenchCmd {
+    /// The scenarios to run, in order, each with its own defaults applied.
+    pub(crate) scenarios: Vec<BenchArgs>,
+    /// `--readme`: rewrite the benchmark section of `README.md` after the run.
+    pub(crate) readme: bool,
+    /// The command line, as the reports quote it.
+    pub(crate) command: String,
+}
+
 /// The largest blob `--size-mib` accepts (1 TiB).
 const MAX_SIZE_MIB: u64 = 1 << 20;
+/// The layout and server scenarios' size under `--quick`.
+const QUICK_SIZE_MIB: u64 = 64;
 
-/// Parses the arguments after `bench`: `[layout] [--size-mib N] [--runs R] [--pause S]
-/// [--quick]`, where `--quick` means `--pause 0` and no ballast (a smoke test, not a measure).
-pub(crate) fn parse_args(args: &[OsString]) -> Result<BenchArgs, String> {
-    let mut parsed = BenchArgs::default();
+/// The layout scenario's defaults: those of [`BenchArgs`], or with `--quick`
+/// [`QUICK_SIZE_MIB`] and one run.
+fn layout_defaults(args: &mut BenchArgs, size_given: bool, runs_given: bool) {
+    if args.quick && !size_given {
+        args.size_mib = QUICK_SIZE_MIB;
+    }
+    if args.quick && !runs_given {
+        args.runs = 1;
+    }
+}
+
+/// Parses the arguments after `bench`: `[SCENARIO...] [--scenario SCENARIO] [--size-mib N]
+/// [--runs R] [--pause S] [--quick] [--readme]`, where `--quick` means `--pause 0`, no ballast
+/// and each scenario's smoke sizes (a smoke test, not a measure). No scenario means all of
+/// them, in [`Scenario::ALL`]'s order.
+pub(crate) fn parse_args(args: &[OsString]) -> Result<BenchCmd, String> {
+    let mut base = BenchArgs::default();
+    let mut scenarios: Vec<Scenario> = Vec::new();
+    let mut readme = false;
     let mut size_given = false;
     let mut runs_given = false;
     let mut rest = args.iter();
@@ -97,70 +177,187 @@ pub(crate) fn parse_args(args: &[OsString]) -> Result<BenchArgs, String> {
         let Some(arg) = arg.to_str() else {
             return Err(format!("unexpected argument {arg:?} to `bench`"));
         };
-        let mut value = |name: &str| -> Result<u64, String> {
+        let mut text = |name: &str| -> Result<String, String> {
             let value = rest
                 .next()
                 .ok_or_else(|| format!("`{name}` needs a value"))?;
             value
                 .to_str()
-                .and_then(|v| v.parse().ok())
-                .ok_or_else(|| format!("`{name}` needs a whole number, not {value:?}"))
+                .map(str::to_owned)
+                .ok_or_else(|| format!("`{name}` needs text, not {value:?}"))
         };
+        let number = |name: &str, value: String| -> Result<u64, String> {
+            value
+                .parse()
+                .map_err(|_| format!("`{name}` needs a whole number, not {value:?}"))
+        };
+        let scenario = match arg {
+            "--scenario" => {
+                let name = text(arg)?;
+                Some(Scenario::from_name(&name).ok_or_else(|| {
+                    format!("unknown scenario {name:?} (known: {})", known_scenarios())
+                })?)
+            }
+            _ => Scenario::from_name(arg),
+        };
+        if let Some(scenario) = scenario {
+            if !scenarios.contains(&scenario) {
+                scenarios.push(scenario);
+            }
+            continue;
+        }
         match arg {
-            "layout" => parsed.scenario = Scenario::Layout,
-            "server" => parsed.scenario = Scenario::Server,
-            "client" => parsed.scenario = Scenario::Client,
-            "build" => parsed.scenario = Scenario::Build,
-            "unpack" => parsed.scenario = Scenario::Unpack,
-            "archive" => parsed.scenario = Scenario::Archive,
-            "bucket" => parsed.scenario = Scenario::Bucket,
             "--size-mib" => {
-                parsed.size_mib = value(arg)?;
+                base.size_mib = number(arg, text(arg)?)?;
                 size_given = true;
             }
             "--runs" => {
-                parsed.runs =
-                    usize::try_from(value(arg)?).map_err(|_| "`--runs` is too large".to_owned())?;
+                base.runs = usize::try_from(number(arg, text(arg)?)?)
+                    .map_err(|_| "`--runs` is too large".to_owned())?;
                 runs_given = true;
             }
-            "--pause" => parsed.pause_secs = value(arg)?,
+            "--pause" => base.pause_secs = number(arg, text(arg)?)?,
             "--quick" => {
-                parsed.pause_secs = 0;
-                parsed.ballast = false;
-                parsed.quick = true;
+                base.pause_secs = 0;
+                base.ballast = false;
+                base.quick = true;
             }
+            "--readme" => readme = true,
             other => return Err(format!("unexpected argument {other:?} to `bench`")),
         }
     }
-    let apply_defaults = match parsed.scenario {
-        Scenario::Layout => |_: &mut BenchArgs, _, _| {},
-        Scenario::Server => server::apply_defaults,
-        Scenario::Client => client::apply_defaults,
-        Scenario::Build => build::apply_defaults,
-        Scenario::Unpack => unpack::apply_defaults,
-        Scenario::Archive => archive::apply_defaults,
-        Scenario::Bucket => bucket::apply_defaults,
-    };
-    apply_defaults(&mut parsed, size_given, runs_given);
-    if !(1..=MAX_SIZE_MIB).contains(&parsed.size_mib) {
+    if !(1..=MAX_SIZE_MIB).contains(&base.size_mib) {
         return Err(format!("`--size-mib` must be from 1 to {MAX_SIZE_MIB}"));
     }
-    if parsed.runs == 0 {
+    if base.runs == 0 {
         return Err("`--runs` must be at least 1".to_owned());
     }
-    Ok(parsed)
+    if readme && base.quick {
+        return Err(
+            "`--readme` publishes real runs only; drop `--quick` (smoke runs are not measures)"
+                .to_owned(),
+        );
+    }
+    if scenarios.is_empty() {
+        scenarios = Scenario::ALL.to_vec();
+    }
+    let scenarios = scenarios
+        .into_iter()
+        .map(|scenario| {
+            let mut parsed = BenchArgs {
+                scenario,
+                ..base.clone()
+            };
+            let apply_defaults = match scenario {
+                Scenario::Startup => startup::apply_defaults,
+                Scenario::Layout => layout_defaults,
+                Scenario::Server => server::apply_defaults,
+                Scenario::Client => client::apply_defaults,
+                Scenario::Copy => copy::apply_defaults,
+                Scenario::Build => build::apply_defaults,
+                Scenario::Unpack => unpack::apply_defaults,
+                Scenario::Archive => archive::apply_defaults,
+                Scenario::Bucket => bucket::apply_defaults,
+            };
+            apply_defaults(&mut parsed, size_given, runs_given);
+            parsed
+        })
+        .collect();
+    Ok(BenchCmd {
+        scenarios,
+        readme,
+        command: command_line(args),
+    })
 }
 
-pub(crate) fn run(root: &Path, args: &BenchArgs) -> Result<()> {
+fn known_scenarios() -> String {
+    Scenario::ALL.map(Scenario::name).join(", ")
+}
+
+/// `cargo xtask bench ARGS`, each argument quoted for a shell if it needs it.
+fn command_line(args: &[OsString]) -> String {
+    let mut line = "cargo xtask bench".to_owned();
+    for arg in args {
+        let arg = arg.to_string_lossy();
+        let plain = !arg.is_empty()
+            && arg
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_./:=,@+".contains(c));
+        line.push(' ');
+        if plain {
+            line.push_str(&arg);
+        } else {
+            line.push_str(&format!("'{}'", arg.replace('\'', "'\\''")));
+        }
+    }
+    line
+}
+
+/// Runs one scenario; it writes `target/bench/NAME.json`.
+fn run_scenario(root: &Path, args: &BenchArgs) -> Result<()> {
     match args.scenario {
+        Scenario::Startup => startup::run(root, args),
         Scenario::Layout => layout::run(root, args),
         Scenario::Server => server::run(root, args),
         Scenario::Client => client::run(root, args),
+        Scenario::Copy => copy::run(root, args),
         Scenario::Build => build::run(root, args),
         Scenario::Unpack => unpack::run(root, args),
         Scenario::Archive => archive::run(root, args),
         Scenario::Bucket => bucket::run(root, args),
     }
+}
+
+/// Runs the scenarios one after the other, going on past a failing one; then, if several ran,
+/// writes `target/bench/all.json` and prints every target's row; with `--readme`, rewrites the
+/// benchmark section of `README.md`. Fails at the end if any scenario failed.
+pub(crate) fn run(root: &Path, cmd: &BenchCmd) -> Result<()> {
+    let bench_dir = machine::target_dir(root).join("bench");
+    let several = cmd.scenarios.len() > 1;
+    let mut done = Vec::new();
+    let mut failed = Vec::new();
+    for (i, args) in cmd.scenarios.iter().enumerate() {
+        let name = args.scenario.name();
+        if several {
+            println!(
+                "\n===> scenario {name} ({} of {}): {} MiB, {} run(s)",
+                i + 1,
+                cmd.scenarios.len(),
+                args.size_mib,
+                args.runs
+            );
+        }
+        match summary::run_and_read(&bench_dir, name, || run_scenario(root, args)) {
+            Ok(json) => done.push((name, json)),
+            Err(err) => {
+                eprintln!("error: scenario {name} failed: {err:#}");
+                failed.push((name, format!("{err:#}")));
+            }
+        }
+    }
+    let rows = summary::rows(&done);
+    if several {
+        let path = summary::write_all(&bench_dir, cmd, &done, &failed, &rows)?;
+        println!("\n{}", summary::markdown_table(&rows));
+        println!("all results: {}", path.display());
+    }
+    if cmd.readme {
+        if done.is_empty() {
+            bail!("no scenario ran to the end: README.md left as it is");
+        }
+        let readme = summary::rewrite_readme(root, cmd, &rows, &failed)?;
+        println!("rewrote the benchmark section of {}", readme.display());
+    }
+    if !failed.is_empty() {
+        let names: Vec<&str> = failed.iter().map(|(name, _)| *name).collect();
+        bail!(
+            "{} of {} scenario(s) failed: {}",
+            failed.len(),
+            cmd.scenarios.len(),
+            names.join(", ")
+        );
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -172,32 +369,46 @@ mod tests {
         list.iter().map(OsString::from).collect()
     }
 
+    /// The one scenario `list` asks for.
+    pub(super) fn parse_one(list: &[&str]) -> Result<BenchArgs, String> {
+        let cmd = parse_args(&args(list))?;
+        match cmd.scenarios.as_slice() {
+            [one] => Ok(one.clone()),
+            more => Err(format!("{} scenarios", more.len())),
+        }
+    }
+
     #[test]
-    fn defaults_are_the_issue_scenario() {
+    fn no_scenario_means_all_in_order() {
+        let cmd = parse_args(&[]).unwrap();
+        let names: Vec<&str> = cmd.scenarios.iter().map(|a| a.scenario.name()).collect();
         assert_eq!(
-            parse_args(&[]),
-            Ok(BenchArgs {
-                scenario: Scenario::Layout,
-                size_mib: 1024,
-                runs: 3,
-                pause_secs: 20,
-                ballast: true,
-                quick: false,
-            })
+            names,
+            [
+                "startup", "layout", "client", "copy", "server", "build", "unpack", "archive",
+                "bucket"
+            ]
         );
-        assert_eq!(parse_args(&args(&["layout"])), parse_args(&[]));
+        assert!(!cmd.readme);
+        assert_eq!(cmd.command, "cargo xtask bench");
+        // Each keeps its own defaults.
+        let client = &cmd.scenarios[2];
+        assert_eq!((client.size_mib, client.runs), (1024, 3));
+        assert_eq!(cmd.scenarios[1], BenchArgs::default());
+    }
+
+    #[test]
+    fn layout_defaults_are_the_issue_scenario() {
+        assert_eq!(parse_one(&["layout"]), Ok(BenchArgs::default()));
+        assert_eq!(
+            parse_one(&["--scenario", "layout"]),
+            Ok(BenchArgs::default())
+        );
     }
 
     #[test]
     fn options_are_parsed() {
-        let parsed = parse_args(&args(&[
-            "layout",
-            "--size-mib",
-            "64",
-            "--runs",
-            "5",
-            "--quick",
-        ]));
+        let parsed = parse_one(&["layout", "--size-mib", "64", "--runs", "5", "--quick"]);
         assert_eq!(
             parsed,
             Ok(BenchArgs {
@@ -210,8 +421,45 @@ mod tests {
             })
         );
         assert_eq!(
-            parse_args(&args(&["--pause", "90"])).map(|a| a.pause_secs),
+            parse_one(&["layout", "--pause", "90"]).map(|a| a.pause_secs),
             Ok(90)
+        );
+        let cmd = parse_args(&args(&["--scenario", "client", "startup", "client"])).unwrap();
+        let names: Vec<&str> = cmd.scenarios.iter().map(|a| a.scenario.name()).collect();
+        assert_eq!(names, ["client", "startup"]);
+    }
+
+    #[test]
+    fn quick_makes_every_scenario_a_smoke_run() {
+        let cmd = parse_args(&args(&["--quick"])).unwrap();
+        assert_eq!(cmd.scenarios.len(), Scenario::ALL.len());
+        for args in &cmd.scenarios {
+            assert!(args.quick && !args.ballast, "{args:?}");
+            assert_eq!(args.runs, 1, "{args:?}");
+            assert!(args.size_mib <= 64, "{args:?}");
+            assert_eq!(args.pause_secs, 0, "{args:?}");
+        }
+    }
+
+    #[test]
+    fn readme_needs_a_real_run() {
+        let cmd = parse_args(&args(&["--readme"])).unwrap();
+        assert!(cmd.readme);
+        assert_eq!(cmd.scenarios.len(), Scenario::ALL.len());
+        assert!(parse_args(&args(&["client", "--readme", "--quick"])).is_err());
+        assert!(parse_args(&args(&["--quick", "--readme"])).is_err());
+    }
+
+    #[test]
+    fn the_command_line_is_quoted_for_a_shell() {
+        let cmd = parse_args(&args(&["--scenario", "client", "--runs", "5", "--readme"])).unwrap();
+        assert_eq!(
+            cmd.command,
+            "cargo xtask bench --scenario client --runs 5 --readme"
+        );
+        assert_eq!(
+            command_line(&args(&["a b", "it's"])),
+            "cargo xtask bench 'a b' 'it'\\''s'"
         );
     }
 
@@ -219,6 +467,8 @@ mod tests {
     fn bad_arguments_are_refused() {
         for bad in [
             &["registry"][..],
+            &["--scenario"],
+            &["--scenario", "registry"],
             &["server", "--size-mib", "0"],
             &["--size-mib"],
             &["--size-mib", "-1"],
@@ -234,14 +484,14 @@ mod tests {
 
     #[test]
     fn server_scenario_defaults_to_256_mib() {
-        let parsed = parse_args(&args(&["server"])).unwrap();
+        let parsed = parse_one(&["server"]).unwrap();
         assert_eq!(parsed.scenario, Scenario::Server);
         assert_eq!(parsed.size_mib, 256);
         assert_eq!(parsed.runs, 3);
-        let parsed = parse_args(&args(&["server", "--size-mib", "64", "--quick"])).unwrap();
-        assert_eq!((parsed.size_mib, parsed.quick), (64, true));
+        let parsed = parse_one(&["server", "--size-mib", "128", "--quick"]).unwrap();
+        assert_eq!((parsed.size_mib, parsed.quick, parsed.runs), (128, true, 1));
         assert_eq!(
-            parse_args(&args(&["--size-mib", "64", "server"])).map(|a| a.size_mib),
+            parse_one(&["--size-mib", "64", "server"]).map(|a| a.size_mib),
             Ok(64)
         );
     }

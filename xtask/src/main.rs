@@ -30,25 +30,48 @@ commands:
   dist            build `hoist` with the dist profile (LTO, stripped) and pack it with its
                   man page and bash, zsh and fish completions, README and LICENSE into
                   target/dist/hoist-<version>-<target>.tar.gz, with target/dist/SHA256SUMS
-  bench [layout] [--size-mib N] [--runs R] [--pause S] [--quick]
-                  measure speed and memory targets against the machine's limits, measured
-                  side by side in the same run (default: layout, 1024 MiB, 3 runs, a 20 s
-                  pause after each run's deletion, an untimed ballast write before each run;
-                  --quick: no pause and no ballast, a smoke test); prints a table and writes
-                  target/bench/<scenario>.json
+  bench [SCENARIO...] [--scenario SCENARIO] [--size-mib N] [--runs R] [--pause S] [--quick]
+        [--readme]
+                  measure speed and memory targets against peer tools and the machine's
+                  limits, measured side by side in the same run; prints a table and writes
+                  target/bench/<scenario>.json. Without a scenario, runs all of them one
+                  after the other (startup, layout, client, copy, server, build, unpack,
+                  archive, bucket), goes on past a failing one and fails at the end; when
+                  several ran, writes target/bench/all.json (every scenario's results, the
+                  machine, the date, the command) and prints one table of every target.
+                  --quick: a smoke run of each scenario (small sizes, 1 run, no pause, no
+                  ballast). --readme: rewrite the README between <!-- bench:start --> and
+                  <!-- bench:end --> with the table, the date, the machine and the command
+                  (refused with --quick)
+  bench layout [--size-mib N] [--runs R] [--pause S] [--quick]
+                  push a blob into a new layout and read it back, against dd and openssl
+                  (default: 1024 MiB, 3 runs, a 20 s pause after each run's deletion, an
+                  untimed ballast write before each run; --quick: 64 MiB, 1 run)
+  bench startup [--size-mib N] [--runs R] [--quick]
+                  `hoist digest oci:DIR:TAG` against `skopeo inspect --raw` and `oras
+                  manifest fetch --oci-layout` of a small layout: medians and min-max of R
+                  rounds after a warm-up, order alternating, peak RSS (needs skopeo, oras,
+                  GNU time; default: a 1 MiB layer, 50 rounds; --quick: 1 round)
   bench server [--size-mib N] [--runs R] [--quick]
                   `hoist serve` against docker-registry (filesystem storage, loopback), side
                   by side: blob upload and download throughput, manifest HEAD/GET requests
                   per second and p99 latency with 32 and 256 connections (needs curl, wrk,
-                  docker-registry), memory
-                  per idle connection (default: 256 MiB blob, 3 runs, 5 s load tests;
-                  --quick: no ballast, 2 s load tests)
+                  docker-registry), memory per idle connection (default: 256 MiB blob, 3
+                  runs, 5 s load tests; --quick: 64 MiB, 1 run, no ballast, 2 s load tests)
   bench client [--size-mib N] [--runs R] [--pause S] [--quick]
-                  `hoist copy` against `skopeo copy` with docker-registry (loopback), pull
-                  into a new layout and push into a new registry, beside the machine's
-                  limits measured with curl, openssl and dd, 4 blobs at a time; peak RSS
-                  (needs curl, skopeo, docker-registry, gzip, GNU time; default: 1024 MiB
-                  in 8 gzip layers of random data, 3 runs; --quick: 64 MiB, 1 run)
+                  `hoist copy` against `skopeo copy` and `oras cp` with docker-registry
+                  (loopback), pull into a new layout and push into a new registry, beside
+                  the machine's limits measured with curl, openssl and dd, 4 blobs at a
+                  time; peak RSS (needs curl, skopeo, oras, docker-registry, gzip, GNU time;
+                  default: 1024 MiB in 8 gzip layers of random data, 3 runs; --quick: 64
+                  MiB, 1 run)
+  bench copy [--size-mib N] [--runs R] [--pause S] [--quick]
+                  `hoist copy` from one docker-registry to a fresh second one against
+                  `skopeo copy` and `oras cp`, beside the second registry's intake (curl
+                  uploads of the same blobs, 4 at a time); and `hoist copy` within one
+                  registry (mounts, checked in its access log); peak RSS (needs curl,
+                  skopeo, oras, docker-registry, GNU time; default: 1024 MiB in 8 layers of
+                  seeded random data, 3 runs; --quick: 64 MiB, 1 run)
   bench build [--size-mib N] [--runs R] [--pause S] [--quick]
                   `hoist build --layer DIR` against `umoci insert` of the same tree into a new
                   layout (gzip), on a generated tree (seeded, mixed sizes, half random, half
@@ -94,7 +117,7 @@ enum Cmd {
     Ci { test_args: Vec<OsString> },
     Lint,
     Dist,
-    Bench(bench::BenchArgs),
+    Bench(bench::BenchCmd),
     Fuzz(fuzz::FuzzArgs),
 }
 
@@ -254,19 +277,21 @@ mod tests {
 
     #[test]
     fn bench_takes_its_own_arguments() {
-        assert_eq!(
-            parse_args(&args(&["bench"])),
-            Ok(Cmd::Bench(bench::BenchArgs::default()))
-        );
-        assert!(matches!(
-            parse_args(&args(&["bench", "layout", "--runs", "1"])),
-            Ok(Cmd::Bench(bench::BenchArgs { runs: 1, .. }))
-        ));
-        assert!(matches!(
-            parse_args(&args(&["bench", "server"])),
-            Ok(Cmd::Bench(bench::BenchArgs { size_mib: 256, .. }))
-        ));
+        let Ok(Cmd::Bench(all)) = parse_args(&args(&["bench"])) else {
+            panic!("`bench` is not a bench");
+        };
+        assert_eq!(all.scenarios.len(), 9);
+        let Ok(Cmd::Bench(one)) = parse_args(&args(&["bench", "layout", "--runs", "1"])) else {
+            panic!("`bench layout` is not a bench");
+        };
+        assert_eq!(one.scenarios.len(), 1);
+        assert_eq!(one.scenarios[0].runs, 1);
+        let Ok(Cmd::Bench(server)) = parse_args(&args(&["bench", "--scenario", "server"])) else {
+            panic!("`bench --scenario server` is not a bench");
+        };
+        assert_eq!(server.scenarios[0].size_mib, 256);
         assert!(parse_args(&args(&["bench", "--runs"])).is_err());
+        assert!(parse_args(&args(&["bench", "--quick", "--readme"])).is_err());
     }
 
     #[test]

@@ -304,6 +304,76 @@ pub(super) fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, usize::from)
 }
 
+/// The machine a run was on, as `all.json` and the README name it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct MachineInfo {
+    /// What `nproc` says (the cores this process may use).
+    pub(super) cores: usize,
+    /// The first `model name` of `/proc/cpuinfo`.
+    pub(super) cpu: String,
+    /// `MemTotal` of `/proc/meminfo`.
+    pub(super) mem_total_kib: u64,
+    /// `uname -r`.
+    pub(super) kernel: String,
+}
+
+impl MachineInfo {
+    /// Reads the machine; what cannot be read is left empty or zero rather than failing a run
+    /// that is over.
+    pub(super) fn read() -> Self {
+        let cpuinfo = fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let meminfo = fs::read_to_string("/proc/meminfo").unwrap_or_default();
+        let stdout_of = |program: &str, args: &[&str]| {
+            Command::new(program)
+                .args(args)
+                .output()
+                .ok()
+                .filter(|o| o.status.success())
+                .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        };
+        let cores = stdout_of("nproc", &[])
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| {
+                cpuinfo
+                    .lines()
+                    .filter(|l| l.starts_with("processor"))
+                    .count()
+            });
+        Self {
+            cores,
+            cpu: parse_cpu_model(&cpuinfo).unwrap_or_default(),
+            mem_total_kib: parse_status_kib(&meminfo, "MemTotal").unwrap_or(0),
+            kernel: stdout_of("uname", &["-r"]).unwrap_or_default(),
+        }
+    }
+
+    /// `2 cores (MODEL), 23.5 GiB of memory, Linux 6.1.0-18-amd64`.
+    pub(super) fn describe(&self) -> String {
+        let cpu = if self.cpu.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", self.cpu)
+        };
+        format!(
+            "{} core{}{cpu}, {:.1} GiB of memory, Linux {}",
+            self.cores,
+            if self.cores == 1 { "" } else { "s" },
+            self.mem_total_kib as f64 / (1024.0 * 1024.0),
+            self.kernel
+        )
+    }
+}
+
+/// The first `model name` of a `/proc/cpuinfo`, its runs of spaces made one.
+pub(super) fn parse_cpu_model(cpuinfo: &str) -> Option<String> {
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))?
+        .trim_start()
+        .strip_prefix(':')?;
+    Some(model.split_whitespace().collect::<Vec<_>>().join(" "))
+}
+
 /// The first line a tool prints about its version, on stdout or stderr.
 pub(super) fn version(program: &str, arg: &str) -> String {
     Command::new(program)
@@ -405,6 +475,26 @@ mod tests {
         assert_eq!(parse_status_kib(status, "VmRSS"), Some(12104));
         assert_eq!(parse_status_kib(status, "VmHWM"), Some(73156));
         assert_eq!(parse_status_kib("Name:\tx\n", "VmRSS"), None);
+    }
+
+    #[test]
+    fn the_machine_is_described() {
+        let cpuinfo = "processor\t: 0\nmodel name\t: AMD EPYC   7B13\nprocessor\t: 1\n\
+                       model name\t: AMD EPYC 7B13\n";
+        assert_eq!(parse_cpu_model(cpuinfo).as_deref(), Some("AMD EPYC 7B13"));
+        assert_eq!(parse_cpu_model("processor\t: 0\n"), None);
+        let meminfo = "MemTotal:       24684132 kB\nMemFree:        23377000 kB\n";
+        assert_eq!(parse_status_kib(meminfo, "MemTotal"), Some(24684132));
+        let machine = MachineInfo {
+            cores: 2,
+            cpu: "AMD EPYC 7B13".to_owned(),
+            mem_total_kib: 24684132,
+            kernel: "6.1.0-18-amd64".to_owned(),
+        };
+        assert_eq!(
+            machine.describe(),
+            "2 cores (AMD EPYC 7B13), 23.5 GiB of memory, Linux 6.1.0-18-amd64"
+        );
     }
 
     #[test]

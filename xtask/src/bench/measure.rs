@@ -163,6 +163,12 @@ pub(super) struct Target {
     pub(super) pass: bool,
     pub(super) value: f64,
     pub(super) limit_value: f64,
+    /// hoist's own figure behind the ratio (`2.310 s`), if the scenario gives it; empty if not.
+    pub(super) hoist: String,
+    /// The peer's figure hoist is compared with (`3.020 s skopeo`); empty if none.
+    pub(super) peer: String,
+    /// The machine's limit hoist is compared with (`2.200 s curl upload`); empty if none.
+    pub(super) bound: String,
 }
 
 impl Target {
@@ -175,6 +181,28 @@ impl Target {
             pass: ratio <= limit,
             value: ratio,
             limit_value: limit,
+            hoist: String::new(),
+            peer: String::new(),
+            bound: String::new(),
+        }
+    }
+
+    /// With the figures behind a ratio against a peer: hoist's and the peer's, so that the
+    /// README's table shows what was compared and not only the quotient.
+    pub(super) fn versus_peer(self, hoist: String, peer: String) -> Self {
+        Self {
+            hoist,
+            peer,
+            ..self
+        }
+    }
+
+    /// With the figures behind a ratio against the machine's limit: hoist's and the limit's.
+    pub(super) fn versus_bound(self, hoist: String, bound: String) -> Self {
+        Self {
+            hoist,
+            bound,
+            ..self
         }
     }
 
@@ -205,6 +233,9 @@ impl Target {
             pass: kib < limit_kib,
             value: kib as f64,
             limit_value: limit_kib as f64,
+            hoist: format_mib(kib),
+            peer: String::new(),
+            bound: String::new(),
         }
     }
 }
@@ -225,6 +256,20 @@ pub(super) fn format_small_ratio(ratio: f64) -> String {
     }
     let decimals = (2.0 - ratio.log10().floor()) as usize;
     format!("{ratio:.decimals$}×")
+}
+
+/// Seconds as the README's table shows them, with `what` they are of (`2.310 s skopeo`).
+pub(super) fn format_seconds(seconds: f64, what: &str) -> String {
+    let figure = if seconds < 0.1 {
+        format!("{:.1} ms", seconds * 1e3)
+    } else {
+        format!("{seconds:.3} s")
+    };
+    if what.is_empty() {
+        figure
+    } else {
+        format!("{figure} {what}")
+    }
 }
 
 pub(super) fn format_mib(kib: u64) -> String {
@@ -353,7 +398,9 @@ pub(super) fn reported_rows(out: &mut String, rows: &[(String, String)]) {
     }
 }
 
-/// The targets as JSON, the limit under `limit_key` (`limit`, `at_most`, `at_least`).
+/// The targets as JSON, the limit under `limit_key` (`limit`, `at_most`, `at_least`), with
+/// the text of the table's columns (`measured`, `target`, and `hoist`, `peer`, `bound` where the
+/// scenario gave them), from which `cargo xtask bench --readme` writes its table.
 pub(super) fn targets_json(targets: &[Target], limit_key: &str) -> Vec<Value> {
     targets
         .iter()
@@ -361,6 +408,13 @@ pub(super) fn targets_json(targets: &[Target], limit_key: &str) -> Vec<Value> {
             let mut value = json!({ "name": t.name, "value": t.value });
             value[limit_key] = json!(t.limit_value);
             value["pass"] = json!(t.pass);
+            value["measured"] = json!(t.measured);
+            value["target"] = json!(t.limit);
+            for (key, text) in [("hoist", &t.hoist), ("peer", &t.peer), ("bound", &t.bound)] {
+                if !text.is_empty() {
+                    value[key] = json!(text);
+                }
+            }
             value
         })
         .collect()

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
+use super::data::{blob_path, layout_image, parallel, read_json};
 use super::measure::timed;
 
 pub(super) const MANIFEST_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -141,6 +142,11 @@ impl Registry {
     pub(super) fn base(&self) -> String {
         format!("http://{}", self.addr)
     }
+
+    /// Where `start-registry.sh` sends the registry's output, its access log among it.
+    pub(super) fn log(&self) -> PathBuf {
+        self.dir.join("registry.log")
+    }
 }
 
 impl Drop for Registry {
@@ -264,6 +270,72 @@ pub(super) fn manifest_digest(base: &str, repo: &str, tag: &str) -> Result<Strin
         .with_context(|| format!("no Docker-Content-Digest for {repo}:{tag} on {base}:\n{headers}"))
 }
 
+/// Puts the image tagged `tag` in the OCI layout `layout` into the repository `repo` at `base`
+/// with curl, not with a tool the bench measures: its config and layers, `jobs` at a time, then
+/// its manifest. Returns the manifest's digest, checked against what the registry says.
+pub(super) fn put_layout_image(
+    base: &str,
+    repo: &str,
+    layout: &Path,
+    tag: &str,
+    jobs: usize,
+) -> Result<String> {
+    let image = layout_image(layout, tag)?;
+    let manifest_file = blob_path(layout, &image.manifest);
+    let manifest = read_json(&manifest_file)?;
+    let config = manifest["config"]["digest"]
+        .as_str()
+        .with_context(|| format!("{} has no config", image.manifest))?
+        .to_owned();
+    let blobs: Vec<String> = image
+        .layers
+        .iter()
+        .map(|(digest, _)| digest.clone())
+        .chain([config])
+        .collect();
+    parallel(jobs, &blobs, |digest| {
+        upload_blob(base, repo, Some(&blob_path(layout, digest)), "", digest)
+    })?;
+    let media_type = manifest["mediaType"].as_str().unwrap_or(MANIFEST_TYPE);
+    let mut put = curl();
+    put.args(["-X", "PUT", "-o", "/dev/null", "-w", "%{http_code}"])
+        .args(["-H", &format!("Content-Type: {media_type}")])
+        .arg("--data-binary")
+        .arg(format!("@{}", manifest_file.display()))
+        .arg(format!("{base}/v2/{repo}/manifests/{tag}"));
+    let (_, output) = timed(&mut put)?;
+    let code = String::from_utf8_lossy(&output.stdout);
+    if code.trim() != "201" {
+        bail!("PUT of the manifest {repo}:{tag} to {base} answered {code}, expected 201");
+    }
+    let digest = manifest_digest(base, repo, tag)?;
+    if digest != image.manifest {
+        bail!(
+            "{base} gives {repo}:{tag} as {digest}, expected {}",
+            image.manifest
+        );
+    }
+    Ok(digest)
+}
+
+/// Requests for blob uploads into `repo` that carry a body (`PATCH` or `PUT` of
+/// `/v2/REPO/blobs/uploads/…`), and requests about `repo` at all, counted in the access log
+/// `log` of a `docker-registry`.
+pub(super) fn count_blob_bodies(log: &str, repo: &str) -> (usize, usize) {
+    let uploads = format!("/v2/{repo}/blobs/uploads/");
+    let any = format!("/v2/{repo}/");
+    let requests: Vec<&str> = log.lines().filter(|l| l.contains(&any)).collect();
+    let bodies = requests
+        .iter()
+        .filter(|l| {
+            ["PATCH", "PUT"]
+                .iter()
+                .any(|method| l.contains(&format!("\"{method} {uploads}")))
+        })
+        .count();
+    (bodies, requests.len())
+}
+
 /// Fails unless `hoist copy` printed `digest` on stdout.
 pub(super) fn check_digest_printed(stdout: &[u8], digest: &str) -> Result<()> {
     let stdout = String::from_utf8_lossy(stdout);
@@ -303,6 +375,18 @@ mod tests {
             parse_header("HTTP/1.1 202 Accepted\r\n\r\n", "location"),
             None
         );
+    }
+
+    #[test]
+    fn blob_bodies_are_counted_from_the_access_log() {
+        let log = r#"127.0.0.1 - - [01/Jan/2025:00:00:00 +0000] "HEAD /v2/b/m/blobs/sha256:aa HTTP/1.1" 404 157 "" "hoist"
+127.0.0.1 - - [01/Jan/2025:00:00:00 +0000] "POST /v2/b/m/blobs/uploads/?from=b%2Fc&mount=sha256:aa HTTP/1.1" 201 0 "" "hoist"
+127.0.0.1 - - [01/Jan/2025:00:00:00 +0000] "PUT /v2/b/m/manifests/1 HTTP/1.1" 201 0 "" "hoist"
+127.0.0.1 - - [01/Jan/2025:00:00:00 +0000] "PUT /v2/b/c/blobs/uploads/x?digest=sha256:bb HTTP/1.1" 201 0 "" "curl"
+"#;
+        assert_eq!(count_blob_bodies(log, "b/m"), (0, 3));
+        assert_eq!(count_blob_bodies(log, "b/c"), (1, 1));
+        assert_eq!(count_blob_bodies(log, "b/x"), (0, 0));
     }
 
     #[test]

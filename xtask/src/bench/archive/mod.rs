@@ -555,43 +555,34 @@ pub(super) fn run(root: &Path, args: &BenchArgs) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bench::tests::args;
-    use crate::bench::{Scenario, parse_args};
+    use crate::bench::Scenario;
+    use crate::bench::tests::parse_one;
 
     #[test]
     fn archive_defaults_to_1_gib_5_runs_and_quick_to_64_mib_once() {
-        let parsed = parse_args(&args(&["archive"])).unwrap();
+        let parsed = parse_one(&["archive"]).unwrap();
         assert_eq!(parsed.scenario, Scenario::Archive);
         assert_eq!(
             (parsed.size_mib, parsed.runs, parsed.pause_secs),
             (ARCHIVE_SIZE_MIB, ARCHIVE_RUNS, 20)
         );
         assert!(parsed.ballast && !parsed.quick);
-        let quick = parse_args(&args(&["archive", "--quick"])).unwrap();
+        let quick = parse_one(&["archive", "--quick"]).unwrap();
         assert_eq!(
             (quick.size_mib, quick.runs, quick.pause_secs),
             (QUICK_SIZE_MIB, 1, 0)
         );
         assert!(!quick.ballast && quick.quick);
-        let given = parse_args(&args(&[
-            "--runs",
-            "2",
-            "archive",
-            "--size-mib",
-            "128",
-            "--quick",
-        ]))
-        .unwrap();
+        let given = parse_one(&["--runs", "2", "archive", "--size-mib", "128", "--quick"]).unwrap();
         assert_eq!((given.size_mib, given.runs), (128, 2));
         assert_eq!(
-            parse_args(&args(&["archive", "--runs", "3", "--pause", "5"]))
-                .map(|a| (a.runs, a.pause_secs)),
+            parse_one(&["archive", "--runs", "3", "--pause", "5"]).map(|a| (a.runs, a.pause_secs)),
             Ok((3, 5))
         );
-        assert!(parse_args(&args(&["archive", "--runs", "0"])).is_err());
-        assert!(parse_args(&args(&["archive", "--size-mib", "0"])).is_err());
+        assert!(parse_one(&["archive", "--runs", "0"]).is_err());
+        assert!(parse_one(&["archive", "--size-mib", "0"]).is_err());
         // Other scenarios keep their defaults.
-        assert_eq!(parse_args(&args(&["layout"])).unwrap().runs, 3);
+        assert_eq!(parse_one(&["layout"]).unwrap().runs, 3);
     }
 
     #[test]

@@ -560,17 +560,17 @@ pub(super) fn run(root: &Path, args: &BenchArgs) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bench::tests::args;
-    use crate::bench::{Scenario, parse_args};
+    use crate::bench::Scenario;
+    use crate::bench::tests::parse_one;
 
     #[test]
     fn build_defaults_to_1_gib_and_quick_to_64_mib_once() {
-        let parsed = parse_args(&args(&["build"])).unwrap();
+        let parsed = parse_one(&["build"]).unwrap();
         assert_eq!(parsed.scenario, Scenario::Build);
         assert_eq!((parsed.size_mib, parsed.runs), (BUILD_SIZE_MIB, 3));
-        let quick = parse_args(&args(&["build", "--quick"])).unwrap();
+        let quick = parse_one(&["build", "--quick"]).unwrap();
         assert_eq!((quick.size_mib, quick.runs), (QUICK_SIZE_MIB, 1));
-        let given = parse_args(&args(&["build", "--size-mib", "256", "--runs", "2"])).unwrap();
+        let given = parse_one(&["build", "--size-mib", "256", "--runs", "2"]).unwrap();
         assert_eq!((given.size_mib, given.runs), (256, 2));
     }
 

@@ -9,7 +9,7 @@ use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
 use super::{CONFIG_TYPE, INDEX_TYPE, JOBS, LAYER_TYPE, LAYERS, SOURCE_REPO, TAG};
-use crate::bench::data::{GEN_JOBS, blob_path, layer_sizes, parallel, urandom_file};
+use crate::bench::data::{GEN_JOBS, blob_path, layer_sizes, layout_image, parallel, urandom_file};
 use crate::bench::machine::{read_through, remove_dir, sha256_of};
 use crate::bench::measure::timed;
 use crate::bench::peers::{
@@ -147,15 +147,14 @@ pub(super) fn check_pushed(registry: &Registry, repo: &str, image: &Image) -> Re
 }
 
 /// Fails unless the layout `dir` has every blob of `image` with its size and an `index.json`
-/// naming its manifest.
+/// whose entry tagged [`TAG`] names its manifest.
 pub(super) fn check_pulled(dir: &Path, image: &Image) -> Result<()> {
-    let index_path = dir.join("index.json");
-    let index = fs::read_to_string(&index_path)
-        .with_context(|| format!("cannot read {}", index_path.display()))?;
-    if !index.contains(&image.manifest.digest) {
+    let tagged = layout_image(dir, TAG)?;
+    if tagged.manifest != image.manifest.digest {
         bail!(
-            "{} does not name {}: {index}",
-            index_path.display(),
+            "{} tags {TAG} as {}, expected the source's {}",
+            dir.join("index.json").display(),
+            tagged.manifest,
             image.manifest.digest
         );
     }

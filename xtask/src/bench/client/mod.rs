@@ -1,17 +1,21 @@
-//! Scenario `client` (issue "registry client speed"): `hoist copy` beside `skopeo copy`, both
-//! ways between `docker-registry` (filesystem storage, loopback) and an OCI image layout, on an
+//! Scenario `client` (issue "registry client speed"): `hoist copy` beside `skopeo copy` and
+//! `oras cp`, both ways between `docker-registry` (filesystem storage, loopback) and an OCI image layout, on an
 //! image of [`LAYERS`] layers of random, incompressible data (1 GiB in all by default).
 //!
 //! Targets, on medians:
 //! * pull (registry to a new layout): hoist takes at most [`PULL_VS_SKOPEO`] times skopeo's
-//!   time, and at most [`BOUND_LIMIT`] times the machine's limit for the same bytes, measured in
+//!   time, at most [`PULL_VS_ORAS`] times oras's, and at most [`BOUND_LIMIT`] times the machine's limit for the same bytes, measured in
 //!   the same run: the slowest of the registry serving them (`curl` GETs to `/dev/null`),
 //!   hashing them (`openssl dgst -sha256`) and writing them as new files (`dd
 //!   conv=fdatasync`), each [`JOBS`] at a time as hoist does;
 //! * push (layout to a registry): hoist takes at most [`BOUND_LIMIT`] times what the registry
-//!   itself needs to take the blobs (`curl` `POST` + monolithic `PUT`, [`JOBS`] at a time), and
-//!   less time than skopeo;
-//! * peak RSS (GNU `time`): hoist's at most skopeo's, in both directions.
+//!   itself needs to take the blobs (`curl` `POST` + monolithic `PUT`, [`JOBS`] at a time), less
+//!   time than skopeo, and at most [`PUSH_VS_ORAS`] times oras's time;
+//! * peak RSS (GNU `time`): hoist's at most skopeo's, in both directions (oras's is reported).
+//!
+//! oras runs as `oras cp` with `--to-oci-layout` or `--from-oci-layout` and plain HTTP, at its
+//! own default concurrency; its pulled layout is checked like the others' (the tag in
+//! `index.json` names the source's manifest digest, every blob is there with its size).
 //!
 //! How it measures:
 //! * the layers are gzip streams (`gzip -1` of `/dev/urandom`, which stores random data
@@ -27,13 +31,13 @@
 //!   fresh port: the registry's filesystem driver stores blobs globally (a second upload of a
 //!   blob another repository has is received in full, then dropped instead of moved), and
 //!   skopeo's blob info cache would try to mount blobs it has seen on the same host; a new
-//!   registry makes every blob a full upload for every tool;
+//!   registry makes every blob a full upload for every tool (oras's pushes get one too);
 //! * every pull and every bound writes into a new directory; nothing is deleted until the run
 //!   ends (freed memory is faster to write into), then the run's directory goes, followed by
 //!   `sync` and the pause; each run starts with the ballast write of the layout scenario;
 //! * `sync` before every step, so that no step pays for the write-back of another;
 //! * the order of the steps reverses from one run to the next, and each hoist step sits between
-//!   skopeo's and the bound it is compared with (the machine drifts within a run: writes get
+//!   skopeo's and the bound it is compared with, oras's one step further (the machine drifts within a run: writes get
 //!   slower as a run uses up memory the host still backs).
 
 use std::fs;
@@ -46,7 +50,7 @@ use super::BenchArgs;
 use super::data::{oci_ref, parallel};
 use super::machine::{
     Revision, Workspace, ballast_bytes, build_hoist, check_dd, dd, remove_dir, require_tools,
-    revision, run_ballast, sha256_of, sync, sync_and_pause,
+    revision, run_ballast, sha256_of, sync, sync_and_pause, version,
 };
 use super::measure::{
     alternate, format_mib, read_usage, require_gnu_time, timed, with_time, write_results,
@@ -68,6 +72,9 @@ pub(super) const LAYERS: usize = 8;
 const JOBS: usize = 4;
 /// hoist's pull time over skopeo's, at most.
 const PULL_VS_SKOPEO: f64 = 0.75;
+/// hoist's pull and push times over oras's, at most.
+const PULL_VS_ORAS: f64 = 0.8;
+const PUSH_VS_ORAS: f64 = 0.9;
 /// hoist's time over the machine's (pull) or the registry's (push) bound, at most.
 const BOUND_LIMIT: f64 = 1.1;
 /// hoist's push time over skopeo's: less than this.
@@ -80,10 +87,10 @@ const TAG: &str = "1";
 const LAYER_TYPE: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
 const CONFIG_TYPE: &str = "application/vnd.oci.image.config.v1+json";
 const INDEX_TYPE: &str = "application/vnd.oci.image.index.v1+json";
-/// Copies of the image a run writes beyond the three [`ballast_bytes`] counts (two pulls, the
-/// `dd` copies and three registries make six) plus the two kept all along (the source layout
+/// Copies of the image a run writes beyond the three [`ballast_bytes`] counts (three pulls, the
+/// `dd` copies and four registries make eight) plus the two kept all along (the source layout
 /// and the pull registry).
-const EXTRA_COPIES: u64 = 5;
+const EXTRA_COPIES: u64 = 7;
 
 /// Sets the scenario's defaults for what the command line left out: [`CLIENT_SIZE_MIB`], or
 /// with `--quick` [`QUICK_SIZE_MIB`] and one run.
@@ -107,6 +114,8 @@ enum Step {
     HoistPull,
     /// `skopeo copy docker://REGISTRY/REPO:TAG oci:DIR:TAG` into a new directory.
     SkopeoPull,
+    /// `oras cp REGISTRY/REPO:TAG --to-oci-layout DIR:TAG` into a new directory.
+    OrasPull,
     /// `curl` GETs of the layers to `/dev/null`, [`JOBS`] at a time.
     Serve,
     /// `openssl dgst -sha256` of the layers, [`JOBS`] at a time.
@@ -117,39 +126,57 @@ enum Step {
     HoistPush,
     /// `skopeo copy oci:DIR:TAG docker://REGISTRY/REPO:TAG` into a new registry.
     SkopeoPush,
+    /// `oras cp --from-oci-layout DIR:TAG REGISTRY/REPO:TAG` into a new registry.
+    OrasPush,
     /// `curl` `POST` + `PUT` of the layers into a new registry, [`JOBS`] at a time.
     Upload,
 }
 
 impl Step {
-    const ALL: [Self; 8] = [
+    const ALL: [Self; 10] = [
         Self::HoistPull,
         Self::SkopeoPull,
+        Self::OrasPull,
         Self::Serve,
         Self::Hash,
         Self::Write,
         Self::HoistPush,
         Self::SkopeoPush,
+        Self::OrasPush,
         Self::Upload,
     ];
     /// The steps whose peak RSS is measured.
-    const TOOLS: [Self; 4] = [
+    const TOOLS: [Self; 6] = [
         Self::HoistPull,
         Self::SkopeoPull,
+        Self::OrasPull,
         Self::HoistPush,
         Self::SkopeoPush,
+        Self::OrasPush,
     ];
 
     fn key(self) -> &'static str {
         match self {
             Self::HoistPull => "hoist_pull",
             Self::SkopeoPull => "skopeo_pull",
+            Self::OrasPull => "oras_pull",
             Self::Serve => "curl_get",
             Self::Hash => "openssl_dgst",
             Self::Write => "dd",
             Self::HoistPush => "hoist_push",
             Self::SkopeoPush => "skopeo_push",
+            Self::OrasPush => "oras_push",
             Self::Upload => "curl_upload",
+        }
+    }
+
+    /// How the README's table names a bound.
+    fn bound_name(self) -> &'static str {
+        match self {
+            Self::Serve => "curl GET",
+            Self::Hash => "openssl dgst",
+            Self::Write => "dd write",
+            _ => self.key(),
         }
     }
 
@@ -157,19 +184,23 @@ impl Step {
         match self {
             Self::HoistPull => "pull: hoist copy",
             Self::SkopeoPull => "pull: skopeo copy",
+            Self::OrasPull => "pull: oras cp",
             Self::Serve => "  curl GET (registry serves)",
             Self::Hash => "  openssl dgst -sha256 (hash)",
             Self::Write => "  dd conv=fdatasync (write)",
             Self::HoistPush => "push: hoist copy",
             Self::SkopeoPush => "push: skopeo copy",
+            Self::OrasPush => "push: oras cp",
             Self::Upload => "  curl POST+PUT (registry takes)",
         }
     }
 }
 
 /// The order of even runs: each hoist step sits between the two it is compared with (skopeo's
-/// and the bound's), so that the machine's drift within a run touches them alike.
-const ORDER: [Step; 8] = [
+/// and the bound's), with oras's one step further, so that the machine's drift within a run
+/// touches them alike.
+const ORDER: [Step; 10] = [
+    Step::OrasPull,
     Step::SkopeoPull,
     Step::HoistPull,
     Step::Write,
@@ -178,10 +209,11 @@ const ORDER: [Step; 8] = [
     Step::Upload,
     Step::HoistPush,
     Step::SkopeoPush,
+    Step::OrasPush,
 ];
 
 /// The order of run `index` (from 0): [`ORDER`] in even runs, reversed in odd ones.
-fn client_order(index: usize) -> [Step; 8] {
+fn client_order(index: usize) -> [Step; 10] {
     alternate(ORDER, index)
 }
 
@@ -206,6 +238,7 @@ struct RunCx<'a> {
     /// The fresh registries of the pushes.
     hoist_target: &'a Registry,
     skopeo_target: &'a Registry,
+    oras_target: &'a Registry,
     upload_target: &'a Registry,
 }
 
@@ -223,19 +256,31 @@ fn measure(step: Step, cx: &RunCx<'_>) -> Result<Sample> {
         cmd.args(["copy", tls, &src, &dst]);
         cmd
     };
+    let oras = |args: &[&str]| {
+        let mut cmd = with_time(&rss_file, Path::new("oras"));
+        cmd.arg("cp").args(args);
+        cmd
+    };
     let source = format!("{}/{SOURCE_REPO}:{TAG}", cx.pull.host);
     let oci = |dir: &Path| oci_ref(dir, TAG);
+    // oras names a layout `DIR:TAG`, without hoist's and skopeo's `oci:`.
+    let oras_layout = |dir: &Path| format!("{}:{TAG}", dir.display());
     let seconds = match step {
-        Step::HoistPull | Step::SkopeoPull => {
+        Step::HoistPull | Step::SkopeoPull | Step::OrasPull => {
             let dir = cx.dir.join(step.key());
-            let mut cmd = if step == Step::HoistPull {
-                hoist(source, oci(&dir))
-            } else {
-                skopeo(
+            let mut cmd = match step {
+                Step::HoistPull => hoist(source, oci(&dir)),
+                Step::SkopeoPull => skopeo(
                     "--src-tls-verify=false",
                     format!("docker://{source}"),
                     oci(&dir),
-                )
+                ),
+                _ => oras(&[
+                    "--from-plain-http",
+                    &source,
+                    "--to-oci-layout",
+                    &oras_layout(&dir),
+                ]),
             };
             let (seconds, output) = timed(&mut cmd)?;
             if step == Step::HoistPull {
@@ -244,22 +289,27 @@ fn measure(step: Step, cx: &RunCx<'_>) -> Result<Sample> {
             check_pulled(&dir, image)?;
             seconds
         }
-        Step::HoistPush | Step::SkopeoPush => {
-            let (target, tool) = if step == Step::HoistPush {
-                (cx.hoist_target, "hoist")
-            } else {
-                (cx.skopeo_target, "skopeo")
+        Step::HoistPush | Step::SkopeoPush | Step::OrasPush => {
+            let (target, tool) = match step {
+                Step::HoistPush => (cx.hoist_target, "hoist"),
+                Step::SkopeoPush => (cx.skopeo_target, "skopeo"),
+                _ => (cx.oras_target, "oras"),
             };
             let repo = format!("bench/push-{tool}-{}", cx.number);
             let dst = format!("{}/{repo}:{TAG}", target.host);
-            let mut cmd = if step == Step::HoistPush {
-                hoist(oci(&image.layout), dst)
-            } else {
-                skopeo(
+            let mut cmd = match step {
+                Step::HoistPush => hoist(oci(&image.layout), dst),
+                Step::SkopeoPush => skopeo(
                     "--dest-tls-verify=false",
                     oci(&image.layout),
                     format!("docker://{dst}"),
-                )
+                ),
+                _ => oras(&[
+                    "--to-plain-http",
+                    "--from-oci-layout",
+                    &oras_layout(&image.layout),
+                    &dst,
+                ]),
             };
             let (seconds, output) = timed(&mut cmd)?;
             if step == Step::HoistPush {
@@ -317,7 +367,15 @@ fn measure(step: Step, cx: &RunCx<'_>) -> Result<Sample> {
 }
 
 pub(super) fn run(root: &Path, args: &BenchArgs) -> Result<()> {
-    require_tools(&["curl", "skopeo", "docker-registry", "openssl", "gzip", "dd"])?;
+    require_tools(&[
+        "curl",
+        "skopeo",
+        "oras",
+        "docker-registry",
+        "openssl",
+        "gzip",
+        "dd",
+    ])?;
     require_gnu_time()?;
     let hoist = build_hoist(root)?;
     let hoist_revision = revision(root, Revision::Files);
@@ -325,6 +383,11 @@ pub(super) fn run(root: &Path, args: &BenchArgs) -> Result<()> {
     let skopeo_version = String::from_utf8_lossy(&output.stdout)
         .trim()
         .replace("skopeo version", "skopeo");
+    let oras_version = version("oras", "version").replace("Version:", "oras");
+    let oras_version = oras_version
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
     let workspace = Workspace::new(root, "client", Some("oci:DIR:TAG"))?;
     let (bench_dir, work) = (workspace.bench_dir.clone(), workspace.work.clone());
     let random_bytes = args.size_mib << 20;
@@ -363,6 +426,7 @@ pub(super) fn run(root: &Path, args: &BenchArgs) -> Result<()> {
         })?);
         let hoist_target = Registry::start(root, &dir.join("registry-hoist"), false)?;
         let skopeo_target = Registry::start(root, &dir.join("registry-skopeo"), false)?;
+        let oras_target = Registry::start(root, &dir.join("registry-oras"), false)?;
         let upload_target = Registry::start(root, &dir.join("registry-curl"), false)?;
         let cx = RunCx {
             hoist: &hoist,
@@ -372,6 +436,7 @@ pub(super) fn run(root: &Path, args: &BenchArgs) -> Result<()> {
             number: index + 1,
             hoist_target: &hoist_target,
             skopeo_target: &skopeo_target,
+            oras_target: &oras_target,
             upload_target: &upload_target,
         };
         let mut samples = Vec::new();
@@ -391,7 +456,7 @@ pub(super) fn run(root: &Path, args: &BenchArgs) -> Result<()> {
             samples.push(sample);
         }
         runs.push(samples);
-        drop((hoist_target, skopeo_target, upload_target));
+        drop((hoist_target, skopeo_target, oras_target, upload_target));
         remove_dir(&dir)?;
         if index + 1 < args.runs {
             sync_and_pause(args.pause_secs)?;
@@ -405,6 +470,7 @@ pub(super) fn run(root: &Path, args: &BenchArgs) -> Result<()> {
         random_bytes,
         manifest_digest: image.manifest.digest.clone(),
         skopeo_version,
+        oras_version,
         hoist_revision,
         pause_secs: args.pause_secs,
         ballast_bytes: ballasts,
@@ -416,39 +482,31 @@ pub(super) fn run(root: &Path, args: &BenchArgs) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bench::tests::args;
-    use crate::bench::{Scenario, parse_args};
+    use crate::bench::Scenario;
+    use crate::bench::tests::parse_one;
 
     #[test]
     fn client_defaults_to_1_gib_and_quick_to_64_mib_once() {
-        let parsed = parse_args(&args(&["client"])).unwrap();
+        let parsed = parse_one(&["client"]).unwrap();
         assert_eq!(parsed.scenario, Scenario::Client);
         assert_eq!((parsed.size_mib, parsed.runs), (CLIENT_SIZE_MIB, 3));
         assert!(parsed.ballast);
-        let quick = parse_args(&args(&["client", "--quick"])).unwrap();
+        let quick = parse_one(&["client", "--quick"]).unwrap();
         assert_eq!((quick.size_mib, quick.runs), (QUICK_SIZE_MIB, 1));
         assert!(!quick.ballast && quick.quick);
         assert_eq!(quick.pause_secs, 0);
-        let given = parse_args(&args(&[
-            "--runs",
-            "2",
-            "client",
-            "--quick",
-            "--size-mib",
-            "128",
-        ]))
-        .unwrap();
+        let given = parse_one(&["--runs", "2", "client", "--quick", "--size-mib", "128"]).unwrap();
         assert_eq!((given.size_mib, given.runs), (128, 2));
-        assert!(parse_args(&args(&["client", "--size-mib", "0"])).is_err());
+        assert!(parse_one(&["client", "--size-mib", "0"]).is_err());
         // Other scenarios keep their defaults.
-        assert_eq!(parse_args(&args(&["layout", "--quick"])).unwrap().runs, 3);
+        assert_eq!(parse_one(&["layout"]).unwrap().runs, 3);
     }
 
     #[test]
     fn order_reverses_between_runs_with_hoist_beside_its_peers() {
-        assert_eq!(client_order(0)[0], Step::SkopeoPull);
-        assert_eq!(client_order(1)[0], Step::SkopeoPush);
-        assert_eq!(client_order(1)[7], Step::SkopeoPull);
+        assert_eq!(client_order(0)[0], Step::OrasPull);
+        assert_eq!(client_order(1)[0], Step::OrasPush);
+        assert_eq!(client_order(1)[9], Step::OrasPull);
         assert_eq!(client_order(2), client_order(0));
         for index in 0..2 {
             let order = client_order(index);
@@ -463,6 +521,12 @@ mod tests {
                 for peer in peers {
                     assert_eq!(at(hoist).abs_diff(at(peer)), 1, "{hoist:?} {peer:?}");
                 }
+            }
+            for (hoist, oras) in [
+                (Step::HoistPull, Step::OrasPull),
+                (Step::HoistPush, Step::OrasPush),
+            ] {
+                assert_eq!(at(hoist).abs_diff(at(oras)), 2, "{hoist:?} {oras:?}");
             }
         }
     }

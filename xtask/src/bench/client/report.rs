@@ -5,12 +5,12 @@ use std::fmt::Write as _;
 use serde_json::{Value, json};
 
 use super::{
-    BOUND_LIMIT, JOBS, LAYER_TYPE, LAYERS, PULL_VS_SKOPEO, PUSH_VS_SKOPEO, RSS_VS_SKOPEO, Sample,
-    Step,
+    BOUND_LIMIT, JOBS, LAYER_TYPE, LAYERS, PULL_VS_ORAS, PULL_VS_SKOPEO, PUSH_VS_ORAS,
+    PUSH_VS_SKOPEO, RSS_VS_SKOPEO, Sample, Step,
 };
 use crate::bench::measure::{
-    Target, ballast_note, format_mib, in_each_run, median_or_nan, ratio_row, run_header,
-    seconds_row, targets_json, verdict_table,
+    Target, ballast_note, format_mib, format_seconds, in_each_run, median_or_nan, ratio_row,
+    run_header, seconds_row, targets_json, verdict_table,
 };
 
 /// Everything the client scenario measured.
@@ -22,6 +22,7 @@ pub(super) struct ClientReport {
     pub(super) random_bytes: u64,
     pub(super) manifest_digest: String,
     pub(super) skopeo_version: String,
+    pub(super) oras_version: String,
     /// What hoist was built from ([`describe_revision`](crate::bench::machine::describe_revision)).
     pub(super) hoist_revision: String,
     pub(super) pause_secs: u64,
@@ -73,8 +74,8 @@ impl ClientReport {
     }
 
     /// The ratios of the targets, by run: pull vs skopeo, pull vs bound, push vs upload, push
-    /// vs skopeo.
-    pub(super) fn run_ratios(&self) -> [Vec<f64>; 4] {
+    /// vs skopeo, pull vs oras, push vs oras.
+    pub(super) fn run_ratios(&self) -> [Vec<f64>; 6] {
         let per_run = |f: &dyn Fn(&[Sample]) -> Option<f64>| -> Vec<f64> {
             self.runs.iter().filter_map(|run| f(run)).collect()
         };
@@ -89,43 +90,67 @@ impl ClientReport {
             }),
             per_run(&|run| Some(at(run, Step::HoistPush)? / at(run, Step::Upload)?)),
             per_run(&|run| Some(at(run, Step::HoistPush)? / at(run, Step::SkopeoPush)?)),
+            per_run(&|run| Some(at(run, Step::HoistPull)? / at(run, Step::OrasPull)?)),
+            per_run(&|run| Some(at(run, Step::HoistPush)? / at(run, Step::OrasPush)?)),
         ]
     }
 
     pub(super) fn targets(&self) -> Vec<Target> {
         let (at_most, below) = (Target::at_most, Target::below);
         let m = |step| self.median(step);
+        let s = |step: Step, what: &str| format_seconds(self.median(step), what);
+        let mib =
+            |step: Step, what: &str| format!("{} {what}", format_mib(self.median_rss(step) as u64));
+        let bound = self.pull_bound_step();
         vec![
             at_most(
                 "pull: hoist / skopeo",
                 m(Step::HoistPull) / m(Step::SkopeoPull),
                 PULL_VS_SKOPEO,
-            ),
+            )
+            .versus_peer(s(Step::HoistPull, ""), s(Step::SkopeoPull, "skopeo")),
+            at_most(
+                "pull: hoist / oras",
+                m(Step::HoistPull) / m(Step::OrasPull),
+                PULL_VS_ORAS,
+            )
+            .versus_peer(s(Step::HoistPull, ""), s(Step::OrasPull, "oras")),
             at_most(
                 "pull: hoist / max(GET, hash, write)",
                 m(Step::HoistPull) / self.pull_bound(),
                 BOUND_LIMIT,
-            ),
+            )
+            .versus_bound(s(Step::HoistPull, ""), s(bound, bound.bound_name())),
             at_most(
                 "push: hoist / curl upload",
                 m(Step::HoistPush) / m(Step::Upload),
                 BOUND_LIMIT,
-            ),
+            )
+            .versus_bound(s(Step::HoistPush, ""), s(Step::Upload, "curl upload")),
             below(
                 "push: hoist / skopeo",
                 m(Step::HoistPush) / m(Step::SkopeoPush),
                 PUSH_VS_SKOPEO,
-            ),
+            )
+            .versus_peer(s(Step::HoistPush, ""), s(Step::SkopeoPush, "skopeo")),
+            at_most(
+                "push: hoist / oras",
+                m(Step::HoistPush) / m(Step::OrasPush),
+                PUSH_VS_ORAS,
+            )
+            .versus_peer(s(Step::HoistPush, ""), s(Step::OrasPush, "oras")),
             at_most(
                 "pull peak RSS: hoist / skopeo",
                 self.median_rss(Step::HoistPull) / self.median_rss(Step::SkopeoPull),
                 RSS_VS_SKOPEO,
-            ),
+            )
+            .versus_peer(mib(Step::HoistPull, ""), mib(Step::SkopeoPull, "skopeo")),
             at_most(
                 "push peak RSS: hoist / skopeo",
                 self.median_rss(Step::HoistPush) / self.median_rss(Step::SkopeoPush),
                 RSS_VS_SKOPEO,
-            ),
+            )
+            .versus_peer(mib(Step::HoistPush, ""), mib(Step::SkopeoPush, "skopeo")),
         ]
     }
 
@@ -135,13 +160,14 @@ impl ClientReport {
         let ballast = ballast_note(&self.ballast_bytes);
         let _ = writeln!(
             out,
-            "client bench: hoist copy vs {} with docker-registry (filesystem storage, \
+            "client bench: hoist copy vs {} and {} with docker-registry (filesystem storage, \
              loopback);\n{} MiB in {LAYERS} gzip layers of random data, manifest {};\n\
              {runs} run(s), {ballast}, {} s pause after each run; step order reverses between \
              runs;\nbefore every step: sync, untimed read of the layers from the source and \
              the registry;\npulls into new layouts, pushes into a new registry each; bounds: \
              {LAYERS} blobs {JOBS} at a time (hoist's --jobs);\nhoist built from {}\n",
             self.skopeo_version,
+            self.oras_version,
             self.layer_bytes >> 20,
             self.manifest_digest,
             self.pause_secs,
@@ -170,6 +196,8 @@ impl ClientReport {
             "pull hoist / bound",
             "push hoist / curl upload",
             "push hoist / skopeo",
+            "pull hoist / oras",
+            "push hoist / oras",
         ];
         for (name, ratios) in names.iter().zip(self.run_ratios()) {
             ratio_row(&mut out, 36, name, &ratios);
@@ -207,7 +235,14 @@ impl ClientReport {
             .iter()
             .map(|&s| (s.key().to_owned(), json!(self.rss(s))))
             .collect();
-        let [pull_skopeo, pull_bound, push_upload, push_skopeo] = self.run_ratios();
+        let [
+            pull_skopeo,
+            pull_bound,
+            push_upload,
+            push_skopeo,
+            pull_oras,
+            push_oras,
+        ] = self.run_ratios();
         json!({
             "scenario": "client",
             "layers": LAYERS,
@@ -216,6 +251,7 @@ impl ClientReport {
             "random_bytes": self.random_bytes,
             "manifest_digest": self.manifest_digest,
             "skopeo": self.skopeo_version,
+            "oras": self.oras_version,
             "hoist_revision": self.hoist_revision,
             "jobs": JOBS,
             "runs": self.runs.len(),
@@ -233,6 +269,8 @@ impl ClientReport {
                 "pull_hoist_over_bound": pull_bound,
                 "push_hoist_over_upload": push_upload,
                 "push_hoist_over_skopeo": push_skopeo,
+                "pull_hoist_over_oras": pull_oras,
+                "push_hoist_over_oras": push_oras,
             },
             "targets": targets_json(&self.targets(), "at_most"),
         })
@@ -256,11 +294,13 @@ mod tests {
             [
                 (Step::HoistPull, hoist_pull, 20_000),
                 (Step::SkopeoPull, 4.0, 60_000),
+                (Step::OrasPull, 3.6, 40_000),
                 (Step::Serve, 1.0, 0),
                 (Step::Hash, 0.5, 0),
                 (Step::Write, 2.5, 0),
                 (Step::HoistPush, 3.0, 18_000),
                 (Step::SkopeoPush, 5.0, 50_000),
+                (Step::OrasPush, 3.5, 30_000),
                 (Step::Upload, 2.9, 0),
             ]
             .into_iter()
@@ -272,6 +312,7 @@ mod tests {
             random_bytes: 1 << 30,
             manifest_digest: "sha256:00".to_owned(),
             skopeo_version: "skopeo 1.9.3".to_owned(),
+            oras_version: "oras 1.2.0".to_owned(),
             hoist_revision: "c02f2a6".to_owned(),
             pause_secs: 20,
             ballast_bytes: vec![4 << 30; 3],
@@ -286,13 +327,25 @@ mod tests {
         assert!((report.pull_bound() - 2.5).abs() < 1e-9);
         let targets = report.targets();
         let values: Vec<f64> = targets.iter().map(|t| t.value).collect();
-        let expected = [2.7 / 4.0, 2.7 / 2.5, 3.0 / 2.9, 3.0 / 5.0, 1.0 / 3.0, 0.36];
+        let expected = [
+            2.7 / 4.0,
+            2.7 / 3.6,
+            2.7 / 2.5,
+            3.0 / 2.9,
+            3.0 / 5.0,
+            3.0 / 3.5,
+            1.0 / 3.0,
+            0.36,
+        ];
         for (v, e) in values.iter().zip(expected) {
             assert!((v - e).abs() < 1e-9, "{values:?}");
         }
         assert!(targets.iter().all(|t| t.pass), "{targets:#?}");
-        let [pull_skopeo, ..] = report.run_ratios();
+        let [pull_skopeo, .., push_oras] = report.run_ratios();
         assert_eq!(pull_skopeo.len(), 3);
+        assert_eq!(push_oras.len(), 3);
+        assert_eq!(targets[1].peer, "3.600 s oras");
+        assert_eq!(targets[2].bound, "2.500 s dd write");
         let table = report.table();
         assert!(table.contains("pull: hoist / skopeo"), "{table}");
         assert!(table.contains("1.08×"), "{table}");
@@ -304,6 +357,8 @@ mod tests {
         assert_eq!(json["median_seconds"]["hoist_pull"], json!(2.7));
         assert_eq!(json["peak_rss_kib"]["skopeo_push"], json!(vec![50_000; 3]));
         assert_eq!(json["pull_bound"], json!("dd"));
+        assert_eq!(json["oras"], json!("oras 1.2.0"));
+        assert_eq!(json["targets"][1]["peer"], json!("3.600 s oras"));
         assert_eq!(json["targets"][0]["pass"], json!(true));
     }
 
@@ -311,7 +366,10 @@ mod tests {
     fn a_slow_pull_fails() {
         let report = report(3.5);
         let verdicts: Vec<bool> = report.targets().iter().map(|t| t.pass).collect();
-        assert_eq!(verdicts, [false, false, true, true, true, true]);
+        assert_eq!(
+            verdicts,
+            [false, false, false, true, true, true, true, true]
+        );
         assert!(report.table().contains("FAIL"));
     }
 }

@@ -18,6 +18,9 @@ fn ratio_target(name: &'static str, ratio: f64) -> Target {
         pass: ratio <= RATIO_LIMIT,
         value: ratio,
         limit_value: RATIO_LIMIT,
+        hoist: String::new(),
+        peer: String::new(),
+        bound: String::new(),
     }
 }
 
@@ -29,6 +32,9 @@ fn rss_target(name: &'static str, kib: u64) -> Target {
         pass: kib < RSS_LIMIT_KIB,
         value: kib as f64,
         limit_value: RSS_LIMIT_KIB as f64,
+        hoist: format_mib(kib),
+        peer: String::new(),
+        bound: String::new(),
     }
 }
 

@@ -50,10 +50,20 @@ use report::ServerReport;
 
 /// The default blob size of the server scenario.
 const SERVER_SIZE_MIB: u64 = 256;
-/// Sets the scenario's defaults for what the command line left out: [`SERVER_SIZE_MIB`].
-pub(super) fn apply_defaults(args: &mut BenchArgs, size_given: bool, _runs_given: bool) {
+/// The blob size of `--quick`, a smoke run.
+const QUICK_SIZE_MIB: u64 = 64;
+/// Sets the scenario's defaults for what the command line left out: [`SERVER_SIZE_MIB`], or
+/// with `--quick` [`QUICK_SIZE_MIB`] and one run.
+pub(super) fn apply_defaults(args: &mut BenchArgs, size_given: bool, runs_given: bool) {
     if !size_given {
-        args.size_mib = SERVER_SIZE_MIB;
+        args.size_mib = if args.quick {
+            QUICK_SIZE_MIB
+        } else {
+            SERVER_SIZE_MIB
+        };
+    }
+    if args.quick && !runs_given {
+        args.runs = 1;
     }
 }
 

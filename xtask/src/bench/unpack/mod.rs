@@ -528,23 +528,23 @@ pub(super) fn run(root: &Path, args: &BenchArgs) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bench::tests::args;
-    use crate::bench::{Scenario, parse_args};
+    use crate::bench::Scenario;
+    use crate::bench::tests::parse_one;
 
     #[test]
     fn unpack_defaults_to_1_gib_a_long_pause_and_quick_to_64_mib_once() {
-        let parsed = parse_args(&args(&["unpack"])).unwrap();
+        let parsed = parse_one(&["unpack"]).unwrap();
         assert_eq!(parsed.scenario, Scenario::Unpack);
         assert_eq!(
             (parsed.size_mib, parsed.runs, parsed.pause_secs),
             (UNPACK_SIZE_MIB, 3, UNPACK_PAUSE_SECS)
         );
-        let quick = parse_args(&args(&["unpack", "--quick"])).unwrap();
+        let quick = parse_one(&["unpack", "--quick"]).unwrap();
         assert_eq!(
             (quick.size_mib, quick.runs, quick.pause_secs),
             (QUICK_SIZE_MIB, 1, 0)
         );
-        let given = parse_args(&args(&["unpack", "--size-mib", "256", "--pause", "5"])).unwrap();
+        let given = parse_one(&["unpack", "--size-mib", "256", "--pause", "5"]).unwrap();
         assert_eq!((given.size_mib, given.pause_secs), (256, 5));
     }
 
