@@ -159,7 +159,7 @@ impl RegistryWriter {
             pending: BytesMut::new(),
             chunk_size: chunk_size.unwrap_or(client.inner.chunk_size).max(1),
         };
-        writer.confirmed = writer.status().await?;
+        writer.confirmed = writer.status().await?.unwrap_or(0);
         if let Some(offset) = offset.filter(|&o| o != writer.confirmed) {
             return Err(Error::RangeInvalid {
                 target: format!("upload {id}"),
@@ -172,8 +172,8 @@ impl RegistryWriter {
         Ok(writer)
     }
 
-    /// `GET` on the upload: how many bytes the registry has.
-    async fn status(&mut self) -> Result<u64> {
+    /// `GET` on the upload: how many bytes the registry has, if it says.
+    async fn status(&mut self) -> Result<Option<u64>> {
         let mut call = Call::new(Method::GET, self.location.clone());
         let scope = RegistryClient::scope(&self.repo, "pull,push");
         let response = self
@@ -192,7 +192,7 @@ impl RegistryWriter {
             .headers()
             .get(header::RANGE)
             .and_then(|v| v.to_str().ok());
-        Ok(reported_size(range).unwrap_or(0))
+        Ok(reported_size(range))
     }
 
     fn with_digest(&self, digest: &Digest) -> Result<Uri> {
@@ -206,21 +206,63 @@ impl RegistryWriter {
             })
     }
 
-    /// Sends the pending bytes as one chunk.
+    /// Sends the pending bytes as one chunk. A PATCH that fails after the registry took part
+    /// of it (a connection broken mid-body, an answer lost) leaves the upload further on than
+    /// this writer knows, and a retry of the same range is refused (416); so after a failure
+    /// the writer asks the registry where the upload stands and sends the rest of the chunk
+    /// from there, as long as each try gets further.
     async fn send_chunk(&mut self) -> Result<()> {
         if self.pending.is_empty() {
             return Ok(());
         }
         let chunk = self.pending.split().freeze();
         let start = self.confirmed;
-        let end = start + chunk.len() as u64 - 1;
+        let end = start + chunk.len() as u64;
+        let mut from = start;
+        let mut resumed = 0;
+        loop {
+            let rest = chunk.slice(usize::try_from(from - start).unwrap_or(usize::MAX)..);
+            let error = match self.patch(rest, from).await {
+                Ok(reported) => {
+                    self.confirmed = reported.unwrap_or(end).max(end);
+                    return Ok(());
+                }
+                Err(error) => error,
+            };
+            let Ok(status) = self.status().await else {
+                return Err(error);
+            };
+            // `0-0` is both nothing and one byte; a 416 for a PATCH from 0 says it is one.
+            let refused = matches!(error, Error::RangeInvalid { .. });
+            let size = if status == Some(0) && from == 0 && refused && start == 0 {
+                1
+            } else {
+                status.unwrap_or(0)
+            };
+            self.confirmed = size;
+            if size == end {
+                tracing::debug!(upload = %self.id, size, "the registry had the whole chunk");
+                return Ok(());
+            }
+            resumed += 1;
+            if size <= from || size > end || resumed > self.client.inner.retry.attempts {
+                return Err(error);
+            }
+            tracing::debug!(upload = %self.id, from, size, "resuming the chunk where the registry stands");
+            from = size;
+        }
+    }
+
+    /// One PATCH of `bytes` at offset `from`; the size the registry reports after it, if any.
+    async fn patch(&mut self, bytes: Bytes, from: u64) -> Result<Option<u64>> {
+        let last = from + bytes.len() as u64 - 1;
         let mut call = Call::new(Method::PATCH, self.location.clone())
             .header(header::CONTENT_TYPE, "application/octet-stream")
-            .header(header::CONTENT_RANGE, &format!("{start}-{end}"))
-            .header(header::CONTENT_LENGTH, &chunk.len().to_string())
-            .body(Body::Bytes(chunk));
+            .header(header::CONTENT_RANGE, &format!("{from}-{last}"))
+            .header(header::CONTENT_LENGTH, &bytes.len().to_string())
+            .body(Body::Bytes(bytes));
         let scope = RegistryClient::scope(&self.repo, "pull,push");
-        let response = match self
+        let response = self
             .client
             .expect(
                 &mut call,
@@ -228,17 +270,7 @@ impl RegistryWriter {
                 &[StatusCode::ACCEPTED, StatusCode::NO_CONTENT],
                 Target::Upload(&self.repo, &self.id),
             )
-            .await
-        {
-            Ok(response) => response,
-            Err(error) => {
-                // Learn where the upload really is, so that the caller can resume from there.
-                if let Ok(size) = self.status().await {
-                    self.confirmed = size;
-                }
-                return Err(error);
-            }
-        };
+            .await?;
         if let Ok(location) = self.client.location(&response) {
             self.moved_to(location);
         }
@@ -246,8 +278,7 @@ impl RegistryWriter {
             .headers()
             .get(header::RANGE)
             .and_then(|v| v.to_str().ok());
-        self.confirmed = reported_size(range).unwrap_or(end + 1).max(end + 1);
-        Ok(())
+        Ok(reported_size(range))
     }
 }
 
