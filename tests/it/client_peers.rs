@@ -35,7 +35,7 @@ use oci_store::{
 };
 use oci_types::{Descriptor, Digest, ImageManifest, MediaType, Repository, Tag, media_type};
 
-use crate::client_faults::{Proxy, Seen};
+use crate::fault_proxy::{Proxy, Seen};
 use crate::support::{ServeProcess, certificates, free_addr, peer, run, workspace_root};
 
 const USER: &str = "hoister";

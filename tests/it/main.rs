@@ -20,6 +20,8 @@ mod client_peers;
 mod conformance;
 mod daemon_interop;
 mod daemons;
+mod fault_matrix;
+mod fault_proxy;
 mod fuzz_corpus;
 mod http;
 mod interop_layout;
