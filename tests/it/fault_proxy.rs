@@ -484,7 +484,7 @@ async fn forward_response(
     upstream: &mut tokio::net::tcp::OwnedReadHalf,
     client: &mut tokio::net::tcp::OwnedWriteHalf,
     fault: Option<Fault>,
-    record_status: &impl Fn(u16),
+    record_status: &(impl Fn(u16) + Sync),
 ) -> End {
     let Some((response_head, early)) = read_head(upstream).await else {
         return End::Close;
@@ -494,7 +494,9 @@ async fn forward_response(
     let mut head_bytes = response_head.into_bytes();
     head_bytes.extend_from_slice(b"\r\n\r\n");
     if let Some(Fault::ResetInHead(n)) = fault {
-        let _ = client.write_all(&head_bytes[..n.min(head_bytes.len())]).await;
+        let _ = client
+            .write_all(&head_bytes[..n.min(head_bytes.len())])
+            .await;
         let _ = client.flush().await;
         return End::Reset;
     }
@@ -682,4 +684,3 @@ fn parse_range(value: &str) -> Option<(u64, Option<u64>)> {
     };
     Some((start, end))
 }
-

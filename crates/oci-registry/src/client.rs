@@ -299,7 +299,7 @@ pub(crate) struct Inner {
     clock: Clock,
     /// The registry asked for basic credentials: send them up front.
     basic: AtomicBool,
-    retry: RetryPolicy,
+    pub(crate) retry: RetryPolicy,
     permits: Arc<Semaphore>,
     pub(crate) chunk_size: usize,
     pub(crate) monolithic_limit: u64,

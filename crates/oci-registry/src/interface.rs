@@ -86,20 +86,34 @@ impl RegistryClient {
         )
         .header(header::ACCEPT, ACCEPT_MANIFESTS);
         let scope = Self::scope(repo, "pull");
-        let response = self
-            .expect(
-                &mut call,
-                &scope,
-                &[StatusCode::OK],
-                Target::Manifest(repo, reference),
-            )
-            .await?;
-        if head {
-            return Ok((self.manifest_descriptor(&response, known, None)?, None));
-        }
-        let stated = header_digest(&response);
-        let media_type_probe = header_media_type(&response);
-        let bytes = read_manifest(self, response).await?;
+        // A manifest is small and read whole: a body broken off (a reset, a short read) is
+        // asked for again, like a request that failed before its answer.
+        let mut attempt = 1;
+        let (stated, media_type_probe, bytes) = loop {
+            let response = self
+                .expect(
+                    &mut call,
+                    &scope,
+                    &[StatusCode::OK],
+                    Target::Manifest(repo, reference),
+                )
+                .await?;
+            if head {
+                return Ok((self.manifest_descriptor(&response, known, None)?, None));
+            }
+            let stated = header_digest(&response);
+            let media_type_probe = header_media_type(&response);
+            match read_manifest(self, response).await {
+                Ok(bytes) => break (stated, media_type_probe, bytes),
+                Err(error @ Error::Unavailable { .. }) if attempt < self.inner.retry.attempts => {
+                    let delay = self.inner.retry.delay(attempt, None);
+                    tracing::debug!(%error, ?delay, %reference, "manifest body broken off; retrying");
+                    tokio::time::sleep(delay).await;
+                    attempt += 1;
+                }
+                Err(error) => return Err(error),
+            }
+        };
         let digest = match (known, stated) {
             (Some(known), _) => known.clone(),
             (None, Some(stated)) => stated,
