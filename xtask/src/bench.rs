@@ -3,7 +3,8 @@
 //!
 //! This module reads the command line and runs the scenarios it names, all of them in
 //! [`Scenario::ALL`]'s order when it names none; each scenario is a module of its own
-//! (`startup`, `layout`, `client`, `copy`, `server`, `build`, `unpack`, `archive`, `bucket`),
+//! (`startup`, `layout`, `files`, `client`, `copy`, `images`, `server`, `build`, `unpack`,
+//! `archive`, `bucket`),
 //! and what they share lives in one place each:
 //! * [`measure`]: timing child processes, GNU `time`'s CPU seconds and peak RSS, medians, the
 //!   order of the tools from one run to the next, targets (with the figures behind their ratios)
@@ -34,6 +35,8 @@ mod build;
 mod client;
 mod copy;
 mod data;
+mod files;
+mod images;
 mod layout;
 mod load;
 mod machine;
@@ -52,6 +55,9 @@ pub(crate) enum Scenario {
     Startup,
     /// Push a blob into a new layout and read it back (issue 3).
     Layout,
+    /// A tree of tens of thousands of small files: `hoist build`, `unpack` and `export`
+    /// against umoci (issue 18).
+    Files,
     /// `hoist serve` against `docker-registry`, side by side (issue 4).
     Server,
     /// `hoist copy` against `skopeo copy` and `oras cp`, pull and push (issue "registry client
@@ -60,6 +66,9 @@ pub(crate) enum Scenario {
     /// `hoist copy` from one registry to another against `skopeo copy` and `oras cp`, and
     /// within one registry (mounts).
     Copy,
+    /// A 50-layer image pulled and pushed, and a 4-platform index copied, against `oras cp`
+    /// and `skopeo copy` (issue 18).
+    Images,
     /// `hoist build` against `umoci insert` (issue "hoist build speed").
     Build,
     /// `hoist unpack` against `umoci unpack` (issue "hoist unpack speed").
@@ -73,14 +82,17 @@ pub(crate) enum Scenario {
 
 impl Scenario {
     /// Every scenario, in the order `cargo xtask bench` runs them without `--scenario`: the
-    /// short ones first, then those that share `docker-registry`, then the long local ones
-    /// (unpack pauses minutes between runs), and last those whose peers are the heaviest to
-    /// start (a Docker daemon, moto).
-    pub(crate) const ALL: [Self; 9] = [
+    /// short ones first (files among them: it makes tens of thousands of files, best done
+    /// before any scenario has deleted as many), then those that share `docker-registry`, then
+    /// the long local ones (unpack pauses minutes between runs), and last those whose peers are
+    /// the heaviest to start (a Docker daemon, moto).
+    pub(crate) const ALL: [Self; 11] = [
         Self::Startup,
         Self::Layout,
+        Self::Files,
         Self::Client,
         Self::Copy,
+        Self::Images,
         Self::Server,
         Self::Build,
         Self::Unpack,
@@ -93,9 +105,11 @@ impl Scenario {
         match self {
             Self::Startup => "startup",
             Self::Layout => "layout",
+            Self::Files => "files",
             Self::Server => "server",
             Self::Client => "client",
             Self::Copy => "copy",
+            Self::Images => "images",
             Self::Build => "build",
             Self::Unpack => "unpack",
             Self::Archive => "archive",
@@ -251,9 +265,11 @@ pub(crate) fn parse_args(args: &[OsString]) -> Result<BenchCmd, String> {
             let apply_defaults = match scenario {
                 Scenario::Startup => startup::apply_defaults,
                 Scenario::Layout => layout_defaults,
+                Scenario::Files => files::apply_defaults,
                 Scenario::Server => server::apply_defaults,
                 Scenario::Client => client::apply_defaults,
                 Scenario::Copy => copy::apply_defaults,
+                Scenario::Images => images::apply_defaults,
                 Scenario::Build => build::apply_defaults,
                 Scenario::Unpack => unpack::apply_defaults,
                 Scenario::Archive => archive::apply_defaults,
@@ -298,9 +314,11 @@ fn run_scenario(root: &Path, args: &BenchArgs) -> Result<()> {
     match args.scenario {
         Scenario::Startup => startup::run(root, args),
         Scenario::Layout => layout::run(root, args),
+        Scenario::Files => files::run(root, args),
         Scenario::Server => server::run(root, args),
         Scenario::Client => client::run(root, args),
         Scenario::Copy => copy::run(root, args),
+        Scenario::Images => images::run(root, args),
         Scenario::Build => build::run(root, args),
         Scenario::Unpack => unpack::run(root, args),
         Scenario::Archive => archive::run(root, args),
@@ -385,14 +403,14 @@ mod tests {
         assert_eq!(
             names,
             [
-                "startup", "layout", "client", "copy", "server", "build", "unpack", "archive",
-                "bucket"
+                "startup", "layout", "files", "client", "copy", "images", "server", "build",
+                "unpack", "archive", "bucket"
             ]
         );
         assert!(!cmd.readme);
         assert_eq!(cmd.command, "cargo xtask bench");
         // Each keeps its own defaults.
-        let client = &cmd.scenarios[2];
+        let client = &cmd.scenarios[3];
         assert_eq!((client.size_mib, client.runs), (1024, 3));
         assert_eq!(cmd.scenarios[1], BenchArgs::default());
     }
@@ -483,11 +501,11 @@ mod tests {
     }
 
     #[test]
-    fn server_scenario_defaults_to_256_mib() {
+    fn server_scenario_defaults_to_256_mib_and_5_runs() {
         let parsed = parse_one(&["server"]).unwrap();
         assert_eq!(parsed.scenario, Scenario::Server);
         assert_eq!(parsed.size_mib, 256);
-        assert_eq!(parsed.runs, 3);
+        assert_eq!(parsed.runs, 5);
         let parsed = parse_one(&["server", "--size-mib", "128", "--quick"]).unwrap();
         assert_eq!((parsed.size_mib, parsed.quick, parsed.runs), (128, true, 1));
         assert_eq!(

@@ -35,8 +35,8 @@ commands:
                   measure speed and memory targets against peer tools and the machine's
                   limits, measured side by side in the same run; prints a table and writes
                   target/bench/<scenario>.json. Without a scenario, runs all of them one
-                  after the other (startup, layout, client, copy, server, build, unpack,
-                  archive, bucket), goes on past a failing one and fails at the end; when
+                  after the other (startup, layout, files, client, copy, images, server,
+                  build, unpack, archive, bucket), goes on past a failing one and fails at the end; when
                   several ran, writes target/bench/all.json (every scenario's results, the
                   machine, the date, the command) and prints one table of every target.
                   --quick: a smoke run of each scenario (small sizes, 1 run, no pause, no
@@ -47,6 +47,12 @@ commands:
                   push a blob into a new layout and read it back, against dd and openssl
                   (default: 1024 MiB, 3 runs, a 20 s pause after each run's deletion, an
                   untimed ballast write before each run; --quick: 64 MiB, 1 run)
+  bench files [--size-mib N] [--runs R] [--quick]
+                  a seeded tree of tens of thousands of small files: `hoist build` against
+                  `umoci insert`, `hoist unpack --rootless` against `umoci unpack`, `hoist
+                  export` against `umoci raw unpack` + `tar -c`; peak RSS (needs umoci, GNU
+                  time; default: 128 MiB, about 28,000 files, 5 runs after a warm-up run;
+                  --quick: 16 MiB, 1 run)
   bench startup [--size-mib N] [--runs R] [--quick]
                   `hoist digest oci:DIR:TAG` against `skopeo inspect --raw` and `oras
                   manifest fetch --oci-layout` of a small layout: medians and min-max of R
@@ -55,9 +61,10 @@ commands:
   bench server [--size-mib N] [--runs R] [--quick]
                   `hoist serve` against docker-registry (filesystem storage, loopback), side
                   by side: blob upload and download throughput, manifest HEAD/GET requests
-                  per second and p99 latency with 32 and 256 connections (needs curl, wrk,
-                  docker-registry), memory per idle connection (default: 256 MiB blob, 3
-                  runs, 5 s load tests; --quick: 64 MiB, 1 run, no ballast, 2 s load tests)
+                  per second and p99 latency with 1, 32 and 256 connections (needs curl,
+                  wrk, docker-registry), memory per idle connection (default: 256 MiB blob,
+                  5 runs after a warm-up run, 3 s load tests; --quick: 64 MiB, 1 run, no
+                  warm-up, no ballast, 2 s load tests)
   bench client [--size-mib N] [--runs R] [--pause S] [--quick]
                   `hoist copy` against `skopeo copy` and `oras cp` with docker-registry
                   (loopback), pull into a new layout and push into a new registry, beside
@@ -72,6 +79,12 @@ commands:
                   registry (mounts, checked in its access log); peak RSS (needs curl,
                   skopeo, oras, docker-registry, GNU time; default: 1024 MiB in 8 layers of
                   seeded random data, 3 runs; --quick: 64 MiB, 1 run)
+  bench images [--size-mib N] [--runs R] [--pause S] [--quick]
+                  a 50-layer image pulled into a new layout and pushed into a new registry,
+                  and a 4-platform index copied to a new registry: `hoist copy` against
+                  `oras cp` and `skopeo copy (--all)`, the index beside the registry's intake
+                  (curl); peak RSS (needs curl, skopeo, oras, docker-registry, GNU time;
+                  default: 256 MiB in all, 5 runs after a warm-up run; --quick: 32 MiB, 1 run)
   bench build [--size-mib N] [--runs R] [--pause S] [--quick]
                   `hoist build --layer DIR` against `umoci insert` of the same tree into a new
                   layout (gzip), on a generated tree (seeded, mixed sizes, half random, half
@@ -280,7 +293,7 @@ mod tests {
         let Ok(Cmd::Bench(all)) = parse_args(&args(&["bench"])) else {
             panic!("`bench` is not a bench");
         };
-        assert_eq!(all.scenarios.len(), 9);
+        assert_eq!(all.scenarios.len(), 11);
         let Ok(Cmd::Bench(one)) = parse_args(&args(&["bench", "layout", "--runs", "1"])) else {
             panic!("`bench layout` is not a bench");
         };

@@ -47,7 +47,7 @@ impl Rng {
     }
 
     /// A number below `n` (`n` > 0).
-    fn below(&mut self, n: u64) -> u64 {
+    pub(super) fn below(&mut self, n: u64) -> u64 {
         self.next_u64() % n
     }
 
@@ -415,6 +415,18 @@ pub(super) fn seeded_image(
     seed: u64,
     tag: &str,
 ) -> Result<(PathBuf, LayoutImage, f64)> {
+    seeded_image_for(hoist, work, sizes, seed, tag, None)
+}
+
+/// [`seeded_image`], for `platform` (`os/arch[/variant]`) if given (else hoist's default).
+pub(super) fn seeded_image_for(
+    hoist: &Path,
+    work: &Path,
+    sizes: &[u64],
+    seed: u64,
+    tag: &str,
+    platform: Option<&str>,
+) -> Result<(PathBuf, LayoutImage, f64)> {
     let trees = work.join("trees");
     let sizes: Vec<(u64, u64)> = (0..).zip(sizes.iter().copied()).collect();
     let (seconds, dirs) = parallel(GEN_JOBS, &sizes, |&(n, size)| {
@@ -430,6 +442,9 @@ pub(super) fn seeded_image(
     build
         .env("SOURCE_DATE_EPOCH", SOURCE_DATE_EPOCH)
         .args(["-q", "build"]);
+    if let Some(platform) = platform {
+        build.args(["--platform", platform]);
+    }
     for dir in &dirs {
         build.arg("--layer").arg(dir);
     }

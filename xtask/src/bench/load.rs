@@ -104,11 +104,11 @@ pub(super) struct Load {
 }
 
 /// Runs `wrk --latency` with `script` and `connections` connections against the manifest of
-/// `base`.
+/// `base`, on two threads (one for a single connection: wrk needs a connection per thread).
 pub(super) fn wrk(base: &str, script: &Path, connections: u32, seconds: u64) -> Result<Load> {
     let mut cmd = Command::new("wrk");
     cmd.args([
-        "-t2",
+        &format!("-t{}", connections.clamp(1, 2)),
         &format!("-c{connections}"),
         &format!("-d{seconds}s"),
         "--latency",

@@ -127,6 +127,19 @@ pub(super) fn median_or_nan(values: &[f64]) -> f64 {
     median(values).unwrap_or(f64::NAN)
 }
 
+/// The smallest and largest of `values`, NaN for none.
+pub(super) fn min_max(values: &[f64]) -> (f64, f64) {
+    let min = values.iter().copied().fold(f64::NAN, f64::min);
+    let max = values.iter().copied().fold(f64::NAN, f64::max);
+    (min, max)
+}
+
+/// The median of `values` with their range, in seconds (`1.234 s (1.200–1.300)`).
+pub(super) fn format_spread(values: &[f64]) -> String {
+    let (min, max) = min_max(values);
+    format!("{:.3} s ({min:.3}–{max:.3})", median_or_nan(values))
+}
+
 /// The nearest-rank `percent` percentile of `values` (sorted in place), `None` if empty.
 pub(super) fn percentile(values: &mut [u64], percent: f64) -> Option<u64> {
     if values.is_empty() {
@@ -455,6 +468,13 @@ mod tests {
         assert_eq!(median(&[7.5]), Some(7.5));
         assert_eq!(median(&[]), None);
         assert!(median_or_nan(&[]).is_nan());
+    }
+
+    #[test]
+    fn ranges_are_the_extremes() {
+        assert_eq!(min_max(&[2.0, 1.0, 3.0]), (1.0, 3.0));
+        assert!(min_max(&[]).0.is_nan());
+        assert_eq!(format_spread(&[2.0, 1.0, 3.0]), "2.000 s (1.000–3.000)");
     }
 
     #[test]

@@ -1,21 +1,22 @@
 //! Scenario `server` (issue 4): with filesystem storage for both, `hoist serve` against
 //! `docker-registry` side by side in one run: blob download and upload throughput at least
 //! [`DOWNLOAD_LIMIT`] and [`UPLOAD_LIMIT`] times the registry's, manifest HEAD and GET requests
-//! per second with [`WRK_CONNECTIONS`] concurrent connections at least
-//! [`RPS_LIMIT`](super::load::RPS_LIMIT) times the registry's; the upload is also compared with writing the same bytes into a new file
+//! per second at [`ONE_CONNECTION`], [`WRK_CONNECTIONS`] and [`MANY_CONNECTIONS`] concurrent
+//! connections (issue 18) each at least [`RPS_LIMIT`](super::load::RPS_LIMIT) times the
+//! registry's; the upload is also compared with writing the same bytes into a new file
 //! (`dd conv=fdatasync`), the machine's bound, and the memory of an idle connection reported.
 //! Both servers run as they start by default: hoist with its connection timeouts and limits on
 //! (issue 14) and serving blobs as stored, like the registry; a second hoist with
 //! `--verify-reads` over the same root, which hashes every blob byte it serves, is measured for
 //! downloads only and reported without a verdict.
 //!
-//! Issue 14 also asks for manifest requests at [`MANY_CONNECTIONS`] concurrent connections,
-//! reported (no target) as requests per second and p99 latency beside the registry's; p99 is
-//! reported for the [`WRK_CONNECTIONS`] runs too. GET: `wrk --latency` (its `99%` line, over
-//! every request of the test). HEAD: xtask's own loader (wrk 4.1 hangs on HEAD), one blocking
-//! thread per connection also at [`MANY_CONNECTIONS`] (see [`super::load`] for why), which times
-//! every request from its write to the end of the response head and takes the nearest-rank
-//! 99th percentile of all of them.
+//! The p99 latency of every manifest load test is reported beside the registry's (no target).
+//! GET: `wrk --latency` (its `99%` line, over every request of the test; one wrk thread for a
+//! single connection, two otherwise). HEAD: xtask's own loader (wrk 4.1 hangs on HEAD), one
+//! blocking thread per connection (see [`super::load`] for why), which times every request
+//! from its write to the end of the response head and takes the nearest-rank 99th percentile
+//! of all of them. A single connection measures the latency of one request after another (what
+//! a client resolving tags one by one sees); 256, how the server holds up under many.
 //!
 //! How it measures: both servers run on free loopback ports with fresh data directories; every
 //! run uploads a new random blob (so that no server finds it already stored) with `curl`
@@ -23,7 +24,9 @@
 //! [`DOWNLOADS_PER_RUN`] times timed by curl's own clock (median), writes it
 //! with `dd` into a new file, and load-tests the manifest with `wrk` and the HEAD loader; the
 //! order of the servers (and of `dd` among the writes) alternates between runs; results are
-//! medians (of the runs' requests per second, and of the runs' p99 latencies).
+//! medians (of the runs' requests per second, and of the runs' p99 latencies) of
+//! [`SERVER_RUNS`] counted runs after an uncounted warm-up run (its load tests
+//! [`WARM_UP_SECS`] long; no warm-up with `--quick`).
 
 use std::fs;
 use std::path::Path;
@@ -52,8 +55,14 @@ use report::ServerReport;
 const SERVER_SIZE_MIB: u64 = 256;
 /// The blob size of `--quick`, a smoke run.
 const QUICK_SIZE_MIB: u64 = 64;
-/// Sets the scenario's defaults for what the command line left out: [`SERVER_SIZE_MIB`], or
-/// with `--quick` [`QUICK_SIZE_MIB`] and one run.
+/// The counted runs of the scenario, after the warm-up.
+const SERVER_RUNS: usize = 5;
+/// The length of each load test, in seconds: in counted runs, in the warm-up, with `--quick`.
+const LOAD_SECS: u64 = 3;
+const WARM_UP_SECS: u64 = 1;
+const QUICK_LOAD_SECS: u64 = 2;
+/// Sets the scenario's defaults for what the command line left out: [`SERVER_SIZE_MIB`] and
+/// [`SERVER_RUNS`], or with `--quick` [`QUICK_SIZE_MIB`] and one run.
 pub(super) fn apply_defaults(args: &mut BenchArgs, size_given: bool, runs_given: bool) {
     if !size_given {
         args.size_mib = if args.quick {
@@ -62,8 +71,8 @@ pub(super) fn apply_defaults(args: &mut BenchArgs, size_given: bool, runs_given:
             SERVER_SIZE_MIB
         };
     }
-    if args.quick && !runs_given {
-        args.runs = 1;
+    if !runs_given {
+        args.runs = if args.quick { 1 } else { SERVER_RUNS };
     }
 }
 
@@ -74,6 +83,8 @@ const DOWNLOAD_LIMIT: f64 = 1.5;
 const UPLOAD_LIMIT: f64 = 1.5;
 /// Concurrent connections of the second, heavier manifest load tests (issue 14).
 const MANY_CONNECTIONS: u32 = 256;
+/// The connection of the lightest manifest load tests: one request after another (issue 18).
+const ONE_CONNECTION: u32 = 1;
 /// How many idle connections the memory measure opens to each server.
 const IDLE_CONNECTIONS: usize = 200;
 /// `{}`, the config blob of the manifest.
@@ -101,13 +112,15 @@ impl Peer {
 }
 
 /// What a run measures: times in seconds for [`Probe::TIMED`], requests per second (and a p99
-/// latency) for [`Probe::RATES`]. `Head` and `Get` are at [`WRK_CONNECTIONS`], `HeadMany` and
-/// `GetMany` at [`MANY_CONNECTIONS`].
+/// latency) for [`Probe::RATES`]. `HeadOne` and `GetOne` are at [`ONE_CONNECTION`], `Head`
+/// and `Get` at [`WRK_CONNECTIONS`], `HeadMany` and `GetMany` at [`MANY_CONNECTIONS`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Probe {
     Dd,
     Upload(Peer),
     Download(Peer),
+    HeadOne(Peer),
+    GetOne(Peer),
     Head(Peer),
     Get(Peer),
     HeadMany(Peer),
@@ -123,7 +136,11 @@ impl Probe {
         Self::Download(Peer::Registry),
         Self::Download(Peer::HoistVerified),
     ];
-    const RATES: [Self; 8] = [
+    const RATES: [Self; 12] = [
+        Self::HeadOne(Peer::Hoist),
+        Self::HeadOne(Peer::Registry),
+        Self::GetOne(Peer::Hoist),
+        Self::GetOne(Peer::Registry),
         Self::Head(Peer::Hoist),
         Self::Head(Peer::Registry),
         Self::Get(Peer::Hoist),
@@ -139,6 +156,8 @@ impl Probe {
             Self::Dd => "dd".to_owned(),
             Self::Upload(p) => format!("{}_upload", p.key()),
             Self::Download(p) => format!("{}_download", p.key()),
+            Self::HeadOne(p) => format!("{}_manifest_head_c{ONE_CONNECTION}", p.key()),
+            Self::GetOne(p) => format!("{}_manifest_get_c{ONE_CONNECTION}", p.key()),
             Self::Head(p) => format!("{}_manifest_head", p.key()),
             Self::Get(p) => format!("{}_manifest_get", p.key()),
             Self::HeadMany(p) => format!("{}_manifest_head_c{MANY_CONNECTIONS}", p.key()),
@@ -151,6 +170,8 @@ impl Probe {
             Self::Dd => "dd conv=fdatasync, new file".to_owned(),
             Self::Upload(p) => format!("{} upload (POST + PUT)", p.key()),
             Self::Download(p) => format!("{} download (GET)", p.key()),
+            Self::HeadOne(p) => format!("{} HEAD manifest, {ONE_CONNECTION} conn", p.key()),
+            Self::GetOne(p) => format!("{} GET manifest, {ONE_CONNECTION} conn", p.key()),
             Self::Head(p) => format!("{} HEAD manifest, {WRK_CONNECTIONS} conns", p.key()),
             Self::Get(p) => format!("{} GET manifest, {WRK_CONNECTIONS} conns", p.key()),
             Self::HeadMany(p) => format!("{} HEAD manifest, {MANY_CONNECTIONS} conns", p.key()),
@@ -161,6 +182,7 @@ impl Probe {
     /// The concurrent connections of a load test, `None` for the timed probes.
     fn connections(self) -> Option<u32> {
         match self {
+            Self::HeadOne(_) | Self::GetOne(_) => Some(ONE_CONNECTION),
             Self::Head(_) | Self::Get(_) => Some(WRK_CONNECTIONS),
             Self::HeadMany(_) | Self::GetMany(_) => Some(MANY_CONNECTIONS),
             Self::Dd | Self::Upload(_) | Self::Download(_) => None,
@@ -171,7 +193,7 @@ impl Probe {
 /// The order of run `index` (from 0): hoist first in even runs, the registry first in odd
 /// ones; `dd` before the uploads in even runs, after them in odd ones.
 fn server_order(index: usize) -> Vec<Probe> {
-    use Probe::{Dd, Download, Get, GetMany, Head, HeadMany, Upload};
+    use Probe::{Dd, Download, Get, GetMany, GetOne, Head, HeadMany, HeadOne, Upload};
     let even = index.is_multiple_of(2);
     let (a, b) = if even {
         (Peer::Hoist, Peer::Registry)
@@ -190,6 +212,7 @@ fn server_order(index: usize) -> Vec<Probe> {
         (Peer::HoistVerified, Peer::Hoist)
     };
     order.extend([Download(first), Download(Peer::Registry), Download(last)]);
+    order.extend([HeadOne(a), HeadOne(b), GetOne(a), GetOne(b)]);
     order.extend([Head(a), Head(b), Get(a), Get(b)]);
     order.extend([HeadMany(a), HeadMany(b), GetMany(a), GetMany(b)]);
     order
@@ -265,7 +288,9 @@ struct Reading {
 type ProbeOf = fn(Peer) -> Probe;
 
 /// The manifest load tests compared side by side: a name and the probe of each peer.
-const MANIFEST_LOADS: [(&str, ProbeOf); 4] = [
+const MANIFEST_LOADS: [(&str, ProbeOf); 6] = [
+    ("HEAD", Probe::HeadOne),
+    ("GET", Probe::GetOne),
     ("HEAD", Probe::Head),
     ("GET", Probe::Get),
     ("HEAD", Probe::HeadMany),
@@ -278,7 +303,13 @@ pub(super) fn run(root: &Path, args: &BenchArgs) -> Result<()> {
     let workspace = Workspace::new(root, "server", None)?;
     let work = workspace.work.clone();
     let size_bytes = args.size_mib << 20;
-    let wrk_secs = if args.quick { 2 } else { 5 };
+    let wrk_secs = if args.quick {
+        QUICK_LOAD_SECS
+    } else {
+        LOAD_SECS
+    };
+    // The warm-up run is left out of the results (none with `--quick`).
+    let warm_up = usize::from(!args.quick);
 
     let registry_dir = work.join("registry");
     let registry = Registry::start(root, &registry_dir, true)?;
@@ -344,17 +375,27 @@ pub(super) fn run(root: &Path, args: &BenchArgs) -> Result<()> {
     let mut runs = Vec::new();
     let mut ballasts = Vec::new();
     let mut manifest_pushed = false;
-    for index in 0..args.runs {
-        let dir = workspace.run_dir(index)?;
-        println!("==> run {} of {}", index + 1, args.runs);
+    for run in 0..args.runs + warm_up {
+        let dir = workspace.run_dir(run)?;
+        let counted = run >= warm_up;
+        let index = run - warm_up.min(run);
+        let load_secs = if counted { wrk_secs } else { WARM_UP_SECS };
+        if counted {
+            println!("==> run {} of {}", index + 1, args.runs);
+        } else {
+            println!("==> warm-up run (not counted)");
+        }
         let source = dir.join("source.bin");
         urandom_file(&source, size_bytes)?;
         let digest = sha256_of(&source)?;
         read_through(&source)?;
         println!("    source {digest}");
-        ballasts.push(run_ballast(args.ballast, &dir, |available| {
+        let ballast = run_ballast(args.ballast, &dir, |available| {
             ballast_bytes(size_bytes, available)
-        })?);
+        })?;
+        if counted {
+            ballasts.push(ballast);
+        }
         let mut readings = Vec::new();
         for probe in server_order(index) {
             let mut p99_ms = None;
@@ -378,7 +419,9 @@ pub(super) fn run(root: &Path, args: &BenchArgs) -> Result<()> {
                         .collect::<Result<Vec<f64>>>()?;
                     median_or_nan(&times)
                 }
-                Probe::Head(peer)
+                Probe::HeadOne(peer)
+                | Probe::GetOne(peer)
+                | Probe::Head(peer)
                 | Probe::Get(peer)
                 | Probe::HeadMany(peer)
                 | Probe::GetMany(peer) => {
@@ -390,10 +433,14 @@ pub(super) fn run(root: &Path, args: &BenchArgs) -> Result<()> {
                     }
                     let base = &endpoint(peer).base;
                     let connections = probe.connections().unwrap_or(WRK_CONNECTIONS);
-                    let load = if matches!(probe, Probe::Head(_) | Probe::HeadMany(_)) {
-                        head_load(base, connections, wrk_secs)?
+                    let head = matches!(
+                        probe,
+                        Probe::HeadOne(_) | Probe::Head(_) | Probe::HeadMany(_)
+                    );
+                    let load = if head {
+                        head_load(base, connections, load_secs)?
                     } else {
-                        wrk(base, &get_script, connections, wrk_secs)?
+                        wrk(base, &get_script, connections, load_secs)?
                     };
                     p99_ms = Some(load.p99_ms);
                     load.requests_per_sec
@@ -412,7 +459,9 @@ pub(super) fn run(root: &Path, args: &BenchArgs) -> Result<()> {
                 p99_ms,
             });
         }
-        runs.push(readings);
+        if counted {
+            runs.push(readings);
+        }
     }
 
     drop((hoist, verified_hoist));

@@ -5,14 +5,29 @@ use std::fmt::Write as _;
 use serde_json::{Value, json};
 
 use super::{
-    DOWNLOAD_LIMIT, IDLE_CONNECTIONS, MANIFEST_LOADS, MANY_CONNECTIONS, Peer, Probe, ProbeOf,
-    Reading, UPLOAD_LIMIT,
+    DOWNLOAD_LIMIT, IDLE_CONNECTIONS, MANIFEST_LOADS, MANY_CONNECTIONS, ONE_CONNECTION, Peer,
+    Probe, ProbeOf, Reading, UPLOAD_LIMIT,
 };
 use crate::bench::load::{RPS_LIMIT, WRK_CONNECTIONS};
 use crate::bench::measure::{
     Target, ballast_note, format_mib, format_ratio, format_small_ratio, in_each_run, median_or_nan,
     run_header, seconds_row, targets_json, verdict_table,
 };
+
+/// `conn` or `conns`, for `n` connections.
+fn conns(n: u32) -> &'static str {
+    if n == 1 { "conn" } else { "conns" }
+}
+
+/// The names of the manifest targets, in the order of [`MANIFEST_LOADS`].
+const MANIFEST_TARGETS: [&str; 6] = [
+    "manifest HEAD req/s, 1 conn, hoist / registry",
+    "manifest GET req/s, 1 conn, hoist / registry",
+    "manifest HEAD req/s, 32 conns, hoist / registry",
+    "manifest GET req/s, 32 conns, hoist / registry",
+    "manifest HEAD req/s, 256 conns, hoist / registry",
+    "manifest GET req/s, 256 conns, hoist / registry",
+];
 
 /// Everything the server scenario measured.
 #[derive(Debug)]
@@ -82,7 +97,7 @@ impl ServerReport {
 
     pub(super) fn targets(&self) -> Vec<Target> {
         let at_least = Target::at_least;
-        vec![
+        let mut targets = vec![
             // Like for like: neither hashes what it serves (the ratio of hoist --verify-reads
             // is in the table, without a verdict).
             at_least(
@@ -95,19 +110,16 @@ impl ServerReport {
                 self.ratio(Probe::Upload),
                 UPLOAD_LIMIT,
             ),
-            at_least(
-                "manifest HEAD req/s, hoist / registry",
-                self.ratio(Probe::Head),
-                RPS_LIMIT,
-            ),
-            at_least(
-                "manifest GET req/s, hoist / registry",
-                self.ratio(Probe::Get),
-                RPS_LIMIT,
-            ),
-            // The targets are at WRK_CONNECTIONS; the MANY_CONNECTIONS loads are reported in
-            // the table, without a verdict.
-        ]
+        ];
+        // Every level of connections (issue 18: 1, 32 and 256), with the figures behind it.
+        for (name, (_, probe)) in MANIFEST_TARGETS.into_iter().zip(MANIFEST_LOADS) {
+            let rate = |peer| format!("{:.0} req/s", self.median(probe(peer)));
+            targets.push(at_least(name, self.ratio(probe), RPS_LIMIT).versus_peer(
+                rate(Peer::Hoist),
+                format!("{} docker-registry", rate(Peer::Registry)),
+            ));
+        }
+        targets
     }
 
     pub(super) fn table(&self) -> String {
@@ -119,8 +131,10 @@ impl ServerReport {
             "server bench: hoist serve vs docker-registry, filesystem storage, fresh data dirs, \
              loopback;\n{} MiB random blob (a new one per run), {runs} run(s), {ballast}; \
              server order alternates\n(odd runs: hoist first, dd before the uploads; even runs: \
-             registry first, dd after);\nGET: wrk -t2 -c{WRK_CONNECTIONS} and -c{MANY_CONNECTIONS} -d{}s --latency; HEAD: xtask's own \
-             loader (wrk 4.1 hangs on HEAD),\n{WRK_CONNECTIONS} and {MANY_CONNECTIONS} keep-alive connections, \
+             registry first, dd after), after an uncounted warm-up run;\nGET: wrk \
+             -t1 -c{ONE_CONNECTION}, -t2 -c{WRK_CONNECTIONS} and -t2 -c{MANY_CONNECTIONS} \
+             -d{}s --latency; HEAD: xtask's own loader (wrk 4.1 hangs on HEAD),\n\
+             {ONE_CONNECTION}, {WRK_CONNECTIONS} and {MANY_CONNECTIONS} keep-alive connections, \
              one thread each; p99: wrk's 99% line, the loader's nearest rank\n",
             self.size_bytes >> 20,
             self.wrk_secs,
@@ -172,7 +186,7 @@ impl ServerReport {
             let _ = writeln!(
                 out,
                 "{:<24}{:>12.0}{:>12.0}{:>8}{:>12}{:>12}{:>8}",
-                format!("{method}, {connections} conns"),
+                format!("{method}, {connections} {}", conns(connections)),
                 self.median(probe(Peer::Hoist)),
                 self.median(probe(Peer::Registry)),
                 format_ratio(self.ratio(probe)),
@@ -266,12 +280,12 @@ impl ServerReport {
             "runs": self.runs.len(),
             "wrk": {
                 "threads": 2,
-                "connections": [WRK_CONNECTIONS, MANY_CONNECTIONS],
+                "connections": [ONE_CONNECTION, WRK_CONNECTIONS, MANY_CONNECTIONS],
                 "seconds": self.wrk_secs,
             },
             "head_loader": {
                 "threads": "one per connection",
-                "connections": [WRK_CONNECTIONS, MANY_CONNECTIONS],
+                "connections": [ONE_CONNECTION, WRK_CONNECTIONS, MANY_CONNECTIONS],
                 "seconds": self.wrk_secs,
             },
             "ballast_bytes": self.ballast_bytes,
@@ -325,6 +339,10 @@ mod tests {
             // At 256 connections: half the rate, 8 times hoist's p99; the registry's p99 is
             // 4 ms at 32 connections, 30 ms at 256.
             let rates = [
+                (Probe::HeadOne(Peer::Hoist), rps_h / 4.0, 0.1),
+                (Probe::HeadOne(Peer::Registry), rps_r / 4.0, 0.5),
+                (Probe::GetOne(Peer::Hoist), rps_h / 4.0, 0.1),
+                (Probe::GetOne(Peer::Registry), rps_r / 4.0, 0.5),
                 (Probe::Head(Peer::Hoist), rps_h, p99_h),
                 (Probe::Head(Peer::Registry), rps_r, 4.0),
                 (Probe::Get(Peer::Hoist), rps_h, p99_h),
@@ -366,7 +384,16 @@ mod tests {
         let verdicts: Vec<bool> = report.targets().iter().map(|t| t.pass).collect();
         // The download target is the default hoist's (2.6x), like for like; that of
         // hoist --verify-reads (1.3x) is reported without a verdict.
-        assert_eq!(verdicts, [true, true, true, true]);
+        assert_eq!(verdicts, [true; 8]);
+        let names: Vec<&str> = report.targets().iter().map(|t| t.name).collect();
+        for (name, (method, probe)) in MANIFEST_TARGETS.into_iter().zip(MANIFEST_LOADS) {
+            let connections = probe(Peer::Hoist).connections().unwrap();
+            assert!(name.contains(method), "{name}");
+            assert!(name.contains(&format!(" {connections} conn")), "{name}");
+            assert!(names.contains(&name), "{name}");
+        }
+        assert_eq!(report.targets()[2].hoist, "5000 req/s");
+        assert_eq!(report.targets()[2].peer, "250 req/s docker-registry");
         assert_eq!(
             report.targets()[0].name,
             "blob download MB/s, hoist / registry"
@@ -384,6 +411,8 @@ mod tests {
             "{table}"
         );
         assert!(table.contains("hoist HEAD manifest, 256 conns"), "{table}");
+        assert!(table.contains("hoist GET manifest, 1 conn "), "{table}");
+        assert!(table.contains("HEAD, 1 conn "), "{table}");
         let json = report.to_json();
         assert_eq!(json["scenario"], json!("server"));
         assert_eq!(json["medians"]["hoist_upload"], json!(0.8));
