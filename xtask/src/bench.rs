@@ -20,6 +20,23 @@
 //! * [`summary`]: what a run of several scenarios makes of their JSON files: one row per
 //!   target, `target/bench/all.json`, and the README's benchmark section (`--readme`).
 //!
+//! Every scenario runs an uncounted warm-up run, then [`measure::DEFAULT_RUNS`] counted runs
+//! unless it sets its own count (`startup` 50 rounds, `archive` 6 runs) or `--runs` is given;
+//! `--quick` runs once without a warm-up ([`measure::Runs`]). The tables and JSON files say how
+//! many runs were counted and how many warm-up runs preceded them.
+//!
+//! What a full run's time is made of: per scenario, its set-up and, for each of its runs, the
+//! steps of hoist and of its peers, the ballast write and the `sync`s around them; the scenarios
+//! that delete a run's files when it ends (layout, client, copy, build, archive, bucket) pause
+//! `--pause` seconds after each deletion but the last, and all but startup and server pause
+//! once after its set-up. unpack and files delete nothing until they end and so never pause
+//! between runs (see unpack's module for why a pause there would have to last minutes). No
+//! full run has been timed yet: the figure to plan with comes from the first one.
+//!
+//! The peers each scenario needs, and how to install them, are listed in the README's
+//! benchmark section; a missing one fails its scenario with the package to install
+//! ([`machine::require_tools`]).
+//!
 //! A failing scenario does not stop the others; the command fails at the end if any did.
 //! Misses are printed as `FAIL` but do not fail the command (the machine is shared and noisy);
 //! only a failing command does.
@@ -84,8 +101,10 @@ impl Scenario {
     /// Every scenario, in the order `cargo xtask bench` runs them without `--scenario`: the
     /// short ones first (files among them: it makes tens of thousands of files, best done
     /// before any scenario has deleted as many), then those that share `docker-registry`, then
-    /// the long local ones (unpack pauses minutes between runs), and last those whose peers are
-    /// the heaviest to start (a Docker daemon, moto).
+    /// build, then those whose peers are the heaviest to start (a Docker daemon, moto), and
+    /// unpack last: it keeps every run's trees until it ends, and the deletion of hundreds of
+    /// thousands of files that follows would slow whatever created files next (see its
+    /// module).
     pub(crate) const ALL: [Self; 11] = [
         Self::Startup,
         Self::Layout,
@@ -95,9 +114,9 @@ impl Scenario {
         Self::Images,
         Self::Server,
         Self::Build,
-        Self::Unpack,
         Self::Archive,
         Self::Bucket,
+        Self::Unpack,
     ];
 
     /// The name on the command line and of `target/bench/NAME.json`.
@@ -141,7 +160,7 @@ impl Default for BenchArgs {
         Self {
             scenario: Scenario::Layout,
             size_mib: 1024,
-            runs: 3,
+            runs: measure::DEFAULT_RUNS,
             pause_secs: 20,
             ballast: true,
             quick: false,
@@ -338,11 +357,11 @@ pub(crate) fn run(root: &Path, cmd: &BenchCmd) -> Result<()> {
         let name = args.scenario.name();
         if several {
             println!(
-                "\n===> scenario {name} ({} of {}): {} MiB, {} run(s)",
+                "\n===> scenario {name} ({} of {}): {} MiB, {}",
                 i + 1,
                 cmd.scenarios.len(),
                 args.size_mib,
-                args.runs
+                measure::Runs::new(args).describe()
             );
         }
         match summary::run_and_read(&bench_dir, name, || run_scenario(root, args)) {
@@ -404,14 +423,17 @@ mod tests {
             names,
             [
                 "startup", "layout", "files", "client", "copy", "images", "server", "build",
-                "unpack", "archive", "bucket"
+                "archive", "bucket", "unpack"
             ]
         );
         assert!(!cmd.readme);
         assert_eq!(cmd.command, "cargo xtask bench");
         // Each keeps its own defaults.
         let client = &cmd.scenarios[3];
-        assert_eq!((client.size_mib, client.runs), (1024, 3));
+        assert_eq!(
+            (client.size_mib, client.runs),
+            (1024, measure::DEFAULT_RUNS)
+        );
         assert_eq!(cmd.scenarios[1], BenchArgs::default());
     }
 
@@ -456,6 +478,30 @@ mod tests {
             assert_eq!(args.runs, 1, "{args:?}");
             assert!(args.size_mib <= 64, "{args:?}");
             assert_eq!(args.pause_secs, 0, "{args:?}");
+        }
+    }
+
+    #[test]
+    fn every_scenario_counts_at_least_5_runs_after_a_warm_up() {
+        assert_eq!(BenchArgs::default().runs, 5);
+        let cmd = parse_args(&[]).unwrap();
+        for args in &cmd.scenarios {
+            assert!(args.runs >= 5, "{args:?}");
+            let runs = measure::Runs::new(args);
+            assert_eq!((runs.warm_up, runs.counted), (1, args.runs), "{args:?}");
+        }
+        // `--runs` overrides every scenario's default, and `--quick` has no warm-up.
+        for list in [&["--runs", "2"][..], &["--runs", "2", "--quick"]] {
+            let cmd = parse_args(&args(list)).unwrap();
+            for parsed in &cmd.scenarios {
+                assert_eq!(parsed.runs, 2, "{list:?} {parsed:?}");
+                let runs = measure::Runs::new(parsed);
+                assert_eq!(runs.warm_up, usize::from(!parsed.quick), "{parsed:?}");
+            }
+        }
+        let cmd = parse_args(&args(&["--quick"])).unwrap();
+        for parsed in &cmd.scenarios {
+            assert_eq!(measure::Runs::new(parsed).total(), 1, "{parsed:?}");
         }
     }
 

@@ -66,7 +66,27 @@ pub(super) fn build_hoist(root: &Path) -> Result<PathBuf> {
     Ok(target_dir(root).join("release").join("hoist"))
 }
 
-/// Fails unless every one of `tools` is on the `PATH` (Debian packages of the same names).
+/// How to install `tool` on Debian: the package that has it, or the script that does it.
+pub(super) fn install_hint(tool: &str) -> String {
+    match tool {
+        "dd" | "cat" => "apt-get install -y coreutils".to_owned(),
+        "python3" => "apt-get install -y python3".to_owned(),
+        "wrk" => "apt-get install -y wrk (the HTTP load tester; not in tests/peers/install.sh, \
+                  which CI runs)"
+            .to_owned(),
+        "oras" => "apt-get install -y -t trixie oras, Debian trixie's oras 1.2, or \
+                   tests/peers/install.sh"
+            .to_owned(),
+        "moto_server" => "tests/peers/install.sh, which puts moto[server] in a venv".to_owned(),
+        "skopeo" | "umoci" | "docker-registry" | "curl" => {
+            format!("apt-get install -y {tool}, or tests/peers/install.sh")
+        }
+        _ => format!("apt-get install -y {tool}"),
+    }
+}
+
+/// Fails unless every one of `tools` is on the `PATH`, naming how to install each one missing
+/// ([`install_hint`]).
 pub(super) fn require_tools(tools: &[&str]) -> Result<()> {
     for tool in tools {
         let found = Command::new("sh")
@@ -75,10 +95,53 @@ pub(super) fn require_tools(tools: &[&str]) -> Result<()> {
             .status()
             .is_ok_and(|s| s.success());
         if !found {
-            bail!("`{tool}` is not installed (apt-get install -y {tool})");
+            bail!("`{tool}` is not installed ({})", install_hint(tool));
         }
     }
     Ok(())
+}
+
+/// The bytes free for an unprivileged user on the filesystem of `path` (`df`'s "Avail").
+pub(super) fn free_disk_bytes(path: &Path) -> Result<u64> {
+    let (_, output) = timed(Command::new("df").args(["-P", "-B1"]).arg(path))?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    parse_df_avail(&text)
+        .with_context(|| format!("no free space in `df` of {}: {text:?}", path.display()))
+}
+
+/// The "Avail" column of `df -P -B1`'s one line about a filesystem.
+pub(super) fn parse_df_avail(text: &str) -> Option<u64> {
+    text.lines().nth(1)?.split_whitespace().nth(3)?.parse().ok()
+}
+
+/// Fails, saying what for and how much is missing, unless the filesystem of `path` has
+/// `needed` bytes free.
+pub(super) fn require_free_disk(path: &Path, needed: u64, what: &str) -> Result<()> {
+    let free = free_disk_bytes(path)?;
+    if free < needed {
+        bail!(
+            "not enough free disk space under {} for {what}: {:.1} GiB needed, {:.1} GiB free; \
+             free some space or ask for less (`--size-mib`, `--runs`)",
+            path.display(),
+            needed as f64 / f64::from(1u32 << 30),
+            free as f64 / f64::from(1u32 << 30)
+        );
+    }
+    println!(
+        "    disk: {:.1} GiB needed for {what}, {:.1} GiB free",
+        needed as f64 / f64::from(1u32 << 30),
+        free as f64 / f64::from(1u32 << 30)
+    );
+    Ok(())
+}
+
+/// Removes the file `path`, if it is there.
+pub(super) fn remove_file(path: &Path) -> Result<()> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("cannot remove {}", path.display())),
+    }
 }
 
 pub(super) fn remove_dir(dir: &Path) -> Result<()> {
@@ -443,6 +506,30 @@ pub(super) fn describe_revision(head: &str, porcelain: &str, style: Revision) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn missing_tools_name_their_package() {
+        assert!(install_hint("wrk").starts_with("apt-get install -y wrk "));
+        assert_eq!(install_hint("dd"), "apt-get install -y coreutils");
+        assert!(install_hint("oras").contains("-t trixie oras"));
+        assert!(install_hint("docker-registry").contains("tests/peers/install.sh"));
+        assert_eq!(install_hint("pigz"), "apt-get install -y pigz");
+        let err = require_tools(&["surely-no-such-tool-here"]).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("apt-get install -y surely-no-such-tool-here"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn df_avail_is_the_fourth_column() {
+        let df = "Filesystem 1-blocks Used Available Capacity Mounted on\n\
+                  /dev/vda 270415425536 26843545600 71940702208 28% /\n";
+        assert_eq!(parse_df_avail(df), Some(71_940_702_208));
+        assert_eq!(parse_df_avail("Filesystem 1-blocks Used Available\n"), None);
+        assert_eq!(parse_df_avail(""), None);
+    }
 
     #[test]
     fn ballast_is_four_times_the_size_within_available_memory() {

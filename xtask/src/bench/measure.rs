@@ -1,6 +1,7 @@
 //! Measuring, shared by every scenario: timing child processes, what GNU `time` says of them
 //! (CPU seconds, peak RSS), medians and percentiles, the order of the tools from one run to the
-//! next, targets and their verdicts, and the tables and JSON files the results end in.
+//! next, targets and their verdicts, and the tables and JSON files the results end in; the
+//! runs themselves (a warm-up, then the counted ones) in [`runs`].
 
 use std::fmt::Write as _;
 use std::fs;
@@ -13,6 +14,10 @@ use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
 use crate::describe;
+
+mod runs;
+
+pub(super) use runs::{DEFAULT_RUNS, Runs};
 
 /// Runs `cmd` to completion with its output captured, timing it from spawn to exit; fails
 /// unless it exits successfully.

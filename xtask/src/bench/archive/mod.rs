@@ -56,7 +56,7 @@ use super::machine::{
     parse_openssl_digest, read_through, remove_dir, require_tools, revision, run_ballast, sync,
     sync_and_pause, version, warm_tree,
 };
-use super::measure::{Usage, format_mib, read_usage, timed, with_time, write_results};
+use super::measure::{Runs, Usage, format_mib, read_usage, timed, with_time, write_results};
 
 mod daemon;
 mod image;
@@ -475,25 +475,26 @@ pub(super) fn run(root: &Path, args: &BenchArgs) -> Result<()> {
     let mut runs = Vec::new();
     let mut ballasts = Vec::new();
     let mut load = Vec::new();
-    for index in 0..args.runs {
-        let dir = workspace.run_dir(index)?;
-        println!("==> run {} of {}", index + 1, args.runs);
-        ballasts.push(run_ballast(args.ballast, &dir, |available| {
+    let plan = Runs::new(args);
+    for run in plan.iter() {
+        let dir = workspace.run_dir(run.seq)?;
+        println!("{}", run.heading(plan));
+        let ballast = run_ballast(args.ballast, &dir, |available| {
             ballast_bytes(
                 size_bytes,
                 available.saturating_sub(EXTRA_COPIES * size_bytes),
             )
-        })?);
+        })?;
         let load_start = load_average();
         let mut daemons = Vec::new();
         let mut samples = Vec::new();
-        for step in archive_order(index) {
+        for step in archive_order(run.index) {
             let daemon = if step.loads() {
                 Some(Daemon::start(
                     &peers_dir,
                     &daemon_root.as_deref().unwrap_or(&dir).join(format!(
                         "run-{}-daemon-{}",
-                        index + 1,
+                        run.seq + 1,
                         step.key()
                     )),
                 )?)
@@ -518,14 +519,17 @@ pub(super) fn run(root: &Path, args: &BenchArgs) -> Result<()> {
             // Kept running until the run ends: stopping removes the daemon's data.
             daemons.extend(daemon);
         }
-        runs.push(samples);
-        load.push((load_start, load_average()));
+        if run.counted {
+            runs.push(samples);
+            ballasts.push(ballast);
+            load.push((load_start, load_average()));
+        }
         println!("    load average {load_start:.2} -> {:.2}", load_average());
         for daemon in daemons {
             daemon.stop()?;
         }
         remove_dir(&dir)?;
-        if index + 1 < args.runs {
+        if !run.last {
             sync_and_pause(args.pause_secs)?;
         }
     }
@@ -545,6 +549,7 @@ pub(super) fn run(root: &Path, args: &BenchArgs) -> Result<()> {
         hoist_revision,
         cores,
         pause_secs: args.pause_secs,
+        warm_up: plan.warm_up,
         ballast_bytes: ballasts,
         load,
         runs,
@@ -581,8 +586,6 @@ mod tests {
         );
         assert!(parse_one(&["archive", "--runs", "0"]).is_err());
         assert!(parse_one(&["archive", "--size-mib", "0"]).is_err());
-        // Other scenarios keep their defaults.
-        assert_eq!(parse_one(&["layout"]).unwrap().runs, 3);
     }
 
     #[test]

@@ -7,9 +7,9 @@ use serde_json::{Value, json};
 use super::{ENGINE, LAYERS, LOAD_VS_DOCKER, READ_VS_SKOPEO, SEED, Sample, Step, WRITE_VS_SKOPEO};
 use crate::bench::data::SOURCE_DATE_EPOCH;
 use crate::bench::measure::{
-    Target, Usage, ballast_note, cpu_row, format_ratio, in_each_run, load_note, median_or_nan,
-    ratio_row, reported_json, reported_rows, rss_row, run_header, seconds_row, targets_json,
-    verdict_table,
+    Runs, Target, Usage, ballast_note, cpu_row, format_ratio, in_each_run, load_note,
+    median_or_nan, ratio_row, reported_json, reported_rows, rss_row, run_header, seconds_row,
+    targets_json, verdict_table,
 };
 
 /// Everything the archive scenario measured.
@@ -28,6 +28,8 @@ pub(super) struct ArchiveReport {
     pub(super) hoist_revision: String,
     pub(super) cores: usize,
     pub(super) pause_secs: u64,
+    /// The uncounted warm-up runs before the counted ones (0 with `--quick`).
+    pub(super) warm_up: usize,
     pub(super) ballast_bytes: Vec<u64>,
     /// The 1-minute load average when each run started and ended (others share the machine).
     pub(super) load: Vec<(f64, f64)>,
@@ -169,6 +171,11 @@ impl ArchiveReport {
 
     pub(super) fn table(&self) -> String {
         let runs = self.runs.len();
+        let runs_note = Runs {
+            warm_up: self.warm_up,
+            counted: runs,
+        }
+        .describe();
         let mut out = String::new();
         let ballast = ballast_note(&self.ballast_bytes);
         let _ = writeln!(
@@ -178,7 +185,7 @@ impl ArchiveReport {
              skopeo's {} MB (classic format), hoist's {} MB (Docker 25+ format, hoist's \
              default);\nhoist writes a temporary file, fsyncs it and renames it; skopeo does \
              not fsync the archive;\neach load into a fresh {ENGINE} daemon (data root of its \
-             own, started untimed);\n{runs} run(s), {ballast}, {} s pause after each run; {} \
+             own, started untimed);\n{runs_note}, {ballast}, {} s pause after each run; {} \
              cores; step order reverses between runs;\nbefore every step: sync, untimed read \
              of its input; every step writes into a new directory;\nhoist built from {}\n",
             self.versions.first().map_or("skopeo", String::as_str),
@@ -284,6 +291,7 @@ impl ArchiveReport {
             "hoist_revision": self.hoist_revision,
             "cores": self.cores,
             "runs": self.runs.len(),
+            "warm_up_runs": self.warm_up,
             "pause_secs": self.pause_secs,
             "ballast_bytes": self.ballast_bytes,
             "load_average_start_end": self.load,
@@ -358,6 +366,7 @@ mod tests {
             hoist_revision: "27d4ca9".to_owned(),
             cores: 2,
             pause_secs: 20,
+            warm_up: 1,
             ballast_bytes: vec![4 << 30; 3],
             load: vec![(0.5, 1.5); 3],
             runs: vec![run(1.0), run(0.9), run(1.2)],

@@ -57,7 +57,7 @@ use super::machine::{
     Revision, Workspace, ballast_bytes, build_hoist, read_through, remove_dir, require_tools,
     revision, run_ballast, sync, sync_and_pause, version,
 };
-use super::measure::{median, median_or_nan, rate_mb_s, timed, write_results};
+use super::measure::{Runs, median, median_or_nan, rate_mb_s, timed, write_results};
 use super::peers::{check_digest_printed, curl, manifest_digest, parse_size_and_time};
 
 mod report;
@@ -430,13 +430,14 @@ pub(super) fn run(root: &Path, args: &BenchArgs) -> Result<()> {
     let mut runs = Vec::new();
     let mut ballasts = Vec::new();
     let mut registry_redirects = false;
-    for index in 0..args.runs {
-        let number = index + 1;
-        let dir = workspace.run_dir(index)?;
-        println!("==> run {number} of {}", args.runs);
-        ballasts.push(run_ballast(args.ballast, &dir, |available| {
+    let plan = Runs::new(args);
+    for run in plan.iter() {
+        let number = run.seq + 1;
+        let dir = workspace.run_dir(run.seq)?;
+        println!("{}", run.heading(plan));
+        let ballast = run_ballast(args.ballast, &dir, |available| {
             ballast_bytes(layer_bytes, available)
-        })?);
+        })?;
 
         let (hoist_bucket, registry_bucket) = (
             format!("bench-hoist-{number}"),
@@ -473,7 +474,7 @@ pub(super) fn run(root: &Path, args: &BenchArgs) -> Result<()> {
             registry_base: &registry_base,
         };
         let mut readings = Vec::new();
-        for probe in bucket_order(index) {
+        for probe in bucket_order(run.index) {
             let reading = measure(probe, &cx)?;
             match reading.p99_ms {
                 None => {
@@ -501,16 +502,21 @@ pub(super) fn run(root: &Path, args: &BenchArgs) -> Result<()> {
             {
                 bail!("hoist serve --redirect-blobs answered a blob GET without a redirect");
             }
-            if probe == Probe::Push(Peer::Registry) && index == 0 {
+            if probe == Probe::Push(Peer::Registry) && run.seq == 0 {
                 registry_redirects = blob_redirect(&registry_base, &image.layers[0].0)?.is_some();
             }
         }
-        runs.push(readings);
+        if run.counted {
+            runs.push(readings);
+            ballasts.push(ballast);
+        }
         drop(hoist_proc);
         drop(redirect_proc);
         drop(registry_proc);
         remove_dir(&dir)?;
-        sync_and_pause(args.pause_secs)?;
+        if !run.last {
+            sync_and_pause(args.pause_secs)?;
+        }
     }
     drop(_moto);
     remove_dir(&work)?;
@@ -525,6 +531,7 @@ pub(super) fn run(root: &Path, args: &BenchArgs) -> Result<()> {
         hoist_revision: revision(root, Revision::Count),
         wrk_secs,
         pause_secs: args.pause_secs,
+        warm_up: plan.warm_up,
         ballast_bytes: ballasts,
         runs,
     };
@@ -535,12 +542,13 @@ pub(super) fn run(root: &Path, args: &BenchArgs) -> Result<()> {
 mod tests {
     use super::servers::registry_config;
     use super::*;
+    use crate::bench::measure::DEFAULT_RUNS;
 
     #[test]
     fn defaults_are_256_mib_and_quick_is_64_mib_once() {
         let mut args = BenchArgs::default();
         apply_defaults(&mut args, false, false);
-        assert_eq!((args.size_mib, args.runs), (256, 3));
+        assert_eq!((args.size_mib, args.runs), (256, DEFAULT_RUNS));
         let mut quick = BenchArgs {
             quick: true,
             ..BenchArgs::default()

@@ -6,7 +6,9 @@ use serde_json::{Value, json};
 
 use super::{LAYERS, Peer, Probe, REDIRECT_LIMIT, Reading, SEED, TIME_LIMIT};
 use crate::bench::load::{RPS_LIMIT, WRK_CONNECTIONS};
-use crate::bench::measure::{Target, ballast_note, in_each_run, median_or_nan, rate_mb_s, verdict};
+use crate::bench::measure::{
+    Runs, Target, ballast_note, in_each_run, median_or_nan, rate_mb_s, verdict,
+};
 
 /// Everything the bucket scenario measured.
 #[derive(Debug)]
@@ -24,6 +26,8 @@ pub(super) struct BucketReport {
     pub(super) hoist_revision: String,
     pub(super) wrk_secs: u64,
     pub(super) pause_secs: u64,
+    /// The uncounted warm-up runs before the counted ones (0 with `--quick`).
+    pub(super) warm_up: usize,
     pub(super) ballast_bytes: Vec<u64>,
     pub(super) runs: Vec<Vec<Reading>>,
 }
@@ -125,6 +129,11 @@ impl BucketReport {
 
     pub(super) fn table(&self) -> String {
         let runs = self.runs.len();
+        let runs_note = Runs {
+            warm_up: self.warm_up,
+            counted: runs,
+        }
+        .describe();
         let mut out = String::new();
         let ballast = ballast_note(&self.ballast_bytes);
         let _ = writeln!(
@@ -132,7 +141,7 @@ impl BucketReport {
             "bucket bench: hoist serve --storage s3:// vs {} (s3 driver{}), one moto on \
              loopback,\na fresh bucket and fresh servers per run; client: hoist copy for \
              both; {} MiB in {LAYERS} gzip layers\nof seeded random data, manifest {};\n\
-             {runs} run(s), {ballast}, {} s pause after each run; server order alternates; \
+             {runs_note}, {ballast}, {} s pause after each run; server order alternates; \
              manifest\nloads: HEAD with xtask's loader, GET with wrk -t2, \
              {WRK_CONNECTIONS} connections, {} s each; hoist built from {}\n",
             self.registry_version,
@@ -232,6 +241,7 @@ impl BucketReport {
             "registry_blob_redirects": self.registry_redirects,
             "hoist_revision": self.hoist_revision,
             "runs": self.runs.len(),
+            "warm_up_runs": self.warm_up,
             "pause_secs": self.pause_secs,
             "ballast_bytes": self.ballast_bytes,
             "load": {
@@ -309,6 +319,7 @@ mod tests {
             hoist_revision: "abc".to_owned(),
             wrk_secs: 5,
             pause_secs: 20,
+            warm_up: 1,
             ballast_bytes: vec![0; 3],
             runs: (0..3).map(run).collect(),
         }

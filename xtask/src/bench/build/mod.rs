@@ -47,8 +47,8 @@ use super::machine::{
     sha256_of, sync, sync_and_pause, version, warm_tree,
 };
 use super::measure::{
-    Usage, alternate, format_mib, read_usage, require_gnu_time, timed, timed_drain, with_time,
-    write_results,
+    Runs, Usage, alternate, format_mib, read_usage, require_gnu_time, timed, timed_drain,
+    with_time, write_results,
 };
 use crate::run_status;
 
@@ -484,14 +484,15 @@ pub(super) fn run(root: &Path, args: &BenchArgs) -> Result<()> {
     let mut runs: [Vec<Vec<Sample>>; 2] = [Vec::new(), Vec::new()];
     let mut ballasts = Vec::new();
     let mut load = Vec::new();
-    for index in 0..args.runs {
-        let dir = workspace.run_dir(index)?;
-        println!("==> run {} of {}", index + 1, args.runs);
-        ballasts.push(run_ballast(args.ballast, &dir, |available| {
+    let plan = Runs::new(args);
+    for run in plan.iter() {
+        let dir = workspace.run_dir(run.seq)?;
+        println!("{}", run.heading(plan));
+        let ballast = run_ballast(args.ballast, &dir, |available| {
             ballast_bytes(run_writes, available.saturating_sub(kept))
-        })?);
+        })?;
         let load_start = load_average();
-        for tree in tree_order(index) {
+        for tree in tree_order(run.index) {
             let cx = RunCx {
                 hoist: &hoist,
                 source: source(tree),
@@ -502,7 +503,7 @@ pub(super) fn run(root: &Path, args: &BenchArgs) -> Result<()> {
             fs::create_dir_all(&cx.dir)
                 .with_context(|| format!("cannot create {}", cx.dir.display()))?;
             let mut samples = Vec::new();
-            for step in step_order(index) {
+            for step in step_order(run.index) {
                 sync()?;
                 warm(step, cx.source)?;
                 let sample = measure(step, &cx)?;
@@ -516,12 +517,17 @@ pub(super) fn run(root: &Path, args: &BenchArgs) -> Result<()> {
                 );
                 samples.push(sample);
             }
-            runs[usize::from(tree == Tree::Usr)].push(samples);
+            if run.counted {
+                runs[usize::from(tree == Tree::Usr)].push(samples);
+            }
         }
-        load.push((load_start, load_average()));
+        if run.counted {
+            ballasts.push(ballast);
+            load.push((load_start, load_average()));
+        }
         println!("    load average {load_start:.2} -> {:.2}", load_average());
         remove_dir(&dir)?;
-        if index + 1 < args.runs {
+        if !run.last {
             sync_and_pause(args.pause_secs)?;
         }
     }
@@ -551,6 +557,7 @@ pub(super) fn run(root: &Path, args: &BenchArgs) -> Result<()> {
         pigz_version,
         hoist_revision,
         pause_secs: args.pause_secs,
+        warm_up: plan.warm_up,
         ballast_bytes: ballasts,
         load,
     };
@@ -561,13 +568,17 @@ pub(super) fn run(root: &Path, args: &BenchArgs) -> Result<()> {
 mod tests {
     use super::*;
     use crate::bench::Scenario;
+    use crate::bench::measure::DEFAULT_RUNS;
     use crate::bench::tests::parse_one;
 
     #[test]
     fn build_defaults_to_1_gib_and_quick_to_64_mib_once() {
         let parsed = parse_one(&["build"]).unwrap();
         assert_eq!(parsed.scenario, Scenario::Build);
-        assert_eq!((parsed.size_mib, parsed.runs), (BUILD_SIZE_MIB, 3));
+        assert_eq!(
+            (parsed.size_mib, parsed.runs),
+            (BUILD_SIZE_MIB, DEFAULT_RUNS)
+        );
         let quick = parse_one(&["build", "--quick"]).unwrap();
         assert_eq!((quick.size_mib, quick.runs), (QUICK_SIZE_MIB, 1));
         let given = parse_one(&["build", "--size-mib", "256", "--runs", "2"]).unwrap();

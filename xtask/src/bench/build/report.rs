@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use super::{RSS_LIMIT_KIB, Sample, Step, TIME_LIMIT, Tree};
 use crate::bench::data::{SOURCE_DATE_EPOCH, TreeStats};
 use crate::bench::measure::{
-    Target, Usage, ballast_note, cpu_row, format_mib, format_ratio, in_each_run, load_note,
+    Runs, Target, Usage, ballast_note, cpu_row, format_mib, format_ratio, in_each_run, load_note,
     median_or_nan, rate_mb_s, ratio_row, reported_json, reported_rows, rss_row, run_header,
     seconds_row, targets_json, verdict_table,
 };
@@ -244,6 +244,8 @@ pub(super) struct BuildReport {
     pub(super) pigz_version: String,
     pub(super) hoist_revision: String,
     pub(super) pause_secs: u64,
+    /// The uncounted warm-up runs before the counted ones (0 with `--quick`).
+    pub(super) warm_up: usize,
     pub(super) ballast_bytes: Vec<u64>,
     /// The 1-minute load average when each run started and ended (others share the machine).
     pub(super) load: Vec<(f64, f64)>,
@@ -257,14 +259,19 @@ impl BuildReport {
     pub(super) fn table(&self) -> String {
         let mut out = String::new();
         let runs = self.trees.first().map_or(0, |t| t.runs.len());
+        let runs_note = Runs {
+            warm_up: self.warm_up,
+            counted: runs,
+        }
+        .describe();
         let ballast = ballast_note(&self.ballast_bytes);
         let _ = writeln!(
             out,
             "build bench: hoist build (SOURCE_DATE_EPOCH={SOURCE_DATE_EPOCH}, default gzip, \
              level {} = DEFAULT_GZIP_LEVEL, all cores)\nvs {} (umoci insert --rootless into a \
-             new layout made by umoci init + new, untimed; pgzip default level);\n{runs} \
-             run(s), {ballast}, {} s pause after each run; {} cores; {};\ntrees and step \
-             order alternate between runs; before every step: sync, untimed read of its \
+             new layout made by umoci init + new, untimed; pgzip default level);\n\
+             {runs_note}, {ballast}, {} s pause after each run; {} cores; {};\ntrees and \
+             step order alternate between runs; before every step: sync, untimed read of its \
              input;\nevery step writes into a new directory; hoist built from {}\n",
             self.gzip_level,
             self.umoci_version,
@@ -299,6 +306,7 @@ impl BuildReport {
             "hoist_revision": self.hoist_revision,
             "cores": self.cores,
             "runs": self.trees.first().map_or(0, |t| t.runs.len()),
+            "warm_up_runs": self.warm_up,
             "pause_secs": self.pause_secs,
             "ballast_bytes": self.ballast_bytes,
             "load_average_start_end": self.load,
@@ -374,6 +382,7 @@ mod tests {
             pigz_version: "pigz 2.6".to_owned(),
             hoist_revision: "3a12748".to_owned(),
             pause_secs: 20,
+            warm_up: 1,
             ballast_bytes: vec![4 << 30; 3],
             load: vec![(0.5, 2.0)],
         };

@@ -53,7 +53,7 @@ use super::machine::{
     revision, run_ballast, sha256_of, sync, sync_and_pause, version,
 };
 use super::measure::{
-    alternate, format_mib, read_usage, require_gnu_time, timed, with_time, write_results,
+    Runs, alternate, format_mib, read_usage, require_gnu_time, timed, with_time, write_results,
 };
 use super::peers::{Registry, check_digest_printed, download_blob, upload_blob};
 
@@ -415,15 +415,16 @@ pub(super) fn run(root: &Path, args: &BenchArgs) -> Result<()> {
     let size_bytes = image.layer_bytes();
     let mut runs = Vec::new();
     let mut ballasts = Vec::new();
-    for index in 0..args.runs {
-        let dir = workspace.run_dir(index)?;
-        println!("==> run {} of {}", index + 1, args.runs);
-        ballasts.push(run_ballast(args.ballast, &dir, |available| {
+    let plan = Runs::new(args);
+    for run in plan.iter() {
+        let dir = workspace.run_dir(run.seq)?;
+        println!("{}", run.heading(plan));
+        let ballast = run_ballast(args.ballast, &dir, |available| {
             ballast_bytes(
                 size_bytes,
                 available.saturating_sub(EXTRA_COPIES * size_bytes),
             )
-        })?);
+        })?;
         let hoist_target = Registry::start(root, &dir.join("registry-hoist"), false)?;
         let skopeo_target = Registry::start(root, &dir.join("registry-skopeo"), false)?;
         let oras_target = Registry::start(root, &dir.join("registry-oras"), false)?;
@@ -433,14 +434,14 @@ pub(super) fn run(root: &Path, args: &BenchArgs) -> Result<()> {
             image: &image,
             pull: &pull,
             dir: dir.clone(),
-            number: index + 1,
+            number: run.seq + 1,
             hoist_target: &hoist_target,
             skopeo_target: &skopeo_target,
             oras_target: &oras_target,
             upload_target: &upload_target,
         };
         let mut samples = Vec::new();
-        for step in client_order(index) {
+        for step in client_order(run.index) {
             sync()?;
             warm(&pull, &image)?;
             let sample = measure(step, &cx)?;
@@ -455,10 +456,13 @@ pub(super) fn run(root: &Path, args: &BenchArgs) -> Result<()> {
             }
             samples.push(sample);
         }
-        runs.push(samples);
+        if run.counted {
+            runs.push(samples);
+            ballasts.push(ballast);
+        }
         drop((hoist_target, skopeo_target, oras_target, upload_target));
         remove_dir(&dir)?;
-        if index + 1 < args.runs {
+        if !run.last {
             sync_and_pause(args.pause_secs)?;
         }
     }
@@ -473,6 +477,7 @@ pub(super) fn run(root: &Path, args: &BenchArgs) -> Result<()> {
         oras_version,
         hoist_revision,
         pause_secs: args.pause_secs,
+        warm_up: plan.warm_up,
         ballast_bytes: ballasts,
         runs,
     };
@@ -483,13 +488,17 @@ pub(super) fn run(root: &Path, args: &BenchArgs) -> Result<()> {
 mod tests {
     use super::*;
     use crate::bench::Scenario;
+    use crate::bench::measure::DEFAULT_RUNS;
     use crate::bench::tests::parse_one;
 
     #[test]
     fn client_defaults_to_1_gib_and_quick_to_64_mib_once() {
         let parsed = parse_one(&["client"]).unwrap();
         assert_eq!(parsed.scenario, Scenario::Client);
-        assert_eq!((parsed.size_mib, parsed.runs), (CLIENT_SIZE_MIB, 3));
+        assert_eq!(
+            (parsed.size_mib, parsed.runs),
+            (CLIENT_SIZE_MIB, DEFAULT_RUNS)
+        );
         assert!(parsed.ballast);
         let quick = parse_one(&["client", "--quick"]).unwrap();
         assert_eq!((quick.size_mib, quick.runs), (QUICK_SIZE_MIB, 1));
@@ -498,8 +507,6 @@ mod tests {
         let given = parse_one(&["--runs", "2", "client", "--quick", "--size-mib", "128"]).unwrap();
         assert_eq!((given.size_mib, given.runs), (128, 2));
         assert!(parse_one(&["client", "--size-mib", "0"]).is_err());
-        // Other scenarios keep their defaults.
-        assert_eq!(parse_one(&["layout"]).unwrap().runs, 3);
     }
 
     #[test]

@@ -9,7 +9,7 @@ use super::{
     PUSH_VS_SKOPEO, RSS_VS_SKOPEO, Sample, Step,
 };
 use crate::bench::measure::{
-    Target, ballast_note, format_mib, format_seconds, in_each_run, median_or_nan, ratio_row,
+    Runs, Target, ballast_note, format_mib, format_seconds, in_each_run, median_or_nan, ratio_row,
     run_header, seconds_row, targets_json, verdict_table,
 };
 
@@ -26,6 +26,8 @@ pub(super) struct ClientReport {
     /// What hoist was built from ([`describe_revision`](crate::bench::machine::describe_revision)).
     pub(super) hoist_revision: String,
     pub(super) pause_secs: u64,
+    /// The uncounted warm-up runs before the counted ones (0 with `--quick`).
+    pub(super) warm_up: usize,
     pub(super) ballast_bytes: Vec<u64>,
     pub(super) runs: Vec<Vec<Sample>>,
 }
@@ -156,13 +158,18 @@ impl ClientReport {
 
     pub(super) fn table(&self) -> String {
         let runs = self.runs.len();
+        let runs_note = Runs {
+            warm_up: self.warm_up,
+            counted: runs,
+        }
+        .describe();
         let mut out = String::new();
         let ballast = ballast_note(&self.ballast_bytes);
         let _ = writeln!(
             out,
             "client bench: hoist copy vs {} and {} with docker-registry (filesystem storage, \
              loopback);\n{} MiB in {LAYERS} gzip layers of random data, manifest {};\n\
-             {runs} run(s), {ballast}, {} s pause after each run; step order reverses between \
+             {runs_note}, {ballast}, {} s pause after each run; step order reverses between \
              runs;\nbefore every step: sync, untimed read of the layers from the source and \
              the registry;\npulls into new layouts, pushes into a new registry each; bounds: \
              {LAYERS} blobs {JOBS} at a time (hoist's --jobs);\nhoist built from {}\n",
@@ -255,6 +262,7 @@ impl ClientReport {
             "hoist_revision": self.hoist_revision,
             "jobs": JOBS,
             "runs": self.runs.len(),
+            "warm_up_runs": self.warm_up,
             "pause_secs": self.pause_secs,
             "ballast_bytes": self.ballast_bytes,
             "order": self.runs.iter()
@@ -315,6 +323,7 @@ mod tests {
             oras_version: "oras 1.2.0".to_owned(),
             hoist_revision: "c02f2a6".to_owned(),
             pause_secs: 20,
+            warm_up: 1,
             ballast_bytes: vec![4 << 30; 3],
             runs: vec![run(1.0), run(0.9), run(1.2)],
         }

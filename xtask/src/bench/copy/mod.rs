@@ -38,7 +38,7 @@ use super::machine::{
     revision, run_ballast, sync, sync_and_pause, version,
 };
 use super::measure::{
-    alternate, format_mib, read_usage, require_gnu_time, timed, with_time, write_results,
+    Runs, alternate, format_mib, read_usage, require_gnu_time, timed, with_time, write_results,
 };
 use super::peers::{
     Registry, check_digest_printed, count_blob_bodies, download_blob, manifest_digest,
@@ -320,15 +320,16 @@ pub(super) fn run(root: &Path, args: &BenchArgs) -> Result<()> {
     let layer_bytes: u64 = image.layers.iter().map(|(_, size)| size).sum();
     let mut runs = Vec::new();
     let mut ballasts = Vec::new();
-    for index in 0..args.runs {
-        let dir = workspace.run_dir(index)?;
-        println!("==> run {} of {}", index + 1, args.runs);
-        ballasts.push(run_ballast(args.ballast, &dir, |available| {
+    let plan = Runs::new(args);
+    for run in plan.iter() {
+        let dir = workspace.run_dir(run.seq)?;
+        println!("{}", run.heading(plan));
+        let ballast = run_ballast(args.ballast, &dir, |available| {
             ballast_bytes(
                 layer_bytes,
                 available.saturating_sub(EXTRA_COPIES * layer_bytes),
             )
-        })?);
+        })?;
         let targets = ["hoist", "skopeo", "oras", "curl"]
             .map(|name| Registry::start(root, &dir.join(format!("registry-{name}")), false));
         let [Ok(hoist_to), Ok(skopeo_to), Ok(oras_to), Ok(curl_to)] = targets else {
@@ -342,11 +343,11 @@ pub(super) fn run(root: &Path, args: &BenchArgs) -> Result<()> {
             hoist: &hoist,
             source: &source,
             dir: &dir,
-            number: index + 1,
+            number: run.seq + 1,
             targets: [&hoist_to, &skopeo_to, &oras_to, &curl_to],
         };
         let mut samples = Vec::new();
-        for step in copy_order(index) {
+        for step in copy_order(run.index) {
             sync()?;
             warm(&source)?;
             let sample = measure(step, &cx)?;
@@ -361,10 +362,13 @@ pub(super) fn run(root: &Path, args: &BenchArgs) -> Result<()> {
             }
             samples.push(sample);
         }
-        runs.push(samples);
+        if run.counted {
+            runs.push(samples);
+            ballasts.push(ballast);
+        }
         drop((hoist_to, skopeo_to, oras_to, curl_to));
         remove_dir(&dir)?;
-        if index + 1 < args.runs {
+        if !run.last {
             sync_and_pause(args.pause_secs)?;
         }
     }
@@ -380,6 +384,7 @@ pub(super) fn run(root: &Path, args: &BenchArgs) -> Result<()> {
             version("oras", "version"),
         ],
         pause_secs: args.pause_secs,
+        warm_up: plan.warm_up,
         ballast_bytes: ballasts,
         runs,
     };
@@ -395,13 +400,17 @@ pub(super) fn run(root: &Path, args: &BenchArgs) -> Result<()> {
 mod tests {
     use super::*;
     use crate::bench::Scenario;
+    use crate::bench::measure::DEFAULT_RUNS;
     use crate::bench::tests::parse_one;
 
     #[test]
     fn copy_defaults_to_1_gib_and_quick_to_64_mib_once() {
         let parsed = parse_one(&["copy"]).unwrap();
         assert_eq!(parsed.scenario, Scenario::Copy);
-        assert_eq!((parsed.size_mib, parsed.runs), (COPY_SIZE_MIB, 3));
+        assert_eq!(
+            (parsed.size_mib, parsed.runs),
+            (COPY_SIZE_MIB, DEFAULT_RUNS)
+        );
         let quick = parse_one(&["--scenario", "copy", "--quick"]).unwrap();
         assert_eq!((quick.size_mib, quick.runs), (QUICK_SIZE_MIB, 1));
     }

@@ -6,8 +6,8 @@ use serde_json::{Value, json};
 
 use super::{BOUND_LIMIT, JOBS, LAYERS, Sample, Step};
 use crate::bench::measure::{
-    Target, ballast_note, format_mib, format_ratio, format_seconds, in_each_run, median_or_nan,
-    ratio_row, run_header, seconds_row, targets_json, verdict_table,
+    Runs, Target, ballast_note, format_mib, format_ratio, format_seconds, in_each_run,
+    median_or_nan, ratio_row, run_header, seconds_row, targets_json, verdict_table,
 };
 
 /// Everything the copy scenario measured.
@@ -19,6 +19,8 @@ pub(super) struct CopyReport {
     /// hoist's revision, skopeo's and oras's versions (their first lines).
     pub(super) versions: [String; 3],
     pub(super) pause_secs: u64,
+    /// The uncounted warm-up runs before the counted ones (0 with `--quick`).
+    pub(super) warm_up: usize,
     pub(super) ballast_bytes: Vec<u64>,
     pub(super) runs: Vec<Vec<Sample>>,
 }
@@ -120,13 +122,18 @@ impl CopyReport {
 
     pub(super) fn table(&self) -> String {
         let runs = self.runs.len();
+        let runs_note = Runs {
+            warm_up: self.warm_up,
+            counted: runs,
+        }
+        .describe();
         let (skopeo, oras) = self.tool_versions();
         let mut out = String::new();
         let _ = writeln!(
             out,
             "copy bench: hoist copy vs {skopeo} and {oras} between two docker-registries \
              (filesystem storage, loopback), and hoist copy within one;\n{} MiB in {LAYERS} \
-             layers of seeded random data, manifest {};\n{runs} run(s), {}, {} s pause after \
+             layers of seeded random data, manifest {};\n{runs_note}, {}, {} s pause after \
              each run; step order reverses between runs;\nevery copy between registries into \
              a new registry; intake: {JOBS} blobs at a time (hoist's --jobs);\nhoist built \
              from {}\n",
@@ -197,6 +204,7 @@ impl CopyReport {
             "oras": oras,
             "jobs": JOBS,
             "runs": self.runs.len(),
+            "warm_up_runs": self.warm_up,
             "pause_secs": self.pause_secs,
             "ballast_bytes": self.ballast_bytes,
             "order": self.runs.iter()
@@ -250,6 +258,7 @@ mod tests {
                 "Version:    1.2.0".to_owned(),
             ],
             pause_secs: 20,
+            warm_up: 1,
             ballast_bytes: vec![0; 3],
             runs: vec![run(1.0), run(0.9), run(1.2)],
         }

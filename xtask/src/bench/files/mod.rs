@@ -48,7 +48,8 @@ use super::machine::{
     revision, sync, sync_and_pause, version, walk, warm_tree,
 };
 use super::measure::{
-    Usage, alternate, format_mib, read_usage, require_gnu_time, timed, with_time, write_results,
+    DEFAULT_RUNS, Runs, Usage, alternate, format_mib, read_usage, require_gnu_time, timed,
+    with_time, write_results,
 };
 use crate::run_status;
 
@@ -61,7 +62,7 @@ use report::FilesReport;
 const FILES_SIZE_MIB: u64 = 128;
 const QUICK_SIZE_MIB: u64 = 16;
 /// The counted runs, after the warm-up.
-const FILES_RUNS: usize = 5;
+const FILES_RUNS: usize = DEFAULT_RUNS;
 /// The seed of the tree.
 const SEED: u64 = 0x6669_6c65_7374_7265;
 /// The tag of every image.
@@ -477,21 +478,15 @@ pub(super) fn run(root: &Path, args: &BenchArgs) -> Result<()> {
     let source = prepare(&hoist, &work, args.size_mib << 20)?;
     sync_and_pause(args.pause_secs)?;
 
-    let warm_up = usize::from(!args.quick);
+    let plan = Runs::new(args);
     let mut runs = Vec::new();
     let mut load = Vec::new();
-    for run in 0..args.runs + warm_up {
-        let dir = workspace.run_dir(run)?;
-        let counted = run >= warm_up;
-        let index = run - warm_up.min(run);
-        if counted {
-            println!("==> run {} of {}", index + 1, args.runs);
-        } else {
-            println!("==> warm-up run (not counted)");
-        }
+    for run in plan.iter() {
+        let dir = workspace.run_dir(run.seq)?;
+        println!("{}", run.heading(plan));
         let load_start = load_average();
         let mut samples = Vec::new();
-        for step in step_order(index) {
+        for step in step_order(run.index) {
             sync()?;
             warm(step, &source)?;
             let sample = run_step(step, &hoist, &source, &dir.join(step.key()))?;
@@ -504,7 +499,7 @@ pub(super) fn run(root: &Path, args: &BenchArgs) -> Result<()> {
             );
             samples.push(sample);
         }
-        if counted {
+        if run.counted {
             runs.push(samples);
             load.push((load_start, load_average()));
         }
@@ -521,7 +516,7 @@ pub(super) fn run(root: &Path, args: &BenchArgs) -> Result<()> {
         cores: cores(),
         versions,
         hoist_revision,
-        warm_up,
+        warm_up: plan.warm_up,
         runs,
         load,
     };

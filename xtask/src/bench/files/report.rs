@@ -7,9 +7,9 @@ use serde_json::{Value, json};
 use super::{GZIP_LEVEL, JOBS, Job, RSS_LIMIT, Sample, Step, TIME_LIMIT};
 use crate::bench::data::TreeStats;
 use crate::bench::measure::{
-    Target, Usage, cpu_row, format_mib, format_ratio, format_seconds, format_spread, in_each_run,
-    load_note, median_or_nan, min_max, ratio_row, reported_json, reported_rows, rss_row,
-    run_header, seconds_row, targets_json, verdict_table,
+    Runs, Target, Usage, cpu_row, format_mib, format_ratio, format_seconds, format_spread,
+    in_each_run, load_note, median_or_nan, min_max, ratio_row, reported_json, reported_rows,
+    rss_row, run_header, seconds_row, targets_json, verdict_table,
 };
 
 /// Everything the scenario measured.
@@ -33,6 +33,14 @@ pub(super) struct FilesReport {
 }
 
 impl FilesReport {
+    /// The runs behind the report: the warm-up and the counted ones.
+    fn plan(&self) -> Runs {
+        Runs {
+            warm_up: self.warm_up,
+            counted: self.runs.len(),
+        }
+    }
+
     fn samples(&self, step: Step) -> Vec<Sample> {
         in_each_run(&self.runs, |s| s.step == step)
     }
@@ -118,9 +126,9 @@ impl FilesReport {
             out,
             "files bench: a tree of {} small files ({} dirs, {} symlinks, {:.1} MiB), built, \
              unpacked and exported by hoist and by umoci;\nbuild layer (default gzip) {:.1} MB, \
-             {}; unpacked image (gzip -{GZIP_LEVEL}) layer {:.1} MB, tar {:.1} MB, {};\n{runs} \
-             run(s) after {} warm-up run(s), order reversing between runs, nothing deleted until the \
-             end; {} cores; {};\nhoist built from {}\n",
+             {}; unpacked image (gzip -{GZIP_LEVEL}) layer {:.1} MB, tar {:.1} MB, {};\n{}, \
+             order reversing between runs, nothing deleted until the end; {} cores; {};\nhoist \
+             built from {}\n",
             s.files,
             s.dirs,
             s.symlinks,
@@ -130,7 +138,7 @@ impl FilesReport {
             self.layer_bytes as f64 / 1e6,
             self.tar_bytes as f64 / 1e6,
             self.image_manifest,
-            self.warm_up,
+            self.plan().describe(),
             self.cores,
             self.versions.join(", "),
             self.hoist_revision,

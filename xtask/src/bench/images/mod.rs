@@ -39,7 +39,8 @@ use super::machine::{
     run_ballast, sync, sync_and_pause, version, warm_tree,
 };
 use super::measure::{
-    alternate, format_mib, read_usage, require_gnu_time, timed, with_time, write_results,
+    DEFAULT_RUNS, Runs, alternate, format_mib, read_usage, require_gnu_time, timed, with_time,
+    write_results,
 };
 use super::peers::{
     Registry, check_digest_printed, curl, parse_header, put_layout_image, upload_blob,
@@ -53,7 +54,7 @@ use report::ImagesReport;
 const IMAGES_SIZE_MIB: u64 = 256;
 const QUICK_SIZE_MIB: u64 = 32;
 /// The counted runs, after the warm-up.
-const IMAGES_RUNS: usize = 5;
+const IMAGES_RUNS: usize = DEFAULT_RUNS;
 /// The layers of the first image.
 const FIFTY: usize = 50;
 /// The platforms of the index, and the layers of each platform's image.
@@ -468,18 +469,12 @@ pub(super) fn run(root: &Path, args: &BenchArgs) -> Result<()> {
     sync_and_pause(args.pause_secs)?;
 
     let size_bytes = source.fifty_bytes + source.index_bytes;
-    let warm_up = usize::from(!args.quick);
+    let plan = Runs::new(args);
     let mut runs = Vec::new();
     let mut ballasts = Vec::new();
-    for run in 0..args.runs + warm_up {
-        let dir = workspace.run_dir(run)?;
-        let counted = run >= warm_up;
-        let index = run - warm_up.min(run);
-        if counted {
-            println!("==> run {} of {}", index + 1, args.runs);
-        } else {
-            println!("==> warm-up run (not counted)");
-        }
+    for run in plan.iter() {
+        let dir = workspace.run_dir(run.seq)?;
+        println!("{}", run.heading(plan));
         let ballast = run_ballast(args.ballast, &dir, |available| {
             ballast_bytes(
                 size_bytes,
@@ -487,7 +482,7 @@ pub(super) fn run(root: &Path, args: &BenchArgs) -> Result<()> {
             )
         })?;
         let mut samples = Vec::new();
-        for step in step_order(index) {
+        for step in step_order(run.index) {
             let target = if step.has_target() {
                 Some(Registry::start(
                     root,
@@ -511,7 +506,7 @@ pub(super) fn run(root: &Path, args: &BenchArgs) -> Result<()> {
             }
             samples.push(sample);
         }
-        if counted {
+        if run.counted {
             runs.push(samples);
             ballasts.push(ballast);
         }
@@ -530,7 +525,7 @@ pub(super) fn run(root: &Path, args: &BenchArgs) -> Result<()> {
         versions,
         hoist_revision,
         ballast_bytes: ballasts,
-        warm_up,
+        warm_up: plan.warm_up,
         runs,
     };
     write_results(&bench_dir, "images", &report.to_json(), &report.table())

@@ -6,9 +6,9 @@ use serde_json::{Value, json};
 
 use super::{FIFTY, INTAKE_LIMIT, PLATFORMS, PULL_VS_ORAS, PUSH_VS_ORAS, RSS_LIMIT, Sample, Step};
 use crate::bench::measure::{
-    Target, ballast_note, format_mib, format_ratio, format_seconds, format_spread, in_each_run,
-    median_or_nan, min_max, reported_json, reported_rows, rss_row, run_header, seconds_row,
-    targets_json, verdict_table,
+    Runs, Target, ballast_note, format_mib, format_ratio, format_seconds, format_spread,
+    in_each_run, median_or_nan, min_max, reported_json, reported_rows, rss_row, run_header,
+    seconds_row, targets_json, verdict_table,
 };
 
 /// A comparison with a verdict: its names (time, RSS), hoist's step, the step its time is
@@ -163,14 +163,18 @@ impl ImagesReport {
             "images bench: a {FIFTY}-layer image ({:.1} MB of layers, {}) pulled and pushed, and \
              a {}-platform index ({:.1} MB of layers, {}) copied to a new registry;\nhoist copy \
              beside oras cp and skopeo copy, docker-registry on loopback, a fresh registry for \
-             every push and copy;\n{runs} run(s) after {} warm-up run(s), order reversing between runs, \
-             {}; {}; hoist built from {}\n",
+             every push and copy;\n{}, order reversing between runs, {}; {}; hoist built from \
+             {}\n",
             self.fifty_bytes as f64 / 1e6,
             self.fifty_digest,
             PLATFORMS.len(),
             self.index_bytes as f64 / 1e6,
             self.index_digest,
-            self.warm_up,
+            Runs {
+                warm_up: self.warm_up,
+                counted: runs
+            }
+            .describe(),
             ballast_note(&self.ballast_bytes),
             self.versions.join(", "),
             self.hoist_revision,

@@ -40,7 +40,7 @@ use super::machine::{
     Workspace, ballast_bytes, check_dd, dd, openssl_dgst, parse_openssl_digest, read_through,
     remove_dir, run_ballast, sha256_of, sync_and_pause,
 };
-use super::measure::{timed, write_results};
+use super::measure::{Runs, timed, write_results};
 use crate::{cargo, describe};
 
 mod report;
@@ -230,10 +230,11 @@ pub(super) fn run(root: &Path, args: &BenchArgs) -> Result<()> {
     println!("    {digest}");
     sync_and_pause(args.pause_secs)?;
 
+    let plan = Runs::new(args);
     let mut runs = Vec::new();
     let mut ballasts = Vec::new();
-    for index in 0..args.runs {
-        let dir = work.join(format!("run-{}", index + 1));
+    for run in plan.iter() {
+        let dir = work.join(format!("run-{}", run.seq + 1));
         let dirs = RunDirs {
             dd_file: dir.join("dd").join("file"),
             layout: dir.join("layout"),
@@ -243,12 +244,12 @@ pub(super) fn run(root: &Path, args: &BenchArgs) -> Result<()> {
             fs::create_dir_all(parent)
                 .with_context(|| format!("cannot create {}", parent.display()))?;
         }
-        println!("==> run {} of {}", index + 1, args.runs);
-        ballasts.push(run_ballast(args.ballast, &dirs.dir, |available| {
+        println!("{}", run.heading(plan));
+        let ballast = run_ballast(args.ballast, &dirs.dir, |available| {
             ballast_bytes(size_bytes, available)
-        })?);
+        })?;
         let mut samples = Vec::new();
-        for tool in run_order(index) {
+        for tool in run_order(run.index) {
             let sample = measure(tool, &exe, &source, &digest, size_bytes, &dirs)?;
             println!("    {:<36}{:>8.3} s", tool.label(), sample.seconds);
             samples.push(sample);
@@ -256,9 +257,12 @@ pub(super) fn run(root: &Path, args: &BenchArgs) -> Result<()> {
                 read_through(&dirs.blob(&digest))?;
             }
         }
-        runs.push(samples);
+        if run.counted {
+            runs.push(samples);
+            ballasts.push(ballast);
+        }
         remove_dir(&dirs.dir)?;
-        if index + 1 < args.runs {
+        if !run.last {
             sync_and_pause(args.pause_secs)?;
         }
     }
@@ -268,6 +272,7 @@ pub(super) fn run(root: &Path, args: &BenchArgs) -> Result<()> {
         size_bytes,
         pause_secs: args.pause_secs,
         ballast_bytes: ballasts,
+        warm_up: plan.warm_up,
         digest,
         runs,
     };

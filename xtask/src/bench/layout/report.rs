@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 
 use super::{RATIO_LIMIT, RSS_LIMIT_KIB, Sample, Tool};
 use crate::bench::measure::{
-    Target, format_mib, format_ratio, in_each_run, median_or_nan, rate_mb_s, targets_json,
+    Runs, Target, format_mib, format_ratio, in_each_run, median_or_nan, rate_mb_s, targets_json,
     verdict_table,
 };
 
@@ -45,6 +45,8 @@ pub(super) struct Report {
     pub(super) pause_secs: u64,
     /// The ballast written before each run, in bytes.
     pub(super) ballast_bytes: Vec<u64>,
+    /// The uncounted warm-up runs before the counted ones (0 with `--quick`).
+    pub(super) warm_up: usize,
     pub(super) digest: String,
     /// The samples of each run, in the order they were taken.
     pub(super) runs: Vec<Vec<Sample>>,
@@ -124,10 +126,15 @@ impl Report {
         };
         let _ = writeln!(
             out,
-            "layout bench: {} MiB of random data, {runs} run(s), each writing into fresh \
+            "layout bench: {} MiB of random data, {}, each writing into fresh \
              directories after\n{ballast}; tool order alternates between runs (odd runs: dd \
              first; even runs: push first);\n{} s pause after each run's deletion\n",
             self.size_bytes >> 20,
+            Runs {
+                warm_up: self.warm_up,
+                counted: runs
+            }
+            .describe(),
             self.pause_secs,
         );
         let _ = write!(out, "{:<36}", "seconds");
@@ -182,6 +189,7 @@ impl Report {
             "scenario": "layout",
             "size_bytes": self.size_bytes,
             "runs": self.runs.len(),
+            "warm_up_runs": self.warm_up,
             "pause_secs": self.pause_secs,
             "ballast_bytes": self.ballast_bytes,
             "source_digest": self.digest,
@@ -235,6 +243,7 @@ mod tests {
             size_bytes: 1 << 30,
             pause_secs: 0,
             ballast_bytes: vec![4 << 30; 3],
+            warm_up: 1,
             digest: "sha256:00".to_owned(),
             runs: vec![
                 run(3.0, 0.6, 3.3, 0.6, 0.9),

@@ -42,7 +42,7 @@ use super::machine::{
     Workspace, ballast_bytes, build_hoist, check_dd, dd, read_through, remove_dir, require_tools,
     run_ballast, sha256_of, status_kib,
 };
-use super::measure::{median_or_nan, timed, write_results};
+use super::measure::{DEFAULT_RUNS, Runs, median_or_nan, timed, write_results};
 use super::peers::{
     MANIFEST_TYPE, Proc, Registry, curl, download_blob, start_hoist_serve, upload_blob,
 };
@@ -56,7 +56,7 @@ const SERVER_SIZE_MIB: u64 = 256;
 /// The blob size of `--quick`, a smoke run.
 const QUICK_SIZE_MIB: u64 = 64;
 /// The counted runs of the scenario, after the warm-up.
-const SERVER_RUNS: usize = 5;
+const SERVER_RUNS: usize = DEFAULT_RUNS;
 /// The length of each load test, in seconds: in counted runs, in the warm-up, with `--quick`.
 const LOAD_SECS: u64 = 3;
 const WARM_UP_SECS: u64 = 1;
@@ -298,8 +298,8 @@ const MANIFEST_LOADS: [(&str, ProbeOf); 6] = [
 ];
 
 pub(super) fn run(root: &Path, args: &BenchArgs) -> Result<()> {
-    let exe = build_hoist(root)?;
     require_tools(&["curl", "wrk", "docker-registry"])?;
+    let exe = build_hoist(root)?;
     let workspace = Workspace::new(root, "server", None)?;
     let work = workspace.work.clone();
     let size_bytes = args.size_mib << 20;
@@ -309,7 +309,7 @@ pub(super) fn run(root: &Path, args: &BenchArgs) -> Result<()> {
         LOAD_SECS
     };
     // The warm-up run is left out of the results (none with `--quick`).
-    let warm_up = usize::from(!args.quick);
+    let plan = Runs::new(args);
 
     let registry_dir = work.join("registry");
     let registry = Registry::start(root, &registry_dir, true)?;
@@ -375,16 +375,10 @@ pub(super) fn run(root: &Path, args: &BenchArgs) -> Result<()> {
     let mut runs = Vec::new();
     let mut ballasts = Vec::new();
     let mut manifest_pushed = false;
-    for run in 0..args.runs + warm_up {
-        let dir = workspace.run_dir(run)?;
-        let counted = run >= warm_up;
-        let index = run - warm_up.min(run);
-        let load_secs = if counted { wrk_secs } else { WARM_UP_SECS };
-        if counted {
-            println!("==> run {} of {}", index + 1, args.runs);
-        } else {
-            println!("==> warm-up run (not counted)");
-        }
+    for run in plan.iter() {
+        let dir = workspace.run_dir(run.seq)?;
+        let load_secs = if run.counted { wrk_secs } else { WARM_UP_SECS };
+        println!("{}", run.heading(plan));
         let source = dir.join("source.bin");
         urandom_file(&source, size_bytes)?;
         let digest = sha256_of(&source)?;
@@ -393,11 +387,11 @@ pub(super) fn run(root: &Path, args: &BenchArgs) -> Result<()> {
         let ballast = run_ballast(args.ballast, &dir, |available| {
             ballast_bytes(size_bytes, available)
         })?;
-        if counted {
+        if run.counted {
             ballasts.push(ballast);
         }
         let mut readings = Vec::new();
-        for probe in server_order(index) {
+        for probe in server_order(run.index) {
             let mut p99_ms = None;
             let value = match probe {
                 Probe::Dd => {
@@ -459,7 +453,7 @@ pub(super) fn run(root: &Path, args: &BenchArgs) -> Result<()> {
                 p99_ms,
             });
         }
-        if counted {
+        if run.counted {
             runs.push(readings);
         }
     }
@@ -472,6 +466,7 @@ pub(super) fn run(root: &Path, args: &BenchArgs) -> Result<()> {
         size_bytes,
         wrk_secs,
         ballast_bytes: ballasts,
+        warm_up: plan.warm_up,
         runs,
         idle_kib,
     };

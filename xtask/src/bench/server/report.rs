@@ -10,8 +10,8 @@ use super::{
 };
 use crate::bench::load::{RPS_LIMIT, WRK_CONNECTIONS};
 use crate::bench::measure::{
-    Target, ballast_note, format_mib, format_ratio, format_small_ratio, in_each_run, median_or_nan,
-    run_header, seconds_row, targets_json, verdict_table,
+    Runs, Target, ballast_note, format_mib, format_ratio, format_small_ratio, in_each_run,
+    median_or_nan, run_header, seconds_row, targets_json, verdict_table,
 };
 
 /// `conn` or `conns`, for `n` connections.
@@ -35,6 +35,9 @@ pub(super) struct ServerReport {
     pub(super) size_bytes: u64,
     pub(super) wrk_secs: u64,
     pub(super) ballast_bytes: Vec<u64>,
+    /// The uncounted warm-up runs before the counted ones (0 with `--quick`).
+    pub(super) warm_up: usize,
+    /// The counted runs.
     pub(super) runs: Vec<Vec<Reading>>,
     /// `VmRSS` before and after opening the idle connections, in KiB, hoist then registry.
     pub(super) idle_kib: [(u64, u64); 2],
@@ -129,14 +132,19 @@ impl ServerReport {
         let _ = writeln!(
             out,
             "server bench: hoist serve vs docker-registry, filesystem storage, fresh data dirs, \
-             loopback;\n{} MiB random blob (a new one per run), {runs} run(s), {ballast}; \
+             loopback;\n{} MiB random blob (a new one per run), {}, {ballast}; \
              server order alternates\n(odd runs: hoist first, dd before the uploads; even runs: \
-             registry first, dd after), after an uncounted warm-up run;\nGET: wrk \
+             registry first, dd after);\nGET: wrk \
              -t1 -c{ONE_CONNECTION}, -t2 -c{WRK_CONNECTIONS} and -t2 -c{MANY_CONNECTIONS} \
              -d{}s --latency; HEAD: xtask's own loader (wrk 4.1 hangs on HEAD),\n\
              {ONE_CONNECTION}, {WRK_CONNECTIONS} and {MANY_CONNECTIONS} keep-alive connections, \
              one thread each; p99: wrk's 99% line, the loader's nearest rank\n",
             self.size_bytes >> 20,
+            Runs {
+                warm_up: self.warm_up,
+                counted: runs
+            }
+            .describe(),
             self.wrk_secs,
         );
         let header = |out: &mut String, title: &str, unit: &str| {
@@ -278,6 +286,7 @@ impl ServerReport {
             "scenario": "server",
             "size_bytes": self.size_bytes,
             "runs": self.runs.len(),
+            "warm_up_runs": self.warm_up,
             "wrk": {
                 "threads": 2,
                 "connections": [ONE_CONNECTION, WRK_CONNECTIONS, MANY_CONNECTIONS],
@@ -363,6 +372,7 @@ mod tests {
             size_bytes: 256 << 20,
             wrk_secs: 5,
             ballast_bytes: vec![0; 3],
+            warm_up: 1,
             runs: vec![
                 run(0.8, 1.3, 0.05, 0.2, 20000.0, 1000.0, 1.0),
                 run(0.7, 1.2, 0.05, 0.12, 21000.0, 1100.0, 2.0),

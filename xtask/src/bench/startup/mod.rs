@@ -7,9 +7,9 @@
 //! and every tool's peak RSS are reported.
 //!
 //! How it measures:
-//! * each tool runs once, untimed, before the timed runs (a warm-up: the binaries and the layout
-//!   in the page cache);
-//! * then `--runs` rounds (50 by default), each running every tool once, in an order that
+//! * an uncounted warm-up round first (none with `--quick`): each tool runs as in a counted
+//!   round, output checked, so that the binaries and the layout are in the page cache;
+//! * then `--runs` counted rounds (50 by default), each running every tool once, in an order that
 //!   reverses from one round to the next, timed with `Instant` around the child process,
 //!   without GNU `time` in between (its own start would weigh on the short times alike and pull
 //!   the ratios towards 1);
@@ -27,7 +27,7 @@ use super::machine::{
     Revision, Workspace, build_hoist, remove_dir, require_tools, revision, version,
 };
 use super::measure::{
-    alternate, format_mib, read_usage, require_gnu_time, timed, with_time, write_results,
+    Runs, alternate, format_mib, read_usage, require_gnu_time, timed, with_time, write_results,
 };
 
 mod report;
@@ -136,26 +136,30 @@ pub(super) fn run(root: &Path, args: &BenchArgs) -> Result<()> {
     println!("    {}", image.manifest);
     let time_file = work.join("tool.time");
 
-    for tool in Tool::ALL {
-        let (_, output) = timed(&mut tool.command(&hoist, &layout, None))?;
-        check_output(tool, &output.stdout, &image.manifest)?;
-    }
+    let plan = Runs::new(args);
     let mut seconds = vec![Vec::new(); Tool::ALL.len()];
     let mut rss = vec![Vec::new(); Tool::ALL.len()];
     let mut order = Vec::new();
-    for index in 0..args.runs {
-        let tools = startup_order(index);
+    for run in plan.iter() {
+        let tools = startup_order(run.index);
         for tool in tools {
             let (s, output) = timed(&mut tool.command(&hoist, &layout, None))?;
             check_output(tool, &output.stdout, &image.manifest)?;
             let (_, output) = timed(&mut tool.command(&hoist, &layout, Some(&time_file)))?;
             check_output(tool, &output.stdout, &image.manifest)?;
-            let at = tool as usize;
-            seconds[at].push(s);
-            rss[at].push(read_usage(&time_file)?.peak_rss_kib);
+            if run.counted {
+                let at = tool as usize;
+                seconds[at].push(s);
+                rss[at].push(read_usage(&time_file)?.peak_rss_kib);
+            }
+        }
+        if !run.counted {
+            println!("    warm-up round (not counted): every tool once, output checked");
+            continue;
         }
         order.push(tools);
-        if (index + 1) % 10 == 0 || index + 1 == args.runs {
+        let index = run.index;
+        if (index + 1) % 10 == 0 || run.last {
             let last: Vec<String> = Tool::ALL
                 .iter()
                 .map(|&t| {
@@ -186,6 +190,7 @@ pub(super) fn run(root: &Path, args: &BenchArgs) -> Result<()> {
             version("skopeo", "--version"),
             version("oras", "version"),
         ],
+        warm_up: plan.warm_up,
         seconds,
         rss,
         order,

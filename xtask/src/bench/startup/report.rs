@@ -6,7 +6,8 @@ use serde_json::{Value, json};
 
 use super::{Tool, VS_SKOPEO};
 use crate::bench::measure::{
-    Target, format_mib, format_ratio, format_seconds, median_or_nan, targets_json, verdict_table,
+    Runs, Target, format_mib, format_ratio, format_seconds, median_or_nan, targets_json,
+    verdict_table,
 };
 
 /// Everything the startup scenario measured.
@@ -16,6 +17,8 @@ pub(super) struct StartupReport {
     pub(super) manifest_digest: String,
     /// hoist's revision, skopeo's and oras's versions.
     pub(super) versions: [String; 3],
+    /// The uncounted warm-up rounds before the counted ones (0 with `--quick`).
+    pub(super) warm_up: usize,
     /// Seconds of every round, by tool (in [`Tool::ALL`]'s order).
     pub(super) seconds: Vec<Vec<f64>>,
     /// Peak RSS of every round, by tool.
@@ -100,14 +103,17 @@ impl StartupReport {
         let _ = writeln!(
             out,
             "startup bench: hoist digest vs skopeo inspect --raw ({}) vs oras manifest fetch \
-             ({}) of an OCI layout;\none layer of {} MiB, manifest {};\n{} round(s) after a \
-             warm-up, each tool once per round, order reversing between rounds;\nhoist built \
-             from {}\n",
+             ({}) of an OCI layout;\none layer of {} MiB, manifest {};\n{} (rounds), each \
+             tool once per round, order reversing between rounds;\nhoist built from {}\n",
             self.versions[1].replace("skopeo version", "skopeo"),
             self.oras_version(),
             self.layer_bytes >> 20,
             self.manifest_digest,
-            self.seconds(Tool::Hoist).len(),
+            Runs {
+                warm_up: self.warm_up,
+                counted: self.seconds(Tool::Hoist).len(),
+            }
+            .describe(),
             self.versions[0],
         );
         let _ = writeln!(
@@ -158,6 +164,7 @@ impl StartupReport {
             "skopeo": self.versions[1].replace("skopeo version", "skopeo"),
             "oras": self.oras_version(),
             "runs": self.seconds(Tool::Hoist).len(),
+            "warm_up_runs": self.warm_up,
             "order": self.order.iter()
                 .map(|round| round.iter().map(|t| t.key()).collect::<Vec<_>>())
                 .collect::<Vec<_>>(),
@@ -186,6 +193,7 @@ mod tests {
                 "skopeo version 1.9.3".to_owned(),
                 "Version:    1.2.0".to_owned(),
             ],
+            warm_up: 1,
             seconds: vec![ms(hoist_ms), ms(50.0), ms(20.0)],
             rss: vec![vec![4096; 5], vec![40960; 5], vec![20480; 5]],
             order: vec![[Tool::Skopeo, Tool::Hoist, Tool::Oras]; 5],

@@ -2,10 +2,11 @@
 //! beside `umoci unpack --rootless --image LAYOUT:TAG BUNDLE` of the same image, each into a new
 //! directory, on two images that `hoist build` makes once (gzip level [`GZIP_LEVEL`], that of
 //! Go's and so most registries' layers):
-//! * `generated`: `--size-mib` (1 GiB by default) of files in [`GENERATED_LAYERS`] layers of
-//!   equal size, each under `srv/data-N/` a tree made as the build scenario makes its own (mixed
-//!   sizes, half random bytes and half log-like text in alternating 64 KiB segments), from a
-//!   seed of its own, so that inflating does real work on half of it;
+//! * `generated`: `--size-mib` ([`UNPACK_SIZE_MIB`] MiB by default) of files in
+//!   [`GENERATED_LAYERS`] layers of equal size, each under `srv/data-N/` a tree made as the
+//!   build scenario makes its own (mixed sizes, half random bytes and half log-like text in
+//!   alternating 64 KiB segments), from a seed of its own, so that inflating does real work on
+//!   half of it;
 //! * `usr`: a copy of part of this machine's `/usr/share` and `/usr/lib` as the build scenario
 //!   makes it, 5/8 of `--size-mib` (tens of thousands of small files), in three layers:
 //!   `usr/lib`, then the first and the second half (by entries) of `usr/share`.
@@ -21,22 +22,30 @@
 //! How it measures:
 //! * set-up, untimed: the trees, the images (`SOURCE_DATE_EPOCH` set), the uncompressed tar of
 //!   each layer (`gzip -dc`), then one unpack by hoist, umoci and tar each, which must give the
-//!   same paths (with the same types, file sizes and link targets); the trees and those unpacks
-//!   are then deleted together, followed by `sync` and the pause;
-//! * every timed step writes into a new directory, after `sync` and an untimed read of what it
-//!   reads (the whole layout, or the tars), so that each finds it in the page cache;
+//!   same paths (with the same types, file sizes and link targets); then `sync` and the pause
+//!   (`--pause`);
+//! * [`DEFAULT_RUNS`](super::measure::DEFAULT_RUNS) counted runs after an uncounted warm-up run
+//!   (none with `--quick`); every timed step writes into a new directory, after `sync` and an
+//!   untimed read of what it reads (the whole layout, or the tars), so that each finds it in
+//!   the page cache;
 //! * each run starts with an untimed ballast write (see the layout scenario), sized for what a
 //!   run writes; the images and the order of the steps alternate between runs (even runs: the
 //!   generated image first, umoci before hoist; odd runs: the other way round);
-//! * a run's outputs are deleted together when it ends, followed by `sync` and the pause, which
-//!   is [`UNPACK_PAUSE_SECS`] here unless `--pause` says otherwise; the layouts and tars go at
-//!   the end. The pause is long because of how ext4 without a journal (this machine's root
-//!   filesystem) allocates inodes: it skips every free inode deleted less than 60 s ago, or
-//!   360 s ago when its inode-table block is dirty (as creating files makes it), rescanning the
-//!   group for each new inode: shortly after a large deletion, extracting tens of thousands of
-//!   files takes several times as long as it does once the window has passed. A shorter pause
-//!   makes every tool that creates files pay the same kernel cost, which hides their
-//!   differences.
+//! * nothing but the ballast (one file) is deleted until the scenario ends: every run's trees,
+//!   the set-up's trees and its check unpacks stay on disk, and go all together at the end.
+//!   This is because of how ext4 without a journal (this machine's root filesystem) allocates
+//!   inodes: it skips every free inode deleted less than 60 s ago, or 360 s ago when its
+//!   inode-table block is dirty (as creating files makes it), rescanning the group for each new
+//!   inode, so that shortly after a large deletion, extracting tens of thousands of files takes
+//!   several times as long as it does once the window has passed. Deleting each run's trees
+//!   made every tool that creates files pay that kernel cost, which hides their differences,
+//!   unless a pause of 7 minutes followed each deletion; keeping the trees makes the pauses
+//!   needless. The price is disk space: a run writes [`TREES_PER_RUN`] trees of each image,
+//!   and the free space is checked before the set-up (and again before the runs, with the
+//!   images' real sizes) so that the scenario fails at once, with the figures, rather than
+//!   midway;
+//! * the default size is [`UNPACK_SIZE_MIB`] so that the runs fit in the time and the disk of
+//!   a full `cargo xtask bench`; `--size-mib` asks for more.
 
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
@@ -49,25 +58,26 @@ use super::BenchArgs;
 use super::data::TreeStats;
 use super::data::{copy_usr, generate_tree};
 use super::machine::{
-    BALLAST_SPARE, Revision, Workspace, build_hoist, cores, load_average, read_through, remove_dir,
-    require_tools, revision, run_ballast, sync, sync_and_pause, version, warm_tree,
+    Revision, Workspace, build_hoist, cores, load_average, read_through, remove_dir, remove_file,
+    require_free_disk, require_tools, revision, run_ballast, sync, sync_and_pause, version,
+    warm_tree,
 };
 use super::measure::{
-    Usage, alternate, format_mib, read_usage, require_gnu_time, timed, with_time, write_results,
+    Runs, Usage, alternate, format_mib, read_usage, require_gnu_time, timed, with_time,
+    write_results,
 };
 
 mod image;
 mod report;
+mod room;
 
 use image::{prepare, split_usr};
 use report::{ImageReport, UnpackReport};
+use room::{TREES_OF_SETUP, ballast_bound, disk_needed, unpack_ballast};
 
 /// The default size of the generated image's files, and that of `--quick`.
-const UNPACK_SIZE_MIB: u64 = 1024;
+const UNPACK_SIZE_MIB: u64 = 512;
 const QUICK_SIZE_MIB: u64 = 64;
-/// The pause after each run's deletion unless `--pause` is given: past ext4's 360 s window
-/// for recently deleted inodes (see the module's documentation).
-const UNPACK_PAUSE_SECS: u64 = 420;
 /// The layers of the generated image.
 const GENERATED_LAYERS: u64 = 8;
 /// The seed of the generated image's first layer; layer N uses `SEED + N`.
@@ -82,8 +92,6 @@ const TAG: &str = "bench";
 const TIME_LIMIT: f64 = 0.5;
 /// hoist's peak RSS, less than this (KiB).
 const RSS_LIMIT_KIB: u64 = 64 * 1024;
-/// The ballast, at most, in multiples of what a run writes.
-const BALLAST_RUNS: u64 = 2;
 /// Trees a run writes per image: umoci's two, hoist's and tar's.
 const TREES_PER_RUN: u64 = 4;
 /// Inflates the gzip files named by its arguments, one after the other, with zlib, and prints
@@ -110,9 +118,8 @@ print(total)
 const TAR_SCRIPT: &str =
     "d=$1; shift; for t do tar --no-same-owner -xf \"$t\" -C \"$d\" || exit 1; done";
 
-/// Sets the scenario's defaults for what the command line left out: [`UNPACK_SIZE_MIB`] and
-/// [`UNPACK_PAUSE_SECS`] (a `--pause` equal to the default one counts as left out), or with
-/// `--quick` [`QUICK_SIZE_MIB`] and one run.
+/// Sets the scenario's defaults for what the command line left out: [`UNPACK_SIZE_MIB`], or
+/// with `--quick` [`QUICK_SIZE_MIB`] and one run.
 pub(super) fn apply_defaults(args: &mut BenchArgs, size_given: bool, runs_given: bool) {
     if !size_given {
         args.size_mib = if args.quick {
@@ -123,9 +130,6 @@ pub(super) fn apply_defaults(args: &mut BenchArgs, size_given: bool, runs_given:
     }
     if args.quick && !runs_given {
         args.runs = 1;
-    }
-    if !args.quick && args.pause_secs == BenchArgs::default().pause_secs {
-        args.pause_secs = UNPACK_PAUSE_SECS;
     }
 }
 
@@ -365,14 +369,6 @@ fn warm(step: Step, image: &Image) -> Result<()> {
     }
 }
 
-/// The ballast before a run that writes `run_writes` bytes, when `available` bytes of memory
-/// are available beside what the images keep: [`BALLAST_RUNS`] times that, less if it would
-/// leave under [`BALLAST_SPARE`] once the run's own trees are in the page cache.
-fn unpack_ballast(run_writes: u64, available: u64) -> u64 {
-    let room = available.saturating_sub(run_writes + BALLAST_SPARE);
-    (BALLAST_RUNS * run_writes).min(room)
-}
-
 /// One timed step.
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct Sample {
@@ -404,6 +400,21 @@ pub(super) fn run(root: &Path, args: &BenchArgs) -> Result<()> {
     let (bench_dir, work) = (workspace.bench_dir.clone(), workspace.work.clone());
     let size_bytes = args.size_mib << 20;
     let usr_budget = size_bytes / 8 * USR_EIGHTHS;
+    let plan = Runs::new(args);
+    let asked = size_bytes + usr_budget;
+    require_free_disk(
+        &work,
+        disk_needed(
+            asked,
+            TREES_OF_SETUP,
+            plan.total(),
+            ballast_bound(args.ballast, TREES_PER_RUN * asked),
+        ),
+        &format!(
+            "the set-up and {} run(s), every tree kept until the end",
+            plan.total()
+        ),
+    )?;
 
     println!(
         "==> trees under {}: {} MiB generated in {GENERATED_LAYERS} layers (seed {SEED:#x}), \
@@ -435,9 +446,6 @@ pub(super) fn run(root: &Path, args: &BenchArgs) -> Result<()> {
         prepare(&hoist, &work, &check, Kind::Generated, &generated_layers)?,
         prepare(&hoist, &work, &check, Kind::Usr, &usr_layers)?,
     ];
-    println!("    deleting the trees and the check unpacks");
-    remove_dir(&trees)?;
-    remove_dir(&check)?;
     sync_and_pause(args.pause_secs)?;
 
     let image = |kind: Kind| -> &Image {
@@ -448,23 +456,34 @@ pub(super) fn run(root: &Path, args: &BenchArgs) -> Result<()> {
     };
     let kept: u64 = images.iter().map(|i| i.layer_bytes + i.tar_bytes).sum();
     let run_writes: u64 = images.iter().map(|i| TREES_PER_RUN * i.tar_bytes).sum();
+    let tar_bytes: u64 = images.iter().map(|i| i.tar_bytes).sum();
+    require_free_disk(
+        &work,
+        disk_needed(
+            tar_bytes,
+            0,
+            plan.total(),
+            ballast_bound(args.ballast, run_writes),
+        ),
+        &format!("{} run(s), every tree kept until the end", plan.total()),
+    )?;
     let mut runs: [Vec<Vec<Sample>>; 2] = [Vec::new(), Vec::new()];
     let mut ballasts = Vec::new();
     let mut load = Vec::new();
-    for index in 0..args.runs {
-        let dir = workspace.run_dir(index)?;
-        println!("==> run {} of {}", index + 1, args.runs);
-        ballasts.push(run_ballast(args.ballast, &dir, |available| {
+    for run in plan.iter() {
+        let dir = workspace.run_dir(run.seq)?;
+        println!("{}", run.heading(plan));
+        let ballast = run_ballast(args.ballast, &dir, |available| {
             unpack_ballast(run_writes, available.saturating_sub(kept))
-        })?);
+        })?;
         let load_start = load_average();
-        for kind in image_order(index) {
+        for kind in image_order(run.index) {
             let image = image(kind);
             let image_dir = dir.join(kind.key());
             fs::create_dir_all(&image_dir)
                 .with_context(|| format!("cannot create {}", image_dir.display()))?;
             let mut samples = Vec::new();
-            for step in step_order(index) {
+            for step in step_order(run.index) {
                 sync()?;
                 warm(step, image)?;
                 let out = image_dir.join(step.key());
@@ -485,15 +504,19 @@ pub(super) fn run(root: &Path, args: &BenchArgs) -> Result<()> {
                 );
                 samples.push(sample);
             }
-            runs[usize::from(kind == Kind::Usr)].push(samples);
+            if run.counted {
+                runs[usize::from(kind == Kind::Usr)].push(samples);
+            }
         }
-        load.push((load_start, load_average()));
+        if run.counted {
+            ballasts.push(ballast);
+            load.push((load_start, load_average()));
+        }
         println!("    load average {load_start:.2} -> {:.2}", load_average());
-        remove_dir(&dir)?;
-        if index + 1 < args.runs {
-            sync_and_pause(args.pause_secs)?;
-        }
+        // The ballast only: one file, one inode. The trees stay until the end.
+        remove_file(&dir.join("ballast"))?;
     }
+    println!("==> deleting every run's trees, the set-up's and the images");
     remove_dir(&work)?;
 
     let [generated_runs, usr_runs] = runs;
@@ -519,6 +542,7 @@ pub(super) fn run(root: &Path, args: &BenchArgs) -> Result<()> {
         versions,
         hoist_revision,
         pause_secs: args.pause_secs,
+        warm_up: plan.warm_up,
         ballast_bytes: ballasts,
         load,
     };
@@ -529,15 +553,20 @@ pub(super) fn run(root: &Path, args: &BenchArgs) -> Result<()> {
 mod tests {
     use super::*;
     use crate::bench::Scenario;
+    use crate::bench::measure::DEFAULT_RUNS;
     use crate::bench::tests::parse_one;
 
     #[test]
-    fn unpack_defaults_to_1_gib_a_long_pause_and_quick_to_64_mib_once() {
+    fn unpack_defaults_to_512_mib_5_runs_and_quick_to_64_mib_once() {
         let parsed = parse_one(&["unpack"]).unwrap();
         assert_eq!(parsed.scenario, Scenario::Unpack);
         assert_eq!(
             (parsed.size_mib, parsed.runs, parsed.pause_secs),
-            (UNPACK_SIZE_MIB, 3, UNPACK_PAUSE_SECS)
+            (
+                UNPACK_SIZE_MIB,
+                DEFAULT_RUNS,
+                BenchArgs::default().pause_secs
+            )
         );
         let quick = parse_one(&["unpack", "--quick"]).unwrap();
         assert_eq!(
@@ -564,12 +593,5 @@ mod tests {
             assert_eq!(at(Step::Hoist).abs_diff(at(Step::Umoci)), 1);
             assert_eq!(at(Step::Hoist).abs_diff(at(Step::Tar)), 1);
         }
-    }
-
-    #[test]
-    fn ballast_is_twice_a_run_within_available_memory() {
-        assert_eq!(unpack_ballast(1 << 30, 20 << 30), 2 << 30);
-        assert_eq!(unpack_ballast(8 << 30, 20 << 30), 8 << 30);
-        assert_eq!(unpack_ballast(8 << 30, 10 << 30), 0);
     }
 }

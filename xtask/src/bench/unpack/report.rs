@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use super::{GZIP_LEVEL, Kind, RSS_LIMIT_KIB, Sample, Step, TIME_LIMIT};
 use crate::bench::data::TreeStats;
 use crate::bench::measure::{
-    Target, Usage, ballast_note, cpu_row, format_mib, format_ratio, in_each_run, load_note,
+    Runs, Target, Usage, ballast_note, cpu_row, format_mib, format_ratio, in_each_run, load_note,
     median_or_nan, ratio_row, reported_json, reported_rows, rss_row, run_header, seconds_row,
     targets_json, verdict_table,
 };
@@ -239,7 +239,10 @@ pub(super) struct UnpackReport {
     pub(super) cores: usize,
     pub(super) versions: Vec<String>,
     pub(super) hoist_revision: String,
+    /// The pause after the set-up (none between runs: nothing is deleted).
     pub(super) pause_secs: u64,
+    /// The uncounted warm-up runs before the counted ones (0 with `--quick`).
+    pub(super) warm_up: usize,
     pub(super) ballast_bytes: Vec<u64>,
     /// The 1-minute load average when each run started and ended (others share the machine).
     pub(super) load: Vec<(f64, f64)>,
@@ -253,14 +256,20 @@ impl UnpackReport {
     pub(super) fn table(&self) -> String {
         let mut out = String::new();
         let runs = self.images.first().map_or(0, |t| t.runs.len());
+        let runs_note = Runs {
+            warm_up: self.warm_up,
+            counted: runs,
+        }
+        .describe();
         let ballast = ballast_note(&self.ballast_bytes);
         let _ = writeln!(
             out,
             "unpack bench: hoist unpack --rootless beside umoci unpack --rootless of the same \
              OCI layout (made by hoist build, gzip -{GZIP_LEVEL}), each into a new \
-             directory;\n{runs} run(s), {ballast}, {} s pause after each run's deletion; {} \
-             cores; {};\nimages and step order alternate between runs; before every step: \
-             sync, untimed read of its input;\nhoist built from {}\n",
+             directory;\n{runs_note}, {ballast}, {} s pause after the set-up, nothing but the \
+             ballast deleted until the end; {} cores; {};\nimages and step order alternate \
+             between runs; before every step: sync, untimed read of its input;\nhoist built \
+             from {}\n",
             self.pause_secs,
             self.cores,
             self.versions.join(", "),
@@ -290,6 +299,7 @@ impl UnpackReport {
             "hoist_revision": self.hoist_revision,
             "cores": self.cores,
             "runs": self.images.first().map_or(0, |t| t.runs.len()),
+            "warm_up_runs": self.warm_up,
             "pause_secs": self.pause_secs,
             "ballast_bytes": self.ballast_bytes,
             "load_average_start_end": self.load,
@@ -361,6 +371,7 @@ mod tests {
             versions: vec!["umoci version 0.4.7".to_owned()],
             hoist_revision: "cc97138".to_owned(),
             pause_secs: 90,
+            warm_up: 1,
             ballast_bytes: vec![4 << 30; 3],
             load: vec![(0.5, 2.0)],
         };
