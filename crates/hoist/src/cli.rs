@@ -306,6 +306,29 @@ pub(crate) enum Command {
     Man,
 }
 
+impl Command {
+    /// Whether the command reads or changes one small thing (a digest, a manifest, a config, a
+    /// tag, a list) rather than moving or making layers.
+    pub(crate) fn is_small(&self) -> bool {
+        matches!(
+            self,
+            Self::Digest(_)
+                | Self::Manifest(_)
+                | Self::Config(_)
+                | Self::Inspect(_)
+                | Self::Ls(_)
+                | Self::Catalog(_)
+                | Self::Referrers(_)
+                | Self::Tag(_)
+                | Self::Delete(_)
+                | Self::Login(_)
+                | Self::Logout(_)
+                | Self::Completions(_)
+                | Self::Man
+        )
+    }
+}
+
 /// Which platforms of an index to copy.
 #[derive(Debug, Clone, Args)]
 pub(crate) struct PlatformArgs {

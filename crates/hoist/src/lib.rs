@@ -28,7 +28,6 @@ mod transports;
 use std::process::ExitCode;
 
 use anyhow::Result;
-use clap::Parser;
 
 use crate::cli::{ArtifactCommand, BlobCommand, Cli, Command, IndexCommand};
 use crate::commands::Ctx;
@@ -36,16 +35,21 @@ use crate::open::Opener;
 
 /// Runs the command line with the process arguments and returns its exit code.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = parse_args();
     init_logging(
         cli.verbose,
         cli.quiet,
         matches!(cli.command, Command::Serve(_)),
     );
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    // Commands that read or change one small thing (a tag, a manifest, a list) run on this
+    // thread alone: starting a worker per core costs them more than it could give back.
+    // Transfers, builds, unpacks and the server hash and compress on every core.
+    let mut builder = if cli.command.is_small() {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("hoist: cannot start the async runtime: {error}");
@@ -64,6 +68,20 @@ pub fn main() -> ExitCode {
             ExitCode::from(exit::classify(&error).code())
         }
     }
+}
+
+/// [`clap::Parser::parse`], without freeing clap's description of the command line afterwards: it is
+/// one allocation per argument of every subcommand, the process is about to do its work and
+/// exit, and freeing them took as long as parsing for a short command.
+fn parse_args() -> Cli {
+    use clap::{CommandFactory, FromArgMatches};
+    let mut command = Cli::command();
+    let parsed = command
+        .try_get_matches_from_mut(std::env::args_os())
+        .and_then(|matches| Cli::from_arg_matches(&matches));
+    let cli = parsed.unwrap_or_else(|error| error.format(&mut command).exit());
+    std::mem::forget(command);
+    cli
 }
 
 async fn run(cli: Cli) -> Result<()> {
