@@ -1,8 +1,9 @@
 //! `cargo xtask dist`: the release archive of the `hoist` command line.
 //!
-//! Builds `hoist` once with the `dist` profile (fat LTO, one codegen unit, stripped, abort on
-//! panic), then has the built binary write its own man page and shell completions (so they
-//! come from the same clap definitions as the program), and packs under `target/dist/`:
+//! Builds `hoist` once with the `dist` profile (fat LTO, one codegen unit, stripped; panics
+//! unwind, so that the server outlives one request's bug), then has the built binary write its
+//! own man page and shell completions (so they come from the same clap definitions as the
+//! program), and packs under `target/dist/`:
 //!
 //! ```text
 //! hoist-VERSION-TARGET/            hoist, hoist.1, completions/{hoist.bash,_hoist,hoist.fish},

@@ -57,13 +57,14 @@ impl Workspace {
     }
 }
 
-/// Builds the `hoist` command line in release mode and returns its path.
+/// Builds the `hoist` command line as `cargo xtask dist` ships it (the `dist` profile: fat LTO,
+/// one codegen unit) and returns its path: the benchmark measures what users run.
 pub(super) fn build_hoist(root: &Path) -> Result<PathBuf> {
     let mut build = cargo(root);
-    build.args(["build", "--release", "--locked", "-p", "hoist"]);
+    build.args(["build", "--profile", "dist", "--locked", "-p", "hoist"]);
     println!("==> build: {}", describe(&build));
     run_status(&mut build)?;
-    Ok(target_dir(root).join("release").join("hoist"))
+    Ok(target_dir(root).join("dist").join("hoist"))
 }
 
 /// How to install `tool` on Debian: the package that has it, or the script that does it.
