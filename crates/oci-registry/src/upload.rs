@@ -218,11 +218,12 @@ impl RegistryWriter {
         let chunk = self.pending.split().freeze();
         let start = self.confirmed;
         let end = start + chunk.len() as u64;
-        let mut from = start;
+        // Bytes of the chunk the registry has.
+        let mut sent = 0;
         let mut resumed = 0;
         loop {
-            let rest = chunk.slice(usize::try_from(from - start).unwrap_or(usize::MAX)..);
-            let error = match self.patch(rest, from).await {
+            let from = start + sent as u64;
+            let error = match self.patch(chunk.slice(sent..), from).await {
                 Ok(reported) => {
                     self.confirmed = reported.unwrap_or(end).max(end);
                     return Ok(());
@@ -234,7 +235,7 @@ impl RegistryWriter {
             };
             // `0-0` is both nothing and one byte; a 416 for a PATCH from 0 says it is one.
             let refused = matches!(error, Error::RangeInvalid { .. });
-            let size = if status == Some(0) && from == 0 && refused && start == 0 {
+            let size = if status == Some(0) && from == 0 && refused {
                 1
             } else {
                 status.unwrap_or(0)
@@ -249,7 +250,8 @@ impl RegistryWriter {
                 return Err(error);
             }
             tracing::debug!(upload = %self.id, from, size, "resuming the chunk where the registry stands");
-            from = size;
+            // start < from < size < end: the difference is within the chunk's length.
+            sent = chunk.len() - (end - size) as usize;
         }
     }
 
