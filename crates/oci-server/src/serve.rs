@@ -290,6 +290,7 @@ impl RegistryServer {
         let state = Arc::new(State {
             store: self.store,
             upload_slots: Arc::new(Semaphore::new(self.options.max_concurrent_uploads.max(1))),
+            upload_locks: Default::default(),
             download_slots: Arc::new(Semaphore::new(self.options.max_concurrent_downloads.max(1))),
             options: self.options.clone(),
             auth: self.auth.map(Authenticator::new),

@@ -29,6 +29,7 @@ use crate::wire::{self, Reply, append, set};
 
 mod blobs;
 mod manifests;
+mod upload_lock;
 mod uploads;
 
 use blobs::{BlobRead, get_blob, holding, redirect_blob};
@@ -68,6 +69,8 @@ pub(crate) struct State {
     pub(crate) options: ServerOptions,
     pub(crate) auth: Option<Authenticator>,
     pub(crate) upload_slots: Arc<Semaphore>,
+    /// One request at a time on each upload session.
+    pub(crate) upload_locks: upload_lock::UploadLocks,
     /// Blob bodies being served ([`ServerOptions::max_concurrent_downloads`]).
     pub(crate) download_slots: Arc<Semaphore>,
     /// Where whole-blob GETs are redirected ([`RegistryServer::with_blob_redirects`]).
@@ -254,13 +257,16 @@ async fn dispatch(state: &Arc<State>, request: Request<Incoming>) -> Outcome {
             post_upload(state, &repository(name)?, &query, &access, request).await
         }
         (Route::Upload { name, id }, Method::PATCH) => {
+            let _turn = state.upload_locks.turn(id).await;
             patch_upload(state, &repository(name)?, id, request).await
         }
         (Route::Upload { name, id }, Method::PUT) => {
+            let _turn = state.upload_locks.turn(id).await;
             put_upload(state, &repository(name)?, id, &query, request).await
         }
         (Route::Upload { name, id }, Method::GET) => {
             let repo = repository(name)?;
+            let _turn = state.upload_locks.turn(id).await;
             let writer = store
                 .push_blob_chunked_resume(&repo, id, None, None)
                 .await
@@ -271,6 +277,7 @@ async fn dispatch(state: &Arc<State>, request: Request<Incoming>) -> Outcome {
         }
         (Route::Upload { name, id }, Method::DELETE) => {
             let repo = repository(name)?;
+            let _turn = state.upload_locks.turn(id).await;
             let writer = store
                 .push_blob_chunked_resume(&repo, id, None, None)
                 .await

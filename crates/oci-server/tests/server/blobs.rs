@@ -1,8 +1,12 @@
 //! The base endpoint, blob uploads (monolithic and chunked) and blob reads.
 
-use http::StatusCode;
+use std::time::Duration;
 
-use crate::support::{digest, start_default};
+use http::StatusCode;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::support::{TIMEOUT, digest, start_default};
 
 #[tokio::test]
 async fn the_base_endpoint_answers_200_as_a_registry_2_0() {
@@ -114,6 +118,49 @@ async fn content_that_does_not_match_its_digest_is_refused_and_not_stored() {
         let head = client.head(&format!("/v2/r/blobs/{digest}")).send().await;
         assert_eq!(head.status, StatusCode::NOT_FOUND, "{digest} was stored");
     }
+}
+
+/// A client whose PATCH broke asks where the upload stands before resuming: the answer must
+/// count every byte the broken PATCH still writes, so it waits for that PATCH to end.
+#[tokio::test]
+async fn the_status_of_an_upload_waits_for_the_patch_in_progress() {
+    let (_server, client) = start_default().await;
+    let started = client.post("/v2/r/blobs/uploads/").send().await;
+    let location = started.header("Location").unwrap().to_owned();
+
+    let mut patch = TcpStream::connect(client.addr()).await.unwrap();
+    let head = format!(
+        "PATCH {location} HTTP/1.1\r\nHost: registry\r\nContent-Type: application/octet-stream\r\n\
+         Content-Length: 1000\r\nContent-Range: 0-999\r\nExpect: 100-continue\r\n\r\n"
+    );
+    patch.write_all(head.as_bytes()).await.unwrap();
+    // The server says `100 Continue` when the handler starts reading the body: the PATCH is
+    // in progress from here.
+    let mut interim = Vec::new();
+    while !interim.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        let read = tokio::time::timeout(TIMEOUT, patch.read(&mut byte)).await;
+        assert_eq!(read.expect("no 100 Continue").unwrap(), 1, "closed early");
+        interim.push(byte[0]);
+    }
+    assert!(interim.starts_with(b"HTTP/1.1 100"), "{interim:?}");
+    patch.write_all(&[7u8; 600]).await.unwrap();
+
+    let mut status = Box::pin(client.get(&location).send());
+    let early = tokio::time::timeout(Duration::from_millis(300), &mut status).await;
+    assert!(
+        early.is_err(),
+        "the status was answered while a PATCH was writing: {:?}",
+        early.map(|reply| reply.header("Range").map(str::to_owned))
+    );
+    // The PATCH's body ends 400 bytes short: what arrived is kept, and only then is the
+    // status answered.
+    patch.shutdown().await.unwrap();
+    let status = tokio::time::timeout(TIMEOUT, status)
+        .await
+        .expect("the status was never answered");
+    assert_eq!(status.status, StatusCode::NO_CONTENT);
+    assert_eq!(status.header("Range"), Some("0-599"));
 }
 
 #[tokio::test]
