@@ -142,7 +142,12 @@ impl Opener {
         if let Some(store) = layouts.get(dir) {
             return Ok(Arc::clone(store));
         }
-        let store = LayoutStore::open(dir)
+        // A current-thread runtime runs one of the one-request commands (`Command::is_small`):
+        // nothing else waits while it reads, so it reads small files without a thread hand-off.
+        let one_request = tokio::runtime::Handle::current().runtime_flavor()
+            == tokio::runtime::RuntimeFlavor::CurrentThread;
+        let options = oci_layout::LayoutOptions::default().with_inline_io(one_request);
+        let store = LayoutStore::open_with(dir, options)
             .await
             .with_context(|| format!("cannot open {} as an OCI image layout", dir.display()))?;
         let store: Arc<dyn OciInterface> = Arc::new(store);

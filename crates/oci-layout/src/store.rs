@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::fmt;
-use std::io::SeekFrom;
+use std::io::{Read, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -39,6 +39,13 @@ pub struct LayoutOptions {
     /// read holds a few such buffers, so larger ones cost memory per concurrent read and gain
     /// speed (a server streaming large blobs to many clients, as `hoist serve` sets it).
     pub read_buffer: usize,
+    /// Whether metadata and small files (the `oci-layout` file, `index.json`, manifests,
+    /// configs) are read on the calling task instead of tokio's blocking pool; `false` by
+    /// default. For a program that makes one short request on a current-thread runtime, as
+    /// `hoist digest` does, handing each read to another thread and back costs more than the
+    /// read; anything that runs requests side by side (a server, a copy) must leave it off, since
+    /// a read then holds up every other task. Large blobs are read on the pool either way.
+    pub inline_io: bool,
 }
 
 /// [`LayoutOptions::read_buffer`] within what a read can use: at least 4 KiB (a zero would
@@ -58,6 +65,7 @@ impl Default for LayoutOptions {
             default_repository: Repository::parse(DEFAULT_REPOSITORY)
                 .unwrap_or_else(|_| unreachable!("DEFAULT_REPOSITORY is a valid name")),
             read_buffer: DEFAULT_READ_BUFFER,
+            inline_io: false,
         }
     }
 }
@@ -72,6 +80,12 @@ impl LayoutOptions {
     /// Sets the size of blob reads (used within 4 KiB..64 MiB).
     pub fn with_read_buffer(mut self, bytes: usize) -> Self {
         self.read_buffer = bytes;
+        self
+    }
+
+    /// Sets [`inline_io`](Self::inline_io).
+    pub fn with_inline_io(mut self, inline: bool) -> Self {
+        self.inline_io = inline;
         self
     }
 }
@@ -98,6 +112,8 @@ struct Inner {
     mode: Mode,
     /// [`LayoutOptions::read_buffer`].
     read_buffer: usize,
+    /// [`LayoutOptions::inline_io`].
+    inline_io: bool,
     /// Parsed facts of manifests, by digest (content-addressed, so never stale).
     parsed: Mutex<HashMap<Digest, Arc<ManifestFacts>>>,
 }
@@ -143,13 +159,14 @@ impl LayoutStore {
     pub async fn open_with(dir: impl Into<PathBuf>, options: LayoutOptions) -> crate::Result<Self> {
         let layout = Arc::new(Layout::new(dir.into()));
         let check = Arc::clone(&layout);
-        blocking(move || check.validate()).await?;
+        blocking(options.inline_io, move || check.validate()).await?;
+        let read = (options.read_buffer, options.inline_io);
         Ok(Self::new(
             Mode::Single {
                 layout,
                 default: options.default_repository,
             },
-            options.read_buffer,
+            read,
         ))
     }
 
@@ -166,7 +183,7 @@ impl LayoutStore {
     ) -> crate::Result<Self> {
         let root = root.into();
         let check = root.clone();
-        blocking(move || match std::fs::metadata(&check) {
+        blocking(options.inline_io, move || match std::fs::metadata(&check) {
             Ok(m) if m.is_dir() => Ok(()),
             Ok(_) => Err(crate::Error::InvalidLayout {
                 path: check,
@@ -181,15 +198,18 @@ impl LayoutStore {
                 root,
                 layouts: Mutex::new(HashMap::new()),
             },
-            options.read_buffer,
+            (options.read_buffer, options.inline_io),
         ))
     }
 
-    fn new(mode: Mode, read_buffer: usize) -> Self {
+    /// A store of `mode` reading with `read`: [`LayoutOptions::read_buffer`] and
+    /// [`LayoutOptions::inline_io`].
+    fn new(mode: Mode, (read_buffer, inline_io): (usize, bool)) -> Self {
         Self {
             inner: Arc::new(Inner {
                 mode,
                 read_buffer: usable_read_buffer(read_buffer),
+                inline_io,
                 parsed: Mutex::new(HashMap::new()),
             }),
         }
@@ -201,7 +221,8 @@ impl LayoutStore {
             Mode::Single { layout, default } => Ok(vec![(default.clone(), Arc::clone(layout))]),
             Mode::PerRepository { root, .. } => {
                 let root = root.clone();
-                let names = blocking(move || walk_repositories(&root)).await?;
+                let names =
+                    blocking(self.inner.inline_io, move || walk_repositories(&root)).await?;
                 names
                     .into_iter()
                     .map(|name| Ok((name.clone(), self.scope(&name)?.layout)))
@@ -267,7 +288,7 @@ impl LayoutStore {
     /// The readable entries of `repo`; `NAME_UNKNOWN` when it has none.
     async fn entries(&self, scope: &Scope, repo: &Repository) -> Result<Vec<Entry>> {
         let layout = Arc::clone(&scope.layout);
-        let index = blocking(move || layout.read_index()).await?;
+        let index = blocking(self.inner.inline_io, move || layout.read_index()).await?;
         let entries: Vec<Entry> = index
             .entries(&scope.default)
             .into_iter()
@@ -320,7 +341,7 @@ impl LayoutStore {
         {
             return Ok(Arc::clone(facts));
         }
-        let bytes = read_blob(layout, descriptor, self.inner.read_buffer)
+        let bytes = read_blob(layout, descriptor, &self.inner)
             .await?
             .bytes(MAX_MANIFEST_SIZE as u64)
             .await?;
@@ -386,7 +407,13 @@ impl LayoutStore {
     }
 
     async fn blob_size(&self, scope: &Scope, repo: &Repository, digest: &Digest) -> Result<u64> {
-        match tokio::fs::metadata(scope.layout.blob_path(digest)).await {
+        let path = scope.layout.blob_path(digest);
+        let metadata = if self.inner.inline_io {
+            std::fs::metadata(&path)
+        } else {
+            tokio::fs::metadata(&path).await
+        };
+        match metadata {
             Ok(m) if m.is_file() => Ok(m.len()),
             _ => Err(Error::BlobUnknown {
                 repo: repo.clone(),
@@ -397,27 +424,43 @@ impl LayoutStore {
 }
 
 /// Opens a stored blob as a verified stream of `descriptor`'s content.
-async fn read_blob(
-    layout: &Layout,
-    descriptor: &Descriptor,
-    read_buffer: usize,
-) -> Result<BlobReader> {
+async fn read_blob(layout: &Layout, descriptor: &Descriptor, inner: &Inner) -> Result<BlobReader> {
     let path = layout.blob_path(&descriptor.digest);
-    let file = tokio::fs::File::open(&path).await.map_err(|e| {
+    let io = |what: &str, e| {
         Error::io(
             format!(
-                "cannot open blob {} at {}",
+                "cannot {what} blob {} at {}",
                 descriptor.digest,
                 path.display()
             ),
             e,
         )
-    })?;
+    };
+    if inner.inline_io && descriptor.size <= INLINE_READ_MAX {
+        // One more byte than stated, at most: the check then names a file that is too long
+        // without reading all of it.
+        let mut bytes = Vec::new();
+        std::fs::File::open(&path)
+            .map_err(|e| io("open", e))?
+            .take(descriptor.size + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|e| io("read", e))?;
+        return Ok(BlobReader::verified(
+            descriptor.clone(),
+            body_from_bytes(bytes),
+        ));
+    }
+    let file = tokio::fs::File::open(&path)
+        .await
+        .map_err(|e| io("open", e))?;
     Ok(BlobReader::verified(
         descriptor.clone(),
-        file_body(file, path, None, read_buffer),
+        file_body(file, path, None, inner.read_buffer),
     ))
 }
+
+/// The largest blob a store with [`LayoutOptions::inline_io`] reads on the calling task.
+const INLINE_READ_MAX: u64 = 4 << 20;
 
 /// How many bytes a blob read may have ready ahead of its consumer (in two buffers at least).
 const READ_AHEAD_BYTES: usize = 1 << 20;
@@ -498,13 +541,18 @@ fn file_body(
     .into()
 }
 
-/// Runs blocking file work off the async threads.
+/// Runs blocking file work off the async threads, or here when `inline`
+/// ([`LayoutOptions::inline_io`]).
 async fn blocking<T: Send + 'static, E>(
+    inline: bool,
     work: impl FnOnce() -> std::result::Result<T, E> + Send + 'static,
 ) -> std::result::Result<T, E>
 where
     E: From<oci_store::Error> + Send + 'static,
 {
+    if inline {
+        return work();
+    }
     tokio::task::spawn_blocking(work)
         .await
         .map_err(|e| E::from(join_error(e)))?
@@ -575,7 +623,7 @@ impl OciInterface for LayoutStore {
         read_blob(
             &scope.layout,
             &Descriptor::octet_stream(digest, size),
-            self.inner.read_buffer,
+            &self.inner,
         )
         .await
     }
@@ -614,12 +662,12 @@ impl OciInterface for LayoutStore {
 
     async fn get_manifest(&self, repo: &Repository, digest: &Digest) -> Result<BlobReader> {
         let (scope, descriptor) = self.manifest_descriptor(repo, digest).await?;
-        read_blob(&scope.layout, &descriptor, self.inner.read_buffer).await
+        read_blob(&scope.layout, &descriptor, &self.inner).await
     }
 
     async fn get_tag(&self, repo: &Repository, tag: &Tag) -> Result<BlobReader> {
         let (scope, descriptor) = self.tag_descriptor(repo, tag).await?;
-        read_blob(&scope.layout, &descriptor, self.inner.read_buffer).await
+        read_blob(&scope.layout, &descriptor, &self.inner).await
     }
 
     async fn resolve_blob(&self, repo: &Repository, digest: &Digest) -> Result<Descriptor> {
@@ -695,7 +743,7 @@ impl OciInterface for LayoutStore {
         let reader = read_blob(
             &source.layout,
             &Descriptor::octet_stream(digest, size),
-            self.inner.read_buffer,
+            &self.inner,
         )
         .await?;
         target
@@ -741,7 +789,7 @@ impl OciInterface for LayoutStore {
             params.tags.clone(),
             descriptor.clone(),
         );
-        blocking(move || {
+        blocking(self.inner.inline_io, move || {
             layout.update_index(|index| {
                 if tags.is_empty() {
                     let listed = index
@@ -793,7 +841,7 @@ impl OciInterface for LayoutStore {
             repo.clone(),
             digest.clone(),
         );
-        let removed = blocking(move || {
+        let removed = blocking(self.inner.inline_io, move || {
             layout.update_index(|index| {
                 let removed = index
                     .remove(&default, |e| {
@@ -822,7 +870,7 @@ impl OciInterface for LayoutStore {
             repo.clone(),
             tag.clone(),
         );
-        blocking(move || {
+        blocking(self.inner.inline_io, move || {
             layout.update_index(|index| {
                 let removed = index.untag(&default, |e| {
                     e.repository == repo_owned && e.tag.as_ref() == Some(&tag_owned)
@@ -840,7 +888,8 @@ impl OciInterface for LayoutStore {
             let names: BTreeSet<Repository> = match &store.inner.mode {
                 Mode::Single { layout, default } => {
                     let layout = Arc::clone(layout);
-                    let index = blocking(move || layout.read_index()).await?;
+                    let index =
+                        blocking(store.inner.inline_io, move || layout.read_index()).await?;
                     index
                         .entries(default)
                         .into_iter()
@@ -849,7 +898,7 @@ impl OciInterface for LayoutStore {
                 }
                 Mode::PerRepository { root, .. } => {
                     let root = root.clone();
-                    blocking(move || walk_repositories(&root)).await?
+                    blocking(store.inner.inline_io, move || walk_repositories(&root)).await?
                 }
             };
             Ok::<_, Error>(stream::iter(params.apply(names).into_iter().map(Ok)))

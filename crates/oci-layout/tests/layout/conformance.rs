@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use oci_layout::LayoutStore;
+use oci_layout::{LayoutOptions, LayoutStore};
 use oci_store::conformance::{Corrupter, Fixture};
 
 /// Damages a blob file in place (flips its first byte, or adds one to an empty file), wherever
@@ -48,6 +48,19 @@ async fn single() -> Fixture {
         .with_guard(dir)
 }
 
+/// Small files read on the calling task, as hoist's one-request commands open a layout
+/// ([`LayoutOptions::inline_io`]): the same answers, and damage caught the same way.
+async fn single_inline() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let options = LayoutOptions::default().with_inline_io(true);
+    let store = LayoutStore::open_with(dir.path().join("layout"), options)
+        .await
+        .unwrap();
+    Fixture::new(store)
+        .with_corrupter(corrupter(dir.path().to_path_buf()))
+        .with_guard(dir)
+}
+
 async fn per_repository() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let store = LayoutStore::open_per_repository(dir.path().join("root"))
@@ -60,6 +73,10 @@ async fn per_repository() -> Fixture {
 
 mod single_layout {
     oci_store::conformance_tests!(super::single);
+}
+
+mod single_layout_read_inline {
+    oci_store::conformance_tests!(super::single_inline);
 }
 
 mod per_repository_layouts {
