@@ -283,20 +283,10 @@ pub async fn unpack(
 
     let mut fetch_failure = None;
     for layer in layers {
-        let blob = match store.get_blob(repo, &layer.descriptor.digest).await {
-            Ok(blob) => blob,
-            Err(e) => {
-                fetch_failure = Some(Error::store(
-                    format!("reading layer {} of {repo}", layer.descriptor.digest),
-                    e,
-                ));
-                break;
-            }
-        };
-        let reader =
-            LayerReader::new(blob, Some(layer.diff_id.clone())).with_limit(options.max_layer_bytes);
+        // One layer is inflated ahead of the one being applied, no further: the channel's one
+        // slot frees when the applier takes a layer, and only then is the next one opened and
+        // its inflating started (each holds a read of its blob and up to PIECES_QUEUED pieces).
         let (piece_sender, pieces) = mpsc::channel(PIECES_QUEUED);
-        tokio::task::spawn_blocking(move || decompress(reader, &piece_sender));
         if layer_sender
             .send((layer.descriptor.digest.clone(), pieces))
             .await
@@ -305,6 +295,25 @@ pub async fn unpack(
             // The applier stopped: its error says why.
             break;
         }
+        let blob = match store.get_blob(repo, &layer.descriptor.digest).await {
+            Ok(blob) => blob,
+            Err(e) => {
+                let failure = Error::store(
+                    format!("reading layer {} of {repo}", layer.descriptor.digest),
+                    e,
+                );
+                // The applier waits for this layer's pieces: it stops on this, and the failure
+                // itself is what the unpack answers.
+                let _ = piece_sender
+                    .send(Err(io::Error::other(failure.to_string())))
+                    .await;
+                fetch_failure = Some(failure);
+                break;
+            }
+        };
+        let reader =
+            LayerReader::new(blob, Some(layer.diff_id.clone())).with_limit(options.max_layer_bytes);
+        tokio::task::spawn_blocking(move || decompress(reader, &piece_sender));
     }
     drop(layer_sender);
     let applied = applier.await.map_err(|e| Error::Invalid {

@@ -12,7 +12,7 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
-use oci_store::{MemoryStore, OciInterfaceExt};
+use oci_store::{MemoryStore, OciInterface, OciInterfaceExt};
 use oci_types::{Digest, ImageManifest, MediaType, Repository, media_type};
 use oci_unpack::{
     Error, LayerLimits, LayerRef, Result, UnpackOptions, UnpackReport, export, image_layers, unpack,
@@ -325,6 +325,22 @@ async fn a_wrong_diff_id_fails() {
         text.contains(&wrong.to_string()) && text.contains(&image.digest(0)),
         "{text}"
     );
+}
+
+/// A layer blob that cannot be read (here: gone from the store) fails the unpack naming it,
+/// after the layers below it were applied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_layer_that_cannot_be_read_fails_naming_it() {
+    let image = image(&[tar("a=1"), tar("b=2"), tar("c=3")]).await;
+    let gone = image.layers[1].descriptor.digest.clone();
+    image.store.delete_blob(&image.repo, &gone).await.unwrap();
+    let (target, result) = image.unpack("t", &rootless()).await;
+    let text = chain(&result.unwrap_err());
+    assert!(
+        text.contains(&format!("reading layer {gone}")) && text.contains("unknown"),
+        "{text}"
+    );
+    assert!(!target.join("c").exists(), "a layer above the missing one was applied");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
