@@ -184,16 +184,9 @@ const MAX_SIZE_MIB: u64 = 1 << 20;
 /// The layout and server scenarios' size under `--quick`.
 const QUICK_SIZE_MIB: u64 = 64;
 
-/// The layout scenario's defaults: those of [`BenchArgs`], or with `--quick`
+/// The layout scenario's defaults: those of [`BenchArgs`] (1 GiB), or with `--quick`
 /// [`QUICK_SIZE_MIB`] and one run.
-fn layout_defaults(args: &mut BenchArgs, size_given: bool, runs_given: bool) {
-    if args.quick && !size_given {
-        args.size_mib = QUICK_SIZE_MIB;
-    }
-    if args.quick && !runs_given {
-        args.runs = 1;
-    }
-}
+const LAYOUT_DEFAULTS: measure::Defaults = measure::Defaults::sized(1024, QUICK_SIZE_MIB);
 
 /// Parses the arguments after `bench`: `[SCENARIO...] [--scenario SCENARIO] [--size-mib N]
 /// [--runs R] [--pause S] [--quick] [--readme]`, where `--quick` means `--pause 0`, no ballast
@@ -281,20 +274,20 @@ pub(crate) fn parse_args(args: &[OsString]) -> Result<BenchCmd, String> {
                 scenario,
                 ..base.clone()
             };
-            let apply_defaults = match scenario {
-                Scenario::Startup => startup::apply_defaults,
-                Scenario::Layout => layout_defaults,
-                Scenario::Files => files::apply_defaults,
-                Scenario::Server => server::apply_defaults,
-                Scenario::Client => client::apply_defaults,
-                Scenario::Copy => copy::apply_defaults,
-                Scenario::Images => images::apply_defaults,
-                Scenario::Build => build::apply_defaults,
-                Scenario::Unpack => unpack::apply_defaults,
-                Scenario::Archive => archive::apply_defaults,
-                Scenario::Bucket => bucket::apply_defaults,
+            let defaults = match scenario {
+                Scenario::Startup => startup::DEFAULTS,
+                Scenario::Layout => LAYOUT_DEFAULTS,
+                Scenario::Files => files::DEFAULTS,
+                Scenario::Server => server::DEFAULTS,
+                Scenario::Client => client::DEFAULTS,
+                Scenario::Copy => copy::DEFAULTS,
+                Scenario::Images => images::DEFAULTS,
+                Scenario::Build => build::DEFAULTS,
+                Scenario::Unpack => unpack::DEFAULTS,
+                Scenario::Archive => archive::DEFAULTS,
+                Scenario::Bucket => bucket::DEFAULTS,
             };
-            apply_defaults(&mut parsed, size_given, runs_given);
+            defaults.apply(&mut parsed, size_given, runs_given);
             parsed
         })
         .collect();
@@ -483,7 +476,8 @@ mod tests {
 
     #[test]
     fn every_scenario_counts_at_least_5_runs_after_a_warm_up() {
-        assert_eq!(BenchArgs::default().runs, 5);
+        // An even count: each of the two alternating orders counts as often.
+        assert_eq!(BenchArgs::default().runs, 6);
         let cmd = parse_args(&[]).unwrap();
         for args in &cmd.scenarios {
             assert!(args.runs >= 5, "{args:?}");
@@ -547,11 +541,11 @@ mod tests {
     }
 
     #[test]
-    fn server_scenario_defaults_to_256_mib_and_5_runs() {
+    fn server_scenario_defaults_to_256_mib_and_6_runs() {
         let parsed = parse_one(&["server"]).unwrap();
         assert_eq!(parsed.scenario, Scenario::Server);
         assert_eq!(parsed.size_mib, 256);
-        assert_eq!(parsed.runs, 5);
+        assert_eq!(parsed.runs, 6);
         let parsed = parse_one(&["server", "--size-mib", "128", "--quick"]).unwrap();
         assert_eq!((parsed.size_mib, parsed.quick, parsed.runs), (128, true, 1));
         assert_eq!(

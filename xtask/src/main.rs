@@ -45,13 +45,13 @@ commands:
                   (refused with --quick)
   bench layout [--size-mib N] [--runs R] [--pause S] [--quick]
                   push a blob into a new layout and read it back, against dd and openssl
-                  (default: 1024 MiB, 3 runs, a 20 s pause after each run's deletion, an
+                  (default: 1024 MiB, 6 runs after a warm-up run, a 20 s pause after each run's deletion, an
                   untimed ballast write before each run; --quick: 64 MiB, 1 run)
   bench files [--size-mib N] [--runs R] [--quick]
                   a seeded tree of tens of thousands of small files: `hoist build` against
                   `umoci insert`, `hoist unpack --rootless` against `umoci unpack`, `hoist
                   export` against `umoci raw unpack` + `tar -c`; peak RSS (needs umoci, GNU
-                  time; default: 128 MiB, about 28,000 files, 5 runs after a warm-up run;
+                  time; default: 128 MiB, about 28,000 files, 6 runs after a warm-up run;
                   --quick: 16 MiB, 1 run)
   bench startup [--size-mib N] [--runs R] [--quick]
                   `hoist digest oci:DIR:TAG` against `skopeo inspect --raw` and `oras
@@ -63,14 +63,15 @@ commands:
                   by side: blob upload and download throughput, manifest HEAD/GET requests
                   per second and p99 latency with 1, 32 and 256 connections (needs curl,
                   wrk, docker-registry), memory per idle connection (default: 256 MiB blob,
-                  5 runs after a warm-up run, 3 s load tests; --quick: 64 MiB, 1 run, no
+                  6 runs after a warm-up run, 3 s load tests; --quick: 64 MiB, 1 run, no
                   warm-up, no ballast, 2 s load tests)
   bench client [--size-mib N] [--runs R] [--pause S] [--quick]
                   `hoist copy` against `skopeo copy` and `oras cp` with docker-registry
                   (loopback), pull into a new layout and push into a new registry, beside
                   the machine's limits measured with curl, openssl and dd, 4 blobs at a
                   time; peak RSS (needs curl, skopeo, oras, docker-registry, gzip, GNU time;
-                  default: 1024 MiB in 8 gzip layers of random data, 3 runs; --quick: 64
+                  default: 1024 MiB in 8 gzip layers of random data, 6 runs after a warm-up
+                  run; --quick: 64
                   MiB, 1 run)
   bench copy [--size-mib N] [--runs R] [--pause S] [--quick]
                   `hoist copy` from one docker-registry to a fresh second one against
@@ -78,36 +79,37 @@ commands:
                   uploads of the same blobs, 4 at a time); and `hoist copy` within one
                   registry (mounts, checked in its access log); peak RSS (needs curl,
                   skopeo, oras, docker-registry, GNU time; default: 1024 MiB in 8 layers of
-                  seeded random data, 3 runs; --quick: 64 MiB, 1 run)
+                  seeded random data, 6 runs after a warm-up run; --quick: 64 MiB, 1 run)
   bench images [--size-mib N] [--runs R] [--pause S] [--quick]
                   a 50-layer image pulled into a new layout and pushed into a new registry,
                   and a 4-platform index copied to a new registry: `hoist copy` against
                   `oras cp` and `skopeo copy (--all)`, the index beside the registry's intake
                   (curl); peak RSS (needs curl, skopeo, oras, docker-registry, GNU time;
-                  default: 256 MiB in all, 5 runs after a warm-up run; --quick: 32 MiB, 1 run)
+                  default: 256 MiB in all, 6 runs after a warm-up run; --quick: 32 MiB, 1 run)
   bench build [--size-mib N] [--runs R] [--pause S] [--quick]
                   `hoist build --layer DIR` against `umoci insert` of the same tree into a new
                   layout (gzip), on a generated tree (seeded, mixed sizes, half random, half
                   text) and a copy of part of /usr, beside the machine's limits (tar read,
                   pigz on 1 and all cores, openssl, dd); peak RSS (needs umoci, pigz, GNU
-                  time; default: 1024 MiB generated + 384 MiB of /usr, 3 runs; --quick: 64
+                  time; default: 1024 MiB generated + 384 MiB of /usr, 6 runs after a warm-up
+                  run; --quick: 64
                   MiB, 1 run)
   bench unpack [--size-mib N] [--runs R] [--pause S] [--quick]
                   `hoist unpack --rootless` against `umoci unpack --rootless` of the same
                   layout into a new directory, on a generated image (8 gzip layers, half
                   random, half text) and one of part of /usr in 3 layers, beside the
                   machine's limits (gzip, pigz and zlib inflate on one core, tar -xf of the
-                  tars); peak RSS (needs umoci, pigz, python3, GNU time; default: 1024 MiB
-                  generated + 640 MiB of /usr, 3 runs, 420 s pause after each deletion, as
-                  ext4 without a journal is slow to make files for 6 minutes after one;
-                  --quick: 64 MiB, 1 run)
+                  tars); peak RSS (needs umoci, pigz, python3, GNU time; default: 512 MiB
+                  generated + 320 MiB of /usr, 6 runs after a warm-up run, every run's trees
+                  kept until the end, as ext4 without a journal is slow to make files for
+                  minutes after a deletion; --quick: 64 MiB, 1 run)
   bench archive [--size-mib N] [--runs R] [--pause S] [--quick]
                   `hoist copy` against `skopeo copy` writing a docker-archive of an OCI
                   layout and reading skopeo's archive into a new layout, and into a fresh
                   Docker 20.10 daemon against `docker load` of skopeo's archive, beside the
                   machine's limits (cat, openssl, dd); peak RSS (needs skopeo, docker.io,
-                  GNU time; default: 1024 MiB in 8 gzip layers of seeded random data, 5
-                  runs; --quick: 64 MiB, 1 run)
+                  GNU time; default: 1024 MiB in 8 gzip layers of seeded random data, 6
+                  runs after a warm-up run; --quick: 64 MiB, 1 run)
   bench bucket [--size-mib N] [--runs R] [--pause S] [--quick]
                   `hoist serve --storage s3://` against docker-registry's s3 driver on one
                   moto (loopback), side by side: push and pull with `hoist copy` for both,

@@ -340,7 +340,10 @@ async fn a_layer_that_cannot_be_read_fails_naming_it() {
         text.contains(&format!("reading layer {gone}")) && text.contains("unknown"),
         "{text}"
     );
-    assert!(!target.join("c").exists(), "a layer above the missing one was applied");
+    assert!(
+        !target.join("c").exists(),
+        "a layer above the missing one was applied"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -17,7 +17,7 @@ use crate::describe;
 
 mod runs;
 
-pub(super) use runs::{DEFAULT_RUNS, Runs};
+pub(super) use runs::{DEFAULT_RUNS, Defaults, Runs};
 
 /// Runs `cmd` to completion with its output captured, timing it from spawn to exit; fails
 /// unless it exits successfully.

@@ -56,7 +56,9 @@ use super::machine::{
     parse_openssl_digest, read_through, remove_dir, require_tools, revision, run_ballast, sync,
     sync_and_pause, version, warm_tree,
 };
-use super::measure::{Runs, Usage, format_mib, read_usage, timed, with_time, write_results};
+use super::measure::{
+    Defaults, Runs, Usage, format_mib, read_usage, timed, with_time, write_results,
+};
 
 mod daemon;
 mod image;
@@ -98,20 +100,10 @@ const DOCKERD: &str = "/usr/sbin/dockerd";
 /// the `dd` file and two daemons' data (eleven in all).
 const EXTRA_COPIES: u64 = 8;
 
-/// Sets the scenario's defaults for what the command line left out: [`ARCHIVE_SIZE_MIB`] and
+/// The scenario's defaults for what the command line leaves out: [`ARCHIVE_SIZE_MIB`] and
 /// [`ARCHIVE_RUNS`], or with `--quick` [`QUICK_SIZE_MIB`] and one run.
-pub(super) fn apply_defaults(args: &mut BenchArgs, size_given: bool, runs_given: bool) {
-    if !size_given {
-        args.size_mib = if args.quick {
-            QUICK_SIZE_MIB
-        } else {
-            ARCHIVE_SIZE_MIB
-        };
-    }
-    if !runs_given {
-        args.runs = if args.quick { 1 } else { ARCHIVE_RUNS };
-    }
-}
+pub(super) const DEFAULTS: Defaults =
+    Defaults::sized(ARCHIVE_SIZE_MIB, QUICK_SIZE_MIB).with_runs(ARCHIVE_RUNS);
 
 /// What a run times.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -57,7 +57,7 @@ use super::machine::{
     Revision, Workspace, ballast_bytes, build_hoist, read_through, remove_dir, require_tools,
     revision, run_ballast, sync, sync_and_pause, version,
 };
-use super::measure::{Runs, median, median_or_nan, rate_mb_s, timed, write_results};
+use super::measure::{Defaults, Runs, median, median_or_nan, rate_mb_s, timed, write_results};
 use super::peers::{check_digest_printed, curl, manifest_digest, parse_size_and_time};
 
 mod report;
@@ -90,20 +90,9 @@ const MOTO_KEY: &str = "object.bin";
 /// The access key and secret both servers use (moto takes any).
 const ACCESS_KEY: &str = "hoist";
 
-/// Sets the scenario's defaults for what the command line left out: [`BUCKET_SIZE_MIB`], or
+/// The scenario's defaults for what the command line leaves out: [`BUCKET_SIZE_MIB`], or
 /// with `--quick` [`QUICK_SIZE_MIB`] and one run.
-pub(super) fn apply_defaults(args: &mut BenchArgs, size_given: bool, runs_given: bool) {
-    if !size_given {
-        args.size_mib = if args.quick {
-            QUICK_SIZE_MIB
-        } else {
-            BUCKET_SIZE_MIB
-        };
-    }
-    if args.quick && !runs_given {
-        args.runs = 1;
-    }
-}
+pub(super) const DEFAULTS: Defaults = Defaults::sized(BUCKET_SIZE_MIB, QUICK_SIZE_MIB);
 
 /// The servers compared.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -547,13 +536,13 @@ mod tests {
     #[test]
     fn defaults_are_256_mib_and_quick_is_64_mib_once() {
         let mut args = BenchArgs::default();
-        apply_defaults(&mut args, false, false);
+        DEFAULTS.apply(&mut args, false, false);
         assert_eq!((args.size_mib, args.runs), (256, DEFAULT_RUNS));
         let mut quick = BenchArgs {
             quick: true,
             ..BenchArgs::default()
         };
-        apply_defaults(&mut quick, false, false);
+        DEFAULTS.apply(&mut quick, false, false);
         assert_eq!((quick.size_mib, quick.runs), (64, 1));
         let mut given = BenchArgs {
             quick: true,
@@ -561,7 +550,7 @@ mod tests {
             runs: 2,
             ..BenchArgs::default()
         };
-        apply_defaults(&mut given, true, true);
+        DEFAULTS.apply(&mut given, true, true);
         assert_eq!((given.size_mib, given.runs), (8, 2));
     }
 

@@ -47,7 +47,7 @@ use super::machine::{
     sha256_of, sync, sync_and_pause, version, warm_tree,
 };
 use super::measure::{
-    Runs, Usage, alternate, format_mib, read_usage, require_gnu_time, timed, timed_drain,
+    Defaults, Runs, Usage, alternate, format_mib, read_usage, require_gnu_time, timed, timed_drain,
     with_time, write_results,
 };
 use crate::run_status;
@@ -74,20 +74,9 @@ const COMPRESS_RS: &str = "crates/oci-build/src/build/compress.rs";
 /// the `dd` copy, each about one layer.
 const LAYERS_PER_RUN: u64 = 4;
 
-/// Sets the scenario's defaults for what the command line left out: [`BUILD_SIZE_MIB`], or
+/// The scenario's defaults for what the command line leaves out: [`BUILD_SIZE_MIB`], or
 /// with `--quick` [`QUICK_SIZE_MIB`] and one run.
-pub(super) fn apply_defaults(args: &mut BenchArgs, size_given: bool, runs_given: bool) {
-    if !size_given {
-        args.size_mib = if args.quick {
-            QUICK_SIZE_MIB
-        } else {
-            BUILD_SIZE_MIB
-        };
-    }
-    if args.quick && !runs_given {
-        args.runs = 1;
-    }
-}
+pub(super) const DEFAULTS: Defaults = Defaults::sized(BUILD_SIZE_MIB, QUICK_SIZE_MIB);
 
 /// The trees built.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

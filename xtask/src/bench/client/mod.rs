@@ -53,7 +53,8 @@ use super::machine::{
     revision, run_ballast, sha256_of, sync, sync_and_pause, version,
 };
 use super::measure::{
-    Runs, alternate, format_mib, read_usage, require_gnu_time, timed, with_time, write_results,
+    Defaults, Runs, alternate, format_mib, read_usage, require_gnu_time, timed, with_time,
+    write_results,
 };
 use super::peers::{Registry, check_digest_printed, download_blob, upload_blob};
 
@@ -92,20 +93,9 @@ const INDEX_TYPE: &str = "application/vnd.oci.image.index.v1+json";
 /// and the pull registry).
 const EXTRA_COPIES: u64 = 7;
 
-/// Sets the scenario's defaults for what the command line left out: [`CLIENT_SIZE_MIB`], or
+/// The scenario's defaults for what the command line leaves out: [`CLIENT_SIZE_MIB`], or
 /// with `--quick` [`QUICK_SIZE_MIB`] and one run.
-pub(super) fn apply_defaults(args: &mut BenchArgs, size_given: bool, runs_given: bool) {
-    if !size_given {
-        args.size_mib = if args.quick {
-            QUICK_SIZE_MIB
-        } else {
-            CLIENT_SIZE_MIB
-        };
-    }
-    if args.quick && !runs_given {
-        args.runs = 1;
-    }
-}
+pub(super) const DEFAULTS: Defaults = Defaults::sized(CLIENT_SIZE_MIB, QUICK_SIZE_MIB);
 
 /// What a run times.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -38,7 +38,8 @@ use super::machine::{
     revision, run_ballast, sync, sync_and_pause, version,
 };
 use super::measure::{
-    Runs, alternate, format_mib, read_usage, require_gnu_time, timed, with_time, write_results,
+    Defaults, Runs, alternate, format_mib, read_usage, require_gnu_time, timed, with_time,
+    write_results,
 };
 use super::peers::{
     Registry, check_digest_printed, count_blob_bodies, download_blob, manifest_digest,
@@ -66,20 +67,9 @@ const SEED: u64 = 0x636f_7079;
 /// registries) plus the two kept all along (the source layout and the source registry).
 const EXTRA_COPIES: u64 = 3;
 
-/// Sets the scenario's defaults for what the command line left out: [`COPY_SIZE_MIB`], or with
+/// The scenario's defaults for what the command line leaves out: [`COPY_SIZE_MIB`], or with
 /// `--quick` [`QUICK_SIZE_MIB`] and one run.
-pub(super) fn apply_defaults(args: &mut BenchArgs, size_given: bool, runs_given: bool) {
-    if !size_given {
-        args.size_mib = if args.quick {
-            QUICK_SIZE_MIB
-        } else {
-            COPY_SIZE_MIB
-        };
-    }
-    if args.quick && !runs_given {
-        args.runs = 1;
-    }
-}
+pub(super) const DEFAULTS: Defaults = Defaults::sized(COPY_SIZE_MIB, QUICK_SIZE_MIB);
 
 /// What a run times.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

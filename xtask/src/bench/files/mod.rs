@@ -48,8 +48,8 @@ use super::machine::{
     revision, sync, sync_and_pause, version, walk, warm_tree,
 };
 use super::measure::{
-    DEFAULT_RUNS, Runs, Usage, alternate, format_mib, read_usage, require_gnu_time, timed,
-    with_time, write_results,
+    DEFAULT_RUNS, Defaults, Runs, Usage, alternate, format_mib, read_usage, require_gnu_time,
+    timed, with_time, write_results,
 };
 use crate::run_status;
 
@@ -80,20 +80,10 @@ const UMOCI_EXPORT_SCRIPT: &str = "umoci raw unpack --rootless --image \"$1\" \"
 /// Extracts the tar `$2` into the new directory `$1`.
 const TAR_X_SCRIPT: &str = "mkdir \"$1\" && tar --no-same-owner -xf \"$2\" -C \"$1\"";
 
-/// Sets the scenario's defaults for what the command line left out: [`FILES_SIZE_MIB`] and
+/// The scenario's defaults for what the command line leaves out: [`FILES_SIZE_MIB`] and
 /// [`FILES_RUNS`], or with `--quick` [`QUICK_SIZE_MIB`] and one run.
-pub(super) fn apply_defaults(args: &mut BenchArgs, size_given: bool, runs_given: bool) {
-    if !size_given {
-        args.size_mib = if args.quick {
-            QUICK_SIZE_MIB
-        } else {
-            FILES_SIZE_MIB
-        };
-    }
-    if !runs_given {
-        args.runs = if args.quick { 1 } else { FILES_RUNS };
-    }
-}
+pub(super) const DEFAULTS: Defaults =
+    Defaults::sized(FILES_SIZE_MIB, QUICK_SIZE_MIB).with_runs(FILES_RUNS);
 
 /// What a run times.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

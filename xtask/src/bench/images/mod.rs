@@ -39,8 +39,8 @@ use super::machine::{
     run_ballast, sync, sync_and_pause, version, warm_tree,
 };
 use super::measure::{
-    DEFAULT_RUNS, Runs, alternate, format_mib, read_usage, require_gnu_time, timed, with_time,
-    write_results,
+    DEFAULT_RUNS, Defaults, Runs, alternate, format_mib, read_usage, require_gnu_time, timed,
+    with_time, write_results,
 };
 use super::peers::{
     Registry, check_digest_printed, curl, parse_header, put_layout_image, upload_blob,
@@ -79,20 +79,10 @@ const INDEX_TYPE: &str = "application/vnd.oci.image.index.v1+json";
 /// half, and eight registries of half.
 const EXTRA_COPIES: u64 = 3;
 
-/// Sets the scenario's defaults for what the command line left out: [`IMAGES_SIZE_MIB`] and
+/// The scenario's defaults for what the command line leaves out: [`IMAGES_SIZE_MIB`] and
 /// [`IMAGES_RUNS`], or with `--quick` [`QUICK_SIZE_MIB`] and one run.
-pub(super) fn apply_defaults(args: &mut BenchArgs, size_given: bool, runs_given: bool) {
-    if !size_given {
-        args.size_mib = if args.quick {
-            QUICK_SIZE_MIB
-        } else {
-            IMAGES_SIZE_MIB
-        };
-    }
-    if !runs_given {
-        args.runs = if args.quick { 1 } else { IMAGES_RUNS };
-    }
-}
+pub(super) const DEFAULTS: Defaults =
+    Defaults::sized(IMAGES_SIZE_MIB, QUICK_SIZE_MIB).with_runs(IMAGES_RUNS);
 
 /// What a run times.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,6 +1,7 @@
 //! The runs of a scenario, shared by every scenario: an uncounted warm-up run (none with
 //! `--quick`), then the counted ones, [`DEFAULT_RUNS`] unless the scenario or `--runs` says
-//! otherwise (issue 18: at least 5 counted runs after a warm-up).
+//! otherwise (issue 18: at least 5 counted runs after a warm-up); a scenario's sizes and run
+//! count for what the command line leaves out ([`Defaults`]).
 //!
 //! The warm-up does everything a counted run does (same steps, same order as the first counted
 //! run, its own directory) and is left out of the results: it fills the page cache with the
@@ -9,8 +10,50 @@
 
 use crate::bench::BenchArgs;
 
-/// The counted runs of a scenario unless it sets its own or `--runs` is given.
-pub(in crate::bench) const DEFAULT_RUNS: usize = 5;
+/// The counted runs of a scenario unless it sets its own or `--runs` is given: an even number,
+/// so that each of the two orders the tools alternate between counts as often (whichever runs
+/// second after the ballast may gain, and with an odd count the median leans to the order
+/// that ran once more).
+pub(in crate::bench) const DEFAULT_RUNS: usize = 6;
+
+/// What a scenario measures unless the command line says otherwise: `size_mib` MiB of data
+/// and `runs` counted runs, or with `--quick` `quick_size_mib` MiB and one run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(in crate::bench) struct Defaults {
+    pub(in crate::bench) size_mib: u64,
+    pub(in crate::bench) quick_size_mib: u64,
+    pub(in crate::bench) runs: usize,
+}
+
+impl Defaults {
+    /// `size_mib` MiB (`quick_size_mib` with `--quick`) and [`DEFAULT_RUNS`] runs.
+    pub(in crate::bench) const fn sized(size_mib: u64, quick_size_mib: u64) -> Self {
+        Self {
+            size_mib,
+            quick_size_mib,
+            runs: DEFAULT_RUNS,
+        }
+    }
+
+    /// The same with `runs` counted runs.
+    pub(in crate::bench) const fn with_runs(self, runs: usize) -> Self {
+        Self { runs, ..self }
+    }
+
+    /// Fills in what the command line left out (`size_given`, `runs_given` say what it gave).
+    pub(in crate::bench) fn apply(&self, args: &mut BenchArgs, size_given: bool, runs_given: bool) {
+        if !size_given {
+            args.size_mib = if args.quick {
+                self.quick_size_mib
+            } else {
+                self.size_mib
+            };
+        }
+        if !runs_given {
+            args.runs = if args.quick { 1 } else { self.runs };
+        }
+    }
+}
 
 /// The runs of one scenario: `warm_up` uncounted ones, then `counted` ones.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -42,7 +42,7 @@ use super::machine::{
     Workspace, ballast_bytes, build_hoist, check_dd, dd, read_through, remove_dir, require_tools,
     run_ballast, sha256_of, status_kib,
 };
-use super::measure::{DEFAULT_RUNS, Runs, median_or_nan, timed, write_results};
+use super::measure::{DEFAULT_RUNS, Defaults, Runs, median_or_nan, timed, write_results};
 use super::peers::{
     MANIFEST_TYPE, Proc, Registry, curl, download_blob, start_hoist_serve, upload_blob,
 };
@@ -61,20 +61,10 @@ const SERVER_RUNS: usize = DEFAULT_RUNS;
 const LOAD_SECS: u64 = 3;
 const WARM_UP_SECS: u64 = 1;
 const QUICK_LOAD_SECS: u64 = 2;
-/// Sets the scenario's defaults for what the command line left out: [`SERVER_SIZE_MIB`] and
+/// The scenario's defaults for what the command line leaves out: [`SERVER_SIZE_MIB`] and
 /// [`SERVER_RUNS`], or with `--quick` [`QUICK_SIZE_MIB`] and one run.
-pub(super) fn apply_defaults(args: &mut BenchArgs, size_given: bool, runs_given: bool) {
-    if !size_given {
-        args.size_mib = if args.quick {
-            QUICK_SIZE_MIB
-        } else {
-            SERVER_SIZE_MIB
-        };
-    }
-    if !runs_given {
-        args.runs = if args.quick { 1 } else { SERVER_RUNS };
-    }
-}
+pub(super) const DEFAULTS: Defaults =
+    Defaults::sized(SERVER_SIZE_MIB, QUICK_SIZE_MIB).with_runs(SERVER_RUNS);
 
 /// Timed downloads of the blob from each server in a run (their median is the run's figure).
 const DOWNLOADS_PER_RUN: usize = 3;

@@ -27,7 +27,8 @@ use super::machine::{
     Revision, Workspace, build_hoist, remove_dir, require_tools, revision, version,
 };
 use super::measure::{
-    Runs, alternate, format_mib, read_usage, require_gnu_time, timed, with_time, write_results,
+    Defaults, Runs, alternate, format_mib, read_usage, require_gnu_time, timed, with_time,
+    write_results,
 };
 
 mod report;
@@ -43,16 +44,9 @@ const TAG: &str = "v1";
 /// The seed of the layer's bytes.
 const SEED: u64 = 0x0073_7461_7274_7570;
 
-/// Sets the scenario's defaults for what the command line left out: [`STARTUP_RUNS`] rounds
+/// The scenario's defaults for what the command line leaves out: [`STARTUP_RUNS`] rounds
 /// on a [`LAYER_MIB`] MiB layer, or with `--quick` one round.
-pub(super) fn apply_defaults(args: &mut BenchArgs, size_given: bool, runs_given: bool) {
-    if !size_given {
-        args.size_mib = LAYER_MIB;
-    }
-    if !runs_given {
-        args.runs = if args.quick { 1 } else { STARTUP_RUNS };
-    }
-}
+pub(super) const DEFAULTS: Defaults = Defaults::sized(LAYER_MIB, LAYER_MIB).with_runs(STARTUP_RUNS);
 
 /// The tools timed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

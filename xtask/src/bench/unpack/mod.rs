@@ -63,7 +63,7 @@ use super::machine::{
     warm_tree,
 };
 use super::measure::{
-    Runs, Usage, alternate, format_mib, read_usage, require_gnu_time, timed, with_time,
+    Defaults, Runs, Usage, alternate, format_mib, read_usage, require_gnu_time, timed, with_time,
     write_results,
 };
 
@@ -118,20 +118,9 @@ print(total)
 const TAR_SCRIPT: &str =
     "d=$1; shift; for t do tar --no-same-owner -xf \"$t\" -C \"$d\" || exit 1; done";
 
-/// Sets the scenario's defaults for what the command line left out: [`UNPACK_SIZE_MIB`], or
+/// The scenario's defaults for what the command line leaves out: [`UNPACK_SIZE_MIB`], or
 /// with `--quick` [`QUICK_SIZE_MIB`] and one run.
-pub(super) fn apply_defaults(args: &mut BenchArgs, size_given: bool, runs_given: bool) {
-    if !size_given {
-        args.size_mib = if args.quick {
-            QUICK_SIZE_MIB
-        } else {
-            UNPACK_SIZE_MIB
-        };
-    }
-    if args.quick && !runs_given {
-        args.runs = 1;
-    }
-}
+pub(super) const DEFAULTS: Defaults = Defaults::sized(UNPACK_SIZE_MIB, QUICK_SIZE_MIB);
 
 /// The images unpacked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
