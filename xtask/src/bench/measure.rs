@@ -294,6 +294,15 @@ pub(super) fn format_mib(kib: u64) -> String {
     format!("{:.1} MiB", kib as f64 / 1024.0)
 }
 
+/// Prints the progress line of one timed step: its label, seconds and, where measured, its
+/// peak RSS.
+pub(super) fn print_step(label: &str, seconds: f64, peak_rss_kib: Option<u64>) {
+    match peak_rss_kib {
+        Some(kib) => println!("    {label:<36}{seconds:>8.3} s {:>12}", format_mib(kib)),
+        None => println!("    {label:<36}{seconds:>8.3} s"),
+    }
+}
+
 /// Decimal megabytes per second, as `dd` and the peers' README count them.
 pub(super) fn rate_mb_s(bytes: u64, seconds: f64) -> f64 {
     bytes as f64 / 1e6 / seconds

@@ -38,7 +38,7 @@ use super::machine::{
     revision, run_ballast, sync, sync_and_pause, version,
 };
 use super::measure::{
-    Defaults, Runs, alternate, format_mib, read_usage, require_gnu_time, timed, with_time,
+    Defaults, Runs, alternate, print_step, read_usage, require_gnu_time, timed, with_time,
     write_results,
 };
 use super::peers::{
@@ -341,15 +341,7 @@ pub(super) fn run(root: &Path, args: &BenchArgs) -> Result<()> {
             sync()?;
             warm(&source)?;
             let sample = measure(step, &cx)?;
-            match sample.peak_rss_kib {
-                Some(kib) => println!(
-                    "    {:<36}{:>8.3} s {:>12}",
-                    step.label(),
-                    sample.seconds,
-                    format_mib(kib)
-                ),
-                None => println!("    {:<36}{:>8.3} s", step.label(), sample.seconds),
-            }
+            print_step(step.label(), sample.seconds, sample.peak_rss_kib);
             samples.push(sample);
         }
         if run.counted {

@@ -39,7 +39,7 @@ use super::machine::{
     run_ballast, sync, sync_and_pause, version, warm_tree,
 };
 use super::measure::{
-    DEFAULT_RUNS, Defaults, Runs, alternate, format_mib, read_usage, require_gnu_time, timed,
+    DEFAULT_RUNS, Defaults, Runs, alternate, print_step, read_usage, require_gnu_time, timed,
     with_time, write_results,
 };
 use super::peers::{
@@ -485,15 +485,7 @@ pub(super) fn run(root: &Path, args: &BenchArgs) -> Result<()> {
             sync()?;
             warm()?;
             let sample = measure(step, &hoist, &source, &dir, target.as_ref())?;
-            match sample.peak_rss_kib {
-                Some(kib) => println!(
-                    "    {:<36}{:>8.3} s {:>12}",
-                    step.label(),
-                    sample.seconds,
-                    format_mib(kib)
-                ),
-                None => println!("    {:<36}{:>8.3} s", step.label(), sample.seconds),
-            }
+            print_step(step.label(), sample.seconds, sample.peak_rss_kib);
             samples.push(sample);
         }
         if run.counted {
