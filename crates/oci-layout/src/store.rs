@@ -39,12 +39,14 @@ pub struct LayoutOptions {
     /// read holds a few such buffers, so larger ones cost memory per concurrent read and gain
     /// speed (a server streaming large blobs to many clients, as `hoist serve` sets it).
     pub read_buffer: usize,
-    /// Whether metadata and small files (the `oci-layout` file, `index.json`, manifests,
-    /// configs) are read on the calling task instead of tokio's blocking pool; `false` by
-    /// default. For a program that makes one short request on a current-thread runtime, as
-    /// `hoist digest` does, handing each read to another thread and back costs more than the
-    /// read; anything that runs requests side by side (a server, a copy) must leave it off, since
-    /// a read then holds up every other task. Large blobs are read on the pool either way.
+    /// Whether the store's short file work runs on the calling task instead of tokio's blocking
+    /// pool: reading metadata and small files (the `oci-layout` file, `index.json`, manifests,
+    /// configs), updating `index.json` and deleting; `false` by default. For a program that
+    /// makes one short request on a current-thread runtime, as `hoist digest` does, handing
+    /// each step to another thread and back costs more than the step; anything that runs
+    /// requests side by side (a server, a copy) must leave it off, since the step then holds up
+    /// every other task. Blobs over 4 MiB are read on the pool either way, and blob content is
+    /// always written there.
     pub inline_io: bool,
 }
 
