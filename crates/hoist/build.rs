@@ -2,10 +2,10 @@
 //!
 //! On GNU/Linux the executable's relative relocations are packed (`DT_RELR`): a
 //! position-independent executable keeps its address randomisation, and the dynamic loader reads
-//! a few kilobytes of relocations at start-up instead of half a megabyte of `RELA` entries, which
-//! is most of what a one-request command such as `hoist digest` spends before `main`. GNU ld
-//! turns packing on only when the C library it links against supports it (glibc 2.36 and later),
-//! and older linkers ignore the option with a warning.
+//! a few kilobytes of relocations at every start instead of half a megabyte of `RELA` entries
+//! (fewer pages to fault in before `main`). GNU ld turns packing on only when the C library it
+//! links against supports it (glibc 2.36 and later), and older linkers ignore the option with a
+//! warning.
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
