@@ -26,9 +26,9 @@
 //!   print again), the image unpacked and exported, the uncompressed tar of its layer; one
 //!   unpack by hoist and by umoci, which must give as many files, directories and links as the
 //!   tree has, and one export by each, which must list as many entries;
-//! * [`FILES_RUNS`] counted runs after an uncounted warm-up run (none with `--quick`); the
-//!   order of the steps reverses from one run to the next, each hoist step beside umoci's;
-//!   `sync` and an untimed read of what a step reads before it;
+//! * [`DEFAULT_RUNS`](super::measure::DEFAULT_RUNS) counted runs after an uncounted warm-up run
+//!   (none with `--quick`); the order of the steps reverses from one run to the next, each
+//!   hoist step beside umoci's; `sync` and an untimed read of what a step reads before it;
 //! * every step writes into a new directory, and nothing is deleted until the scenario ends:
 //!   ext4 without a journal (this machine's root filesystem) skips recently deleted inodes when
 //!   it allocates new ones (see the unpack scenario), so deleting a run's trees would slow the
@@ -48,8 +48,8 @@ use super::machine::{
     revision, sync, sync_and_pause, version, walk, warm_tree,
 };
 use super::measure::{
-    DEFAULT_RUNS, Defaults, Runs, Usage, alternate, format_mib, read_usage, require_gnu_time,
-    timed, with_time, write_results,
+    Defaults, Runs, Usage, alternate, format_mib, read_usage, require_gnu_time, timed, with_time,
+    write_results,
 };
 use crate::run_status;
 
@@ -61,8 +61,6 @@ use report::FilesReport;
 /// The default size of the tree's files, and that of `--quick`.
 const FILES_SIZE_MIB: u64 = 128;
 const QUICK_SIZE_MIB: u64 = 16;
-/// The counted runs, after the warm-up.
-const FILES_RUNS: usize = DEFAULT_RUNS;
 /// The seed of the tree.
 const SEED: u64 = 0x6669_6c65_7374_7265;
 /// The tag of every image.
@@ -81,9 +79,9 @@ const UMOCI_EXPORT_SCRIPT: &str = "umoci raw unpack --rootless --image \"$1\" \"
 const TAR_X_SCRIPT: &str = "mkdir \"$1\" && tar --no-same-owner -xf \"$2\" -C \"$1\"";
 
 /// The scenario's defaults for what the command line leaves out: [`FILES_SIZE_MIB`] and
-/// [`FILES_RUNS`], or with `--quick` [`QUICK_SIZE_MIB`] and one run.
-pub(super) const DEFAULTS: Defaults =
-    Defaults::sized(FILES_SIZE_MIB, QUICK_SIZE_MIB).with_runs(FILES_RUNS);
+/// [`DEFAULT_RUNS`](super::measure::DEFAULT_RUNS), or with `--quick` [`QUICK_SIZE_MIB`] and one
+/// run.
+pub(super) const DEFAULTS: Defaults = Defaults::sized(FILES_SIZE_MIB, QUICK_SIZE_MIB);
 
 /// What a run times.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -517,13 +515,17 @@ pub(super) fn run(root: &Path, args: &BenchArgs) -> Result<()> {
 mod tests {
     use super::*;
     use crate::bench::Scenario;
+    use crate::bench::measure::DEFAULT_RUNS;
     use crate::bench::tests::parse_one;
 
     #[test]
     fn files_defaults_to_5_runs_and_quick_to_one() {
         let parsed = parse_one(&["files"]).unwrap();
         assert_eq!(parsed.scenario, Scenario::Files);
-        assert_eq!((parsed.size_mib, parsed.runs), (FILES_SIZE_MIB, FILES_RUNS));
+        assert_eq!(
+            (parsed.size_mib, parsed.runs),
+            (FILES_SIZE_MIB, DEFAULT_RUNS)
+        );
         let quick = parse_one(&["files", "--quick"]).unwrap();
         assert_eq!((quick.size_mib, quick.runs), (QUICK_SIZE_MIB, 1));
     }

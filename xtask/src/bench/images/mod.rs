@@ -17,12 +17,12 @@
 //!
 //! How it measures: the images are built once by `hoist build` from seeded random bytes (the
 //! index's platforms with `--platform`) and put into the source registry with `curl`, never by
-//! a tool measured; [`IMAGES_RUNS`] counted runs after an uncounted warm-up run (none with
-//! `--quick`); every pull writes into a new directory and every push or copy goes to a
-//! registry of its own, started for the run with fresh storage (the filesystem driver stores
-//! blobs globally, and skopeo's blob info cache would mount blobs it has seen); every result
-//! is checked to have the source's digest (the pulled layout's tag, the target's manifest or
-//! index); `sync` and an untimed read of the source registry's storage and layouts before every
+//! a tool measured; [`DEFAULT_RUNS`](super::measure::DEFAULT_RUNS) counted runs after an uncounted
+//! warm-up run (none with `--quick`); every pull writes into a new directory and every push or
+//! copy goes to a registry of its own, started for the run with fresh storage (the filesystem
+//! driver stores blobs globally, and skopeo's blob info cache would mount blobs it has seen);
+//! every result is checked to have the source's digest (the pulled layout's tag, the target's
+//! manifest or index); `sync` and an untimed read of the source registry's storage and layouts before every
 //! step; the order of the steps reverses from one run to the next, each hoist step beside oras's
 //! (and the index copy beside the intake).
 
@@ -39,8 +39,8 @@ use super::machine::{
     run_ballast, sync, sync_and_pause, version, warm_tree,
 };
 use super::measure::{
-    DEFAULT_RUNS, Defaults, Runs, alternate, print_step, read_usage, require_gnu_time, timed,
-    with_time, write_results,
+    Defaults, Runs, alternate, print_step, read_usage, require_gnu_time, timed, with_time,
+    write_results,
 };
 use super::peers::{
     Registry, check_digest_printed, curl, parse_header, put_layout_image, upload_blob,
@@ -53,8 +53,6 @@ use report::ImagesReport;
 /// The default size of both images together, and that of `--quick`.
 const IMAGES_SIZE_MIB: u64 = 256;
 const QUICK_SIZE_MIB: u64 = 32;
-/// The counted runs, after the warm-up.
-const IMAGES_RUNS: usize = DEFAULT_RUNS;
 /// The layers of the first image.
 const FIFTY: usize = 50;
 /// The platforms of the index, and the layers of each platform's image.
@@ -80,9 +78,9 @@ const INDEX_TYPE: &str = "application/vnd.oci.image.index.v1+json";
 const EXTRA_COPIES: u64 = 3;
 
 /// The scenario's defaults for what the command line leaves out: [`IMAGES_SIZE_MIB`] and
-/// [`IMAGES_RUNS`], or with `--quick` [`QUICK_SIZE_MIB`] and one run.
-pub(super) const DEFAULTS: Defaults =
-    Defaults::sized(IMAGES_SIZE_MIB, QUICK_SIZE_MIB).with_runs(IMAGES_RUNS);
+/// [`DEFAULT_RUNS`](super::measure::DEFAULT_RUNS), or with `--quick` [`QUICK_SIZE_MIB`] and one
+/// run.
+pub(super) const DEFAULTS: Defaults = Defaults::sized(IMAGES_SIZE_MIB, QUICK_SIZE_MIB);
 
 /// What a run times.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -517,6 +515,7 @@ pub(super) fn run(root: &Path, args: &BenchArgs) -> Result<()> {
 mod tests {
     use super::*;
     use crate::bench::Scenario;
+    use crate::bench::measure::DEFAULT_RUNS;
     use crate::bench::tests::parse_one;
 
     #[test]
@@ -525,7 +524,7 @@ mod tests {
         assert_eq!(parsed.scenario, Scenario::Images);
         assert_eq!(
             (parsed.size_mib, parsed.runs),
-            (IMAGES_SIZE_MIB, IMAGES_RUNS)
+            (IMAGES_SIZE_MIB, DEFAULT_RUNS)
         );
         let quick = parse_one(&["images", "--quick"]).unwrap();
         assert_eq!((quick.size_mib, quick.runs), (QUICK_SIZE_MIB, 1));

@@ -40,7 +40,7 @@ use super::machine::{
     Workspace, ballast_bytes, check_dd, dd, openssl_dgst, parse_openssl_digest, read_through,
     remove_dir, run_ballast, sha256_of, sync_and_pause,
 };
-use super::measure::{Runs, timed, write_results};
+use super::measure::{Runs, print_step, timed, write_results};
 use crate::{cargo, describe};
 
 mod report;
@@ -251,7 +251,7 @@ pub(super) fn run(root: &Path, args: &BenchArgs) -> Result<()> {
         let mut samples = Vec::new();
         for tool in run_order(run.index) {
             let sample = measure(tool, &exe, &source, &digest, size_bytes, &dirs)?;
-            println!("    {:<36}{:>8.3} s", tool.label(), sample.seconds);
+            print_step(tool.label(), sample.seconds, None);
             samples.push(sample);
             if tool == Tool::Push {
                 read_through(&dirs.blob(&digest))?;

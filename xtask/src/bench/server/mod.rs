@@ -25,8 +25,8 @@
 //! with `dd` into a new file, and load-tests the manifest with `wrk` and the HEAD loader; the
 //! order of the servers (and of `dd` among the writes) alternates between runs; results are
 //! medians (of the runs' requests per second, and of the runs' p99 latencies) of
-//! [`SERVER_RUNS`] counted runs after an uncounted warm-up run (its load tests
-//! [`WARM_UP_SECS`] long; no warm-up with `--quick`).
+//! [`DEFAULT_RUNS`](super::measure::DEFAULT_RUNS) counted runs after an uncounted warm-up run (its
+//! load tests [`WARM_UP_SECS`] long; no warm-up with `--quick`).
 
 use std::fs;
 use std::path::Path;
@@ -42,7 +42,7 @@ use super::machine::{
     Workspace, ballast_bytes, build_hoist, check_dd, dd, read_through, remove_dir, require_tools,
     run_ballast, sha256_of, status_kib,
 };
-use super::measure::{DEFAULT_RUNS, Defaults, Runs, median_or_nan, timed, write_results};
+use super::measure::{Defaults, Runs, median_or_nan, timed, write_results};
 use super::peers::{
     MANIFEST_TYPE, Proc, Registry, curl, download_blob, start_hoist_serve, upload_blob,
 };
@@ -55,16 +55,14 @@ use report::ServerReport;
 const SERVER_SIZE_MIB: u64 = 256;
 /// The blob size of `--quick`, a smoke run.
 const QUICK_SIZE_MIB: u64 = 64;
-/// The counted runs of the scenario, after the warm-up.
-const SERVER_RUNS: usize = DEFAULT_RUNS;
 /// The length of each load test, in seconds: in counted runs, in the warm-up, with `--quick`.
 const LOAD_SECS: u64 = 3;
 const WARM_UP_SECS: u64 = 1;
 const QUICK_LOAD_SECS: u64 = 2;
 /// The scenario's defaults for what the command line leaves out: [`SERVER_SIZE_MIB`] and
-/// [`SERVER_RUNS`], or with `--quick` [`QUICK_SIZE_MIB`] and one run.
-pub(super) const DEFAULTS: Defaults =
-    Defaults::sized(SERVER_SIZE_MIB, QUICK_SIZE_MIB).with_runs(SERVER_RUNS);
+/// [`DEFAULT_RUNS`](super::measure::DEFAULT_RUNS), or with `--quick` [`QUICK_SIZE_MIB`] and one
+/// run.
+pub(super) const DEFAULTS: Defaults = Defaults::sized(SERVER_SIZE_MIB, QUICK_SIZE_MIB);
 
 /// Timed downloads of the blob from each server in a run (their median is the run's figure).
 const DOWNLOADS_PER_RUN: usize = 3;
