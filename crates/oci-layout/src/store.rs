@@ -162,14 +162,11 @@ impl LayoutStore {
         let layout = Arc::new(Layout::new(dir.into()));
         let check = Arc::clone(&layout);
         blocking(options.inline_io, move || check.validate()).await?;
-        let read = (options.read_buffer, options.inline_io);
-        Ok(Self::new(
-            Mode::Single {
-                layout,
-                default: options.default_repository,
-            },
-            read,
-        ))
+        let mode = Mode::Single {
+            layout,
+            default: options.default_repository.clone(),
+        };
+        Ok(Self::new(mode, &options))
     }
 
     /// Opens a root under which each repository is a layout of its own (`ROOT/REPO/`).
@@ -200,18 +197,17 @@ impl LayoutStore {
                 root,
                 layouts: Mutex::new(HashMap::new()),
             },
-            (options.read_buffer, options.inline_io),
+            &options,
         ))
     }
 
-    /// A store of `mode` reading with `read`: [`LayoutOptions::read_buffer`] and
-    /// [`LayoutOptions::inline_io`].
-    fn new(mode: Mode, (read_buffer, inline_io): (usize, bool)) -> Self {
+    /// A store of `mode` reading as `options` say.
+    fn new(mode: Mode, options: &LayoutOptions) -> Self {
         Self {
             inner: Arc::new(Inner {
                 mode,
-                read_buffer: usable_read_buffer(read_buffer),
-                inline_io,
+                read_buffer: usable_read_buffer(options.read_buffer),
+                inline_io: options.inline_io,
                 parsed: Mutex::new(HashMap::new()),
             }),
         }

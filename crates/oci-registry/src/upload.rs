@@ -250,8 +250,8 @@ impl RegistryWriter {
                 return Err(error);
             }
             tracing::debug!(upload = %self.id, from, size, "resuming the chunk where the registry stands");
-            // start < from < size < end: the difference is within the chunk's length.
-            sent = chunk.len() - (end - size) as usize;
+            // from < size < end, so the registry has a part of this chunk shorter than it.
+            sent = (size - start) as usize;
         }
     }
 
