@@ -8,8 +8,10 @@
 //! # Safe under crashes and concurrent processes
 //! - Every blob is written to a unique temporary file under `.hoist/tmp/`, hashed while it is
 //!   written, fsynced, checked against its digest and size, and only then renamed into
-//!   `blobs/`; the directory is fsynced after the rename. A crash leaves at most a temporary
-//!   file that no tool reads as a blob (and that [`LayoutStore::gc`] removes).
+//!   `blobs/`. The blob directories are fsynced before every change of `index.json`, so the
+//!   renames are durable before anything names them (one sync per index change, not one per
+//!   blob). A crash leaves at most a temporary file that no tool reads as a blob (and that
+//!   [`LayoutStore::gc`] removes), or loses a blob that nothing names yet.
 //! - `index.json` is rewritten through a temporary file, fsync, rename and directory fsync,
 //!   under an exclusive advisory lock (`.hoist/lock`), and read again under that lock before
 //!   every change: processes writing one layout never lose each other's updates.
@@ -36,6 +38,7 @@
 //! ```
 #![warn(missing_docs)]
 
+mod direct;
 mod error;
 mod find;
 mod index;

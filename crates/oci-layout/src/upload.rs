@@ -19,7 +19,8 @@ use futures::StreamExt;
 use oci_store::{BlobWriter, Error, Result};
 use oci_types::{Algorithm, Descriptor, Digest, Digester, MediaType, Repository, media_type};
 
-use crate::layout::{DirectFile, Layout, join_error, random_id};
+use crate::direct::DirectFile;
+use crate::layout::{Layout, join_error, random_id};
 
 /// The chunk size reported when the caller gives no hint.
 const DEFAULT_CHUNK_SIZE: usize = 1 << 20;
@@ -314,7 +315,7 @@ impl BlobWriter for LayoutWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::layout::tests::{ODD_PIECES, content, scratch_dirs};
+    use crate::direct::tests::{ODD_PIECES, content, scratch_dirs};
 
     fn sha256(data: &[u8]) -> Digest {
         let mut digester = Digester::new(Algorithm::Sha256);
