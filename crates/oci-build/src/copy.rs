@@ -611,13 +611,14 @@ impl Copier<'_> {
                 .store
                 .get_blob(src.repo, &descriptor.digest)
                 .await?
-                .into_stream(),
+                // The target's push verifies the content: hashed once, there.
+                .into_stream_for_push(),
         };
         let body = match self.options.progress.clone() {
             Some(sink) => {
                 let digest = descriptor.digest.clone();
-                // Keeps what the source's read verifies, so that the target need not hash
-                // the content again.
+                // Keeps what the body verifies itself, if anything, so that the target does
+                // not hash the content a second time.
                 body.inspect_chunks(move |chunk| {
                     sink(&CopyEvent::BlobProgress {
                         digest: digest.clone(),

@@ -6,7 +6,9 @@
 //! told). It authenticates the way registries expect (anonymous, basic, or bearer tokens through
 //! the challenge flow, cached per scope until they expire, with OAuth2 identity tokens), taking
 //! credentials from docker's `config.json` (including `credHelpers` and `credsStore` programs)
-//! and the containers `auth.json`. Bodies stream both ways and are verified; idempotent requests
+//! and the containers `auth.json`. Bodies stream both ways: downloads are verified as they
+//! stream, uploads counted and their digest left to the registry, which checks it when it
+//! commits the upload (a mismatch is `DIGEST_INVALID`, nothing stored); idempotent requests
 //! are retried with backoff on connection errors, 408, 429 (honouring `Retry-After`) and 5xx; a
 //! broken blob download resumes with `Range`; redirects of blob downloads are followed without
 //! sending credentials to another host; listings follow `Link`; referrers fall back to the tag

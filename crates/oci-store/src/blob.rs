@@ -109,12 +109,16 @@ pub fn body_from_bytes(bytes: impl Into<Bytes>) -> BlobBody {
 /// A full read from any store yields exactly `descriptor().size` bytes that hash to
 /// `descriptor().digest`, or its last item is an error (`DIGEST_INVALID` or `SIZE_INVALID`).
 /// Consumers must treat content as trusted only once the stream has ended without error.
+/// (A read taken out for a push, [`BlobReader::into_stream_for_push`], leaves the digest to
+/// the store it is pushed into.)
 /// A range read ([`BlobReader::range`] is `Some`) can only be checked for its length: its
 /// descriptor still describes the whole blob.
 pub struct BlobReader {
     descriptor: Descriptor,
     range: Option<Range<u64>>,
-    body: BlobBody,
+    /// The content as the store gives it: checked when it is taken out
+    /// ([`BlobReader::checked`]).
+    inner: BlobBody,
 }
 
 impl BlobReader {
@@ -123,42 +127,58 @@ impl BlobReader {
     /// A `body` that already verifies the same digest (a wrapper passing on another store's
     /// read) is counted but not hashed again.
     pub fn verified(descriptor: Descriptor, body: BlobBody) -> Self {
-        let digester = (!body.verifies(&descriptor)).then(|| descriptor.digest.digester());
-        let checked = Checked {
-            inner: body,
-            digester,
-            verifies: true,
-            expected_digest: descriptor.digest.clone(),
-            expected_len: descriptor.size,
-            seen: 0,
-            done: false,
-        };
-        let verified_as = Some((descriptor.digest.clone(), descriptor.size));
         Self {
             descriptor,
             range: None,
-            body: BlobBody {
-                stream: checked.boxed(),
-                verified_as,
-            },
+            inner: body,
         }
     }
 
     /// A read of bytes `range` of the blob `descriptor`, checked for its length only.
     pub fn ranged(descriptor: Descriptor, range: Range<u64>, body: BlobBody) -> Self {
-        let checked = Checked {
-            inner: body,
-            digester: None,
-            verifies: false,
-            expected_digest: descriptor.digest.clone(),
-            expected_len: range.end.saturating_sub(range.start),
-            seen: 0,
-            done: false,
-        };
         Self {
             descriptor,
             range: Some(range),
-            body: BlobBody::new(checked),
+            inner: body,
+        }
+    }
+
+    /// The content with its checks: the length always, the digest of a full read when `hash`
+    /// (or when the store's body hashes it already).
+    fn checked(self, hash: bool) -> BlobBody {
+        let Self {
+            descriptor,
+            range,
+            inner,
+        } = self;
+        if let Some(range) = range {
+            let checked = Checked {
+                inner,
+                digester: None,
+                verifies: false,
+                expected_digest: descriptor.digest,
+                expected_len: range.end.saturating_sub(range.start),
+                seen: 0,
+                done: false,
+            };
+            return BlobBody::new(checked);
+        }
+        let hashed_inside = inner.verifies(&descriptor);
+        let digester = (hash && !hashed_inside).then(|| descriptor.digest.digester());
+        let verified_as =
+            (hash || hashed_inside).then(|| (descriptor.digest.clone(), descriptor.size));
+        let checked = Checked {
+            inner,
+            digester,
+            verifies: true,
+            expected_digest: descriptor.digest,
+            expected_len: descriptor.size,
+            seen: 0,
+            done: false,
+        };
+        BlobBody {
+            stream: checked.boxed(),
+            verified_as,
         }
     }
 
@@ -172,20 +192,36 @@ impl BlobReader {
         self.range.as_ref()
     }
 
-    /// The content as a stream.
+    /// The content as a stream, verified as it streams (see [`BlobReader`]).
     pub fn into_stream(self) -> BlobBody {
-        self.body
+        self.checked(true)
+    }
+
+    /// The content for a push into another store, which verifies it: counted here, but left
+    /// to that store to hash, so that a copy hashes its content once, where it is written.
+    /// Every store's push checks the digest before the content becomes visible (a registry's
+    /// is the registry's own check, made when the upload is committed), so what a push stores
+    /// is still verified; a range read is the same as [`into_stream`](Self::into_stream).
+    ///
+    /// A store's body that hashes the content itself (a wrapper passing on another store's
+    /// verified read) still does.
+    pub fn into_stream_for_push(self) -> BlobBody {
+        self.checked(false)
     }
 
     /// The descriptor and the content stream.
     pub fn into_parts(self) -> (Descriptor, BlobBody) {
-        (self.descriptor, self.body)
+        let descriptor = self.descriptor.clone();
+        (descriptor, self.into_stream())
     }
 
     /// The content as an [`tokio::io::AsyncRead`]; errors become `std::io::Error`s that wrap
     /// the store's [`Error`].
     pub fn into_async_read(self) -> impl tokio::io::AsyncRead + Send + Unpin + 'static {
-        tokio_util::io::StreamReader::new(self.body.map(|item| item.map_err(std::io::Error::from)))
+        tokio_util::io::StreamReader::new(
+            self.into_stream()
+                .map(|item| item.map_err(std::io::Error::from)),
+        )
     }
 
     /// Collects the whole content, refusing more than `max_len` bytes so that a hostile or
@@ -205,7 +241,7 @@ impl BlobReader {
         }
         // `expected <= max_len` and the checking stream ends the read at `expected` bytes.
         let mut buffer = BytesMut::with_capacity(usize::try_from(expected).unwrap_or(0));
-        let mut body = self.body;
+        let mut body = self.into_stream();
         while let Some(chunk) = body.next().await {
             buffer.extend_from_slice(&chunk?);
         }
@@ -334,7 +370,8 @@ pub fn check_range(
 /// its descriptor before the content becomes visible.
 #[derive(Debug)]
 pub struct PushCheck {
-    /// `None` when the body's own stream verifies the digest ([`PushCheck::for_body`]).
+    /// `None` when the body's own stream verifies the digest ([`PushCheck::for_body`]), or when
+    /// the content goes on to a writer that does ([`PushCheck::counting`]).
     digester: Option<Digester>,
     expected: Descriptor,
     seen: u64,
@@ -345,6 +382,17 @@ impl PushCheck {
     pub fn new(expected: &Descriptor) -> Self {
         Self {
             digester: Some(expected.digest.digester()),
+            expected: expected.clone(),
+            seen: 0,
+        }
+    }
+
+    /// Counts content pushed as `expected` without hashing it: for a writer that passes the
+    /// content on to one that checks the digest itself (a registry, when it commits an
+    /// upload), so that nothing is hashed twice.
+    pub fn counting(expected: &Descriptor) -> Self {
+        Self {
+            digester: None,
             expected: expected.clone(),
             seen: 0,
         }
@@ -556,6 +604,51 @@ mod tests {
             lookup.unwrap_err().code(),
             Some(ErrorCode::BlobUnknown | ErrorCode::NameUnknown)
         ));
+    }
+
+    #[tokio::test]
+    async fn a_read_for_a_push_leaves_the_hashing_to_the_store_it_is_pushed_into() {
+        let descriptor = descriptor_of(b"content");
+        let body = read_claiming(&descriptor, b"content").into_stream_for_push();
+        assert_eq!(body.verified_as(), None, "it claims no verification");
+        let check = PushCheck::for_body(&descriptor, &body);
+        assert!(check.digester.is_some(), "so the push hashes");
+
+        // Corrupt content (same length) goes through the read, and the store refuses it.
+        let stream: Vec<Result<Bytes>> = read_claiming(&descriptor, b"CONTENT")
+            .into_stream_for_push()
+            .collect()
+            .await;
+        assert!(stream.iter().all(std::result::Result::is_ok));
+        let store = MemoryStore::new();
+        let repo: Repository = "a/b".parse().unwrap();
+        let body = read_claiming(&descriptor, b"CONTENT").into_stream_for_push();
+        let error = store.push_blob(&repo, &descriptor, body).await.unwrap_err();
+        assert_eq!(error.code(), Some(ErrorCode::DigestInvalid));
+        assert!(store.resolve_blob(&repo, &descriptor.digest).await.is_err());
+
+        // The length is still the read's to check.
+        let short: Vec<Result<Bytes>> = read_claiming(&descriptor, b"conten")
+            .into_stream_for_push()
+            .collect()
+            .await;
+        let last = short.last().unwrap().as_ref().unwrap_err();
+        assert_eq!(last.code(), Some(ErrorCode::SizeInvalid));
+
+        // A body that hashes itself further in still does, and says so.
+        let inner = read_claiming(&descriptor, b"content").into_stream();
+        let body = BlobReader::verified(descriptor.clone(), inner).into_stream_for_push();
+        assert_eq!(
+            body.verified_as(),
+            Some((&descriptor.digest, descriptor.size))
+        );
+
+        // Counting only: for a writer whose next hop checks the digest.
+        let mut check = PushCheck::counting(&descriptor);
+        check.update(b"CONTENT").unwrap();
+        check.finish().unwrap();
+        let mut check = PushCheck::counting(&descriptor);
+        check.update(b"CONTENTS").unwrap_err();
     }
 
     #[tokio::test]

@@ -158,6 +158,12 @@ pub trait OciInterface: fmt::Debug + fmt::Display + Send + Sync + 'static {
 
     /// Stores a blob whose digest and size are `descriptor`'s (other fields are ignored), and
     /// returns its stored descriptor.
+    ///
+    /// The content is checked against the digest and size before it becomes visible, and a
+    /// mismatch is `DIGEST_INVALID` or `SIZE_INVALID` with nothing stored: callers may push a
+    /// body nobody hashed ([`BlobReader::into_stream_for_push`](crate::BlobReader::into_stream_for_push)).
+    /// A store that passes the content on to another that checks it (the registry client: the
+    /// registry checks when it commits an upload) may leave the check to that one.
     async fn push_blob(
         &self,
         repo: &Repository,

@@ -411,7 +411,7 @@ pub(crate) async fn copy_blobs(
             let descriptor = reader.descriptor().clone();
             target
                 .store
-                .push_blob(target.repo, &descriptor, reader.into_stream())
+                .push_blob(target.repo, &descriptor, reader.into_stream_for_push())
                 .await
                 .map_err(|e| Error::store(context(), e))?;
             Ok(())
