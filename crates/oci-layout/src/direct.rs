@@ -8,8 +8,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
 
-/// How many bytes a write to disk gathers at least (fewer, larger writes).
-pub(crate) const WRITE_BUFFER: usize = 256 << 10;
+/// How many bytes a write to disk gathers at least (fewer, larger writes). A blob write holds
+/// three such buffers, four writes run at once in a pull: 128 KiB kept a 50-layer pull within
+/// oras's memory, and the disk takes direct writes of this size as fast as of twice it.
+pub(crate) const WRITE_BUFFER: usize = 128 << 10;
 /// After this many new bytes of a file written through the page cache, the disk is asked to
 /// start writing them out.
 const WRITEBACK_STEP: u64 = 16 << 20;

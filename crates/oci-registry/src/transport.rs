@@ -254,8 +254,8 @@ pub(crate) fn http_client(tls: rustls::ClientConfig, proxies: ProxyRules) -> Htt
         });
     let client = Client::builder(TokioExecutor::new())
         // hyper grows a connection's read buffer up to ~400 KiB while the body is consumed
-        // as fast as it arrives; four downloads at once then held more memory than skopeo's
-        // whole process. 256 KiB still reads as fast here.
+        // as fast as it arrives, and a piece handed on keeps its buffer alive while the next
+        // is read: four downloads at once then held more memory than skopeo's whole process.
         .http1_max_buf_size(HTTP1_MAX_BUFFER)
         .build(connector);
     HttpClient { client, proxies }
@@ -298,8 +298,10 @@ pub(crate) fn permanent_failure<'a>(
     None
 }
 
-/// The largest read buffer of an HTTP/1 connection (also the limit of a response head).
-const HTTP1_MAX_BUFFER: usize = 256 << 10;
+/// The largest read buffer of an HTTP/1 connection (also the limit of a response head, which a
+/// registry keeps to a few KiB). 64 KiB instead of 256 took 3.5 MiB off the peak memory of a
+/// 50-layer pull, at the cost of more, smaller reads.
+const HTTP1_MAX_BUFFER: usize = 64 << 10;
 
 /// A rustls verifier that accepts any certificate: for registries the user named as insecure.
 #[derive(Debug)]
