@@ -90,7 +90,7 @@ pub(crate) enum DockerArchiveFormat {
     Classic,
 }
 
-/// How registries are reached.
+// How registries are reached.
 #[derive(Debug, Clone, Default, Args)]
 #[command(next_help_heading = "Registry options")]
 pub(crate) struct RegistryArgs {
@@ -109,7 +109,13 @@ pub(crate) struct RegistryArgs {
     pub(crate) proxy: Option<String>,
 }
 
+// Each subcommand's arguments are defined only when it is the one run (`defer`): defining
+// every subcommand's arguments and help was half of what a short command such as `hoist
+// digest` spent in hoist's own code. So argument structs have `//` comments, not doc comments:
+// clap would take a struct's doc comment for the about text of the subcommand it defines, and
+// with `defer` that would replace the variant's (applied first).
 #[derive(Debug, Subcommand)]
+#[command(defer = true)]
 pub(crate) enum Command {
     /// Copy an image, an index or a whole multi-platform image between registries and layouts.
     ///
@@ -329,7 +335,7 @@ impl Command {
     }
 }
 
-/// Which platforms of an index to copy.
+// Which platforms of an index to copy.
 #[derive(Debug, Clone, Args)]
 pub(crate) struct PlatformArgs {
     /// Copy only the image for this platform, os/arch[/variant] (repeatable; with several, a
@@ -341,7 +347,7 @@ pub(crate) struct PlatformArgs {
     pub(crate) all_platforms: bool,
 }
 
-/// How to copy.
+// How to copy.
 #[derive(Debug, Clone, Args)]
 pub(crate) struct TransferArgs {
     #[command(flatten)]
@@ -354,8 +360,7 @@ pub(crate) struct TransferArgs {
     pub(crate) jobs: u16,
 }
 
-/// `hoist copy`.
-/// The runtime configuration flags of build, append and mutate.
+// The runtime configuration flags of build, append and mutate.
 #[derive(Debug, Clone, Default, Args)]
 #[command(next_help_heading = "Image config")]
 pub(crate) struct ImageConfigArgs {
@@ -395,7 +400,7 @@ pub(crate) struct ImageConfigArgs {
     pub(crate) stop_signal: Option<String>,
 }
 
-/// How new layers are written.
+// How new layers are written.
 #[derive(Debug, Clone, Args)]
 #[command(next_help_heading = "Layers")]
 pub(crate) struct LayerArgs {
@@ -570,7 +575,7 @@ pub(crate) struct ExportArgs {
     pub(crate) platform: Option<Platform>,
 }
 
-/// `hoist layers`.
+// `hoist layers`.
 #[derive(Debug, Args)]
 pub(crate) struct LayersArgs {
     /// The image.
@@ -588,6 +593,7 @@ pub(crate) struct LayersArgs {
 }
 
 #[derive(Debug, Subcommand)]
+#[command(defer = true)]
 pub(crate) enum IndexCommand {
     /// Make an index of images (each any reference; its platform from its config), in DST's
     /// repository. Prints the index's digest.
@@ -607,7 +613,7 @@ pub(crate) enum IndexCommand {
     Remove(IndexRemoveArgs),
 }
 
-/// Flags of the index commands.
+// Flags of the index commands.
 #[derive(Debug, Clone, Args)]
 pub(crate) struct IndexFlags {
     /// A Docker manifest list instead of an OCI image index.
@@ -658,6 +664,7 @@ pub(crate) struct IndexRemoveArgs {
     pub(crate) platform: Vec<Platform>,
 }
 
+// `hoist copy`.
 #[derive(Debug, Args)]
 pub(crate) struct CopyArgs {
     /// What to copy: a registry reference or oci:DIR[:TAG].
@@ -678,7 +685,7 @@ pub(crate) struct CopyArgs {
     pub(crate) transfer: TransferArgs,
 }
 
-/// `hoist pull`.
+// `hoist pull`.
 #[derive(Debug, Args)]
 pub(crate) struct PullArgs {
     /// The image: a registry reference (or oci:DIR[:TAG]).
@@ -691,7 +698,7 @@ pub(crate) struct PullArgs {
     pub(crate) transfer: TransferArgs,
 }
 
-/// `hoist push`.
+// `hoist push`.
 #[derive(Debug, Args)]
 pub(crate) struct PushArgs {
     /// The OCI layout directory, with the tag to push (default: latest).
@@ -704,7 +711,7 @@ pub(crate) struct PushArgs {
     pub(crate) transfer: TransferArgs,
 }
 
-/// `hoist manifest`, `hoist config`, `hoist digest`.
+// `hoist manifest`, `hoist config`, `hoist digest`.
 #[derive(Debug, Args)]
 pub(crate) struct ManifestArgs {
     /// The image: a registry reference or oci:DIR[:TAG].
@@ -715,7 +722,7 @@ pub(crate) struct ManifestArgs {
     pub(crate) platform: Option<Platform>,
 }
 
-/// `hoist inspect`.
+// `hoist inspect`.
 #[derive(Debug, Args)]
 pub(crate) struct InspectArgs {
     #[command(flatten)]
@@ -725,7 +732,7 @@ pub(crate) struct InspectArgs {
     pub(crate) json: bool,
 }
 
-/// `hoist ls`.
+// `hoist ls`.
 #[derive(Debug, Args)]
 pub(crate) struct ListArgs {
     /// The repository: a registry reference (its tag is ignored) or oci:DIR.
@@ -736,7 +743,7 @@ pub(crate) struct ListArgs {
     pub(crate) json: bool,
 }
 
-/// `hoist catalog`.
+// `hoist catalog`.
 #[derive(Debug, Args)]
 pub(crate) struct CatalogArgs {
     /// The registry (host[:port]) or oci:DIR.
@@ -748,6 +755,7 @@ pub(crate) struct CatalogArgs {
 }
 
 #[derive(Debug, Subcommand)]
+#[command(defer = true)]
 pub(crate) enum BlobCommand {
     /// Write a blob to stdout or a file, streamed and verified.
     ///
@@ -763,6 +771,7 @@ pub(crate) enum BlobCommand {
 }
 
 #[derive(Debug, Subcommand)]
+#[command(defer = true)]
 pub(crate) enum ArtifactCommand {
     /// Push files as one artifact: each file a layer titled with its name
     /// (org.opencontainers.image.title), the empty config of image-spec 1.1, tagged with REF's
@@ -778,7 +787,7 @@ pub(crate) enum ArtifactCommand {
     Pull(ArtifactPullArgs),
 }
 
-/// `hoist sync`.
+// `hoist sync`.
 #[derive(Debug, Args)]
 pub(crate) struct SyncArgs {
     /// The repositories to mirror, from a file (.yaml, .yml or .toml).
@@ -814,7 +823,7 @@ pub(crate) struct SyncArgs {
     pub(crate) jobs: u16,
 }
 
-/// `hoist artifact push`.
+// `hoist artifact push`.
 #[derive(Debug, Args)]
 pub(crate) struct ArtifactPushArgs {
     /// Where to: a registry reference or oci:DIR[:TAG].
@@ -834,7 +843,7 @@ pub(crate) struct ArtifactPushArgs {
     pub(crate) subject: Option<Location>,
 }
 
-/// `hoist artifact pull`.
+// `hoist artifact pull`.
 #[derive(Debug, Args)]
 pub(crate) struct ArtifactPullArgs {
     /// The artifact: a registry reference or oci:DIR[:TAG].
@@ -845,7 +854,7 @@ pub(crate) struct ArtifactPullArgs {
     pub(crate) dir: PathBuf,
 }
 
-/// `hoist attach`.
+// `hoist attach`.
 #[derive(Debug, Args)]
 pub(crate) struct AttachArgs {
     /// The manifest to attach to: a registry reference or oci:DIR[:TAG].
@@ -862,7 +871,7 @@ pub(crate) struct AttachArgs {
     pub(crate) annotations: Vec<(String, String)>,
 }
 
-/// `hoist blob get`.
+// `hoist blob get`.
 #[derive(Debug, Args)]
 pub(crate) struct BlobGetArgs {
     /// The blob: REPOSITORY@DIGEST in a registry or oci:DIR@DIGEST.
@@ -878,7 +887,7 @@ pub(crate) struct BlobGetArgs {
     pub(crate) uncompressed: bool,
 }
 
-/// `hoist blob put`.
+// `hoist blob put`.
 #[derive(Debug, Args)]
 pub(crate) struct BlobPutArgs {
     /// The repository: a registry reference (tag ignored) or oci:DIR.
@@ -889,7 +898,7 @@ pub(crate) struct BlobPutArgs {
     pub(crate) file: PathBuf,
 }
 
-/// `hoist tag`.
+// `hoist tag`.
 #[derive(Debug, Args)]
 pub(crate) struct TagArgs {
     /// The manifest: a registry reference or oci:DIR[:TAG].
@@ -900,7 +909,7 @@ pub(crate) struct TagArgs {
     pub(crate) tags: Vec<Tag>,
 }
 
-/// `hoist delete`.
+// `hoist delete`.
 #[derive(Debug, Args)]
 pub(crate) struct DeleteArgs {
     /// What to delete: a reference with a tag or a digest, or oci:DIR[:TAG].
@@ -912,7 +921,7 @@ pub(crate) struct DeleteArgs {
     pub(crate) manifest: bool,
 }
 
-/// `hoist referrers`.
+// `hoist referrers`.
 #[derive(Debug, Args)]
 pub(crate) struct ReferrersArgs {
     /// The subject: a registry reference or oci:DIR[:TAG].
@@ -929,7 +938,7 @@ pub(crate) struct ReferrersArgs {
     pub(crate) tree: bool,
 }
 
-/// `hoist login`.
+// `hoist login`.
 #[derive(Debug, Args)]
 pub(crate) struct LoginArgs {
     /// The registry (host[:port]; docker.io for Docker Hub).
@@ -947,7 +956,7 @@ pub(crate) struct LoginArgs {
     pub(crate) password_stdin: bool,
 }
 
-/// `hoist logout`.
+// `hoist logout`.
 #[derive(Debug, Args)]
 pub(crate) struct LogoutArgs {
     /// The registry (host[:port]; docker.io for Docker Hub).
@@ -955,7 +964,7 @@ pub(crate) struct LogoutArgs {
     pub(crate) registry: String,
 }
 
-/// `hoist gc`.
+// `hoist gc`.
 #[derive(Debug, Args)]
 pub(crate) struct GcArgs {
     /// An OCI layout directory, or a root of one layout per repository (as `hoist serve
@@ -975,7 +984,7 @@ pub(crate) struct GcArgs {
     pub(crate) grace: u64,
 }
 
-/// `hoist fsck`.
+// `hoist fsck`.
 #[derive(Debug, Args)]
 pub(crate) struct FsckArgs {
     /// An OCI layout directory, or a root of one layout per repository.
@@ -983,7 +992,7 @@ pub(crate) struct FsckArgs {
     pub(crate) dir: PathBuf,
 }
 
-/// `hoist completions`.
+// `hoist completions`.
 #[derive(Debug, Args)]
 pub(crate) struct CompletionsArgs {
     /// The shell.
@@ -991,7 +1000,7 @@ pub(crate) struct CompletionsArgs {
     pub(crate) shell: clap_complete::Shell,
 }
 
-/// `hoist serve`.
+// `hoist serve`.
 #[derive(Debug, Args)]
 pub(crate) struct ServeArgs {
     /// Store repositories as OCI image layouts under this directory, one per repository

@@ -404,7 +404,8 @@ mod tests {
                 Some(scratch.direct())
             );
             // Staged without a write, then written with the rest of the buffer.
-            let at = write_pieces(&mut writer, &data, 0, &[100_000, 100_000]).await;
+            let third = crate::direct::WRITE_BUFFER / 3;
+            let at = write_pieces(&mut writer, &data, 0, &[third, third]).await;
             let path = upload_dir(&layout, writer.id()).join("data");
             assert_eq!(std::fs::metadata(&path).unwrap().len(), 0);
             let at = write_pieces(&mut writer, &data, at, &[(1 << 20) - at]).await;
