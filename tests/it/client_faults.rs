@@ -820,6 +820,52 @@ async fn a_corrupt_verified_read_pushed_without_a_second_hash_stores_nothing() {
     }
 }
 
+/// A copy takes the source's read out for a push (`into_stream_for_push`): nobody in hoist
+/// hashes it, and the client only counts what it uploads. Corrupt content must still be
+/// refused, by the registry's own check when it commits the upload, reported as
+/// `DIGEST_INVALID` with nothing stored, in each upload strategy.
+#[tokio::test]
+async fn a_corrupt_read_pushed_unhashed_is_refused_by_the_registry() {
+    let (listening, memory) = server(false).await;
+    let proxy = Proxy::start(listening.local_addr()).await;
+    let repo = repo("unhashed-read");
+    let streamed = client(&proxy, None).await;
+    let chunked = chunked_client(&proxy).await;
+    // One POST (small), POST + streamed PUT, and chunks.
+    for (client, size) in [
+        (&streamed, 100_000),
+        (&streamed, 2 << 20),
+        (&chunked, 100_000),
+    ] {
+        let content = seeded_bytes(13, size);
+        let descriptor = Descriptor::new(octet(), Digest::sha256(&content), size as u64);
+        let mut damaged = content.to_vec();
+        damaged[size / 3] ^= 1;
+        let body = BlobReader::verified(descriptor.clone(), oci_store::body_from_bytes(damaged))
+            .into_stream_for_push();
+        assert_eq!(body.verified_as(), None, "the body is not hashed on the way");
+        let error = client
+            .push_blob(&repo, &descriptor, body)
+            .await
+            .expect_err("corrupt content is refused");
+        assert_eq!(
+            error.code(),
+            Some(ErrorCode::DigestInvalid),
+            "{size}: {error}"
+        );
+        assert_nothing_stored(&memory, &repo, &descriptor.digest).await;
+
+        let body = BlobReader::verified(descriptor.clone(), oci_store::body_from_bytes(content))
+            .into_stream_for_push();
+        client.push_blob(&repo, &descriptor, body).await.unwrap();
+        memory
+            .resolve_blob(&repo, &descriptor.digest)
+            .await
+            .unwrap();
+        memory.delete_blob(&repo, &descriptor.digest).await.unwrap();
+    }
+}
+
 // ---- upload strategies ----
 
 /// A small blob goes in one request, `POST ?digest=` with the body, where the registry takes
