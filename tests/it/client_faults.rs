@@ -843,7 +843,11 @@ async fn a_corrupt_read_pushed_unhashed_is_refused_by_the_registry() {
         damaged[size / 3] ^= 1;
         let body = BlobReader::verified(descriptor.clone(), oci_store::body_from_bytes(damaged))
             .into_stream_for_push();
-        assert_eq!(body.verified_as(), None, "the body is not hashed on the way");
+        assert_eq!(
+            body.verified_as(),
+            None,
+            "the body is not hashed on the way"
+        );
         let error = client
             .push_blob(&repo, &descriptor, body)
             .await
