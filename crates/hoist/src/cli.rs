@@ -1179,6 +1179,34 @@ mod tests {
         Cli::command().debug_assert();
     }
 
+    /// With `defer`, a subcommand's arguments are added after its about text: a doc comment
+    /// on an argument struct would then replace the text its variant gives (as "How to copy"
+    /// once replaced `hoist copy`'s). Every subcommand, at every depth, keeps its own.
+    #[test]
+    fn defining_a_subcommand_keeps_its_about_text() {
+        fn check(unbuilt: &clap::Command, path: &str) {
+            for sub in unbuilt.get_subcommands() {
+                let name = format!("{path} {}", sub.get_name());
+                let mut built = sub.clone();
+                built.build();
+                assert_eq!(
+                    built.get_about().map(ToString::to_string),
+                    sub.get_about().map(ToString::to_string),
+                    "{name}"
+                );
+                assert_eq!(
+                    built.get_long_about().map(ToString::to_string),
+                    sub.get_long_about().map(ToString::to_string),
+                    "{name}"
+                );
+                check(&built, &name);
+            }
+        }
+        let command = Cli::command();
+        assert!(command.get_subcommands().count() > 30);
+        check(&command, "hoist");
+    }
+
     #[test]
     fn copy_takes_platforms_jobs_and_an_alias() {
         let cli = Cli::try_parse_from([
