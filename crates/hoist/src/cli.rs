@@ -110,7 +110,7 @@ pub(crate) struct RegistryArgs {
 }
 
 // Each subcommand's arguments are defined only when it is the one run (`defer`): defining
-// every subcommand's arguments and help was half of what a short command such as `hoist
+// every subcommand's arguments and help was most of what a short command such as `hoist
 // digest` spent in hoist's own code. So argument structs have `//` comments, not doc comments:
 // clap would take a struct's doc comment for the about text of the subcommand it defines, and
 // with `defer` that would replace the variant's (applied first).

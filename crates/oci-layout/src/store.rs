@@ -58,7 +58,7 @@ fn usable_read_buffer(bytes: usize) -> usize {
 
 /// The default of [`LayoutOptions::read_buffer`]: four parallel reads (a push of four blobs at
 /// once) stay within oras's memory; smaller pieces cost more in hand-offs to the blocking
-/// threads than they save (64 KiB: twice the system time of a 1 GiB push).
+/// threads than they save.
 pub const DEFAULT_READ_BUFFER: usize = 128 << 10;
 
 impl Default for LayoutOptions {
