@@ -776,28 +776,43 @@ async fn a_push_with_a_wrong_size_stores_nothing() {
     memory.resolve_blob(&repo, &digest).await.unwrap();
 }
 
-/// A copy pushes another store's verified read, which the client then does not hash again
-/// (the read's own check runs as it streams): corrupt content must still end the upload
-/// before the registry commits it, reported as `DIGEST_INVALID`, in each upload strategy.
-#[tokio::test]
-async fn a_corrupt_verified_read_pushed_without_a_second_hash_stores_nothing() {
+/// A copy pushes another store's verified read (`into_stream`, hashed as it streams) or, as
+/// the copy engine does, the read taken out for a push (`into_stream_for_push`: nobody in
+/// hoist hashes it, the client only counts what it uploads). Either way corrupt content must
+/// be refused, by the read's own check before the registry commits or by the registry's check
+/// when it does, reported as `DIGEST_INVALID` with nothing stored, in each upload strategy.
+async fn a_corrupt_read_stores_nothing(name: &str, seed: u64, for_push: bool) {
     let (listening, memory) = server(false).await;
     let proxy = Proxy::start(listening.local_addr()).await;
-    let repo = repo("lying-read");
+    let repo = repo(name);
     let streamed = client(&proxy, None).await;
     let chunked = chunked_client(&proxy).await;
+    let take_out = |reader: BlobReader| {
+        if for_push {
+            reader.into_stream_for_push()
+        } else {
+            reader.into_stream()
+        }
+    };
     // One POST (small), POST + streamed PUT, and chunks.
     for (client, size) in [
         (&streamed, 100_000),
         (&streamed, 2 << 20),
         (&chunked, 100_000),
     ] {
-        let content = seeded_bytes(12, size);
+        let content = seeded_bytes(seed, size);
         let descriptor = Descriptor::new(octet(), Digest::sha256(&content), size as u64);
         let mut damaged = content.to_vec();
-        damaged[size / 2] ^= 1;
-        let body = BlobReader::verified(descriptor.clone(), oci_store::body_from_bytes(damaged))
-            .into_stream();
+        damaged[size / 3] ^= 1;
+        let body = take_out(BlobReader::verified(
+            descriptor.clone(),
+            oci_store::body_from_bytes(damaged),
+        ));
+        assert_eq!(
+            body.verified_as().is_some(),
+            !for_push,
+            "hashed on the way only when not taken out for a push"
+        );
         let error = client
             .push_blob(&repo, &descriptor, body)
             .await
@@ -809,8 +824,10 @@ async fn a_corrupt_verified_read_pushed_without_a_second_hash_stores_nothing() {
         );
         assert_nothing_stored(&memory, &repo, &descriptor.digest).await;
 
-        let body = BlobReader::verified(descriptor.clone(), oci_store::body_from_bytes(content))
-            .into_stream();
+        let body = take_out(BlobReader::verified(
+            descriptor.clone(),
+            oci_store::body_from_bytes(content),
+        ));
         client.push_blob(&repo, &descriptor, body).await.unwrap();
         memory
             .resolve_blob(&repo, &descriptor.digest)
@@ -820,54 +837,14 @@ async fn a_corrupt_verified_read_pushed_without_a_second_hash_stores_nothing() {
     }
 }
 
-/// A copy takes the source's read out for a push (`into_stream_for_push`): nobody in hoist
-/// hashes it, and the client only counts what it uploads. Corrupt content must still be
-/// refused, by the registry's own check when it commits the upload, reported as
-/// `DIGEST_INVALID` with nothing stored, in each upload strategy.
+#[tokio::test]
+async fn a_corrupt_verified_read_pushed_without_a_second_hash_stores_nothing() {
+    a_corrupt_read_stores_nothing("lying-read", 12, false).await;
+}
+
 #[tokio::test]
 async fn a_corrupt_read_pushed_unhashed_is_refused_by_the_registry() {
-    let (listening, memory) = server(false).await;
-    let proxy = Proxy::start(listening.local_addr()).await;
-    let repo = repo("unhashed-read");
-    let streamed = client(&proxy, None).await;
-    let chunked = chunked_client(&proxy).await;
-    // One POST (small), POST + streamed PUT, and chunks.
-    for (client, size) in [
-        (&streamed, 100_000),
-        (&streamed, 2 << 20),
-        (&chunked, 100_000),
-    ] {
-        let content = seeded_bytes(13, size);
-        let descriptor = Descriptor::new(octet(), Digest::sha256(&content), size as u64);
-        let mut damaged = content.to_vec();
-        damaged[size / 3] ^= 1;
-        let body = BlobReader::verified(descriptor.clone(), oci_store::body_from_bytes(damaged))
-            .into_stream_for_push();
-        assert_eq!(
-            body.verified_as(),
-            None,
-            "the body is not hashed on the way"
-        );
-        let error = client
-            .push_blob(&repo, &descriptor, body)
-            .await
-            .expect_err("corrupt content is refused");
-        assert_eq!(
-            error.code(),
-            Some(ErrorCode::DigestInvalid),
-            "{size}: {error}"
-        );
-        assert_nothing_stored(&memory, &repo, &descriptor.digest).await;
-
-        let body = BlobReader::verified(descriptor.clone(), oci_store::body_from_bytes(content))
-            .into_stream_for_push();
-        client.push_blob(&repo, &descriptor, body).await.unwrap();
-        memory
-            .resolve_blob(&repo, &descriptor.digest)
-            .await
-            .unwrap();
-        memory.delete_blob(&repo, &descriptor.digest).await.unwrap();
-    }
+    a_corrupt_read_stores_nothing("unhashed-read", 13, true).await;
 }
 
 // ---- upload strategies ----

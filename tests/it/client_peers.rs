@@ -2,7 +2,7 @@
 //! - the CNCF distribution registry (`docker-registry` 2.8), anonymous on loopback: the whole
 //!   conformance suite through the client (`cncf_registry::*`), with what the registry cannot
 //!   do excluded by capability ([`cncf_capabilities`]); `_catalog` paging; a tag listing
-//!   longer than the client's page;
+//!   longer than the client's page; corrupt content pushed unhashed refused by the registry;
 //! - the same registry with htpasswd basic auth over TLS with a CA of the test's own, given to
 //!   the client: the suite again, and refusals without the CA or with wrong credentials;
 //! - the token flow against `hoist serve --token-auth --htpasswd` (and hoist's server in
@@ -626,6 +626,60 @@ async fn cncf_catalog_lists_and_pages_repositories_with_blobs() {
         seen.extend(page);
     }
     assert_eq!(seen, expected, "paged by 2");
+}
+
+/// A copy pushes its source's read without hashing it (`into_stream_for_push`) and the client
+/// only counts what it uploads: the digest is the registry's to check when it commits the
+/// upload. The CNCF registry must refuse corrupt content so sent with `DIGEST_INVALID` and
+/// store nothing, in each way the client uploads (POST then streamed PUT, after the registry
+/// ignored a single POST's body, and chunks); the right content then goes in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cncf_registry_refuses_a_corrupt_blob_pushed_unhashed() {
+    let Some(registry) = tokio::task::spawn_blocking(shared_cncf).await.unwrap() else {
+        return;
+    };
+    let builder =
+        || RegistryClient::builder(&registry.addr.to_string()).with_credential_files(Vec::new());
+    let whole = builder().build().await.unwrap();
+    let chunked = builder()
+        .with_monolithic_limit(10_000)
+        .with_chunk_size(30_000)
+        .build()
+        .await
+        .unwrap();
+    let repo: Repository = format!("unhashed/x{}", std::process::id()).parse().unwrap();
+    for (seed, client, size) in [
+        (4711, &whole, 100_000),
+        (4712, &whole, 2 << 20),
+        (4713, &chunked, 100_000),
+    ] {
+        let content = seeded_bytes(seed, size);
+        let descriptor = Descriptor::new(octet(), Digest::sha256(&content), size as u64);
+        let mut damaged = content.to_vec();
+        damaged[size / 3] ^= 1;
+        let body = BlobReader::verified(descriptor.clone(), oci_store::body_from_bytes(damaged))
+            .into_stream_for_push();
+        assert_eq!(body.verified_as(), None, "not hashed on the way");
+        let error = client
+            .push_blob(&repo, &descriptor, body)
+            .await
+            .expect_err("corrupt content is refused");
+        assert_eq!(
+            error.code(),
+            Some(ErrorCode::DigestInvalid),
+            "{size}: {error}"
+        );
+        let absent = client.resolve_blob(&repo, &descriptor.digest).await;
+        assert!(absent.is_err(), "{size}: nothing stored");
+
+        let body = BlobReader::verified(descriptor.clone(), oci_store::body_from_bytes(content))
+            .into_stream_for_push();
+        client.push_blob(&repo, &descriptor, body).await.unwrap();
+        client
+            .resolve_blob(&repo, &descriptor.digest)
+            .await
+            .unwrap();
+    }
 }
 
 /// A repository with 1000 tags (the client's page size): the CNCF registry 2.8 answers every

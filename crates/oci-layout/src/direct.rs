@@ -548,6 +548,26 @@ pub(crate) mod tests {
         at
     }
 
+    /// Finishes and syncs `file`, whose content ends off a block boundary (so its tail goes
+    /// through the page cache, which ends direct writing), and checks that `path` holds
+    /// `expected`.
+    fn finish_and_compare(
+        mut file: DirectFile,
+        path: &Path,
+        expected: &[u8],
+        scratch: &ScratchDir,
+    ) {
+        file.finish().unwrap();
+        file.sync().unwrap();
+        assert!(!file.is_direct(), "the tail ends direct writing");
+        assert_eq!(
+            fs::read(path).unwrap(),
+            expected,
+            "direct: {}",
+            scratch.direct()
+        );
+    }
+
     #[test]
     fn odd_pieces_come_back_whole() {
         for scratch in scratch_dirs(true) {
@@ -564,15 +584,7 @@ pub(crate) mod tests {
                 assert_eq!(written % DIRECT_ALIGN, 0);
             }
             assert_eq!(written + file.staging.len(), total);
-            file.finish().unwrap();
-            file.sync().unwrap();
-            assert!(!file.is_direct(), "an unaligned tail ends direct writing");
-            assert_eq!(
-                fs::read(&path).unwrap(),
-                data,
-                "direct: {}",
-                scratch.direct()
-            );
+            finish_and_compare(file, &path, &data, &scratch);
         }
     }
 
@@ -597,14 +609,7 @@ pub(crate) mod tests {
                 "staging writes nothing"
             );
             file.write(&data[at..]).unwrap();
-            file.finish().unwrap();
-            file.sync().unwrap();
-            assert_eq!(
-                fs::read(&path).unwrap(),
-                data,
-                "direct: {}",
-                scratch.direct()
-            );
+            finish_and_compare(file, &path, &data, &scratch);
         }
     }
 
