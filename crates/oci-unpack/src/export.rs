@@ -1,7 +1,7 @@
 //! `export`: an image's root filesystem as one tar stream (crane export), its layers merged
 //! with the whiteouts applied, without writing them to disk first.
 
-use std::io::Write;
+use std::io::{BufWriter, Write};
 
 use oci_store::OciInterface;
 use oci_store::layer::{DEFAULT_LAYER_LIMIT, LayerLimits, layer_opener, merge_layers};
@@ -10,9 +10,18 @@ use oci_types::Repository;
 use crate::error::{Error, Result};
 use crate::unpack::LayerRef;
 
+/// The bytes gathered before a write to `out`.
+///
+/// Why: a tar is written as many small pieces (a 512-byte header, then the content in the
+/// pieces inflate gives, then padding); written as they come, a tree of small files costs
+/// several system calls per file, and a terminal's or pipe's line-buffered stdout one per
+/// newline in the content.
+const OUTPUT_BUFFER: usize = 256 << 10;
+
 /// Writes the merged tar of `layers` (lowest first) of `repo` in `store` into `out`, and
-/// gives `out` back. A hard link whose target a later layer removed becomes a regular file.
-/// The same image gives the same bytes.
+/// gives `out` back, flushed. A hard link whose target a later layer removed becomes a
+/// regular file. The same image gives the same bytes. `out` need not be buffered: the tar
+/// reaches it in writes of 256 KiB.
 pub async fn export<W: Write + Send + 'static>(
     store: &dyn OciInterface,
     repo: &Repository,
@@ -26,17 +35,20 @@ pub async fn export<W: Write + Send + 'static>(
         .collect();
     let (mut opener, server) = layer_opener(store, repo, sources, DEFAULT_LAYER_LIMIT);
     let limits = *limits;
+    let context = format!("exporting {repo}");
     let merging = tokio::task::spawn_blocking(move || {
-        let mut out = out;
+        let mut out = BufWriter::with_capacity(OUTPUT_BUFFER, out);
         let count = opener.count();
         let result = merge_layers(&mut out, count, &mut |index| opener.open(index), &limits);
         drop(opener);
-        result.map(|()| out)
+        result.map_err(|e| Error::store(context, e))?;
+        // merge_layers flushed it: this only takes the writer out.
+        out.into_inner().map_err(|e| Error::Output {
+            source: e.into_error(),
+        })
     });
     let (merged, ()) = futures::join!(merging, server.serve());
-    merged
-        .map_err(|e| Error::Invalid {
-            message: format!("the exporting thread failed: {e}"),
-        })?
-        .map_err(|e| Error::store(format!("exporting {repo}"), e))
+    merged.map_err(|e| Error::Invalid {
+        message: format!("the exporting thread failed: {e}"),
+    })?
 }

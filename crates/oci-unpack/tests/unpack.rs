@@ -616,6 +616,47 @@ async fn export_makes_a_file_of_a_link_whose_target_was_removed() {
     assert_eq!(tree(&target), "d d d/link content d/second content");
 }
 
+/// A writer that counts the writes it is given.
+#[derive(Default)]
+struct CountingWriter {
+    bytes: Vec<u8>,
+    writes: usize,
+}
+
+impl std::io::Write for CountingWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.writes += 1;
+        self.bytes.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Export gathers the tar's small pieces (headers, contents, padding) before writing them:
+/// an unbuffered file or stdout is given a few large writes, not several per file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn export_writes_in_large_pieces() {
+    let spec: Vec<String> = (0..2000).map(|i| format!("dir/f{i}={i}")).collect();
+    let image = image(&[tar(&spec.join(" "))]).await;
+    let limits = LayerLimits::default();
+    let out = CountingWriter::default();
+    let out = export(&image.store, &image.repo, &image.layers, out, &limits)
+        .await
+        .unwrap();
+    assert_eq!(out.bytes, image.export().await, "the same bytes");
+    // 2000 files of a header and a padded block each: about 2 MiB.
+    let most = out.bytes.len() / (128 << 10) + 2;
+    assert!(
+        out.writes <= most,
+        "{} writes for {} bytes",
+        out.writes,
+        out.bytes.len()
+    );
+}
+
 /// `image_layers` pairs layers with the config's `diff_ids`, and refuses a count that
 /// disagrees.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
