@@ -44,7 +44,7 @@
 use std::ffi::OsString;
 use std::path::Path;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 
 mod archive;
 mod bucket;
@@ -118,6 +118,33 @@ impl Scenario {
         Self::Bucket,
         Self::Unpack,
     ];
+
+    /// The programs the scenario runs besides hoist and GNU `time` (moto is found apart: in
+    /// its own virtual environment, see `bucket`). Checked for every scenario asked before the
+    /// first starts, so that a run of all of them does not stop at the eighth for want of one.
+    pub(crate) fn tools(self) -> &'static [&'static str] {
+        match self {
+            Self::Startup => &["skopeo", "oras"],
+            Self::Layout => &[],
+            Self::Files => &["umoci", "tar", "gzip"],
+            Self::Server => &["curl", "wrk", "docker-registry"],
+            Self::Client => &[
+                "curl",
+                "skopeo",
+                "oras",
+                "docker-registry",
+                "openssl",
+                "gzip",
+                "dd",
+            ],
+            Self::Copy => &["curl", "skopeo", "oras", "docker-registry"],
+            Self::Images => &["curl", "skopeo", "oras", "docker-registry"],
+            Self::Build => &["umoci", "pigz", "openssl", "dd", "tar"],
+            Self::Unpack => &["umoci", "gzip", "pigz", "tar", "python3"],
+            Self::Archive => &["skopeo", "openssl", "dd", "cat", "tar"],
+            Self::Bucket => &["curl", "wrk", "docker-registry"],
+        }
+    }
 
     /// The name on the command line and of `target/bench/NAME.json`.
     pub(crate) fn name(self) -> &'static str {
@@ -342,6 +369,14 @@ fn run_scenario(root: &Path, args: &BenchArgs) -> Result<()> {
 /// writes `target/bench/all.json` and prints every target's row; with `--readme`, rewrites the
 /// benchmark section of `README.md`. Fails at the end if any scenario failed.
 pub(crate) fn run(root: &Path, cmd: &BenchCmd) -> Result<()> {
+    let mut tools: Vec<&str> = cmd
+        .scenarios
+        .iter()
+        .flat_map(|args| args.scenario.tools().iter().copied())
+        .collect();
+    tools.sort_unstable();
+    tools.dedup();
+    machine::require_tools(&tools).context("before any scenario ran")?;
     let bench_dir = machine::target_dir(root).join("bench");
     let several = cmd.scenarios.len() > 1;
     let mut done = Vec::new();

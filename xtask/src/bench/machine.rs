@@ -89,17 +89,30 @@ pub(super) fn install_hint(tool: &str) -> String {
 /// Fails unless every one of `tools` is on the `PATH`, naming how to install each one missing
 /// ([`install_hint`]).
 pub(super) fn require_tools(tools: &[&str]) -> Result<()> {
-    for tool in tools {
-        let found = Command::new("sh")
-            .args(["-c", &format!("command -v {tool}")])
-            .stdout(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if !found {
-            bail!("`{tool}` is not installed ({})", install_hint(tool));
-        }
+    let missing = missing_tools(tools);
+    if missing.is_empty() {
+        return Ok(());
     }
-    Ok(())
+    let hints: Vec<String> = missing
+        .iter()
+        .map(|tool| format!("`{tool}` is not installed ({})", install_hint(tool)))
+        .collect();
+    bail!("{}", hints.join("; "))
+}
+
+/// Those of `tools` that are not on the `PATH`.
+pub(super) fn missing_tools<'a>(tools: &[&'a str]) -> Vec<&'a str> {
+    tools
+        .iter()
+        .copied()
+        .filter(|tool| {
+            !Command::new("sh")
+                .args(["-c", &format!("command -v {tool}")])
+                .stdout(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        })
+        .collect()
 }
 
 /// The bytes free for an unprivileged user on the filesystem of `path` (`df`'s "Avail").

@@ -6,8 +6,13 @@
 //!    hidden from the layers below one that deletes it (`.wh.NAME`), replaces a parent of it
 //!    with something that is not a directory, or makes a parent opaque (`.wh..wh..opq`,
 //!    wherever it stands in that layer); a layer's own whiteouts never hide its own entries.
+//!    The lowest layer is not read in this pass: what it would teach the plan concerns only
+//!    its own entries (there is no layer below it to hide), so it is learnt while that layer
+//!    is written, first in pass 2. A single-layer image is read once instead of twice.
 //! 2. lowest layer first: every entry that is its path's final one is written with its data,
-//!    so a directory still comes before what it holds.
+//!    so a directory still comes before what it holds. (A directory of the lowest layer whose
+//!    entry comes after something it holds was written before it with the metadata of an
+//!    implicit parent; its own entry is then written again, so that the tree unpacks the same.)
 //!
 //! A hard link whose target is deleted or replaced above it would point at the wrong file, or
 //! at none, in the merged tar: it becomes a regular file with the content its target had in
@@ -58,7 +63,69 @@ struct Plan {
     dirs: HashMap<Vec<u8>, DirMeta>,
 }
 
+/// What a layer hides in the layers below it, applied to the plan once the layer is read.
+#[derive(Debug, Default)]
+struct Hides {
+    deleted: Vec<Vec<u8>>,
+    opaque: Vec<Vec<u8>>,
+    replaced: Vec<Vec<u8>>,
+}
+
 impl Plan {
+    /// Learns what `entry` of layer `index` says (pass 1's work for one entry): the layer
+    /// holding its path's final entry, and a directory's final metadata, unless a layer above
+    /// or an entry before it settled them; what it hides below goes to `hides` (none for the
+    /// lowest layer: nothing is below it).
+    fn learn(&mut self, index: usize, entry: &TarEntry<'_>, mut hides: Option<&mut Hides>) {
+        let mut hide = |what: fn(&mut Hides) -> &mut Vec<Vec<u8>>| {
+            if let Some(hides) = hides.as_deref_mut() {
+                what(hides).push(entry.path.clone());
+            }
+        };
+        match entry.kind {
+            EntryKind::Opaque => hide(|h| &mut h.opaque),
+            EntryKind::Whiteout => hide(|h| &mut h.deleted),
+            _ if entry.path.is_empty() => {}
+            _ if self.hidden(&entry.path) => {}
+            kind => {
+                let directory = kind == EntryKind::Directory;
+                if !directory {
+                    // Whatever lower layers hold below it is gone, even if a higher layer
+                    // makes the path a directory again.
+                    hide(|h| &mut h.replaced);
+                }
+                if !self.finals.contains_key(&entry.path) {
+                    if directory {
+                        self.dirs.insert(
+                            entry.path.clone(),
+                            DirMeta {
+                                mode: entry.mode,
+                                uid: entry.uid,
+                                gid: entry.gid,
+                                mtime: entry.mtime,
+                                xattrs: entry.xattrs.clone(),
+                            },
+                        );
+                    }
+                    self.finals.insert(
+                        entry.path.clone(),
+                        Final {
+                            layer: index,
+                            directory,
+                        },
+                    );
+                }
+            }
+        }
+    }
+
+    /// Applies what a layer hides to the plan of the layers below it.
+    fn hide(&mut self, hides: Hides) {
+        self.deleted.extend(hides.deleted);
+        self.opaque.extend(hides.opaque);
+        self.replaced.extend(hides.replaced);
+    }
+
     /// Whether an entry for `path` in a lower layer is hidden by what the layers above did.
     fn hidden(&self, path: &[u8]) -> bool {
         if self.deleted.contains(path) {
@@ -80,6 +147,14 @@ impl Plan {
     }
 }
 
+/// The directories written so far.
+#[derive(Debug, Default)]
+struct WrittenDirs {
+    all: HashSet<Vec<u8>>,
+    /// Those written as implicit parents, with no entry of theirs known then.
+    implicit: HashSet<Vec<u8>>,
+}
+
 /// Hard links whose target is gone or replaced above them: by (the layer holding the
 /// content, the target's path), the links' paths.
 type Orphans = HashMap<(usize, Vec<u8>), Vec<Vec<u8>>>;
@@ -93,64 +168,34 @@ pub fn merge_layers(
     limits: &LayerLimits,
 ) -> Result<()> {
     let mut plan = Plan::default();
-    for index in (0..count).rev() {
+    // The lowest layer is learnt in pass 2 (see the module's docs).
+    for index in (1..count).rev() {
         let mut reader = open(index)?;
         let layer = reader.layer().digest.clone();
-        let (mut deleted, mut opaque, mut replaced) = (Vec::new(), Vec::new(), Vec::new());
+        let mut hides = Hides::default();
         read_entries(&layer, &mut reader, limits, |entry| {
-            match entry.kind {
-                EntryKind::Opaque => opaque.push(entry.path),
-                EntryKind::Whiteout => deleted.push(entry.path),
-                _ if entry.path.is_empty() => {}
-                _ if plan.hidden(&entry.path) => {}
-                kind => {
-                    let directory = kind == EntryKind::Directory;
-                    if !directory {
-                        // Whatever lower layers hold below it is gone, even if a higher
-                        // layer makes the path a directory again.
-                        replaced.push(entry.path.clone());
-                    }
-                    if !plan.finals.contains_key(&entry.path) {
-                        if directory {
-                            plan.dirs.insert(
-                                entry.path.clone(),
-                                DirMeta {
-                                    mode: entry.mode,
-                                    uid: entry.uid,
-                                    gid: entry.gid,
-                                    mtime: entry.mtime,
-                                    xattrs: entry.xattrs.clone(),
-                                },
-                            );
-                        }
-                        let path = entry.path;
-                        plan.finals.insert(
-                            path,
-                            Final {
-                                layer: index,
-                                directory,
-                            },
-                        );
-                    }
-                }
-            }
+            plan.learn(index, &entry, Some(&mut hides));
             Ok(())
         })?;
         reader.finish()?;
-        plan.deleted.extend(deleted);
-        plan.opaque.extend(opaque);
-        plan.replaced.extend(replaced);
+        plan.hide(hides);
     }
 
     let mut builder = tar::Builder::new(out);
     let mut orphans = Orphans::new();
-    let mut written_dirs: HashSet<Vec<u8>> = HashSet::new();
+    let mut written_dirs = WrittenDirs::default();
     // The layer holding each path's content as the layers are applied in order.
     let mut holder: HashMap<Vec<u8>, usize> = HashMap::new();
     for index in 0..count {
         let mut reader = open(index)?;
         let layer = reader.layer().digest.clone();
         read_entries(&layer, &mut reader, limits, |entry| {
+            if index == 0 {
+                // What pass 1 would have learnt of it, learnt before it is needed: the
+                // plan of an entry of the lowest layer depends only on the layers above and
+                // on the entries before it.
+                plan.learn(0, &entry, None);
+            }
             if entry.path.is_empty()
                 || matches!(entry.kind, EntryKind::Whiteout | EntryKind::Opaque)
             {
@@ -160,14 +205,20 @@ pub fn merge_layers(
             // A directory that stays is written where it first appears, with its final
             // metadata, so that it comes before what the layers put in it. (Its parents stay
             // too, since it does.)
-            if entry.kind == EntryKind::Directory
-                && !written_dirs.contains(&entry.path)
-                && plan.dirs.contains_key(&entry.path)
-            {
-                write_parents(&mut builder, &plan, &mut written_dirs, &entry.path, &layer)?;
-                return write_dir(&mut builder, &plan, &mut written_dirs, &entry.path, &layer);
+            if entry.kind == EntryKind::Directory && plan.dirs.contains_key(&entry.path) {
+                if !written_dirs.all.contains(&entry.path) {
+                    write_parents(&mut builder, &plan, &mut written_dirs, &entry.path, &layer)?;
+                    return write_dir(&mut builder, &plan, &mut written_dirs, &entry.path, &layer);
+                }
+                if written_dirs.implicit.remove(&entry.path) {
+                    // Only in the lowest layer, whose plan is learnt as it is written: the
+                    // directory came after something it holds and was written as an
+                    // implicit parent. Again, with its own metadata, which a tar applies to
+                    // the directory it already made.
+                    return append_dir(&mut builder, &plan, &mut written_dirs, &entry.path, &layer);
+                }
             }
-            if entry.kind == EntryKind::Directory && written_dirs.contains(&entry.path) {
+            if entry.kind == EntryKind::Directory && written_dirs.all.contains(&entry.path) {
                 return Ok(());
             }
             if plan
@@ -258,13 +309,24 @@ pub fn merge_layers(
 fn write_dir<W: Write>(
     builder: &mut tar::Builder<W>,
     plan: &Plan,
-    written: &mut HashSet<Vec<u8>>,
+    written: &mut WrittenDirs,
     path: &[u8],
     layer: &oci_types::Digest,
 ) -> Result<()> {
-    if !written.insert(path.to_vec()) {
+    if !written.all.insert(path.to_vec()) {
         return Ok(());
     }
+    append_dir(builder, plan, written, path, layer)
+}
+
+/// Appends an entry for the directory `path`, as [`write_dir`] describes, written or not.
+fn append_dir<W: Write>(
+    builder: &mut tar::Builder<W>,
+    plan: &Plan,
+    written: &mut WrittenDirs,
+    path: &[u8],
+    layer: &oci_types::Digest,
+) -> Result<()> {
     let implicit = DirMeta {
         mode: 0o755,
         uid: 0,
@@ -272,7 +334,10 @@ fn write_dir<W: Write>(
         mtime: 0,
         xattrs: Vec::new(),
     };
-    let meta = plan.dirs.get(path).unwrap_or(&implicit);
+    let meta = plan.dirs.get(path).unwrap_or_else(|| {
+        written.implicit.insert(path.to_vec());
+        &implicit
+    });
     let dir = EntryMeta {
         path,
         kind: EntryKind::Directory,
@@ -292,12 +357,12 @@ fn write_dir<W: Write>(
 fn write_parents<W: Write>(
     builder: &mut tar::Builder<W>,
     plan: &Plan,
-    written: &mut HashSet<Vec<u8>>,
+    written: &mut WrittenDirs,
     path: &[u8],
     layer: &oci_types::Digest,
 ) -> Result<()> {
     for (at, byte) in path.iter().enumerate() {
-        if *byte == b'/' && !written.contains(&path[..at]) {
+        if *byte == b'/' && !written.all.contains(&path[..at]) {
             write_dir(builder, plan, written, &path[..at], layer)?;
         }
     }
@@ -390,11 +455,22 @@ mod tests {
 
     /// The merged tar of `layers`, as `path kind [data or link]` lines.
     async fn merged(layers: Vec<Bytes>) -> Vec<String> {
+        merged_with(layers, |_| String::new()).await.0
+    }
+
+    /// The merged tar of `layers`, as `path kind [data or link]` lines each followed by what
+    /// `more` says of the entry, and how many times each layer was opened.
+    async fn merged_with(
+        layers: Vec<Bytes>,
+        more: fn(&TarEntry<'_>) -> String,
+    ) -> (Vec<String>, Vec<usize>) {
         let handle = tokio::runtime::Handle::current();
         tokio::task::spawn_blocking(move || {
             let mut out = Vec::new();
             let count = layers.len();
+            let mut opened = vec![0; count];
             let mut open = |index: usize| -> Result<LayerReader> {
+                opened[index] += 1;
                 let bytes = layers[index].clone();
                 let descriptor =
                     Descriptor::of_bytes(MediaType::from_static(media_type::OCI_LAYER_TAR), &bytes);
@@ -408,6 +484,7 @@ mod tests {
             let digest = oci_types::Digest::parse(&format!("sha256:{}", "0".repeat(64))).unwrap();
             let mut lines = Vec::new();
             read_entries(&digest, out.as_slice(), &LayerLimits::default(), |entry| {
+                let more = more(&entry);
                 let mut data = String::new();
                 entry.data.read_to_string(&mut data).unwrap();
                 let link = entry
@@ -415,14 +492,14 @@ mod tests {
                     .map(|l| String::from_utf8(l).unwrap())
                     .unwrap_or_default();
                 lines.push(format!(
-                    "{} {:?} {data}{link}",
+                    "{} {:?} {data}{link}{more}",
                     String::from_utf8(entry.path).unwrap(),
                     entry.kind
                 ));
                 Ok(())
             })
             .unwrap();
-            lines
+            (lines, opened)
         })
         .await
         .unwrap()
@@ -485,6 +562,113 @@ mod tests {
                 "d Directory ",
                 "d/link File content",
                 "d/second HardLink d/link"
+            ]
+        );
+    }
+
+    /// The lowest layer is read once, in the pass that writes (what it teaches the plan
+    /// concerns only its own entries); the others twice. A single layer is read once.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_lowest_layer_is_read_once() {
+        let (lines, opened) =
+            merged_with(vec![layer(&["a/", "a/x=1", "b=2"])], |_| String::new()).await;
+        assert_eq!(lines, ["a Directory ", "a/x File 1", "b File 2"]);
+        assert_eq!(opened, [1]);
+        let (_, opened) = merged_with(
+            vec![layer(&["a=1"]), layer(&["b=2"]), layer(&["c=3"])],
+            |_| String::new(),
+        )
+        .await;
+        assert_eq!(opened, [1, 2, 2]);
+    }
+
+    /// The plan the lowest layer learns as it is written is the one pass 1 would have made:
+    /// within it, a file hides what a later entry puts below its path, a hard link to a
+    /// target deleted above becomes the file, and a directory claimed above keeps the upper
+    /// layer's metadata.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_lowest_layer_is_planned_as_it_is_written() {
+        let mode = |entry: &TarEntry<'_>| format!(" {:o}", entry.mode);
+        let mut upper = tar::Builder::new(Vec::new());
+        for (path, kind, mode) in [
+            ("d", EntryKind::Directory, 0o700),
+            ("t", EntryKind::Whiteout, 0o644),
+        ] {
+            let meta = EntryMeta {
+                path: path.as_bytes(),
+                kind,
+                link: None,
+                mode,
+                uid: 0,
+                gid: 0,
+                mtime: 0,
+                size: 0,
+                device: (0, 0),
+                xattrs: &[],
+            };
+            append_entry(&mut upper, &meta, io::empty()).unwrap();
+        }
+        let upper = Bytes::from(upper.into_inner().unwrap());
+        let (lines, _) = merged_with(
+            vec![
+                layer(&["f=file", "f/under=no", "d/", "d/x=1", "t=content", "l=>t"]),
+                upper,
+            ],
+            mode,
+        )
+        .await;
+        assert_eq!(
+            lines,
+            [
+                "f File file 755",
+                "d Directory  700",
+                "d/x File 1 755",
+                "l File content 755",
+            ]
+        );
+    }
+
+    /// A directory of the lowest layer whose entry comes after a file in it: written first
+    /// as an implicit parent, then again with its own metadata, so that the tree unpacks as
+    /// the layer does.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_directory_after_its_contents_gets_its_own_metadata() {
+        let mut lowest = tar::Builder::new(Vec::new());
+        for (path, kind, mode, data) in [
+            ("d/f", EntryKind::File, 0o644, &b"x"[..]),
+            ("d", EntryKind::Directory, 0o700, &b""[..]),
+        ] {
+            let meta = EntryMeta {
+                path: path.as_bytes(),
+                kind,
+                link: None,
+                mode,
+                uid: 0,
+                gid: 0,
+                mtime: 0,
+                size: data.len() as u64,
+                device: (0, 0),
+                xattrs: &[],
+            };
+            append_entry(&mut lowest, &meta, data).unwrap();
+        }
+        let lowest = Bytes::from(lowest.into_inner().unwrap());
+        let mode = |entry: &TarEntry<'_>| format!(" {:o}", entry.mode);
+        let (lines, opened) = merged_with(vec![lowest.clone()], mode).await;
+        assert_eq!(
+            lines,
+            ["d Directory  755", "d/f File x 644", "d Directory  700"]
+        );
+        assert_eq!(opened, [1]);
+        // Under another layer, the same.
+        let (lines, _) = merged_with(vec![lowest, layer(&["e=2"])], mode).await;
+        assert_eq!(
+            lines,
+            [
+                "d Directory  755",
+                "d/f File x 644",
+                "d Directory  700",
+                "e File 2 755"
             ]
         );
     }

@@ -49,7 +49,6 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 
-use super::BenchArgs;
 use super::data::{layer_sizes, oci_ref, seeded_image};
 use super::machine::{
     Revision, Workspace, ballast_bytes, build_hoist, cores, file_len, load_average,
@@ -59,6 +58,7 @@ use super::machine::{
 use super::measure::{
     Defaults, Runs, Usage, format_mib, read_usage, timed, with_time, write_results,
 };
+use super::{BenchArgs, Scenario};
 
 mod daemon;
 mod image;
@@ -377,7 +377,7 @@ fn measure(
 }
 
 pub(super) fn run(root: &Path, args: &BenchArgs) -> Result<()> {
-    require_tools(&["skopeo", "openssl", "dd", "cat", "tar"])?;
+    require_tools(Scenario::Archive.tools())?;
     for (path, package) in [
         ("/usr/bin/time", "time"),
         (DOCKER, "docker.io"),

@@ -50,7 +50,6 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
-use super::BenchArgs;
 use super::data::{LayoutImage, blob_path, layer_sizes, layout_image, oci_ref, seeded_image};
 use super::load::{REPO, TAG, WRK_CONNECTIONS, head_load, write_get_script, wrk};
 use super::machine::{
@@ -59,6 +58,7 @@ use super::machine::{
 };
 use super::measure::{Defaults, Runs, median, median_or_nan, rate_mb_s, timed, write_results};
 use super::peers::{check_digest_printed, curl, manifest_digest, parse_size_and_time};
+use super::{BenchArgs, Scenario};
 
 mod report;
 mod servers;
@@ -372,7 +372,7 @@ fn measure(probe: Probe, cx: &RunCx<'_>) -> Result<Reading> {
 
 pub(super) fn run(root: &Path, args: &BenchArgs) -> Result<()> {
     let exe = build_hoist(root)?;
-    require_tools(&["curl", "wrk", "docker-registry"])?;
+    require_tools(Scenario::Bucket.tools())?;
     let moto_program = moto_program()?;
     let workspace = Workspace::new(root, "bucket", None)?;
     let (bench_dir, work) = (workspace.bench_dir.clone(), workspace.work.clone());

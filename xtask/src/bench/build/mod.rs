@@ -39,7 +39,6 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 
-use super::BenchArgs;
 use super::data::{SOURCE_DATE_EPOCH, TreeStats, blob_path, copy_usr, generate_tree, layout_image};
 use super::machine::{
     Revision, Workspace, ballast_bytes, build_hoist, check_dd, cores, dd_args, load_average,
@@ -50,6 +49,7 @@ use super::measure::{
     Defaults, Runs, Usage, alternate, format_mib, read_usage, require_gnu_time, timed, timed_drain,
     with_time, write_results,
 };
+use super::{BenchArgs, Scenario};
 use crate::run_status;
 
 mod report;
@@ -421,7 +421,7 @@ fn measure(step: Step, cx: &RunCx<'_>) -> Result<Sample> {
 }
 
 pub(super) fn run(root: &Path, args: &BenchArgs) -> Result<()> {
-    require_tools(&["umoci", "pigz", "openssl", "dd", "tar"])?;
+    require_tools(Scenario::Build.tools())?;
     require_gnu_time()?;
     let compress_rs = root.join(COMPRESS_RS);
     let gzip_level = fs::read_to_string(&compress_rs)

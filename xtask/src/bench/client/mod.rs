@@ -46,7 +46,6 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
-use super::BenchArgs;
 use super::data::{oci_ref, parallel};
 use super::machine::{
     Revision, Workspace, ballast_bytes, build_hoist, check_dd, dd, remove_dir, require_tools,
@@ -57,6 +56,7 @@ use super::measure::{
     write_results,
 };
 use super::peers::{Registry, check_digest_printed, download_blob, upload_blob};
+use super::{BenchArgs, Scenario};
 
 mod image;
 mod report;
@@ -357,15 +357,7 @@ fn measure(step: Step, cx: &RunCx<'_>) -> Result<Sample> {
 }
 
 pub(super) fn run(root: &Path, args: &BenchArgs) -> Result<()> {
-    require_tools(&[
-        "curl",
-        "skopeo",
-        "oras",
-        "docker-registry",
-        "openssl",
-        "gzip",
-        "dd",
-    ])?;
+    require_tools(Scenario::Client.tools())?;
     require_gnu_time()?;
     let hoist = build_hoist(root)?;
     let hoist_revision = revision(root, Revision::Files);

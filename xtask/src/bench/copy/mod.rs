@@ -31,7 +31,6 @@ use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 
-use super::BenchArgs;
 use super::data::{blob_path, parallel, seeded_image};
 use super::machine::{
     Revision, Workspace, ballast_bytes, build_hoist, read_through, remove_dir, require_tools,
@@ -45,6 +44,7 @@ use super::peers::{
     Registry, check_digest_printed, count_blob_bodies, download_blob, manifest_digest,
     put_layout_image, upload_blob,
 };
+use super::{BenchArgs, Scenario};
 
 mod report;
 
@@ -266,7 +266,7 @@ fn warm(source: &Source<'_>) -> Result<()> {
 }
 
 pub(super) fn run(root: &Path, args: &BenchArgs) -> Result<()> {
-    require_tools(&["curl", "skopeo", "oras", "docker-registry"])?;
+    require_tools(Scenario::Copy.tools())?;
     require_gnu_time()?;
     let hoist = build_hoist(root)?;
     let workspace = Workspace::new(root, "copy", None)?;

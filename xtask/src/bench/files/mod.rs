@@ -41,7 +41,6 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 
-use super::BenchArgs;
 use super::data::{SOURCE_DATE_EPOCH, TreeStats, blob_path, layout_image, oci_ref};
 use super::machine::{
     Revision, Workspace, build_hoist, cores, load_average, read_through, remove_dir, require_tools,
@@ -51,6 +50,7 @@ use super::measure::{
     Defaults, Runs, Usage, alternate, format_mib, read_usage, require_gnu_time, timed, with_time,
     write_results,
 };
+use super::{BenchArgs, Scenario};
 use crate::run_status;
 
 mod report;
@@ -451,7 +451,7 @@ fn prepare(hoist: &Path, work: &Path, size_bytes: u64) -> Result<Source> {
 }
 
 pub(super) fn run(root: &Path, args: &BenchArgs) -> Result<()> {
-    require_tools(&["umoci", "tar", "gzip"])?;
+    require_tools(Scenario::Files.tools())?;
     require_gnu_time()?;
     let hoist = build_hoist(root)?;
     let hoist_revision = revision(root, Revision::Count);

@@ -32,7 +32,6 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use serde_json::json;
 
-use super::BenchArgs;
 use super::data::{blob_path, layer_sizes, layout_image, oci_ref, parallel, seeded_image_for};
 use super::machine::{
     Revision, Workspace, ballast_bytes, build_hoist, remove_dir, require_tools, revision,
@@ -45,6 +44,7 @@ use super::measure::{
 use super::peers::{
     Registry, check_digest_printed, curl, parse_header, put_layout_image, upload_blob,
 };
+use super::{BenchArgs, Scenario};
 
 mod report;
 
@@ -427,7 +427,7 @@ fn measure(
 }
 
 pub(super) fn run(root: &Path, args: &BenchArgs) -> Result<()> {
-    require_tools(&["curl", "skopeo", "oras", "docker-registry"])?;
+    require_tools(Scenario::Images.tools())?;
     require_gnu_time()?;
     let hoist = build_hoist(root)?;
     let hoist_revision = revision(root, Revision::Files);

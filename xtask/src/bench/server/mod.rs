@@ -35,7 +35,6 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use serde_json::json;
 
-use super::BenchArgs;
 use super::data::urandom_file;
 use super::load::{REPO, TAG, WRK_CONNECTIONS, head_load, write_get_script, wrk};
 use super::machine::{
@@ -46,6 +45,7 @@ use super::measure::{Defaults, Runs, median_or_nan, timed, write_results};
 use super::peers::{
     MANIFEST_TYPE, Proc, Registry, curl, download_blob, start_hoist_serve, upload_blob,
 };
+use super::{BenchArgs, Scenario};
 
 mod report;
 
@@ -286,7 +286,7 @@ const MANIFEST_LOADS: [(&str, ProbeOf); 6] = [
 ];
 
 pub(super) fn run(root: &Path, args: &BenchArgs) -> Result<()> {
-    require_tools(&["curl", "wrk", "docker-registry"])?;
+    require_tools(Scenario::Server.tools())?;
     let exe = build_hoist(root)?;
     let workspace = Workspace::new(root, "server", None)?;
     let work = workspace.work.clone();

@@ -21,7 +21,6 @@ use std::process::Command;
 
 use anyhow::{Result, bail};
 
-use super::BenchArgs;
 use super::data::{oci_ref, seeded_image};
 use super::machine::{
     Revision, Workspace, build_hoist, remove_dir, require_tools, revision, version,
@@ -30,6 +29,7 @@ use super::measure::{
     Defaults, Runs, alternate, format_mib, read_usage, require_gnu_time, timed, with_time,
     write_results,
 };
+use super::{BenchArgs, Scenario};
 
 mod report;
 
@@ -117,7 +117,7 @@ fn check_output(tool: Tool, stdout: &[u8], digest: &str) -> Result<()> {
 }
 
 pub(super) fn run(root: &Path, args: &BenchArgs) -> Result<()> {
-    require_tools(&["skopeo", "oras"])?;
+    require_tools(Scenario::Startup.tools())?;
     require_gnu_time()?;
     let hoist = build_hoist(root)?;
     let workspace = Workspace::new(root, "startup", Some("oci:DIR:TAG"))?;

@@ -100,12 +100,14 @@ impl ImageReport {
     }
 
     pub(super) fn targets(&self) -> Vec<Target> {
-        let [time_name, rss_name] = self.kind.target_names();
+        let [time_name, rss_name, rss_vs_name] = self.kind.target_names();
         let ratio = self.time_ratio();
         let rss = self.max_rss(Step::Hoist);
+        let rss_vs_umoci = rss as f64 / self.max_rss(Step::Umoci).max(1) as f64;
         vec![
             Target::at_most(time_name, ratio, TIME_LIMIT),
             Target::rss_below(rss_name, rss, RSS_LIMIT_KIB),
+            Target::at_most(rss_vs_name, rss_vs_umoci, 1.0),
         ]
     }
 
@@ -316,7 +318,7 @@ mod tests {
     fn report(hoist: f64, rss: u64) -> ImageReport {
         let run = |scale: f64| -> Vec<Sample> {
             [
-                (Step::Umoci, 20.0, 20_000),
+                (Step::Umoci, 20.0, 40_000),
                 (Step::UmociRaw, 12.0, 18_000),
                 (Step::Hoist, hoist, rss),
                 (Step::Gzip, 5.0, 2_000),
@@ -363,7 +365,7 @@ mod tests {
         assert!((vs_bound[0] - 1.25).abs() < 1e-9);
         let slow = report(12.0, 70_000);
         let verdicts: Vec<bool> = slow.targets().iter().map(|t| t.pass).collect();
-        assert_eq!(verdicts, [false, false]);
+        assert_eq!(verdicts, [false, false, false]);
 
         let unpack = UnpackReport {
             images: vec![image],
