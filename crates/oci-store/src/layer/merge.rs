@@ -582,18 +582,10 @@ mod tests {
         assert_eq!(opened, [1, 2, 2]);
     }
 
-    /// The plan the lowest layer learns as it is written is the one pass 1 would have made:
-    /// within it, a file hides what a later entry puts below its path, a hard link to a
-    /// target deleted above becomes the file, and a directory claimed above keeps the upper
-    /// layer's metadata.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn the_lowest_layer_is_planned_as_it_is_written() {
-        let mode = |entry: &TarEntry<'_>| format!(" {:o}", entry.mode);
-        let mut upper = tar::Builder::new(Vec::new());
-        for (path, kind, mode) in [
-            ("d", EntryKind::Directory, 0o700),
-            ("t", EntryKind::Whiteout, 0o644),
-        ] {
+    /// A layer of `(path, kind, mode, content)` entries, in that order.
+    fn layer_with_modes(entries: &[(&str, EntryKind, u32, &str)]) -> Bytes {
+        let mut builder = tar::Builder::new(Vec::new());
+        for &(path, kind, mode, data) in entries {
             let meta = EntryMeta {
                 path: path.as_bytes(),
                 kind,
@@ -602,19 +594,36 @@ mod tests {
                 uid: 0,
                 gid: 0,
                 mtime: 0,
-                size: 0,
+                size: data.len() as u64,
                 device: (0, 0),
                 xattrs: &[],
             };
-            append_entry(&mut upper, &meta, io::empty()).unwrap();
+            append_entry(&mut builder, &meta, data.as_bytes()).unwrap();
         }
-        let upper = Bytes::from(upper.into_inner().unwrap());
+        Bytes::from(builder.into_inner().unwrap())
+    }
+
+    /// An entry's permission bits, as `merged_with` appends them to its line.
+    fn mode_of(entry: &TarEntry<'_>) -> String {
+        format!(" {:o}", entry.mode)
+    }
+
+    /// The plan the lowest layer learns as it is written is the one pass 1 would have made:
+    /// within it, a file hides what a later entry puts below its path, a hard link to a
+    /// target deleted above becomes the file, and a directory claimed above keeps the upper
+    /// layer's metadata.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_lowest_layer_is_planned_as_it_is_written() {
+        let upper = layer_with_modes(&[
+            ("d", EntryKind::Directory, 0o700, ""),
+            ("t", EntryKind::Whiteout, 0o644, ""),
+        ]);
         let (lines, _) = merged_with(
             vec![
                 layer(&["f=file", "f/under=no", "d/", "d/x=1", "t=content", "l=>t"]),
                 upper,
             ],
-            mode,
+            mode_of,
         )
         .await;
         assert_eq!(
@@ -633,35 +642,18 @@ mod tests {
     /// the layer does.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_directory_after_its_contents_gets_its_own_metadata() {
-        let mut lowest = tar::Builder::new(Vec::new());
-        for (path, kind, mode, data) in [
-            ("d/f", EntryKind::File, 0o644, &b"x"[..]),
-            ("d", EntryKind::Directory, 0o700, &b""[..]),
-        ] {
-            let meta = EntryMeta {
-                path: path.as_bytes(),
-                kind,
-                link: None,
-                mode,
-                uid: 0,
-                gid: 0,
-                mtime: 0,
-                size: data.len() as u64,
-                device: (0, 0),
-                xattrs: &[],
-            };
-            append_entry(&mut lowest, &meta, data).unwrap();
-        }
-        let lowest = Bytes::from(lowest.into_inner().unwrap());
-        let mode = |entry: &TarEntry<'_>| format!(" {:o}", entry.mode);
-        let (lines, opened) = merged_with(vec![lowest.clone()], mode).await;
+        let lowest = layer_with_modes(&[
+            ("d/f", EntryKind::File, 0o644, "x"),
+            ("d", EntryKind::Directory, 0o700, ""),
+        ]);
+        let (lines, opened) = merged_with(vec![lowest.clone()], mode_of).await;
         assert_eq!(
             lines,
             ["d Directory  755", "d/f File x 644", "d Directory  700"]
         );
         assert_eq!(opened, [1]);
         // Under another layer, the same.
-        let (lines, _) = merged_with(vec![lowest, layer(&["e=2"])], mode).await;
+        let (lines, _) = merged_with(vec![lowest, layer(&["e=2"])], mode_of).await;
         assert_eq!(
             lines,
             [
