@@ -125,7 +125,7 @@ impl Scenario {
     pub(crate) fn tools(self) -> &'static [&'static str] {
         match self {
             Self::Startup => &["skopeo", "oras"],
-            Self::Layout => &[],
+            Self::Layout => &["dd", "openssl"],
             Self::Files => &["umoci", "tar", "gzip"],
             Self::Server => &["curl", "wrk", "docker-registry"],
             Self::Client => &[

@@ -534,6 +534,19 @@ mod tests {
                 .contains("apt-get install -y surely-no-such-tool-here"),
             "{err}"
         );
+        // Every missing tool is named at once, not only the first.
+        let tools = ["sh", "surely-no-such-tool-here", "nor-this-one-either"];
+        assert_eq!(
+            missing_tools(&tools),
+            ["surely-no-such-tool-here", "nor-this-one-either"]
+        );
+        let err = require_tools(&tools).unwrap_err().to_string();
+        assert!(
+            err.contains("`surely-no-such-tool-here` is not installed")
+                && err.contains("`nor-this-one-either` is not installed")
+                && !err.contains("`sh`"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -34,13 +34,13 @@ use std::process::{Command, Stdio};
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
 
-use super::BenchArgs;
 use super::data::{blob_path, urandom_file};
 use super::machine::{
     Workspace, ballast_bytes, check_dd, dd, openssl_dgst, parse_openssl_digest, read_through,
-    remove_dir, run_ballast, sha256_of, sync_and_pause,
+    remove_dir, require_tools, run_ballast, sha256_of, sync_and_pause,
 };
 use super::measure::{Runs, print_step, timed, write_results};
+use super::{BenchArgs, Scenario};
 use crate::{cargo, describe};
 
 mod report;
@@ -214,6 +214,7 @@ impl RunDirs {
 }
 
 pub(super) fn run(root: &Path, args: &BenchArgs) -> Result<()> {
+    require_tools(Scenario::Layout.tools())?;
     let exe = build_layout_bench(root)?;
     let Workspace { bench_dir, work } = Workspace::new(root, "layout", None)?;
     let size_bytes = args.size_mib << 20;
