@@ -38,7 +38,7 @@
 //!   a run; DIR is on the tmpfs `/dev/shm` when it has room (see [`memory_daemon_root`]), so
 //!   that the loads compare the tools and not the disk's moods;
 //! * each run starts with the ballast write of the layout scenario; the order of the steps
-//!   before the loads reverses from one run to the next, each hoist step beside the peer it is
+//!   before the loads reverses from one run to the next and turns every second run, each hoist step beside the peer it is
 //!   compared with; the two loads come last, their order swapping from one run to the next;
 //! * a run's outputs are deleted together when it ends, followed by `sync` and the pause.
 
@@ -56,7 +56,7 @@ use super::machine::{
     sync_and_pause, version, warm_tree,
 };
 use super::measure::{
-    Defaults, Runs, Usage, format_mib, read_usage, timed, with_time, write_results,
+    Defaults, Runs, Usage, alternate, format_mib, read_usage, timed, with_time, write_results,
 };
 use super::{BenchArgs, Scenario};
 
@@ -220,17 +220,19 @@ const ORDER: [Step; 10] = [
 /// How many steps at the end of [`ORDER`] are the loads, which stay last in every run.
 const LOADS: usize = 2;
 
-/// The order of run `index` (from 0): [`ORDER`] in even runs; in odd ones the steps before the
-/// loads are reversed and the loads swap. The loads stay last: each daemon keeps the image it
-/// loaded (on tmpfs) until the run ends, memory that a later step would miss; with the whole
-/// order reversed, the loads came first in odd runs and the writes after them were slowed.
+/// The order of run `index` (from 0): the steps before the loads in [`alternate`]'s order, then
+/// the loads, swapped in odd runs. The loads stay last: each daemon keeps the image it loaded
+/// (on tmpfs) until the run ends, memory that a later step would miss; with the whole order
+/// reversed, the loads came first in odd runs and the writes after them were slowed.
 fn archive_order(index: usize) -> [Step; 10] {
+    const SPLIT: usize = ORDER.len() - LOADS;
+    let mut head = [Step::Dd; SPLIT];
+    head.copy_from_slice(&ORDER[..SPLIT]);
+    let mut loads = [Step::Dd; LOADS];
+    loads.copy_from_slice(&ORDER[SPLIT..]);
     let mut order = ORDER;
-    if !index.is_multiple_of(2) {
-        let split = ORDER.len() - LOADS;
-        order[..split].reverse();
-        order[split..].reverse();
-    }
+    order[..SPLIT].copy_from_slice(&alternate(head, index));
+    order[SPLIT..].copy_from_slice(&alternate(loads, index % 2));
     order
 }
 
@@ -587,7 +589,8 @@ mod tests {
         assert_eq!(archive_order(0)[8], Step::HoistLoad);
         assert_eq!(archive_order(1)[8], Step::DockerLoad);
         assert!(archive_order(1)[10 - LOADS..].iter().all(|s| s.loads()));
-        assert_eq!(archive_order(2), archive_order(0));
+        assert_eq!(archive_order(2)[8..], archive_order(0)[8..]);
+        assert_ne!(archive_order(2)[0], archive_order(0)[0]);
         for index in 0..2 {
             let order = archive_order(index);
             let at = |step| order.iter().position(|&s| s == step).unwrap();

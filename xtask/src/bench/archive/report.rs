@@ -186,7 +186,7 @@ impl ArchiveReport {
              default);\nhoist writes a temporary file, fsyncs it and renames it; skopeo does \
              not fsync the archive;\neach load into a fresh {ENGINE} daemon (data root of its \
              own, started untimed);\n{runs_note}, {ballast}, {} s pause after each run; {} \
-             cores; step order reverses between runs;\nbefore every step: sync, untimed read \
+             cores; step order reverses between runs and turns every second run;\nbefore every step: sync, untimed read \
              of its input; every step writes into a new directory;\nhoist built from {}\n",
             self.versions.first().map_or("skopeo", String::as_str),
             self.versions.get(1).map_or("docker", String::as_str),

@@ -189,7 +189,7 @@ const ORDER: [Step; 8] = [
     Step::HoistOneThread,
 ];
 
-/// The order of run `index` (from 0): [`ORDER`] in even runs, reversed in odd ones.
+/// The order of run `index` (from 0): [`ORDER`] as [`alternate`] turns and reverses it.
 fn step_order(index: usize) -> [Step; 8] {
     alternate(ORDER, index)
 }
@@ -580,7 +580,7 @@ mod tests {
         assert_eq!(tree_order(1), [Tree::Usr, Tree::Generated]);
         assert_eq!(step_order(0)[0], Step::Umoci);
         assert_eq!(step_order(1)[7], Step::Umoci);
-        assert_eq!(step_order(2), step_order(0));
+        assert_ne!(step_order(2), step_order(0));
         for index in 0..2 {
             let order = step_order(index);
             for step in Step::ALL {

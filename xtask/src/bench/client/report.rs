@@ -169,8 +169,8 @@ impl ClientReport {
             out,
             "client bench: hoist copy vs {} and {} with docker-registry (filesystem storage, \
              loopback);\n{} MiB in {LAYERS} gzip layers of random data, manifest {};\n\
-             {runs_note}, {ballast}, {} s pause after each run; step order reverses between \
-             runs;\nbefore every step: sync, untimed read of the layers from the source and \
+             {runs_note}, {ballast}, {} s pause after each run; step order reverses between runs \
+             and turns every second run;\nbefore every step: sync, untimed read of the layers from the source and \
              the registry;\npulls into new layouts, pushes into a new registry each; bounds: \
              {LAYERS} blobs {JOBS} at a time (hoist's --jobs);\nhoist built from {}\n",
             self.skopeo_version,

@@ -23,7 +23,8 @@
 //!   repository with a body (`PATCH` or `PUT` of an upload): there must be none, since mounts
 //!   move no layer bytes;
 //! * `sync` before every step; each run starts with the ballast write of the layout scenario;
-//!   the order of the steps reverses from one run to the next, and hoist's copy sits between
+//!   the order of the steps reverses from one run to the next and turns every second run
+//!   (`measure::alternate`); hoist's copy sits between
 //!   skopeo's and the intake it is compared with, oras's one step further.
 
 use std::fs;
@@ -127,7 +128,7 @@ const ORDER: [Step; 5] = [
     Step::Mount,
 ];
 
-/// The order of run `index` (from 0): [`ORDER`] in even runs, reversed in odd ones.
+/// The order of run `index` (from 0): [`ORDER`] as [`alternate`] turns and reverses it.
 fn copy_order(index: usize) -> [Step; 5] {
     alternate(ORDER, index)
 }

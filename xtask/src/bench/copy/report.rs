@@ -134,7 +134,7 @@ impl CopyReport {
             "copy bench: hoist copy vs {skopeo} and {oras} between two docker-registries \
              (filesystem storage, loopback), and hoist copy within one;\n{} MiB in {LAYERS} \
              layers of seeded random data, manifest {};\n{runs_note}, {}, {} s pause after \
-             each run; step order reverses between runs;\nevery copy between registries into \
+             each run; step order reverses between runs and turns every second run;\nevery copy between registries into \
              a new registry; intake: {JOBS} blobs at a time (hoist's --jobs);\nhoist built \
              from {}\n",
             self.layer_bytes >> 20,

@@ -27,7 +27,7 @@
 //!   unpack by hoist and by umoci, which must give as many files, directories and links as the
 //!   tree has, and one export by each, which must list as many entries;
 //! * [`DEFAULT_RUNS`](super::measure::DEFAULT_RUNS) counted runs after an uncounted warm-up run
-//!   (none with `--quick`); the order of the steps reverses from one run to the next, each
+//!   (none with `--quick`); the order of the steps reverses from one run to the next and turns every second run, each
 //!   hoist step beside umoci's; `sync` and an untimed read of what a step reads before it;
 //! * every step writes into a new directory, and nothing is deleted until the scenario ends:
 //!   ext4 without a journal (this machine's root filesystem) skips recently deleted inodes when
@@ -193,7 +193,7 @@ const ORDER: [Step; 7] = [
     Step::HoistExport,
 ];
 
-/// The order of run `index` (from 0): [`ORDER`] in even runs, reversed in odd ones.
+/// The order of run `index` (from 0): [`ORDER`] as [`alternate`] turns and reverses it.
 fn step_order(index: usize) -> [Step; 7] {
     alternate(ORDER, index)
 }

@@ -23,7 +23,7 @@
 //! driver stores blobs globally, and skopeo's blob info cache would mount blobs it has seen);
 //! every result is checked to have the source's digest (the pulled layout's tag, the target's
 //! manifest or index); `sync` and an untimed read of the source registry's storage and layouts before every
-//! step; the order of the steps reverses from one run to the next, each hoist step beside oras's
+//! step; the order of the steps reverses from one run to the next and turns every second run, each hoist step beside oras's
 //! (and the index copy beside the intake).
 
 use std::fs;
@@ -167,7 +167,7 @@ const ORDER: [Step; 10] = [
     Step::Intake,
 ];
 
-/// The order of run `index` (from 0): [`ORDER`] in even runs, reversed in odd ones.
+/// The order of run `index` (from 0): [`ORDER`] as [`alternate`] turns and reverses it.
 fn step_order(index: usize) -> [Step; 10] {
     alternate(ORDER, index)
 }

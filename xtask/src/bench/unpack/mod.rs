@@ -238,7 +238,7 @@ const ORDER: [Step; 7] = [
     Step::UmociRaw,
 ];
 
-/// The order of run `index` (from 0): [`ORDER`] in even runs, reversed in odd ones.
+/// The order of run `index` (from 0): [`ORDER`] as [`alternate`] turns and reverses it.
 fn step_order(index: usize) -> [Step; 7] {
     alternate(ORDER, index)
 }
@@ -578,7 +578,7 @@ mod tests {
         assert_eq!(image_order(1), [Kind::Usr, Kind::Generated]);
         assert_eq!(step_order(0)[0], Step::Umoci);
         assert_eq!(step_order(1)[6], Step::Umoci);
-        assert_eq!(step_order(2), step_order(0));
+        assert_ne!(step_order(2), step_order(0));
         for index in 0..2 {
             let order = step_order(index);
             for step in Step::ALL {
