@@ -11,7 +11,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 
 use super::measure::timed;
-use crate::{cargo, describe, run_status};
+use crate::run_status;
 
 /// Where cargo puts its output: `$CARGO_TARGET_DIR` or `target/` under the workspace root.
 pub(super) fn target_dir(root: &Path) -> PathBuf {
@@ -60,11 +60,7 @@ impl Workspace {
 /// Builds the `hoist` command line as `cargo xtask dist` ships it (the `dist` profile: fat LTO,
 /// one codegen unit) and returns its path: the benchmark measures what users run.
 pub(super) fn build_hoist(root: &Path) -> Result<PathBuf> {
-    let mut build = cargo(root);
-    build.args(["build", "--profile", "dist", "--locked", "-p", "hoist"]);
-    println!("==> build: {}", describe(&build));
-    run_status(&mut build)?;
-    Ok(target_dir(root).join("dist").join("hoist"))
+    crate::dist::build_binary(root)
 }
 
 /// How to install `tool` on Debian: the package that has it, or the script that does it.
