@@ -54,6 +54,7 @@ mod apply;
 mod error;
 mod export;
 mod extract;
+mod pieces;
 mod root;
 mod unpack;
 

@@ -5,10 +5,9 @@
 //! queue, and one blocking thread applies the layers' entries in order. The next layer is
 //! fetched and decompressing while the current one is applied, at most a few MiB ahead.
 
-use std::io::{self, Read};
+use std::io;
 use std::path::Path;
 
-use bytes::{Bytes, BytesMut};
 use oci_store::OciInterface;
 use oci_store::layer::{
     DEFAULT_LAYER_LIMIT, LayerLimits, LayerReader, into_store_error, read_entries,
@@ -18,12 +17,8 @@ use tokio::sync::mpsc;
 
 use crate::apply::{Applier, Privileges};
 use crate::error::{Error, Result};
+use crate::pieces::{PIECES_QUEUED, PiecePool, PieceReader, PieceResult, decompress};
 use crate::root::Root;
-
-/// Pieces of uncompressed layer handed from a decompressing thread to the applier.
-const PIECE: usize = 1 << 20;
-/// Pieces queued per layer.
-const PIECES_QUEUED: usize = 4;
 
 /// A layer of an image: its blob and the `diff_id` its config gives it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -228,7 +223,9 @@ pub async fn unpack(
         );
     }
     let (layer_sender, mut layer_receiver) =
-        mpsc::channel::<(Digest, mpsc::Receiver<io::Result<Bytes>>)>(1);
+        mpsc::channel::<(Digest, mpsc::Receiver<PieceResult>)>(1);
+    let pool = PiecePool::default();
+    let applier_pool = pool.clone();
     let limits = options.limits;
     let max_image = options.max_image_bytes;
     let progress = options.progress.clone();
@@ -245,7 +242,7 @@ pub async fn unpack(
             applier.begin_layer();
             let index = applied;
             emit(UnpackEvent::LayerStarted { index, count });
-            let mut reader = PieceReader::new(pieces);
+            let mut reader = PieceReader::new(pieces, applier_pool.clone());
             if progress.is_some() {
                 let progress = progress.clone();
                 reader.on_piece = Some(Box::new(move |bytes| {
@@ -313,7 +310,8 @@ pub async fn unpack(
         };
         let reader =
             LayerReader::new(blob, Some(layer.diff_id.clone())).with_limit(options.max_layer_bytes);
-        tokio::task::spawn_blocking(move || decompress(reader, &piece_sender));
+        let thread_pool = pool.clone();
+        tokio::task::spawn_blocking(move || decompress(reader, &thread_pool, &piece_sender));
     }
     drop(layer_sender);
     let applied = applier.await.map_err(|e| Error::Invalid {
@@ -328,74 +326,4 @@ pub async fn unpack(
         bytes,
         rootless,
     })
-}
-
-/// Reads `reader` to its end in pieces into `pieces`; a failure is the last item.
-fn decompress(mut reader: LayerReader, pieces: &mpsc::Sender<io::Result<Bytes>>) {
-    loop {
-        let mut piece = BytesMut::zeroed(PIECE);
-        let mut filled = 0;
-        let result = loop {
-            match reader.read(&mut piece[filled..]) {
-                Ok(0) => break Ok(()),
-                Ok(n) => {
-                    filled += n;
-                    if filled == PIECE {
-                        break Ok(());
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => break Err(e),
-            }
-        };
-        piece.truncate(filled);
-        let done = filled < PIECE;
-        if filled > 0 && pieces.blocking_send(Ok(piece.freeze())).is_err() {
-            return;
-        }
-        if let Err(e) = result {
-            let _ = pieces.blocking_send(Err(e));
-            return;
-        }
-        if done {
-            return;
-        }
-    }
-}
-
-/// The pieces of one layer as a `Read`.
-struct PieceReader {
-    pieces: mpsc::Receiver<io::Result<Bytes>>,
-    current: Bytes,
-    /// Told the size of each piece taken.
-    on_piece: Option<Box<dyn Fn(u64) + Send>>,
-}
-
-impl PieceReader {
-    fn new(pieces: mpsc::Receiver<io::Result<Bytes>>) -> Self {
-        Self {
-            pieces,
-            current: Bytes::new(),
-            on_piece: None,
-        }
-    }
-}
-
-impl Read for PieceReader {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        while self.current.is_empty() {
-            match self.pieces.blocking_recv() {
-                Some(piece) => {
-                    self.current = piece?;
-                    if let Some(on_piece) = &self.on_piece {
-                        on_piece(self.current.len() as u64);
-                    }
-                }
-                None => return Ok(0),
-            }
-        }
-        let n = buf.len().min(self.current.len());
-        buf[..n].copy_from_slice(&self.current.split_to(n));
-        Ok(n)
-    }
 }
