@@ -117,10 +117,19 @@ fail() {
   bash "$HERE/stop-daemon.sh" "$DIR" >&2 || true
   exit 1
 }
+# The daemon just started has not exited: it is this shell's child, so its PID cannot be reused
+# while we wait, and a child that exited is a zombie (state Z) until this shell reaps it. Not
+# `ours`: until the child has exec'd the daemon its command line is this script's, which on a
+# loaded machine the first check can see.
+running() {
+  local stat
+  stat="$(cat "/proc/$(cat "$PIDFILE")/stat" 2>/dev/null)" || return 1
+  stat="${stat##*) }"
+  [ -n "$stat" ] && [ "${stat:0:1}" != Z ]
+}
 deadline=$((SECONDS + timeout))
 until answers; do
-  # A child exits into a zombie until this shell reaps it: `ours` sees through that.
-  ours || fail "exited"
+  running || fail "exited"
   [ "$SECONDS" -lt "$deadline" ] || fail "did not answer within $timeout s"
   sleep 0.1
 done
