@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 
 use crate::apply::{Applier, Privileges};
 use crate::error::{Error, Result};
-use crate::pieces::{PIECES_QUEUED, PiecePool, PieceReader, PieceResult, decompress};
+use crate::pieces::{PIECES_QUEUED, PieceReader, PieceResult, decompress, piece_pool};
 use crate::root::Root;
 
 /// A layer of an image: its blob and the `diff_id` its config gives it.
@@ -224,8 +224,7 @@ pub async fn unpack(
     }
     let (layer_sender, mut layer_receiver) =
         mpsc::channel::<(Digest, mpsc::Receiver<PieceResult>)>(1);
-    let pool = PiecePool::default();
-    let applier_pool = pool.clone();
+    let pool = piece_pool();
     let limits = options.limits;
     let max_image = options.max_image_bytes;
     let progress = options.progress.clone();
@@ -242,7 +241,7 @@ pub async fn unpack(
             applier.begin_layer();
             let index = applied;
             emit(UnpackEvent::LayerStarted { index, count });
-            let mut reader = PieceReader::new(pieces, applier_pool.clone());
+            let mut reader = PieceReader::new(pieces);
             if progress.is_some() {
                 let progress = progress.clone();
                 reader.on_piece = Some(Box::new(move |bytes| {

@@ -127,7 +127,7 @@ impl FilesReport {
             "files bench: a tree of {} small files ({} dirs, {} symlinks, {:.1} MiB), built, \
              unpacked and exported by hoist and by umoci;\nbuild layer (default gzip) {:.1} MB, \
              {}; unpacked image (gzip -{GZIP_LEVEL}) layer {:.1} MB, tar {:.1} MB, {};\n{}, \
-             order reversing between runs, nothing deleted until the end; {} cores; {};\nhoist \
+             order reversing between runs and turning every second run, nothing deleted until the end; {} cores; {};\nhoist \
              built from {}\n",
             s.files,
             s.dirs,

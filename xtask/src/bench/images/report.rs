@@ -163,7 +163,7 @@ impl ImagesReport {
             "images bench: a {FIFTY}-layer image ({:.1} MB of layers, {}) pulled and pushed, and \
              a {}-platform index ({:.1} MB of layers, {}) copied to a new registry;\nhoist copy \
              beside oras cp and skopeo copy, docker-registry on loopback, a fresh registry for \
-             every push and copy;\n{}, order reversing between runs, {}; {}; hoist built from \
+             every push and copy;\n{}, order reversing between runs and turning every second run, {}; {}; hoist built from \
              {}\n",
             self.fifty_bytes as f64 / 1e6,
             self.fifty_digest,

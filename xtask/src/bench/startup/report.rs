@@ -104,7 +104,7 @@ impl StartupReport {
             out,
             "startup bench: hoist digest vs skopeo inspect --raw ({}) vs oras manifest fetch \
              ({}) of an OCI layout;\none layer of {} MiB, manifest {};\n{} (rounds), each \
-             tool once per round, order reversing between rounds;\nhoist built from {}\n",
+             tool once per round, order reversing between rounds and turning every second round;\nhoist built from {}\n",
             self.versions[1].replace("skopeo version", "skopeo"),
             self.oras_version(),
             self.layer_bytes >> 20,
