@@ -46,11 +46,15 @@ const STATIC_GLIBC: &str = "-C target-feature=+crt-static";
 /// that case. `--target` keeps the flag off build scripts and proc macros, which cannot be
 /// static.
 pub(crate) fn build_binary(root: &Path) -> Result<PathBuf> {
-    let host = host_triple()?;
-    let mut build = build_command(root, &host, std::env::var("RUSTFLAGS").ok().as_deref());
+    build_for(root, &host_triple()?, &target_dir(root)?)
+}
+
+/// [`build_binary`] for `host`, with cargo's target directory `target` already known.
+fn build_for(root: &Path, host: &str, target: &Path) -> Result<PathBuf> {
+    let mut build = build_command(root, host, std::env::var("RUSTFLAGS").ok().as_deref());
     println!("==> build: {}", describe(&build));
     run_status(&mut build)?;
-    Ok(target_dir(root)?.join(&host).join("dist").join("hoist"))
+    Ok(target.join(host).join("dist").join("hoist"))
 }
 
 /// The `cargo build` of [`build_binary`] for `host`, adding to the caller's `rustflags`.
@@ -77,10 +81,11 @@ fn build_command(root: &Path, host: &str, rustflags: Option<&str>) -> Command {
 }
 
 pub(crate) fn run(root: &Path) -> Result<()> {
-    let binary = build_binary(root)?;
-    let dist = target_dir(root)?.join("dist");
+    let (host, target) = (host_triple()?, target_dir(root)?);
+    let binary = build_for(root, &host, &target)?;
+    let dist = target.join("dist");
     let version = version_of(&binary)?;
-    let name = format!("hoist-{version}-{}", host_triple()?);
+    let name = format!("hoist-{version}-{host}");
     let stage = dist.join(&name);
     if stage.exists() {
         fs::remove_dir_all(&stage).with_context(|| format!("cannot remove {}", stage.display()))?;

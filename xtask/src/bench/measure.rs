@@ -162,14 +162,19 @@ pub(super) fn percentile(values: &mut [u64], percent: f64) -> Option<u64> {
 /// of VM) touches every tool alike. Turning keeps neighbours side by side (but at the seam), so
 /// a tool placed next to what it is compared with mostly stays there.
 pub(super) fn alternate<T, const N: usize>(mut order: [T; N], index: usize) -> [T; N] {
-    let stride = N.div_ceil(3).max(1);
-    if N > 0 {
-        order.rotate_left((index / 2) * stride % N);
+    alternate_in_place(&mut order, index);
+    order
+}
+
+/// [`alternate`] on a part of an order, in place.
+pub(super) fn alternate_in_place<T>(order: &mut [T], index: usize) {
+    let len = order.len();
+    if len > 0 {
+        order.rotate_left((index / 2) * len.div_ceil(3) % len);
     }
     if !index.is_multiple_of(2) {
         order.reverse();
     }
-    order
 }
 
 /// Of every run, the first item that `wanted` picks (runs without one are left out).

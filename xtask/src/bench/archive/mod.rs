@@ -56,7 +56,8 @@ use super::machine::{
     sync_and_pause, version, warm_tree,
 };
 use super::measure::{
-    Defaults, Runs, Usage, alternate, format_mib, read_usage, timed, with_time, write_results,
+    Defaults, Runs, Usage, alternate_in_place, format_mib, read_usage, timed, with_time,
+    write_results,
 };
 use super::{BenchArgs, Scenario};
 
@@ -225,14 +226,10 @@ const LOADS: usize = 2;
 /// (on tmpfs) until the run ends, memory that a later step would miss; with the whole order
 /// reversed, the loads came first in odd runs and the writes after them were slowed.
 fn archive_order(index: usize) -> [Step; 10] {
-    const SPLIT: usize = ORDER.len() - LOADS;
-    let mut head = [Step::Dd; SPLIT];
-    head.copy_from_slice(&ORDER[..SPLIT]);
-    let mut loads = [Step::Dd; LOADS];
-    loads.copy_from_slice(&ORDER[SPLIT..]);
     let mut order = ORDER;
-    order[..SPLIT].copy_from_slice(&alternate(head, index));
-    order[SPLIT..].copy_from_slice(&alternate(loads, index % 2));
+    let (steps, loads) = order.split_at_mut(ORDER.len() - LOADS);
+    alternate_in_place(steps, index);
+    alternate_in_place(loads, index % 2);
     order
 }
 
