@@ -221,8 +221,8 @@ const ORDER: [Step; 10] = [
 /// How many steps at the end of [`ORDER`] are the loads, which stay last in every run.
 const LOADS: usize = 2;
 
-/// The order of run `index` (from 0): the steps before the loads in [`alternate`]'s order, then
-/// the loads, swapped in odd runs. The loads stay last: each daemon keeps the image it loaded
+/// The order of run `index` (from 0): the steps before the loads turned and reversed as
+/// [`alternate`](super::measure::alternate) does, then the loads, swapped in odd runs. The loads stay last: each daemon keeps the image it loaded
 /// (on tmpfs) until the run ends, memory that a later step would miss; with the whole order
 /// reversed, the loads came first in odd runs and the writes after them were slowed.
 fn archive_order(index: usize) -> [Step; 10] {
