@@ -466,6 +466,13 @@ impl BlobWriter for BucketWriter {
         &self.id
     }
 
+    fn written_digest(&self) -> Option<Digest> {
+        // The running hash covers the parts and the tail; the buffer's end is hashed lazily.
+        let mut sha256 = self.state.sha256.clone();
+        sha256.update(&self.buffer[self.hashed..]);
+        sha256_digest(&sha256.finish()).ok()
+    }
+
     async fn close(mut self: Box<Self>) -> Result<()> {
         if !self.dirty {
             return Ok(());
@@ -505,14 +512,7 @@ impl BlobWriter for BucketWriter {
         let target = inner.keys.content(digest);
         if digest.algorithm() == Algorithm::Sha256 {
             // The running hash covers every byte: checked before anything is assembled.
-            let hex: String = self
-                .state
-                .sha256
-                .finish()
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect();
-            let actual = Digest::parse(&format!("sha256:{hex}"))?;
+            let actual = sha256_digest(&self.state.sha256.finish())?;
             if &actual != digest {
                 return Err(self.mismatch(digest, actual).await);
             }
@@ -566,4 +566,10 @@ impl BlobWriter for BucketWriter {
         self.discard().await;
         Ok(())
     }
+}
+
+/// The digest whose hash is `hash`.
+fn sha256_digest(hash: &[u8; 32]) -> Result<Digest> {
+    let hex: String = hash.iter().map(|b| format!("{b:02x}")).collect();
+    Digest::parse(&format!("sha256:{hex}")).map_err(Into::into)
 }

@@ -261,6 +261,11 @@ impl BlobWriter for LayoutWriter {
         &self.id
     }
 
+    fn written_digest(&self) -> Option<Digest> {
+        // No running hash after a failed write or in a resumption by another process.
+        self.hash.as_ref().map(|hash| hash.clone().finish())
+    }
+
     async fn close(mut self: Box<Self>) -> Result<()> {
         self.flush().await?;
         if let Some(hash) = self.hash.take() {
@@ -360,8 +365,10 @@ mod tests {
             let mut writer = LayoutWriter::start(Arc::clone(&layout), &repo, None)
                 .await
                 .unwrap();
+            assert_eq!(writer.written_digest(), Some(sha256(b"")));
             let at = write_pieces(&mut writer, &data, 0, &ODD_PIECES[..3]).await;
             assert_eq!(at, 8193);
+            assert_eq!(writer.written_digest(), Some(sha256(&data[..at])));
             let id = writer.id().to_owned();
             Box::new(writer).close().await.unwrap();
             let path = upload_dir(&layout, &id).join("data");
@@ -385,6 +392,7 @@ mod tests {
             assert!(writer.hash.is_some(), "the running hash was kept");
             let at = write_pieces(&mut writer, &data, at, &[1, 9]).await;
             assert_eq!(at, total);
+            assert_eq!(writer.written_digest(), Some(sha256(&data)));
             check_committed(writer, &layout, &data).await;
             assert!(!upload_dir(&layout, &id).exists());
         }
@@ -418,6 +426,7 @@ mod tests {
                 .await
                 .unwrap();
             assert!(writer.hash.is_none());
+            assert_eq!(writer.written_digest(), None, "no hash to tell");
             let at = write_pieces(&mut writer, &data, at, &[4097, 1 << 20]).await;
             assert_eq!(
                 writer.file.as_ref().map(DirectFile::is_direct),

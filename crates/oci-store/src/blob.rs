@@ -476,6 +476,15 @@ pub trait BlobWriter: Send + fmt::Debug {
     /// The opaque id that resumes this upload.
     fn id(&self) -> &str;
 
+    /// The digest of everything written so far, when this writer keeps a running hash of it
+    /// (`None` when it does not, the default): a producer that made the bytes itself commits
+    /// with it instead of hashing them a second time, and [`commit`](Self::commit) still
+    /// compares it with the store's own hash. Costs a copy of the hash state, not a pass over
+    /// the content.
+    fn written_digest(&self) -> Option<Digest> {
+        None
+    }
+
     /// Stores what was written and releases the writer; the upload stays resumable.
     async fn close(self: Box<Self>) -> Result<()>;
 

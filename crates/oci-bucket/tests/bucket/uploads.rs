@@ -32,6 +32,11 @@ async fn an_upload_started_on_one_replica_is_finished_on_another() {
         let mut writer = first.push_blob_chunked(&repo, None).await.unwrap();
         // A part and a half: one part sent, a tail kept in the bucket.
         writer.write(content.slice(..3 * PART / 2)).await.unwrap();
+        assert_eq!(
+            writer.written_digest(),
+            Some(Digest::sha256(&content[..3 * PART / 2])),
+            "{first}"
+        );
         let id = writer.id().to_owned();
         writer.close().await.unwrap();
 
@@ -41,6 +46,8 @@ async fn an_upload_started_on_one_replica_is_finished_on_another() {
             .unwrap();
         resumed.write(content.slice(3 * PART / 2..)).await.unwrap();
         let digest = Digest::sha256(&content);
+        // The running hash came with the upload from the other replica.
+        assert_eq!(resumed.written_digest().as_ref(), Some(&digest), "{second}");
         resumed.commit(&digest).await.unwrap();
         let read = first
             .get_blob_bytes(&repo, &digest, u64::MAX)

@@ -188,7 +188,12 @@ where
         Ok(digester.finish())
     });
 
-    let mut blob_digest = Digester::new(Algorithm::Sha256);
+    // A store that hashes what it is given (the layout) tells the digest at the end; the layer
+    // is hashed here only for one that does not (a registry, which verifies the digest given).
+    let mut blob_digest = writer
+        .written_digest()
+        .is_none_or(|empty| empty.algorithm() != Algorithm::Sha256)
+        .then(|| Digester::new(Algorithm::Sha256));
     let mut size = 0u64;
     let mut upload_failure = None;
     // One long-lived serving future, polled by reference: a request it has taken is answered
@@ -199,7 +204,9 @@ where
         tokio::select! {
             piece = pieces.recv() => {
                 let Some(piece) = piece else { break };
-                blob_digest.update(&piece);
+                if let Some(digester) = &mut blob_digest {
+                    digester.update(&piece);
+                }
                 size += piece.len() as u64;
                 let bytes = piece.len() as u64;
                 emit(progress, BuildEvent::LayerProgress { index, bytes });
@@ -231,7 +238,19 @@ where
             return Err(e);
         }
     };
-    let digest = blob_digest.finish();
+    let digest = match blob_digest
+        .map(Digester::finish)
+        .or_else(|| writer.written_digest())
+    {
+        Some(digest) => digest,
+        None => {
+            cancel(writer).await;
+            return Err(Error::invalid(format!(
+                "{} stopped hashing the layer it was given",
+                context()
+            )));
+        }
+    };
     writer
         .commit(&digest)
         .await
