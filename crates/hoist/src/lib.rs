@@ -104,9 +104,27 @@ async fn run(cli: Cli) -> Result<()> {
             .with_docker_archive_format(cli.docker_archive_format),
     };
     match cli.command {
-        Command::Copy(args) => commands::copy::run(&ctx, args).await,
-        Command::Pull(args) => commands::copy::pull(&ctx, args).await,
-        Command::Push(args) => commands::copy::push(&ctx, args).await,
+        Command::Copy(args) => {
+            on_worker(
+                ctx,
+                |ctx| async move { commands::copy::run(&ctx, args).await },
+            )
+            .await
+        }
+        Command::Pull(args) => {
+            on_worker(
+                ctx,
+                |ctx| async move { commands::copy::pull(&ctx, args).await },
+            )
+            .await
+        }
+        Command::Push(args) => {
+            on_worker(
+                ctx,
+                |ctx| async move { commands::copy::push(&ctx, args).await },
+            )
+            .await
+        }
         Command::Manifest(args) => commands::manifest::manifest(&ctx, args).await,
         Command::Config(args) => commands::manifest::config(&ctx, args).await,
         Command::Digest(args) => commands::manifest::digest(&ctx, args).await,
@@ -120,14 +138,42 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Flatten(args) => commands::build::flatten(&ctx, args).await,
         Command::Rebase(args) => commands::build::rebase(&ctx, args).await,
         Command::Recompress(args) => commands::build::recompress(&ctx, args).await,
-        Command::Unpack(args) => commands::unpack::run(&ctx, args).await,
-        Command::Export(args) => commands::unpack::export_image(&ctx, args).await,
-        Command::Layers(args) => commands::unpack::layers(&ctx, args).await,
+        Command::Unpack(args) => {
+            on_worker(
+                ctx,
+                |ctx| async move { commands::unpack::run(&ctx, args).await },
+            )
+            .await
+        }
+        Command::Export(args) => {
+            on_worker(ctx, |ctx| async move {
+                commands::unpack::export_image(&ctx, args).await
+            })
+            .await
+        }
+        Command::Layers(args) => {
+            on_worker(ctx, |ctx| async move {
+                commands::unpack::layers(&ctx, args).await
+            })
+            .await
+        }
         Command::Index(IndexCommand::Create(args)) => commands::index::create(&ctx, args).await,
         Command::Index(IndexCommand::Append(args)) => commands::index::append(&ctx, args).await,
         Command::Index(IndexCommand::Remove(args)) => commands::index::remove(&ctx, args).await,
-        Command::Blob(BlobCommand::Get(args)) => commands::blob::get(&ctx, args).await,
-        Command::Blob(BlobCommand::Put(args)) => commands::blob::put(&ctx, args).await,
+        Command::Blob(BlobCommand::Get(args)) => {
+            on_worker(
+                ctx,
+                |ctx| async move { commands::blob::get(&ctx, args).await },
+            )
+            .await
+        }
+        Command::Blob(BlobCommand::Put(args)) => {
+            on_worker(
+                ctx,
+                |ctx| async move { commands::blob::put(&ctx, args).await },
+            )
+            .await
+        }
         Command::Artifact(ArtifactCommand::Push(args)) => {
             commands::artifact::push(&ctx, args).await
         }
@@ -135,7 +181,13 @@ async fn run(cli: Cli) -> Result<()> {
             commands::artifact::pull(&ctx, args).await
         }
         Command::Attach(args) => commands::artifact::attach(&ctx, args).await,
-        Command::Sync(args) => commands::sync::run(&ctx, args).await,
+        Command::Sync(args) => {
+            on_worker(
+                ctx,
+                |ctx| async move { commands::sync::run(&ctx, args).await },
+            )
+            .await
+        }
         Command::Tag(args) => commands::tag::tag(&ctx, args).await,
         Command::Delete(args) => commands::tag::delete(&ctx, args).await,
         Command::Login(args) => commands::login::login(&ctx, args).await,
@@ -145,6 +197,23 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Serve(args) => commands::serve::run(&ctx, args).await,
         Command::Completions(args) => commands::generate::completions(&args),
         Command::Man => commands::generate::man(),
+    }
+}
+
+/// Runs a command that moves blobs as a task of the runtime, on a worker thread. Polled by
+/// `block_on` on the main thread instead, each piece arriving from a connection (whose task
+/// runs on a worker) woke a thread that is not a worker, and small blobs spent more time
+/// switching threads than moving bytes. Commands whose futures are not `Send` (the builds) run
+/// on the main thread.
+async fn on_worker<F, Work>(ctx: Ctx, command: F) -> Result<()>
+where
+    F: FnOnce(Ctx) -> Work,
+    Work: Future<Output = Result<()>> + Send + 'static,
+{
+    match tokio::spawn(command(ctx)).await {
+        Ok(outcome) => outcome,
+        Err(stopped) if stopped.is_panic() => std::panic::resume_unwind(stopped.into_panic()),
+        Err(stopped) => Err(anyhow::anyhow!("the command's task stopped: {stopped}")),
     }
 }
 

@@ -39,7 +39,8 @@
 //!   that the loads compare the tools and not the disk's moods;
 //! * each run starts with the ballast write of the layout scenario; the order of the steps
 //!   before the loads reverses from one run to the next and turns every second run, each hoist step beside the peer it is
-//!   compared with; the two loads come last, their order swapping from one run to the next;
+//!   compared with; the two loads come last, their order swapping from one run to the next,
+//!   after an untimed load of the first of them into a daemon stopped straight after;
 //! * a run's outputs are deleted together when it ends, followed by `sync` and the pause.
 
 use std::fs::{self, File};
@@ -479,16 +480,30 @@ pub(super) fn run(root: &Path, args: &BenchArgs) -> Result<()> {
         let load_start = load_average();
         let mut daemons = Vec::new();
         let mut samples = Vec::new();
+        let daemon_dir = |name: &str| {
+            daemon_root
+                .as_deref()
+                .unwrap_or(&dir)
+                .join(format!("run-{}-daemon-{name}", run.seq + 1))
+        };
         for step in archive_order(run.index) {
+            if step.loads() && daemons.is_empty() {
+                // Whichever load came first in a run was slower than in second place, for
+                // both tools: the first load is repeated, untimed, into a daemon stopped at
+                // once (which removes what it loaded).
+                let daemon = Daemon::start(&peers_dir, &daemon_dir("warm-up"))?;
+                sync()?;
+                warm(step, image)?;
+                let sample = measure(step, &hoist, image, &dir, Some(&daemon))?;
+                println!(
+                    "    {:<38}{:>8.3} s (warm-up, not counted)",
+                    step.label(),
+                    sample.seconds
+                );
+                daemon.stop()?;
+            }
             let daemon = if step.loads() {
-                Some(Daemon::start(
-                    &peers_dir,
-                    &daemon_root.as_deref().unwrap_or(&dir).join(format!(
-                        "run-{}-daemon-{}",
-                        run.seq + 1,
-                        step.key()
-                    )),
-                )?)
+                Some(Daemon::start(&peers_dir, &daemon_dir(step.key()))?)
             } else {
                 None
             };
