@@ -377,7 +377,8 @@ pub(crate) fn run(root: &Path, cmd: &BenchCmd) -> Result<()> {
     tools.sort_unstable();
     tools.dedup();
     machine::require_tools(&tools).context("before any scenario ran")?;
-    let bench_dir = machine::target_dir(root).join("bench");
+    // Where `cargo xtask dist` finds the binary the bench measures: results beside it.
+    let bench_dir = crate::dist::target_dir(root)?.join("bench");
     let several = cmd.scenarios.len() > 1;
     let mut done = Vec::new();
     let mut failed = Vec::new();

@@ -131,7 +131,7 @@ pub(crate) fn run(root: &Path) -> Result<()> {
 }
 
 /// Cargo's target directory (it follows `CARGO_TARGET_DIR` and `build.target-dir`).
-fn target_dir(root: &Path) -> Result<PathBuf> {
+pub(crate) fn target_dir(root: &Path) -> Result<PathBuf> {
     let output = cargo(root)
         .args(["metadata", "--format-version", "1", "--no-deps"])
         .output()

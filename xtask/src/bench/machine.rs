@@ -13,14 +13,6 @@ use anyhow::{Context, Result, bail};
 use super::measure::timed;
 use crate::run_status;
 
-/// Where cargo puts its output: `$CARGO_TARGET_DIR` or `target/` under the workspace root.
-pub(super) fn target_dir(root: &Path) -> PathBuf {
-    match std::env::var_os("CARGO_TARGET_DIR") {
-        Some(dir) => root.join(dir),
-        None => root.join("target"),
-    }
-}
-
 /// Where the bench works and writes its results.
 #[derive(Debug)]
 pub(super) struct Workspace {
@@ -34,7 +26,7 @@ impl Workspace {
     /// Makes `target/bench/SCENARIO-work` afresh. `no_colon` names the references that cannot
     /// hold a path with a `:` in it, if the scenario uses any.
     pub(super) fn new(root: &Path, scenario: &str, no_colon: Option<&str>) -> Result<Self> {
-        let bench_dir = target_dir(root).join("bench");
+        let bench_dir = crate::dist::target_dir(root)?.join("bench");
         let work = bench_dir.join(format!("{scenario}-work"));
         if let Some(references) = no_colon
             && work.to_string_lossy().contains(':')
