@@ -494,7 +494,10 @@ pub(super) fn run(root: &Path, args: &BenchArgs) -> Result<()> {
                 let daemon = Daemon::start(&peers_dir, &daemon_dir("warm-up"))?;
                 sync()?;
                 warm(step, image)?;
-                let sample = measure(step, &hoist, image, &dir, Some(&daemon))?;
+                let warm_up_dir = dir.join("warm-up");
+                fs::create_dir(&warm_up_dir)
+                    .with_context(|| format!("cannot create {}", warm_up_dir.display()))?;
+                let sample = measure(step, &hoist, image, &warm_up_dir, Some(&daemon))?;
                 println!(
                     "    {:<38}{:>8.3} s (warm-up, not counted)",
                     step.label(),
