@@ -328,6 +328,47 @@ async fn a_copy_into_hoist_serve_and_out_again() {
     assert!(hoist.stdout(&["fsck", out.to_str().unwrap()]).is_empty());
 }
 
+/// In the debug log each request's lines are inside that request's span alone: a span entered
+/// across an await stayed entered on its thread, and the requests of the other blobs logged
+/// inside it (`request{..}:request{..}:..`).
+#[tokio::test(flavor = "multi_thread")]
+async fn each_request_logs_inside_its_own_span_only() {
+    let work = tempfile::tempdir().unwrap();
+    let source = work.path().join("source");
+    big_layout(&source, 6, 64 << 10).await;
+    let server = ServeProcess::start(&["--memory"]);
+    let target = format!("{}/spans/app:1", server.addr());
+    let hoist = Hoist::new();
+    hoist.ok(&["copy", &format!("oci:{}:big", source.display()), &target]);
+    let out = work.path().join("out");
+    let pulled = hoist
+        .command(&[
+            "copy",
+            "-j",
+            "4",
+            &target,
+            &format!("oci:{}:1", out.display()),
+        ])
+        .env("RUST_LOG", "oci_registry=debug,hyper_util=debug")
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&pulled.stderr);
+    assert!(pulled.status.success(), "{log}");
+    let in_spans: Vec<&str> = log.lines().filter(|l| l.contains("request{")).collect();
+    assert!(
+        in_spans.len() >= 6,
+        "one line at least per blob request:\n{log}"
+    );
+    let nested: Vec<&&str> = in_spans
+        .iter()
+        .filter(|l| l.matches("request{").count() > 1)
+        .collect();
+    assert!(
+        nested.is_empty(),
+        "requests logged inside others: {nested:#?}"
+    );
+}
+
 /// A copy killed part-way (after its first blob landed) and run again completes, and the
 /// second run transfers only what the first did not.
 #[tokio::test(flavor = "multi_thread")]

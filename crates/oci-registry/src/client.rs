@@ -15,6 +15,7 @@ use hyper::body::Incoming;
 use oci_store::{BlobBody, Error, ErrorCode, PushCheck, Result};
 use oci_types::{Descriptor, Digest, MAX_MANIFEST_SIZE, MediaType, Repository, docker_hub};
 use tokio::sync::Semaphore;
+use tracing::Instrument;
 
 use crate::auth::{CachedToken, Challenge, Credentials, TokenResponse, parse_challenge};
 use crate::clock::Clock;
@@ -473,11 +474,12 @@ impl RegistryClient {
             let request = call.build(authorization.as_ref()).ok_or_else(|| {
                 self.backend("a streamed request body cannot be sent twice".to_owned())
             })?;
+            // Attached to the request's future, not entered: a span entered across an await
+            // stays entered on the thread while the future waits, and the tasks run there
+            // meanwhile logged inside it (`request{..}:request{..}:..`).
             let span =
                 tracing::debug_span!("request", method = %call.method, path = call.uri.path());
-            let _entered = span.enter();
-            let result = self.inner.http.request(request).await;
-            drop(_entered);
+            let result = self.inner.http.request(request).instrument(span).await;
             let can_retry = call.retryable() && attempt < self.inner.retry.attempts;
             match result {
                 Err(error) => {
