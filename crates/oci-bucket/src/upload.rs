@@ -469,7 +469,7 @@ impl BlobWriter for BucketWriter {
     fn written_digest(&self) -> Option<Digest> {
         // The running hash covers the parts and the tail; the buffer's end is hashed lazily.
         let mut sha256 = self.state.sha256.clone();
-        sha256.update(&self.buffer[self.hashed..]);
+        sha256.update(self.buffer.get(self.hashed..)?);
         sha256_digest(&sha256.finish()).ok()
     }
 

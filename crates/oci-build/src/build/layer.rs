@@ -188,8 +188,8 @@ where
         Ok(digester.finish())
     });
 
-    // A store that hashes what it is given (the layout) tells the digest at the end; the layer
-    // is hashed here only for one that does not (a registry, which verifies the digest given).
+    // A store that hashes what it is given (a layout, a bucket) tells the digest at the end; the
+    // layer is hashed here only for one that does not (a registry, which verifies the digest).
     let mut blob_digest = writer
         .written_digest()
         .is_none_or(|empty| empty.algorithm() != Algorithm::Sha256)
@@ -246,7 +246,7 @@ where
         None => {
             cancel(writer).await;
             return Err(Error::invalid(format!(
-                "{} stopped hashing the layer it was given",
+                "{}: the store kept no hash of the layer to commit it under",
                 context()
             )));
         }
