@@ -16,7 +16,8 @@ use anyhow::{Context, Result};
 use bytes::Bytes;
 use futures::StreamExt;
 use oci_archive::{
-    ArchiveFormat, ArchiveLimits, ArchiveReader, ArchiveWriter, DockerFormat, ReadAs, WriteOptions,
+    ArchiveFormat, ArchiveLimits, ArchiveReader, ArchiveWriter, DockerFormat, LayerSource, ReadAs,
+    WriteOptions,
 };
 use oci_docker::{DockerClient, LoadReport};
 use oci_store::BufferPool;
@@ -114,9 +115,16 @@ pub(crate) async fn platform(client: &DockerClient) -> Result<Platform> {
 }
 
 /// Starts loading into the daemon: returns the store to push the image into.
+///
+/// With `layers` (a local store the image comes from, whose range reads are cheap), the daemon
+/// gets a classic docker-archive whose gzip layers are decompressed on the way, each sized by
+/// its gzip trailer read there (see `oci_archive::LayerSource`): `docker load` decompresses
+/// every gzip layer itself before it registers it, after it has stored the whole archive.
+/// Without, a Docker 25+ archive of the layers as pushed.
 pub(crate) async fn start_load(
     image: &DaemonImage,
     platform: Option<&Platform>,
+    layers: Option<LayerSource>,
 ) -> Result<DaemonLoad> {
     let client = client()?;
     let platform = match platform {
@@ -128,6 +136,14 @@ pub(crate) async fn start_load(
     let body = body_stream(receiver, Arc::clone(&completed));
     let host = client.host().to_owned();
     let load = tokio::spawn(async move { client.load(body).await });
+    let mut options = WriteOptions::new().with_platform(platform);
+    let format = match layers {
+        Some(layers) => {
+            options = options.with_layer_source(layers);
+            DockerFormat::Classic
+        }
+        None => DockerFormat::Hybrid,
+    };
     let writer = ArchiveWriter::to_stream(
         Box::new(ChannelWriter {
             sender,
@@ -135,8 +151,8 @@ pub(crate) async fn start_load(
             buffer: Vec::new(),
             completed,
         }),
-        ArchiveFormat::Docker(DockerFormat::Hybrid),
-        WriteOptions::new().with_platform(platform),
+        ArchiveFormat::Docker(format),
+        options,
         format!("docker-daemon:{}", image.tagged_name()),
     );
     Ok(DaemonLoad {

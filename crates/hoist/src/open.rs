@@ -184,10 +184,23 @@ impl Opener {
         location: &Location,
         platform: Option<&oci_types::Platform>,
     ) -> Result<Place> {
+        self.open_target_from(location, platform, None).await
+    }
+
+    /// [`open_target`](Self::open_target) for a copy from `layers`, a local store whose layers
+    /// a load into a Docker daemon reads the gzip trailers of, to send them uncompressed.
+    pub(crate) async fn open_target_from(
+        &self,
+        location: &Location,
+        platform: Option<&oci_types::Platform>,
+        layers: Option<oci_archive::LayerSource>,
+    ) -> Result<Place> {
         let Location::Archive(archive) = location else {
             return self.open(location).await;
         };
-        let pending = archive.create_writer(platform, self.docker_format).await?;
+        let pending = archive
+            .create_writer(platform, self.docker_format, layers)
+            .await?;
         Ok(Place {
             store: Arc::new(pending.writer().clone()),
             repo: archive.repository(),

@@ -182,11 +182,12 @@ impl ArchiveLocation {
     }
 
     /// Starts writing the archive; nothing appears at its path until it is finished. A
-    /// daemon's load starts here too.
+    /// daemon's load starts here too, reading its layers again from `layers` when given.
     pub(crate) async fn create_writer(
         &self,
         platform: Option<&Platform>,
         docker_format: DockerFormat,
+        layers: Option<oci_archive::LayerSource>,
     ) -> Result<Pending> {
         let (format, file) = match self {
             Self::Oci { file, .. } => (
@@ -198,7 +199,7 @@ impl ArchiveLocation {
             Self::Docker { file, .. } => (ArchiveFormat::Docker(docker_format), file),
             Self::Daemon(image) => {
                 return Ok(Pending::Daemon(
-                    crate::daemon::start_load(image, platform).await?,
+                    crate::daemon::start_load(image, platform, layers).await?,
                 ));
             }
         };

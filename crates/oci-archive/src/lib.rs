@@ -51,4 +51,4 @@ pub use format::{
 };
 pub use reader::{ArchiveImage, ArchiveReader, ReadAs};
 pub use scan::ArchiveLimits;
-pub use writer::{ArchiveWriter, FinishReport, WriteOptions};
+pub use writer::{ArchiveWriter, FinishReport, LayerSource, WriteOptions};

@@ -31,9 +31,11 @@ use crate::stored::{StoredManifest, referrers};
 use crate::{Error, Result};
 
 mod finish;
+mod inflate;
 mod upload;
 
 pub use finish::FinishReport;
+pub use inflate::LayerSource;
 use upload::ArchiveUpload;
 
 /// Choices for an archive being written.
@@ -43,6 +45,10 @@ pub struct WriteOptions {
     /// The platform a docker-archive takes from a tagged index (`docker load` takes images
     /// only); `None` for this machine's.
     pub platform: Option<Platform>,
+    /// Where the gzip layers pushed into a classic docker-archive are stored too: they are
+    /// then written uncompressed, their size read from their gzip trailer there (see
+    /// [`LayerSource`]).
+    pub layer_source: Option<LayerSource>,
 }
 
 impl Default for WriteOptions {
@@ -54,12 +60,21 @@ impl Default for WriteOptions {
 impl WriteOptions {
     /// This machine's platform for indexes.
     pub fn new() -> Self {
-        Self { platform: None }
+        Self {
+            platform: None,
+            layer_source: None,
+        }
     }
 
     /// Sets [`platform`](Self::platform).
     pub fn with_platform(mut self, platform: Platform) -> Self {
         self.platform = Some(platform);
+        self
+    }
+
+    /// Sets [`layer_source`](Self::layer_source).
+    pub fn with_layer_source(mut self, source: LayerSource) -> Self {
+        self.layer_source = Some(source);
         self
     }
 }
@@ -82,6 +97,7 @@ struct Shared {
     display: String,
     format: ArchiveFormat,
     platform: Platform,
+    layer_source: Option<LayerSource>,
     /// Taken by whoever writes an entry, so that entries do not interleave.
     turn: tokio::sync::Mutex<()>,
     state: Mutex<State>,
@@ -198,6 +214,7 @@ impl ArchiveWriter {
                 display,
                 format,
                 platform: options.platform.unwrap_or_else(Platform::host),
+                layer_source: options.layer_source,
                 turn: tokio::sync::Mutex::new(()),
                 state: Mutex::new(state),
             }),
@@ -323,7 +340,20 @@ impl ArchiveWriter {
         if let Some((stored, _)) = self.state().blobs.get(&descriptor.digest) {
             return Ok(stored.clone());
         }
-        let name = self.entry_name(descriptor);
+        if let Some(source) = self.inflating(descriptor) {
+            return self.write_inflated_layer(descriptor, body, source).await;
+        }
+        self.write_blob_entry(descriptor, body, self.entry_name(descriptor))
+            .await
+    }
+
+    /// Writes a blob from a stream checked against `descriptor` as the entry `name`.
+    async fn write_blob_entry(
+        &self,
+        descriptor: &Descriptor,
+        body: BlobBody,
+        name: String,
+    ) -> StoreResult<Descriptor> {
         let mut check = PushCheck::for_body(descriptor, &body);
         let mut body = body;
         let mut copy = (descriptor.size <= KEPT_BLOB).then(Vec::new);

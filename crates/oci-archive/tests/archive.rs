@@ -642,3 +642,215 @@ async fn referrers_are_listed_while_written_and_when_read_back() {
         .unwrap();
     assert!(none.is_empty());
 }
+
+/// The entries of the tar at `path`: name and content.
+fn tar_entries(path: &std::path::Path) -> Vec<(String, Vec<u8>)> {
+    let mut archive = tar::Archive::new(std::fs::File::open(path).unwrap());
+    archive
+        .entries()
+        .unwrap()
+        .map(|entry| {
+            let mut entry = entry.unwrap();
+            let name = entry.path().unwrap().to_str().unwrap().to_owned();
+            let mut content = Vec::new();
+            std::io::Read::read_to_end(&mut entry, &mut content).unwrap();
+            (name, content)
+        })
+        .collect()
+}
+
+/// The layer entries `manifest.json` names for its one image.
+fn manifest_layers(entries: &[(String, Vec<u8>)]) -> Vec<String> {
+    let (_, manifest) = entries
+        .iter()
+        .find(|(name, _)| name == "manifest.json")
+        .unwrap();
+    let manifest: serde_json::Value = serde_json::from_slice(manifest).unwrap();
+    manifest[0]["Layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l.as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Writes `image` from a memory store into a classic docker-archive with that store as its
+/// layer source (what a load into a daemon writes); returns the archive's path.
+async fn write_with_layer_source(dir: &tempfile::TempDir, one: &Image) -> std::path::PathBuf {
+    let source = std::sync::Arc::new(oci_store::MemoryStore::new());
+    let from = repo("source/app");
+    push(source.as_ref(), &from, one, &["v1"]).await;
+    let path = dir.path().join("load.tar");
+    let options = WriteOptions::new().with_layer_source(oci_archive::LayerSource::new(
+        std::sync::Arc::clone(&source) as _,
+        from.clone(),
+    ));
+    let writer =
+        ArchiveWriter::create(&path, ArchiveFormat::Docker(DockerFormat::Classic), options)
+            .unwrap();
+    let (app, _) = archive_name("example/app:v1").unwrap();
+    push(&writer, &app, one, &["v1"]).await;
+    writer.finish().await.unwrap();
+    path
+}
+
+/// `image` with its gzip layer replaced by `layer` (labelled gzip).
+fn with_gzip_layer(mut one: Image, layer: Vec<u8>) -> Image {
+    let descriptor = descriptor(media_type::OCI_LAYER_GZIP, &layer);
+    let config = &one.blobs[0];
+    let b = &one.blobs[2];
+    let manifest =
+        ImageManifest::new(config.0.clone(), vec![descriptor.clone(), b.0.clone()]).to_json();
+    one.manifest_descriptor = self::descriptor(media_type::OCI_MANIFEST, &manifest);
+    one.manifest = manifest;
+    one.blobs[1] = (descriptor, layer);
+    one
+}
+
+/// A classic docker-archive with a layer source (what a load into a daemon writes) holds its
+/// gzip layer uncompressed, sized by its gzip trailer, and is read back with the diff_ids of
+/// the config as its layers' digests; the plain layer and the config are as pushed.
+#[tokio::test]
+async fn gzip_layers_are_written_uncompressed_with_a_layer_source() {
+    let dir = tempfile::tempdir().unwrap();
+    // Large enough for several deflate blocks and pieces.
+    let one = with_gzip_layer(
+        image("inflated", "amd64"),
+        gzip(&layer_tar(
+            "big",
+            &oci_store::conformance::seeded_bytes(7, 3 << 20),
+        )),
+    );
+    let path = write_with_layer_source(&dir, &one).await;
+    let (gzip_layer, gzip_bytes) = &one.blobs[1];
+    let plain: Vec<u8> = std::io::Read::bytes(flate2::read::GzDecoder::new(&gzip_bytes[..]))
+        .map(Result::unwrap)
+        .collect();
+    let entries = tar_entries(&path);
+    let entry_name = format!("{}.tar", gzip_layer.digest.encoded());
+    let found = entries.iter().find(|(name, _)| *name == entry_name);
+    assert!(
+        found.is_some_and(|(_, content)| *content == plain),
+        "{entry_name}"
+    );
+    assert_eq!(
+        manifest_layers(&entries),
+        [
+            entry_name,
+            format!("{}.tar", one.blobs[2].0.digest.encoded())
+        ]
+    );
+
+    // Read back, the image's layers are plain tars whose digests are the config's diff_ids.
+    let reader = ArchiveReader::open(&path, ReadAs::Docker, ArchiveLimits::default())
+        .await
+        .unwrap();
+    let (app, v1) = archive_name("example/app:v1").unwrap();
+    let manifest = reader.resolve_tag(&app, &v1).await.unwrap();
+    let manifest = reader.get_manifest(&app, &manifest.digest).await.unwrap();
+    let manifest: Vec<Bytes> = manifest.into_stream().try_collect().await.unwrap();
+    let manifest: serde_json::Value = serde_json::from_slice(&manifest.concat()).unwrap();
+    let layers: Vec<(&str, &str)> = manifest["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            (
+                l["mediaType"].as_str().unwrap(),
+                l["digest"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    let diff_a = Digest::sha256(&plain).to_string();
+    let diff_b = one.blobs[2].0.digest.to_string();
+    assert_eq!(
+        layers,
+        [
+            (media_type::OCI_LAYER_TAR, diff_a.as_str()),
+            (media_type::OCI_LAYER_TAR, diff_b.as_str())
+        ]
+    );
+    let config = &one.blobs[0];
+    assert_eq!(read_all(&reader, &app, &config.0.digest).await, config.1);
+}
+
+/// A gzip layer whose trailer does not give its size is sent as stored, in an entry of its
+/// own that `manifest.json` names; the entry begun with the wrong size is completed (cut or
+/// padded) and named by nothing. Three ways: two gzip members (the trailer counts only the
+/// second: content longer than announced), a trailer that claims more than the content (short,
+/// and the decompressor refuses the trailer), a plain tar labelled gzip (a trailer that cannot
+/// be a size: sent as stored from the start).
+#[tokio::test]
+async fn gzip_layers_whose_trailer_is_not_their_size_are_sent_as_stored() {
+    let two_members = [
+        gzip(&layer_tar("first", b"first member")),
+        gzip(&layer_tar("second", b"second member")),
+    ]
+    .concat();
+    let mut lying = gzip(&layer_tar("liar", b"trailer says more"));
+    let end = lying.len();
+    let claimed = u32::from_le_bytes(lying[end - 4..].try_into().unwrap()) + 4096;
+    lying[end - 4..].copy_from_slice(&claimed.to_le_bytes());
+    let plain = layer_tar("plain", &[b'p'; 4000]);
+    for (case, layer, wasted) in [
+        ("two members", two_members, true),
+        ("lying trailer", lying, true),
+        ("plain tar", plain, false),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let one = with_gzip_layer(image(case, "amd64"), layer.clone());
+        let path = write_with_layer_source(&dir, &one).await;
+        let entries = tar_entries(&path);
+        let hex = one.blobs[1].0.digest.encoded().to_owned();
+        let named = &manifest_layers(&entries)[0];
+        let (_, content) = entries.iter().find(|(name, _)| name == named).unwrap();
+        assert_eq!(*content, layer, "{case}: {named}");
+        let first = entries
+            .iter()
+            .find(|(name, _)| *name == format!("{hex}.tar"));
+        if wasted {
+            assert_eq!(*named, format!("{hex}.gz"), "{case}");
+            assert!(first.is_some(), "{case}: the entry begun");
+        } else {
+            assert_eq!(*named, format!("{hex}.tar"), "{case}");
+        }
+    }
+}
+
+/// A gzip layer pushed with content that does not match its digest fails the push, as any
+/// push does, though its trailer (read from the source, which holds the right content)
+/// promised a size.
+#[tokio::test]
+async fn an_inflated_layer_is_still_checked_against_its_digest() {
+    let one = image("checked inflated", "amd64");
+    let source = std::sync::Arc::new(oci_store::MemoryStore::new());
+    let from = repo("source/app");
+    push(source.as_ref(), &from, &one, &["v1"]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let options = WriteOptions::new().with_layer_source(oci_archive::LayerSource::new(
+        std::sync::Arc::clone(&source) as _,
+        from,
+    ));
+    let writer = ArchiveWriter::create(
+        dir.path().join("bad.tar"),
+        ArchiveFormat::Docker(DockerFormat::Classic),
+        options,
+    )
+    .unwrap();
+    let (layer, bytes) = &one.blobs[1];
+    // The same gzip stream with another file name in its header: it inflates to the same
+    // content and size, but is not the blob its descriptor names.
+    let mut other = bytes.clone();
+    other[4] ^= 1; // MTIME: not covered by any check of the decompressor.
+    let (app, _) = archive_name("example/app:v1").unwrap();
+    let error = writer
+        .push_blob(&app, layer, body_from_bytes(other))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        error.code(),
+        Some(oci_store::ErrorCode::DigestInvalid),
+        "{error}"
+    );
+    assert!(writer.resolve_blob(&app, &layer.digest).await.is_err());
+}

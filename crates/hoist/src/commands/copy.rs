@@ -123,7 +123,21 @@ async fn copy_between(
         (true, true, Some(platform)) => PlatformFilter::Only(vec![platform.clone()]),
         _ => PlatformFilter::All,
     };
-    let to = ctx.opener.open_target(dst, chosen.as_ref()).await?;
+    // A load into a daemon from a local source sends gzip layers uncompressed, sized by their
+    // gzip trailers read from the source (a range read). Not from a registry: one that
+    // ignores ranges would send the whole layer for its last four bytes.
+    let layers = match (dst, src) {
+        (Location::Archive(ArchiveLocation::Daemon(_)), Location::Registry(_)) => None,
+        (Location::Archive(ArchiveLocation::Daemon(_)), _) => Some(oci_archive::LayerSource::new(
+            std::sync::Arc::clone(&from.store),
+            from.repo.clone(),
+        )),
+        _ => None,
+    };
+    let to = ctx
+        .opener
+        .open_target_from(dst, chosen.as_ref(), layers)
+        .await?;
     let expected = dst.digest().cloned();
     // With every platform the copy keeps the source's digest: check it before writing anything.
     if let (Some(expected), PlatformFilter::All) = (&expected, &platforms) {

@@ -77,6 +77,8 @@ pub struct LayerReader {
     read: u64,
     limit: u64,
     compression: Option<Compression>,
+    /// The content's end was reached.
+    ended: bool,
 }
 
 enum Source {
@@ -112,7 +114,18 @@ impl LayerReader {
             read: 0,
             limit: DEFAULT_LAYER_LIMIT,
             compression: None,
+            ended: false,
         }
+    }
+
+    /// Does not hash the uncompressed content: for a reader that needs only the content or
+    /// its size, where the `diff_id` is checked by someone else (a daemon loading the layer)
+    /// or does not matter. [`finish`](Self::finish) then has no digest to return.
+    #[must_use]
+    pub fn unhashed(mut self) -> Self {
+        self.diff = None;
+        self.expected_diff_id = None;
+        self
     }
 
     /// Refuses more than `max_bytes` of uncompressed content (a decompression bomb).
@@ -179,6 +192,7 @@ impl LayerReader {
     }
 
     fn end(&mut self) -> io::Result<()> {
+        self.ended = true;
         let Some(digester) = self.diff.take() else {
             return Ok(());
         };
@@ -200,7 +214,7 @@ impl Read for LayerReader {
         if buf.is_empty() {
             return Ok(0);
         }
-        if self.diff.is_none() {
+        if self.ended {
             return Ok(0);
         }
         self.start()?;
@@ -330,6 +344,19 @@ mod tests {
             assert_eq!(reader.compression(), Some(kind));
             assert_eq!(reader.finish().unwrap(), sha256(&content));
         }
+    }
+
+    #[tokio::test]
+    async fn an_unhashed_reader_gives_the_content_and_ignores_the_diff_id() {
+        let content = b"only the size is wanted".repeat(500);
+        let wrong = sha256(b"something else");
+        let reader = reader_of(media_type::OCI_LAYER_GZIP, gzip(&content), Some(wrong)).unhashed();
+        let (out, reader) = read_all(reader).await;
+        assert_eq!(out.unwrap(), content);
+        assert_eq!(reader.uncompressed_size(), content.len() as u64);
+        // Reading on after the end gives nothing more.
+        let (more, _) = read_all(reader).await;
+        assert!(more.unwrap().is_empty());
     }
 
     #[tokio::test]
