@@ -302,3 +302,80 @@ fn docker26_refuses_a_corrupt_image_and_hoist_says_why() {
 fn podman_refuses_a_corrupt_image_and_hoist_says_why() {
     a_corrupt_image_is_refused_with_the_daemons_words(Engine::Podman);
 }
+
+/// An image whose layer is two gzip members (the uncompressed tar cut in two and each half
+/// compressed: the same diff_id, another blob), loaded into each daemon. A load sends gzip
+/// layers uncompressed, sized by their gzip trailer, which here counts only the second member:
+/// the layer goes as stored instead, and the daemon loads it with the config's digest.
+fn a_layer_of_two_gzip_members_loads(engine: Engine) {
+    let Some(daemon) = Daemon::start(engine) else {
+        return;
+    };
+    let work = Work::new();
+    let hoist = Hoist::new();
+    let config = small_image(&hoist, &work, "members", "amd64");
+    let layout = work.path("members");
+    let blob = |digest: &str| layout.join("blobs/sha256").join(&digest["sha256:".len()..]);
+    let mut index: Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let manifest_digest = index["manifests"][0]["digest"].as_str().unwrap().to_owned();
+    let mut manifest: Value =
+        serde_json::from_slice(&std::fs::read(blob(&manifest_digest)).unwrap()).unwrap();
+    let layer = std::fs::read(blob(manifest["layers"][0]["digest"].as_str().unwrap())).unwrap();
+    let mut tar = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&layer[..]), &mut tar).unwrap();
+    let gzip = |bytes: &[u8]| {
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut encoder, bytes).unwrap();
+        encoder.finish().unwrap()
+    };
+    let members = [gzip(&tar[..512]), gzip(&tar[512..])].concat();
+    let put = |bytes: &[u8]| -> String {
+        let digest = oci_types::Digest::sha256(bytes).to_string();
+        std::fs::write(blob(&digest), bytes).unwrap();
+        digest
+    };
+    manifest["layers"][0]["digest"] = Value::String(put(&members));
+    manifest["layers"][0]["size"] = Value::from(members.len());
+    let manifest_bytes = serde_json::to_vec(&manifest).unwrap();
+    index["manifests"][0]["digest"] = Value::String(put(&manifest_bytes));
+    index["manifests"][0]["size"] = Value::from(manifest_bytes.len());
+    std::fs::write(
+        layout.join("index.json"),
+        serde_json::to_vec(&index).unwrap(),
+    )
+    .unwrap();
+    ok(
+        &hoist_with(
+            &hoist,
+            &daemon,
+            &[
+                "copy",
+                &work.oci("members", "v1"),
+                "docker-daemon:example/members:v1",
+            ],
+        ),
+        "load",
+    );
+    assert_eq!(
+        daemon.image_id("example/members:v1"),
+        config,
+        "{}",
+        engine.name()
+    );
+}
+
+#[test]
+fn docker20_loads_a_layer_of_two_gzip_members() {
+    a_layer_of_two_gzip_members_loads(Engine::Docker20);
+}
+
+#[test]
+fn docker26_loads_a_layer_of_two_gzip_members() {
+    a_layer_of_two_gzip_members_loads(Engine::Docker26);
+}
+
+#[test]
+fn podman_loads_a_layer_of_two_gzip_members() {
+    a_layer_of_two_gzip_members_loads(Engine::Podman);
+}
