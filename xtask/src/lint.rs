@@ -129,11 +129,18 @@ pub(crate) struct Dependency {
 
 /// Dependencies that a member needs without naming them in its code, and why: `(member,
 /// package, reason)`.
-const USED_WITHOUT_A_PATH: &[(&str, &str, &str)] = &[(
-    "oci-bucket",
-    "reqwest",
-    "turns on rustls without a built-in provider in object_store's HTTP client",
-)];
+const USED_WITHOUT_A_PATH: &[(&str, &str, &str)] = &[
+    (
+        "oci-bucket",
+        "reqwest",
+        "turns on rustls without a built-in provider in object_store's HTTP client",
+    ),
+    (
+        "oci-store",
+        "zlib-rs",
+        "turns on std in flate2's backend, so that it detects the CPU's features at run time",
+    ),
+];
 
 /// Runs every check over the workspace at `root`, printing each problem; fails if there is any.
 pub(crate) fn run(root: &Path) -> Result<()> {
