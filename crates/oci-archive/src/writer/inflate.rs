@@ -34,8 +34,11 @@ use tokio::sync::mpsc;
 use super::{ArchiveWriter, Piece};
 use crate::format::{ArchiveFormat, DockerFormat};
 
-/// The pieces an uncompressed layer is written in.
-const PIECE: usize = 1 << 20;
+/// The pieces an uncompressed layer is written in: each is copied into the tar's own buffers
+/// at once, so larger ones would only cost memory.
+const PIECE: usize = 256 << 10;
+/// Pieces in flight: the tar's queue (4), one being written, one being filled.
+const PIECES_KEPT: usize = 6;
 /// Zeros that pad an entry whose content ended short of its announced size.
 static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
 
@@ -196,7 +199,7 @@ fn inflate_into(
     to_tar: &mpsc::Sender<Piece>,
 ) -> StoreResult<Fit> {
     // Buffers come back once the tar has them written: no fresh memory per piece.
-    let pool = BufferPool::new(PIECE, 8);
+    let pool = BufferPool::new(PIECE, PIECES_KEPT);
     let mut sent = 0u64;
     let mut ended_short = false;
     while sent < size {
