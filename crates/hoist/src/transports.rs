@@ -182,7 +182,8 @@ impl ArchiveLocation {
     }
 
     /// Starts writing the archive; nothing appears at its path until it is finished. A
-    /// daemon's load starts here too, reading its layers again from `layers` when given.
+    /// daemon's load starts here too, reading the gzip trailers of its layers from `layers`
+    /// when given (and a layer again where its trailer is wrong).
     pub(crate) async fn create_writer(
         &self,
         platform: Option<&Platform>,
