@@ -111,9 +111,8 @@ impl ArchiveWriter {
         let Some(size) = announced_size(&source, descriptor).await else {
             return self.write_blob_entry(descriptor, body, name).await;
         };
-        let reader = LayerReader::new(BlobReader::verified(descriptor.clone(), body), None)
-            .unhashed()
-            .with_limit(size.saturating_add(1));
+        let reader =
+            LayerReader::new(BlobReader::verified(descriptor.clone(), body), None).unhashed();
         let mut fit = Fit::WriterGone;
         self.write_entry(name.clone(), size, async |to_tar: &mpsc::Sender<Piece>| {
             let to_tar = to_tar.clone();
@@ -168,25 +167,11 @@ async fn announced_size(source: &LayerSource, descriptor: &Descriptor) -> Option
             )
             .await
             .ok()?;
-        let bytes = read.into_stream_for_push();
-        let bytes = read_small(bytes).await?;
+        let bytes = read.bytes(4).await.ok()?;
         <[u8; 4]>::try_from(bytes.as_ref()).ok()
     };
     let size = u64::from(u32::from_le_bytes(trailer.await?));
     (size >= compressed.saturating_sub(1024) / 2).then_some(size)
-}
-
-/// The few bytes of a range read.
-async fn read_small(mut body: BlobBody) -> Option<Bytes> {
-    use futures::StreamExt;
-    let mut bytes = Vec::new();
-    while let Some(piece) = body.next().await {
-        bytes.extend_from_slice(&piece.ok()?);
-        if bytes.len() > 4 {
-            return None;
-        }
-    }
-    Some(Bytes::from(bytes))
 }
 
 /// Sends exactly `size` bytes of `reader`'s content to the tar (padded with zeros, or cut),
@@ -250,7 +235,7 @@ fn inflate_into(
         Ok(0) => Ok(Fit::Exact),
         Ok(_) => Ok(Fit::Long),
         Err(e) if is_store_error(&e) => Err(reader.io_error(e)),
-        // Past the size, a limit or a damaged end: not the size either way.
+        // Past the size, or a damaged end: not the size either way.
         Err(_) => Ok(Fit::Long),
     }
 }
