@@ -263,8 +263,7 @@ pub(crate) fn file_body(file: Arc<File>, extent: Extent, failure: String) -> Blo
         while at < extent.size {
             let want =
                 usize::try_from((extent.size - at).min(READ_PIECE as u64)).unwrap_or(READ_PIECE);
-            let mut piece = pool.take();
-            piece.resize(want, 0);
+            let mut piece = pool.take_sized(want);
             let item = file
                 .read_exact_at(&mut piece, extent.offset + at)
                 .map(|()| pool.hand_out(piece))

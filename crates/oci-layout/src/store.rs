@@ -506,20 +506,18 @@ fn file_body(
         };
         let pool = oci_store::BufferPool::new(read_buffer, read_ahead + 2);
         loop {
-            let mut buffer = pool.take();
+            let pool = pool.clone();
             let piece = tokio::task::spawn_blocking(move || {
-                let read = (&mut reader)
-                    .take(read_buffer as u64)
-                    .read_to_end(&mut buffer);
-                (reader, buffer, read)
+                let read = pool.read_piece(&mut reader);
+                (reader, read)
             })
             .await;
             let item = match piece {
-                Ok((back, buffer, read)) => {
+                Ok((back, read)) => {
                     reader = back;
                     match read {
-                        Ok(0) => return,
-                        Ok(_) => Ok(pool.hand_out(buffer)),
+                        Ok(None) => return,
+                        Ok(Some(piece)) => Ok(piece),
                         Err(e) => Err(Error::io(format!("cannot read {}", path.display()), e)),
                     }
                 }

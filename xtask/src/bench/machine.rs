@@ -356,6 +356,26 @@ pub(super) fn status_kib(pid: &str, field: &str) -> Result<u64> {
     parse_status_kib(&status, field).with_context(|| format!("no {field} in {path}"))
 }
 
+/// The CPU seconds (user and system, all threads) process `pid` has used so far, from
+/// `/proc/PID/stat`, whose counts are in clock ticks of 1/100 s (`USER_HZ`, 100 on every Linux
+/// ABI).
+pub(super) fn process_cpu_seconds(pid: u32) -> Result<f64> {
+    let path = format!("/proc/{pid}/stat");
+    let stat = fs::read_to_string(&path).with_context(|| format!("cannot read {path}"))?;
+    parse_stat_cpu_seconds(&stat).with_context(|| format!("no CPU times in {path}: {stat:?}"))
+}
+
+/// `utime + stime` of a `/proc/PID/stat` line, in seconds. The command's name, in parentheses,
+/// may hold spaces and parentheses itself: the fields are counted from the last `)`.
+pub(super) fn parse_stat_cpu_seconds(stat: &str) -> Option<f64> {
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    // After the name: state (field 3), ..., utime (14), stime (15).
+    let mut fields = after_name.split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some((utime + stime) as f64 / 100.0)
+}
+
 /// The 1-minute load average of `/proc/loadavg` (NaN if unreadable): others share the machine.
 pub(super) fn load_average() -> f64 {
     fs::read_to_string("/proc/loadavg")
@@ -577,6 +597,16 @@ mod tests {
         assert_eq!(parse_status_kib(status, "VmRSS"), Some(12104));
         assert_eq!(parse_status_kib(status, "VmHWM"), Some(73156));
         assert_eq!(parse_status_kib("Name:\tx\n", "VmRSS"), None);
+    }
+
+    #[test]
+    fn proc_stat_cpu_times_are_parsed() {
+        let stat = "16508 (docker-registry) S 1 16508 16508 0 -1 4194560 999603 0 4 0 1684 1510 \
+                    0 0 20 0 9 0 3641707 1426939904 11808";
+        assert_eq!(parse_stat_cpu_seconds(stat), Some(31.94));
+        let odd_name = "7 (a) b (c) S 1 7 7 0 -1 0 0 0 0 0 250 50 0 0";
+        assert_eq!(parse_stat_cpu_seconds(odd_name), Some(3.0));
+        assert_eq!(parse_stat_cpu_seconds("7 (cut) S 1 7"), None);
     }
 
     #[test]

@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 use serde_json::{Value, json};
 
 use super::{FIFTY, INTAKE_LIMIT, PLATFORMS, PULL_VS_ORAS, PUSH_VS_ORAS, RSS_LIMIT, Sample, Step};
+use crate::bench::machine::cores;
 use crate::bench::measure::{
     Runs, Target, ballast_note, format_mib, format_ratio, format_seconds, format_spread,
     in_each_run, median_or_nan, min_max, reported_json, reported_rows, rss_row, run_header,
@@ -83,6 +84,24 @@ impl ImagesReport {
         median_or_nan(&self.seconds(step))
     }
 
+    /// Per run: the tool's and the registries' CPU seconds, and the cores they kept busy
+    /// together on average (their sum over the step's seconds).
+    fn cpu(&self, step: Step) -> Vec<(f64, f64, f64)> {
+        self.samples(step)
+            .iter()
+            .map(|s| {
+                let tool = s.cpu_seconds.unwrap_or(0.0);
+                let busy = (tool + s.registry_cpu_seconds) / s.seconds;
+                (tool, s.registry_cpu_seconds, busy)
+            })
+            .collect()
+    }
+
+    /// The median cores busy during `step` ([`Self::cpu`]).
+    fn median_busy(&self, step: Step) -> f64 {
+        median_or_nan(&self.cpu(step).iter().map(|c| c.2).collect::<Vec<_>>())
+    }
+
     fn max_rss(&self, step: Step) -> u64 {
         self.samples(step)
             .iter()
@@ -146,6 +165,24 @@ impl ImagesReport {
                 format_ratio(self.median(Step::HoistIndex) / self.median(Step::SkopeoIndex)),
             ),
         ];
+        for (name, hoist, other) in [
+            ("50 layers pull", Step::HoistPull, Step::OrasPull),
+            ("50 layers push", Step::HoistPush, Step::OrasPush),
+            ("index copy", Step::HoistIndex, Step::Intake),
+        ] {
+            rows.push((
+                format!(
+                    "{name}: cores busy, {} / {}",
+                    Self::who(hoist),
+                    Self::who(other)
+                ),
+                format!(
+                    "{:.2} / {:.2}",
+                    self.median_busy(hoist),
+                    self.median_busy(other)
+                ),
+            ));
+        }
         for step in [Step::HoistPull, Step::HoistPush, Step::HoistIndex] {
             rows.push((
                 format!("{}, median (min–max)", step.label()),
@@ -198,6 +235,35 @@ impl ImagesReport {
                 .collect();
             rss_row(&mut out, 36, step.label(), &rss);
         }
+        run_header(
+            &mut out,
+            36,
+            "CPU s: the tool's + registries'",
+            runs,
+            "busy",
+        );
+        for step in Step::ALL {
+            let cpu = self.cpu(step);
+            let _ = write!(out, "{:<36}", step.label());
+            for (tool, registries, _) in &cpu {
+                let _ = write!(out, "{:>10}", format!("{tool:.2}+{registries:.2}"));
+            }
+            let median_of = |f: fn(&(f64, f64, f64)) -> f64| {
+                median_or_nan(&cpu.iter().map(f).collect::<Vec<_>>())
+            };
+            let _ = writeln!(
+                out,
+                "{:>10}{:>10.2}",
+                format!("{:.2}+{:.2}", median_of(|c| c.0), median_of(|c| c.1)),
+                median_of(|c| c.2)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "(busy: the cores the tool and the registries kept busy together, CPU seconds over \
+             the step's seconds; the machine has {})",
+            cores()
+        );
         let _ = writeln!(out);
         verdict_table(&mut out, 52, 11, &self.targets());
         reported_rows(&mut out, &self.reported());
@@ -234,6 +300,9 @@ impl ImagesReport {
                 json!([min, max])
             }),
             "peak_rss_kib": by_step(&|s| json!(self.samples(s).iter().filter_map(|x| x.peak_rss_kib).collect::<Vec<_>>())),
+            "cpu_seconds": by_step(&|s| json!(self.samples(s).iter().map(|x| x.cpu_seconds).collect::<Vec<_>>())),
+            "registry_cpu_seconds": by_step(&|s| json!(self.samples(s).iter().map(|x| x.registry_cpu_seconds).collect::<Vec<_>>())),
+            "median_cores_busy": by_step(&|s| json!(self.median_busy(s))),
             "targets": targets_json(&self.targets(), "at_most"),
             "reported": reported_json(self.reported()),
         })
@@ -259,6 +328,8 @@ mod tests {
                         step,
                         seconds: seconds * scale,
                         peak_rss_kib: step.is_tool().then_some(kib),
+                        cpu_seconds: step.is_tool().then_some(seconds * scale / 2.0),
+                        registry_cpu_seconds: seconds * scale,
                     }
                 })
                 .collect()
@@ -291,5 +362,11 @@ mod tests {
             json!([1.8, 2.2])
         );
         assert_eq!(json["reported"][0]["value"], json!("0.50×"));
+        // The tool took half a core and the registries one: 1.5 cores busy; the intake's
+        // curls are not counted.
+        assert_eq!(json["median_cores_busy"]["fifty_pull_hoist"], json!(1.5));
+        assert_eq!(json["median_cores_busy"]["index_curl_upload"], json!(1.0));
+        assert_eq!(json["reported"][4]["value"], json!("1.50 / 1.50"));
+        assert!(table.contains("0.50+1.00"), "{table}");
     }
 }
