@@ -24,6 +24,7 @@ use crate::transport::{
     AcceptAnyCertificate, Body, Call, HttpClient, Permanent, RetryPolicy, http_client, is_loopback,
     permanent_failure, retry_after, transient,
 };
+use crate::trust::LazyRoots;
 
 /// Every manifest type a pull accepts.
 pub(crate) const ACCEPT_MANIFESTS: &str = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.v1+prettyjws, application/vnd.docker.distribution.manifest.v1+json;q=0.5, */*;q=0.1";
@@ -231,11 +232,6 @@ fn tls_config(
             .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate(provider)))
     } else {
         let mut roots = rustls::RootCertStore::empty();
-        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-        let native = rustls_native_certs::load_native_certs();
-        for certificate in native.certs {
-            let _ = roots.add(certificate);
-        }
         for file in ca_files {
             let certificates =
                 CertificateDer::pem_file_iter(file).map_err(|e| crate::Error::Config {
@@ -253,7 +249,9 @@ fn tls_config(
                 })?;
             }
         }
-        builder.with_root_certificates(roots)
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(LazyRoots::new(provider, roots)))
     };
     let config = match identity {
         None => wants_identity.with_no_client_auth(),

@@ -35,6 +35,7 @@ mod error;
 mod interface;
 mod proxy;
 mod transport;
+mod trust;
 mod upload;
 
 pub use auth::Credentials;
