@@ -365,6 +365,25 @@ pub(super) fn process_cpu_seconds(pid: u32) -> Result<f64> {
     parse_stat_cpu_seconds(&stat).with_context(|| format!("no CPU times in {path}: {stat:?}"))
 }
 
+/// Counts the CPU time of some processes (the registries a step involves) over a step.
+pub(super) struct CpuMeter(Vec<u32>);
+
+impl CpuMeter {
+    pub(super) fn new(pids: impl IntoIterator<Item = u32>) -> Self {
+        Self(pids.into_iter().collect())
+    }
+
+    fn total(&self) -> Result<f64> {
+        self.0.iter().map(|&pid| process_cpu_seconds(pid)).sum()
+    }
+
+    /// Starts counting: the returned closure gives the CPU seconds they used since.
+    pub(super) fn start(&self) -> Result<impl Fn() -> Result<f64> + '_> {
+        let before = self.total()?;
+        Ok(move || Ok(self.total()? - before))
+    }
+}
+
 /// `utime + stime` of a `/proc/PID/stat` line, in seconds. The command's name, in parentheses,
 /// may hold spaces and parentheses itself: the fields are counted from the last `)`.
 pub(super) fn parse_stat_cpu_seconds(stat: &str) -> Option<f64> {

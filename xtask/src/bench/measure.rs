@@ -396,6 +396,58 @@ pub(super) fn cpu_row(out: &mut String, width: usize, label: &str, usages: &[Usa
     );
 }
 
+/// The CPU a step used: the tool's CPU seconds (user and system; none where many processes
+/// did the work, as `curl`s do for an intake) and the registries' during the step.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) struct StepCpu {
+    pub(super) tool: Option<f64>,
+    pub(super) registries: f64,
+}
+
+impl StepCpu {
+    /// The cores the tool and the registries kept busy together on average over `seconds`.
+    pub(super) fn cores_busy(self, seconds: f64) -> f64 {
+        (self.tool.unwrap_or(0.0) + self.registries) / seconds
+    }
+}
+
+/// The median of the cores busy of `samples` (each a step's CPU and seconds).
+pub(super) fn median_cores_busy(samples: &[(StepCpu, f64)]) -> f64 {
+    let busy: Vec<f64> = samples.iter().map(|&(c, s)| c.cores_busy(s)).collect();
+    median_or_nan(&busy)
+}
+
+/// A block of rows of CPU seconds, one per step: the tool's + the registries' in each run,
+/// their medians, and the median cores busy; then what that means, and the machine's cores.
+pub(super) fn cpu_block(out: &mut String, width: usize, rows: &[(&str, Vec<(StepCpu, f64)>)]) {
+    let runs = rows.iter().map(|(_, r)| r.len()).max().unwrap_or(0);
+    run_header(out, width, "CPU s: the tool's + registries'", runs, "busy");
+    for (label, samples) in rows {
+        let _ = write!(out, "{label:<width$}");
+        let tool: Vec<f64> = samples.iter().map(|(c, _)| c.tool.unwrap_or(0.0)).collect();
+        let registries: Vec<f64> = samples.iter().map(|(c, _)| c.registries).collect();
+        for (t, r) in tool.iter().zip(&registries) {
+            let _ = write!(out, "{:>10}", format!("{t:.2}+{r:.2}"));
+        }
+        let _ = writeln!(
+            out,
+            "{:>10}{:>10.2}",
+            format!(
+                "{:.2}+{:.2}",
+                median_or_nan(&tool),
+                median_or_nan(&registries)
+            ),
+            median_cores_busy(samples)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "(busy: the cores the tool and the registries kept busy together, their CPU seconds over \
+         the step's seconds; the machine has {})",
+        super::machine::cores()
+    );
+}
+
 /// A row of peak RSS, one per run, their median and their largest.
 pub(super) fn rss_row(out: &mut String, width: usize, label: &str, kib: &[u64]) {
     let _ = write!(out, "{label:<width$}");

@@ -50,11 +50,11 @@ use anyhow::{Context, Result, bail};
 
 use super::data::{oci_ref, parallel};
 use super::machine::{
-    Revision, Workspace, ballast_bytes, build_hoist, check_dd, dd, remove_dir, require_tools,
-    revision, run_ballast, sha256_of, sync, sync_and_pause, version,
+    CpuMeter, Revision, Workspace, ballast_bytes, build_hoist, check_dd, dd, remove_dir,
+    require_tools, revision, run_ballast, sha256_of, sync, sync_and_pause, version,
 };
 use super::measure::{
-    Defaults, Runs, alternate, print_step, read_usage, require_gnu_time, timed, with_time,
+    Defaults, Runs, StepCpu, alternate, print_step, read_usage, require_gnu_time, timed, with_time,
     write_results,
 };
 use super::peers::{Registry, check_digest_printed, download_blob, upload_blob};
@@ -216,6 +216,8 @@ struct Sample {
     seconds: f64,
     /// For [`Step::TOOLS`].
     peak_rss_kib: Option<u64>,
+    /// The tool's and the registries' CPU seconds.
+    cpu: StepCpu,
 }
 
 /// What the steps of a run use.
@@ -257,6 +259,19 @@ fn measure(step: Step, cx: &RunCx<'_>) -> Result<Sample> {
     let oci = |dir: &Path| oci_ref(dir, TAG);
     // oras names a layout `DIR:TAG`, without hoist's and skopeo's `oci:`.
     let oras_layout = |dir: &Path| format!("{}:{TAG}", dir.display());
+    let target = match step {
+        Step::HoistPush => Some(cx.hoist_target),
+        Step::SkopeoPush => Some(cx.skopeo_target),
+        Step::OrasPush => Some(cx.oras_target),
+        Step::Upload => Some(cx.upload_target),
+        _ => None,
+    };
+    let registries = CpuMeter::new(
+        [Some(cx.pull.pid), target.map(|t| t.pid)]
+            .into_iter()
+            .flatten(),
+    );
+    let registry_cpu = registries.start()?;
     let seconds = match step {
         Step::HoistPull | Step::SkopeoPull | Step::OrasPull => {
             let dir = cx.dir.join(step.key());
@@ -346,15 +361,20 @@ fn measure(step: Step, cx: &RunCx<'_>) -> Result<Sample> {
             .0
         }
     };
-    let peak_rss_kib = if Step::TOOLS.contains(&step) {
-        Some(read_usage(&rss_file)?.peak_rss_kib)
+    let registry_cpu_seconds = registry_cpu()?;
+    let usage = if Step::TOOLS.contains(&step) {
+        Some(read_usage(&rss_file)?)
     } else {
         None
     };
     Ok(Sample {
         step,
         seconds,
-        peak_rss_kib,
+        peak_rss_kib: usage.as_ref().map(|u| u.peak_rss_kib),
+        cpu: StepCpu {
+            tool: usage.map(|u| u.user + u.sys),
+            registries: registry_cpu_seconds,
+        },
     })
 }
 

@@ -9,8 +9,9 @@ use super::{
     PUSH_VS_SKOPEO, RSS_VS_SKOPEO, Sample, Step,
 };
 use crate::bench::measure::{
-    Runs, Target, ballast_note, format_mib, format_seconds, in_each_run, median_or_nan, ratio_row,
-    run_header, seconds_row, targets_json, verdict_table,
+    Runs, StepCpu, Target, ballast_note, cpu_block, format_mib, format_seconds, in_each_run,
+    median_cores_busy, median_or_nan, ratio_row, run_header, seconds_row, targets_json,
+    verdict_table,
 };
 
 /// Everything the client scenario measured.
@@ -49,6 +50,35 @@ impl ClientReport {
             .iter()
             .filter_map(|s| s.peak_rss_kib)
             .collect()
+    }
+
+    /// Each run's CPU use of `step`, with the step's seconds.
+    fn cpu(&self, step: Step) -> Vec<(StepCpu, f64)> {
+        in_each_run(&self.runs, |s| s.step == step)
+            .iter()
+            .map(|s| (s.cpu, s.seconds))
+            .collect()
+    }
+
+    /// Figures without a target: the cores busy during the transfers (the tool's CPU and the
+    /// registries' over the step's seconds), hoist's beside oras's and the bound's.
+    fn reported(&self) -> Vec<Value> {
+        let busy = |step| median_cores_busy(&self.cpu(step));
+        [
+            ("pull", Step::HoistPull, Step::OrasPull, "oras"),
+            ("push", Step::HoistPush, Step::OrasPush, "oras"),
+            ("push", Step::HoistPush, Step::Upload, "curl upload"),
+        ]
+        .into_iter()
+        .map(|(what, hoist, other, name)| {
+            json!({
+                "name": format!("{what}: cores busy, hoist / {name}"),
+                "value": format!("{:.2} cores", busy(hoist)),
+                "peer": format!("{:.2} cores {name}", busy(other)),
+                "ratio": "",
+            })
+        })
+        .collect()
     }
 
     fn median_rss(&self, step: Step) -> f64 {
@@ -225,7 +255,22 @@ impl ClientReport {
             let _ = writeln!(out, "{:>10}", format_mib(self.median_rss(step) as u64));
         }
         let _ = writeln!(out);
+        let cpu: Vec<(&str, Vec<(StepCpu, f64)>)> = Step::ALL
+            .iter()
+            .map(|&step| (step.label(), self.cpu(step)))
+            .collect();
+        cpu_block(&mut out, 36, &cpu);
+        let _ = writeln!(out);
         verdict_table(&mut out, 38, 10, &self.targets());
+        for row in self.reported() {
+            let _ = writeln!(
+                out,
+                "{:<38}{:>10}  vs {}   (reported)",
+                row["name"].as_str().unwrap_or_default(),
+                row["value"].as_str().unwrap_or_default(),
+                row["peer"].as_str().unwrap_or_default(),
+            );
+        }
         out
     }
 
@@ -280,7 +325,11 @@ impl ClientReport {
                 "pull_hoist_over_oras": pull_oras,
                 "push_hoist_over_oras": push_oras,
             },
+            "cpu_seconds": Step::ALL.iter().map(|&s| (s.key().to_owned(), json!(self.cpu(s).iter().map(|(c, _)| c.tool).collect::<Vec<_>>()))).collect::<serde_json::Map<_, _>>(),
+            "registry_cpu_seconds": Step::ALL.iter().map(|&s| (s.key().to_owned(), json!(self.cpu(s).iter().map(|(c, _)| c.registries).collect::<Vec<_>>()))).collect::<serde_json::Map<_, _>>(),
+            "median_cores_busy": Step::ALL.iter().map(|&s| (s.key().to_owned(), json!(median_cores_busy(&self.cpu(s))))).collect::<serde_json::Map<_, _>>(),
             "targets": targets_json(&self.targets(), "at_most"),
+            "reported": self.reported(),
         })
     }
 }
@@ -294,6 +343,10 @@ mod tests {
             step,
             seconds,
             peak_rss_kib: Step::TOOLS.contains(&step).then_some(rss),
+            cpu: StepCpu {
+                tool: Step::TOOLS.contains(&step).then_some(seconds / 2.0),
+                registries: seconds,
+            },
         }
     }
 
@@ -365,6 +418,8 @@ mod tests {
         assert_eq!(json["scenario"], json!("client"));
         assert_eq!(json["median_seconds"]["hoist_pull"], json!(2.7));
         assert_eq!(json["peak_rss_kib"]["skopeo_push"], json!(vec![50_000; 3]));
+        assert_eq!(json["median_cores_busy"]["hoist_push"], json!(1.5));
+        assert_eq!(json["reported"][2]["peer"], json!("1.00 cores curl upload"));
         assert_eq!(json["pull_bound"], json!("dd"));
         assert_eq!(json["oras"], json!("oras 1.2.0"));
         assert_eq!(json["targets"][1]["peer"], json!("3.600 s oras"));

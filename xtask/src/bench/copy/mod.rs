@@ -34,11 +34,11 @@ use anyhow::{Context, Result, bail};
 
 use super::data::{blob_path, parallel, seeded_image};
 use super::machine::{
-    Revision, Workspace, ballast_bytes, build_hoist, read_through, remove_dir, require_tools,
-    revision, run_ballast, sync, sync_and_pause, version,
+    CpuMeter, Revision, Workspace, ballast_bytes, build_hoist, read_through, remove_dir,
+    require_tools, revision, run_ballast, sync, sync_and_pause, version,
 };
 use super::measure::{
-    Defaults, Runs, alternate, print_step, read_usage, require_gnu_time, timed, with_time,
+    Defaults, Runs, StepCpu, alternate, print_step, read_usage, require_gnu_time, timed, with_time,
     write_results,
 };
 use super::peers::{
@@ -139,6 +139,8 @@ pub(super) struct Sample {
     pub(super) step: Step,
     pub(super) seconds: f64,
     pub(super) peak_rss_kib: Option<u64>,
+    /// The tool's and the registries' CPU seconds.
+    pub(super) cpu: StepCpu,
 }
 
 /// The source: its layout, manifest and blobs (digest, size), and the registry holding it.
@@ -177,6 +179,12 @@ fn measure(step: Step, cx: &RunCx<'_>) -> Result<Sample> {
     };
     let repo = format!("bench/{repo}-{}", cx.number);
     let dst = format!("{}/{repo}:{TAG}", target.host);
+    let mut pids = vec![source.registry.pid];
+    if target.pid != source.registry.pid {
+        pids.push(target.pid);
+    }
+    let registries = CpuMeter::new(pids);
+    let registry_cpu = registries.start()?;
     let seconds = match step {
         Step::Hoist | Step::Mount => {
             let mut cmd = with_time(&rss_file, cx.hoist);
@@ -210,6 +218,7 @@ fn measure(step: Step, cx: &RunCx<'_>) -> Result<Sample> {
             .0
         }
     };
+    let registry_cpu_seconds = registry_cpu()?;
     if step != Step::Intake {
         let digest = manifest_digest(&target.base(), &repo, TAG)?;
         if digest != source.manifest {
@@ -223,15 +232,19 @@ fn measure(step: Step, cx: &RunCx<'_>) -> Result<Sample> {
     if step == Step::Mount {
         check_mounted(source.registry, &repo)?;
     }
-    let peak_rss_kib = if Step::TOOLS.contains(&step) {
-        Some(read_usage(&rss_file)?.peak_rss_kib)
+    let usage = if Step::TOOLS.contains(&step) {
+        Some(read_usage(&rss_file)?)
     } else {
         None
     };
     Ok(Sample {
         step,
         seconds,
-        peak_rss_kib,
+        peak_rss_kib: usage.as_ref().map(|u| u.peak_rss_kib),
+        cpu: StepCpu {
+            tool: usage.map(|u| u.user + u.sys),
+            registries: registry_cpu_seconds,
+        },
     })
 }
 

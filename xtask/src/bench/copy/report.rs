@@ -6,8 +6,9 @@ use serde_json::{Value, json};
 
 use super::{BOUND_LIMIT, JOBS, LAYERS, Sample, Step};
 use crate::bench::measure::{
-    Runs, Target, ballast_note, format_mib, format_ratio, format_seconds, in_each_run,
-    median_or_nan, ratio_row, run_header, seconds_row, targets_json, verdict_table,
+    Runs, StepCpu, Target, ballast_note, cpu_block, format_mib, format_ratio, format_seconds,
+    in_each_run, median_cores_busy, median_or_nan, ratio_row, run_header, seconds_row,
+    targets_json, verdict_table,
 };
 
 /// Everything the copy scenario measured.
@@ -41,6 +42,14 @@ impl CopyReport {
         in_each_run(&self.runs, |s| s.step == step)
             .iter()
             .filter_map(|s| s.peak_rss_kib)
+            .collect()
+    }
+
+    /// Each run's CPU use of `step`, with the step's seconds.
+    fn cpu(&self, step: Step) -> Vec<(StepCpu, f64)> {
+        in_each_run(&self.runs, |s| s.step == step)
+            .iter()
+            .map(|s| (s.cpu, s.seconds))
             .collect()
     }
 
@@ -107,6 +116,16 @@ impl CopyReport {
             "bound": format_seconds(hoist, "hoist copy between two"),
             "ratio": format_ratio(mount / hoist),
         }));
+        // Not a ratio: how much of the machine each kept busy (with the registries).
+        rows.push(json!({
+            "name": "registry to registry: cores busy, hoist / curl upload",
+            "value": format!("{:.2} cores", median_cores_busy(&self.cpu(Step::Hoist))),
+            "bound": format!(
+                "{:.2} cores curl upload",
+                median_cores_busy(&self.cpu(Step::Intake))
+            ),
+            "ratio": "",
+        }));
         let hoist_rss = self.median_rss(Step::Hoist);
         for (peer, name) in [(Step::Skopeo, "skopeo"), (Step::Oras, "oras")] {
             let kib = self.median_rss(peer);
@@ -169,6 +188,11 @@ impl CopyReport {
                 format_mib(self.median_rss(step))
             );
         }
+        let cpu: Vec<(&str, Vec<(StepCpu, f64)>)> = Step::ALL
+            .iter()
+            .map(|&step| (step.label(), self.cpu(step)))
+            .collect();
+        cpu_block(&mut out, 36, &cpu);
         let _ = writeln!(out);
         verdict_table(&mut out, 58, 10, &self.targets());
         for row in self.reported() {
@@ -213,6 +237,9 @@ impl CopyReport {
             "seconds": by_step(&Step::ALL, &|s| json!(self.seconds(s))),
             "median_seconds": by_step(&Step::ALL, &|s| json!(self.median(s))),
             "peak_rss_kib": by_step(&Step::TOOLS, &|s| json!(self.rss(s))),
+            "cpu_seconds": by_step(&Step::ALL, &|s| json!(self.cpu(s).iter().map(|(c, _)| c.tool).collect::<Vec<_>>())),
+            "registry_cpu_seconds": by_step(&Step::ALL, &|s| json!(self.cpu(s).iter().map(|(c, _)| c.registries).collect::<Vec<_>>())),
+            "median_cores_busy": by_step(&Step::ALL, &|s| json!(median_cores_busy(&self.cpu(s)))),
             "ratios_per_run": {
                 "hoist_over_upload": self.run_ratios(Step::Intake),
                 "hoist_over_skopeo": self.run_ratios(Step::Skopeo),
@@ -246,6 +273,10 @@ mod tests {
                 step,
                 seconds: s * scale,
                 peak_rss_kib,
+                cpu: StepCpu {
+                    tool: peak_rss_kib.map(|_| s * scale),
+                    registries: s * scale / 2.0,
+                },
             })
             .collect()
         };
@@ -275,7 +306,13 @@ mod tests {
         assert_eq!(reported[0]["ratio"], json!("0.54×"));
         assert_eq!(reported[1]["peer"], json!("4.000 s oras"));
         assert_eq!(reported[2]["value"], json!("50.0 ms"));
-        assert_eq!(reported[4]["ratio"], json!("0.50×"));
+        assert_eq!(reported[3]["value"], json!("1.50 cores"));
+        assert_eq!(reported[3]["bound"], json!("0.50 cores curl upload"));
+        assert_eq!(reported[5]["ratio"], json!("0.50×"));
+        assert_eq!(
+            json!(report.to_json()["median_cores_busy"]["curl_upload"]),
+            json!(0.5)
+        );
         let table = report.table();
         assert!(table.contains("skopeo 1.9.3 and oras 1.2.0"), "{table}");
         assert!(table.contains("within one registry: hoist copy"), "{table}");

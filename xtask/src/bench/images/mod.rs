@@ -34,11 +34,11 @@ use serde_json::json;
 
 use super::data::{blob_path, layer_sizes, layout_image, oci_ref, parallel, seeded_image_for};
 use super::machine::{
-    Revision, Workspace, ballast_bytes, build_hoist, process_cpu_seconds, remove_dir,
-    require_tools, revision, run_ballast, sync, sync_and_pause, version, warm_tree,
+    CpuMeter, Revision, Workspace, ballast_bytes, build_hoist, remove_dir, require_tools, revision,
+    run_ballast, sync, sync_and_pause, version, warm_tree,
 };
 use super::measure::{
-    Defaults, Runs, alternate, print_step, read_usage, require_gnu_time, timed, with_time,
+    Defaults, Runs, StepCpu, alternate, print_step, read_usage, require_gnu_time, timed, with_time,
     write_results,
 };
 use super::peers::{
@@ -178,10 +178,8 @@ struct Sample {
     step: Step,
     seconds: f64,
     peak_rss_kib: Option<u64>,
-    /// The tool's CPU seconds (user and system; none for the intake, made by many `curl`s).
-    cpu_seconds: Option<f64>,
-    /// The CPU seconds the registries (source and target) used during the step.
-    registry_cpu_seconds: f64,
+    /// The tool's and the registries' CPU seconds.
+    cpu: StepCpu,
 }
 
 /// What the set-up made: the 50-layer image's layout and digest, the index's digest and the
@@ -316,11 +314,10 @@ fn measure(
     let out = dir.join(step.key());
     let repo = format!("bench/{}", step.key().replace('_', "-"));
     let dst = target.map(|t| format!("{}/{repo}:{TAG}", t.host));
-    let registries = Registries(
+    let registries = CpuMeter::new(
         [Some(source.registry.pid), target.map(|t| t.pid)]
             .into_iter()
-            .flatten()
-            .collect(),
+            .flatten(),
     );
     let dst = || dst.clone().context("a step without a target registry");
     let tool = |program: &Path| with_time(&time_file, program);
@@ -398,7 +395,7 @@ fn measure(
         }
         Step::Intake => {
             let base = target.context("the intake has no registry")?.base();
-            let registry_cpu = registries.used_since()?;
+            let registry_cpu = registries.start()?;
             let (seconds, _) = parallel(JOBS, &source.index_blobs, |(layout, digest)| {
                 upload_blob(&base, &repo, Some(&blob_path(layout, digest)), "", digest)
             })?;
@@ -406,12 +403,14 @@ fn measure(
                 step,
                 seconds,
                 peak_rss_kib: None,
-                cpu_seconds: None,
-                registry_cpu_seconds: registry_cpu()?,
+                cpu: StepCpu {
+                    tool: None,
+                    registries: registry_cpu()?,
+                },
             });
         }
     };
-    let registry_cpu = registries.used_since()?;
+    let registry_cpu = registries.start()?;
     let (seconds, output) = timed(&mut cmd)?;
     let registry_cpu_seconds = registry_cpu()?;
     let expected = match step {
@@ -439,26 +438,11 @@ fn measure(
         step,
         seconds,
         peak_rss_kib: Some(usage.peak_rss_kib),
-        cpu_seconds: Some(usage.user + usage.sys),
-        registry_cpu_seconds,
+        cpu: StepCpu {
+            tool: Some(usage.user + usage.sys),
+            registries: registry_cpu_seconds,
+        },
     })
-}
-
-/// The registries a step involves, whose CPU time it measures.
-struct Registries(Vec<u32>);
-
-impl Registries {
-    /// Starts counting: the returned closure gives the CPU seconds they used since.
-    fn used_since(&self) -> Result<impl Fn() -> Result<f64> + '_> {
-        let total = || -> Result<f64> {
-            self.0
-                .iter()
-                .map(|&pid| process_cpu_seconds(pid))
-                .sum::<Result<f64>>()
-        };
-        let before = total()?;
-        Ok(move || Ok(total()? - before))
-    }
 }
 
 pub(super) fn run(root: &Path, args: &BenchArgs) -> Result<()> {

@@ -5,11 +5,10 @@ use std::fmt::Write as _;
 use serde_json::{Value, json};
 
 use super::{FIFTY, INTAKE_LIMIT, PLATFORMS, PULL_VS_ORAS, PUSH_VS_ORAS, RSS_LIMIT, Sample, Step};
-use crate::bench::machine::cores;
 use crate::bench::measure::{
-    Runs, Target, ballast_note, format_mib, format_ratio, format_seconds, format_spread,
-    in_each_run, median_or_nan, min_max, reported_json, reported_rows, rss_row, run_header,
-    seconds_row, targets_json, verdict_table,
+    Runs, StepCpu, Target, ballast_note, cpu_block, format_mib, format_ratio, format_seconds,
+    format_spread, in_each_run, median_cores_busy, median_or_nan, min_max, reported_json,
+    reported_rows, rss_row, run_header, seconds_row, targets_json, verdict_table,
 };
 
 /// A comparison with a verdict: its names (time, RSS), hoist's step, the step its time is
@@ -84,22 +83,16 @@ impl ImagesReport {
         median_or_nan(&self.seconds(step))
     }
 
-    /// Per run: the tool's and the registries' CPU seconds, and the cores they kept busy
-    /// together on average (their sum over the step's seconds).
-    fn cpu(&self, step: Step) -> Vec<(f64, f64, f64)> {
+    /// Each run's CPU use of `step`, with the step's seconds.
+    fn cpu(&self, step: Step) -> Vec<(StepCpu, f64)> {
         self.samples(step)
             .iter()
-            .map(|s| {
-                let tool = s.cpu_seconds.unwrap_or(0.0);
-                let busy = (tool + s.registry_cpu_seconds) / s.seconds;
-                (tool, s.registry_cpu_seconds, busy)
-            })
+            .map(|s| (s.cpu, s.seconds))
             .collect()
     }
 
-    /// The median cores busy during `step` ([`Self::cpu`]).
     fn median_busy(&self, step: Step) -> f64 {
-        median_or_nan(&self.cpu(step).iter().map(|c| c.2).collect::<Vec<_>>())
+        median_cores_busy(&self.cpu(step))
     }
 
     fn max_rss(&self, step: Step) -> u64 {
@@ -235,35 +228,11 @@ impl ImagesReport {
                 .collect();
             rss_row(&mut out, 36, step.label(), &rss);
         }
-        run_header(
-            &mut out,
-            36,
-            "CPU s: the tool's + registries'",
-            runs,
-            "busy",
-        );
-        for step in Step::ALL {
-            let cpu = self.cpu(step);
-            let _ = write!(out, "{:<36}", step.label());
-            for (tool, registries, _) in &cpu {
-                let _ = write!(out, "{:>10}", format!("{tool:.2}+{registries:.2}"));
-            }
-            let median_of = |f: fn(&(f64, f64, f64)) -> f64| {
-                median_or_nan(&cpu.iter().map(f).collect::<Vec<_>>())
-            };
-            let _ = writeln!(
-                out,
-                "{:>10}{:>10.2}",
-                format!("{:.2}+{:.2}", median_of(|c| c.0), median_of(|c| c.1)),
-                median_of(|c| c.2)
-            );
-        }
-        let _ = writeln!(
-            out,
-            "(busy: the cores the tool and the registries kept busy together, CPU seconds over \
-             the step's seconds; the machine has {})",
-            cores()
-        );
+        let cpu: Vec<(&str, Vec<(StepCpu, f64)>)> = Step::ALL
+            .iter()
+            .map(|&step| (step.label(), self.cpu(step)))
+            .collect();
+        cpu_block(&mut out, 36, &cpu);
         let _ = writeln!(out);
         verdict_table(&mut out, 52, 11, &self.targets());
         reported_rows(&mut out, &self.reported());
@@ -300,8 +269,8 @@ impl ImagesReport {
                 json!([min, max])
             }),
             "peak_rss_kib": by_step(&|s| json!(self.samples(s).iter().filter_map(|x| x.peak_rss_kib).collect::<Vec<_>>())),
-            "cpu_seconds": by_step(&|s| json!(self.samples(s).iter().map(|x| x.cpu_seconds).collect::<Vec<_>>())),
-            "registry_cpu_seconds": by_step(&|s| json!(self.samples(s).iter().map(|x| x.registry_cpu_seconds).collect::<Vec<_>>())),
+            "cpu_seconds": by_step(&|s| json!(self.samples(s).iter().map(|x| x.cpu.tool).collect::<Vec<_>>())),
+            "registry_cpu_seconds": by_step(&|s| json!(self.samples(s).iter().map(|x| x.cpu.registries).collect::<Vec<_>>())),
             "median_cores_busy": by_step(&|s| json!(self.median_busy(s))),
             "targets": targets_json(&self.targets(), "at_most"),
             "reported": reported_json(self.reported()),
@@ -328,8 +297,10 @@ mod tests {
                         step,
                         seconds: seconds * scale,
                         peak_rss_kib: step.is_tool().then_some(kib),
-                        cpu_seconds: step.is_tool().then_some(seconds * scale / 2.0),
-                        registry_cpu_seconds: seconds * scale,
+                        cpu: StepCpu {
+                            tool: step.is_tool().then_some(seconds * scale / 2.0),
+                            registries: seconds * scale,
+                        },
                     }
                 })
                 .collect()
