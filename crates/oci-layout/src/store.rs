@@ -497,6 +497,16 @@ fn file_body(
                 .into();
         }
     };
+    // Pieces no larger than the content: a new buffer is zeroed before the first read into
+    // it, and a server's 1 MiB for a manifest of a few KiB would cost more than the read.
+    // (`fstat` of an open file reads no disk.)
+    let content = limit.or_else(|| file.metadata().ok().map(|m| m.len()));
+    let piece_size = content.map_or(read_buffer, |bytes| {
+        usize::try_from(bytes)
+            .unwrap_or(usize::MAX)
+            .min(read_buffer)
+            .max(1)
+    });
     let (sender, receiver) = tokio::sync::mpsc::channel::<Result<Bytes>>(read_ahead);
     tokio::spawn(async move {
         use std::io::Read;
@@ -504,7 +514,7 @@ fn file_body(
             Some(limit) => Box::new(file.take(limit)),
             None => Box::new(file),
         };
-        let pool = oci_store::BufferPool::new(read_buffer, read_ahead + 2);
+        let pool = oci_store::BufferPool::new(piece_size, read_ahead + 2);
         loop {
             let pool = pool.clone();
             let piece = tokio::task::spawn_blocking(move || {
