@@ -411,7 +411,8 @@ pub(crate) fn run(root: &Path, cmd: &BenchCmd) -> Result<()> {
         if done.is_empty() {
             bail!("no scenario ran to the end: README.md left as it is");
         }
-        let readme = summary::rewrite_readme(root, cmd, &rows, &failed)?;
+        let ran: Vec<&str> = done.iter().map(|(name, _)| *name).collect();
+        let readme = summary::rewrite_readme(root, cmd, &rows, &ran, &failed)?;
         println!("rewrote the benchmark section of {}", readme.display());
     }
     if !failed.is_empty() {

@@ -14,9 +14,9 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
-use super::BenchCmd;
 use super::data::read_json;
 use super::machine::MachineInfo;
+use super::{BenchCmd, Scenario};
 
 /// The markers around the part of `README.md` that `--readme` rewrites.
 pub(super) const START: &str = "<!-- bench:start -->";
@@ -256,25 +256,111 @@ pub(super) fn replace_between_markers(text: &str, body: &str) -> Result<String> 
     ))
 }
 
+/// The section after a run of some scenarios only (`done`, in `rows`; `failed`): the rows of
+/// the other scenarios stay as `old` (the section as it was) has them, each scenario's rows in
+/// [`Scenario::ALL`]'s order, and the lines under the old table stay too, with a line for this
+/// run added. A scenario re-run on its own (one that failed, or one measured again) then joins
+/// the published table without hiding the others, and the section says which run gave what.
+pub(super) fn merged_section(
+    old: &str,
+    rows: &[Row],
+    done: &[&str],
+    date: &str,
+    machine: &str,
+    command: &str,
+    failed: &[(&str, String)],
+) -> String {
+    let scenario_of = |line: &str| -> Option<String> {
+        let cell = line.strip_prefix("| ")?.split(" | ").next()?;
+        (cell != "scenario" && !cell.starts_with("---")).then(|| cell.to_owned())
+    };
+    let new_lines: Vec<String> = markdown_table(rows)
+        .lines()
+        .skip(2)
+        .map(str::to_owned)
+        .collect();
+    let mut out = markdown_table(&[]);
+    for scenario in Scenario::ALL.map(Scenario::name) {
+        let source: Vec<&String> = if done.contains(&scenario) {
+            new_lines.iter().collect()
+        } else {
+            Vec::new()
+        };
+        let kept = old
+            .lines()
+            .filter(|l| !done.contains(&scenario) && scenario_of(l).as_deref() == Some(scenario));
+        for line in source
+            .into_iter()
+            .filter(|l| scenario_of(l).as_deref() == Some(scenario))
+            .map(String::as_str)
+            .chain(kept)
+        {
+            let _ = writeln!(out, "{line}");
+        }
+    }
+    let _ = writeln!(out);
+    const FAILED: &str = "Scenarios that failed in that run, so not shown: ";
+    for line in old
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('|'))
+    {
+        match line.strip_prefix(FAILED) {
+            Some(names) => {
+                let still: Vec<&str> = names
+                    .trim_end_matches('.')
+                    .split(", ")
+                    .filter(|name| !done.contains(name))
+                    .collect();
+                if !still.is_empty() {
+                    let _ = writeln!(out, "{FAILED}{}.", still.join(", "));
+                }
+            }
+            None => {
+                let _ = writeln!(out, "{line}");
+            }
+        }
+    }
+    let _ = writeln!(
+        out,
+        "Rows of {}: measured {date} on {machine}, by `{command}`.",
+        done.join(", ")
+    );
+    if !failed.is_empty() {
+        let names: Vec<&str> = failed.iter().map(|(name, _)| *name).collect();
+        let _ = writeln!(
+            out,
+            "Scenarios that failed in the run of `{command}` (their earlier rows, if any, kept): {}.",
+            names.join(", ")
+        );
+    }
+    out
+}
+
 /// Rewrites the benchmark section of `root/README.md` with `rows`, the date, the machine and
-/// the command line; returns the README's path.
+/// the command line; returns the README's path. After a run of every scenario the section is
+/// replaced; after a run of some ([`merged_section`]), the others' rows stay.
 pub(super) fn rewrite_readme(
     root: &Path,
     cmd: &BenchCmd,
     rows: &[Row],
+    done: &[&str],
     failed: &[(&str, String)],
 ) -> Result<PathBuf> {
     let path = root.join("README.md");
     let text =
         fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
-    let body = section(
-        rows,
-        &utc_now(),
-        &MachineInfo::read().describe(),
-        &cmd.command,
-        failed,
-    );
-    let text = replace_between_markers(&with_markers(&text)?, &body)?;
+    let text = with_markers(&text)?;
+    let (date, machine) = (utc_now(), MachineInfo::read().describe());
+    let body = if cmd.scenarios.len() == Scenario::ALL.len() {
+        section(rows, &date, &machine, &cmd.command, failed)
+    } else {
+        let old = match (text.find(START), text.find(END)) {
+            (Some(start), Some(end)) if start < end => &text[start + START.len()..end],
+            _ => "",
+        };
+        merged_section(old, rows, done, &date, &machine, &cmd.command, failed)
+    };
+    let text = replace_between_markers(&text, &body)?;
     fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
     Ok(path)
 }
@@ -330,6 +416,48 @@ mod tests {
             "{table}"
         );
         assert_eq!(table.lines().count(), 5);
+    }
+
+    #[test]
+    fn a_run_of_some_scenarios_keeps_the_rows_of_the_others() {
+        let old = "\n| scenario | what | hoist | peer(s) | limit | ratio | target | verdict |\n\
+                   |---|---|---|---|---|---|---|---|\n\
+                   | startup | digest | 2 ms | – | – | 0.19× | ≤ 0.20× | PASS |\n\
+                   | client | old pull | 1 s | – | – | 0.7× | ≤ 0.80× | PASS |\n\
+                   | bucket | push | – | – | – | 0.49 | – | PASS |\n\
+                   \nMeasured 2026-12-05 16:49 UTC on 2 cores, by `cargo xtask bench --readme`.\n\
+                   Scenarios that failed in that run, so not shown: unpack, archive.\n";
+        let mut new = row("unpack: hoist / umoci", "PASS");
+        new.scenario = "unpack".to_owned();
+        let mut client = row("new pull", "FAIL");
+        client.scenario = "client".to_owned();
+        let merged = merged_section(
+            old,
+            &[client, new],
+            &["client", "unpack"],
+            "2026-12-05 17:20 UTC",
+            "2 cores",
+            "cargo xtask bench client unpack --readme",
+            &[],
+        );
+        let lines: Vec<&str> = merged.lines().collect();
+        assert!(lines[2].starts_with("| startup | digest"), "{merged}");
+        assert!(lines[3].starts_with("| client | new pull"), "{merged}");
+        assert!(lines[4].starts_with("| bucket | push"), "{merged}");
+        assert!(lines[5].starts_with("| unpack | unpack: hoist"), "{merged}");
+        assert!(!merged.contains("old pull"), "{merged}");
+        assert!(merged.contains("Measured 2026-12-05 16:49 UTC"), "{merged}");
+        assert!(
+            merged.contains("Scenarios that failed in that run, so not shown: archive.\n"),
+            "{merged}"
+        );
+        assert!(
+            merged.contains(
+                "Rows of client, unpack: measured 2026-12-05 17:20 UTC on 2 cores, by \
+                 `cargo xtask bench client unpack --readme`."
+            ),
+            "{merged}"
+        );
     }
 
     #[test]
