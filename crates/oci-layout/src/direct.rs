@@ -8,10 +8,25 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
 
-/// How many bytes a write to disk gathers at least (fewer, larger writes). A blob write holds
-/// three such buffers, four writes run at once in a pull: 128 KiB kept a 50-layer pull within
-/// oras's memory, and the disk takes direct writes of this size as fast as of twice it.
+/// How many bytes a write to disk gathers at least (fewer, larger writes), and what a blob
+/// smaller than [`LARGE_BLOB`] gathers. A blob write holds three such buffers, four writes run
+/// at once in a pull: 128 KiB keeps a pull of many small layers within oras's memory.
 pub(crate) const WRITE_BUFFER: usize = 128 << 10;
+/// What a blob of [`LARGE_BLOB`] bytes or more gathers: the disk takes larger direct writes
+/// faster and for less CPU (a pull of large layers, `cargo xtask bench client`), which is
+/// worth a MiB more per large blob being written, not per small one.
+pub(crate) const LARGE_WRITE_BUFFER: usize = 512 << 10;
+/// The size from which a blob is written in [`LARGE_WRITE_BUFFER`] pieces.
+pub(crate) const LARGE_BLOB: u64 = 8 << 20;
+
+/// How many bytes the gathering buffers of a blob of `size` bytes hold.
+pub(crate) fn gathering_size(size: u64) -> usize {
+    if size >= LARGE_BLOB {
+        LARGE_WRITE_BUFFER
+    } else {
+        WRITE_BUFFER
+    }
+}
 /// After this many new bytes of a file written through the page cache, the disk is asked to
 /// start writing them out.
 const WRITEBACK_STEP: u64 = 16 << 20;
@@ -311,31 +326,49 @@ impl DirectFile {
     }
 }
 
-/// [`WRITE_BUFFER`] bytes at an address aligned for `O_DIRECT`, filled from the front: what
-/// small pieces are gathered into, and what the disk is written from without another copy.
-/// Its memory is taken when it is first filled.
-#[derive(Default)]
+/// [`WRITE_BUFFER`] bytes (or another multiple of [`DIRECT_ALIGN`]: [`Self::with_capacity`])
+/// at an address aligned for `O_DIRECT`, filled from the front: what small pieces are gathered
+/// into, and what the disk is written from without another copy. Its memory is taken when it
+/// is first filled.
 pub(crate) struct AlignedBuffer {
-    /// `WRITE_BUFFER + DIRECT_ALIGN` bytes once taken; the content is
+    /// `capacity + DIRECT_ALIGN` bytes once taken; the content is
     /// `bytes[start..start + filled]`, `start` being where the aligned part begins (moving the
     /// `Vec` does not move its heap buffer).
     bytes: Vec<u8>,
     start: usize,
     filled: usize,
+    capacity: usize,
+}
+
+impl Default for AlignedBuffer {
+    fn default() -> Self {
+        Self::with_capacity(WRITE_BUFFER)
+    }
 }
 
 impl AlignedBuffer {
+    /// A buffer of `capacity` bytes, rounded up to a multiple of [`DIRECT_ALIGN`] (one at
+    /// least), so that a full buffer is a whole number of blocks.
+    pub(crate) fn with_capacity(capacity: usize) -> Self {
+        Self {
+            bytes: Vec::new(),
+            start: 0,
+            filled: 0,
+            capacity: capacity.max(1).div_ceil(DIRECT_ALIGN) * DIRECT_ALIGN,
+        }
+    }
+
     /// Copies as much of `bytes` as fits; says how much that was.
     pub(crate) fn fill(&mut self, bytes: &[u8]) -> usize {
         if self.bytes.is_empty() {
-            self.bytes = vec![0u8; WRITE_BUFFER + DIRECT_ALIGN];
+            self.bytes = vec![0u8; self.capacity + DIRECT_ALIGN];
             self.start = self
                 .bytes
                 .as_ptr()
                 .align_offset(DIRECT_ALIGN)
                 .min(DIRECT_ALIGN);
         }
-        let take = (WRITE_BUFFER - self.filled).min(bytes.len());
+        let take = (self.capacity - self.filled).min(bytes.len());
         let at = self.start + self.filled;
         self.bytes[at..at + take].copy_from_slice(&bytes[..take]);
         self.filled += take;
@@ -343,7 +376,7 @@ impl AlignedBuffer {
     }
 
     pub(crate) fn is_full(&self) -> bool {
-        self.filled == WRITE_BUFFER
+        self.filled == self.capacity
     }
 
     pub(crate) fn is_empty(&self) -> bool {
@@ -663,6 +696,29 @@ pub(crate) mod tests {
         pieces
     }
 
+    /// The same with a large blob's gathering buffers.
+    fn pieces_of_a_large_blob_write(data: &[u8]) -> Vec<Piece> {
+        let whole = LARGE_WRITE_BUFFER + 3;
+        let mut pieces = vec![Piece::Whole(Bytes::copy_from_slice(&data[..whole]))];
+        pieces.extend(data[whole..].chunks(LARGE_WRITE_BUFFER).map(|bytes| {
+            let mut buffer = AlignedBuffer::with_capacity(gathering_size(LARGE_BLOB));
+            assert_eq!(buffer.fill(bytes), bytes.len());
+            Piece::Gathered(buffer)
+        }));
+        pieces
+    }
+
+    #[test]
+    fn buffers_hold_whole_blocks_and_large_blobs_gather_more() {
+        assert_eq!(gathering_size(LARGE_BLOB - 1), WRITE_BUFFER);
+        assert_eq!(gathering_size(LARGE_BLOB), LARGE_WRITE_BUFFER);
+        let mut odd = AlignedBuffer::with_capacity(5000);
+        assert_eq!(odd.fill(&[1u8; 9000]), 2 * DIRECT_ALIGN);
+        assert!(odd.is_full());
+        let mut none = AlignedBuffer::with_capacity(0);
+        assert_eq!(none.fill(&[1u8; 5000]), DIRECT_ALIGN);
+    }
+
     /// Each odd piece on its own: buffers that are not full in the middle of the file too.
     fn odd_pieces_alone(data: &[u8]) -> Vec<Piece> {
         let mut at = 0;
@@ -687,6 +743,7 @@ pub(crate) mod tests {
         for scratch in scratch_dirs(false) {
             for (name, pieces) in [
                 ("blob-write", pieces_of_a_blob_write(&data)),
+                ("large-blob-write", pieces_of_a_large_blob_write(&data)),
                 ("odd-pieces", odd_pieces_alone(&data)),
             ] {
                 let path = scratch.dir.path().join(name);

@@ -26,7 +26,7 @@ use oci_store::{BlobBody, PushCheck};
 use oci_types::{Descriptor, Digest, Digester};
 use rand::Rng;
 
-use crate::direct::{AlignedBuffer, Piece, WRITE_BUFFER, write_new_file};
+use crate::direct::{AlignedBuffer, Piece, gathering_size, write_new_file};
 use crate::index::IndexFile;
 use crate::{Error, Result};
 
@@ -37,7 +37,7 @@ pub(crate) const HOIST_DIR: &str = ".hoist";
 pub(crate) const LAYOUT_VERSION: &str = "1.0.0";
 /// How many gathering buffers one blob write uses at most: one being filled, one waiting and
 /// one being written. The memory a blob write holds is about this many times
-/// [`WRITE_BUFFER`].
+/// [`gathering_size`].
 const BUFFERS_PER_WRITE: usize = 3;
 
 /// How many uploads at most keep a running hash in memory (each a few hundred bytes).
@@ -376,13 +376,14 @@ impl Layout {
             fs::rename(&tmp, &target).map_err(io("cannot rename into place", &target))
         });
         let mut check = PushCheck::for_body(descriptor, &body);
+        let gather = gathering_size(descriptor.size);
         let fed: oci_store::Result<()> = async {
-            let mut filling = AlignedBuffer::default();
+            let mut filling = AlignedBuffer::with_capacity(gather);
             let mut buffers = 1;
             'feed: while let Some(chunk) = body.next().await {
                 let chunk: Bytes = chunk?;
                 check.update(&chunk)?;
-                if filling.is_empty() && chunk.len() >= WRITE_BUFFER {
+                if filling.is_empty() && chunk.len() >= gather {
                     // Already large: written as it is, without a copy.
                     if sender.send(Piece::Whole(chunk)).await.is_err() {
                         break;
@@ -405,7 +406,7 @@ impl Layout {
                         Ok(buffer) => buffer,
                         Err(_) if buffers < BUFFERS_PER_WRITE => {
                             buffers += 1;
-                            AlignedBuffer::default()
+                            AlignedBuffer::with_capacity(gather)
                         }
                         Err(_) => match given_back.recv().await {
                             Some(buffer) => buffer,
