@@ -105,18 +105,15 @@ impl ServerCertVerifier for LazyRoots {
         )
     }
 
+    // Signatures are checked after the certificate (in TLS 1.2 and 1.3 alike), so by the
+    // verifier the certificate check built.
     fn verify_tls12_signature(
         &self,
         message: &[u8],
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
+        self.verifier()?.verify_tls12_signature(message, cert, dss)
     }
 
     fn verify_tls13_signature(
@@ -125,14 +122,11 @@ impl ServerCertVerifier for LazyRoots {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
+        self.verifier()?.verify_tls13_signature(message, cert, dss)
     }
 
+    // Asked before any certificate arrives (in the first message), so from the provider: the
+    // same list the verifier gives.
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.provider
             .signature_verification_algorithms

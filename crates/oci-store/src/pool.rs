@@ -32,14 +32,7 @@ impl BufferPool {
 
     /// An empty buffer of `size` bytes' capacity.
     pub fn take(&self) -> Vec<u8> {
-        let reused = self
-            .idle
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .pop();
-        let mut buffer = reused.unwrap_or_else(|| Vec::with_capacity(self.size));
-        buffer.clear();
-        buffer
+        self.take_sized(0)
     }
 
     /// The next piece of `reader`: `size` bytes, fewer only at its end, in a buffer of this
