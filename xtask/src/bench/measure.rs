@@ -417,6 +417,33 @@ pub(super) fn median_cores_busy(samples: &[(StepCpu, f64)]) -> f64 {
     median_or_nan(&busy)
 }
 
+/// The JSON of the steps' CPU use, keyed by step: `cpu_seconds` (the tool's, per run),
+/// `registry_cpu_seconds` (per run) and `median_cores_busy`, for a report to add to its own.
+pub(super) fn cpu_json(steps: &[(&str, Vec<(StepCpu, f64)>)]) -> serde_json::Map<String, Value> {
+    let by_step = |f: fn(&[(StepCpu, f64)]) -> Value| -> Value {
+        Value::Object(
+            steps
+                .iter()
+                .map(|(key, samples)| ((*key).to_owned(), f(samples)))
+                .collect(),
+        )
+    };
+    serde_json::Map::from_iter([
+        (
+            "cpu_seconds".to_owned(),
+            by_step(|s| json!(s.iter().map(|(c, _)| c.tool).collect::<Vec<_>>())),
+        ),
+        (
+            "registry_cpu_seconds".to_owned(),
+            by_step(|s| json!(s.iter().map(|(c, _)| c.registries).collect::<Vec<_>>())),
+        ),
+        (
+            "median_cores_busy".to_owned(),
+            by_step(|s| json!(median_cores_busy(s))),
+        ),
+    ])
+}
+
 /// A block of rows of CPU seconds, one per step: the tool's + the registries' in each run,
 /// their medians, and the median cores busy; then what that means, and the machine's cores.
 pub(super) fn cpu_block(out: &mut String, width: usize, rows: &[(&str, Vec<(StepCpu, f64)>)]) {

@@ -9,9 +9,9 @@ use super::{
     PUSH_VS_SKOPEO, RSS_VS_SKOPEO, Sample, Step,
 };
 use crate::bench::measure::{
-    Runs, StepCpu, Target, ballast_note, cpu_block, format_mib, format_seconds, in_each_run,
-    median_cores_busy, median_or_nan, ratio_row, run_header, seconds_row, targets_json,
-    verdict_table,
+    Runs, StepCpu, Target, ballast_note, cpu_block, cpu_json, format_mib, format_seconds,
+    in_each_run, median_cores_busy, median_or_nan, ratio_row, run_header, seconds_row,
+    targets_json, verdict_table,
 };
 
 /// Everything the client scenario measured.
@@ -295,7 +295,7 @@ impl ClientReport {
             pull_oras,
             push_oras,
         ] = self.run_ratios();
-        json!({
+        let mut value = json!({
             "scenario": "client",
             "layers": LAYERS,
             "layer_media_type": LAYER_TYPE,
@@ -325,12 +325,14 @@ impl ClientReport {
                 "pull_hoist_over_oras": pull_oras,
                 "push_hoist_over_oras": push_oras,
             },
-            "cpu_seconds": Step::ALL.iter().map(|&s| (s.key().to_owned(), json!(self.cpu(s).iter().map(|(c, _)| c.tool).collect::<Vec<_>>()))).collect::<serde_json::Map<_, _>>(),
-            "registry_cpu_seconds": Step::ALL.iter().map(|&s| (s.key().to_owned(), json!(self.cpu(s).iter().map(|(c, _)| c.registries).collect::<Vec<_>>()))).collect::<serde_json::Map<_, _>>(),
-            "median_cores_busy": Step::ALL.iter().map(|&s| (s.key().to_owned(), json!(median_cores_busy(&self.cpu(s))))).collect::<serde_json::Map<_, _>>(),
             "targets": targets_json(&self.targets(), "at_most"),
             "reported": self.reported(),
-        })
+        });
+        let cpu: Vec<_> = Step::ALL.iter().map(|&s| (s.key(), self.cpu(s))).collect();
+        if let Some(object) = value.as_object_mut() {
+            object.extend(cpu_json(&cpu));
+        }
+        value
     }
 }
 

@@ -6,9 +6,9 @@ use serde_json::{Value, json};
 
 use super::{BOUND_LIMIT, JOBS, LAYERS, Sample, Step};
 use crate::bench::measure::{
-    Runs, StepCpu, Target, ballast_note, cpu_block, format_mib, format_ratio, format_seconds,
-    in_each_run, median_cores_busy, median_or_nan, ratio_row, run_header, seconds_row,
-    targets_json, verdict_table,
+    Runs, StepCpu, Target, ballast_note, cpu_block, cpu_json, format_mib, format_ratio,
+    format_seconds, in_each_run, median_cores_busy, median_or_nan, ratio_row, run_header,
+    seconds_row, targets_json, verdict_table,
 };
 
 /// Everything the copy scenario measured.
@@ -218,7 +218,7 @@ impl CopyReport {
                 steps.iter().map(|&s| (s.key().to_owned(), f(s))).collect()
             };
         let (skopeo, oras) = self.tool_versions();
-        json!({
+        let mut value = json!({
             "scenario": "copy",
             "layers": LAYERS,
             "layer_bytes": self.layer_bytes,
@@ -237,9 +237,6 @@ impl CopyReport {
             "seconds": by_step(&Step::ALL, &|s| json!(self.seconds(s))),
             "median_seconds": by_step(&Step::ALL, &|s| json!(self.median(s))),
             "peak_rss_kib": by_step(&Step::TOOLS, &|s| json!(self.rss(s))),
-            "cpu_seconds": by_step(&Step::ALL, &|s| json!(self.cpu(s).iter().map(|(c, _)| c.tool).collect::<Vec<_>>())),
-            "registry_cpu_seconds": by_step(&Step::ALL, &|s| json!(self.cpu(s).iter().map(|(c, _)| c.registries).collect::<Vec<_>>())),
-            "median_cores_busy": by_step(&Step::ALL, &|s| json!(median_cores_busy(&self.cpu(s)))),
             "ratios_per_run": {
                 "hoist_over_upload": self.run_ratios(Step::Intake),
                 "hoist_over_skopeo": self.run_ratios(Step::Skopeo),
@@ -251,7 +248,12 @@ impl CopyReport {
             },
             "targets": targets_json(&self.targets(), "at_most"),
             "reported": self.reported(),
-        })
+        });
+        let cpu: Vec<_> = Step::ALL.iter().map(|&s| (s.key(), self.cpu(s))).collect();
+        if let Some(object) = value.as_object_mut() {
+            object.extend(cpu_json(&cpu));
+        }
+        value
     }
 }
 

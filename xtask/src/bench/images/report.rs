@@ -6,9 +6,9 @@ use serde_json::{Value, json};
 
 use super::{FIFTY, INTAKE_LIMIT, PLATFORMS, PULL_VS_ORAS, PUSH_VS_ORAS, RSS_LIMIT, Sample, Step};
 use crate::bench::measure::{
-    Runs, StepCpu, Target, ballast_note, cpu_block, format_mib, format_ratio, format_seconds,
-    format_spread, in_each_run, median_cores_busy, median_or_nan, min_max, reported_json,
-    reported_rows, rss_row, run_header, seconds_row, targets_json, verdict_table,
+    Runs, StepCpu, Target, ballast_note, cpu_block, cpu_json, format_mib, format_ratio,
+    format_seconds, format_spread, in_each_run, median_cores_busy, median_or_nan, min_max,
+    reported_json, reported_rows, rss_row, run_header, seconds_row, targets_json, verdict_table,
 };
 
 /// A comparison with a verdict: its names (time, RSS), hoist's step, the step its time is
@@ -246,7 +246,7 @@ impl ImagesReport {
                 .map(|&s| (s.key().to_owned(), f(s)))
                 .collect()
         };
-        json!({
+        let mut value = json!({
             "scenario": "images",
             "fifty_layers": FIFTY,
             "fifty_layer_bytes": self.fifty_bytes,
@@ -269,12 +269,14 @@ impl ImagesReport {
                 json!([min, max])
             }),
             "peak_rss_kib": by_step(&|s| json!(self.samples(s).iter().filter_map(|x| x.peak_rss_kib).collect::<Vec<_>>())),
-            "cpu_seconds": by_step(&|s| json!(self.samples(s).iter().map(|x| x.cpu.tool).collect::<Vec<_>>())),
-            "registry_cpu_seconds": by_step(&|s| json!(self.samples(s).iter().map(|x| x.cpu.registries).collect::<Vec<_>>())),
-            "median_cores_busy": by_step(&|s| json!(self.median_busy(s))),
             "targets": targets_json(&self.targets(), "at_most"),
             "reported": reported_json(self.reported()),
-        })
+        });
+        let cpu: Vec<_> = Step::ALL.iter().map(|&s| (s.key(), self.cpu(s))).collect();
+        if let Some(object) = value.as_object_mut() {
+            object.extend(cpu_json(&cpu));
+        }
+        value
     }
 }
 
