@@ -21,10 +21,10 @@ use crate::auth::{CachedToken, Challenge, Credentials, TokenResponse, parse_chal
 use crate::clock::Clock;
 use crate::proxy::ProxyRules;
 use crate::transport::{
-    AcceptAnyCertificate, Body, Call, HttpClient, Permanent, RetryPolicy, http_client, is_loopback,
-    permanent_failure, retry_after, transient,
+    Body, Call, HttpClient, Permanent, RetryPolicy, http_client, is_loopback, permanent_failure,
+    retry_after, transient,
 };
-use crate::trust::LazyRoots;
+use crate::trust::{AcceptAnyCertificate, LazyRoots};
 
 /// Every manifest type a pull accepts.
 pub(crate) const ACCEPT_MANIFESTS: &str = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.v1+prettyjws, application/vnd.docker.distribution.manifest.v1+json;q=0.5, */*;q=0.1";

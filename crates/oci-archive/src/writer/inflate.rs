@@ -24,7 +24,7 @@ use std::io::Read;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use oci_store::layer::LayerReader;
+use oci_store::layer::{LayerReader, carries_store_error};
 use oci_store::{
     BlobBody, BlobReader, BufferPool, Error as StoreError, OciInterface, Result as StoreResult,
 };
@@ -192,7 +192,7 @@ fn inflate_into(
         let want = (size - sent).min(PIECE as u64);
         let filled = match (&mut reader).take(want).read_to_end(&mut piece) {
             Ok(filled) => filled,
-            Err(e) if is_store_error(&e) => return Err(reader.io_error(e)),
+            Err(e) if carries_store_error(&e) => return Err(reader.io_error(e)),
             Err(e) => {
                 tracing::debug!(layer = %reader.layer().digest, error = %e,
                     "cannot decompress the layer");
@@ -234,16 +234,8 @@ fn inflate_into(
     match reader.read(&mut probe) {
         Ok(0) => Ok(Fit::Exact),
         Ok(_) => Ok(Fit::Long),
-        Err(e) if is_store_error(&e) => Err(reader.io_error(e)),
+        Err(e) if carries_store_error(&e) => Err(reader.io_error(e)),
         // Past the size, or a damaged end: not the size either way.
         Err(_) => Ok(Fit::Long),
     }
-}
-
-/// Whether an I/O error carries the store's own error (a digest or size check, a read that
-/// failed), as opposed to a failure to decompress.
-fn is_store_error(error: &std::io::Error) -> bool {
-    error
-        .get_ref()
-        .is_some_and(|inner| inner.is::<StoreError>())
 }

@@ -255,10 +255,17 @@ impl fmt::Debug for LayerReader {
     }
 }
 
+/// Whether an `io::Error` carries the store's own error (a digest or size check, a read that
+/// failed), as a [`LayerReader`] passes it through `std::io::Read`, rather than a failure of
+/// whatever read the bytes (a decompressor, a tar parser).
+pub fn carries_store_error(error: &io::Error) -> bool {
+    error.get_ref().is_some_and(|inner| inner.is::<Error>())
+}
+
 /// An `io::Error` back as a store error: the store's own error when one travels inside it
 /// (with its code), else an I/O failure with `context`.
 pub fn into_store_error(source: io::Error, context: impl FnOnce() -> String) -> Error {
-    if !source.get_ref().is_some_and(|inner| inner.is::<Error>()) {
+    if !carries_store_error(&source) {
         return Error::Io {
             context: context(),
             source,
