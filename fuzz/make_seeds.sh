@@ -73,6 +73,63 @@ write("whiteouts", (tarfile.PAX_FORMAT, [file("a/.wh.b", b""), file("a/.wh..wh..
 write("xattrs", (tarfile.PAX_FORMAT, [file("x", pax_headers={"SCHILY.xattr.user.k": "v"})]))
 PY
 
+# Layers to merge (flatten): hand-written stacks of whiteouts, replaced directories and hard
+# links whose target goes, in the target's format (tars joined by its separator, lowest first),
+# and the real layers of hoist's and umoci's images stacked.
+mkdir -p "$corpus/merge"
+python3 - "$corpus/merge" << 'PY'
+import io, sys, tarfile
+out = sys.argv[1]
+SEP = b"\n--layer--\n"
+def tar(members):
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as t:
+        for name, kind, arg in members:
+            info = tarfile.TarInfo(name)
+            info.mtime = 1700000000
+            if kind == "dir":
+                info.type = tarfile.DIRTYPE; info.mode = 0o755; t.addfile(info)
+            elif kind == "file":
+                data = arg.encode(); info.size = len(data); info.mode = 0o644
+                t.addfile(info, io.BytesIO(data))
+            else:
+                info.type = tarfile.LNKTYPE if kind == "link" else tarfile.SYMTYPE
+                info.linkname = arg; t.addfile(info)
+        end = t.offset
+    # The end-of-archive blocks without tarfile's padding to 10 KiB: smaller inputs fuzz faster.
+    return buf.getvalue()[:end] + bytes(1024)
+def write(name, layers):
+    open(f"{out}/seed-{name}", "wb").write(SEP.join(tar(l) for l in layers))
+write("whiteouts", [
+    [("a", "dir", None), ("a/b", "file", "b"), ("a/c", "file", "c"), ("a/l", "link", "a/b"),
+     ("d", "dir", None), ("d/x", "file", "x")],
+    [("a/.wh.b", "file", ""), ("d/.wh..wh..opq", "file", ""), ("d/y", "file", "y")],
+])
+write("orphaned-links", [
+    [("f", "file", "content"), ("h", "link", "f"), ("h2", "link", "f")],
+    [(".wh.f", "file", "")],
+    [("g", "file", "g"), ("s", "sym", "g")],
+])
+write("replaced-dirs", [
+    [("p", "dir", None), ("p/q", "file", "q"), ("p/q2", "file", "q2")],
+    [("p", "file", "now a file")],
+    [("p", "dir", None), ("p/r", "file", "r")],
+    [("p/.wh.r", "file", ""), ("z/implicit/parent", "file", "deep")],
+])
+write("child-before-parent", [
+    [("k/v", "file", "v"), ("k", "dir", None)],
+    [("k/w", "file", "w")],
+])
+PY
+layers=()
+for blob in "$work"/{hoist,umoci}/blobs/sha256/*; do
+    if gzip -t "$blob" 2> /dev/null; then layers+=("$blob"); fi
+done
+{
+    gzip -dc "${layers[0]}"
+    for blob in "${layers[@]:1}"; do printf '\n--layer--\n'; gzip -dc "$blob"; done
+} | seed merge real
+
 seed archive docker < "$work/docker.tar"
 seed archive oci < "$work/oci.tar"
 seed archive oci-gzip < "$work/oci.tar.gz"

@@ -9,11 +9,16 @@
 // A fuzz target reports a broken invariant the way libFuzzer sees it: by panicking.
 #![allow(clippy::expect_used, clippy::panic)]
 
+use std::collections::HashSet;
 use std::io::Write as _;
+use std::sync::OnceLock;
 
-use oci_store::PushManifestParams;
-use oci_store::layer::{LayerLimits, read_entries};
-use oci_types::{Digest, ImageManifest, Manifest, MediaType, Reference, Repository, media_type};
+use bytes::Bytes;
+use oci_store::layer::{EntryKind, LayerLimits, LayerReader, merge_layers, read_entries};
+use oci_store::{BlobReader, PushManifestParams};
+use oci_types::{
+    Descriptor, Digest, ImageManifest, Manifest, MediaType, Reference, Repository, media_type,
+};
 
 /// A target: its name (the directory of its corpus) and its body.
 pub type Target = (&'static str, fn(&[u8]));
@@ -25,6 +30,7 @@ pub const TARGETS: &[Target] = &[
     ("manifest", manifest),
     ("image_config", image_config),
     ("tar", tar),
+    ("merge", merge),
     ("www_authenticate", www_authenticate),
     ("server_request", server_request),
     ("archive", archive),
@@ -138,6 +144,95 @@ pub fn tar(data: &[u8]) {
             .map_err(|e| oci_store::Error::io("reading an entry's data", e))?;
         Ok(())
     });
+}
+
+/// What separates the layers of a `merge` input.
+pub const LAYER_SEPARATOR: &[u8] = b"\n--layer--\n";
+
+/// Flattening: up to four layers' tars (the input split at [`LAYER_SEPARATOR`], lowest first)
+/// merged into one with their whiteouts applied, as `hoist flatten` and `hoist export` do.
+/// A merge that succeeds gives a tar the hardened reader reads to its end, with no whiteout
+/// left in it and no path the layers did not name (or lead to, as a parent directory).
+pub fn merge(data: &[u8]) {
+    let layers: Vec<Bytes> = split_layers(data).map(Bytes::copy_from_slice).collect();
+    let limits = LayerLimits::default();
+    // Every path the layers name, and every directory on the way to one. Read as the merge
+    // reads them (a layer that is compressed after all is decompressed).
+    let mut named = HashSet::new();
+    for layer in &layers {
+        let mut reader = layer_reader(layer.clone());
+        let digest = reader.layer().digest.clone();
+        let _ = read_entries(&digest, &mut reader, &limits, |entry| {
+            for (at, byte) in entry.path.iter().enumerate() {
+                if *byte == b'/' {
+                    named.insert(entry.path[..at].to_vec());
+                }
+            }
+            named.insert(entry.path);
+            Ok(())
+        });
+    }
+    let mut open = |index: usize| Ok(layer_reader(layers[index].clone()));
+    let mut merged = Vec::new();
+    if merge_layers(&mut merged, layers.len(), &mut open, &limits).is_err() {
+        return;
+    }
+    let merged_digest = Digest::sha256(&merged);
+    read_entries(&merged_digest, merged.as_slice(), &limits, |entry| {
+        assert!(
+            !matches!(entry.kind, EntryKind::Whiteout | EntryKind::Opaque),
+            "a whiteout left in the merged tar: {entry:?}"
+        );
+        assert!(
+            named.contains(&entry.path),
+            "the merged tar has {:?}, which no layer names",
+            String::from_utf8_lossy(&entry.path)
+        );
+        std::io::copy(entry.data, &mut std::io::sink())
+            .map_err(|e| oci_store::Error::io("reading an entry's data", e))?;
+        Ok(())
+    })
+    .unwrap_or_else(|e| panic!("the merged tar does not read back: {e}"));
+}
+
+/// A reader of `layer` as an uncompressed tar layer (or whatever compression it turns out
+/// to have), pulled through a runtime of the fuzzing process's own.
+fn layer_reader(layer: Bytes) -> LayerReader {
+    static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    let runtime = RUNTIME.get_or_init(|| {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("a tokio runtime")
+    });
+    let descriptor =
+        Descriptor::of_bytes(MediaType::from_static(media_type::OCI_LAYER_TAR), &layer);
+    let _entered = runtime.enter();
+    LayerReader::new(
+        BlobReader::verified(descriptor, oci_store::body_from_bytes(layer)),
+        None,
+    )
+}
+
+/// The layers of a `merge` input: at most four, the last taking the rest.
+fn split_layers(data: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut rest = Some(data);
+    std::iter::from_fn(move || {
+        let data = rest?;
+        let found = data
+            .windows(LAYER_SEPARATOR.len())
+            .position(|w| w == LAYER_SEPARATOR);
+        match found {
+            Some(at) => {
+                rest = Some(&data[at + LAYER_SEPARATOR.len()..]);
+                Some(&data[..at])
+            }
+            None => {
+                rest = None;
+                Some(data)
+            }
+        }
+    })
+    .take(4)
 }
 
 /// `WWW-Authenticate` challenges, as a registry's 401 carries them.
