@@ -154,6 +154,12 @@ pub const LAYER_SEPARATOR: &[u8] = b"\n--layer--\n";
 /// A merge that succeeds gives a tar the hardened reader reads to its end, with no whiteout
 /// left in it and no path the layers did not name (or lead to, as a parent directory).
 pub fn merge(data: &[u8]) {
+    let _ = merged_paths(data);
+}
+
+/// The body of [`merge`]: the merged tar's paths in order, or `None` when the merge refused
+/// the layers.
+pub fn merged_paths(data: &[u8]) -> Option<Vec<String>> {
     let layers: Vec<Bytes> = split_layers(data).map(Bytes::copy_from_slice).collect();
     let limits = LayerLimits::default();
     // Every path the layers name, and every directory on the way to one. Read as the merge
@@ -174,9 +180,8 @@ pub fn merge(data: &[u8]) {
     }
     let mut open = |index: usize| Ok(layer_reader(layers[index].clone()));
     let mut merged = Vec::new();
-    if merge_layers(&mut merged, layers.len(), &mut open, &limits).is_err() {
-        return;
-    }
+    merge_layers(&mut merged, layers.len(), &mut open, &limits).ok()?;
+    let mut paths = Vec::new();
     let merged_digest = Digest::sha256(&merged);
     read_entries(&merged_digest, merged.as_slice(), &limits, |entry| {
         assert!(
@@ -190,9 +195,11 @@ pub fn merge(data: &[u8]) {
         );
         std::io::copy(entry.data, &mut std::io::sink())
             .map_err(|e| oci_store::Error::io("reading an entry's data", e))?;
+        paths.push(String::from_utf8_lossy(&entry.path).into_owned());
         Ok(())
     })
     .unwrap_or_else(|e| panic!("the merged tar does not read back: {e}"));
+    Some(paths)
 }
 
 /// A reader of `layer` as an uncompressed tar layer (or whatever compression it turns out

@@ -66,3 +66,21 @@ fn every_target_has_a_fuzz_binary() {
         );
     }
 }
+
+/// The merge target's harness merges for real (a target whose every input failed early would
+/// fuzz nothing): its whiteouts seed gives the flattened tree, the hard link whose target a
+/// whiteout deletes written last as the file it pointed at.
+#[test]
+fn the_merge_target_merges_its_seeds() {
+    let seed = workspace_root().join("fuzz/corpus/merge/seed-whiteouts");
+    let data = std::fs::read(&seed).unwrap();
+    let paths = hoist_tests::fuzz::merged_paths(&data).expect("the seed merges");
+    assert_eq!(paths, ["a", "a/c", "d", "d/y", "a/l"]);
+    let damaged = [
+        &data[..600],
+        hoist_tests::fuzz::LAYER_SEPARATOR,
+        &data[600..],
+    ]
+    .concat();
+    assert_eq!(hoist_tests::fuzz::merged_paths(&damaged), None);
+}
