@@ -49,78 +49,63 @@ for blob in "$work"/{hoist,umoci}/blobs/sha256/*; do
         gzip -dc "$blob" | seed tar "layer-$n"
     fi
 done
-python3 - "$corpus/tar" << 'PY'
+# Tars for the tar target, and layers to merge (flatten) for the merge target: hand-written
+# stacks of whiteouts, replaced directories and hard links whose target goes, in the merge
+# target's format (tars joined by its separator, lowest first).
+mkdir -p "$corpus/merge"
+python3 - "$corpus" << 'PY'
 import io, sys, tarfile
-out = sys.argv[1]
-def write(name, members):
+corpus = sys.argv[1]
+def tar(members, format=tarfile.PAX_FORMAT):
     buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=members[0]) as tar:
-        for info, data in members[1]:
-            tar.addfile(info, io.BytesIO(data) if data is not None else None)
-    open(f"{out}/seed-{name}", "wb").write(buf.getvalue())
+    with tarfile.open(fileobj=buf, mode="w", format=format) as t:
+        for info, data in members:
+            t.addfile(info, io.BytesIO(data) if data is not None else None)
+        end = t.offset
+    # The end-of-archive blocks without tarfile's padding to 10 KiB: smaller inputs fuzz faster.
+    return buf.getvalue()[:end] + bytes(1024)
 def file(name, data=b"x", **kw):
     info = tarfile.TarInfo(name); info.size = len(data)
     for k, v in kw.items(): setattr(info, k, v)
     return info, data
-def link(name, target, kind):
+def link(name, target, kind=tarfile.LNKTYPE):
     info = tarfile.TarInfo(name); info.type = kind; info.linkname = target
     return info, None
+def directory(name):
+    info = tarfile.TarInfo(name); info.type = tarfile.DIRTYPE; info.mode = 0o755
+    return info, None
+def write(target, name, data):
+    open(f"{corpus}/{target}/seed-{name}", "wb").write(data)
 long = "d/" + "n" * 150 + "/" + "f" * 120
-write("pax-long", (tarfile.PAX_FORMAT, [file(long), link("l", long, tarfile.SYMTYPE)]))
-write("gnu-long", (tarfile.GNU_FORMAT, [file(long), link("h", long, tarfile.LNKTYPE)]))
-write("whiteouts", (tarfile.PAX_FORMAT, [file("a/.wh.b", b""), file("a/.wh..wh..opq", b""),
-                                         file("../../escape", b"e"), file("/abs", b"a")]))
-write("xattrs", (tarfile.PAX_FORMAT, [file("x", pax_headers={"SCHILY.xattr.user.k": "v"})]))
-PY
-
-# Layers to merge (flatten): hand-written stacks of whiteouts, replaced directories and hard
-# links whose target goes, in the target's format (tars joined by its separator, lowest first),
-# and the real layers of hoist's and umoci's images stacked.
-mkdir -p "$corpus/merge"
-python3 - "$corpus/merge" << 'PY'
-import io, sys, tarfile
-out = sys.argv[1]
-SEP = b"\n--layer--\n"
-def tar(members):
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as t:
-        for name, kind, arg in members:
-            info = tarfile.TarInfo(name)
-            info.mtime = 1700000000
-            if kind == "dir":
-                info.type = tarfile.DIRTYPE; info.mode = 0o755; t.addfile(info)
-            elif kind == "file":
-                data = arg.encode(); info.size = len(data); info.mode = 0o644
-                t.addfile(info, io.BytesIO(data))
-            else:
-                info.type = tarfile.LNKTYPE if kind == "link" else tarfile.SYMTYPE
-                info.linkname = arg; t.addfile(info)
-        end = t.offset
-    # The end-of-archive blocks without tarfile's padding to 10 KiB: smaller inputs fuzz faster.
-    return buf.getvalue()[:end] + bytes(1024)
-def write(name, layers):
-    open(f"{out}/seed-{name}", "wb").write(SEP.join(tar(l) for l in layers))
-write("whiteouts", [
-    [("a", "dir", None), ("a/b", "file", "b"), ("a/c", "file", "c"), ("a/l", "link", "a/b"),
-     ("d", "dir", None), ("d/x", "file", "x")],
-    [("a/.wh.b", "file", ""), ("d/.wh..wh..opq", "file", ""), ("d/y", "file", "y")],
+write("tar", "pax-long", tar([file(long), link("l", long, tarfile.SYMTYPE)]))
+write("tar", "gnu-long", tar([file(long), link("h", long)], tarfile.GNU_FORMAT))
+write("tar", "whiteouts", tar([file("a/.wh.b", b""), file("a/.wh..wh..opq", b""),
+                               file("../../escape", b"e"), file("/abs", b"a")]))
+write("tar", "xattrs", tar([file("x", pax_headers={"SCHILY.xattr.user.k": "v"})]))
+def stack(name, layers):
+    write("merge", name, b"\n--layer--\n".join(tar(layer) for layer in layers))
+stack("whiteouts", [
+    [directory("a"), file("a/b", b"b"), file("a/c", b"c"), link("a/l", "a/b"),
+     directory("d"), file("d/x", b"x")],
+    [file("a/.wh.b", b""), file("d/.wh..wh..opq", b""), file("d/y", b"y")],
 ])
-write("orphaned-links", [
-    [("f", "file", "content"), ("h", "link", "f"), ("h2", "link", "f")],
-    [(".wh.f", "file", "")],
-    [("g", "file", "g"), ("s", "sym", "g")],
+stack("orphaned-links", [
+    [file("f", b"content"), link("h", "f"), link("h2", "f")],
+    [file(".wh.f", b"")],
+    [file("g", b"g"), link("s", "g", tarfile.SYMTYPE)],
 ])
-write("replaced-dirs", [
-    [("p", "dir", None), ("p/q", "file", "q"), ("p/q2", "file", "q2")],
-    [("p", "file", "now a file")],
-    [("p", "dir", None), ("p/r", "file", "r")],
-    [("p/.wh.r", "file", ""), ("z/implicit/parent", "file", "deep")],
+stack("replaced-dirs", [
+    [directory("p"), file("p/q", b"q"), file("p/q2", b"q2")],
+    [file("p", b"now a file")],
+    [directory("p"), file("p/r", b"r")],
+    [file("p/.wh.r", b""), file("z/implicit/parent", b"deep")],
 ])
-write("child-before-parent", [
-    [("k/v", "file", "v"), ("k", "dir", None)],
-    [("k/w", "file", "w")],
+stack("child-before-parent", [
+    [file("k/v", b"v"), directory("k")],
+    [file("k/w", b"w")],
 ])
 PY
+# The real layers of hoist's and umoci's images stacked, for the merge target.
 layers=()
 for blob in "$work"/{hoist,umoci}/blobs/sha256/*; do
     if gzip -t "$blob" 2> /dev/null; then layers+=("$blob"); fi
