@@ -274,26 +274,18 @@ pub(super) fn merged_section(
         let cell = line.strip_prefix("| ")?.split(" | ").next()?;
         (cell != "scenario" && !cell.starts_with("---")).then(|| cell.to_owned())
     };
-    let new_lines: Vec<String> = markdown_table(rows)
-        .lines()
-        .skip(2)
-        .map(str::to_owned)
-        .collect();
+    let new_table = markdown_table(rows);
     let mut out = markdown_table(&[]);
     for scenario in Scenario::ALL.map(Scenario::name) {
-        let source: Vec<&String> = if done.contains(&scenario) {
-            new_lines.iter().collect()
+        // A scenario's rows from this run when it ran, else from the section as it was.
+        let source = if done.contains(&scenario) {
+            new_table.as_str()
         } else {
-            Vec::new()
+            old
         };
-        let kept = old
-            .lines()
-            .filter(|l| !done.contains(&scenario) && scenario_of(l).as_deref() == Some(scenario));
         for line in source
-            .into_iter()
+            .lines()
             .filter(|l| scenario_of(l).as_deref() == Some(scenario))
-            .map(String::as_str)
-            .chain(kept)
         {
             let _ = writeln!(out, "{line}");
         }
