@@ -1,12 +1,23 @@
-//! Authentication: who the client is, `WWW-Authenticate` challenges, and bearer tokens fetched
-//! per scope and cached until they expire. Credentials come from the caller or from the files
+//! Authentication: who the client is, `WWW-Authenticate` challenges and how they are answered
+//! (basic credentials, or bearer tokens fetched per scope and cached until they expire), and
+//! where credentials may be sent. Credentials come from the caller or from the files
 //! [`DockerConfig`](crate::DockerConfig) reads.
 
 use std::collections::HashMap;
+use std::sync::PoisonError;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
+use bytes::Bytes;
+use http::{Method, Response, StatusCode, Uri, header};
+use hyper::body::Incoming;
+use oci_store::{Error, Result};
 use serde::Deserialize;
+
+use crate::client::RegistryClient;
+use crate::response::read_limited;
+use crate::transport::{Body, Call, is_loopback};
 
 /// Who the client is to a registry.
 #[derive(Clone, Default, PartialEq, Eq)]
@@ -171,6 +182,234 @@ impl TokenResponse {
     }
 }
 
+impl RegistryClient {
+    pub(crate) fn authorization(&self, scope: &str) -> Option<http::HeaderValue> {
+        if self.inner.basic.load(Ordering::Relaxed) {
+            let credentials = self
+                .inner
+                .credentials
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            return credentials.basic_header().and_then(|h| h.parse().ok());
+        }
+        let tokens = self
+            .inner
+            .tokens
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        tokens
+            .get(scope)
+            .filter(|t| t.fresh(self.inner.clock.now()))
+            .and_then(|t| format!("Bearer {}", t.token).parse().ok())
+    }
+
+    /// Answers a 401's challenge: switches to basic credentials, or fetches a token for the
+    /// scope. Returns whether the request is worth sending again.
+    pub(crate) async fn authenticate(
+        &self,
+        response: &Response<Incoming>,
+        scope: &str,
+    ) -> Result<bool> {
+        let Some(challenge) = response
+            .headers()
+            .get_all(header::WWW_AUTHENTICATE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find_map(parse_challenge)
+        else {
+            return Ok(false);
+        };
+        match challenge {
+            Challenge::Basic => {
+                let has_basic = self
+                    .inner
+                    .credentials
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .basic_header()
+                    .is_some();
+                if has_basic {
+                    self.inner.basic.store(true, Ordering::Relaxed);
+                }
+                Ok(has_basic)
+            }
+            Challenge::Bearer {
+                realm,
+                service,
+                scope: asked,
+            } => {
+                let mut scopes: Vec<String> = asked.into_iter().collect();
+                for part in scope.split(' ').filter(|s| !s.is_empty()) {
+                    if !scopes.iter().any(|s| s == part) {
+                        scopes.push(part.to_owned());
+                    }
+                }
+                let token = self
+                    .fetch_token(&realm, service.as_deref(), &scopes)
+                    .await?;
+                self.inner
+                    .tokens
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .insert(scope.to_owned(), token);
+                Ok(true)
+            }
+        }
+    }
+
+    /// Asks a token endpoint for a token: OAuth2 `refresh_token` grant with an identity token,
+    /// else the Docker `GET` flow with basic credentials (or none).
+    async fn fetch_token(
+        &self,
+        realm: &str,
+        service: Option<&str>,
+        scopes: &[String],
+    ) -> Result<CachedToken> {
+        let credentials = self
+            .inner
+            .credentials
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let unauthorized = |message: String| Error::Unauthorized { message };
+        let sends_secret = match &credentials {
+            Credentials::IdentityToken(_) => true,
+            other => other.basic_header().is_some(),
+        };
+        if sends_secret {
+            let uri: Uri = realm
+                .parse()
+                .map_err(|e| unauthorized(format!("bad token realm {realm:?}: {e}")))?;
+            let plain = self.inner.base.starts_with("http://");
+            if let Some(why) = realm_refusal(&uri, &self.inner.host, plain, self.inner.insecure) {
+                return Err(unauthorized(format!(
+                    "{self}: refusing to send credentials to the token realm {realm}: {why}"
+                )));
+            }
+        }
+        let mut call = match &credentials {
+            Credentials::IdentityToken(refresh) => {
+                let mut form = form_urlencoded::Serializer::new(String::new());
+                form.append_pair("grant_type", "refresh_token");
+                form.append_pair("refresh_token", refresh);
+                form.append_pair("client_id", "hoist");
+                if let Some(service) = service {
+                    form.append_pair("service", service);
+                }
+                form.append_pair("scope", &scopes.join(" "));
+                let uri: Uri = realm
+                    .parse()
+                    .map_err(|e| unauthorized(format!("bad token realm {realm:?}: {e}")))?;
+                Call::new(Method::POST, uri)
+                    .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                    .body(Body::Bytes(Bytes::from(form.finish())))
+            }
+            _ => {
+                let mut query = form_urlencoded::Serializer::new(String::new());
+                if let Some(service) = service {
+                    query.append_pair("service", service);
+                }
+                for scope in scopes {
+                    query.append_pair("scope", scope);
+                }
+                let separator = if realm.contains('?') { '&' } else { '?' };
+                let uri: Uri = format!("{realm}{separator}{}", query.finish())
+                    .parse()
+                    .map_err(|e| unauthorized(format!("bad token realm {realm:?}: {e}")))?;
+                let mut call = Call::new(Method::GET, uri);
+                if let Some(basic) = credentials.basic_header() {
+                    call = call.header(header::AUTHORIZATION, &basic);
+                }
+                call
+            }
+        };
+        let request = call
+            .build(None)
+            .ok_or_else(|| self.backend("token request".to_owned()))?;
+        let response = match self.inner.http.request(request).await {
+            Ok(response) => response,
+            Err(e) => {
+                let what = format!("cannot reach the token endpoint {realm}");
+                return Err(self
+                    .permanent(&what, &call.uri, &e)
+                    .unwrap_or_else(|| Error::unavailable(what, e)));
+            }
+        };
+        let status = response.status();
+        if status == StatusCode::PROXY_AUTHENTICATION_REQUIRED {
+            return Err(self.proxy_refused(&call.uri));
+        }
+        let body = read_limited(response, 64 * 1024).await?;
+        if !status.is_success() {
+            return Err(unauthorized(format!(
+                "{self}: the token endpoint {realm} answered {status}: {}",
+                String::from_utf8_lossy(&body)
+                    .chars()
+                    .take(200)
+                    .collect::<String>()
+            )));
+        }
+        let parsed: TokenResponse = serde_json::from_slice(&body).map_err(|e| {
+            unauthorized(format!(
+                "{self}: the token endpoint {realm} answered something other than a token: {e}"
+            ))
+        })?;
+        let (token, refresh) = parsed.into_cached(self.inner.clock.now()).ok_or_else(|| {
+            unauthorized(format!(
+                "{self}: the token endpoint {realm} answered without a token"
+            ))
+        })?;
+        if let (Some(refresh), Credentials::IdentityToken(_)) = (refresh, &credentials) {
+            // OAuth2 servers may rotate refresh tokens.
+            *self
+                .inner
+                .credentials
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = Credentials::IdentityToken(refresh);
+        }
+        Ok(token)
+    }
+}
+
+/// Why credentials must not go to the token endpoint `realm`, if they must not. Over HTTPS
+/// they may. Over plain HTTP anyone on the way reads them, so only where that exposes nothing
+/// the registry itself does not: the registry is plain HTTP on this machine and the realm is
+/// on its host (`hoist serve`'s own token endpoint, a test setup), or the user declared the
+/// registry insecure, so that its own requests already cross the network unprotected.
+pub(crate) fn realm_refusal(
+    realm: &Uri,
+    registry_host: &str,
+    registry_plain: bool,
+    insecure: bool,
+) -> Option<&'static str> {
+    match realm.scheme_str() {
+        Some("https") => return None,
+        Some("http") => {}
+        _ => return Some("it is not an http:// or https:// URL"),
+    }
+    if insecure {
+        return None;
+    }
+    if !registry_plain {
+        return Some(
+            "it is plain HTTP while the registry is HTTPS (the credentials would cross the \
+             network unencrypted); only a registry declared insecure may use such a realm",
+        );
+    }
+    let registry: Option<Uri> = format!("http://{registry_host}/").parse().ok();
+    let registry_name = registry.as_ref().and_then(Uri::host).unwrap_or_default();
+    let same_host = realm
+        .host()
+        .is_some_and(|h| h.eq_ignore_ascii_case(registry_name));
+    if same_host && is_loopback(registry_host) {
+        return None;
+    }
+    Some(
+        "it is plain HTTP and not on the host of the registry, itself plain HTTP on loopback; \
+         only a registry declared insecure may use such a realm",
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -207,5 +446,96 @@ mod tests {
             "a bearer challenge needs a realm"
         );
         assert_eq!(parse_challenge("Negotiate abc"), None);
+    }
+
+    #[test]
+    fn credentials_go_to_a_plain_http_realm_only_where_nothing_more_is_exposed() {
+        let allowed = |realm: &str, host: &str, plain: bool, insecure: bool| {
+            realm_refusal(&realm.parse().unwrap(), host, plain, insecure).is_none()
+        };
+        // HTTPS realms always.
+        assert!(allowed(
+            "https://auth.example/token",
+            "ghcr.io",
+            false,
+            false
+        ));
+        assert!(allowed(
+            "https://auth.example/token",
+            "127.0.0.1:5000",
+            true,
+            false
+        ));
+        // A plain-HTTP loopback registry's own host, whatever the port.
+        assert!(allowed(
+            "http://127.0.0.1:5000/token",
+            "127.0.0.1:5000",
+            true,
+            false
+        ));
+        assert!(allowed(
+            "http://127.0.0.1:5001/token",
+            "127.0.0.1:5000",
+            true,
+            false
+        ));
+        assert!(allowed(
+            "http://LOCALHOST:5000/token",
+            "localhost:5000",
+            true,
+            false
+        ));
+        assert!(allowed(
+            "http://[::1]:5000/token",
+            "[::1]:5000",
+            true,
+            false
+        ));
+        // Another host, even on loopback, or from an HTTPS registry: refused.
+        assert!(!allowed(
+            "http://localhost:5000/token",
+            "127.0.0.1:5000",
+            true,
+            false
+        ));
+        assert!(!allowed(
+            "http://auth.example/token",
+            "127.0.0.1:5000",
+            true,
+            false
+        ));
+        assert!(!allowed("http://ghcr.io/token", "ghcr.io", false, false));
+        assert!(!allowed(
+            "http://127.0.0.1:5000/token",
+            "127.0.0.1:5000",
+            false,
+            false
+        ));
+        // A registry declared insecure (plain HTTP asked for, or any certificate accepted).
+        assert!(allowed(
+            "http://auth.lan/token",
+            "registry.lan:5000",
+            true,
+            true
+        ));
+        assert!(allowed(
+            "http://auth.lan/token",
+            "registry.lan",
+            false,
+            true
+        ));
+        // Not HTTP at all.
+        assert!(!allowed("ftp://auth.lan/token", "registry.lan", true, true));
+        let why = realm_refusal(
+            &"http://auth.example/token".parse().unwrap(),
+            "ghcr.io",
+            false,
+            false,
+        )
+        .unwrap();
+        assert!(
+            why.contains("plain HTTP while the registry is HTTPS"),
+            "{why}"
+        );
     }
 }

@@ -15,13 +15,13 @@ use oci_types::{
     Descriptor, Digest, ImageIndex, Manifest, MediaType, Repository, Tag, media_type, referrers_tag,
 };
 
-use crate::client::{
-    ACCEPT_MANIFESTS, BodyFailure, RegistryClient, Target, checked_body, content_length,
-    content_range_total, header_digest, header_media_type, incoming_stream, read_limited,
-    read_manifest,
+use crate::client::{ACCEPT_MANIFESTS, RegistryClient, Target};
+use crate::response::{
+    content_length, content_range_total, header_digest, header_media_type, incoming_stream,
+    read_limited, read_manifest,
 };
 use crate::transport::{Body, Call};
-use crate::upload::RegistryWriter;
+use crate::upload::{BodyFailure, RegistryWriter, checked_body};
 use tracing::{debug, warn};
 
 /// Blobs up to this size are sent in one `POST ?digest=` where the registry takes it: configs

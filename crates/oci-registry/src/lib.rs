@@ -28,18 +28,22 @@
 #![warn(missing_docs)]
 
 mod auth;
+mod builder;
 mod client;
 mod clock;
 mod docker_config;
+mod download;
 mod error;
 mod interface;
 mod proxy;
+mod response;
 mod transport;
 mod trust;
 mod upload;
 
 pub use auth::Credentials;
-pub use client::{RegistryClient, RegistryClientBuilder};
+pub use builder::RegistryClientBuilder;
+pub use client::RegistryClient;
 pub use clock::Clock;
 pub use docker_config::{DockerConfig, credential_files, credentials_from_files};
 pub use error::{Error, Result};

@@ -2,12 +2,14 @@
 //! PUT with the digest, and resumption through the upload status endpoint.
 
 use std::fmt;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
 use base64::Engine as _;
 use bytes::{Bytes, BytesMut};
+use futures::stream::{self, StreamExt};
 use http::{Method, StatusCode, Uri, header};
-use oci_store::{BlobWriter, Error, Result};
+use oci_store::{BlobBody, BlobWriter, Error, PushCheck, Result};
 use oci_types::{Descriptor, Digest, Repository};
 
 use crate::client::{RegistryClient, Target};
@@ -373,6 +375,52 @@ impl BlobWriter for RegistryWriter {
                 .await),
         }
     }
+}
+
+/// Where [`checked_body`] leaves the reason it failed a body: the transport reports only that
+/// the request body broke off.
+pub(crate) type BodyFailure = Arc<Mutex<Option<Error>>>;
+
+/// Wraps a pushed body so that a body of the wrong length ends in an error, which aborts the
+/// upload before the registry can commit it. The digest is the registry's to check: it
+/// verifies every upload when it commits it (distribution-spec) and answers a mismatch with
+/// `DIGEST_INVALID`, which the push returns; hashing here too would spend a core on what the
+/// registry does anyway (a body that verifies itself, a store's read, still does).
+pub(crate) fn checked_body(
+    descriptor: &Descriptor,
+    body: BlobBody,
+    failure: BodyFailure,
+) -> BlobBody {
+    let mut check = Some(PushCheck::counting(descriptor));
+    let record = move |error: Error| -> Error {
+        let message = error.to_string();
+        *failure.lock().unwrap_or_else(PoisonError::into_inner) = Some(error);
+        Error::Backend {
+            backend: "oci-registry".to_owned(),
+            message,
+            source: None,
+        }
+    };
+    body.map(Some)
+        .chain(stream::once(async { None }))
+        .filter_map(move |item| {
+            let out = match item {
+                Some(Ok(chunk)) => match check.as_mut().map(|c| c.update(&chunk)) {
+                    Some(Err(error)) => Some(Err(record(error))),
+                    _ => Some(Ok(chunk)),
+                },
+                // The body's own failure, including its own digest check
+                // (`PushCheck::for_body`), is the reason to report.
+                Some(Err(error)) => Some(Err(record(error))),
+                None => check
+                    .take()
+                    .and_then(|c| c.finish().err())
+                    .map(|e| Err(record(e))),
+            };
+            futures::future::ready(out)
+        })
+        .boxed()
+        .into()
 }
 
 #[cfg(test)]
