@@ -4,21 +4,20 @@ use async_trait::async_trait;
 use std::sync::atomic::Ordering;
 
 use bytes::{Bytes, BytesMut};
-use futures::stream::{self, BoxStream, StreamExt};
+use futures::stream::{BoxStream, StreamExt};
 use http::{Method, Response, StatusCode, header};
 use hyper::body::Incoming;
 use oci_store::{
-    BlobBody, BlobReader, BlobWriter, Error, ErrorCode, ListParams, OciInterface,
-    PushManifestParams, ReferrersParams, Result, body_from_bytes,
+    BlobBody, BlobReader, BlobWriter, Error, ListParams, OciInterface, PushManifestParams,
+    ReferrersParams, Result, body_from_bytes,
 };
-use oci_types::{
-    Descriptor, Digest, ImageIndex, Manifest, MediaType, Repository, Tag, media_type, referrers_tag,
-};
+use oci_types::{Descriptor, Digest, Manifest, MediaType, Repository, Tag};
 
 use crate::client::{ACCEPT_MANIFESTS, RegistryClient, Target};
+use crate::listing::Listing;
 use crate::response::{
     content_length, content_range_total, header_digest, header_media_type, incoming_stream,
-    read_limited, read_manifest,
+    read_manifest,
 };
 use crate::transport::{Body, Call};
 use crate::upload::{BodyFailure, RegistryWriter, checked_body};
@@ -27,20 +26,6 @@ use tracing::{debug, warn};
 /// Blobs up to this size are sent in one `POST ?digest=` where the registry takes it: configs
 /// and small layers, for which a second round trip costs more than the bytes.
 const SINGLE_POST_LIMIT: u64 = 1 << 20;
-
-/// The page size asked of registries when listing everything (ECR's maximum).
-const LIST_PAGE: usize = 1000;
-
-/// A listing endpoint: where it is, what it needs, and how to read its names.
-struct Listing<T> {
-    path: String,
-    scope: String,
-    repo: Option<Repository>,
-    /// The JSON field holding the names (`tags`, `repositories`).
-    field: &'static str,
-    parse: fn(&str) -> Option<T>,
-    name_of: fn(&T) -> String,
-}
 
 impl RegistryClient {
     /// A manifest's descriptor from a HEAD or GET answer.
@@ -72,7 +57,7 @@ impl RegistryClient {
         Ok(Descriptor::new(media_type, digest, size))
     }
 
-    async fn fetch_manifest(
+    pub(crate) async fn fetch_manifest(
         &self,
         repo: &Repository,
         reference: &str,
@@ -127,7 +112,7 @@ impl RegistryClient {
     }
 
     /// PUTs a manifest under one reference.
-    async fn put_manifest(
+    pub(crate) async fn put_manifest(
         &self,
         repo: &Repository,
         reference: &str,
@@ -148,209 +133,6 @@ impl RegistryClient {
             Target::Manifest(repo, reference),
         )
         .await
-    }
-
-    /// For registries without the referrers API: adds a referrer to the index kept under the
-    /// subject's referrers tag (distribution-spec, "Referrers Tag Schema").
-    async fn add_to_referrers_tag(
-        &self,
-        repo: &Repository,
-        subject: &Digest,
-        referrer: Descriptor,
-    ) -> Result<()> {
-        let tag = referrers_tag(subject);
-        let mut index = match self.fetch_manifest(repo, tag.as_str(), None, false).await {
-            Ok((descriptor, Some(bytes))) => {
-                match Manifest::parse(&bytes, &descriptor.media_type) {
-                    Ok(Manifest::Index(index)) => index,
-                    _ => ImageIndex::new(Vec::new()),
-                }
-            }
-            Ok(_) => ImageIndex::new(Vec::new()),
-            Err(error)
-                if matches!(
-                    error.code(),
-                    Some(ErrorCode::ManifestUnknown | ErrorCode::NameUnknown)
-                ) =>
-            {
-                ImageIndex::new(Vec::new())
-            }
-            Err(error) => return Err(error),
-        };
-        if index.manifests.iter().any(|d| d.digest == referrer.digest) {
-            return Ok(());
-        }
-        index.manifests.push(referrer);
-        let bytes = Bytes::from(index.to_json());
-        self.put_manifest(
-            repo,
-            tag.as_str(),
-            &bytes,
-            &MediaType::from_static(media_type::OCI_INDEX),
-        )
-        .await?;
-        Ok(())
-    }
-
-    /// Takes a deleted referrer out of the index kept under its subject's referrers tag, where
-    /// there is one.
-    async fn remove_from_referrers_tag(
-        &self,
-        repo: &Repository,
-        subject: &Digest,
-        referrer: &Digest,
-    ) -> Result<()> {
-        let tag = referrers_tag(subject);
-        let mut index = match self.fetch_manifest(repo, tag.as_str(), None, false).await {
-            Ok((descriptor, Some(bytes))) => {
-                match Manifest::parse(&bytes, &descriptor.media_type) {
-                    Ok(Manifest::Index(index)) => index,
-                    _ => return Ok(()),
-                }
-            }
-            Ok(_) => return Ok(()),
-            Err(error)
-                if matches!(
-                    error.code(),
-                    Some(ErrorCode::ManifestUnknown | ErrorCode::NameUnknown)
-                ) =>
-            {
-                return Ok(());
-            }
-            Err(error) => return Err(error),
-        };
-        let before = index.manifests.len();
-        index.manifests.retain(|d| &d.digest != referrer);
-        if index.manifests.len() == before {
-            return Ok(());
-        }
-        let bytes = Bytes::from(index.to_json());
-        self.put_manifest(
-            repo,
-            tag.as_str(),
-            &bytes,
-            &MediaType::from_static(media_type::OCI_INDEX),
-        )
-        .await?;
-        Ok(())
-    }
-
-    /// Pages through a listing endpoint, following `Link`, else `last`.
-    fn list<T: Send + 'static>(
-        &self,
-        listing: Listing<T>,
-        params: &ListParams,
-    ) -> BoxStream<'static, Result<T>> {
-        let Listing {
-            path,
-            scope,
-            repo: target_repo,
-            field,
-            parse,
-            name_of,
-        } = listing;
-        struct Pager<T> {
-            next: Option<String>,
-            remaining: Option<usize>,
-            buffered: std::collections::VecDeque<T>,
-            /// The last name handed out (or `start_after`): registries that ignore `n` and
-            /// `last` send everything on every page, unsorted, so each page is sorted and
-            /// only names after this one are kept.
-            after: Option<String>,
-        }
-        let client = self.clone();
-        let page = params.limit.map_or(LIST_PAGE, |l| l.clamp(1, LIST_PAGE));
-        let first = match &params.start_after {
-            Some(last) => format!("{path}?n={page}&last={last}"),
-            None => format!("{path}?n={page}"),
-        };
-        if params.limit == Some(0) {
-            return stream::empty().boxed();
-        }
-        let state = Pager {
-            next: Some(first),
-            remaining: params.limit,
-            buffered: std::collections::VecDeque::new(),
-            after: params.start_after.clone(),
-        };
-        stream::unfold(state, move |mut state| {
-            let (client, scope, target_repo, path) = (
-                client.clone(),
-                scope.clone(),
-                target_repo.clone(),
-                path.clone(),
-            );
-            async move {
-                loop {
-                    if state.remaining == Some(0) {
-                        return None;
-                    }
-                    if let Some(item) = state.buffered.pop_front() {
-                        state.remaining = state.remaining.map(|r| r - 1);
-                        state.after = Some(name_of(&item));
-                        return Some((Ok(item), state));
-                    }
-                    let url = state.next.take()?;
-                    let uri = match client.resolve(&url) {
-                        Ok(uri) => uri,
-                        Err(error) => return Some((Err(error), state)),
-                    };
-                    let mut call = Call::new(Method::GET, uri);
-                    let target = match &target_repo {
-                        Some(repo) => Target::Repository(repo),
-                        None => Target::Catalog,
-                    };
-                    let response = match client
-                        .expect(&mut call, &scope, &[StatusCode::OK], target)
-                        .await
-                    {
-                        Ok(response) => response,
-                        Err(error) => return Some((Err(error), state)),
-                    };
-                    let link = response
-                        .headers()
-                        .get(header::LINK)
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(|v| v.split(';').next())
-                        .map(|v| {
-                            v.trim()
-                                .trim_start_matches('<')
-                                .trim_end_matches('>')
-                                .to_owned()
-                        });
-                    let body = match read_limited(response, 64 << 20).await {
-                        Ok(body) => body,
-                        Err(error) => return Some((Err(error), state)),
-                    };
-                    let names: Vec<String> = serde_json::from_slice::<serde_json::Value>(&body)
-                        .ok()
-                        .and_then(|v| v.get(field).cloned())
-                        .and_then(|v| serde_json::from_value(v).ok())
-                        .unwrap_or_default();
-                    let full_page = names.len() >= page;
-                    let mut names: Vec<String> = names
-                        .into_iter()
-                        .filter(|n| state.after.as_ref().is_none_or(|after| n > after))
-                        .collect();
-                    names.sort();
-                    names.dedup();
-                    let items: Vec<T> = names.iter().filter_map(|n| parse(n)).collect();
-                    // A page that brings nothing new ends the listing, whatever it links to.
-                    if items.is_empty() {
-                        return None;
-                    }
-                    // Without a Link, a full page may mean more: ask again after its last name.
-                    state.next = link.or_else(|| {
-                        full_page
-                            .then(|| items.last().map(name_of))
-                            .flatten()
-                            .map(|last| format!("{path}?n={page}&last={last}"))
-                    });
-                    state.buffered.extend(items);
-                }
-            }
-        })
-        .boxed()
     }
 }
 
@@ -801,89 +583,6 @@ impl OciInterface for RegistryClient {
         digest: &Digest,
         params: &ReferrersParams,
     ) -> BoxStream<'static, Result<Descriptor>> {
-        let (client, repo, digest, wanted) = (
-            self.clone(),
-            repo.clone(),
-            digest.clone(),
-            params.artifact_type.clone(),
-        );
-        stream::once(async move {
-            let mut path = format!("/v2/{repo}/referrers/{digest}");
-            if let Some(kind) = &wanted {
-                path.push_str(&format!(
-                    "?artifactType={}",
-                    form_urlencoded::byte_serialize(kind.as_str().as_bytes()).collect::<String>()
-                ));
-            }
-            let mut call = Call::new(Method::GET, client.uri(&path)?)
-                .header(header::ACCEPT, media_type::OCI_INDEX);
-            let response = client
-                .send(&mut call, &RegistryClient::scope(&repo, "pull"))
-                .await?;
-            let (found, filtered) = if response.status() == StatusCode::OK {
-                let filtered = response
-                    .headers()
-                    .get("OCI-Filters-Applied")
-                    .and_then(|v| v.to_str().ok())
-                    .is_some_and(|v| v.split(',').any(|f| f.trim() == "artifactType"));
-                let bytes = read_manifest(&client, response).await?;
-                let index =
-                    match Manifest::parse(&bytes, &MediaType::from_static(media_type::OCI_INDEX)) {
-                        Ok(Manifest::Index(index)) => index,
-                        _ => {
-                            return Err(client.backend(format!(
-                                "the referrers of {digest} are not an image index"
-                            )));
-                        }
-                    };
-                (index.manifests, filtered)
-            } else if response.status() == StatusCode::NOT_FOUND {
-                // No referrers API: the tag schema fallback.
-                let tag = referrers_tag(&digest);
-                match client
-                    .fetch_manifest(&repo, tag.as_str(), None, false)
-                    .await
-                {
-                    Ok((descriptor, Some(bytes))) => {
-                        match Manifest::parse(&bytes, &descriptor.media_type) {
-                            Ok(Manifest::Index(index)) => (index.manifests, false),
-                            _ => (Vec::new(), false),
-                        }
-                    }
-                    Ok(_) => (Vec::new(), false),
-                    Err(error)
-                        if matches!(
-                            error.code(),
-                            Some(ErrorCode::ManifestUnknown | ErrorCode::NameUnknown)
-                        ) =>
-                    {
-                        (Vec::new(), false)
-                    }
-                    Err(error) => return Err(error),
-                }
-            } else {
-                return Err(client.error_from(response, Target::Repository(&repo)).await);
-            };
-            let mut found: Vec<Descriptor> = found
-                .into_iter()
-                .filter(|d| {
-                    filtered
-                        || wanted
-                            .as_ref()
-                            .is_none_or(|w| d.artifact_type.as_ref() == Some(w))
-                })
-                .collect();
-            // The trait's order, whatever order the registry or the tag index kept.
-            found.sort_by(|a, b| a.digest.as_str().cmp(b.digest.as_str()));
-            found.dedup_by(|a, b| a.digest == b.digest);
-            let kept: Vec<Result<Descriptor>> = found.into_iter().map(Ok).collect();
-            Ok(kept)
-        })
-        .map(|page| match page {
-            Ok(items) => stream::iter(items).boxed(),
-            Err(error) => stream::once(async move { Err(error) }).boxed(),
-        })
-        .flatten()
-        .boxed()
+        self.list_referrers(repo, digest, params)
     }
 }
