@@ -42,8 +42,11 @@ mod direct;
 mod error;
 mod find;
 mod index;
+mod interface;
 mod layout;
 mod maintenance;
+mod options;
+mod read;
 mod store;
 mod upload;
 
@@ -52,4 +55,5 @@ pub use find::{FoundLayout, find_layout};
 pub use maintenance::{FsckReport, GcReport};
 /// Re-exported from `oci-store`: every store's collection takes the same options.
 pub use oci_store::GcOptions;
-pub use store::{DEFAULT_READ_BUFFER, DEFAULT_REPOSITORY, LayoutOptions, LayoutStore};
+pub use options::{DEFAULT_READ_BUFFER, DEFAULT_REPOSITORY, LayoutOptions};
+pub use store::LayoutStore;

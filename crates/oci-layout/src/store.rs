@@ -3,97 +3,22 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::fmt;
-use std::io::{Read, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use async_trait::async_trait;
-use bytes::Bytes;
-use futures::stream::{self, BoxStream, StreamExt};
-use oci_store::{
-    BlobBody, BlobReader, BlobWriter, Error, ListParams, OciInterface, PushManifestParams,
-    ReferrersParams, Result, body_from_bytes, check_range, inspect_manifest,
-};
+use oci_store::{BlobReader, Error, Result};
 use oci_types::{Descriptor, Digest, MAX_MANIFEST_SIZE, Manifest, MediaType, Repository, Tag};
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use crate::index::Entry;
-use crate::layout::{Layout, join_error};
-use crate::upload::LayoutWriter;
-
-/// The repository that bare-tag entries belong to when the store is opened without naming one.
-pub const DEFAULT_REPOSITORY: &str = "default";
+use crate::layout::Layout;
+use crate::options::{LayoutOptions, usable_read_buffer};
+use crate::read::{self, blocking};
 
 /// Names a repository may not have in per-repository mode: its directory would collide with a
 /// file of its parent's layout.
 const RESERVED_COMPONENTS: [&str; 3] = ["blobs", "index.json", "oci-layout"];
 
-/// How to open a [`LayoutStore`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct LayoutOptions {
-    /// The repository that entries named by a bare tag (or by nothing) belong to, and whose
-    /// tags hoist writes as bare tags: what skopeo, umoci and oras read and write.
-    pub default_repository: Repository,
-    /// How many bytes one read of a blob file takes ([`DEFAULT_READ_BUFFER`] unless set): a
-    /// read holds a few such buffers, so larger ones cost memory per concurrent read and gain
-    /// speed (a server streaming large blobs to many clients, as `hoist serve` sets it).
-    pub read_buffer: usize,
-    /// Whether the store's short file work runs on the calling task instead of tokio's blocking
-    /// pool: reading metadata and small files (the `oci-layout` file, `index.json`, manifests,
-    /// configs), updating `index.json` and deleting; `false` by default. For a program that
-    /// makes one short request on a current-thread runtime, as `hoist digest` does, handing
-    /// each step to another thread and back costs more than the step; anything that runs
-    /// requests side by side (a server, a copy) must leave it off, since the step then holds up
-    /// every other task. Blobs over 4 MiB are read on the pool either way, and blob content is
-    /// always written there.
-    pub inline_io: bool,
-}
-
-/// [`LayoutOptions::read_buffer`] within what a read can use: at least 4 KiB (a zero would
-/// divide by zero), at most 64 MiB (a few such buffers are held per read).
-fn usable_read_buffer(bytes: usize) -> usize {
-    bytes.clamp(4 << 10, 64 << 20)
-}
-
-/// The default of [`LayoutOptions::read_buffer`]: four parallel reads (a push of four blobs at
-/// once) stay within oras's memory; smaller pieces cost more in hand-offs to the blocking
-/// threads than they save.
-pub const DEFAULT_READ_BUFFER: usize = 128 << 10;
-
-impl Default for LayoutOptions {
-    fn default() -> Self {
-        Self {
-            // A constant known to be a valid name.
-            default_repository: Repository::parse(DEFAULT_REPOSITORY)
-                .unwrap_or_else(|_| unreachable!("DEFAULT_REPOSITORY is a valid name")),
-            read_buffer: DEFAULT_READ_BUFFER,
-            inline_io: false,
-        }
-    }
-}
-
-impl LayoutOptions {
-    /// Sets the default repository.
-    pub fn with_default_repository(mut self, repository: Repository) -> Self {
-        self.default_repository = repository;
-        self
-    }
-
-    /// Sets the size of blob reads (used within 4 KiB..64 MiB).
-    pub fn with_read_buffer(mut self, bytes: usize) -> Self {
-        self.read_buffer = bytes;
-        self
-    }
-
-    /// Sets [`inline_io`](Self::inline_io).
-    pub fn with_inline_io(mut self, inline: bool) -> Self {
-        self.inline_io = inline;
-        self
-    }
-}
-
-/// An OCI image layout as an [`OciInterface`].
+/// An OCI image layout as an [`OciInterface`](oci_store::OciInterface).
 ///
 /// In **single-layout** mode ([`open`](Self::open)) one directory holds every repository: an
 /// `index.json` entry belongs to a repository through its `org.opencontainers.image.ref.name`
@@ -108,20 +33,20 @@ impl LayoutOptions {
 /// Writes are crash-safe and safe between processes: see the crate documentation.
 #[derive(Clone)]
 pub struct LayoutStore {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
-struct Inner {
-    mode: Mode,
+pub(crate) struct Inner {
+    pub(crate) mode: Mode,
     /// [`LayoutOptions::read_buffer`].
-    read_buffer: usize,
+    pub(crate) read_buffer: usize,
     /// [`LayoutOptions::inline_io`].
-    inline_io: bool,
+    pub(crate) inline_io: bool,
     /// Parsed facts of manifests, by digest (content-addressed, so never stale).
-    parsed: Mutex<HashMap<Digest, Arc<ManifestFacts>>>,
+    pub(crate) parsed: Mutex<HashMap<Digest, Arc<ManifestFacts>>>,
 }
 
-enum Mode {
+pub(crate) enum Mode {
     Single {
         layout: Arc<Layout>,
         default: Repository,
@@ -145,9 +70,9 @@ pub(crate) struct ManifestFacts {
 const PARSED_CAPACITY: usize = 16_384;
 
 /// A repository resolved to the layout that holds it and the default repository of that layout.
-struct Scope {
-    layout: Arc<Layout>,
-    default: Repository,
+pub(crate) struct Scope {
+    pub(crate) layout: Arc<Layout>,
+    pub(crate) default: Repository,
 }
 
 impl LayoutStore {
@@ -214,6 +139,22 @@ impl LayoutStore {
         }
     }
 
+    /// Opens a stored blob as a verified stream of `descriptor`'s content, read as this store's
+    /// options say.
+    pub(crate) async fn read_blob(
+        &self,
+        layout: &Layout,
+        descriptor: &Descriptor,
+    ) -> Result<BlobReader> {
+        read::read_blob(
+            layout,
+            descriptor,
+            self.inner.inline_io,
+            self.inner.read_buffer,
+        )
+        .await
+    }
+
     /// The layouts this store spans: its one layout, or every repository's.
     pub(crate) async fn layouts(&self) -> crate::Result<Vec<(Repository, Arc<Layout>)>> {
         match &self.inner.mode {
@@ -234,13 +175,13 @@ impl LayoutStore {
     /// The layout of `repo` for reading (and deleting): a repository that does not exist is
     /// not remembered, so requests for random names leave no state behind (a server answers
     /// them with `NAME_UNKNOWN` from a layout that is dropped with the request).
-    fn scope(&self, repo: &Repository) -> Result<Scope> {
+    pub(crate) fn scope(&self, repo: &Repository) -> Result<Scope> {
         self.scope_with(repo, false)
     }
 
     /// The layout of `repo` for writing, remembered from now on: one [`Layout`] per repository
     /// keeps the running hashes of its uploads.
-    fn scope_to_write(&self, repo: &Repository) -> Result<Scope> {
+    pub(crate) fn scope_to_write(&self, repo: &Repository) -> Result<Scope> {
         self.scope_with(repo, true)
     }
 
@@ -285,7 +226,7 @@ impl LayoutStore {
     }
 
     /// The readable entries of `repo`; `NAME_UNKNOWN` when it has none.
-    async fn entries(&self, scope: &Scope, repo: &Repository) -> Result<Vec<Entry>> {
+    pub(crate) async fn entries(&self, scope: &Scope, repo: &Repository) -> Result<Vec<Entry>> {
         let layout = Arc::clone(&scope.layout);
         let index = blocking(self.inner.inline_io, move || layout.read_index()).await?;
         let entries: Vec<Entry> = index
@@ -300,7 +241,7 @@ impl LayoutStore {
     }
 
     /// The manifests reachable from `repo`'s entries, through indexes, by digest.
-    async fn reachable(
+    pub(crate) async fn reachable(
         &self,
         scope: &Scope,
         repo: &Repository,
@@ -330,7 +271,11 @@ impl LayoutStore {
     }
 
     /// Reads and parses a stored manifest (once per digest).
-    async fn facts(&self, layout: &Layout, descriptor: &Descriptor) -> Result<Arc<ManifestFacts>> {
+    pub(crate) async fn facts(
+        &self,
+        layout: &Layout,
+        descriptor: &Descriptor,
+    ) -> Result<Arc<ManifestFacts>> {
         if let Some(facts) = self
             .inner
             .parsed
@@ -340,7 +285,8 @@ impl LayoutStore {
         {
             return Ok(Arc::clone(facts));
         }
-        let bytes = read_blob(layout, descriptor, &self.inner)
+        let bytes = self
+            .read_blob(layout, descriptor)
             .await?
             .bytes(MAX_MANIFEST_SIZE as u64)
             .await?;
@@ -372,7 +318,7 @@ impl LayoutStore {
         Ok(facts)
     }
 
-    async fn manifest_descriptor(
+    pub(crate) async fn manifest_descriptor(
         &self,
         repo: &Repository,
         digest: &Digest,
@@ -389,7 +335,11 @@ impl LayoutStore {
         Ok((scope, descriptor))
     }
 
-    async fn tag_descriptor(&self, repo: &Repository, tag: &Tag) -> Result<(Scope, Descriptor)> {
+    pub(crate) async fn tag_descriptor(
+        &self,
+        repo: &Repository,
+        tag: &Tag,
+    ) -> Result<(Scope, Descriptor)> {
         let scope = self.scope(repo)?;
         let descriptor = self
             .entries(&scope, repo)
@@ -405,7 +355,12 @@ impl LayoutStore {
         Ok((scope, descriptor))
     }
 
-    async fn blob_size(&self, scope: &Scope, repo: &Repository, digest: &Digest) -> Result<u64> {
+    pub(crate) async fn blob_size(
+        &self,
+        scope: &Scope,
+        repo: &Repository,
+        digest: &Digest,
+    ) -> Result<u64> {
         let path = scope.layout.blob_path(digest);
         let metadata = if self.inner.inline_io {
             std::fs::metadata(&path)
@@ -422,154 +377,9 @@ impl LayoutStore {
     }
 }
 
-/// Opens a stored blob as a verified stream of `descriptor`'s content.
-async fn read_blob(layout: &Layout, descriptor: &Descriptor, inner: &Inner) -> Result<BlobReader> {
-    let path = layout.blob_path(&descriptor.digest);
-    let io = |what: &str, e| {
-        Error::io(
-            format!(
-                "cannot {what} blob {} at {}",
-                descriptor.digest,
-                path.display()
-            ),
-            e,
-        )
-    };
-    if inner.inline_io && descriptor.size <= INLINE_READ_MAX {
-        // One more byte than stated, at most: the check then names a file that is too long
-        // without reading all of it.
-        let mut bytes = Vec::new();
-        std::fs::File::open(&path)
-            .map_err(|e| io("open", e))?
-            .take(descriptor.size + 1)
-            .read_to_end(&mut bytes)
-            .map_err(|e| io("read", e))?;
-        return Ok(BlobReader::verified(
-            descriptor.clone(),
-            body_from_bytes(bytes),
-        ));
-    }
-    let file = tokio::fs::File::open(&path)
-        .await
-        .map_err(|e| io("open", e))?;
-    Ok(BlobReader::verified(
-        descriptor.clone(),
-        file_body(file, path, None, inner.read_buffer),
-    ))
-}
-
-/// The largest blob a store with [`LayoutOptions::inline_io`] reads on the calling task.
-const INLINE_READ_MAX: u64 = 4 << 20;
-
-/// How many bytes a blob read may have ready ahead of its consumer (in two buffers at least,
-/// four at most). 512 KiB keeps a hashing consumer busy; more only held memory while a slower
-/// consumer (a push over the network) caught up.
-const READ_AHEAD_BYTES: usize = 512 << 10;
-
-/// A file (or its first `limit` bytes) as a blob body whose errors name the file.
-///
-/// A task reads into fresh buffers, a few ahead of the consumer, so that hashing (the verifying
-/// reader) overlaps with reading and no buffer is copied on the way. Each piece is read on a
-/// blocking thread of its own, given back as soon as the piece is read: a consumer that reads
-/// slowly (a client downloading at a crawl) holds no thread while it waits, so a few hundred
-/// slow downloads cannot take tokio's blocking pool from everyone else.
-fn file_body(
-    file: tokio::fs::File,
-    path: PathBuf,
-    limit: Option<u64>,
-    read_buffer: usize,
-) -> BlobBody {
-    let read_ahead = (READ_AHEAD_BYTES / read_buffer).clamp(2, 4);
-    let file = match file.try_into_std() {
-        Ok(file) => file,
-        // An operation still in flight on the file (none is, after open and seek): read it
-        // through tokio instead.
-        Err(file) => {
-            let reader: Box<dyn tokio::io::AsyncRead + Send + Unpin> = match limit {
-                Some(limit) => Box::new(file.take(limit)),
-                None => Box::new(file),
-            };
-            return tokio_util::io::ReaderStream::with_capacity(reader, read_buffer)
-                .map(move |chunk| {
-                    chunk.map_err(|e| Error::io(format!("cannot read {}", path.display()), e))
-                })
-                .boxed()
-                .into();
-        }
-    };
-    // Pieces no larger than the content: a new buffer is zeroed before the first read into
-    // it, and a server's 1 MiB for a manifest of a few KiB would cost more than the read.
-    // (`fstat` of an open file reads no disk.)
-    let content = limit.or_else(|| file.metadata().ok().map(|m| m.len()));
-    let piece_size = content.map_or(read_buffer, |bytes| {
-        usize::try_from(bytes)
-            .unwrap_or(usize::MAX)
-            .min(read_buffer)
-            .max(1)
-    });
-    let (sender, receiver) = tokio::sync::mpsc::channel::<Result<Bytes>>(read_ahead);
-    tokio::spawn(async move {
-        use std::io::Read;
-        let mut reader: Box<dyn Read + Send> = match limit {
-            Some(limit) => Box::new(file.take(limit)),
-            None => Box::new(file),
-        };
-        let pool = oci_store::BufferPool::new(piece_size, read_ahead + 2);
-        loop {
-            let pool = pool.clone();
-            let piece = tokio::task::spawn_blocking(move || {
-                let read = pool.read_piece(&mut reader);
-                (reader, read)
-            })
-            .await;
-            let item = match piece {
-                Ok((back, read)) => {
-                    reader = back;
-                    match read {
-                        Ok(None) => return,
-                        Ok(Some(piece)) => Ok(piece),
-                        Err(e) => Err(Error::io(format!("cannot read {}", path.display()), e)),
-                    }
-                }
-                Err(e) => {
-                    let _ = sender.send(Err(join_error(e))).await;
-                    return;
-                }
-            };
-            let failed = item.is_err();
-            // A dropped receiver (the consumer went away) ends the reading.
-            if sender.send(item).await.is_err() || failed {
-                return;
-            }
-        }
-    });
-    futures::stream::unfold(receiver, |mut receiver| async move {
-        receiver.recv().await.map(|item| (item, receiver))
-    })
-    .boxed()
-    .into()
-}
-
-/// Runs blocking file work off the async threads, or here when `inline`
-/// ([`LayoutOptions::inline_io`]).
-async fn blocking<T: Send + 'static, E>(
-    inline: bool,
-    work: impl FnOnce() -> std::result::Result<T, E> + Send + 'static,
-) -> std::result::Result<T, E>
-where
-    E: From<oci_store::Error> + Send + 'static,
-{
-    if inline {
-        return work();
-    }
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|e| E::from(join_error(e)))?
-}
-
 /// The repositories under a per-repository root: directories holding an `oci-layout` file,
 /// named by their path below the root (blocking).
-fn walk_repositories(root: &Path) -> crate::Result<BTreeSet<Repository>> {
+pub(crate) fn walk_repositories(root: &Path) -> crate::Result<BTreeSet<Repository>> {
     let mut found = BTreeSet::new();
     let mut pending = vec![root.to_path_buf()];
     while let Some(dir) = pending.pop() {
@@ -621,371 +431,5 @@ impl fmt::Display for LayoutStore {
             Mode::Single { layout, .. } => write!(f, "layout:{}", layout.dir().display()),
             Mode::PerRepository { root, .. } => write!(f, "layouts:{}", root.display()),
         }
-    }
-}
-
-#[async_trait]
-impl OciInterface for LayoutStore {
-    async fn get_blob(&self, repo: &Repository, digest: &Digest) -> Result<BlobReader> {
-        let scope = self.scope(repo)?;
-        let size = self.blob_size(&scope, repo, digest).await?;
-        read_blob(
-            &scope.layout,
-            &Descriptor::octet_stream(digest, size),
-            &self.inner,
-        )
-        .await
-    }
-
-    async fn get_blob_range(
-        &self,
-        repo: &Repository,
-        digest: &Digest,
-        start: u64,
-        end: Option<u64>,
-    ) -> Result<BlobReader> {
-        let scope = self.scope(repo)?;
-        let size = self.blob_size(&scope, repo, digest).await?;
-        let range = check_range(digest, size, start, end)?;
-        let path = scope.layout.blob_path(digest);
-        let io = |e| {
-            Error::io(
-                format!("cannot read blob {digest} at {}", path.display()),
-                e,
-            )
-        };
-        let mut file = tokio::fs::File::open(&path).await.map_err(io)?;
-        file.seek(SeekFrom::Start(range.start)).await.map_err(io)?;
-        let body = file_body(
-            file,
-            path.clone(),
-            Some(range.end - range.start),
-            self.inner.read_buffer,
-        );
-        Ok(BlobReader::ranged(
-            Descriptor::octet_stream(digest, size),
-            range,
-            body,
-        ))
-    }
-
-    async fn get_manifest(&self, repo: &Repository, digest: &Digest) -> Result<BlobReader> {
-        let (scope, descriptor) = self.manifest_descriptor(repo, digest).await?;
-        read_blob(&scope.layout, &descriptor, &self.inner).await
-    }
-
-    async fn get_tag(&self, repo: &Repository, tag: &Tag) -> Result<BlobReader> {
-        let (scope, descriptor) = self.tag_descriptor(repo, tag).await?;
-        read_blob(&scope.layout, &descriptor, &self.inner).await
-    }
-
-    async fn resolve_blob(&self, repo: &Repository, digest: &Digest) -> Result<Descriptor> {
-        let scope = self.scope(repo)?;
-        Ok(Descriptor::octet_stream(
-            digest,
-            self.blob_size(&scope, repo, digest).await?,
-        ))
-    }
-
-    async fn resolve_manifest(&self, repo: &Repository, digest: &Digest) -> Result<Descriptor> {
-        Ok(self.manifest_descriptor(repo, digest).await?.1)
-    }
-
-    async fn resolve_tag(&self, repo: &Repository, tag: &Tag) -> Result<Descriptor> {
-        Ok(self.tag_descriptor(repo, tag).await?.1)
-    }
-
-    async fn push_blob(
-        &self,
-        repo: &Repository,
-        descriptor: &Descriptor,
-        body: BlobBody,
-    ) -> Result<Descriptor> {
-        let scope = self.scope_to_write(repo)?;
-        scope.layout.write_blob(descriptor, body).await?;
-        Ok(Descriptor::octet_stream(
-            &descriptor.digest,
-            descriptor.size,
-        ))
-    }
-
-    async fn push_blob_chunked(
-        &self,
-        repo: &Repository,
-        chunk_size: Option<usize>,
-    ) -> Result<Box<dyn BlobWriter>> {
-        let scope = self.scope_to_write(repo)?;
-        Ok(Box::new(
-            LayoutWriter::start(scope.layout, repo, chunk_size).await?,
-        ))
-    }
-
-    async fn push_blob_chunked_resume(
-        &self,
-        repo: &Repository,
-        id: &str,
-        offset: Option<u64>,
-        chunk_size: Option<usize>,
-    ) -> Result<Box<dyn BlobWriter>> {
-        let scope = self.scope(repo)?;
-        Ok(Box::new(
-            LayoutWriter::resume(scope.layout, repo, id, offset, chunk_size).await?,
-        ))
-    }
-
-    async fn mount_blob(
-        &self,
-        from: &Repository,
-        to: &Repository,
-        digest: &Digest,
-    ) -> Result<Descriptor> {
-        let source = self.scope(from)?;
-        let size = self.blob_size(&source, from, digest).await?;
-        let target = self.scope_to_write(to)?;
-        if Arc::ptr_eq(&source.layout, &target.layout)
-            || self.blob_size(&target, to, digest).await.is_ok()
-        {
-            return Ok(Descriptor::octet_stream(digest, size));
-        }
-        // Another layout: copy the blob through the verified write path (a hard link would share
-        // one inode between layouts, so damage to one would silently be damage to both).
-        let reader = read_blob(
-            &source.layout,
-            &Descriptor::octet_stream(digest, size),
-            &self.inner,
-        )
-        .await?;
-        target
-            .layout
-            .write_blob(
-                &Descriptor::octet_stream(digest, size),
-                reader.into_stream_for_push(),
-            )
-            .await?;
-        Ok(Descriptor::octet_stream(digest, size))
-    }
-
-    async fn push_manifest(
-        &self,
-        repo: &Repository,
-        contents: Bytes,
-        media_type: &MediaType,
-        params: &PushManifestParams,
-    ) -> Result<Descriptor> {
-        let scope = self.scope_to_write(repo)?;
-        let inspected = inspect_manifest(repo, &contents, media_type, params)?;
-        for required in &inspected.required {
-            if self
-                .blob_size(&scope, repo, &required.digest)
-                .await
-                .is_err()
-            {
-                return Err(Error::ManifestBlobUnknown {
-                    repo: repo.clone(),
-                    digest: required.digest.clone(),
-                });
-            }
-        }
-        scope
-            .layout
-            .write_blob(&inspected.descriptor, body_from_bytes(contents))
-            .await?;
-        let descriptor = inspected.descriptor;
-        let (layout, default, repo_owned, tags, entry) = (
-            Arc::clone(&scope.layout),
-            scope.default.clone(),
-            repo.clone(),
-            params.tags.clone(),
-            descriptor.clone(),
-        );
-        blocking(self.inner.inline_io, move || {
-            layout.update_index(|index| {
-                if tags.is_empty() {
-                    let listed = index
-                        .entries(&default)
-                        .iter()
-                        .any(|e| e.repository == repo_owned && e.descriptor.digest == entry.digest);
-                    if !listed {
-                        index.add(&entry, &repo_owned, None, &default);
-                    }
-                    return Ok((!listed, ()));
-                }
-                for tag in &tags {
-                    index.untag(&default, |e| {
-                        e.repository == repo_owned && e.tag.as_ref() == Some(tag)
-                    });
-                    index.add(&entry, &repo_owned, Some(tag), &default);
-                }
-                // The manifest is listed under its tags now: an untagged entry of it is redundant.
-                index.remove(&default, |e| {
-                    e.repository == repo_owned
-                        && e.tag.is_none()
-                        && e.descriptor.digest == entry.digest
-                });
-                Ok((true, ()))
-            })
-        })
-        .await?;
-        Ok(descriptor)
-    }
-
-    async fn delete_blob(&self, repo: &Repository, digest: &Digest) -> Result<()> {
-        let scope = self.scope(repo)?;
-        let path = scope.layout.blob_path(digest);
-        match tokio::fs::remove_file(&path).await {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Error::BlobUnknown {
-                repo: repo.clone(),
-                digest: digest.clone(),
-            }),
-            Err(e) => Err(Error::io(format!("cannot remove {}", path.display()), e)),
-        }
-    }
-
-    async fn delete_manifest(&self, repo: &Repository, digest: &Digest) -> Result<()> {
-        let (scope, _) = self.manifest_descriptor(repo, digest).await?;
-        let (layout, default, repo_owned, target) = (
-            Arc::clone(&scope.layout),
-            scope.default.clone(),
-            repo.clone(),
-            digest.clone(),
-        );
-        let removed = blocking(self.inner.inline_io, move || {
-            layout.update_index(|index| {
-                let removed = index
-                    .remove(&default, |e| {
-                        e.repository == repo_owned && e.descriptor.digest == target
-                    })
-                    .len();
-                Ok((removed > 0, removed))
-            })
-        })
-        .await?;
-        if removed == 0 {
-            return Err(Error::Denied {
-                message: format!(
-                    "manifest {digest} in {repo} is a child of an index; delete the index instead"
-                ),
-            });
-        }
-        Ok(())
-    }
-
-    async fn delete_tag(&self, repo: &Repository, tag: &Tag) -> Result<()> {
-        let (scope, _) = self.tag_descriptor(repo, tag).await?;
-        let (layout, default, repo_owned, tag_owned) = (
-            Arc::clone(&scope.layout),
-            scope.default.clone(),
-            repo.clone(),
-            tag.clone(),
-        );
-        blocking(self.inner.inline_io, move || {
-            layout.update_index(|index| {
-                let removed = index.untag(&default, |e| {
-                    e.repository == repo_owned && e.tag.as_ref() == Some(&tag_owned)
-                });
-                Ok((removed > 0, ()))
-            })
-        })
-        .await
-    }
-
-    fn repositories(&self, params: &ListParams) -> BoxStream<'static, Result<Repository>> {
-        let store = self.clone();
-        let params = params.clone();
-        stream::once(async move {
-            let names: BTreeSet<Repository> = match &store.inner.mode {
-                Mode::Single { layout, default } => {
-                    let layout = Arc::clone(layout);
-                    let index =
-                        blocking(store.inner.inline_io, move || layout.read_index()).await?;
-                    index
-                        .entries(default)
-                        .into_iter()
-                        .map(|e| e.repository)
-                        .collect()
-                }
-                Mode::PerRepository { root, .. } => {
-                    let root = root.clone();
-                    blocking(store.inner.inline_io, move || walk_repositories(&root)).await?
-                }
-            };
-            Ok::<_, Error>(stream::iter(params.apply(names).into_iter().map(Ok)))
-        })
-        .map(|page| match page {
-            Ok(names) => names.boxed(),
-            Err(error) => stream::once(async move { Err(error) }).boxed(),
-        })
-        .flatten()
-        .boxed()
-    }
-
-    fn tags(&self, repo: &Repository, params: &ListParams) -> BoxStream<'static, Result<Tag>> {
-        let (store, repo, params) = (self.clone(), repo.clone(), params.clone());
-        stream::once(async move {
-            let scope = store.scope(&repo)?;
-            let tags: BTreeSet<Tag> = store
-                .entries(&scope, &repo)
-                .await?
-                .into_iter()
-                .filter_map(|e| e.tag)
-                .collect();
-            Ok::<_, Error>(params.apply(tags))
-        })
-        .map(|page| match page {
-            Ok(tags) => stream::iter(tags.into_iter().map(Ok)).boxed(),
-            Err(error) => stream::once(async move { Err(error) }).boxed(),
-        })
-        .flatten()
-        .boxed()
-    }
-
-    fn referrers(
-        &self,
-        repo: &Repository,
-        digest: &Digest,
-        params: &ReferrersParams,
-    ) -> BoxStream<'static, Result<Descriptor>> {
-        let (store, repo, digest, params) =
-            (self.clone(), repo.clone(), digest.clone(), params.clone());
-        stream::once(async move {
-            let scope = store.scope(&repo)?;
-            let reachable = match store.reachable(&scope, &repo).await {
-                Ok(reachable) => reachable,
-                Err(error) if error.code() == Some(oci_store::ErrorCode::NameUnknown) => {
-                    BTreeMap::new()
-                }
-                Err(error) => return Err(error),
-            };
-            let mut found = Vec::new();
-            for descriptor in reachable.into_values() {
-                let facts = store.facts(&scope.layout, &descriptor).await?;
-                if facts.subject.as_ref() != Some(&digest) {
-                    continue;
-                }
-                if params
-                    .artifact_type
-                    .as_ref()
-                    .is_some_and(|wanted| facts.artifact_type.as_ref() != Some(wanted))
-                {
-                    continue;
-                }
-                let mut listed = Descriptor::new(
-                    descriptor.media_type.clone(),
-                    descriptor.digest.clone(),
-                    descriptor.size,
-                );
-                listed.artifact_type = facts.artifact_type.clone();
-                listed.annotations = facts.annotations.clone();
-                found.push(listed);
-            }
-            Ok::<_, Error>(found)
-        })
-        .map(|page| match page {
-            Ok(found) => stream::iter(found.into_iter().map(Ok)).boxed(),
-            Err(error) => stream::once(async move { Err(error) }).boxed(),
-        })
-        .flatten()
-        .boxed()
     }
 }
