@@ -1,11 +1,12 @@
 use std::cell::Cell;
 use std::io::Read;
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
+use super::gzip::{MAX_STORED, SEGMENT, incompressible, max_collisions_milli, stored_size};
 use super::*;
 
 thread_local! {
