@@ -600,6 +600,51 @@ fn help_snapshots() {
     assert_snapshot("help-inspect", &help(&["inspect", "--help"]));
 }
 
+/// `hoist serve`'s time limits are bounded (a year; a week for signed redirect URLs, the most
+/// S3 and Google Cloud Storage sign for): a value past the bound is a usage error naming the
+/// flag and its range. (A header timeout past the clock's range made every connection's task
+/// panic.)
+#[test]
+fn serve_refuses_time_limits_past_their_bounds() {
+    let hoist = Hoist::new();
+    let cases: [(&[&str], &str, &str); 4] = [
+        (
+            &["--memory", "--idle-timeout", "18446744073709551615"],
+            "--idle-timeout",
+            "0..=31536000",
+        ),
+        (
+            &["--memory", "--header-timeout", "31536001"],
+            "--header-timeout",
+            "0..=31536000",
+        ),
+        (
+            &["--memory", "--tls-handshake-timeout", "0"],
+            "--tls-handshake-timeout",
+            "1..=31536000",
+        ),
+        (
+            &[
+                "--storage",
+                "memory://",
+                "--redirect-blobs",
+                "--redirect-expiry",
+                "604801",
+            ],
+            "--redirect-expiry",
+            "1..=604800",
+        ),
+    ];
+    for (args, flag, range) in cases {
+        let (code, stderr) = hoist.fails(&[&["serve"], args].concat());
+        assert_eq!(code, 2, "{args:?}: {stderr}");
+        assert!(
+            stderr.contains(flag) && stderr.contains(range),
+            "{args:?}: {stderr}"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn inspect_snapshots() {
     let work = tempfile::tempdir().unwrap();

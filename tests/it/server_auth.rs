@@ -16,7 +16,7 @@ use futures::{SinkExt, StreamExt};
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
 use oci_layout::LayoutStore;
-use oci_server::{Auth, Htpasswd, Listening, RegistryServer, ServerOptions};
+use oci_server::{Auth, Htpasswd, Listening, MAX_TOKEN_LIFETIME, RegistryServer, ServerOptions};
 use oci_store::{MemoryStore, OciInterface, OciInterfaceExt, PushManifestParams};
 use oci_types::{Digest, ImageManifest, MediaType, Repository, Tag, media_type};
 
@@ -354,6 +354,54 @@ async fn an_expired_token_is_refused() {
             .is_some_and(|c| c.starts_with("Bearer realm=")),
         "{expired:?}"
     );
+    listening.shutdown().await;
+}
+
+/// Lifetimes past what the clock's type can add (`Duration::MAX`) are kept at
+/// [`MAX_TOKEN_LIFETIME`]: tokens and refresh tokens are issued and work, and no request panics.
+#[tokio::test(flavor = "multi_thread")]
+async fn token_lifetimes_past_the_clocks_range_are_kept_at_the_maximum() {
+    let listening =
+        serve(RegistryServer::new(memory()).with_auth(
+            Auth::token(Some(users()), Duration::MAX).with_refresh_lifetime(Duration::MAX),
+        ))
+        .await;
+    let addr = listening.local_addr();
+    let credentials = basic(USER, PASSWORD);
+    let reply = send(
+        addr,
+        "GET",
+        "/token?service=hoist&scope=repository:team/app:pull",
+        &[("authorization", credentials.as_str())],
+        "",
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(
+        reply.json()["expires_in"].as_u64(),
+        Some(MAX_TOKEN_LIFETIME.as_secs())
+    );
+    let bearer = format!("Bearer {}", reply.json()["token"].as_str().unwrap());
+    let auth = [("authorization", bearer.as_str())];
+    assert_eq!(send(addr, "GET", "/v2/", &auth, "").await.status, 200);
+    // A password grant issues a refresh token, which then gets a token of its own.
+    let form = format!(
+        "grant_type=password&service=hoist&client_id=test&username={USER}&password={PASSWORD}\
+         &scope=repository:team/app:pull"
+    );
+    let form_type = [("content-type", "application/x-www-form-urlencoded")];
+    let granted = send(addr, "POST", "/token", &form_type, form).await;
+    assert_eq!(granted.status, 200, "{granted:?}");
+    let refresh = granted.json()["refresh_token"].as_str().unwrap().to_owned();
+    let renewed = send(
+        addr,
+        "POST",
+        "/token",
+        &form_type,
+        format!("grant_type=refresh_token&service=hoist&client_id=test&refresh_token={refresh}"),
+    )
+    .await;
+    assert_eq!(renewed.status, 200, "{renewed:?}");
     listening.shutdown().await;
 }
 

@@ -14,6 +14,13 @@ use oci_types::{Platform, Tag};
 
 use crate::location::Location;
 
+/// The longest time limit `hoist serve` takes, in seconds: the server's own bound (a year).
+const MAX_TIME_LIMIT: u64 = oci_server::MAX_TIME_LIMIT.as_secs();
+
+/// The longest a signed redirect URL may be valid, in seconds: a week, the most S3 and Google
+/// Cloud Storage sign for.
+const MAX_REDIRECT_EXPIRY: u64 = 7 * 24 * 60 * 60;
+
 /// What `hoist --help` says after the list of commands.
 const AFTER_HELP: &str = "\
 Images are named as people type them: ubuntu (docker.io/library/ubuntu:latest),
@@ -1032,11 +1039,13 @@ pub(crate) struct ServeArgs {
     /// blob are checked first; HEADs and ranged reads are answered here.
     #[arg(long, requires = "storage")]
     pub(crate) redirect_blobs: bool,
-    /// How long each redirect URL stays valid, in seconds.
+    /// How long each redirect URL stays valid, in seconds (at most 604800, a week: the longest
+    /// S3 and Google Cloud Storage sign for).
     #[arg(
         long,
         value_name = "SECS",
         default_value_t = 1200,
+        value_parser = clap::value_parser!(u64).range(1..=MAX_REDIRECT_EXPIRY),
         requires = "redirect_blobs"
     )]
     pub(crate) redirect_expiry: u64,
@@ -1097,19 +1106,21 @@ pub(crate) struct ServeArgs {
     )]
     pub(crate) max_connections: usize,
     /// Close a connection whose request line and headers take longer than this (HTTP/1; also
-    /// how long a kept-alive connection may wait for its next request).
+    /// how long a kept-alive connection may wait for its next request); 0: no limit.
     #[arg(
         long,
         value_name = "SECONDS",
         default_value_t = 30,
+        value_parser = clap::value_parser!(u64).range(..=MAX_TIME_LIMIT),
         help_heading = "Time limits"
     )]
     pub(crate) header_timeout: u64,
-    /// Close a connection on which no byte moved for this long.
+    /// Close a connection on which no byte moved for this long; 0: no limit.
     #[arg(
         long,
         value_name = "SECONDS",
         default_value_t = 120,
+        value_parser = clap::value_parser!(u64).range(..=MAX_TIME_LIMIT),
         help_heading = "Time limits"
     )]
     pub(crate) idle_timeout: u64,
@@ -1118,6 +1129,7 @@ pub(crate) struct ServeArgs {
         long,
         value_name = "SECONDS",
         default_value_t = 10,
+        value_parser = clap::value_parser!(u64).range(1..=MAX_TIME_LIMIT),
         help_heading = "Time limits"
     )]
     pub(crate) tls_handshake_timeout: u64,

@@ -151,6 +151,9 @@ impl CachedToken {
     }
 }
 
+/// The longest a bearer token is cached, whatever its endpoint says it lasts.
+const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 60 * 60);
+
 /// A token endpoint's answer.
 #[derive(Debug, Deserialize)]
 pub(crate) struct TokenResponse {
@@ -169,8 +172,11 @@ impl TokenResponse {
     /// the refresh token if the endpoint rotated it.
     pub(crate) fn into_cached(self, now: Instant) -> Option<(CachedToken, Option<String>)> {
         let token = self.access_token.or(self.token).filter(|t| !t.is_empty())?;
-        // The distribution token spec: 60 seconds when not stated.
-        let lifetime = Duration::from_secs(self.expires_in.unwrap_or(60).max(1));
+        // The distribution token spec: 60 seconds when not stated. A token endpoint's word is
+        // outside input: a lifetime beyond a day is kept for a day (the token is fetched
+        // again then), so that no answer can overflow the expiry time.
+        let lifetime =
+            Duration::from_secs(self.expires_in.unwrap_or(60).max(1)).min(MAX_TOKEN_LIFETIME);
         Some((
             CachedToken {
                 token,
@@ -446,6 +452,29 @@ mod tests {
             "a bearer challenge needs a realm"
         );
         assert_eq!(parse_challenge("Negotiate abc"), None);
+    }
+
+    #[test]
+    fn a_token_endpoint_cannot_overflow_the_expiry_time() {
+        let now = Instant::now();
+        let answer = |json: &str| {
+            serde_json::from_slice::<TokenResponse>(json.as_bytes())
+                .unwrap()
+                .into_cached(now)
+        };
+        // u64::MAX seconds after now is past what an `Instant` can hold: kept for a day.
+        let (token, _) = answer(r#"{"token":"t","expires_in":18446744073709551615}"#).unwrap();
+        assert_eq!(token.expires, now + MAX_TOKEN_LIFETIME);
+        assert!(token.fresh(now));
+        assert!(!token.fresh(now + MAX_TOKEN_LIFETIME));
+        let (token, _) = answer(r#"{"access_token":"a","expires_in":300}"#).unwrap();
+        assert_eq!(token.expires, now + Duration::from_secs(300));
+        let (token, _) = answer(r#"{"token":"t","expires_in":0}"#).unwrap();
+        assert_eq!(token.expires, now + Duration::from_secs(1));
+        assert!(token.fresh(now), "good right after it is fetched");
+        let (token, _) = answer(r#"{"token":"t"}"#).unwrap();
+        assert_eq!(token.expires, now + Duration::from_secs(60));
+        assert!(answer(r#"{"token":""}"#).is_none());
     }
 
     #[test]

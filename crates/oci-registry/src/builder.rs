@@ -75,9 +75,10 @@ impl RegistryClientBuilder {
         self
     }
 
-    /// Limits the requests in flight to this registry.
+    /// Limits the requests in flight to this registry (at least 1; more than a quarter of
+    /// `usize::MAX`, which a semaphore cannot count, is that).
     pub fn with_max_concurrent_requests(mut self, count: usize) -> Self {
-        self.max_concurrent_requests = count.max(1);
+        self.max_concurrent_requests = count.clamp(1, Semaphore::MAX_PERMITS);
         self
     }
 

@@ -309,6 +309,73 @@ async fn bearer_tokens_are_fetched_reused_and_renewed_by_the_clock() {
     );
 }
 
+/// A limit of requests in flight past what a semaphore counts is "unlimited", not a panic.
+#[tokio::test]
+async fn a_request_limit_past_what_a_semaphore_counts_is_no_limit() {
+    let registry = Fixture::start(|_, _| manifest_answer()).await;
+    let client = RegistryClient::builder(&registry.host())
+        .with_credential_files(Vec::new())
+        .with_max_concurrent_requests(usize::MAX)
+        .build()
+        .await
+        .unwrap();
+    let repo: Repository = "team/app".parse().unwrap();
+    client
+        .resolve_tag(&repo, &Tag::parse("v1").unwrap())
+        .await
+        .unwrap();
+}
+
+/// A token endpoint is outside input: one that says its tokens last `u64::MAX` seconds (past
+/// what the clock's type can hold) gets its token used, not a panic, and the token is fetched
+/// again after a day, the longest the client keeps one.
+#[tokio::test]
+async fn a_token_lifetime_past_the_clocks_range_is_kept_for_a_day() {
+    let issued = Arc::new(Mutex::new(0_u32));
+    let registry = Fixture::start({
+        let issued = Arc::clone(&issued);
+        move |addr, seen| {
+            if seen.path() == "/token" {
+                let mut issued = issued.lock().unwrap();
+                *issued += 1;
+                return Answer::new(200)
+                    .header("content-type", "application/json")
+                    .body(format!(
+                        r#"{{"token":"tok-{issued}","expires_in":18446744073709551615}}"#
+                    ));
+            }
+            let current = format!("Bearer tok-{}", *issued.lock().unwrap());
+            if seen.authorization.as_deref() == Some(current.as_str()) {
+                return manifest_answer();
+            }
+            Answer::new(401).header(
+                "www-authenticate",
+                format!(r#"Bearer realm="http://{addr}/token",service="fixture""#),
+            )
+        }
+    })
+    .await;
+    let now = Arc::new(Mutex::new(Instant::now()));
+    let client = RegistryClient::builder(&registry.host())
+        .with_credential_files(Vec::new())
+        .with_clock(Clock::new({
+            let now = Arc::clone(&now);
+            move || *now.lock().unwrap()
+        }))
+        .build()
+        .await
+        .unwrap();
+    let repo: Repository = "team/app".parse().unwrap();
+    let tag = Tag::parse("v1").unwrap();
+    client.resolve_tag(&repo, &tag).await.unwrap();
+    *now.lock().unwrap() += Duration::from_secs(23 * 3600);
+    client.resolve_tag(&repo, &tag).await.unwrap();
+    assert_eq!(*issued.lock().unwrap(), 1, "kept for 23 hours");
+    *now.lock().unwrap() += Duration::from_secs(3600);
+    client.resolve_tag(&repo, &tag).await.unwrap();
+    assert_eq!(*issued.lock().unwrap(), 2, "fetched again after a day");
+}
+
 /// `hoist login`'s way of storing credentials ([`DockerConfig::store_basic`], then `save`) is
 /// what the client's lookup finds: the client answers a Basic challenge with them. A helper
 /// named for the registry in `credHelpers` is asked first.

@@ -36,12 +36,12 @@ mod serve;
 mod wire;
 
 pub use auth::{
-    Auth, AuthConfig, DEFAULT_REFRESH_LIFETIME, Htpasswd, MAX_BCRYPT_COST, MAX_TOKEN_REQUEST_SIZE,
-    TOKEN_SERVICE,
+    Auth, AuthConfig, DEFAULT_REFRESH_LIFETIME, Htpasswd, MAX_BCRYPT_COST, MAX_TOKEN_LIFETIME,
+    MAX_TOKEN_REQUEST_SIZE, TOKEN_SERVICE,
 };
 pub use error::{Error, Result};
 pub use policy::{AccessPolicy, Action, Actions, MAX_POLICY_FILE_SIZE, PolicyFormat};
-pub use serve::{Listening, RegistryServer, ServerOptions};
+pub use serve::{Listening, MAX_TIME_LIMIT, RegistryServer, ServerOptions};
 
 /// Entry points of the fuzz targets (`fuzz/`) into this crate's parsers of requests; with the
 /// `fuzzing` feature only, and not an API.

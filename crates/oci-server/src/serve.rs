@@ -18,7 +18,16 @@ use crate::conn;
 use crate::handler::{BlobRedirects, State};
 use crate::{Error, Result};
 
+/// The longest of the server's time limits: a limit set longer (up to `Duration::MAX`, "never"
+/// in effect) is a year, since the limits are added to clock readings, which a longer one
+/// would overflow.
+pub const MAX_TIME_LIMIT: Duration = Duration::from_secs(365 * 24 * 60 * 60);
+
 /// How a [`RegistryServer`] behaves.
+///
+/// Its time limits are at most [`MAX_TIME_LIMIT`] (longer ones are taken as that), and its
+/// counts of things at once at least 1 and at most what a semaphore counts (a quarter of
+/// `usize::MAX`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ServerOptions {
@@ -100,6 +109,25 @@ impl Default for ServerOptions {
 }
 
 impl ServerOptions {
+    /// These options with every time limit at most [`MAX_TIME_LIMIT`] and every count of
+    /// things at once within 1 and what a semaphore can count (a quarter of `usize::MAX`:
+    /// "unlimited", in effect).
+    fn within_limits(&self) -> Self {
+        let bound = |limit: Duration| limit.min(MAX_TIME_LIMIT);
+        let count = |count: usize| count.clamp(1, Semaphore::MAX_PERMITS);
+        Self {
+            max_concurrent_uploads: count(self.max_concurrent_uploads),
+            max_concurrent_downloads: count(self.max_concurrent_downloads),
+            max_connections: count(self.max_connections),
+            shutdown_grace: bound(self.shutdown_grace),
+            header_read_timeout: bound(self.header_read_timeout),
+            idle_timeout: bound(self.idle_timeout),
+            tls_handshake_timeout: bound(self.tls_handshake_timeout),
+            body_rate_window: bound(self.body_rate_window),
+            ..self.clone()
+        }
+    }
+
     /// Refuse writes.
     pub fn with_read_only(mut self, read_only: bool) -> Self {
         self.read_only = read_only;
@@ -287,12 +315,14 @@ impl RegistryServer {
         let local_addr = listener
             .local_addr()
             .map_err(|source| Error::Bind { addr, source })?;
+        let options = self.options.within_limits();
+        let shutdown_grace = options.shutdown_grace;
         let state = Arc::new(State {
             store: self.store,
-            upload_slots: Arc::new(Semaphore::new(self.options.max_concurrent_uploads.max(1))),
+            upload_slots: Arc::new(Semaphore::new(options.max_concurrent_uploads)),
             upload_locks: Default::default(),
-            download_slots: Arc::new(Semaphore::new(self.options.max_concurrent_downloads.max(1))),
-            options: self.options.clone(),
+            download_slots: Arc::new(Semaphore::new(options.max_concurrent_downloads)),
+            options,
             auth: self.auth.map(Authenticator::new),
             redirects: self.redirects,
         });
@@ -304,7 +334,7 @@ impl RegistryServer {
             state,
             acceptor,
             stopped,
-            self.options.shutdown_grace,
+            shutdown_grace,
         ));
         Ok(Listening {
             local_addr,
@@ -356,7 +386,7 @@ async fn accept_loop(
     grace: Duration,
 ) {
     let graceful = GracefulShutdown::new();
-    let connections = Arc::new(Semaphore::new(state.options.max_connections.max(1)));
+    let connections = Arc::new(Semaphore::new(state.options.max_connections));
     let mut refused_logged: Option<std::time::Instant> = None;
     loop {
         tokio::select! {

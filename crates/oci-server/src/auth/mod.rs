@@ -44,6 +44,11 @@ pub const MAX_TOKEN_REQUEST_SIZE: u64 = 64 * 1024;
 /// How long a refresh token lasts unless told ([`Auth::with_refresh_lifetime`]).
 pub const DEFAULT_REFRESH_LIFETIME: Duration = Duration::from_secs(24 * 60 * 60);
 
+/// The longest a token or a refresh token lasts, whatever the configuration asks: a year. The
+/// expiry times are clock readings plus the lifetime, which a longer one (`Duration::MAX`) could
+/// overflow.
+pub const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(365 * 24 * 60 * 60);
+
 /// How long a checked basic credential is trusted without checking it again.
 const VERIFIED_FOR: Duration = Duration::from_secs(300);
 
@@ -83,7 +88,7 @@ pub enum Auth {
     Token {
         /// Who may get a token.
         users: Option<Htpasswd>,
-        /// How long a token lasts.
+        /// How long a token lasts (at most [`MAX_TOKEN_LIFETIME`]).
         lifetime: Duration,
     },
     /// Either scheme with the settings of [`AuthConfig`]: what [`Auth::basic`] and
@@ -139,8 +144,9 @@ impl Auth {
         Self::Configured(Box::new(AuthConfig::new(Scheme::Basic, users)))
     }
 
-    /// Token auth: the token endpoint issues tokens lasting `lifetime` to `users` (with their
-    /// basic credentials) and, where the policy allows anonymous requests anything, to anyone.
+    /// Token auth: the token endpoint issues tokens lasting `lifetime` (at most
+    /// [`MAX_TOKEN_LIFETIME`]) to `users` (with their basic credentials) and, where the policy
+    /// allows anonymous requests anything, to anyone.
     pub fn token(users: Option<Htpasswd>, lifetime: Duration) -> Self {
         Self::Configured(Box::new(AuthConfig::new(Scheme::Token { lifetime }, users)))
     }
@@ -164,7 +170,8 @@ impl Auth {
         self.edit(|c| c.policy = Some(policy))
     }
 
-    /// Sets how long refresh tokens (issued by password grants of `POST /token`) last.
+    /// Sets how long refresh tokens (issued by password grants of `POST /token`) last (at most
+    /// [`MAX_TOKEN_LIFETIME`]).
     pub fn with_refresh_lifetime(self, lifetime: Duration) -> Self {
         self.edit(|c| c.refresh_lifetime = lifetime)
     }
@@ -225,11 +232,17 @@ impl Authenticator {
                 }
             }
         }
+        let scheme = match config.scheme {
+            Scheme::Token { lifetime } => Scheme::Token {
+                lifetime: lifetime.min(MAX_TOKEN_LIFETIME),
+            },
+            Scheme::Basic => Scheme::Basic,
+        };
         Self {
-            scheme: config.scheme,
+            scheme,
             users: config.users,
             policy: Arc::new(policy),
-            refresh_lifetime: config.refresh_lifetime,
+            refresh_lifetime: config.refresh_lifetime.min(MAX_TOKEN_LIFETIME),
             clock: config.clock,
             verified: Mutex::new(Expiring::new(config.limits.verified)),
             tokens: Mutex::new(Expiring::new(config.limits.tokens)),

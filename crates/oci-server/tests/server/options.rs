@@ -267,6 +267,31 @@ async fn shutdown_stops_the_server() {
     );
 }
 
+/// Time limits of `Duration::MAX` ("never", in effect) are taken as `oci_server::MAX_TIME_LIMIT`
+/// (the limits are added to clock readings, and hyper's header timer overflowed with them on
+/// every connection), and counts of `usize::MAX` as the most a semaphore counts (tokio's
+/// semaphore panicked, taking the accept loop with it).
+#[tokio::test]
+async fn limits_past_what_clocks_and_semaphores_hold_serve_as_the_maximum() {
+    let options = ServerOptions::default()
+        .with_header_read_timeout(Duration::MAX)
+        .with_idle_timeout(Duration::MAX)
+        .with_tls_handshake_timeout(Duration::MAX)
+        .with_min_body_rate(1, Duration::MAX)
+        .with_shutdown_grace(Duration::MAX)
+        .with_max_connections(usize::MAX)
+        .with_max_concurrent_uploads(usize::MAX)
+        .with_max_concurrent_downloads(usize::MAX);
+    let (server, client) = start(options).await;
+    assert_eq!(client.get("/v2/").send().await.status, StatusCode::OK);
+    client
+        .push_blob("r", b"a body read under the minimum rate")
+        .await;
+    tokio::time::timeout(TIMEOUT, server.shutdown())
+        .await
+        .expect("shutdown did not return");
+}
+
 /// Gives a CDN URL for every blob but one.
 #[derive(Debug)]
 struct Cdn {
