@@ -142,7 +142,8 @@ impl RegistryClient {
     }
 }
 
-fn content_range_start(response: &Response<Incoming>) -> Option<u64> {
+/// The first byte stated by `Content-Range: bytes a-b/size`.
+pub(crate) fn content_range_start(response: &Response<Incoming>) -> Option<u64> {
     let value = response
         .headers()
         .get(header::CONTENT_RANGE)?

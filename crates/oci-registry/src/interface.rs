@@ -14,6 +14,7 @@ use oci_store::{
 use oci_types::{Descriptor, Digest, Manifest, MediaType, Repository, Tag};
 
 use crate::client::{ACCEPT_MANIFESTS, RegistryClient, Target};
+use crate::download::content_range_start;
 use crate::listing::Listing;
 use crate::response::{
     content_length, content_range_total, header_digest, header_media_type, incoming_stream,
@@ -168,6 +169,25 @@ impl OciInterface for RegistryClient {
         if response.status() == StatusCode::PARTIAL_CONTENT {
             let total = content_range_total(&response)
                 .ok_or_else(|| self.backend("a 206 answer without Content-Range".to_owned()))?;
+            // A range has no digest to check it by: bytes other than those asked for would be
+            // passed off as them, so the answer must say it starts where the range does.
+            let answered = content_range_start(&response);
+            if answered != Some(start) {
+                return Err(self.backend(format!(
+                    "asked for {digest} from byte {start}, the registry answered a range from \
+                     byte {}",
+                    answered.map_or_else(|| "(unreadable)".to_owned(), |at| at.to_string())
+                )));
+            }
+            if start >= total {
+                return Err(Error::RangeInvalid {
+                    target: digest.to_string(),
+                    reason: format!(
+                        "the range starts at byte {start}, and the registry says the blob has \
+                         {total} bytes"
+                    ),
+                });
+            }
             let stop = end.unwrap_or(total).min(total);
             let body = self.resuming_body(repo, digest, response, start, stop);
             return Ok(BlobReader::ranged(

@@ -326,6 +326,49 @@ async fn a_request_limit_past_what_a_semaphore_counts_is_no_limit() {
         .unwrap();
 }
 
+/// A ranged read takes the registry's `Content-Range` only where it is the range asked: an
+/// answer for other bytes (a range has no digest to catch them), or one for a blob that ends
+/// before the range starts, is an error, neither passed on nor a panic.
+#[tokio::test]
+async fn a_ranged_answer_for_other_bytes_is_refused() {
+    let content_range = Arc::new(Mutex::new(String::new()));
+    let registry = Fixture::start({
+        let content_range = Arc::clone(&content_range);
+        move |_, _| {
+            Answer::new(206)
+                .header("content-range", content_range.lock().unwrap().clone())
+                .body("abcde")
+        }
+    })
+    .await;
+    let client = RegistryClient::builder(&registry.host())
+        .with_credential_files(Vec::new())
+        .build()
+        .await
+        .unwrap();
+    let repo: Repository = "team/app".parse().unwrap();
+    let digest = Digest::sha256(b"a blob of 100 bytes, say");
+    let read = |start: u64, end: Option<u64>| {
+        let (client, repo, digest) = (client.clone(), repo.clone(), digest.clone());
+        async move {
+            let reader = client.get_blob_range(&repo, &digest, start, end).await?;
+            reader.bytes(1 << 20).await
+        }
+    };
+    *content_range.lock().unwrap() = "bytes 10-14/100".to_owned();
+    assert_eq!(read(10, Some(15)).await.unwrap(), "abcde");
+    *content_range.lock().unwrap() = "bytes 0-4/100".to_owned();
+    let other = read(10, Some(15)).await.unwrap_err();
+    assert!(other.to_string().contains("from byte 0"), "{other}");
+    *content_range.lock().unwrap() = "bytes 10-14/5".to_owned();
+    let short = read(10, None).await.unwrap_err();
+    assert_eq!(
+        short.code(),
+        Some(oci_store::ErrorCode::RangeInvalid),
+        "{short}"
+    );
+}
+
 /// A token endpoint is outside input: one that says its tokens last `u64::MAX` seconds (past
 /// what the clock's type can hold) gets its token used, not a panic, and the token is fetched
 /// again after a day, the longest the client keeps one.
