@@ -134,6 +134,9 @@ done
 printf '%s' 'Bearer realm="https://auth.example/token",service="registry.example",scope="repository:a/b:pull,push"' | seed www_authenticate bearer
 printf '%s' 'Basic realm="registry"' | seed www_authenticate basic
 printf '%s' 'Bearer realm=https://auth.example/token, error="insufficient_scope"' | seed www_authenticate bare
+printf '%s' '{"token":"abc","expires_in":300,"issued_at":"2026-01-01T00:00:00Z"}' | seed token_response docker
+printf '%s' '{"access_token":"abc","token_type":"Bearer","expires_in":3600,"refresh_token":"r1","scope":"repository:a/b:pull"}' | seed token_response oauth2
+printf '%s' '{"token":"abc"}' | seed token_response no-expiry
 printf '/v2/team/app/blobs/%s\nbytes=0-99\n0-1023' "$d256" | seed server_request blob
 printf '/v2/a/b/c/blobs/uploads/0123456789abcdef0123456789abcdef\nbytes=-5\nbytes 10-19' | seed server_request upload
 printf '/v2/a/manifests/v1\nbytes=5-\n' | seed server_request manifest

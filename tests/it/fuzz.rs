@@ -32,6 +32,7 @@ pub const TARGETS: &[Target] = &[
     ("tar", tar),
     ("merge", merge),
     ("www_authenticate", www_authenticate),
+    ("token_response", token_response),
     ("server_request", server_request),
     ("archive", archive),
     ("access_policy", access_policy),
@@ -246,6 +247,20 @@ fn split_layers(data: &[u8]) -> impl Iterator<Item = &[u8]> {
 pub fn www_authenticate(data: &[u8]) {
     if let Some(text) = text(data) {
         oci_registry::fuzzing::www_authenticate(text);
+    }
+}
+
+/// A token endpoint's JSON answer, as the client reads it: a token it takes is kept for at
+/// least a second and at most a day (the expiry is the time it came plus that: a lifetime the
+/// clock cannot add must not get there), and is good right after it came.
+pub fn token_response(data: &[u8]) {
+    if let Some((kept, fresh)) = oci_registry::fuzzing::token_response(data) {
+        assert!(
+            kept >= std::time::Duration::from_secs(1)
+                && kept <= std::time::Duration::from_secs(24 * 60 * 60),
+            "a token kept for {kept:?}"
+        );
+        assert!(fresh, "a token not good right after it came");
     }
 }
 

@@ -60,4 +60,13 @@ pub mod fuzzing {
     pub fn www_authenticate(header: &str) -> bool {
         crate::auth::parse_challenge(header).is_some()
     }
+
+    /// Reads a token endpoint's answer as the client does. Where it gives a token: how long
+    /// the client keeps it, and whether it is good right after it came.
+    pub fn token_response(body: &[u8]) -> Option<(std::time::Duration, bool)> {
+        let answer: crate::auth::TokenResponse = serde_json::from_slice(body).ok()?;
+        let now = std::time::Instant::now();
+        let (token, _) = answer.into_cached(now)?;
+        Some((token.expires.duration_since(now), token.fresh(now)))
+    }
 }
