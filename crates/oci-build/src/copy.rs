@@ -322,7 +322,10 @@ impl Copier<'_> {
         let jobs = std::mem::take(&mut self.plan.blobs);
         self.emit(CopyEvent::Planned {
             blobs: jobs.len(),
-            bytes: jobs.iter().map(|job| job.descriptor().size).sum(),
+            // Sizes come from the source's manifests: a sum past u64 is "too many to count".
+            bytes: jobs
+                .iter()
+                .fold(0u64, |sum, job| sum.saturating_add(job.descriptor().size)),
         });
         let this = &*self;
         let outcomes: Vec<Outcome> = futures::stream::iter(jobs)

@@ -21,7 +21,7 @@ use crate::response::{
     read_manifest,
 };
 use crate::transport::{Body, Call};
-use crate::upload::{BodyFailure, RegistryWriter, checked_body};
+use crate::upload::{BodyFailure, RegistryWriter, checked_body, chunk_below_refused};
 use tracing::{debug, warn};
 
 /// Blobs up to this size are sent in one `POST ?digest=` where the registry takes it: configs
@@ -301,10 +301,8 @@ impl OciInterface for RegistryClient {
         let refused_put_size = self.inner.refused_put_size.load(Ordering::Relaxed);
         if descriptor.size > self.inner.monolithic_limit || descriptor.size >= refused_put_size {
             // Under a refused size, chunks stay well below it: the closing PUT carries one too.
-            let chunk_size = (refused_put_size < u64::MAX).then(|| {
-                let half = usize::try_from(refused_put_size / 2).unwrap_or(usize::MAX);
-                half.clamp(64 << 10, self.inner.chunk_size)
-            });
+            let chunk_size = (refused_put_size < u64::MAX)
+                .then(|| chunk_below_refused(refused_put_size, self.inner.chunk_size));
             let mut writer = RegistryWriter::start(self, repo, chunk_size).await?;
             let mut body = body;
             while let Some(chunk) = body.next().await {

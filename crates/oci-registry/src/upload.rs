@@ -15,6 +15,9 @@ use oci_types::{Descriptor, Digest, Repository};
 use crate::client::{RegistryClient, Target};
 use crate::transport::{Body, Call};
 
+/// The largest `OCI-Chunk-Min-Length` a chunked upload follows (a chunk is held in memory).
+const MAX_CHUNK_MIN_LENGTH: usize = 256 << 20;
+
 pub(crate) struct RegistryWriter {
     client: RegistryClient,
     repo: Repository,
@@ -50,7 +53,31 @@ fn reported_size(value: Option<&str>) -> Option<u64> {
     if start.trim() == "0" && end == 0 {
         return Some(0);
     }
-    Some(u64::try_from(end + 1).unwrap_or(0))
+    Some(u64::try_from(end.checked_add(1)?).unwrap_or(0))
+}
+
+/// The chunk size of an upload: `wanted`, or the registry's minimum (`OCI-Chunk-Min-Length`)
+/// where it asks for more, up to [`MAX_CHUNK_MIN_LENGTH`]. A chunk is held in memory until it
+/// is full, so no registry can make the client hold a whole layer; one that asks for more
+/// gets chunks of the bound, and says whether it takes them.
+fn chunk_size_for(wanted: usize, asked: usize) -> usize {
+    let minimum = asked.min(MAX_CHUNK_MIN_LENGTH);
+    if minimum < asked {
+        tracing::warn!(
+            asked,
+            minimum,
+            "the registry asks for chunks larger than the client holds; sending smaller ones"
+        );
+    }
+    wanted.max(minimum).max(1)
+}
+
+/// The chunk size of an upload to a registry that refused a whole-blob PUT of
+/// `refused_put_size` bytes: well below it (half), since the closing PUT carries a chunk too, at
+/// most the client's `chunk_size`, and at least 64 KiB unless `chunk_size` is smaller.
+pub(crate) fn chunk_below_refused(refused_put_size: u64, chunk_size: usize) -> usize {
+    let half = usize::try_from(refused_put_size / 2).unwrap_or(usize::MAX);
+    half.min(chunk_size).max((64 << 10).min(chunk_size))
 }
 
 impl RegistryWriter {
@@ -95,12 +122,13 @@ impl RegistryWriter {
             )
             .await?;
         let location = client.location(&response)?;
-        let minimum: usize = response
+        let asked: usize = response
             .headers()
             .get("OCI-Chunk-Min-Length")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse().ok())
             .unwrap_or(0);
+
         Ok(Self {
             client: client.clone(),
             repo: repo.clone(),
@@ -108,10 +136,7 @@ impl RegistryWriter {
             location,
             confirmed: 0,
             pending: BytesMut::new(),
-            chunk_size: chunk_size
-                .unwrap_or(client.inner.chunk_size)
-                .max(minimum)
-                .max(1),
+            chunk_size: chunk_size_for(chunk_size.unwrap_or(client.inner.chunk_size), asked),
         })
     }
 
@@ -425,7 +450,24 @@ pub(crate) fn checked_body(
 
 #[cfg(test)]
 mod tests {
-    use super::reported_size;
+    use super::{MAX_CHUNK_MIN_LENGTH, chunk_below_refused, chunk_size_for, reported_size};
+
+    #[test]
+    fn chunks_after_a_refused_put_stay_below_it() {
+        assert_eq!(chunk_below_refused(10 << 20, 8 << 20), 5 << 20);
+        assert_eq!(chunk_below_refused(100 << 20, 8 << 20), 8 << 20);
+        assert_eq!(chunk_below_refused(1000, 8 << 20), 64 << 10);
+        // A client chunk size under 64 KiB (a programmer's choice) is kept, not a panic.
+        assert_eq!(chunk_below_refused(1000, 4096), 4096);
+    }
+
+    #[test]
+    fn a_registrys_chunk_minimum_is_followed_up_to_a_bound() {
+        assert_eq!(chunk_size_for(8 << 20, 0), 8 << 20);
+        assert_eq!(chunk_size_for(8 << 20, 32 << 20), 32 << 20);
+        assert_eq!(chunk_size_for(8 << 20, usize::MAX), MAX_CHUNK_MIN_LENGTH);
+        assert_eq!(chunk_size_for(0, 0), 1);
+    }
 
     #[test]
     fn ranges_report_sizes() {
@@ -434,6 +476,7 @@ mod tests {
         assert_eq!(reported_size(Some("0-1")), Some(2));
         assert_eq!(reported_size(Some("0--1")), Some(0));
         assert_eq!(reported_size(Some("junk")), None);
+        assert_eq!(reported_size(Some("0-9223372036854775807")), None);
         assert_eq!(reported_size(None), None);
     }
 }

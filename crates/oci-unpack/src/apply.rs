@@ -172,7 +172,7 @@ impl Applier {
                 );
             }
             EntryKind::File => {
-                self.written += entry.size;
+                self.written = self.written.saturating_add(entry.size);
                 if self.written > self.max_written {
                     return Err(Error::Invalid {
                         message: format!(

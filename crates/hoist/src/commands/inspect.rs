@@ -152,6 +152,14 @@ impl ImageConfig {
 /// The width of the keys in the text output.
 const KEY_WIDTH: usize = 15;
 
+/// The sum of the layers' sizes; the sizes are the manifest's word, so a sum past `u64` stays
+/// at its largest value.
+fn total_size(layers: &[Descriptor]) -> u64 {
+    layers
+        .iter()
+        .fold(0u64, |sum, layer| sum.saturating_add(layer.size))
+}
+
 fn line(out: &mut String, key: &str, value: impl std::fmt::Display) {
     let _ = writeln!(out, "{:<KEY_WIDTH$}{value}", format!("{key}:"));
 }
@@ -234,7 +242,7 @@ impl Inspected {
                         layer.media_type
                     );
                 }
-                let total: u64 = manifest.layers.iter().map(|l| l.size).sum();
+                let total = total_size(&manifest.layers);
                 line(
                     &mut out,
                     "total",
@@ -302,7 +310,7 @@ impl Inspected {
                     "created": config_facts.created,
                     "config": descriptor(&manifest.config),
                     "layers": manifest.layers.iter().map(descriptor).collect::<Vec<_>>(),
-                    "totalSize": manifest.layers.iter().map(|l| l.size).sum::<u64>(),
+                    "totalSize": total_size(&manifest.layers),
                     "labels": config_facts.labels,
                     "entrypoint": config_facts.entrypoint,
                     "cmd": config_facts.cmd,

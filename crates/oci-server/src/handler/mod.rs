@@ -44,6 +44,8 @@ pub(crate) fn fuzzing_ranges(range: &[u8], content_range: &[u8], size: u64) -> O
     }
     if let Ok(Some((start, end))) = uploads::content_range(&headers) {
         assert!(start <= end, "a chunk's range ends before it starts");
+        // The check of a chunk's length against its Content-Length, with the sizes at hand.
+        uploads::range_has_length(start, end, size);
     }
     let mut headers = HeaderMap::new();
     if let Ok(value) = http::HeaderValue::from_bytes(range) {

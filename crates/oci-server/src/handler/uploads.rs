@@ -204,6 +204,12 @@ pub(super) fn content_range(headers: &HeaderMap) -> Result<Option<(u64, u64)>, R
     }
 }
 
+/// Whether the chunk `start-end` (inclusive, `start <= end`) is `length` bytes long: `0-(2^64-1)`
+/// is one byte more than a `u64` counts, not 0.
+pub(super) fn range_has_length(start: u64, end: u64, length: u64) -> bool {
+    (end - start).checked_add(1) == Some(length)
+}
+
 /// Resumes `id` at the offset the request's `Content-Range` states (checking that its length
 /// agrees with `Content-Length`), or wherever the upload is.
 pub(super) async fn resume(
@@ -214,7 +220,7 @@ pub(super) async fn resume(
 ) -> Result<Box<dyn BlobWriter>, Reply> {
     let range = content_range(headers)?;
     if let (Some((start, end)), Some(length)) = (range, content_length(headers))
-        && end - start + 1 != length
+        && !range_has_length(start, end, length)
     {
         return Err(wire::refusal(
             StatusCode::RANGE_NOT_SATISFIABLE,
