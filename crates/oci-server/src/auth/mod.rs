@@ -21,6 +21,7 @@ use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
 use oci_store::ErrorCode;
 use oci_types::Digest;
+use tokio::sync::Semaphore;
 
 mod expiring;
 mod htpasswd;
@@ -186,7 +187,11 @@ impl Auth {
 /// Checks requests against the configured [`Auth`] and runs the token endpoint.
 pub(crate) struct Authenticator {
     scheme: Scheme,
-    users: Option<Htpasswd>,
+    users: Option<Arc<Htpasswd>>,
+    /// Password checks running at once: bcrypt is slow on purpose (up to a second a check at
+    /// the costs allowed), so the checks run on blocking threads, a few at a time, and never
+    /// on the threads that serve every connection.
+    password_checks: Semaphore,
     policy: Arc<AccessPolicy>,
     refresh_lifetime: Duration,
     clock: Clock,
@@ -238,9 +243,12 @@ impl Authenticator {
             },
             Scheme::Basic => Scheme::Basic,
         };
+        // Half the cores check passwords at most: the rest serve everyone else.
+        let checks = std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1));
         Self {
             scheme,
-            users: config.users,
+            users: config.users.map(Arc::new),
+            password_checks: Semaphore::new(checks),
             policy: Arc::new(policy),
             refresh_lifetime: config.refresh_lifetime.min(MAX_TOKEN_LIFETIME),
             clock: config.clock,
@@ -254,14 +262,34 @@ impl Authenticator {
         (self.clock)()
     }
 
+    /// Whether `password` is `user`'s, checked on a blocking thread, at most
+    /// `password_checks` at a time; `false` without users.
+    async fn check_password(&self, user: &str, password: &str) -> bool {
+        let Some(users) = &self.users else {
+            return false;
+        };
+        let Ok(_permit) = self.password_checks.acquire().await else {
+            return false;
+        };
+        let (users, user, password) = (Arc::clone(users), user.to_owned(), password.to_owned());
+        tokio::task::spawn_blocking(move || users.verify(&user, &password))
+            .await
+            .unwrap_or(false)
+    }
+
     /// The user of basic credentials: `Ok(None)` without them, `Err` when they are wrong (or
     /// there are no users to check them against).
-    fn basic_user(&self, authorization: Option<&str>) -> std::result::Result<Option<String>, ()> {
+    async fn basic_user(
+        &self,
+        authorization: Option<&str>,
+    ) -> std::result::Result<Option<String>, ()> {
         let Some(encoded) = authorization.and_then(|a| a.strip_prefix("Basic ")) else {
             return Ok(None);
         };
         let encoded = encoded.trim();
-        let users = self.users.as_ref().ok_or(())?;
+        if self.users.is_none() {
+            return Err(());
+        }
         let key = Digest::sha256(encoded.as_bytes());
         if let Some(user) = lock(&self.verified).get(&key, self.now()) {
             return Ok(Some(user.clone()));
@@ -271,7 +299,7 @@ impl Authenticator {
             .map_err(|_| ())?;
         let decoded = String::from_utf8(decoded).map_err(|_| ())?;
         let (user, password) = decoded.split_once(':').ok_or(())?;
-        if !users.verify(user, password) {
+        if !self.check_password(user, password).await {
             tracing::debug!(user, "wrong basic credentials");
             return Err(());
         }
@@ -290,7 +318,7 @@ impl Authenticator {
 
     /// Lets a request through with what it may do, or answers 401 with the challenge that
     /// tells the client how to authenticate (403 to a user the policy refuses).
-    pub(crate) fn authorize(
+    pub(crate) async fn authorize(
         &self,
         request: &Request<Incoming>,
         route: &Route<'_>,
@@ -305,6 +333,7 @@ impl Authenticator {
             Scheme::Basic => {
                 let user = self
                     .basic_user(authorization)
+                    .await
                     .map_err(|()| basic_challenge("wrong user name or password"))?;
                 let allowed = match &needed {
                     // The base and the catalog (which is filtered) are for whoever may do
@@ -515,8 +544,8 @@ mod tests {
         auth.edit(|c| c.limits = limits)
     }
 
-    #[test]
-    fn verified_credentials_are_bounded_and_expire() {
+    #[tokio::test]
+    async fn verified_credentials_are_bounded_and_expire() {
         let hash = bcrypt::hash("pw", 4).unwrap();
         let users = Htpasswd::parse(&format!("alice:{hash}\nbob:{hash}\ncarol:{hash}\n")).unwrap();
         let (now, read) = clock();
@@ -536,13 +565,13 @@ mod tests {
         };
         for user in ["alice", "bob", "carol"] {
             assert_eq!(
-                authenticator.basic_user(Some(&header(user))),
+                authenticator.basic_user(Some(&header(user))).await,
                 Ok(Some(user.to_owned()))
             );
         }
         assert_eq!(lock(&authenticator.verified).len(), 2, "bounded");
         assert_eq!(
-            authenticator.basic_user(Some("Basic bm9ib2R5OnB3")),
+            authenticator.basic_user(Some("Basic bm9ib2R5OnB3")).await,
             Err(()),
             "nobody:pw"
         );

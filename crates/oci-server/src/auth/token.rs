@@ -35,6 +35,7 @@ impl Authenticator {
                 let user = match &self.users {
                     Some(_) => self
                         .basic_user(authorization)
+                        .await
                         .map_err(|()| basic_challenge("wrong user name or password"))?,
                     // Without users, credentials name nobody: every request is anonymous.
                     None => None,
@@ -65,7 +66,9 @@ impl Authenticator {
                             field("password").unwrap_or_default(),
                         );
                         let user = match &self.users {
-                            Some(users) if users.verify(user, password) => Some(user.to_owned()),
+                            Some(_) if self.check_password(user, password).await => {
+                                Some(user.to_owned())
+                            }
                             Some(_) => return Err(basic_challenge("wrong user name or password")),
                             None => None,
                         };

@@ -151,7 +151,7 @@ async fn dispatch(state: &Arc<State>, request: Request<Incoming>) -> Outcome {
     }
     // What the request may do beyond its own endpoint: the source of a mount, the catalog.
     let access = match &state.auth {
-        Some(auth) => auth.authorize(&request, &route, state.options.tls)?,
+        Some(auth) => auth.authorize(&request, &route, state.options.tls).await?,
         None => Access::unrestricted(),
     };
     let method = request.method().clone();

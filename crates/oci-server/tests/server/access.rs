@@ -302,3 +302,38 @@ async fn token_auth_issues_tokens_narrowed_to_the_policy() {
         .await;
     assert_eq!(denied.status, StatusCode::UNAUTHORIZED);
 }
+
+/// bcrypt is slow on purpose: wrong passwords arriving together must not take the threads
+/// that serve every connection. Four checks of a cost-12 hash (a few hundred milliseconds
+/// each) are under way while an anonymous request is answered at once; before, the checks ran
+/// on the server's two worker threads and the anonymous request waited for them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn password_checks_leave_the_server_to_everyone_else() {
+    let hash = bcrypt::hash(PASSWORD, 12).unwrap();
+    let users = Htpasswd::parse(&format!("alice:{hash}\n")).unwrap();
+    let listening = serve(
+        RegistryServer::new(Arc::new(MemoryStore::new())).with_auth(Auth::basic(Some(users))),
+    )
+    .await;
+    let client = Client::new(&listening);
+    let wrong = client.authorized(&basic("alice", "not the password"));
+    let checks: Vec<_> = (0..4)
+        .map(|_| {
+            let wrong = wrong.clone();
+            tokio::spawn(async move { wrong.get("/v2/").send().await.status })
+        })
+        .collect();
+    // Let the four requests reach the server and their checks start.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(
+        client.get("/v2/").send().await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert!(
+        checks.iter().all(|check| !check.is_finished()),
+        "the anonymous request was answered only after a password check"
+    );
+    for check in checks {
+        assert_eq!(check.await.unwrap(), StatusCode::UNAUTHORIZED);
+    }
+}
