@@ -54,8 +54,9 @@ pub const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(365 * 24 * 60 * 60)
 const VERIFIED_FOR: Duration = Duration::from_secs(300);
 
 /// How many entries the auth state keeps; beyond, the oldest goes (its client authenticates
-/// again). A token's grant is a few hundred bytes: the bounds keep the whole state to tens of
-/// MiB however many clients come.
+/// again). A token's grant is a few hundred bytes (one to three scopes), at most about 6 KiB
+/// (16 scopes, `token::MAX_SCOPES`, of names up to 255 bytes): the bounds keep the whole state
+/// to a few MiB in use and about 100 MiB at worst, however many clients come.
 #[derive(Debug, Clone, Copy)]
 struct Limits {
     verified: usize,
@@ -65,7 +66,7 @@ struct Limits {
 
 const LIMITS: Limits = Limits {
     verified: 4096,
-    tokens: 65_536,
+    tokens: 16_384,
     refresh_tokens: 16_384,
 };
 

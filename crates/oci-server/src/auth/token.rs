@@ -195,12 +195,42 @@ pub(super) fn random_token() -> String {
     )
 }
 
-/// The scopes of `scope` parameters (each may hold several, separated by spaces).
+/// The most scopes one token is issued for. Clients ask for one to three (a pull, a push, the
+/// source of a mount); each granted scope lives with the token, so a request naming thousands
+/// would make every token of the bounded map that large.
+pub(super) const MAX_SCOPES: usize = 16;
+
+/// The scopes of `scope` parameters (each may hold several, separated by spaces): the first
+/// [`MAX_SCOPES`] that are well formed, repositories named as repositories are.
 pub(super) fn scopes_of<'a>(
     pairs: impl Iterator<Item = (std::borrow::Cow<'a, str>, std::borrow::Cow<'a, str>)>,
 ) -> Vec<Scope> {
     pairs
         .filter(|(k, _)| k == "scope")
         .flat_map(|(_, v)| v.split(' ').filter_map(Scope::parse).collect::<Vec<_>>())
+        .filter(|scope| {
+            scope.kind != "repository" || oci_types::Repository::parse(&scope.name).is_ok()
+        })
+        .take(MAX_SCOPES)
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_request_names_a_bounded_number_of_well_formed_scopes() {
+        let query: String = (0..1000)
+            .map(|n| format!("scope=repository:team/app{n}:pull&"))
+            .collect();
+        let scopes = scopes_of(form_urlencoded::parse(query.as_bytes()));
+        assert_eq!(scopes.len(), MAX_SCOPES);
+        assert_eq!(scopes[0].name, "team/app0");
+        let scopes = scopes_of(form_urlencoded::parse(
+            b"scope=repository:Bad..Name:pull repository:ok/x:push registry:catalog:*",
+        ));
+        let names: Vec<&str> = scopes.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["ok/x", "catalog"]);
+    }
 }
