@@ -5,6 +5,7 @@
 //! config blob. Schema 2 needs a config with the layers' uncompressed digests (`diff_ids`), so
 //! each layer is read once and decompressed while it is hashed.
 
+use std::collections::HashMap;
 use std::io::Write;
 
 use bytes::Bytes;
@@ -93,6 +94,9 @@ pub(crate) async fn convert(
     let mut layers = Vec::new();
     let mut diff_ids = Vec::new();
     let mut history = Vec::new();
+    // Each layer is read once, however many times the manifest names it (a hostile one may
+    // name one large layer thousands of times).
+    let mut facts: HashMap<Digest, (u64, Digest)> = HashMap::new();
     // Oldest first, as schema 2 lists them.
     for (position, (layer, entry)) in parsed
         .fs_layers
@@ -119,7 +123,14 @@ pub(crate) async fn convert(
         }
         let digest = Digest::parse(&layer.blob_sum)
             .map_err(|e| malformed(format!("fsLayers[{position}].blobSum: {e}")))?;
-        let (size, diff_id) = layer_facts(store, repo, &digest).await?;
+        let (size, diff_id) = match facts.get(&digest) {
+            Some(known) => known.clone(),
+            None => {
+                let found = layer_facts(store, repo, &digest).await?;
+                facts.insert(digest.clone(), found.clone());
+                found
+            }
+        };
         layers.push(Descriptor::new(
             MediaType::from_static(media_type::DOCKER_LAYER_GZIP),
             digest,

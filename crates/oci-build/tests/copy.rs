@@ -649,6 +649,52 @@ async fn schema1_is_converted_to_schema2() {
     assert!(config.get("id").is_none() && config.get("parent").is_none());
 }
 
+/// A schema 1 manifest naming one layer many times has it read (to learn its diff_id) once:
+/// each reference read the whole layer again, so a hostile manifest naming a large layer
+/// thousands of times took thousands of reads.
+#[tokio::test]
+async fn schema1_reads_a_layer_named_many_times_once() {
+    let (src, dst) = (Faulty::new(MemoryStore::new()), MemoryStore::new());
+    let r = repo("legacy");
+    let layer = src
+        .push_blob_bytes(&r, mt(media_type::DOCKER_LAYER_GZIP), gzip(b"one layer"))
+        .await
+        .unwrap();
+    let v1 = serde_json::json!({
+        "v1Compatibility": serde_json::json!({"id": "a", "architecture": "amd64", "os": "linux"})
+            .to_string()
+    });
+    let manifest = serde_json::json!({
+        "schemaVersion": 1, "name": "legacy", "tag": "old", "architecture": "amd64",
+        "fsLayers": vec![serde_json::json!({"blobSum": layer.digest.to_string()}); 50],
+        "history": vec![v1; 50],
+    });
+    src.push_manifest(
+        &r,
+        Bytes::from(manifest.to_string()),
+        &mt(media_type::DOCKER_SCHEMA1_MANIFEST),
+        &PushManifestParams::new().with_tag(tag("old")),
+    )
+    .await
+    .unwrap();
+    let before = src.calls("get_blob");
+    copy(
+        Endpoint::new(&src, &r),
+        &ManifestRef::Tag(tag("old")),
+        Endpoint::new(&dst, &r),
+        &[tag("old")],
+        &CopyOptions::default(),
+    )
+    .await
+    .unwrap();
+    // One read for the diff_id, one for the transfer.
+    assert!(
+        src.calls("get_blob") - before <= 2,
+        "{} reads",
+        src.calls("get_blob") - before
+    );
+}
+
 #[tokio::test]
 async fn progress_events_add_up() {
     let (src, dst) = (MemoryStore::new(), MemoryStore::new());
