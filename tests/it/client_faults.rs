@@ -200,6 +200,141 @@ async fn a_stalled_download_resumes_after_the_stall_timeout() {
     );
 }
 
+/// A registry that takes a request and goes silent: the client gives up once the stall
+/// timeout passes with no answer (sending a request that can be repeated again first),
+/// instead of waiting for ever.
+#[tokio::test]
+async fn a_registry_that_never_answers_is_unavailable_after_the_stall_timeout() {
+    let (listening, memory) = server(false).await;
+    let proxy = Proxy::start(listening.local_addr()).await;
+    let repo = repo("silent");
+    let blob = stored(&memory, &repo, &seeded_bytes(4, 1000)).await;
+    let client = RegistryClient::builder(&proxy.host())
+        .with_credential_files(Vec::new())
+        .with_stall_timeout(Duration::from_millis(300))
+        .with_retry(
+            RetryPolicy::default()
+                .with_attempts(2)
+                .with_base_delay(Duration::from_millis(10)),
+        )
+        .build()
+        .await
+        .unwrap();
+    proxy.add(Rule::new(Some("HEAD"), "/blobs/", 2, Fault::StallHead));
+    let error = tokio::time::timeout(
+        Duration::from_secs(30),
+        client.resolve_blob(&repo, &blob.digest),
+    )
+    .await
+    .expect("the client waited for ever")
+    .unwrap_err();
+    assert!(
+        matches!(error, oci_store::Error::Unavailable { .. }),
+        "{error}"
+    );
+    assert!(error.to_string().contains("no answer"), "{error}");
+    let heads = proxy.log().iter().filter(|s| s.method == "HEAD").count();
+    assert_eq!(heads, 2, "sent again once, then given up");
+    // Once the registry answers again, so does the client.
+    assert_eq!(
+        client.resolve_blob(&repo, &blob.digest).await.unwrap().size,
+        1000
+    );
+}
+
+/// An upload the registry stops reading: the client's body stops moving once the
+/// connection's buffers are full, and the push fails after the stall timeout with nothing
+/// stored. An upload that moves is waited for however long it takes: the same push, slowed
+/// by a pause longer than the stall timeout in the answer's body only, goes through.
+#[tokio::test]
+async fn an_upload_the_registry_stops_reading_fails_after_the_stall_timeout() {
+    let (listening, memory) = server(false).await;
+    let proxy = Proxy::start(listening.local_addr()).await;
+    let repo = repo("stalled-upload");
+    let client = RegistryClient::builder(&proxy.host())
+        .with_credential_files(Vec::new())
+        .with_stall_timeout(Duration::from_millis(500))
+        .build()
+        .await
+        .unwrap();
+    let content = seeded_bytes(5, 64 << 20);
+    let digest = Digest::sha256(&content);
+    let descriptor = Descriptor::new(octet(), digest.clone(), content.len() as u64);
+    proxy.add(Rule::new(
+        Some("PUT"),
+        "/blobs/uploads/",
+        1,
+        Fault::StallRequestAfter(64 << 10),
+    ));
+    let error = tokio::time::timeout(
+        Duration::from_secs(60),
+        client.push_blob(
+            &repo,
+            &descriptor,
+            oci_store::body_from_bytes(content.clone()),
+        ),
+    )
+    .await
+    .expect("the client waited for ever")
+    .unwrap_err();
+    assert!(
+        matches!(error, oci_store::Error::Unavailable { .. }),
+        "{error}"
+    );
+    assert_nothing_stored(&memory, &repo, &digest).await;
+    client
+        .push_blob(&repo, &descriptor, oci_store::body_from_bytes(content))
+        .await
+        .unwrap();
+    memory.resolve_blob(&repo, &digest).await.unwrap();
+}
+
+/// A manifest whose body stops mid-way is asked for again, like one whose connection broke.
+#[tokio::test]
+async fn a_manifest_body_that_stalls_is_asked_for_again() {
+    let (listening, memory) = server(false).await;
+    let proxy = Proxy::start(listening.local_addr()).await;
+    let repo = repo("stalled-manifest");
+    let layer = stored(&memory, &repo, &seeded_bytes(6, 2000)).await;
+    let config = stored(&memory, &repo, &Bytes::from_static(b"{}")).await;
+    let manifest = ImageManifest::new(config, vec![layer]);
+    let bytes = Bytes::from(manifest.to_json());
+    memory
+        .push_manifest(
+            &repo,
+            bytes.clone(),
+            &MediaType::from_static(media_type::OCI_MANIFEST),
+            &PushManifestParams::new().with_tag("v1".parse().unwrap()),
+        )
+        .await
+        .unwrap();
+    let client = RegistryClient::builder(&proxy.host())
+        .with_credential_files(Vec::new())
+        .with_stall_timeout(Duration::from_millis(300))
+        .build()
+        .await
+        .unwrap();
+    proxy.add(Rule::new(
+        Some("GET"),
+        "/manifests/",
+        1,
+        Fault::StallAfter(10),
+    ));
+    let read = tokio::time::timeout(
+        Duration::from_secs(30),
+        client.get_tag(&repo, &"v1".parse().unwrap()),
+    )
+    .await
+    .expect("the client waited for ever")
+    .unwrap()
+    .bytes(1 << 20)
+    .await
+    .unwrap();
+    assert_eq!(read, bytes);
+    let gets = proxy.log().iter().filter(|s| s.method == "GET").count();
+    assert_eq!(gets, 2, "the stalled answer, then a whole one");
+}
+
 /// A ranged read cut off mid-way resumes too, within its range.
 #[tokio::test]
 async fn a_ranged_read_cut_off_midway_resumes_within_its_range() {

@@ -43,6 +43,13 @@ pub(crate) enum Fault {
     /// Forwards this many bytes of the response body, then sends nothing more while keeping the
     /// connection open (for a minute at most).
     StallAfter(usize),
+    /// Forwards the request, then sends nothing back while keeping the connection open (for a
+    /// minute at most): a registry that took the request and went silent.
+    StallHead,
+    /// Forwards the request head and this many bytes of its body, then reads nothing more
+    /// from the client, keeping the connection open (for a minute at most): the client's
+    /// upload stops moving once the connection's buffers are full.
+    StallRequestAfter(usize),
     /// Forwards this many bytes of the response body, pauses this long, then sends the rest: a
     /// slow body that does arrive.
     DelayAfter(usize, Duration),
@@ -404,10 +411,11 @@ async fn proxy_connection(mut client: TcpStream, state: Arc<Mutex<ProxyState>>) 
     let _ = upstream.set_nodelay(true);
     let (mut client_read, mut client_write) = client.into_split();
     let (mut upstream_read, mut upstream_write) = upstream.into_split();
-    let (corrupt_request, cut_request) = match fault {
-        Some(Fault::CorruptRequest(at)) => (Some(at), None),
-        Some(Fault::ResetRequestAfter(at)) => (None, Some(at)),
-        _ => (None, None),
+    let (corrupt_request, cut_request, stall_request) = match fault {
+        Some(Fault::CorruptRequest(at)) => (Some(at), None, None),
+        Some(Fault::ResetRequestAfter(at)) => (None, Some(at), None),
+        Some(Fault::StallRequestAfter(at)) => (None, None, Some(at)),
+        _ => (None, None, None),
     };
     // Set by the forwarding of the request when it cut the request off: the answer side then
     // resets the client's connection instead of forwarding whatever the upstream says.
@@ -428,6 +436,14 @@ async fn proxy_connection(mut client: TcpStream, state: Arc<Mutex<ProxyState>>) 
                 && (position..position + chunk.len()).contains(&at)
             {
                 chunk[at - position] ^= 0xff;
+            }
+            if let Some(limit) = stall_request
+                && position + chunk.len() >= limit
+            {
+                let _ = upstream_write.write_all(&chunk[..limit - position]).await;
+                // Silent but open, reading nothing: only the client's stall timeout ends this.
+                tokio::time::sleep(Duration::from_secs(60)).await;
+                return;
             }
             if let Some(limit) = cut_request
                 && position + chunk.len() >= limit
@@ -486,6 +502,11 @@ async fn forward_response(
     fault: Option<Fault>,
     record_status: &(impl Fn(u16) + Sync),
 ) -> End {
+    if let Some(Fault::StallHead) = fault {
+        // Silent but open: only the client's stall timeout ends this.
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        return End::Close;
+    }
     let Some((response_head, early)) = read_head(upstream).await else {
         return End::Close;
     };

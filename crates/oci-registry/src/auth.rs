@@ -4,8 +4,8 @@
 //! [`DockerConfig`](crate::DockerConfig) reads.
 
 use std::collections::HashMap;
-use std::sync::PoisonError;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, PoisonError};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
@@ -17,7 +17,7 @@ use serde::Deserialize;
 
 use crate::client::RegistryClient;
 use crate::response::read_limited;
-use crate::transport::{Body, Call, is_loopback};
+use crate::transport::{Body, BodyProgress, Call, answer_within, is_loopback};
 
 /// Who the client is to a registry.
 #[derive(Clone, Default, PartialEq, Eq)]
@@ -329,23 +329,32 @@ impl RegistryClient {
                 call
             }
         };
+        let progress = Arc::new(BodyProgress::new());
         let request = call
-            .build(None)
+            .build(None, &progress)
             .ok_or_else(|| self.backend("token request".to_owned()))?;
-        let response = match self.inner.http.request(request).await {
-            Ok(response) => response,
-            Err(e) => {
+        let stall = self.inner.stall_timeout;
+        let answer = answer_within(self.inner.http.request(request), &progress, stall).await;
+        let response = match answer {
+            Some(Ok(response)) => response,
+            Some(Err(e)) => {
                 let what = format!("cannot reach the token endpoint {realm}");
                 return Err(self
                     .permanent(&what, &call.uri, &e)
                     .unwrap_or_else(|| Error::unavailable(what, e)));
+            }
+            None => {
+                return Err(Error::unavailable(
+                    format!("the token endpoint {realm} did not answer within {stall:?}"),
+                    std::io::Error::from(std::io::ErrorKind::TimedOut),
+                ));
             }
         };
         let status = response.status();
         if status == StatusCode::PROXY_AUTHENTICATION_REQUIRED {
             return Err(self.proxy_refused(&call.uri));
         }
-        let body = read_limited(response, 64 * 1024).await?;
+        let body = read_limited(response, 64 * 1024, stall).await?;
         if !status.is_success() {
             return Err(unauthorized(format!(
                 "{self}: the token endpoint {realm} answered {status}: {}",

@@ -106,8 +106,12 @@ impl RegistryClientBuilder {
         self
     }
 
-    /// How long a blob download may go without a byte before it counts as broken (and is
-    /// resumed with `Range`, like a dropped connection). Default: 60 seconds.
+    /// How long the registry (or its token endpoint, or a proxy on the way) may stay silent:
+    /// a blob download that brings no byte for this long counts as broken (and is resumed with
+    /// `Range`, like a dropped connection); a request with no answer for this long, while its
+    /// body (if any) does not move either, fails as unreachable (and is sent again where it
+    /// can be), and so does an answer's body (a manifest, a listing) that stops. An upload that
+    /// keeps moving is waited for however long it takes. Default: 60 seconds.
     pub fn with_stall_timeout(mut self, timeout: Duration) -> Self {
         self.stall_timeout = timeout;
         self

@@ -17,7 +17,8 @@ use crate::auth::{CachedToken, Credentials};
 use crate::clock::Clock;
 use crate::response::content_length;
 use crate::transport::{
-    Body, Call, HttpClient, Permanent, RetryPolicy, permanent_failure, retry_after, transient,
+    Body, BodyProgress, Call, HttpClient, Permanent, RetryPolicy, answer_within, permanent_failure,
+    retry_after, transient,
 };
 
 /// Every manifest type a pull accepts.
@@ -177,18 +178,41 @@ impl RegistryClient {
             } else {
                 None
             };
-            let request = call.build(authorization.as_ref()).ok_or_else(|| {
-                self.backend("a streamed request body cannot be sent twice".to_owned())
-            })?;
+            let progress = Arc::new(BodyProgress::new());
+            let request = call
+                .build(authorization.as_ref(), &progress)
+                .ok_or_else(|| {
+                    self.backend("a streamed request body cannot be sent twice".to_owned())
+                })?;
             // Attached to the request's future, not entered: a span entered across an await
             // stays entered on the thread while the future waits, and the tasks run there
             // meanwhile logged inside it (`request{..}:request{..}:..`).
             let span =
                 tracing::debug_span!("request", method = %call.method, path = call.uri.path());
-            let result = self.inner.http.request(request).instrument(span).await;
+            let stall = self.inner.stall_timeout;
+            let answer = self.inner.http.request(request).instrument(span);
+            let result = answer_within(answer, &progress, stall).await;
             let can_retry = call.retryable() && attempt < self.inner.retry.attempts;
             match result {
-                Err(error) => {
+                // Silent for the stall timeout, with the request's body (if any) not moving.
+                None => {
+                    let what = format!(
+                        "{} {} on {self}: no answer within {stall:?}",
+                        call.method,
+                        call.uri.path()
+                    );
+                    if can_retry {
+                        let delay = self.inner.retry.delay(attempt, None);
+                        tracing::debug!(?delay, uri = %call.uri, "no answer; retrying");
+                        tokio::time::sleep(delay).await;
+                        continue;
+                    }
+                    return Err(Error::unavailable(
+                        what,
+                        std::io::Error::from(std::io::ErrorKind::TimedOut),
+                    ));
+                }
+                Some(Err(error)) => {
                     let what = format!("{} {} on {self}", call.method, call.uri.path());
                     if let Some(permanent) = self.permanent(&what, &call.uri, &error) {
                         return Err(permanent);
@@ -201,7 +225,7 @@ impl RegistryClient {
                     }
                     return Err(Error::unavailable(what, error));
                 }
-                Ok(response) => {
+                Some(Ok(response)) => {
                     let status = response.status();
                     tracing::debug!(
                         method = %call.method,

@@ -108,7 +108,8 @@ impl RegistryClient {
                                 .trim_end_matches('>')
                                 .to_owned()
                         });
-                    let body = match read_limited(response, 64 << 20).await {
+                    let stall = client.inner.stall_timeout;
+                    let body = match read_limited(response, 64 << 20, stall).await {
                         Ok(body) => body,
                         Err(error) => return Some((Err(error), state)),
                     };

@@ -1,6 +1,8 @@
 //! Reading what a registry answers: its headers, bodies read within a limit, and error answers
 //! turned into the typed error of what was asked.
 
+use std::time::Duration;
+
 use bytes::{Bytes, BytesMut};
 use futures::stream::{BoxStream, StreamExt};
 use http::{Response, header};
@@ -26,7 +28,7 @@ impl RegistryClient {
     ) -> Error {
         let status = response.status();
         let wait = retry_after(&response);
-        let body = read_limited(response, ERROR_BODY_LIMIT)
+        let body = read_limited(response, ERROR_BODY_LIMIT, self.inner.stall_timeout)
             .await
             .unwrap_or_default();
         let wire: Option<(String, String, Option<serde_json::Value>)> =
@@ -165,11 +167,25 @@ pub(crate) fn incoming_stream(response: Response<Incoming>) -> BoxStream<'static
         .boxed()
 }
 
-/// Reads a body, keeping at most `limit` bytes.
-pub(crate) async fn read_limited(response: Response<Incoming>, limit: usize) -> Result<Bytes> {
+/// Reads a body, keeping at most `limit` bytes; a body that brings nothing for `stall` is
+/// broken off (`UNAVAILABLE`), like a download.
+pub(crate) async fn read_limited(
+    response: Response<Incoming>,
+    limit: usize,
+    stall: Duration,
+) -> Result<Bytes> {
     let mut body = incoming_stream(response);
     let mut buffer = BytesMut::new();
-    while let Some(chunk) = body.next().await {
+    loop {
+        let next = tokio::time::timeout(stall, body.next())
+            .await
+            .map_err(|_| {
+                Error::unavailable(
+                    format!("reading a registry's answer: no data for {stall:?}"),
+                    std::io::Error::from(std::io::ErrorKind::TimedOut),
+                )
+            })?;
+        let Some(chunk) = next else { break };
         let chunk = chunk?;
         let room = limit.saturating_sub(buffer.len());
         buffer.extend_from_slice(&chunk[..chunk.len().min(room)]);
@@ -185,7 +201,7 @@ pub(crate) async fn read_manifest(
     client: &RegistryClient,
     response: Response<Incoming>,
 ) -> Result<Bytes> {
-    let bytes = read_limited(response, MAX_MANIFEST_SIZE + 1).await?;
+    let bytes = read_limited(response, MAX_MANIFEST_SIZE + 1, client.inner.stall_timeout).await?;
     if bytes.len() > MAX_MANIFEST_SIZE {
         return Err(client.backend(format!("a manifest larger than {MAX_MANIFEST_SIZE} bytes")));
     }

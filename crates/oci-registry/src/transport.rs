@@ -2,7 +2,8 @@
 //! sent with authentication, retries and redirects.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::StreamExt;
@@ -141,20 +142,75 @@ pub(crate) enum Body {
 }
 
 impl Body {
-    pub(crate) fn take(&mut self) -> Option<RequestBody> {
+    /// The body to send now; a stream's pieces mark `progress` as the connection takes them.
+    pub(crate) fn take(&mut self, progress: &Arc<BodyProgress>) -> Option<RequestBody> {
         Some(match self {
             Self::Empty => Empty::new().map_err(|never| match never {}).boxed_unsync(),
             Self::Bytes(bytes) => Full::new(bytes.clone())
                 .map_err(|never| match never {})
                 .boxed_unsync(),
             Self::Stream(stream) => {
-                StreamBody::new(stream.take()?.map(|c| c.map(Frame::data))).boxed_unsync()
+                let progress = Arc::clone(progress);
+                let pieces = stream.take()?.map(move |piece| {
+                    progress.mark();
+                    piece.map(Frame::data)
+                });
+                StreamBody::new(pieces).boxed_unsync()
             }
         })
     }
 
     pub(crate) fn replayable(&self) -> bool {
         !matches!(self, Self::Stream(_))
+    }
+}
+
+/// When the connection last took a piece of a streamed request body: an upload that moves,
+/// however slowly, is waited for; one that stopped is not.
+#[derive(Debug)]
+pub(crate) struct BodyProgress {
+    started: Instant,
+    /// Milliseconds from `started` to the last piece taken.
+    last: AtomicU64,
+}
+
+impl BodyProgress {
+    pub(crate) fn new() -> Self {
+        Self {
+            started: Instant::now(),
+            last: AtomicU64::new(0),
+        }
+    }
+
+    fn mark(&self) {
+        let now = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last.store(now, Ordering::Relaxed);
+    }
+
+    /// How long since the body last moved (or since the request was built).
+    pub(crate) fn quiet_for(&self) -> Duration {
+        let last = Duration::from_millis(self.last.load(Ordering::Relaxed));
+        self.started.elapsed().saturating_sub(last)
+    }
+}
+
+/// Waits for the answer to a request, for as long as its streamed body (if any) keeps moving:
+/// `None` when `stall` passes with no answer and no piece of the body taken (a registry, a
+/// token endpoint or a proxy that accepted the connection and went silent).
+pub(crate) async fn answer_within<F: std::future::Future>(
+    answer: F,
+    progress: &BodyProgress,
+    stall: Duration,
+) -> Option<F::Output> {
+    let mut answer = std::pin::pin!(answer);
+    loop {
+        let wait = stall.saturating_sub(progress.quiet_for());
+        if wait.is_zero() {
+            return None;
+        }
+        if let Ok(answered) = tokio::time::timeout(wait, answer.as_mut()).await {
+            return Some(answered);
+        }
     }
 }
 
@@ -197,12 +253,13 @@ impl Call {
         self.body.replayable()
     }
 
-    /// The request to send now, with `authorization` if any.
+    /// The request to send now, with `authorization` if any; a streamed body marks `progress`.
     pub(crate) fn build(
         &mut self,
         authorization: Option<&HeaderValue>,
+        progress: &Arc<BodyProgress>,
     ) -> Option<Request<RequestBody>> {
-        let body = self.body.take()?;
+        let body = self.body.take(progress)?;
         let mut request = Request::builder()
             .method(self.method.clone())
             .uri(self.uri.clone())
