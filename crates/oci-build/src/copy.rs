@@ -103,7 +103,16 @@ struct Plan {
     /// Push order: children before parents, subjects before referrers.
     manifests: Vec<ManifestJob>,
     manifest_digests: HashSet<Digest>,
+    /// The bytes of `manifests`, held until they are pushed.
+    manifest_bytes: u64,
 }
+
+/// The most manifests one copy plans, and the most bytes of them it holds until they are
+/// pushed: far beyond any real image (an index of a few dozen platforms with their
+/// attestations and signatures), and a bound on what a hostile source can make a copy hold by
+/// serving ever wider indexes.
+const MAX_PLANNED_MANIFESTS: usize = 100_000;
+const MAX_PLANNED_MANIFEST_BYTES: u64 = 1 << 30;
 
 impl Plan {
     fn add_blob(&mut self, job: BlobJob) {
@@ -267,6 +276,18 @@ impl Copier<'_> {
                 }
             }
             let descriptor = manifest.descriptor.clone();
+            self.plan.manifest_bytes += manifest.bytes.len() as u64;
+            if self.plan.manifests.len() >= MAX_PLANNED_MANIFESTS
+                || self.plan.manifest_bytes > MAX_PLANNED_MANIFEST_BYTES
+            {
+                return Err(Error::Invalid {
+                    message: format!(
+                        "copying {}/{}: more than {MAX_PLANNED_MANIFESTS} manifests or \
+                         {MAX_PLANNED_MANIFEST_BYTES} bytes of them, more than any image holds",
+                        self.src.store, self.src.repo
+                    ),
+                });
+            }
             self.plan.manifests.push(ManifestJob {
                 manifest,
                 tags,

@@ -740,3 +740,49 @@ async fn progress_events_add_up() {
         matches!(events.last(), Some(CopyEvent::ManifestPushed { tags, .. }) if tags == &vec![tag("v1")])
     );
 }
+
+/// A source that serves ever wider indexes cannot make a copy plan (and hold) without bound:
+/// past 100,000 manifests the copy stops with an error, before any is pushed.
+#[tokio::test]
+async fn a_copy_plans_a_bounded_number_of_manifests() {
+    let (src, dst) = (MemoryStore::new(), MemoryStore::new());
+    let r = repo("wide");
+    let push = |bytes: Vec<u8>, tag_name: Option<&str>| {
+        let (src, r) = (src.clone(), r.clone());
+        let params = match tag_name {
+            Some(name) => PushManifestParams::new().with_tag(tag(name)),
+            None => PushManifestParams::new(),
+        };
+        async move {
+            src.push_manifest(&r, bytes.into(), &mt(media_type::OCI_INDEX), &params)
+                .await
+                .unwrap()
+        }
+    };
+    // 101 indexes of 1,000 empty indexes each (each one different by its annotation).
+    let mut middles = Vec::new();
+    for m in 0..101 {
+        let mut leaves = Vec::new();
+        for l in 0..1000 {
+            let mut leaf = ImageIndex::new(Vec::new());
+            leaf.annotations = [("n".to_owned(), format!("{m}.{l}"))].into();
+            leaves.push(push(leaf.to_json(), None).await);
+        }
+        middles.push(push(ImageIndex::new(leaves).to_json(), None).await);
+    }
+    push(ImageIndex::new(middles).to_json(), Some("wide")).await;
+    let error = copy(
+        Endpoint::new(&src, &r),
+        &ManifestRef::Tag(tag("wide")),
+        Endpoint::new(&dst, &r),
+        &[tag("wide")],
+        &CopyOptions::default(),
+    )
+    .await
+    .unwrap_err();
+    assert!(error.to_string().contains("100000 manifests"), "{error}");
+    assert!(
+        dst.resolve_tag(&r, &tag("wide")).await.is_err(),
+        "nothing tagged"
+    );
+}

@@ -43,6 +43,10 @@ const BUFFERS_PER_WRITE: usize = 3;
 /// How many uploads at most keep a running hash in memory (each a few hundred bytes).
 const MAX_RUNNING_HASHES: usize = 4096;
 
+/// The largest `index.json` read (about 200,000 tags): a layout may come from anywhere, and
+/// the index is read whole.
+pub(crate) const MAX_INDEX_SIZE: u64 = 64 << 20;
+
 /// One layout directory.
 #[derive(Debug)]
 pub(crate) struct Layout {
@@ -134,8 +138,12 @@ impl Layout {
     /// empty is a layout yet to be created.
     pub(crate) fn validate(&self) -> Result<()> {
         let header = self.dir.join("oci-layout");
-        match fs::read(&header) {
-            Ok(bytes) => {
+        match read_at_most(&header, 64 << 10) {
+            Ok(None) => Err(Error::InvalidLayout {
+                path: header,
+                reason: "larger than 64 KiB, not an oci-layout file".to_owned(),
+            }),
+            Ok(Some(bytes)) => {
                 let value: serde_json::Value =
                     serde_json::from_slice(&bytes).map_err(|e| Error::InvalidLayout {
                         path: header.clone(),
@@ -190,10 +198,14 @@ impl Layout {
     /// Reads `index.json`; a layout not yet created has an empty index.
     pub(crate) fn read_index(&self) -> Result<IndexFile> {
         let path = self.dir.join("index.json");
-        match fs::read(&path) {
-            Ok(bytes) => {
+        match read_at_most(&path, MAX_INDEX_SIZE) {
+            Ok(Some(bytes)) => {
                 IndexFile::parse(&bytes).map_err(|reason| Error::InvalidLayout { path, reason })
             }
+            Ok(None) => Err(Error::InvalidLayout {
+                path,
+                reason: format!("larger than {MAX_INDEX_SIZE} bytes"),
+            }),
             Err(e) if e.kind() == io::ErrorKind::NotFound && !self.exists() => {
                 Ok(IndexFile::empty())
             }
@@ -461,6 +473,14 @@ impl Layout {
 }
 
 /// Fsyncs a directory so that a rename into it survives a crash.
+/// The file at `path` whole, or `None` when it holds more than `max` bytes (read no further).
+pub(crate) fn read_at_most(path: &Path, max: u64) -> io::Result<Option<Vec<u8>>> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    File::open(path)?.take(max + 1).read_to_end(&mut bytes)?;
+    Ok((bytes.len() as u64 <= max).then_some(bytes))
+}
+
 pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir)
         .and_then(|d| d.sync_all())

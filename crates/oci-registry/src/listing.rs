@@ -13,6 +13,11 @@ use crate::transport::Call;
 /// The page size asked of registries when listing everything (ECR's maximum).
 const LIST_PAGE: usize = 1000;
 
+/// The most pages one listing asks for (ten million names at full pages): a registry that
+/// hands out a new page with ever larger names for ever must not keep `hoist ls` or a sync
+/// going for ever.
+const MAX_LIST_PAGES: usize = 10_000;
+
 /// A listing endpoint: where it is, what it needs, and how to read its names.
 pub(crate) struct Listing<T> {
     pub(crate) path: String,
@@ -47,6 +52,8 @@ impl RegistryClient {
             /// `last` send everything on every page, unsorted, so each page is sorted and
             /// only names after this one are kept.
             after: Option<String>,
+            /// Pages asked for so far: at most [`MAX_LIST_PAGES`].
+            pages: usize,
         }
         let client = self.clone();
         let page = params.limit.map_or(LIST_PAGE, |l| l.clamp(1, LIST_PAGE));
@@ -62,6 +69,7 @@ impl RegistryClient {
             remaining: params.limit,
             buffered: std::collections::VecDeque::new(),
             after: params.start_after.clone(),
+            pages: 0,
         };
         stream::unfold(state, move |mut state| {
             let (client, scope, target_repo, path) = (
@@ -81,6 +89,13 @@ impl RegistryClient {
                         return Some((Ok(item), state));
                     }
                     let url = state.next.take()?;
+                    state.pages += 1;
+                    if state.pages > MAX_LIST_PAGES {
+                        let error = client.backend(format!(
+                            "{path}: the listing goes on past {MAX_LIST_PAGES} pages; stopped"
+                        ));
+                        return Some((Err(error), state));
+                    }
                     let uri = match client.resolve(&url) {
                         Ok(uri) => uri,
                         Err(error) => return Some((Err(error), state)),

@@ -108,7 +108,9 @@ impl RetryPolicy {
             .saturating_mul(1 << retry.saturating_sub(1).min(16));
         let capped = exponential.min(self.max_delay);
         let jitter = rand::rng().random_range(0.5..=1.0);
-        capped.mul_f64(jitter)
+        // A `max_delay` near `Duration::MAX` (a field anyone can set) is past what a product
+        // of floats gives back: such a delay is waited whole.
+        Duration::try_from_secs_f64(capped.as_secs_f64() * jitter).unwrap_or(capped)
     }
 }
 
@@ -427,5 +429,11 @@ mod tests {
             policy.max_delay
         );
         assert!(policy.delay(40, None) <= policy.max_delay);
+        let unbounded = RetryPolicy {
+            max_delay: Duration::MAX,
+            base_delay: Duration::MAX,
+            ..RetryPolicy::default()
+        };
+        assert!(unbounded.delay(3, None) > Duration::from_secs(1 << 60));
     }
 }

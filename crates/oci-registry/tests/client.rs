@@ -369,6 +369,41 @@ async fn a_ranged_answer_for_other_bytes_is_refused() {
     );
 }
 
+/// A registry whose listing never ends (each page names one tag after the last and links to
+/// another page) gets an error after 10,000 pages, not a listing that runs for ever.
+#[tokio::test]
+async fn an_endless_listing_stops_with_an_error() {
+    let registry = Fixture::start(|_, seen| {
+        let page: u64 = seen
+            .target
+            .split("page=")
+            .nth(1)
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        Answer::new(200)
+            .header("content-type", "application/json")
+            .header(
+                "link",
+                format!("</v2/team/app/tags/list?page={}>; rel=\"next\"", page + 1),
+            )
+            .body(format!(r#"{{"name":"team/app","tags":["t{page:08}"]}}"#))
+    })
+    .await;
+    let client = RegistryClient::builder(&registry.host())
+        .with_credential_files(Vec::new())
+        .build()
+        .await
+        .unwrap();
+    let repo: Repository = "team/app".parse().unwrap();
+    let listed: Vec<oci_store::Result<Tag>> =
+        futures::StreamExt::collect(client.tags(&repo, &Default::default())).await;
+    let (tags, errors): (Vec<_>, Vec<_>) = listed.into_iter().partition(Result::is_ok);
+    assert_eq!(tags.len(), 10_000);
+    assert_eq!(errors.len(), 1);
+    let error = errors.into_iter().next().unwrap().unwrap_err();
+    assert!(error.to_string().contains("past 10000 pages"), "{error}");
+}
+
 /// A token endpoint is outside input: one that says its tokens last `u64::MAX` seconds (past
 /// what the clock's type can hold) gets its token used, not a panic, and the token is fetched
 /// again after a day, the longest the client keeps one.

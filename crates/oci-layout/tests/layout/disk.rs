@@ -815,3 +815,22 @@ async fn a_zero_read_buffer_reads_in_small_pieces() {
     assert_eq!(pieces.len(), 3, "4 KiB pieces");
     assert_eq!(pieces.concat(), content);
 }
+
+/// A layout may come from anywhere, and its `index.json` is read whole: one past 64 MiB is
+/// refused, naming the file, without being read into memory.
+#[tokio::test]
+async fn an_index_json_past_the_limit_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("oci-layout"),
+        r#"{"imageLayoutVersion":"1.0.0"}"#,
+    )
+    .unwrap();
+    let index = std::fs::File::create(dir.path().join("index.json")).unwrap();
+    index.set_len((64 << 20) + 1).unwrap();
+    let error = LayoutStore::open(dir.path()).await.unwrap_err().to_string();
+    assert!(
+        error.contains("index.json") && error.contains("larger than 67108864 bytes"),
+        "{error}"
+    );
+}
