@@ -43,7 +43,7 @@ pub(crate) struct Inner {
     /// [`LayoutOptions::inline_io`].
     pub(crate) inline_io: bool,
     /// Parsed facts of manifests, by digest (content-addressed, so never stale).
-    pub(crate) parsed: Mutex<HashMap<Digest, Arc<ManifestFacts>>>,
+    pub(crate) parsed: Mutex<ParsedCache>,
 }
 
 pub(crate) enum Mode {
@@ -66,8 +66,45 @@ pub(crate) struct ManifestFacts {
     pub(crate) annotations: BTreeMap<String, String>,
 }
 
-/// How many parsed manifests a store keeps (a few KiB each).
+/// How many parsed manifests a store keeps (a few KiB each)...
 const PARSED_CAPACITY: usize = 16_384;
+/// ...and how many bytes of manifests at most: anyone who may push can push manifests of
+/// 4 MiB, and the count alone would then let the cache hold 64 GiB.
+const PARSED_BYTES: usize = 64 << 20;
+
+/// Parsed facts of manifests, by digest (content-addressed, so never stale), bounded in count
+/// and in the bytes of the manifests they came from.
+#[derive(Default)]
+pub(crate) struct ParsedCache {
+    entries: HashMap<Digest, (Arc<ManifestFacts>, usize)>,
+    bytes: usize,
+}
+
+impl ParsedCache {
+    fn get(&self, digest: &Digest) -> Option<Arc<ManifestFacts>> {
+        self.entries.get(digest).map(|(facts, _)| Arc::clone(facts))
+    }
+
+    /// Keeps `facts` of a manifest of `size` bytes, making room. A manifest over 1 MiB (rare:
+    /// an index of thousands of children) is not kept; it is parsed again when next needed.
+    fn insert(&mut self, digest: Digest, facts: Arc<ManifestFacts>, size: usize) {
+        if size > PARSED_BYTES / 64 || self.entries.contains_key(&digest) {
+            return;
+        }
+        while self.entries.len() >= PARSED_CAPACITY || self.bytes + size > PARSED_BYTES {
+            // Any entry will do (it is parsed again when next needed), and the map's order is
+            // random, so no pattern of requests keeps one entry in.
+            let Some(evicted) = self.entries.keys().next().cloned() else {
+                break;
+            };
+            if let Some((_, evicted_size)) = self.entries.remove(&evicted) {
+                self.bytes -= evicted_size;
+            }
+        }
+        self.bytes += size;
+        self.entries.insert(digest, (facts, size));
+    }
+}
 
 /// A repository resolved to the layout that holds it and the default repository of that layout.
 pub(crate) struct Scope {
@@ -134,7 +171,7 @@ impl LayoutStore {
                 mode,
                 read_buffer: usable_read_buffer(options.read_buffer),
                 inline_io: options.inline_io,
-                parsed: Mutex::new(HashMap::new()),
+                parsed: Mutex::new(ParsedCache::default()),
             }),
         }
     }
@@ -283,7 +320,7 @@ impl LayoutStore {
             .unwrap_or_else(PoisonError::into_inner)
             .get(&descriptor.digest)
         {
-            return Ok(Arc::clone(facts));
+            return Ok(facts);
         }
         let bytes = self
             .read_blob(layout, descriptor)
@@ -302,19 +339,11 @@ impl LayoutStore {
             },
             Err(_) => ManifestFacts::default(),
         });
-        let mut parsed = self
-            .inner
+        self.inner
             .parsed
             .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if parsed.len() >= PARSED_CAPACITY {
-            // Bounded: any entry will do (it is parsed again when next needed), and the
-            // map's order is random, so no pattern of requests keeps one entry in.
-            if let Some(evicted) = parsed.keys().next().cloned() {
-                parsed.remove(&evicted);
-            }
-        }
-        parsed.insert(descriptor.digest.clone(), Arc::clone(&facts));
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(descriptor.digest.clone(), Arc::clone(&facts), bytes.len());
         Ok(facts)
     }
 
@@ -431,5 +460,36 @@ impl fmt::Display for LayoutStore {
             Mode::Single { layout, .. } => write!(f, "layout:{}", layout.dir().display()),
             Mode::PerRepository { root, .. } => write!(f, "layouts:{}", root.display()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parsed_manifests_are_bounded_in_count_and_bytes() {
+        let mut cache = ParsedCache::default();
+        let facts = Arc::new(ManifestFacts::default());
+        let digest = |n: usize| Digest::sha256(n.to_string().as_bytes());
+        // Manifests of 4 MiB (the most a push takes) are not kept at all.
+        cache.insert(digest(0), Arc::clone(&facts), 4 << 20);
+        assert!(cache.get(&digest(0)).is_none());
+        // Of 1 MiB each, 64 at most; then the oldest room is made for the new.
+        for n in 1..=100 {
+            cache.insert(digest(n), Arc::clone(&facts), 1 << 20);
+            assert!(cache.bytes <= PARSED_BYTES);
+        }
+        assert_eq!(cache.entries.len(), 64);
+        assert!(cache.get(&digest(100)).is_some());
+        let sum: usize = cache.entries.values().map(|(_, size)| size).sum();
+        assert_eq!(cache.bytes, sum);
+        // Small ones up to the count.
+        let mut cache = ParsedCache::default();
+        for n in 1000..1000 + PARSED_CAPACITY + 10 {
+            cache.insert(digest(n), Arc::clone(&facts), 100);
+        }
+        assert_eq!(cache.entries.len(), PARSED_CAPACITY);
+        assert_eq!(cache.bytes, PARSED_CAPACITY * 100);
     }
 }
