@@ -55,6 +55,16 @@ async fn client(proxy: &Proxy, credentials: Option<Credentials>) -> RegistryClie
     builder.build().await.unwrap()
 }
 
+/// A client of the proxy that takes `stall` of silence for a broken connection.
+async fn stalling_client(proxy: &Proxy, stall: Duration) -> RegistryClient {
+    RegistryClient::builder(&proxy.host())
+        .with_credential_files(Vec::new())
+        .with_stall_timeout(stall)
+        .build()
+        .await
+        .unwrap()
+}
+
 /// A client of the proxy that sends every blob over 10,000 bytes in chunks of 30,000.
 async fn chunked_client(proxy: &Proxy) -> RegistryClient {
     RegistryClient::builder(&proxy.host())
@@ -169,12 +179,7 @@ async fn a_stalled_download_resumes_after_the_stall_timeout() {
     let repo = repo("stall");
     let content = seeded_bytes(3, 1 << 20);
     let blob = stored(&memory, &repo, &content).await;
-    let client = RegistryClient::builder(&proxy.host())
-        .with_credential_files(Vec::new())
-        .with_stall_timeout(Duration::from_millis(500))
-        .build()
-        .await
-        .unwrap();
+    let client = stalling_client(&proxy, Duration::from_millis(500)).await;
     let stall_at = 200 * 1024;
     proxy.add(Rule::new(
         Some("GET"),
@@ -251,12 +256,7 @@ async fn an_upload_the_registry_stops_reading_fails_after_the_stall_timeout() {
     let (listening, memory) = server(false).await;
     let proxy = Proxy::start(listening.local_addr()).await;
     let repo = repo("stalled-upload");
-    let client = RegistryClient::builder(&proxy.host())
-        .with_credential_files(Vec::new())
-        .with_stall_timeout(Duration::from_millis(500))
-        .build()
-        .await
-        .unwrap();
+    let client = stalling_client(&proxy, Duration::from_millis(500)).await;
     let content = seeded_bytes(5, 64 << 20);
     let digest = Digest::sha256(&content);
     let descriptor = Descriptor::new(octet(), digest.clone(), content.len() as u64);
@@ -308,12 +308,7 @@ async fn a_manifest_body_that_stalls_is_asked_for_again() {
         )
         .await
         .unwrap();
-    let client = RegistryClient::builder(&proxy.host())
-        .with_credential_files(Vec::new())
-        .with_stall_timeout(Duration::from_millis(300))
-        .build()
-        .await
-        .unwrap();
+    let client = stalling_client(&proxy, Duration::from_millis(300)).await;
     proxy.add(Rule::new(
         Some("GET"),
         "/manifests/",

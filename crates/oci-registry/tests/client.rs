@@ -144,6 +144,21 @@ impl Drop for Fixture {
     }
 }
 
+/// A client of `registry` that reads the time from a clock the test moves.
+async fn clocked_client(registry: &Fixture) -> (RegistryClient, Arc<Mutex<Instant>>) {
+    let now = Arc::new(Mutex::new(Instant::now()));
+    let client = RegistryClient::builder(&registry.host())
+        .with_credential_files(Vec::new())
+        .with_clock(Clock::new({
+            let now = Arc::clone(&now);
+            move || *now.lock().unwrap()
+        }))
+        .build()
+        .await
+        .unwrap();
+    (client, now)
+}
+
 fn manifest() -> Bytes {
     Bytes::from_static(
         br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.empty.v1+json","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2},"layers":[]}"#,
@@ -260,16 +275,7 @@ async fn bearer_tokens_are_fetched_reused_and_renewed_by_the_clock() {
         }
     })
     .await;
-    let now = Arc::new(Mutex::new(Instant::now()));
-    let client = RegistryClient::builder(&registry.host())
-        .with_credential_files(Vec::new())
-        .with_clock(Clock::new({
-            let now = Arc::clone(&now);
-            move || *now.lock().unwrap()
-        }))
-        .build()
-        .await
-        .unwrap();
+    let (client, now) = clocked_client(&registry).await;
     let repo: Repository = "team/app".parse().unwrap();
     let tag = Tag::parse("v1").unwrap();
     let head = "/v2/team/app/manifests/v1";
@@ -433,16 +439,7 @@ async fn a_token_lifetime_past_the_clocks_range_is_kept_for_a_day() {
         }
     })
     .await;
-    let now = Arc::new(Mutex::new(Instant::now()));
-    let client = RegistryClient::builder(&registry.host())
-        .with_credential_files(Vec::new())
-        .with_clock(Clock::new({
-            let now = Arc::clone(&now);
-            move || *now.lock().unwrap()
-        }))
-        .build()
-        .await
-        .unwrap();
+    let (client, now) = clocked_client(&registry).await;
     let repo: Repository = "team/app".parse().unwrap();
     let tag = Tag::parse("v1").unwrap();
     client.resolve_tag(&repo, &tag).await.unwrap();
