@@ -128,7 +128,6 @@ impl RegistryWriter {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse().ok())
             .unwrap_or(0);
-
         Ok(Self {
             client: client.clone(),
             repo: repo.clone(),
