@@ -472,7 +472,6 @@ impl Layout {
     }
 }
 
-/// Fsyncs a directory so that a rename into it survives a crash.
 /// The file at `path` whole, or `None` when it holds more than `max` bytes (read no further).
 pub(crate) fn read_at_most(path: &Path, max: u64) -> io::Result<Option<Vec<u8>>> {
     use std::io::Read;
@@ -481,6 +480,7 @@ pub(crate) fn read_at_most(path: &Path, max: u64) -> io::Result<Option<Vec<u8>>>
     Ok((bytes.len() as u64 <= max).then_some(bytes))
 }
 
+/// Fsyncs a directory so that a rename into it survives a crash.
 pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir)
         .and_then(|d| d.sync_all())
