@@ -289,6 +289,32 @@ async fn an_upload_the_registry_stops_reading_fails_after_the_stall_timeout() {
     memory.resolve_blob(&repo, &digest).await.unwrap();
 }
 
+/// A registry may take a while to answer an upload once the body is sent (it commits it:
+/// hashes it, or copies it within its object storage): the client waits longer than the stall
+/// timeout for that, a second more for every 10 MiB sent. Here 16 MiB buy 1.6 s, and the
+/// answer comes after 1 s, three times the stall timeout.
+#[tokio::test]
+async fn a_large_upload_gives_the_registry_time_to_commit_it() {
+    let (listening, memory) = server(false).await;
+    let proxy = Proxy::start(listening.local_addr()).await;
+    let repo = repo("slow-commit");
+    let client = stalling_client(&proxy, Duration::from_millis(300)).await;
+    let content = seeded_bytes(7, 16 << 20);
+    let digest = Digest::sha256(&content);
+    let descriptor = Descriptor::new(octet(), digest.clone(), content.len() as u64);
+    proxy.add(Rule::new(
+        Some("PUT"),
+        "/blobs/uploads/",
+        1,
+        Fault::DelayHead(Duration::from_secs(1)),
+    ));
+    client
+        .push_blob(&repo, &descriptor, oci_store::body_from_bytes(content))
+        .await
+        .unwrap();
+    memory.resolve_blob(&repo, &digest).await.unwrap();
+}
+
 /// A manifest whose body stops mid-way is asked for again, like one whose connection broke.
 #[tokio::test]
 async fn a_manifest_body_that_stalls_is_asked_for_again() {

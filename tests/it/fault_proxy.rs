@@ -46,6 +46,9 @@ pub(crate) enum Fault {
     /// Forwards the request, then sends nothing back while keeping the connection open (for a
     /// minute at most): a registry that took the request and went silent.
     StallHead,
+    /// Forwards the request, and the answer only after this long: a registry that takes its
+    /// time (committing a large upload, say).
+    DelayHead(Duration),
     /// Forwards the request head and this many bytes of its body, then reads nothing more
     /// from the client, keeping the connection open (for a minute at most): the client's
     /// upload stops moving once the connection's buffers are full.
@@ -506,6 +509,9 @@ async fn forward_response(
         // Silent but open: only the client's stall timeout ends this.
         tokio::time::sleep(Duration::from_secs(60)).await;
         return End::Close;
+    }
+    if let Some(Fault::DelayHead(pause)) = fault {
+        tokio::time::sleep(pause).await;
     }
     let Some((response_head, early)) = read_head(upstream).await else {
         return End::Close;

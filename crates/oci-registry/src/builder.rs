@@ -111,7 +111,8 @@ impl RegistryClientBuilder {
     /// `Range`, like a dropped connection); a request with no answer for this long, while its
     /// body (if any) does not move either, fails as unreachable (and is sent again where it
     /// can be), and so does an answer's body (a manifest, a listing) that stops. An upload that
-    /// keeps moving is waited for however long it takes. Default: 60 seconds.
+    /// keeps moving is waited for however long it takes, and once it is sent the registry has
+    /// a second more for every 10 MiB of it to commit it. Default: 60 seconds.
     pub fn with_stall_timeout(mut self, timeout: Duration) -> Self {
         self.stall_timeout = timeout;
         self

@@ -154,7 +154,7 @@ impl Body {
             Self::Stream(stream) => {
                 let progress = Arc::clone(progress);
                 let pieces = stream.take()?.map(move |piece| {
-                    progress.mark();
+                    progress.mark(piece.as_ref().map_or(0, Bytes::len));
                     piece.map(Frame::data)
                 });
                 StreamBody::new(pieces).boxed_unsync()
@@ -167,26 +167,35 @@ impl Body {
     }
 }
 
-/// When the connection last took a piece of a streamed request body: an upload that moves,
-/// however slowly, is waited for; one that stopped is not.
+/// When the connection last took a piece of a streamed request body, and how much it took:
+/// an upload that moves, however slowly, is waited for; one that stopped is not.
 #[derive(Debug)]
 pub(crate) struct BodyProgress {
     started: Instant,
     /// Milliseconds from `started` to the last piece taken.
     last: AtomicU64,
+    /// Bytes taken so far.
+    sent: AtomicU64,
 }
+
+/// How much longer than the stall timeout a registry may take to answer an upload, per byte
+/// of it: once the body is sent, a registry commits it (it may hash it, or copy it within its
+/// object storage: minutes for a layer of many GiB), and says nothing meanwhile.
+const COMMIT_BYTES_PER_SECOND: u64 = 10 << 20;
 
 impl BodyProgress {
     pub(crate) fn new() -> Self {
         Self {
             started: Instant::now(),
             last: AtomicU64::new(0),
+            sent: AtomicU64::new(0),
         }
     }
 
-    fn mark(&self) {
+    fn mark(&self, bytes: usize) {
         let now = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
         self.last.store(now, Ordering::Relaxed);
+        self.sent.fetch_add(bytes as u64, Ordering::Relaxed);
     }
 
     /// How long since the body last moved (or since the request was built).
@@ -194,11 +203,21 @@ impl BodyProgress {
         let last = Duration::from_millis(self.last.load(Ordering::Relaxed));
         self.started.elapsed().saturating_sub(last)
     }
+
+    /// How long the request may stay quiet: `stall`, and a second more for every
+    /// [`COMMIT_BYTES_PER_SECOND`] of body sent.
+    pub(crate) fn patience(&self, stall: Duration) -> Duration {
+        let sent = self.sent.load(Ordering::Relaxed);
+        stall.saturating_add(Duration::from_millis(
+            sent.saturating_mul(1000) / COMMIT_BYTES_PER_SECOND,
+        ))
+    }
 }
 
 /// Waits for the answer to a request, for as long as its streamed body (if any) keeps moving:
-/// `None` when `stall` passes with no answer and no piece of the body taken (a registry, a
-/// token endpoint or a proxy that accepted the connection and went silent).
+/// `None` when the request stays quiet for longer than its patience (`stall`, more after a
+/// large body: [`BodyProgress::patience`]), with no answer and no piece of the body taken (a
+/// registry, a token endpoint or a proxy that accepted the connection and went silent).
 pub(crate) async fn answer_within<F: std::future::Future>(
     answer: F,
     progress: &BodyProgress,
@@ -206,7 +225,9 @@ pub(crate) async fn answer_within<F: std::future::Future>(
 ) -> Option<F::Output> {
     let mut answer = std::pin::pin!(answer);
     loop {
-        let wait = stall.saturating_sub(progress.quiet_for());
+        let wait = progress
+            .patience(stall)
+            .saturating_sub(progress.quiet_for());
         if wait.is_zero() {
             return None;
         }
