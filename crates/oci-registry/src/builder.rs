@@ -108,11 +108,12 @@ impl RegistryClientBuilder {
 
     /// How long the registry (or its token endpoint, or a proxy on the way) may stay silent:
     /// a blob download that brings no byte for this long counts as broken (and is resumed with
-    /// `Range`, like a dropped connection); a request with no answer for this long, while its
-    /// body (if any) does not move either, fails as unreachable (and is sent again where it
-    /// can be), and so does an answer's body (a manifest, a listing) that stops. An upload that
-    /// keeps moving is waited for however long it takes, and once it is sent the registry has
-    /// a second more for every 10 MiB of it to commit it. Default: 60 seconds.
+    /// `Range`, like a dropped connection), and so does an answer's body (a manifest, a
+    /// listing) that stops. A request waits five times this for its answer (a pull-through
+    /// cache may fetch a whole blob before it answers), then fails as unreachable (and is sent
+    /// again where it can be). An upload that keeps moving is waited for however long it
+    /// takes; once it is sent, the registry has this long and a second more for every 10 MiB
+    /// of it to commit it. Default: 60 seconds.
     pub fn with_stall_timeout(mut self, timeout: Duration) -> Self {
         self.stall_timeout = timeout;
         self

@@ -2,7 +2,7 @@
 //! sent with authentication, retries and redirects.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -152,6 +152,7 @@ impl Body {
                 .map_err(|never| match never {})
                 .boxed_unsync(),
             Self::Stream(stream) => {
+                progress.streamed.store(true, Ordering::Relaxed);
                 let progress = Arc::clone(progress);
                 let pieces = stream.take()?.map(move |piece| {
                     progress.mark(piece.as_ref().map_or(0, Bytes::len));
@@ -176,7 +177,14 @@ pub(crate) struct BodyProgress {
     last: AtomicU64,
     /// Bytes taken so far.
     sent: AtomicU64,
+    /// Whether the body is streamed (an upload) rather than held whole (or empty).
+    streamed: AtomicBool,
 }
+
+/// How many stall timeouts a request without a streamed body may wait for its answer: a
+/// registry that caches another (a pull-through mirror) may fetch a whole blob from upstream
+/// before it answers.
+const ANSWER_STALLS: u32 = 5;
 
 /// How much longer than the stall timeout a registry may take to answer an upload, per byte
 /// of it: once the body is sent, a registry commits it (it may hash it, or copy it within its
@@ -189,6 +197,7 @@ impl BodyProgress {
             started: Instant::now(),
             last: AtomicU64::new(0),
             sent: AtomicU64::new(0),
+            streamed: AtomicBool::new(false),
         }
     }
 
@@ -204,9 +213,12 @@ impl BodyProgress {
         self.started.elapsed().saturating_sub(last)
     }
 
-    /// How long the request may stay quiet: `stall`, and a second more for every
-    /// [`COMMIT_BYTES_PER_SECOND`] of body sent.
+    /// How long the request may stay quiet: with a streamed body, `stall` and a second more
+    /// for every [`COMMIT_BYTES_PER_SECOND`] of it sent; without, [`ANSWER_STALLS`] stalls.
     pub(crate) fn patience(&self, stall: Duration) -> Duration {
+        if !self.streamed.load(Ordering::Relaxed) {
+            return stall.saturating_mul(ANSWER_STALLS);
+        }
         let sent = self.sent.load(Ordering::Relaxed);
         stall.saturating_add(Duration::from_millis(
             sent.saturating_mul(1000) / COMMIT_BYTES_PER_SECOND,
