@@ -30,6 +30,11 @@ pub struct LayerLimits {
     pub max_path: usize,
     /// Bytes of one entry's PAX records (default 1 MiB: long names and xattrs need far less).
     pub max_pax: u64,
+    /// Components of a path (default 128: the deepest trees of real images, `node_modules`
+    /// among them, go a few dozen deep). Each level of a path is a directory to make and
+    /// remember: 2,000 levels of one-byte names fit in `max_path`, and a few thousand such
+    /// entries took gigabytes of memory and inodes in unpack and export.
+    pub max_depth: usize,
 }
 
 impl Default for LayerLimits {
@@ -38,6 +43,7 @@ impl Default for LayerLimits {
             max_entries: 1_000_000,
             max_path: 4096,
             max_pax: 1 << 20,
+            max_depth: 128,
         }
     }
 }
@@ -54,6 +60,13 @@ impl LayerLimits {
     #[must_use]
     pub fn with_max_path(mut self, max: usize) -> Self {
         self.max_path = max;
+        self
+    }
+
+    /// Sets the most components of a path.
+    #[must_use]
+    pub fn with_max_depth(mut self, max: usize) -> Self {
+        self.max_depth = max;
         self
     }
 
@@ -279,6 +292,16 @@ pub fn read_entries(
             ));
         }
         let mut path = clean(&name);
+        let depth = path.split(|b| *b == b'/').count();
+        if depth > limits.max_depth {
+            return Err(bad(
+                Some(&String::from_utf8_lossy(&name[..name.len().min(200)])),
+                format!(
+                    "a path of {depth} components is over the limit of {}",
+                    limits.max_depth
+                ),
+            ));
+        }
         let kind = match kind {
             tar::EntryType::Regular | tar::EntryType::Continuous => EntryKind::File,
             // Old archives mark directories by a trailing slash on a regular entry.

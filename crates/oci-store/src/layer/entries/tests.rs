@@ -129,6 +129,18 @@ fn limits_stop_hostile_archives() {
         "{text}"
     );
 
+    // Deep paths: each level is a directory to make and remember.
+    let deep = tar_of(&[(b"a/b/c/d/e/f/g/h/i", tar::EntryType::Regular, b"")]);
+    let limits = LayerLimits::default().with_max_depth(8);
+    let text = collect(&deep, &limits).unwrap_err().to_string();
+    assert!(
+        text.contains("a path of 9 components is over the limit of 8"),
+        "{text}"
+    );
+    let limits = LayerLimits::default().with_max_depth(9);
+    assert_eq!(collect(&deep, &limits).unwrap().len(), 1);
+    assert_eq!(LayerLimits::default().max_depth, 128);
+
     let many: Vec<(&[u8], tar::EntryType, &[u8])> =
         vec![(b"f".as_slice(), tar::EntryType::Regular, b"".as_slice()); 11];
     let limits = LayerLimits::default().with_max_entries(10);
