@@ -49,6 +49,10 @@ pub(crate) struct Applier {
     /// Paths the current layer made, and every parent of them.
     made: HashSet<Vec<u8>>,
     made_parents: HashSet<Vec<u8>>,
+    /// Directories the current layer has emptied of lower layers' contents: all that is in
+    /// them now is this layer's, so emptying them again (a repeated opaque whiteout) has
+    /// nothing to do, and is not done (each time listed the whole tree the layer made there).
+    emptied: HashSet<Vec<u8>>,
     warned_devices: bool,
     warned_xattrs: bool,
     /// Bytes of file content written, against the image's limit.
@@ -64,6 +68,7 @@ impl Applier {
             dirs: BTreeMap::new(),
             made: HashSet::new(),
             made_parents: HashSet::new(),
+            emptied: HashSet::new(),
             warned_devices: false,
             warned_xattrs: false,
             written: 0,
@@ -75,6 +80,7 @@ impl Applier {
     pub(crate) fn begin_layer(&mut self) {
         self.made.clear();
         self.made_parents.clear();
+        self.emptied.clear();
     }
 
     /// Applies one entry of `layer`.
@@ -467,8 +473,25 @@ impl Applier {
         }
     }
 
+    /// Whether `path` or a directory above it was emptied of lower contents in this layer.
+    fn within_emptied(&self, path: &[u8]) -> bool {
+        if self.emptied.is_empty() {
+            return false;
+        }
+        self.emptied.contains(path)
+            || self.emptied.contains(&b""[..])
+            || path
+                .iter()
+                .enumerate()
+                .filter(|(_, b)| **b == b'/')
+                .any(|(at, _)| self.emptied.contains(&path[..at]))
+    }
+
     /// Removes the lower layers' contents of the directory `path` (if it is one).
     fn empty_lower(&mut self, path: &[u8]) -> io::Result<()> {
+        if self.within_emptied(path) {
+            return Ok(());
+        }
         let dir = match self.root.resolve(path, OFlags::RDONLY | OFlags::DIRECTORY) {
             Ok(dir) => dir,
             Err(e)
@@ -489,6 +512,7 @@ impl Applier {
             child_path.extend_from_slice(&child);
             self.remove_lower(&child_path)?;
         }
+        self.emptied.insert(path.to_vec());
         Ok(())
     }
 }
