@@ -131,6 +131,32 @@ fn sync_configs_with_unknown_keys_or_bad_patterns_are_refused_with_their_line() 
         stderr.contains("referers") && stderr.contains("line 4"),
         "{stderr}"
     );
+    // A config is read through its bound, whatever the file says its size is: a FIFO says 0
+    // bytes and may hold any number.
+    let fifo = work.path().join("endless.toml");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let writer = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || {
+            use std::io::Write as _;
+            let mut pipe = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+            let line = vec![b'#'; 64 << 10];
+            // Stops once hoist has read its fill and closed the pipe.
+            for _ in 0..64 {
+                if pipe.write_all(&line).is_err() {
+                    break;
+                }
+            }
+        })
+    };
+    let (code, stderr) = hoist.fails(&["sync", "--config", fifo.to_str().unwrap()]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("more than the 1048576 bytes"), "{stderr}");
+    writer.join().unwrap();
     // A source that cannot be listed is a failure, reported, and the exit code says so.
     let (code, stderr) = hoist.fails(&["sync", "127.0.0.1:1/gone/app", "127.0.0.1:1/copy/app"]);
     assert_eq!(code, 1, "{stderr}");

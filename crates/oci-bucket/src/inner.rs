@@ -115,17 +115,35 @@ impl Inner {
         }
     }
 
-    /// A small object read whole; `None` when it does not exist.
+    /// A small object read whole; `None` when it does not exist. Small means at most a
+    /// manifest's or an upload tail's size (a part): an object that says it is larger, or
+    /// turns out to be, is reported corrupt before it is held, whatever the storage says.
     pub(crate) async fn get_small(&self, path: &Path) -> Result<Option<Bytes>> {
-        match self.store.get(path).await {
-            Ok(found) => found
-                .bytes()
-                .await
-                .map(Some)
-                .map_err(|e| self.err("reading", path, e)),
-            Err(object_store::Error::NotFound { .. }) => Ok(None),
-            Err(e) => Err(self.err("reading", path, e)),
+        let limit = self.part_size.max(oci_types::MAX_MANIFEST_SIZE) as u64;
+        let found = match self.store.get(path).await {
+            Ok(found) => found,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(self.err("reading", path, e)),
+        };
+        if found.meta.size > limit {
+            return Err(self.corrupt(
+                path,
+                format!(
+                    "{} bytes, more than the {limit} it may have",
+                    found.meta.size
+                ),
+            ));
         }
+        let mut bytes = Vec::new();
+        let mut pieces = found.into_stream();
+        while let Some(piece) = pieces.next().await {
+            let piece = piece.map_err(|e| self.err("reading", path, e))?;
+            if (bytes.len() + piece.len()) as u64 > limit {
+                return Err(self.corrupt(path, format!("more than the {limit} bytes it may have")));
+            }
+            bytes.extend_from_slice(&piece);
+        }
+        Ok(Some(Bytes::from(bytes)))
     }
 
     /// A JSON object of hoist's layout; `None` when it does not exist.

@@ -140,17 +140,23 @@ impl TagFilter {
 
 /// Reads a config file: YAML (`.yaml`, `.yml`) or TOML (`.toml`); an error names the line.
 fn read_config(path: &Path) -> Result<Vec<Entry>> {
-    let size = std::fs::metadata(path)
-        .with_context(|| format!("cannot read {}", path.display()))?
-        .len();
-    if size > MAX_CONFIG_SIZE {
+    // Read through a bound rather than trusting the file's stated size: a FIFO or a file of
+    // /proc says 0 bytes and may hold any number.
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .and_then(|file| {
+            std::io::Read::read_to_string(
+                &mut std::io::Read::take(file, MAX_CONFIG_SIZE + 1),
+                &mut text,
+            )
+        })
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    if text.len() as u64 > MAX_CONFIG_SIZE {
         bail!(
-            "{}: {size} bytes, more than a sync config may be ({MAX_CONFIG_SIZE})",
+            "{}: more than the {MAX_CONFIG_SIZE} bytes a sync config may be",
             path.display()
         );
     }
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     let format = match path.extension().and_then(|e| e.to_str()) {
         Some("toml") => ConfigFormat::Toml,
         Some("yaml" | "yml") => ConfigFormat::Yaml,

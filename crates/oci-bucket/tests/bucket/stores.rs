@@ -309,3 +309,27 @@ async fn content_above_the_copy_limit_is_streamed_into_place() {
     assert!(error.to_string().contains("copying into"), "{error}");
     assert_eq!(bucket.copies.load(Ordering::SeqCst), 1);
 }
+
+/// What the store reads whole from the bucket (links, manifests, upload state) is read
+/// through a bound: a tag link of 9 MiB (a broken or hostile bucket) is reported as corrupt,
+/// naming it, not held.
+#[tokio::test]
+async fn an_object_read_whole_is_read_through_a_bound() {
+    let memory = Arc::new(InMemory::new());
+    let store = BucketStore::with_multipart(Arc::clone(&memory));
+    push_manifest(&store, "v1").await;
+    let link = Path::from("repositories/team/app/_tags/v1");
+    memory
+        .put(&link, PutPayload::from(vec![b' '; 9 << 20]))
+        .await
+        .unwrap();
+    let error = store
+        .resolve_tag(&repo(), &"v1".parse().unwrap())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("_tags/v1") && error.contains("more than the 8388608"),
+        "{error}"
+    );
+}
