@@ -76,10 +76,26 @@ pub async fn open_layer(
     repo: &Repository,
     layer: &Descriptor,
 ) -> Result<BlobReader> {
-    store
+    let context = || format!("reading layer {} of {repo}", layer.digest);
+    let reader = store
         .get_blob(repo, &layer.digest)
         .await
-        .map_err(|e| Error::store(format!("reading layer {} of {repo}", layer.digest), e))
+        .map_err(|e| Error::store(context(), e))?;
+    // The content is checked against its digest as it is read; the size the manifest states
+    // (and a pull reports) must be the content's too.
+    let size = reader.descriptor().size;
+    if size != layer.size {
+        return Err(Error::store(
+            context(),
+            oci_store::Error::SizeInvalid {
+                what: "a layer whose manifest states another size:".to_owned(),
+                digest: layer.digest.clone(),
+                expected: layer.size,
+                actual: size,
+            },
+        ));
+    }
+    Ok(reader)
 }
 
 #[cfg(test)]

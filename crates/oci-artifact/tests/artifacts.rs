@@ -223,3 +223,35 @@ async fn titles_that_would_leave_the_directory_are_refused_and_nothing_is_writte
     assert!(error.to_string().contains("symbolic link"), "{error}");
     assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0);
 }
+
+/// A layer whose manifest states another size than its content's is refused when it is
+/// opened (and so when it is pulled): the content is checked against its digest as it is read,
+/// and the size a pull reports is the manifest's, so the two must agree.
+#[tokio::test]
+async fn a_layer_whose_stated_size_is_not_its_contents_is_refused() {
+    let store = MemoryStore::new();
+    let mut layer = store
+        .push_blob_bytes(
+            &repo(),
+            MediaType::from_static("text/plain"),
+            Bytes::from_static(b"five!"),
+        )
+        .await
+        .unwrap();
+    layer.size = 1 << 40;
+    let error = open_layer(&store, &repo(), &layer).await.unwrap_err();
+    assert!(
+        error.to_string().contains("reading layer") && format!("{error:?}").contains("SizeInvalid"),
+        "{error:?}"
+    );
+    layer.size = 5;
+    assert_eq!(
+        open_layer(&store, &repo(), &layer)
+            .await
+            .unwrap()
+            .bytes(16)
+            .await
+            .unwrap(),
+        "five!"
+    );
+}
