@@ -261,7 +261,11 @@ impl Inner {
         let path = self.keys.blob_link(repo, digest);
         self.put_json(&path, &serde_json::json!({ "size": size }))
             .await?;
-        if self.being_collected([digest]).await?.is_some() {
+        // No marker now; the content must still be there too: a collection that removed it
+        // may have removed its marker since (then this push uploads it again).
+        if self.being_collected([digest]).await?.is_some()
+            || !self.exists(&self.keys.content(digest)).await?
+        {
             self.remove(&path).await?;
             return Err(collecting_refusal());
         }

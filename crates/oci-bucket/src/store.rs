@@ -223,6 +223,26 @@ impl BucketStore {
         )
     }
 
+    /// The first of `wanted` (names and what they name) that is missing, if any.
+    async fn first_missing(
+        &self,
+        wanted: &[(object_store::path::Path, Digest)],
+    ) -> Result<Option<Digest>> {
+        let inner = Arc::clone(&self.inner);
+        let present: Vec<(bool, Digest)> = stream::iter(wanted.to_vec())
+            .map(move |(path, digest)| {
+                let inner = Arc::clone(&inner);
+                async move { Ok::<_, Error>((inner.exists(&path).await?, digest)) }
+            })
+            .buffered(8)
+            .try_collect()
+            .await?;
+        Ok(present
+            .into_iter()
+            .find(|(there, _)| !there)
+            .map(|(_, missing)| missing))
+    }
+
     async fn link_blob(&self, repo: &Repository, digest: &Digest, size: u64) -> Result<()> {
         self.inner.link_blob(repo, digest, size).await
     }
@@ -433,16 +453,7 @@ impl OciInterface for BucketStore {
                 (path, reference.digest.clone())
             })
             .collect();
-        let inner = Arc::clone(&self.inner);
-        let present: Vec<(bool, Digest)> = stream::iter(wanted)
-            .map(move |(path, digest)| {
-                let inner = Arc::clone(&inner);
-                async move { Ok::<_, Error>((inner.exists(&path).await?, digest)) }
-            })
-            .buffered(8)
-            .try_collect()
-            .await?;
-        if let Some((_, missing)) = present.into_iter().find(|(there, _)| !there) {
+        if let Some(missing) = self.first_missing(&wanted).await? {
             return Err(Error::ManifestBlobUnknown {
                 repo: repo.clone(),
                 digest: missing,
@@ -476,6 +487,17 @@ impl OciInterface for BucketStore {
         {
             self.inner.remove(&link_path).await?;
             return Err(crate::inner::collecting_refusal());
+        }
+        // No marker now, and what the manifest needs is still there: either a collection
+        // that took it has finished (its marker gone after its sweep, which this sees as a
+        // missing name: the push is taken back), or none will take it, since a collection
+        // that writes its marker from now on lists this link.
+        if let Some(missing) = self.first_missing(&wanted).await? {
+            self.inner.remove(&link_path).await?;
+            return Err(Error::ManifestBlobUnknown {
+                repo: repo.clone(),
+                digest: missing,
+            });
         }
         if let Some(subject) = &facts.subject {
             self.inner
