@@ -20,6 +20,10 @@ pub(crate) const MAX_LINE: usize = 1 << 20;
 /// The most names and image ids kept from one answer.
 pub(crate) const MAX_LOADED: usize = 10_000;
 
+/// The longest name or image id kept (a name is at most a few hundred bytes): with
+/// [`MAX_LOADED`], what is kept stays within 40 MiB whatever the daemon answers.
+pub(crate) const MAX_LOADED_NAME: usize = 4096;
+
 /// The most other messages kept from one answer (the last ones).
 pub(crate) const MAX_MESSAGES: usize = 32;
 
@@ -214,20 +218,26 @@ impl LoadAnswer {
     }
 
     fn loaded_name(&mut self, name: &str) -> Result<()> {
-        self.check_count()?;
+        self.check_count(name)?;
         self.names.push(name.to_owned());
         Ok(())
     }
 
     fn loaded_id(&mut self, id: &str) -> Result<()> {
-        self.check_count()?;
+        self.check_count(id)?;
         self.image_ids.push(id.to_owned());
         Ok(())
     }
 
-    fn check_count(&self) -> Result<()> {
+    fn check_count(&self, name: &str) -> Result<()> {
         if self.names.len() + self.image_ids.len() >= MAX_LOADED {
             return Err(self.protocol(format!("more than {MAX_LOADED} images loaded")));
+        }
+        if name.len() > MAX_LOADED_NAME {
+            return Err(self.protocol(format!(
+                "a loaded image named in {} bytes, more than {MAX_LOADED_NAME}",
+                name.len()
+            )));
         }
         Ok(())
     }
@@ -482,6 +492,12 @@ mod tests {
                 .len(),
             MAX_LOADED
         );
+        let long = format!(
+            "{{\"stream\":\"Loaded image: {}:1\\n\"}}\n",
+            "a".repeat(MAX_LOADED_NAME)
+        );
+        let reason = protocol_error(read(200, &long, 1 << 16));
+        assert!(reason.contains("more than 4096"), "{reason}");
         let notes: String = (0..100)
             .map(|i| format!("{{\"stream\":\"note {i}\\n\"}}\n"))
             .collect();
