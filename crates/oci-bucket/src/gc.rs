@@ -21,9 +21,9 @@
 //! list the markers (`Inner::being_collected`), and take their link back and answer
 //! `TOO_MANY_REQUESTS` when one names what they need; *then* they check that what they need
 //! is still there, since a sweep removes its marker once it has removed the content: a
-//! writer that found the content before the sweep and looks for markers after it sees none. On a store whose listings are
-//! consistent with writes (S3, GCS, Azure, moto, local files) one of the two always sees the
-//! other, so a push that succeeded never loses its content. The sweep removes a candidate's
+//! writer that found the content before the sweep and looks for markers after it sees none.
+//! On a store whose listings are consistent with writes (S3, GCS, Azure, moto, local files)
+//! one of the two always sees the other, so a push that succeeded never loses its content. The sweep removes a candidate's
 //! links, then its content, then its marker, and stops if it runs longer than half a
 //! marker's lifetime, so a writer never ignores a marker that still matters.
 //!

@@ -218,18 +218,19 @@ impl LoadAnswer {
     }
 
     fn loaded_name(&mut self, name: &str) -> Result<()> {
-        self.check_count(name)?;
+        self.check_kept(name)?;
         self.names.push(name.to_owned());
         Ok(())
     }
 
     fn loaded_id(&mut self, id: &str) -> Result<()> {
-        self.check_count(id)?;
+        self.check_kept(id)?;
         self.image_ids.push(id.to_owned());
         Ok(())
     }
 
-    fn check_count(&self, name: &str) -> Result<()> {
+    /// Whether `name` (a name or an image id) may be kept: within the count and its length.
+    fn check_kept(&self, name: &str) -> Result<()> {
         if self.names.len() + self.image_ids.len() >= MAX_LOADED {
             return Err(self.protocol(format!("more than {MAX_LOADED} images loaded")));
         }

@@ -1,6 +1,7 @@
 //! `hoist sync`: many repositories mirrored in one run, from a config file or from flags,
 //! incrementally, with tag filters, in parallel under a bound on transfers.
 
+use std::io::Read as _;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
@@ -144,12 +145,7 @@ fn read_config(path: &Path) -> Result<Vec<Entry>> {
     // /proc says 0 bytes and may hold any number.
     let mut text = String::new();
     std::fs::File::open(path)
-        .and_then(|file| {
-            std::io::Read::read_to_string(
-                &mut std::io::Read::take(file, MAX_CONFIG_SIZE + 1),
-                &mut text,
-            )
-        })
+        .and_then(|file| file.take(MAX_CONFIG_SIZE + 1).read_to_string(&mut text))
         .with_context(|| format!("cannot read {}", path.display()))?;
     if text.len() as u64 > MAX_CONFIG_SIZE {
         bail!(
