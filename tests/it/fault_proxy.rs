@@ -56,6 +56,9 @@ pub(crate) enum Fault {
     /// Forwards this many bytes of the response body, pauses this long, then sends the rest: a
     /// slow body that does arrive.
     DelayAfter(usize, Duration),
+    /// Forwards the response body this many bytes at a time, pausing this long after each: a
+    /// slow upstream whose body keeps moving.
+    Throttle(usize, Duration),
     /// Forwards the request head and this many bytes of the request body, then resets both
     /// connections: the upstream sees the body break off, the client a reset before any answer.
     ResetRequestAfter(usize),
@@ -538,6 +541,10 @@ async fn forward_response(
         _ => (None, None, None),
     };
     let mut delay = delay;
+    let throttle = match fault {
+        Some(Fault::Throttle(bytes, pause)) if ok => Some((bytes, pause)),
+        _ => None,
+    };
     if client.write_all(&head_bytes).await.is_err() {
         return End::Close;
     }
@@ -581,8 +588,15 @@ async fn forward_response(
                 };
             }
             position += chunk.len();
-            if client.write_all(&chunk).await.is_err() {
-                return End::Close;
+            let pieces = throttle.map_or(chunk.len().max(1), |(bytes, _)| bytes.max(1));
+            for piece in chunk.chunks(pieces) {
+                if client.write_all(piece).await.is_err() {
+                    return End::Close;
+                }
+                if let Some((_, pause)) = throttle {
+                    let _ = client.flush().await;
+                    tokio::time::sleep(pause).await;
+                }
             }
         }
         match upstream.read(&mut buffer).await {

@@ -7,6 +7,8 @@ use crate::client_peers::shared_cncf;
 use crate::server_interop::{layout_image, layout_index, oci_ref, skopeo};
 use crate::support::peer;
 use oci_layout::LayoutStore;
+use oci_store::{OciInterface, OciInterfaceExt, PushManifestParams};
+use oci_types::{ImageManifest, MediaType, media_type};
 
 /// The lines `copy --all-tags` prints on stdout, `REPO:TAG DIGEST copied`, as (tag, digest),
 /// sorted.
@@ -281,4 +283,92 @@ fn a_mirror_whose_upstream_refuses_its_credentials_answers_with_a_clear_error() 
         again.to_lowercase().contains("401") || again.to_lowercase().contains("unauthorized"),
         "{again}"
     );
+}
+
+/// A blob that upstream sends slowly, through a mirror whose idle timeout is shorter than the
+/// whole fetch: the mirror passes on what upstream sends as it comes, so the pull completes
+/// (a mirror that said nothing until it had all of it would be cut by its own idle timeout,
+/// and every retry would start the fetch again), fetches the blob once, and keeps it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_mirror_streams_a_slow_upstream_blob_as_it_comes_and_keeps_it() {
+    use crate::fault_proxy::{Fault, Proxy, Rule};
+    use std::time::{Duration, Instant};
+
+    let work = tempfile::tempdir().unwrap();
+    let upstream = crate::support::ServeProcess::start(&["--memory"]);
+    let source = work.path().join("source");
+    let store = LayoutStore::open(&source).await.unwrap();
+    let repo = crate::server_interop::layout_repo();
+    // 4 MiB of incompressible bytes: nothing on the way decompresses a layer.
+    let layer = store
+        .push_blob_bytes(
+            &repo,
+            MediaType::from_static(media_type::OCI_LAYER_GZIP),
+            oci_store::conformance::seeded_bytes(21, 4 << 20),
+        )
+        .await
+        .unwrap();
+    let config = store
+        .push_blob_bytes(
+            &repo,
+            MediaType::from_static(media_type::OCI_CONFIG),
+            bytes::Bytes::from_static(b"{}"),
+        )
+        .await
+        .unwrap();
+    let manifest = store
+        .push_manifest(
+            &repo,
+            ImageManifest::new(config, vec![layer.clone()])
+                .to_json()
+                .into(),
+            &MediaType::from_static(media_type::OCI_MANIFEST),
+            &PushManifestParams::new().with_tag("v1".parse().unwrap()),
+        )
+        .await
+        .unwrap();
+    let pushed = format!("{}/slow/app:v1", upstream.addr());
+    Hoist::new().ok(&["copy", &oci_ref(&source, "v1"), &pushed]);
+
+    // 64 KiB every 50 ms: about 3.2 s for the layer, every time it is asked for.
+    let proxy = Proxy::start(upstream.addr()).await;
+    proxy.add(Rule::new(
+        Some("GET"),
+        &format!("/blobs/{}", layer.digest),
+        10,
+        Fault::Throttle(64 << 10, Duration::from_millis(50)),
+    ));
+    let serve = crate::support::ServeProcess::start(&[
+        "--memory",
+        "--mirror",
+        &format!("http://{}", proxy.host()),
+        "--idle-timeout",
+        "1",
+    ]);
+    let mirrored = format!("{}/slow/app:v1", serve.addr());
+    let pull = |out: std::path::PathBuf| {
+        let mirrored = mirrored.clone();
+        tokio::task::spawn_blocking(move || {
+            Hoist::new().stdout(&["copy", &mirrored, &oci_ref(&out, "v1")])
+        })
+    };
+    let started = Instant::now();
+    let pulled = pull(work.path().join("first")).await.unwrap();
+    assert_eq!(pulled, manifest.digest.to_string());
+    assert!(
+        started.elapsed() > Duration::from_secs(2),
+        "the layer came slowly: {:?}",
+        started.elapsed()
+    );
+    let fetches = proxy
+        .log()
+        .iter()
+        .filter(|seen| seen.method == "GET" && seen.path().ends_with(layer.digest.as_str()))
+        .count();
+    assert_eq!(fetches, 1, "{:#?}", proxy.log());
+
+    // Upstream gone: the mirror kept what it passed on.
+    drop(upstream);
+    let again = pull(work.path().join("again")).await.unwrap();
+    assert_eq!(again, manifest.digest.to_string());
 }

@@ -52,8 +52,8 @@ pub struct ServerOptions {
     /// (the distribution-spec asks them to); off, the server serves at the speed of the disk
     /// and the network, as the CNCF registry does, and damage at rest is found by the client
     /// or by a check of the storage (`hoist fsck`). Off by default. Off, reads are range reads
-    /// of the whole blob: a caching store ([`oci_store::Cached`]) passes those to its remote
-    /// without filling its cache.
+    /// of the whole blob, which a caching store ([`oci_store::Cached`]) fills from as it does
+    /// from full reads (the remote's read is verified as it passes).
     pub verify_blob_reads: bool,
     /// How long a client has to send a request's line and headers, from the moment the
     /// server waits for them (HTTP/1; on a kept-alive connection the wait starts when the

@@ -44,6 +44,19 @@ impl BlobBody {
             .map(|(digest, size)| (digest, *size))
     }
 
+    /// A body passing on, unchanged, the pieces of another body's stream (through a channel,
+    /// say) and so claiming what that body verifies: `verified_as` is that body's
+    /// [`verified_as`](Self::verified_as). A stream cut short still fails its reader's count.
+    pub(crate) fn passing_on(
+        stream: impl Stream<Item = Result<Bytes>> + Send + 'static,
+        verified_as: Option<(Digest, u64)>,
+    ) -> Self {
+        Self {
+            stream: stream.boxed(),
+            verified_as,
+        }
+    }
+
     /// Whether this body's own stream verifies exactly `descriptor`'s digest and size (a
     /// reader or writer of it may then only count).
     fn verifies(&self, descriptor: &Descriptor) -> bool {

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
@@ -37,6 +37,9 @@ pub struct Faulty {
     fault: Fault,
     offline: Arc<AtomicBool>,
     calls: Arc<Mutex<BTreeMap<&'static str, u64>>>,
+    /// Full blob reads stop after this many bytes until released (`u64::MAX`: never).
+    hold_after: Arc<AtomicU64>,
+    released: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 impl Faulty {
@@ -52,7 +55,23 @@ impl Faulty {
             fault,
             offline: Arc::default(),
             calls: Arc::default(),
+            hold_after: Arc::new(AtomicU64::new(u64::MAX)),
+            released: Arc::new(tokio::sync::watch::Sender::new(false)),
         }
+    }
+
+    /// Full blob reads begun from now on send `bytes` bytes, then wait for
+    /// [`release_blob_reads`](Self::release_blob_reads) before sending the rest: a remote
+    /// that is slow to send a large blob.
+    pub fn hold_blob_reads_after(&self, bytes: u64) {
+        self.released.send_replace(false);
+        self.hold_after.store(bytes, Ordering::SeqCst);
+    }
+
+    /// Lets every held blob read go on, and reads begun later go through.
+    pub fn release_blob_reads(&self) {
+        self.hold_after.store(u64::MAX, Ordering::SeqCst);
+        self.released.send_replace(true);
     }
 
     /// The wrapped store.
@@ -97,6 +116,37 @@ impl Faulty {
     }
 }
 
+/// `body`, whose pieces past its first `at` bytes wait until `released` says so.
+fn held_after(
+    body: BlobBody,
+    at: u64,
+    released: tokio::sync::watch::Receiver<bool>,
+) -> impl futures::Stream<Item = Result<Bytes>> {
+    let start = (body, 0u64, None::<Bytes>, released);
+    stream::unfold(
+        start,
+        move |(mut body, sent, rest, mut released)| async move {
+            let item = match rest {
+                Some(rest) => Ok(rest),
+                None => body.next().await?,
+            };
+            let mut piece = match item {
+                Ok(piece) => piece,
+                Err(error) => return Some((Err(error), (body, sent, None, released))),
+            };
+            let mut rest = None;
+            if sent >= at {
+                // A closed sender (the store dropped) releases too.
+                let _ = released.wait_for(|released| *released).await;
+            } else if sent + piece.len() as u64 > at {
+                rest = Some(piece.split_off(usize::try_from(at - sent).unwrap_or(usize::MAX)));
+            }
+            let sent = sent + piece.len() as u64;
+            Some((Ok(piece), (body, sent, rest, released)))
+        },
+    )
+}
+
 impl fmt::Debug for Faulty {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Faulty")
@@ -116,7 +166,14 @@ impl fmt::Display for Faulty {
 impl OciInterface for Faulty {
     async fn get_blob(&self, repo: &Repository, digest: &Digest) -> Result<BlobReader> {
         self.enter("get_blob")?;
-        self.inner.get_blob(repo, digest).await
+        let reader = self.inner.get_blob(repo, digest).await?;
+        let hold_after = self.hold_after.load(Ordering::SeqCst);
+        if hold_after == u64::MAX {
+            return Ok(reader);
+        }
+        let (descriptor, body) = reader.into_parts();
+        let held = held_after(body, hold_after, self.released.subscribe());
+        Ok(BlobReader::verified(descriptor, BlobBody::new(held)))
     }
 
     async fn get_blob_range(

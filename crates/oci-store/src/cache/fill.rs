@@ -1,0 +1,288 @@
+//! Filling the cache: what [`Cached`](super::Cached) shares with the fills that outlive the
+//! requests that started them.
+//!
+//! A blob that is not cached is streamed from the remote to its reader and into the local
+//! store at once, on a task of its own: the reader gets its first bytes as soon as the remote
+//! sends them (a server in front of the cache answers at once, rather than going silent for as
+//! long as the whole blob takes, which its clients' and its own idle timeouts would cut), and
+//! the fill goes on when the reader leaves, so that a retry finds the blob cached.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::stream::{Stream, StreamExt};
+use oci_types::{Descriptor, Digest, MAX_MANIFEST_SIZE, MediaType, Repository, Tag};
+use tokio::sync::{Semaphore, mpsc};
+
+use super::single_flight::InFlight;
+use crate::{
+    BlobBody, BlobReader, Error, ErrorCode, OciInterface, PushManifestParams, Result,
+    body_from_bytes,
+};
+
+/// How long a read of a blob waits for another request's fill of it before reading the remote
+/// itself: long enough for a small blob, so that a crowd asking for it makes one fetch; short
+/// enough that a reader of a large blob does not sit silent while another fills it.
+pub(super) const FILL_WAIT: Duration = Duration::from_secs(2);
+
+/// At most this many blob fills run at once. A fill outlives its reader, so without a bound
+/// clients that ask and leave could start any number; beyond it, blobs are read from the
+/// remote and not cached.
+pub(super) const FILLS_AT_ONCE: usize = 64;
+
+/// Pieces buffered between the remote's body and each of its two readers (the reader of the
+/// cache and the local store's push).
+const PIECES_BUFFERED: usize = 8;
+
+/// At most this many manifests wait for their content to be cached; the oldest is dropped
+/// beyond (it is cached on a later read instead).
+const PENDING_MANIFESTS: usize = 1024;
+
+/// How a blob is read: whole and verified, or as a range of all of it (how a server that
+/// serves blobs unverified reads them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum WholeRead {
+    Verified,
+    AsRange,
+}
+
+/// A manifest fetched from the remote whose content is not all cached yet.
+struct Pending {
+    repo: Repository,
+    digest: Digest,
+    media_type: MediaType,
+    bytes: Bytes,
+    tags: Vec<Tag>,
+}
+
+/// The remote, the local store and the state of fills.
+pub(super) struct Shared<R, L> {
+    pub(super) remote: R,
+    pub(super) local: L,
+    pub(super) in_flight: Arc<InFlight>,
+    fills: Arc<Semaphore>,
+    /// Manifests waiting for their content, oldest first.
+    pending: Mutex<VecDeque<Pending>>,
+}
+
+impl<R: OciInterface + 'static, L: OciInterface + 'static> Shared<R, L> {
+    pub(super) fn new(remote: R, local: L) -> Self {
+        Self {
+            remote,
+            local,
+            in_flight: Arc::default(),
+            fills: Arc::new(Semaphore::new(FILLS_AT_ONCE)),
+            pending: Mutex::new(VecDeque::new()),
+        }
+    }
+
+    async fn read_local(
+        &self,
+        repo: &Repository,
+        digest: &Digest,
+        read: WholeRead,
+    ) -> Result<BlobReader> {
+        match read {
+            WholeRead::Verified => self.local.get_blob(repo, digest).await,
+            WholeRead::AsRange => self.local.get_blob_range(repo, digest, 0, None).await,
+        }
+    }
+
+    /// A read of the blob from the local store, or else streamed from the remote while it
+    /// fills the local store (one fill per digest at a time).
+    pub(super) async fn fill_blob(
+        self: &Arc<Self>,
+        repo: &Repository,
+        digest: &Digest,
+        read: WholeRead,
+    ) -> Result<BlobReader> {
+        let Some(turn) = self.in_flight.turn_within(digest, FILL_WAIT).await else {
+            tracing::debug!(%repo, %digest, "another fill is under way: read from the remote");
+            return self.remote.get_blob(repo, digest).await;
+        };
+        if self.local.resolve_blob(repo, digest).await.is_ok() {
+            return self.read_local(repo, digest, read).await;
+        }
+        let Ok(permit) = Arc::clone(&self.fills).try_acquire_owned() else {
+            tracing::warn!(%repo, %digest, "{FILLS_AT_ONCE} fills under way: read from the remote, not cached");
+            return self.remote.get_blob(repo, digest).await;
+        };
+        let (descriptor, remote_body) = self.remote.get_blob(repo, digest).await?.into_parts();
+        let verified_as = remote_body
+            .verified_as()
+            .map(|(digest, size)| (digest.clone(), size));
+        let (to_reader, for_reader) = mpsc::channel(PIECES_BUFFERED);
+        let shared = Arc::clone(self);
+        let (repo, filled) = (repo.clone(), descriptor.clone());
+        tokio::spawn(async move {
+            shared.fill(&repo, &filled, remote_body, to_reader).await;
+            // The blob is cached (or failed to be) before the next request's turn.
+            drop(turn);
+            drop(permit);
+        });
+        let body = BlobBody::passing_on(received(for_reader), verified_as);
+        Ok(match read {
+            WholeRead::Verified => BlobReader::verified(descriptor, body),
+            WholeRead::AsRange => {
+                let all = 0..descriptor.size;
+                BlobReader::ranged(descriptor, all, body)
+            }
+        })
+    }
+
+    /// Passes the remote's body to the reader and into the local store; when the reader
+    /// leaves, on into the local store alone. The remote's body verifies itself, so the
+    /// reader and the push get its error instead of its last piece when the content is not
+    /// what its digest says, and nothing is cached.
+    async fn fill(
+        &self,
+        repo: &Repository,
+        descriptor: &Descriptor,
+        mut remote_body: BlobBody,
+        to_reader: mpsc::Sender<Result<Bytes>>,
+    ) {
+        let verified_as = remote_body
+            .verified_as()
+            .map(|(digest, size)| (digest.clone(), size));
+        let (to_local, for_local) = mpsc::channel(PIECES_BUFFERED);
+        let digest = &descriptor.digest;
+        let feed = async move {
+            let (mut to_local, mut to_reader) = (Some(to_local), Some(to_reader));
+            while let Some(item) = remote_body.next().await {
+                let failed = item.is_err();
+                let (for_local, for_reader) = match item {
+                    Ok(piece) => (Ok(piece.clone()), Ok(piece)),
+                    Err(error) => (
+                        Err(Error::io(
+                            format!("filling the cache with blob {digest} from the remote"),
+                            std::io::Error::other(error.to_string()),
+                        )),
+                        Err(error),
+                    ),
+                };
+                if let Some(sender) = &to_local
+                    && sender.send(for_local).await.is_err()
+                {
+                    to_local = None;
+                }
+                if let Some(sender) = &to_reader
+                    && sender.send(for_reader).await.is_err()
+                {
+                    tracing::debug!(%digest, "the reader left: the fill goes on");
+                    to_reader = None;
+                }
+                if failed || (to_local.is_none() && to_reader.is_none()) {
+                    break;
+                }
+            }
+        };
+        let local_body = BlobBody::passing_on(received(for_local), verified_as);
+        let ((), pushed) = tokio::join!(feed, self.local.push_blob(repo, descriptor, local_body));
+        match pushed {
+            Ok(_) => {
+                tracing::debug!(%repo, %digest, "cached blob");
+                self.settle_pending(repo).await;
+            }
+            Err(error) => tracing::warn!(%repo, %digest, %error, "could not cache blob"),
+        }
+    }
+
+    /// Fetches a manifest from the remote, records it (and `tags`) locally where the local
+    /// store accepts it, and serves the fetched bytes. A manifest is small: requests for it
+    /// wait for one another.
+    pub(super) async fn fill_manifest(
+        &self,
+        repo: &Repository,
+        digest: &Digest,
+        tags: Vec<Tag>,
+    ) -> Result<BlobReader> {
+        let _turn = self.in_flight.turn(digest).await;
+        if tags.is_empty()
+            && let Ok(reader) = self.local.get_manifest(repo, digest).await
+        {
+            return Ok(reader);
+        }
+        let reader = self.remote.get_manifest(repo, digest).await?;
+        let descriptor = reader.descriptor().clone();
+        let bytes = reader.bytes(MAX_MANIFEST_SIZE as u64).await?;
+        // Cached now if its content is, else kept aside until it is: one path for both.
+        self.keep_pending(Pending {
+            repo: repo.clone(),
+            digest: digest.clone(),
+            media_type: descriptor.media_type.clone(),
+            bytes: bytes.clone(),
+            tags,
+        });
+        self.settle_pending(repo).await;
+        Ok(BlobReader::verified(descriptor, body_from_bytes(bytes)))
+    }
+
+    /// Keeps `manifest` aside; one already waiting gains its tags.
+    fn keep_pending(&self, manifest: Pending) {
+        let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(waiting) = pending
+            .iter_mut()
+            .find(|p| p.repo == manifest.repo && p.digest == manifest.digest)
+        {
+            for tag in manifest.tags {
+                if !waiting.tags.contains(&tag) {
+                    waiting.tags.push(tag);
+                }
+            }
+            return;
+        }
+        if pending.len() >= PENDING_MANIFESTS {
+            pending.pop_front();
+        }
+        pending.push_back(manifest);
+    }
+
+    /// Caches the manifests of `repo` kept aside whose content is now all cached (an index
+    /// once its last child is), until none more can be.
+    async fn settle_pending(&self, repo: &Repository) {
+        loop {
+            let waiting: Vec<Pending> = {
+                let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+                let (ours, others): (Vec<_>, Vec<_>) =
+                    pending.drain(..).partition(|p| &p.repo == repo);
+                pending.extend(others);
+                ours
+            };
+            if waiting.is_empty() {
+                return;
+            }
+            let mut progress = false;
+            for manifest in waiting {
+                let params = PushManifestParams::new()
+                    .with_digest(manifest.digest.clone())
+                    .with_tags(manifest.tags.clone());
+                match self
+                    .local
+                    .push_manifest(repo, manifest.bytes.clone(), &manifest.media_type, &params)
+                    .await
+                {
+                    Ok(_) => {
+                        tracing::debug!(%repo, digest = %manifest.digest, "cached manifest");
+                        progress = true;
+                    }
+                    Err(error) if error.code() == Some(ErrorCode::ManifestBlobUnknown) => {
+                        self.keep_pending(manifest);
+                    }
+                    Err(error) => {
+                        tracing::warn!(%repo, digest = %manifest.digest, %error, "could not cache manifest");
+                    }
+                }
+            }
+            if !progress {
+                return;
+            }
+        }
+    }
+}
+
+/// What a channel's receiver gets, as a stream.
+fn received(mut receiver: mpsc::Receiver<Result<Bytes>>) -> impl Stream<Item = Result<Bytes>> {
+    futures::stream::poll_fn(move |cx| receiver.poll_recv(cx))
+}
