@@ -36,9 +36,10 @@ pub(super) const FILLS_AT_ONCE: usize = 64;
 /// cache and the local store's push).
 const PIECES_BUFFERED: usize = 8;
 
-/// At most this many manifests wait for their content to be cached; the oldest is dropped
-/// beyond (it is cached on a later read instead).
-const PENDING_MANIFESTS: usize = 1024;
+/// At most this many manifests, of at most this many bytes in all, wait for their content to
+/// be cached; the oldest are dropped beyond (they are cached on a later read instead).
+pub(super) const PENDING_MANIFESTS: usize = 1024;
+pub(super) const PENDING_BYTES: usize = 64 << 20;
 
 /// How a blob is read: whole and verified, or as a range of all of it (how a server that
 /// serves blobs unverified reads them).
@@ -233,10 +234,21 @@ impl<R: OciInterface + 'static, L: OciInterface + 'static> Shared<R, L> {
             }
             return;
         }
-        if pending.len() >= PENDING_MANIFESTS {
-            pending.pop_front();
-        }
         pending.push_back(manifest);
+        let mut bytes: usize = pending.iter().map(|p| p.bytes.len()).sum();
+        while pending.len() > PENDING_MANIFESTS || bytes > PENDING_BYTES {
+            let Some(dropped) = pending.pop_front() else {
+                break;
+            };
+            bytes -= dropped.bytes.len();
+        }
+    }
+
+    /// How many manifests wait, and their bytes.
+    #[cfg(test)]
+    pub(super) fn pending(&self) -> (usize, usize) {
+        let pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+        (pending.len(), pending.iter().map(|p| p.bytes.len()).sum())
     }
 
     /// Caches the manifests of `repo` kept aside whose content is now all cached (an index

@@ -491,3 +491,39 @@ async fn a_blob_deleted_while_it_fills_is_not_cached_after() {
         .unwrap_err();
     assert_eq!(error.code(), Some(ErrorCode::BlobUnknown), "{error}");
 }
+
+#[tokio::test]
+async fn manifests_kept_aside_are_bounded_in_bytes() {
+    let origin = MemoryStore::new();
+    let layer = push_layer(&origin, 9, 100).await;
+    let config = origin
+        .push_blob_bytes(
+            &repo(),
+            MediaType::from_static(media_type::OCI_CONFIG),
+            Bytes::from("{}"),
+        )
+        .await
+        .unwrap();
+    let cache = Cached::new(Faulty::new(origin.clone()), MemoryStore::new());
+    // Twenty manifests of 3.5 MiB whose blobs are not cached: each is kept aside when read.
+    for n in 0..20 {
+        let mut manifest = ImageManifest::new(config.clone(), vec![layer.clone()]);
+        manifest
+            .annotations
+            .insert(format!("pad.{n}"), "x".repeat(7 << 19));
+        let pushed = origin
+            .push_manifest(
+                &repo(),
+                manifest.to_json().into(),
+                &MediaType::from_static(media_type::OCI_MANIFEST),
+                &PushManifestParams::new(),
+            )
+            .await
+            .unwrap();
+        cache.get_manifest(&repo(), &pushed.digest).await.unwrap();
+    }
+    let (count, bytes) = cache.shared.pending();
+    assert!(bytes <= super::fill::PENDING_BYTES, "{bytes} bytes kept aside");
+    // As many as fit, the newest.
+    assert_eq!(count, super::fill::PENDING_BYTES / (bytes / count), "{count} kept");
+}
