@@ -80,7 +80,10 @@ struct Tail {
 
 impl UploadState {
     fn parts_size(&self) -> u64 {
-        self.parts.iter().map(|p| p.size).sum()
+        // Read from the bucket: a sum past u64 is a corrupt state, refused on resume.
+        self.parts
+            .iter()
+            .fold(0u64, |sum, p| sum.saturating_add(p.size))
     }
 }
 
@@ -90,6 +93,17 @@ fn state_name(generation: u64) -> String {
 
 fn tail_name(generation: u64) -> String {
     format!("tail-{generation:020}")
+}
+
+/// Where an upload's content is once its parts are put together.
+enum Assembled {
+    /// All of it is in the writer's buffer (less than a part).
+    InBuffer,
+    /// At `data`, a completed multipart upload of the parts as recorded (the storage checks
+    /// each part against its ETag).
+    Completed(Path),
+    /// At `data`, joined from part objects through this process and checked on the way.
+    Joined(Path),
 }
 
 /// A chunked upload into a [`BucketStore`].
@@ -167,7 +181,9 @@ impl BucketWriter {
             return Err(unknown());
         }
         let tail_size = state.tail.as_ref().map_or(0, |t| t.size);
-        if !state.sha256.is_consistent() || state.sha256.len() != state.parts_size() + tail_size {
+        if !state.sha256.is_consistent()
+            || state.sha256.len() != state.parts_size().saturating_add(tail_size)
+        {
             return Err(inner
                 .corrupt(&path, "its hash does not cover its parts")
                 .into());
@@ -320,11 +336,13 @@ impl BucketWriter {
         Ok(content_id)
     }
 
-    /// Puts the whole content at `data` (or leaves it in the buffer when it is one part):
-    /// `Some(data)` when it is there.
-    async fn assemble(&mut self) -> Result<Option<Path>> {
+    /// Puts the whole content at `data`, or leaves it in the buffer when it is one part.
+    /// Parts kept as objects are joined through this process, and checked against `digest`
+    /// and their recorded sizes on the way: they were hashed when they were written, but
+    /// could have changed in the bucket since.
+    async fn assemble(&mut self, digest: &Digest) -> Result<Assembled> {
         if self.state.parts.is_empty() {
-            return Ok(None);
+            return Ok(Assembled::InBuffer);
         }
         let inner = Arc::clone(&self.store.inner);
         let data = self.file("data");
@@ -351,7 +369,7 @@ impl BucketWriter {
                 .complete_multipart(&data, &upload_id, parts)
                 .await
                 .map_err(|e| inner.err("completing", &data, e))?;
-            return Ok(Some(data));
+            return Ok(Assembled::Completed(data));
         }
         // Parts as objects: streamed one after the other into one multipart write.
         let upload = inner
@@ -360,6 +378,7 @@ impl BucketWriter {
             .await
             .map_err(|e| inner.err("starting an upload of", &data, e))?;
         let mut writer = WriteMultipart::new_with_chunk_size(upload, inner.part_size);
+        let mut digester = digest.digester();
         let joined: Result<()> = async {
             for part in &self.state.parts {
                 let path = self.file(&part.id);
@@ -369,16 +388,37 @@ impl BucketWriter {
                     .await
                     .map_err(|e| inner.err("reading", &path, e))?;
                 let mut stream = found.into_stream();
+                let mut seen = 0u64;
                 while let Some(chunk) = stream.next().await {
                     let chunk = chunk.map_err(|e| inner.err("reading", &path, e))?;
+                    seen = seen.saturating_add(chunk.len() as u64);
+                    if seen > part.size {
+                        break;
+                    }
+                    digester.update(&chunk);
                     writer
                         .wait_for_capacity(2)
                         .await
                         .map_err(|e| inner.err("writing", &data, e))?;
                     writer.put(chunk);
                 }
+                if seen != part.size {
+                    return Err(inner
+                        .corrupt(&path, format!("it is not the {} bytes recorded", part.size))
+                        .into());
+                }
             }
+            digester.update(&rest);
             writer.put(rest);
+            let actual = std::mem::replace(&mut digester, digest.digester()).finish();
+            if &actual != digest {
+                return Err(inner
+                    .corrupt(
+                        &self.file("data"),
+                        format!("its parts now hash to {actual}, not {digest} as written"),
+                    )
+                    .into());
+            }
             Ok(())
         }
         .await;
@@ -392,7 +432,7 @@ impl BucketWriter {
             .finish()
             .await
             .map_err(|e| inner.err("completing", &data, e))?;
-        Ok(Some(data))
+        Ok(Assembled::Joined(data))
     }
 
     /// Removes every object of the upload and aborts its multipart upload.
@@ -516,18 +556,21 @@ impl BlobWriter for BucketWriter {
             if &actual != digest {
                 return Err(self.mismatch(digest, actual).await);
             }
-            match self.assemble().await? {
-                None => {
+            match self.assemble(digest).await? {
+                Assembled::InBuffer => {
                     inner
                         .create(&target, PutPayload::from(self.buffer.split().freeze()))
                         .await?;
                 }
-                Some(data) => inner.publish(&data, &target, size).await?,
+                Assembled::Completed(data) | Assembled::Joined(data) => {
+                    inner.publish(&data, &target, size).await?;
+                }
             }
         } else {
-            // Another algorithm than the running hash's: the content is read back once.
-            match self.assemble().await? {
-                None => {
+            // Another algorithm than the running hash's: the content is hashed as it is
+            // joined, or read back once.
+            match self.assemble(digest).await? {
+                Assembled::InBuffer => {
                     let content = self.buffer.split().freeze();
                     let actual = Digest::of(digest.algorithm(), &content);
                     if &actual != digest {
@@ -535,7 +578,8 @@ impl BlobWriter for BucketWriter {
                     }
                     inner.create(&target, PutPayload::from(content)).await?;
                 }
-                Some(data) => {
+                Assembled::Joined(data) => inner.publish(&data, &target, size).await?,
+                Assembled::Completed(data) => {
                     let found = inner
                         .store
                         .get(&data)

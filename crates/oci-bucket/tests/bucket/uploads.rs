@@ -93,3 +93,70 @@ async fn of_two_writers_resuming_one_upload_the_second_to_write_is_refused() {
         );
     }
 }
+
+/// The part objects of an upload (on a store without multipart uploads), found on disk.
+fn part_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    let mut dirs = vec![dir.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path
+                .file_name()
+                .is_some_and(|name| name.to_string_lossy().starts_with("part-"))
+            {
+                found.push(path);
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+#[tokio::test]
+async fn parts_changed_in_the_bucket_after_they_were_written_are_not_published() {
+    let repo: Repository = "team/app".parse().unwrap();
+    let content = seeded_bytes(3, 5 * PART / 2 + 17);
+    let digest = Digest::sha256(&content);
+    type Damage = fn(&mut Vec<u8>);
+    let damages: [(&str, Damage); 2] = [
+        ("a flipped byte", |bytes| bytes[7] ^= 0xff),
+        ("a byte more", |bytes| bytes.push(0)),
+    ];
+    for (what, damage) in damages {
+        let dir = tempfile::tempdir().unwrap();
+        let bucket: Arc<dyn ObjectStore> =
+            Arc::new(LocalFileSystem::new_with_prefix(dir.path()).unwrap());
+        let store = BucketStore::new(bucket).with_part_size(PART);
+        let mut writer = store.push_blob_chunked(&repo, None).await.unwrap();
+        writer.write(content.clone()).await.unwrap();
+        let id = writer.id().to_owned();
+        writer.close().await.unwrap();
+
+        let parts = part_files(dir.path());
+        assert_eq!(parts.len(), 2, "{parts:?}");
+        let mut bytes = std::fs::read(&parts[0]).unwrap();
+        damage(&mut bytes);
+        std::fs::write(&parts[0], bytes).unwrap();
+
+        let resumed = store
+            .push_blob_chunked_resume(&repo, &id, None, None)
+            .await
+            .unwrap();
+        let error = resumed.commit(&digest).await.unwrap_err();
+        assert!(error.to_string().contains("corrupt"), "{what}: {error}");
+        assert!(
+            store.resolve_blob(&repo, &digest).await.is_err(),
+            "{what}: nothing published"
+        );
+        assert!(
+            store
+                .get_blob_bytes(&repo, &digest, u64::MAX)
+                .await
+                .is_err(),
+            "{what}"
+        );
+    }
+}

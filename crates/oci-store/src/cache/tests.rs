@@ -523,7 +523,14 @@ async fn manifests_kept_aside_are_bounded_in_bytes() {
         cache.get_manifest(&repo(), &pushed.digest).await.unwrap();
     }
     let (count, bytes) = cache.shared.pending();
-    assert!(bytes <= super::fill::PENDING_BYTES, "{bytes} bytes kept aside");
+    assert!(
+        bytes <= super::fill::PENDING_BYTES,
+        "{bytes} bytes kept aside"
+    );
     // As many as fit, the newest.
-    assert_eq!(count, super::fill::PENDING_BYTES / (bytes / count), "{count} kept");
+    assert_eq!(
+        count,
+        super::fill::PENDING_BYTES / (bytes / count),
+        "{count} kept"
+    );
 }
