@@ -120,28 +120,67 @@ impl Root {
 
     /// Removes `name` of the directory `dir`, whatever it is; a directory with everything
     /// in it. Symlinks are removed, never followed.
+    ///
+    /// A directory is emptied depth first with one directory open at a time and no
+    /// recursion, going back up through `..`: a tree can be deeper than a thread's stack or
+    /// the process's open files allow, since symlinks let each layer build on the depth of
+    /// the one before.
     pub(crate) fn remove(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<()> {
         let stat = match rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
             Ok(stat) => stat,
             Err(rustix::io::Errno::NOENT) => return Ok(()),
             Err(e) => return Err(e.into()),
         };
-        if rustix::fs::FileType::from_raw_mode(stat.st_mode) == rustix::fs::FileType::Directory {
-            let inner = rustix::fs::openat(
-                dir,
-                name,
-                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                Mode::empty(),
-            )?;
-            for child in list(inner.as_fd())? {
-                Self::remove(inner.as_fd(), OsStr::from_bytes(&child))?;
-            }
-            rustix::fs::unlinkat(dir, name, AtFlags::REMOVEDIR)?;
-        } else {
+        if !is_directory(&stat) {
             rustix::fs::unlinkat(dir, name, AtFlags::empty())?;
+            return Ok(());
+        }
+        let mut current = open_directory(dir, name)?;
+        // Each level being emptied: its name in its parent, and the names left in it.
+        let mut levels = vec![(name.as_bytes().to_vec(), list(current.as_fd())?)];
+        while let Some((_, left)) = levels.last_mut() {
+            if let Some(child) = left.pop() {
+                let child = OsStr::from_bytes(&child);
+                match rustix::fs::statat(&current, child, AtFlags::SYMLINK_NOFOLLOW) {
+                    Err(rustix::io::Errno::NOENT) => {}
+                    Err(e) => return Err(e.into()),
+                    Ok(stat) if is_directory(&stat) => {
+                        let below = open_directory(current.as_fd(), child)?;
+                        let names = list(below.as_fd())?;
+                        current = below;
+                        levels.push((child.as_bytes().to_vec(), names));
+                    }
+                    Ok(_) => rustix::fs::unlinkat(&current, child, AtFlags::empty())?,
+                }
+                continue;
+            }
+            let Some((emptied, _)) = levels.pop() else {
+                break;
+            };
+            let emptied = OsStr::from_bytes(&emptied);
+            if levels.is_empty() {
+                rustix::fs::unlinkat(dir, emptied, AtFlags::REMOVEDIR)?;
+            } else {
+                current = open_directory(current.as_fd(), OsStr::new(".."))?;
+                rustix::fs::unlinkat(&current, emptied, AtFlags::REMOVEDIR)?;
+            }
         }
         Ok(())
     }
+}
+
+fn is_directory(stat: &rustix::fs::Stat) -> bool {
+    rustix::fs::FileType::from_raw_mode(stat.st_mode) == rustix::fs::FileType::Directory
+}
+
+/// Opens the directory `name` of `dir` for listing, not following a symlink.
+fn open_directory(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<OwnedFd> {
+    Ok(rustix::fs::openat(
+        dir,
+        name,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?)
 }
 
 /// The names in the directory `dir` (without `.` and `..`).
@@ -156,4 +195,41 @@ pub(crate) fn list(dir: BorrowedFd<'_>) -> io::Result<Vec<Vec<u8>>> {
         }
     }
     Ok(names)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tree_deeper_than_a_stack_and_the_open_files_allow_is_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let host = rustix::fs::open(
+            dir.path(),
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .unwrap();
+        let mode = Mode::from_raw_mode(0o755);
+        rustix::fs::mkdirat(&host, "top", mode).unwrap();
+        let mut at = open_directory(host.as_fd(), OsStr::new("top")).unwrap();
+        // Deeper than this machine's limit of open files (20,000 here), with a file and a
+        // symlink (to the top: never followed) beside each directory.
+        for _ in 0..25_000 {
+            rustix::fs::mkdirat(&at, "d", mode).unwrap();
+            rustix::fs::symlinkat("/top", &at, "up").unwrap();
+            drop(rustix::fs::openat(&at, "f", OFlags::CREATE | OFlags::WRONLY, mode).unwrap());
+            at = open_directory(at.as_fd(), OsStr::new("d")).unwrap();
+        }
+        drop(at);
+        // On a thread with a small stack: a recursion per level would overflow it.
+        let removed = std::thread::Builder::new()
+            .stack_size(64 << 10)
+            .spawn(move || Root::remove(host.as_fd(), OsStr::new("top")))
+            .unwrap()
+            .join()
+            .unwrap();
+        removed.unwrap();
+        assert!(!dir.path().join("top").exists());
+    }
 }
