@@ -58,10 +58,19 @@ pub(crate) struct Applier {
     /// Bytes of file content written, against the image's limit.
     pub(crate) written: u64,
     max_written: u64,
+    /// Entries applied, against the image's limit: each directory, link or empty file is an
+    /// inode and disk space that the byte count does not see.
+    entries: u64,
+    max_entries: u64,
 }
 
 impl Applier {
-    pub(crate) fn new(root: Root, privileges: Privileges, max_written: u64) -> Self {
+    pub(crate) fn new(
+        root: Root,
+        privileges: Privileges,
+        max_written: u64,
+        max_entries: u64,
+    ) -> Self {
         Self {
             root,
             privileges,
@@ -73,6 +82,8 @@ impl Applier {
             warned_xattrs: false,
             written: 0,
             max_written,
+            entries: 0,
+            max_entries,
         }
     }
 
@@ -92,6 +103,15 @@ impl Applier {
             message: message.to_owned(),
             source: Some(source),
         };
+        self.entries += 1;
+        if self.entries > self.max_entries {
+            return Err(Error::Invalid {
+                message: format!(
+                    "the image has more than {} entries (the limit), at layer {layer}",
+                    self.max_entries
+                ),
+            });
+        }
         match entry.kind {
             EntryKind::Whiteout => {
                 return self

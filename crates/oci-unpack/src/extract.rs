@@ -11,6 +11,8 @@ use std::collections::{HashMap, HashSet};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 use futures::stream::{FuturesUnordered, StreamExt};
@@ -35,6 +37,9 @@ pub struct ExtractOptions {
     pub jobs: usize,
     /// The most uncompressed bytes of one layer (default 64 GiB).
     pub max_layer_bytes: u64,
+    /// The most uncompressed bytes written by one [`extract_layers`] in all (default
+    /// 256 GiB, as an unpack's image limit): a manifest may list many layers.
+    pub max_total_bytes: u64,
 }
 
 impl Default for ExtractOptions {
@@ -42,6 +47,7 @@ impl Default for ExtractOptions {
         Self {
             jobs: 4,
             max_layer_bytes: DEFAULT_LAYER_LIMIT,
+            max_total_bytes: 256 << 30,
         }
     }
 }
@@ -59,6 +65,32 @@ impl ExtractOptions {
     pub fn with_max_layer_bytes(mut self, max: u64) -> Self {
         self.max_layer_bytes = max;
         self
+    }
+
+    /// Sets the most uncompressed bytes of all layers one extraction writes.
+    #[must_use]
+    pub fn with_max_total_bytes(mut self, max: u64) -> Self {
+        self.max_total_bytes = max;
+        self
+    }
+}
+
+/// How much one extraction's layers may write, each and all together; shared by its writers.
+#[derive(Debug)]
+struct Budget {
+    max_layer: u64,
+    written: AtomicU64,
+    max: u64,
+}
+
+impl Budget {
+    /// Counts `bytes` more; an error once the total is past the limit.
+    fn spend(&self, bytes: u64) -> Result<(), CopyFailure> {
+        let before = self.written.fetch_add(bytes, Ordering::Relaxed);
+        if before.saturating_add(bytes) > self.max {
+            return Err(CopyFailure::OverBudget(self.max));
+        }
+        Ok(())
     }
 }
 
@@ -158,6 +190,11 @@ pub async fn extract_layers(
         }
     }
 
+    let budget = Arc::new(Budget {
+        max_layer: options.max_layer_bytes,
+        written: AtomicU64::new(0),
+        max: options.max_total_bytes,
+    });
     let cancel = CancellationToken::new();
     // Stops the blocking writers too if this future is dropped before they are done.
     let _cancel_on_drop = cancel.clone().drop_guard();
@@ -176,7 +213,7 @@ pub async fn extract_layers(
                 layer,
                 target,
                 temporary.clone(),
-                options.max_layer_bytes,
+                Arc::clone(&budget),
                 cancel.clone(),
             ));
         }
@@ -241,7 +278,7 @@ async fn extract_one<'a>(
     layer: &'a LayerRef,
     target: PathBuf,
     temporary: PathBuf,
-    max_layer_bytes: u64,
+    budget: Arc<Budget>,
     cancel: CancellationToken,
 ) -> (&'a LayerRef, Result<u64>) {
     let result = async {
@@ -263,10 +300,17 @@ async fn extract_one<'a>(
         let body = BlobBody::new(until_cancelled(verified, cancel.clone()));
         let blob = BlobReader::ranged(layer.descriptor.clone(), 0..layer.descriptor.size, body);
         let reader =
-            LayerReader::new(blob, Some(layer.diff_id.clone())).with_limit(max_layer_bytes);
+            LayerReader::new(blob, Some(layer.diff_id.clone())).with_limit(budget.max_layer);
         let writer_cancel = cancel.clone();
         tokio::task::spawn_blocking(move || {
-            write_layer_file(reader, &temporary, &target, &context, &writer_cancel)
+            write_layer_file(
+                reader,
+                &temporary,
+                &target,
+                &context,
+                &budget,
+                &writer_cancel,
+            )
         })
         .await
         .map_err(|e| Error::Invalid {
@@ -313,6 +357,7 @@ fn write_layer_file(
     temporary: &Path,
     target: &Path,
     context: &str,
+    budget: &Budget,
     cancel: &CancellationToken,
 ) -> Result<u64> {
     let prefix = target
@@ -325,11 +370,12 @@ fn write_layer_file(
         .permissions(std::fs::Permissions::from_mode(0o666))
         .tempfile_in(temporary)
         .map_err(|e| Error::target(temporary, "cannot make a temporary file", e))?;
-    let written = copy_layer(&mut reader, file.as_file_mut(), cancel).map_err(|failure| {
-        failure.into_error(context, |e| {
-            Error::target(file.path(), "cannot write the layer file", e)
-        })
-    })?;
+    let written =
+        copy_layer(&mut reader, file.as_file_mut(), Some(budget), cancel).map_err(|failure| {
+            failure.into_error(context, |e| {
+                Error::target(file.path(), "cannot write the layer file", e)
+            })
+        })?;
     // The read that reached the end checked the diff_id; `finish` confirms that it did end.
     reader.finish().map_err(|e| Error::store(context, e))?;
     file.as_file()
@@ -351,6 +397,8 @@ enum CopyFailure {
     Write(io::Error),
     /// Another layer failed.
     Cancelled,
+    /// The layers written are over this many bytes in all.
+    OverBudget(u64),
 }
 
 impl CopyFailure {
@@ -359,6 +407,11 @@ impl CopyFailure {
             Self::Read(e) => Error::store(context, e),
             Self::Write(e) => write(e),
             Self::Cancelled => cancelled(),
+            Self::OverBudget(max) => Error::Invalid {
+                message: format!(
+                    "the layers hold more than {max} bytes in all (the limit), at {context}"
+                ),
+            },
         }
     }
 }
@@ -368,6 +421,7 @@ impl CopyFailure {
 fn copy_layer(
     reader: &mut LayerReader,
     out: &mut dyn Write,
+    budget: Option<&Budget>,
     cancel: &CancellationToken,
 ) -> Result<u64, CopyFailure> {
     let mut buffer = vec![0; BUFFER];
@@ -382,6 +436,9 @@ fn copy_layer(
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(CopyFailure::Read(reader.io_error(e))),
         };
+        if let Some(budget) = budget {
+            budget.spend(read as u64)?;
+        }
         out.write_all(&buffer[..read]).map_err(CopyFailure::Write)?;
         written += read as u64;
     }
@@ -424,7 +481,7 @@ pub async fn write_uncompressed<W: Write + Send + 'static>(
     let writer_cancel = cancel.clone();
     tokio::task::spawn_blocking(move || {
         let mut out = out;
-        let written = copy_layer(&mut reader, &mut out, &writer_cancel)
+        let written = copy_layer(&mut reader, &mut out, None, &writer_cancel)
             .map_err(|failure| failure.into_error(&context, |source| Error::Output { source }))?;
         let digest = reader.finish().map_err(|e| Error::store(&context, e))?;
         Ok((out, digest, written))

@@ -116,6 +116,10 @@ pub struct UnpackOptions {
     pub max_layer_bytes: u64,
     /// The most bytes of file content of the whole image (default 256 GiB).
     pub max_image_bytes: u64,
+    /// The most entries of the whole image, whiteouts included (default 4,000,000: four
+    /// layers at [`LayerLimits::max_entries`]; a large distribution has ~100,000). Each is an
+    /// inode, or work, that `max_image_bytes` does not count.
+    pub max_image_entries: u64,
     /// Where progress events go.
     pub progress: Option<UnpackProgress>,
 }
@@ -127,6 +131,7 @@ impl std::fmt::Debug for UnpackOptions {
             .field("limits", &self.limits)
             .field("max_layer_bytes", &self.max_layer_bytes)
             .field("max_image_bytes", &self.max_image_bytes)
+            .field("max_image_entries", &self.max_image_entries)
             .field("progress", &self.progress.is_some())
             .finish()
     }
@@ -139,6 +144,7 @@ impl Default for UnpackOptions {
             limits: LayerLimits::default(),
             max_layer_bytes: DEFAULT_LAYER_LIMIT,
             max_image_bytes: 256 << 30,
+            max_image_entries: 4_000_000,
             progress: None,
         }
     }
@@ -177,6 +183,13 @@ impl UnpackOptions {
     #[must_use]
     pub fn with_max_image_bytes(mut self, max: u64) -> Self {
         self.max_image_bytes = max;
+        self
+    }
+
+    /// Sets the most entries of the image.
+    #[must_use]
+    pub fn with_max_image_entries(mut self, max: u64) -> Self {
+        self.max_image_entries = max;
         self
     }
 }
@@ -226,11 +239,11 @@ pub async fn unpack(
         mpsc::channel::<(Digest, mpsc::Receiver<PieceResult>)>(1);
     let pool = piece_pool();
     let limits = options.limits;
-    let max_image = options.max_image_bytes;
+    let (max_image, max_entries) = (options.max_image_bytes, options.max_image_entries);
     let progress = options.progress.clone();
     let count = layers.len();
     let applier = tokio::task::spawn_blocking(move || -> Result<(u64, usize)> {
-        let mut applier = Applier::new(root, privileges, max_image);
+        let mut applier = Applier::new(root, privileges, max_image, max_entries);
         let mut applied = 0;
         let emit = |event: UnpackEvent| {
             if let Some(progress) = &progress {

@@ -466,6 +466,30 @@ async fn a_layer_over_the_limit_leaves_nothing() {
     assert_nothing_left(dir.path());
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn layers_over_the_total_limit_stop_each_within_it() {
+    let (store, layers) = three_layers().await;
+    let dir = tempfile::tempdir().unwrap();
+    // Room for two layers of the three, whichever come first.
+    let two = layers[..2].iter().map(|l| l.tar.len() as u64).sum::<u64>();
+    let options = ExtractOptions::default()
+        .with_jobs(1)
+        .with_max_total_bytes(two + 1);
+    let error = extract_layers(&store, &repo(), &refs(&layers), dir.path(), &options)
+        .await
+        .unwrap_err();
+    assert!(error.source_chain_contains("in all (the limit)"), "{error}");
+    // The first two are whole; the third left nothing.
+    for (n, layer) in layers.iter().enumerate() {
+        let file = layer_file(dir.path(), &layer.layer.diff_id);
+        assert_eq!(file.exists(), n < 2, "layer {n}");
+    }
+    let temporary: Vec<_> = std::fs::read_dir(dir.path().join(".tmp"))
+        .unwrap()
+        .collect();
+    assert!(temporary.is_empty(), "{temporary:?}");
+}
+
 /// Whether an error or one of its causes mentions `text`.
 trait ChainContains {
     fn source_chain_contains(&self, text: &str) -> bool;

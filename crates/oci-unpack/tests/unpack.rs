@@ -558,6 +558,25 @@ async fn the_bytes_of_files_of_an_image_are_limited() {
     );
 }
 
+/// Entries cost inodes whatever their size: an image over `max_image_entries` (empty files,
+/// directories) stops at the limit, naming the layer that passed it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_entries_of_an_image_are_limited() {
+    let image = image(&[tar("a/ a/b= c="), tar("d/ d/e= f/")]).await;
+    let options = rootless().with_max_image_entries(5);
+    let error = image.unpack("t", &options).await.1.unwrap_err();
+    assert!(matches!(error, Error::Invalid { .. }), "{error:?}");
+    let text = error.to_string();
+    assert!(
+        text.contains("entries (the limit)") && text.contains(&image.digest(1)),
+        "{text}"
+    );
+    let (_, done) = image
+        .unpack("u", &rootless().with_max_image_entries(6))
+        .await;
+    done.unwrap();
+}
+
 /// A gzip layer of 3 GiB of zeros (20 MB compressed): one file of nearly all of it. The
 /// image limit stops it at the file's header, the layer limit after that many bytes; the
 /// `diff_id` is never reached.
