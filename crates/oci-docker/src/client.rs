@@ -1,6 +1,7 @@
 //! [`DockerClient`]: the requests, on top of the transport.
 
 use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -21,9 +22,15 @@ use crate::version::{ApiVersion, DaemonVersion, MINIMUM_API, VersionAnswer};
 use crate::{Error, Result};
 
 /// How long a request with a small answer (`/version`, `/info`, an image's inspection, a tag)
-/// may take. Loads and saves have no limit: they move whole images, at the pace of whoever
-/// produces or consumes them.
+/// may take. Loads and saves have no limit as a whole: they move whole images, at the pace of
+/// whoever produces or consumes them (but see [`STALL_TIMEOUT`]).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// How long a load or a save may go without a byte moving before it fails: a daemon that took
+/// the request and went silent, or stopped reading the archive. Once a load's archive is
+/// sent, the daemon gets a second more for every 10 MiB of it, since it unpacks the layers
+/// before it answers.
+const STALL_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// The largest image inspection read (`GET /images/{name}/json`): it holds the image's whole
 /// config, labels and all.
@@ -41,6 +48,7 @@ const MAX_NAME: usize = 4096;
 #[derive(Clone, Debug)]
 pub struct DockerClient {
     inner: Arc<Inner>,
+    stall_timeout: Duration,
 }
 
 #[derive(Debug)]
@@ -89,7 +97,16 @@ impl DockerClient {
                 transport: Transport::new(endpoint),
                 version: OnceCell::new(),
             }),
+            stall_timeout: STALL_TIMEOUT,
         }
+    }
+
+    /// Fails a load or a save once no byte moved for `timeout` (10 minutes by default; a
+    /// load's daemon gets a second more per 10 MiB sent once it has the whole archive).
+    #[must_use]
+    pub fn with_stall_timeout(mut self, timeout: Duration) -> Self {
+        self.stall_timeout = timeout;
+        self
     }
 
     /// The daemon's address, written canonically (`unix:///var/run/docker.sock`,
@@ -272,7 +289,8 @@ impl DockerClient {
     /// [`Error::Daemon`] with what the daemon said when it fails the load: Docker reports it
     /// in the last message of a 200 answer (then `status` is 200), podman with HTTP 500;
     /// [`Error::Body`] when `body` failed; [`Error::Protocol`] for an unreadable answer or one
-    /// beyond the limits (a line over 1 MiB, more than 10,000 images).
+    /// beyond the limits (a line over 1 MiB, more than 10,000 images); [`Error::Timeout`] when
+    /// nothing moved for the stall timeout ([`with_stall_timeout`](Self::with_stall_timeout)).
     pub async fn load<S>(&self, body: S) -> Result<LoadReport>
     where
         S: Stream<Item = io::Result<Bytes>> + Send + 'static,
@@ -283,8 +301,13 @@ impl DockerClient {
         // answers with a failure of its own.
         let failure: Arc<Mutex<Option<io::Error>>> = Arc::default();
         let slot = Arc::clone(&failure);
+        let moved = Arc::new(AtomicU64::new(0));
+        let sent = Arc::clone(&moved);
         let frames = body.map(move |item| match item {
-            Ok(bytes) => Ok(Frame::data(bytes)),
+            Ok(bytes) => {
+                sent.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+                Ok(Frame::data(bytes))
+            }
             Err(error) => {
                 tracing::debug!(%error, "the body of the load failed: aborting the request");
                 let copy: BoxError = Box::new(io::Error::new(error.kind(), error.to_string()));
@@ -301,30 +324,46 @@ impl DockerClient {
                 .take()
                 .map(Error::Body)
         };
-        let response = match self
-            .transport()
-            .send(
-                Method::POST,
-                &path,
-                Some("application/x-tar"),
-                StreamBody::new(frames).boxed_unsync(),
-            )
-            .await
-        {
-            Ok(response) => response,
-            Err(error) => return Err(body_failure().unwrap_or(error)),
+        let work = async {
+            let response = match self
+                .transport()
+                .send(
+                    Method::POST,
+                    &path,
+                    Some("application/x-tar"),
+                    StreamBody::new(frames).boxed_unsync(),
+                )
+                .await
+            {
+                Ok(response) => response,
+                Err(error) => return Err(body_failure().unwrap_or(error)),
+            };
+            self.load_answer(&request, response, &moved, &body_failure)
+                .await
         };
+        self.within_stall(&request, &moved, work).await
+    }
+
+    /// Reads a load's answer (counting its bytes in `moved`).
+    async fn load_answer(
+        &self,
+        request: &str,
+        response: http::Response<hyper::body::Incoming>,
+        moved: &AtomicU64,
+        body_failure: &(impl Fn() -> Option<Error> + Sync),
+    ) -> Result<LoadReport> {
         let status = response.status();
         if !status.is_success() {
-            let error = daemon_error(self.transport(), &request, response).await;
+            let error = daemon_error(self.transport(), request, response).await;
             return Err(body_failure().unwrap_or(error));
         }
-        let mut answer = LoadAnswer::new(request.as_str(), status.as_u16());
+        let mut answer = LoadAnswer::new(request, status.as_u16());
         let mut frames = response.into_body();
         while let Some(frame) = frames.frame().await {
             match frame {
                 Ok(frame) => {
                     if let Ok(data) = frame.into_data() {
+                        moved.fetch_add(data.len() as u64, Ordering::Relaxed);
                         answer.push(&data)?;
                     }
                 }
@@ -333,7 +372,7 @@ impl DockerClient {
                     // broken connection.
                     return Err(body_failure()
                         .or_else(|| answer.daemon_error())
-                        .unwrap_or_else(|| self.transport().http(&request, error)));
+                        .unwrap_or_else(|| self.transport().http(request, error)));
                 }
             }
         }
@@ -351,8 +390,9 @@ impl DockerClient {
     ///
     /// The daemon writes its own format: the classic docker-archive for Docker before 25, the
     /// Docker 25+ one (an OCI layout with a `manifest.json`) after, a docker-archive for
-    /// podman. The stream has no time limit and holds nothing: it is read at the consumer's
-    /// pace.
+    /// podman. The stream holds nothing and has no time limit as a whole: it is read at the
+    /// consumer's pace, and fails only when a piece asked for does not come within the stall
+    /// timeout ([`with_stall_timeout`](Self::with_stall_timeout)).
     ///
     /// A failure of the daemon after it started sending cannot be told apart from the
     /// archive by this client (Docker then writes a JSON error message into the stream and
@@ -370,13 +410,19 @@ impl DockerClient {
             .finish();
         let path = format!("{prefix}/images/get?{query}");
         let request = format!("GET {path}");
+        let nothing_moved = AtomicU64::new(0);
         let response = self
-            .transport()
-            .send(Method::GET, &path, None, empty())
+            .within_stall(&request, &nothing_moved, async {
+                let response = self
+                    .transport()
+                    .send(Method::GET, &path, None, empty())
+                    .await?;
+                if !response.status().is_success() {
+                    return Err(daemon_error(self.transport(), &request, response).await);
+                }
+                Ok(response)
+            })
             .await?;
-        if !response.status().is_success() {
-            return Err(daemon_error(self.transport(), &request, response).await);
-        }
         let host = self.host().to_owned();
         let stream = BodyStream::new(response.into_body()).filter_map(move |frame| {
             let item = match frame {
@@ -389,7 +435,67 @@ impl DockerClient {
             };
             std::future::ready(item)
         });
-        Ok(stream.boxed())
+        Ok(self.each_within_stall(stream.boxed(), format!("GET {path}")))
+    }
+
+    /// Runs `work` until it ends, or fails it once `moved` stayed the same for a whole
+    /// period: the stall timeout, plus a second per 10 MiB moved so far.
+    async fn within_stall<T>(
+        &self,
+        request: &str,
+        moved: &AtomicU64,
+        work: impl Future<Output = Result<T>>,
+    ) -> Result<T> {
+        let mut work = std::pin::pin!(work);
+        let mut seen = moved.load(Ordering::Relaxed);
+        loop {
+            let period = self
+                .stall_timeout
+                .saturating_add(Duration::from_secs(seen / (10 << 20)));
+            match tokio::time::timeout(period, &mut work).await {
+                Ok(result) => return result,
+                Err(_) => {
+                    let now = moved.load(Ordering::Relaxed);
+                    if now == seen {
+                        return Err(Error::Timeout {
+                            host: self.host().to_owned(),
+                            request: request.to_owned(),
+                            after: period,
+                        });
+                    }
+                    seen = now;
+                }
+            }
+        }
+    }
+
+    /// `stream`, failing once its next piece takes longer than the stall timeout (counted
+    /// while it is asked for: a consumer that reads slowly is not the daemon stalling).
+    fn each_within_stall(
+        &self,
+        stream: BoxStream<'static, io::Result<Bytes>>,
+        request: String,
+    ) -> BoxStream<'static, io::Result<Bytes>> {
+        let (stall, host) = (self.stall_timeout, self.host().to_owned());
+        futures::stream::unfold(Some(stream), move |state| {
+            let (host, request) = (host.clone(), request.clone());
+            async move {
+                let mut stream = state?;
+                match tokio::time::timeout(stall, stream.next()).await {
+                    Ok(Some(item)) => Some((item, Some(stream))),
+                    Ok(None) => None,
+                    Err(_) => {
+                        let error = Error::Timeout {
+                            host,
+                            request,
+                            after: stall,
+                        };
+                        Some((Err(io::Error::new(io::ErrorKind::TimedOut, error)), None))
+                    }
+                }
+            }
+        })
+        .boxed()
     }
 
     fn transport(&self) -> &Transport {
@@ -833,5 +939,117 @@ mod tests {
         );
         let error = client.load(futures::stream::empty()).await.unwrap_err();
         assert!(matches!(error, Error::Connect { .. }), "{error:?}");
+    }
+
+    /// What a [`silent_daemon`] does with a load or a save once it has the request's head.
+    #[derive(Clone, Copy)]
+    enum Silence {
+        /// Reads the whole archive, then never answers.
+        AfterTheArchive,
+        /// Reads nothing more of the archive, keeping the connection open.
+        StopsReading,
+        /// Answers a save with a head and five bytes, then sends nothing more.
+        MidSave,
+    }
+
+    /// A daemon that answers `/version` (API 1.41) and then goes silent as `silence` says;
+    /// returns its `unix://` address and its directory.
+    fn silent_daemon(silence: Silence) -> (String, tempfile::TempDir) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("docker.sock");
+        let listener = UnixListener::bind(&socket).unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut head = Vec::new();
+                    let mut byte = [0u8; 1];
+                    while !head.ends_with(b"\r\n\r\n") {
+                        if stream.read(&mut byte).await.unwrap_or(0) == 0 {
+                            return;
+                        }
+                        head.push(byte[0]);
+                    }
+                    if head.starts_with(b"GET /version") {
+                        let body = r#"{"ApiVersion":"1.41"}"#;
+                        let answer = format!(
+                            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                            body.len()
+                        );
+                        let _ = stream.write_all(answer.as_bytes()).await;
+                        return;
+                    }
+                    match silence {
+                        Silence::AfterTheArchive => {
+                            let _ = tokio::io::copy(&mut stream, &mut tokio::io::sink()).await;
+                        }
+                        Silence::StopsReading => {}
+                        Silence::MidSave => {
+                            let _ = stream
+                                .write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
+                                .await;
+                        }
+                    }
+                    tokio::time::sleep(Duration::from_secs(3600)).await;
+                    drop(stream);
+                });
+            }
+        });
+        (format!("unix://{}", socket.display()), dir)
+    }
+
+    fn archive(len: usize) -> impl Stream<Item = io::Result<Bytes>> + Send + 'static {
+        futures::stream::iter((0..len / 65_536).map(|_| Ok(Bytes::from(vec![7u8; 65_536]))))
+    }
+
+    #[tokio::test]
+    async fn a_load_that_the_daemon_stops_answering_or_reading_fails_after_the_stall_timeout() {
+        for (silence, size) in [
+            (Silence::AfterTheArchive, 1 << 20),
+            // More than the socket's buffers hold.
+            (Silence::StopsReading, 64 << 20),
+        ] {
+            let (host, _dir) = silent_daemon(silence);
+            let client = DockerClient::new(&host)
+                .unwrap()
+                .with_stall_timeout(Duration::from_millis(300));
+            let loading = client.load(archive(size));
+            let error = tokio::time::timeout(Duration::from_secs(30), loading)
+                .await
+                .expect("the stall timeout ended the load")
+                .unwrap_err();
+            assert!(matches!(error, Error::Timeout { .. }), "{error:?}");
+            assert!(error.to_string().contains("images/load"), "{error}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_save_that_stops_coming_fails_after_the_stall_timeout() {
+        let (host, _dir) = silent_daemon(Silence::MidSave);
+        let client = DockerClient::new(&host)
+            .unwrap()
+            .with_stall_timeout(Duration::from_millis(300));
+        let mut stream = client.save(&["a:1".to_owned()]).await.unwrap();
+        assert_eq!(stream.next().await.unwrap().unwrap(), "hello");
+        let error = tokio::time::timeout(Duration::from_secs(30), stream.next())
+            .await
+            .expect("the stall timeout ended the save")
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::TimedOut, "{error}");
+        assert!(stream.next().await.is_none(), "nothing after the failure");
+        // A daemon that sends no answer at all to a save fails the same way.
+        let (host, _dir) = silent_daemon(Silence::AfterTheArchive);
+        let client = DockerClient::new(&host)
+            .unwrap()
+            .with_stall_timeout(Duration::from_millis(300));
+        let names = ["a:1".to_owned()];
+        let saving = client.save(&names);
+        match tokio::time::timeout(Duration::from_secs(30), saving).await {
+            Ok(Err(Error::Timeout { .. })) => {}
+            Ok(Err(other)) => panic!("{other:?}"),
+            Ok(Ok(_)) => panic!("an answer from a silent daemon"),
+            Err(_) => panic!("the stall timeout did not end the save"),
+        }
     }
 }
