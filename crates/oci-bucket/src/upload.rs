@@ -6,7 +6,12 @@
 //!   (their ETags, or their object names on a store without multipart uploads), the tail and
 //!   the running SHA-256 of everything before it ([`Sha256State`]);
 //! - `tail-GEN`: the bytes after the last part (less than a part), written when a writer
-//!   closes, since a part other than the last must be at least 5 MiB on S3;
+//!   closes, since a part other than the last must be at least 5 MiB on S3: a tail, then up
+//!   to 32 segments, each what one writer added after it. A writer that adds a few bytes to
+//!   an upload writes those bytes, not the whole tail again, and reads the tail only when it
+//!   makes a part of it, joins the segments into one tail (every 32 writers), or commits;
+//!   a client sending one small chunk per request thus costs about a 32nd of a part per
+//!   request in storage traffic, not a part;
 //! - `part-GEN-N`: the parts themselves, on stores without multipart uploads;
 //! - `data`: the multipart upload's target, or the parts joined, until it is verified and
 //!   copied to its content-addressed name.
@@ -61,7 +66,10 @@ struct UploadState {
     parts: Vec<Part>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     tail: Option<Tail>,
-    /// The running hash of the parts and the tail.
+    /// What writers added after the tail, each an object of its own, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    segments: Vec<Tail>,
+    /// The running hash of the parts, the tail and the segments.
     sha256: Sha256State,
 }
 
@@ -78,7 +86,20 @@ struct Tail {
     size: u64,
 }
 
+/// At most this many segments follow the tail; a writer adding one more joins them all into
+/// a new tail instead.
+const MAX_SEGMENTS: usize = 32;
+
 impl UploadState {
+    /// The bytes after the parts, kept as the tail and its segments (a sum past u64 is a
+    /// corrupt state, refused on resume).
+    fn stored_size(&self) -> u64 {
+        self.tail
+            .iter()
+            .chain(&self.segments)
+            .fold(0u64, |sum, t| sum.saturating_add(t.size))
+    }
+
     fn parts_size(&self) -> u64 {
         // Read from the bucket: a sum past u64 is a corrupt state, refused on resume.
         self.parts
@@ -114,8 +135,12 @@ pub(crate) struct BucketWriter {
     /// The state as last read or written; its generation is this writer's once `owned`.
     state: UploadState,
     owned: bool,
-    /// The bytes after the last part, the tail included.
+    /// The bytes after the last part that are not stored in the tail and its segments: all
+    /// of them once those are read (`state.tail` and `state.segments` are then empty).
     buffer: BytesMut,
+    /// Objects read into `buffer` and no longer named by the state: removed once a state
+    /// without them is written.
+    superseded: Vec<String>,
     /// How many leading bytes of `buffer` `state.sha256` covers already (a resumed tail).
     hashed: usize,
     chunk_size: usize,
@@ -140,6 +165,7 @@ impl BucketWriter {
             multipart: None,
             parts: Vec::new(),
             tail: None,
+            segments: Vec::new(),
             sha256: Sha256State::default(),
         };
         let mut writer = Self::new(store, repo, id, state, chunk_size);
@@ -180,29 +206,17 @@ impl BucketWriter {
         if state.repo != repo.as_str() {
             return Err(unknown());
         }
-        let tail_size = state.tail.as_ref().map_or(0, |t| t.size);
+        let stored = state.stored_size();
         if !state.sha256.is_consistent()
-            || state.sha256.len() != state.parts_size().saturating_add(tail_size)
+            || state.sha256.len() != state.parts_size().saturating_add(stored)
+            || state.segments.len() > MAX_SEGMENTS
         {
             return Err(inner
                 .corrupt(&path, "its hash does not cover its parts")
                 .into());
         }
-        let mut writer = Self::new(store.clone(), repo, id.to_owned(), state, chunk_size);
-        if let Some(tail) = &writer.state.tail {
-            let tail_path = inner.keys.upload_file(id, &tail_name(tail.generation));
-            let bytes = inner
-                .get_small(&tail_path)
-                .await?
-                .ok_or_else(|| writer.moved_on())?;
-            if bytes.len() as u64 != tail.size {
-                return Err(inner
-                    .corrupt(&tail_path, "its size is not the recorded one")
-                    .into());
-            }
-            writer.buffer.extend_from_slice(&bytes);
-            writer.hashed = bytes.len();
-        }
+        // The tail and segments are read only when they are needed.
+        let writer = Self::new(store.clone(), repo, id.to_owned(), state, chunk_size);
         let size = writer.size();
         if let Some(offset) = offset.filter(|&o| o != size) {
             return Err(Error::RangeInvalid {
@@ -228,6 +242,7 @@ impl BucketWriter {
             state,
             owned: false,
             buffer: BytesMut::new(),
+            superseded: Vec::new(),
             hashed: 0,
             chunk_size,
             dirty: false,
@@ -282,6 +297,43 @@ impl BucketWriter {
         if let Err(error) = self.store.inner.remove(&path).await {
             tracing::warn!(%path, %error, "removing a superseded upload object failed");
         }
+    }
+
+    /// Reads the tail and its segments into the front of the buffer (they are then no
+    /// longer the state's, and removed once a state without them is written).
+    async fn read_stored(&mut self) -> Result<()> {
+        let stored: Vec<Tail> = self
+            .state
+            .tail
+            .take()
+            .into_iter()
+            .chain(std::mem::take(&mut self.state.segments))
+            .collect();
+        if stored.is_empty() {
+            return Ok(());
+        }
+        let inner = Arc::clone(&self.store.inner);
+        let mut joined = BytesMut::new();
+        for piece in &stored {
+            let name = tail_name(piece.generation);
+            let path = self.file(&name);
+            let bytes = inner
+                .get_small(&path)
+                .await?
+                .ok_or_else(|| self.moved_on())?;
+            if bytes.len() as u64 != piece.size {
+                return Err(inner
+                    .corrupt(&path, "its size is not the recorded one")
+                    .into());
+            }
+            joined.extend_from_slice(&bytes);
+            self.superseded.push(name);
+        }
+        // Covered by the running hash already, as the hashed part of the buffer is.
+        self.hashed += joined.len();
+        joined.extend_from_slice(&self.buffer);
+        self.buffer = joined;
+        Ok(())
     }
 
     fn hash_buffer_upto(&mut self, end: usize) {
@@ -488,6 +540,10 @@ impl BlobWriter for BucketWriter {
         self.dirty = true;
         self.buffer.extend_from_slice(&chunk);
         let part_size = self.store.inner.part_size;
+        if self.size() - self.state.parts_size() >= part_size as u64 {
+            // A part's worth after the last part: the stored tail goes into it.
+            self.read_stored().await?;
+        }
         while self.buffer.len() >= part_size {
             self.flush_part(part_size).await?;
         }
@@ -495,7 +551,10 @@ impl BlobWriter for BucketWriter {
     }
 
     fn size(&self) -> u64 {
-        self.state.parts_size() + self.buffer.len() as u64
+        self.state
+            .parts_size()
+            .saturating_add(self.state.stored_size())
+            .saturating_add(self.buffer.len() as u64)
     }
 
     fn chunk_size(&self) -> usize {
@@ -518,34 +577,43 @@ impl BlobWriter for BucketWriter {
             return Ok(());
         }
         let next = self.state.generation + 1;
-        let old_tail = self.state.tail.take();
+        if !self.buffer.is_empty() && self.state.segments.len() >= MAX_SEGMENTS {
+            // Segments enough: they are joined into a new tail with what this writer adds.
+            self.read_stored().await?;
+        }
         self.hash_buffer_upto(self.buffer.len());
         if !self.buffer.is_empty() {
-            let tail = Bytes::copy_from_slice(&self.buffer);
-            self.state.tail = Some(Tail {
+            let piece = Bytes::copy_from_slice(&self.buffer);
+            let record = Tail {
                 generation: next,
-                size: tail.len() as u64,
-            });
+                size: piece.len() as u64,
+            };
             if !self
                 .store
                 .inner
-                .create(&self.file(&tail_name(next)), PutPayload::from(tail))
+                .create(&self.file(&tail_name(next)), PutPayload::from(piece))
                 .await?
             {
                 return Err(self.moved_on());
+            }
+            if self.state.tail.is_none() && self.state.segments.is_empty() {
+                self.state.tail = Some(record);
+            } else {
+                self.state.segments.push(record);
             }
         }
         let previous = self.state.generation;
         self.write_state(next).await?;
         self.forget(&state_name(previous)).await;
-        if let Some(old) = old_tail {
-            self.forget(&tail_name(old.generation)).await;
+        for name in std::mem::take(&mut self.superseded) {
+            self.forget(&name).await;
         }
         Ok(())
     }
 
     async fn commit(mut self: Box<Self>, digest: &Digest) -> Result<Descriptor> {
         self.take_over().await?;
+        self.read_stored().await?;
         let size = self.size();
         self.hash_buffer_upto(self.buffer.len());
         let inner = Arc::clone(&self.store.inner);

@@ -160,3 +160,176 @@ async fn parts_changed_in_the_bucket_after_they_were_written_are_not_published()
         );
     }
 }
+
+/// An in-memory bucket that counts the bytes written into it and read out of it.
+#[derive(Debug, Default)]
+struct Counted {
+    inner: object_store::memory::InMemory,
+    written: std::sync::atomic::AtomicUsize,
+    read: std::sync::atomic::AtomicUsize,
+}
+
+impl std::fmt::Display for Counted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Counted({})", self.inner)
+    }
+}
+
+mod counted {
+    use std::sync::atomic::Ordering;
+
+    use async_trait::async_trait;
+    use futures::StreamExt;
+    use futures::stream::BoxStream;
+    use object_store::path::Path;
+    use object_store::{
+        CopyOptions, GetOptions, GetResult, GetResultPayload, ListResult, MultipartUpload,
+        ObjectMeta, ObjectStore, PutMultipartOptions, PutOptions, PutPayload, PutResult,
+    };
+
+    use super::Counted;
+
+    #[async_trait]
+    impl ObjectStore for Counted {
+        async fn put_opts(
+            &self,
+            location: &Path,
+            payload: PutPayload,
+            opts: PutOptions,
+        ) -> object_store::Result<PutResult> {
+            self.written
+                .fetch_add(payload.content_length(), Ordering::SeqCst);
+            self.inner.put_opts(location, payload, opts).await
+        }
+
+        async fn put_multipart_opts(
+            &self,
+            location: &Path,
+            opts: PutMultipartOptions,
+        ) -> object_store::Result<Box<dyn MultipartUpload>> {
+            self.inner.put_multipart_opts(location, opts).await
+        }
+
+        async fn get_opts(
+            &self,
+            location: &Path,
+            options: GetOptions,
+        ) -> object_store::Result<GetResult> {
+            let found = self.inner.get_opts(location, options).await?;
+            if !matches!(found.payload, GetResultPayload::Stream(_)) {
+                return Ok(found);
+            }
+            let (meta, range, attributes, extensions) = (
+                found.meta.clone(),
+                found.range.clone(),
+                found.attributes.clone(),
+                found.extensions.clone(),
+            );
+            let bytes = found.bytes().await?;
+            self.read.fetch_add(bytes.len(), Ordering::SeqCst);
+            Ok(GetResult {
+                range,
+                meta,
+                attributes,
+                extensions,
+                payload: GetResultPayload::Stream(
+                    futures::stream::once(async move { Ok(bytes) }).boxed(),
+                ),
+            })
+        }
+
+        fn delete_stream(
+            &self,
+            locations: BoxStream<'static, object_store::Result<Path>>,
+        ) -> BoxStream<'static, object_store::Result<Path>> {
+            self.inner.delete_stream(locations)
+        }
+
+        fn list(
+            &self,
+            prefix: Option<&Path>,
+        ) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+            self.inner.list(prefix)
+        }
+
+        async fn list_with_delimiter(
+            &self,
+            prefix: Option<&Path>,
+        ) -> object_store::Result<ListResult> {
+            self.inner.list_with_delimiter(prefix).await
+        }
+
+        async fn copy_opts(
+            &self,
+            from: &Path,
+            to: &Path,
+            options: CopyOptions,
+        ) -> object_store::Result<()> {
+            self.inner.copy_opts(from, to, options).await
+        }
+    }
+}
+
+/// A client sending one byte per request to an upload with most of a part after its last
+/// part: each request writes its byte and the upload's state, and every 32nd joins the
+/// pieces into one tail, rather than each writing the whole tail again. The content comes
+/// out whole however the chunks fell.
+#[tokio::test]
+async fn small_chunks_cost_their_own_bytes_not_a_rewrite_of_the_tail() {
+    let bucket = Arc::new(Counted::default());
+    let store = BucketStore::new(Arc::clone(&bucket) as Arc<dyn ObjectStore>).with_part_size(PART);
+    let repo: Repository = "team/app".parse().unwrap();
+    let content = seeded_bytes(4, 2 * PART + 300);
+    let mut writer = store.push_blob_chunked(&repo, None).await.unwrap();
+    let id = writer.id().to_owned();
+    // A part and nearly another: one part, a tail of PART - 100 bytes.
+    let mut sent = 2 * PART - 100;
+    writer.write(content.slice(..sent)).await.unwrap();
+    writer.close().await.unwrap();
+    let read_before = bucket.read.load(std::sync::atomic::Ordering::SeqCst);
+    let written_before = bucket.written.load(std::sync::atomic::Ordering::SeqCst);
+    let requests = 99;
+    for _ in 0..requests {
+        let mut resumed = store
+            .push_blob_chunked_resume(&repo, &id, Some(sent as u64), None)
+            .await
+            .unwrap();
+        resumed.write(content.slice(sent..sent + 1)).await.unwrap();
+        sent += 1;
+        resumed.close().await.unwrap();
+    }
+    let written = bucket.written.load(std::sync::atomic::Ordering::SeqCst) - written_before;
+    let read = bucket.read.load(std::sync::atomic::Ordering::SeqCst) - read_before;
+    // Rewriting the tail each time was 99 parts written and read; now three joins of it,
+    // and each request's byte and state.
+    assert!(
+        written < 4 * PART + requests * 2048,
+        "{written} bytes written"
+    );
+    assert!(read < 4 * PART + requests * 2048, "{read} bytes read");
+
+    // The rest in chunks of all sizes, across the part boundary, then the whole of it.
+    for len in [1, 7, 150, PART / 2, PART] {
+        let end = (sent + len).min(content.len());
+        let mut resumed = store
+            .push_blob_chunked_resume(&repo, &id, Some(sent as u64), None)
+            .await
+            .unwrap();
+        resumed.write(content.slice(sent..end)).await.unwrap();
+        sent = end;
+        resumed.close().await.unwrap();
+    }
+    assert_eq!(sent, content.len());
+    let resumed = store
+        .push_blob_chunked_resume(&repo, &id, Some(sent as u64), None)
+        .await
+        .unwrap();
+    let digest = Digest::sha256(&content);
+    assert_eq!(resumed.written_digest().as_ref(), Some(&digest));
+    resumed.commit(&digest).await.unwrap();
+    let back = store
+        .get_blob_bytes(&repo, &digest, u64::MAX)
+        .await
+        .unwrap();
+    assert_eq!(back, content);
+}
