@@ -19,7 +19,7 @@ use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 
-use oci_store::layer::{EntryKind, TarEntry, split_name};
+use oci_store::layer::{EntryKind, ImageMetadata, LayerLimits, TarEntry, split_name};
 use oci_types::Digest;
 use rustix::fs::{AtFlags, FileType, Gid, Mode, OFlags, Timespec, Timestamps, Uid, XattrFlags};
 
@@ -62,6 +62,9 @@ pub(crate) struct Applier {
     /// inode and disk space that the byte count does not see.
     entries: u64,
     max_entries: u64,
+    /// Paths, link targets and extended attributes, some of which are remembered across
+    /// layers (directories' metadata).
+    metadata: ImageMetadata,
 }
 
 impl Applier {
@@ -70,6 +73,7 @@ impl Applier {
         privileges: Privileges,
         max_written: u64,
         max_entries: u64,
+        limits: &LayerLimits,
     ) -> Self {
         Self {
             root,
@@ -84,6 +88,7 @@ impl Applier {
             max_written,
             entries: 0,
             max_entries,
+            metadata: ImageMetadata::new(limits),
         }
     }
 
@@ -103,6 +108,9 @@ impl Applier {
             message: message.to_owned(),
             source: Some(source),
         };
+        self.metadata
+            .count(layer, &entry)
+            .map_err(|e| Error::store("reading the layers", e))?;
         self.entries += 1;
         if self.entries > self.max_entries {
             return Err(Error::Invalid {

@@ -243,7 +243,7 @@ pub async fn unpack(
     let progress = options.progress.clone();
     let count = layers.len();
     let applier = tokio::task::spawn_blocking(move || -> Result<(u64, usize)> {
-        let mut applier = Applier::new(root, privileges, max_image, max_entries);
+        let mut applier = Applier::new(root, privileges, max_image, max_entries, &limits);
         let mut applied = 0;
         let emit = |event: UnpackEvent| {
             if let Some(progress) = &progress {

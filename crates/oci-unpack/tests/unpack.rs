@@ -577,6 +577,32 @@ async fn the_entries_of_an_image_are_limited() {
     done.unwrap();
 }
 
+/// The names of an image are counted over all its layers (directories' are remembered until
+/// the end): each layer within its own limit, all of them over the image's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_names_of_an_image_are_limited() {
+    let image = image(&[tar("aaaaaaaa/ bbbbbbbb="), tar("cccccccc/ dddddddd=")]).await;
+    let limits = LayerLimits::default()
+        .with_max_metadata(16)
+        .with_max_image_metadata(31);
+    let error = image
+        .unpack("t", &rootless().with_limits(limits))
+        .await
+        .1
+        .unwrap_err();
+    let text = chain(&error);
+    assert!(
+        text.contains("more than 31 bytes of paths") && text.contains(&image.digest(1)),
+        "{text}"
+    );
+    let limits = limits.with_max_image_metadata(32);
+    image
+        .unpack("u", &rootless().with_limits(limits))
+        .await
+        .1
+        .unwrap();
+}
+
 /// A gzip layer of 3 GiB of zeros (20 MB compressed): one file of nearly all of it. The
 /// image limit stops it at the file's header, the layer limit after that many bytes; the
 /// `diff_id` is never reached.

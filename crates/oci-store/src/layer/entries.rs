@@ -35,6 +35,15 @@ pub struct LayerLimits {
     /// remember: 2,000 levels of one-byte names fit in `max_path`, and a few thousand such
     /// entries took gigabytes of memory and inodes in unpack and export.
     pub max_depth: usize,
+    /// Bytes of the paths, link targets and extended attributes of all entries of one layer
+    /// (default 256 MiB: a large distribution's ~100,000 files name about 10 MiB). A consumer
+    /// that remembers entries (unpack, export) holds this much per layer at most; without
+    /// it, a million entries of 4 KiB names, a few MiB compressed, were 4 GiB of memory.
+    pub max_metadata: u64,
+    /// The same, over all the layers of an image, for the consumers that remember entries
+    /// across layers ([`merge_layers`](super::merge_layers), unpack's applier), which
+    /// count it themselves ([`TarEntry::metadata_len`]); default 1 GiB.
+    pub max_image_metadata: u64,
 }
 
 impl Default for LayerLimits {
@@ -44,6 +53,8 @@ impl Default for LayerLimits {
             max_path: 4096,
             max_pax: 1 << 20,
             max_depth: 128,
+            max_metadata: 256 << 20,
+            max_image_metadata: 1 << 30,
         }
     }
 }
@@ -67,6 +78,20 @@ impl LayerLimits {
     #[must_use]
     pub fn with_max_depth(mut self, max: usize) -> Self {
         self.max_depth = max;
+        self
+    }
+
+    /// Sets the most bytes of paths, link targets and extended attributes of one layer.
+    #[must_use]
+    pub fn with_max_metadata(mut self, max: u64) -> Self {
+        self.max_metadata = max;
+        self
+    }
+
+    /// Sets the most bytes of paths, link targets and extended attributes of an image.
+    #[must_use]
+    pub fn with_max_image_metadata(mut self, max: u64) -> Self {
+        self.max_image_metadata = max;
         self
     }
 
@@ -133,6 +158,20 @@ pub struct TarEntry<'a> {
     pub data: &'a mut dyn Read,
 }
 
+impl TarEntry<'_> {
+    /// The bytes of its path, link target and extended attributes: what a consumer that
+    /// remembers it holds, counted against [`LayerLimits::max_metadata`] and
+    /// [`LayerLimits::max_image_metadata`].
+    pub fn metadata_len(&self) -> u64 {
+        let xattrs: usize = self
+            .xattrs
+            .iter()
+            .map(|(name, value)| name.len() + value.len())
+            .sum();
+        (self.path.len() + self.link.as_ref().map_or(0, Vec::len) + xattrs) as u64
+    }
+}
+
 impl std::fmt::Debug for TarEntry<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TarEntry")
@@ -165,6 +204,7 @@ pub fn read_entries(
     let mut archive = tar::Archive::new(reader);
     let mut entries = archive.entries().map_err(tar_error)?.raw(true);
     let mut count = 0u64;
+    let mut metadata = 0u64;
     let mut pax: Option<Vec<u8>> = None;
     let mut long_name: Option<Vec<u8>> = None;
     let mut long_link: Option<Vec<u8>> = None;
@@ -364,7 +404,7 @@ pub fn read_entries(
         } else {
             0
         };
-        visit(TarEntry {
+        let entry = TarEntry {
             path,
             raw_name,
             kind,
@@ -377,7 +417,18 @@ pub fn read_entries(
             device,
             xattrs,
             data: &mut entry,
-        })?;
+        };
+        metadata = metadata.saturating_add(entry.metadata_len());
+        if metadata > limits.max_metadata {
+            return Err(bad(
+                Some(&entry.raw_name),
+                format!(
+                    "more than {} bytes of paths, link targets and extended attributes (the limit)",
+                    limits.max_metadata
+                ),
+            ));
+        }
+        visit(entry)?;
     }
     if pax.is_some() || long_name.is_some() || long_link.is_some() {
         return Err(bad(

@@ -20,7 +20,8 @@
 //! contents), and further links to the same content become links to it.
 //!
 //! Memory grows with the number of paths in the image (a few bytes over the path's length
-//! each), never with the size of a file.
+//! each), never with the size of a file; the paths, link targets and extended attributes of
+//! all layers are counted against [`LayerLimits::max_image_metadata`].
 
 use std::collections::{HashMap, HashSet};
 use std::io::{self, Write};
@@ -29,6 +30,40 @@ use super::entries::{EntryKind, LayerLimits, TarEntry, read_entries};
 use super::write::{EntryMeta, append_entry};
 use super::{LayerReader, into_store_error};
 use crate::{Error, Result};
+
+/// The paths, link targets and extended attributes of an image's layers so far, against
+/// [`LayerLimits::max_image_metadata`]: for a consumer that remembers entries across layers.
+#[derive(Debug)]
+pub struct ImageMetadata {
+    seen: u64,
+    max: u64,
+}
+
+impl ImageMetadata {
+    /// Nothing counted yet, against `limits`.
+    pub fn new(limits: &LayerLimits) -> Self {
+        Self {
+            seen: 0,
+            max: limits.max_image_metadata,
+        }
+    }
+
+    /// Counts `entry` of `layer`; an error once the image is over the limit.
+    pub fn count(&mut self, layer: &oci_types::Digest, entry: &TarEntry<'_>) -> Result<()> {
+        self.seen = self.seen.saturating_add(entry.metadata_len());
+        if self.seen > self.max {
+            return Err(Error::LayerInvalid {
+                layer: layer.clone(),
+                entry: Some(entry.raw_name.clone()),
+                reason: format!(
+                    "the image has more than {} bytes of paths, link targets and extended attributes (the limit)",
+                    self.max
+                ),
+            });
+        }
+        Ok(())
+    }
+}
 
 /// Where a path's final entry is.
 #[derive(Debug, Clone, Copy)]
@@ -168,12 +203,15 @@ pub fn merge_layers(
     limits: &LayerLimits,
 ) -> Result<()> {
     let mut plan = Plan::default();
+    // Counted once for each layer: in pass 1, or for the lowest layer in pass 2.
+    let mut metadata = ImageMetadata::new(limits);
     // The lowest layer is learnt in pass 2 (see the module's docs).
     for index in (1..count).rev() {
         let mut reader = open(index)?;
         let layer = reader.layer().digest.clone();
         let mut hides = Hides::default();
         read_entries(&layer, &mut reader, limits, |entry| {
+            metadata.count(&layer, &entry)?;
             plan.learn(index, &entry, Some(&mut hides));
             Ok(())
         })?;
@@ -191,6 +229,7 @@ pub fn merge_layers(
         let layer = reader.layer().digest.clone();
         read_entries(&layer, &mut reader, limits, |entry| {
             if index == 0 {
+                metadata.count(&layer, &entry)?;
                 // What pass 1 would have learnt of it, learnt before it is needed: the
                 // plan of an entry of the lowest layer depends only on the layers above and
                 // on the entries before it.
@@ -503,6 +542,54 @@ mod tests {
         })
         .await
         .unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_names_of_all_layers_are_limited() {
+        // Three layers of 30 bytes of names each (three 10-byte paths), within a layer's
+        // limit of 40, all three over the image's limit of 80: whichever pass reads them.
+        let layers: Vec<Bytes> = (0..3)
+            .map(|n| {
+                layer(&[
+                    &format!("{n}/aaaaaaa=x"),
+                    &format!("{n}/bbbbbbb=x"),
+                    &format!("{n}/ccccccc=x"),
+                ])
+            })
+            .collect();
+        let handle = tokio::runtime::Handle::current();
+        let merge = move |limits: LayerLimits| {
+            let (layers, handle) = (layers.clone(), handle.clone());
+            tokio::task::spawn_blocking(move || {
+                let mut open = |index: usize| -> Result<LayerReader> {
+                    let bytes: Bytes = layers[index].clone();
+                    let descriptor = Descriptor::of_bytes(
+                        MediaType::from_static(media_type::OCI_LAYER_TAR),
+                        &bytes,
+                    );
+                    let _guard = handle.enter();
+                    Ok(LayerReader::new(
+                        BlobReader::verified(descriptor, body_from_bytes(bytes)),
+                        None,
+                    ))
+                };
+                merge_layers(&mut Vec::new(), layers.len(), &mut open, &limits)
+            })
+        };
+        let limits = LayerLimits::default()
+            .with_max_metadata(40)
+            .with_max_image_metadata(80);
+        let error = merge(limits).await.unwrap().unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("the image has more than 80 bytes"),
+            "{error}"
+        );
+        merge(limits.with_max_image_metadata(90))
+            .await
+            .unwrap()
+            .unwrap();
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -28,7 +28,7 @@ pub use entries::{
     EntryKind, LayerLimits, OPAQUE_WHITEOUT, TarEntry, WHITEOUT_PREFIX, clean, read_entries,
     split_name,
 };
-pub use merge::merge_layers;
+pub use merge::{ImageMetadata, merge_layers};
 pub use opener::{LayerOpener, LayerServer, layer_opener};
 pub use write::{EntryMeta, append_entry};
 

@@ -146,6 +146,24 @@ fn limits_stop_hostile_archives() {
     let limits = LayerLimits::default().with_max_entries(10);
     let text = collect(&tar_of(&many), &limits).unwrap_err().to_string();
     assert!(text.contains("more than 10 entries"), "{text}");
+
+    // Names in all: 11 entries of 8 bytes (paths and link targets count).
+    let named: Vec<(&[u8], tar::EntryType, &[u8])> = vec![
+        (
+            b"12345678".as_slice(),
+            tar::EntryType::Regular,
+            b"".as_slice()
+        );
+        11
+    ];
+    let limits = LayerLimits::default().with_max_metadata(80);
+    let text = collect(&tar_of(&named), &limits).unwrap_err().to_string();
+    assert!(
+        text.contains("more than 80 bytes of paths, link targets and extended attributes"),
+        "{text}"
+    );
+    let limits = LayerLimits::default().with_max_metadata(88);
+    assert_eq!(collect(&tar_of(&named), &limits).unwrap().len(), 11);
 }
 
 #[test]
