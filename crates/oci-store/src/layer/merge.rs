@@ -27,6 +27,7 @@ use std::collections::{HashMap, HashSet};
 use std::io::{self, Write};
 
 use super::entries::{EntryKind, LayerLimits, TarEntry, read_entries};
+use super::paths::{PathMap, PathSet};
 use super::write::{EntryMeta, append_entry};
 use super::{LayerReader, into_store_error};
 use crate::{Error, Result};
@@ -86,14 +87,12 @@ struct DirMeta {
 /// What the first pass learns.
 #[derive(Debug, Default)]
 struct Plan {
-    finals: HashMap<Vec<u8>, Final>,
+    finals: PathMap<Final>,
     /// Paths deleted by a whiteout of a layer above the one being read.
     deleted: HashSet<Vec<u8>>,
-    /// Directories made opaque by a layer above the one being read.
-    opaque: HashSet<Vec<u8>>,
-    /// Paths that a layer above the one being read made something other than a directory:
-    /// what lower layers hold below them is gone.
-    replaced: HashSet<Vec<u8>>,
+    /// Paths that hide what lower layers hold below them: deleted by a layer above the one
+    /// being read, made opaque by one, or made something other than a directory by one.
+    hiding: PathSet,
     /// The final metadata of the directories that stay.
     dirs: HashMap<Vec<u8>, DirMeta>,
 }
@@ -129,7 +128,7 @@ impl Plan {
                     // makes the path a directory again.
                     hide(|h| &mut h.replaced);
                 }
-                if !self.finals.contains_key(&entry.path) {
+                if self.finals.get(&entry.path).is_none() {
                     if directory {
                         self.dirs.insert(
                             entry.path.clone(),
@@ -142,8 +141,8 @@ impl Plan {
                             },
                         );
                     }
-                    self.finals.insert(
-                        entry.path.clone(),
+                    self.finals.insert_new(
+                        &entry.path,
                         Final {
                             layer: index,
                             directory,
@@ -156,36 +155,29 @@ impl Plan {
 
     /// Applies what a layer hides to the plan of the layers below it.
     fn hide(&mut self, hides: Hides) {
+        for path in hides
+            .deleted
+            .iter()
+            .chain(&hides.opaque)
+            .chain(&hides.replaced)
+        {
+            self.hiding.insert(path);
+        }
         self.deleted.extend(hides.deleted);
-        self.opaque.extend(hides.opaque);
-        self.replaced.extend(hides.replaced);
     }
 
     /// Whether an entry for `path` in a lower layer is hidden by what the layers above did.
     fn hidden(&self, path: &[u8]) -> bool {
-        if self.deleted.contains(path) {
-            return true;
-        }
-        let mut rest = path;
-        while let Some(slash) = rest.iter().rposition(|b| *b == b'/') {
-            let parent = &path[..slash];
-            if self.deleted.contains(parent)
-                || self.opaque.contains(parent)
-                || self.replaced.contains(parent)
-                || self.finals.get(parent).is_some_and(|f| !f.directory)
-            {
-                return true;
-            }
-            rest = parent;
-        }
-        false
+        self.deleted.contains(path)
+            || self.hiding.has_parent(path, |_| true)
+            || self.finals.has_parent(path, |f| !f.directory)
     }
 }
 
 /// The directories written so far.
 #[derive(Debug, Default)]
 struct WrittenDirs {
-    all: HashSet<Vec<u8>>,
+    all: PathSet,
     /// Those written as implicit parents, with no entry of theirs known then.
     implicit: HashSet<Vec<u8>>,
 }
@@ -352,7 +344,7 @@ fn write_dir<W: Write>(
     path: &[u8],
     layer: &oci_types::Digest,
 ) -> Result<()> {
-    if !written.all.insert(path.to_vec()) {
+    if !written.all.insert(path) {
         return Ok(());
     }
     append_dir(builder, plan, written, path, layer)
@@ -400,10 +392,9 @@ fn write_parents<W: Write>(
     path: &[u8],
     layer: &oci_types::Digest,
 ) -> Result<()> {
-    for (at, byte) in path.iter().enumerate() {
-        if *byte == b'/' && !written.all.contains(&path[..at]) {
-            write_dir(builder, plan, written, &path[..at], layer)?;
-        }
+    // Writing one parent adds no other: the missing ones can be found first.
+    for end in written.all.missing_parents(path) {
+        write_dir(builder, plan, written, &path[..end], layer)?;
     }
     Ok(())
 }

@@ -22,6 +22,7 @@ use crate::{BlobReader, Error, Result};
 mod entries;
 mod merge;
 mod opener;
+mod paths;
 mod write;
 
 pub use entries::{

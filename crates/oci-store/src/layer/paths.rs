@@ -1,0 +1,153 @@
+//! [`PathMap`]: image paths (with a value each), asked about every parent of a path in one
+//! pass over it.
+//!
+//! Why: asking a `HashMap` about each parent of a path hashes each parent whole, so a path of
+//! 4 KiB and 128 components hashed half a MiB. A merge asks about every entry's parents, and
+//! a hostile layer of such paths took minutes. Here a path's parents are hashed as one
+//! running hash, component by component, with a per-map random key (so that a layer cannot
+//! aim for collisions).
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, Hasher, RandomState};
+
+#[derive(Debug)]
+pub(crate) struct PathMap<V> {
+    keys: RandomState,
+    by_hash: HashMap<u64, SameHash<V>>,
+}
+
+/// The paths (and their values) whose hashes are equal: almost always one.
+type SameHash<V> = Vec<(Box<[u8]>, V)>;
+
+/// Paths without values.
+pub(crate) type PathSet = PathMap<()>;
+
+impl<V> Default for PathMap<V> {
+    fn default() -> Self {
+        Self {
+            keys: RandomState::new(),
+            by_hash: HashMap::new(),
+        }
+    }
+}
+
+impl<V> PathMap<V> {
+    /// The running hash after each component of `path`: `(end, hash)` where `path[..end]`
+    /// is the path so far and `hash` its [`hash_of`](Self::hash_of).
+    fn running(&self, path: &[u8]) -> impl Iterator<Item = (usize, u64)> {
+        let mut hasher = self.keys.build_hasher();
+        let mut end = 0;
+        path.split(|b| *b == b'/').map(move |component| {
+            hasher.write(component);
+            hasher.write_u8(b'/');
+            end += component.len();
+            let at = end;
+            end += 1;
+            (at, hasher.finish())
+        })
+    }
+
+    fn hash_of(&self, path: &[u8]) -> u64 {
+        self.running(path).last().map_or(0, |(_, hash)| hash)
+    }
+
+    fn find(&self, hash: u64, path: &[u8]) -> Option<&V> {
+        self.by_hash
+            .get(&hash)?
+            .iter()
+            .find(|(p, _)| **p == *path)
+            .map(|(_, value)| value)
+    }
+
+    /// Adds `path` with `value` unless it is here; whether it was added.
+    pub(crate) fn insert_new(&mut self, path: &[u8], value: V) -> bool {
+        let hash = self.hash_of(path);
+        if self.find(hash, path).is_some() {
+            return false;
+        }
+        self.by_hash
+            .entry(hash)
+            .or_default()
+            .push((path.into(), value));
+        true
+    }
+
+    pub(crate) fn get(&self, path: &[u8]) -> Option<&V> {
+        if self.by_hash.is_empty() {
+            return None;
+        }
+        self.find(self.hash_of(path), path)
+    }
+
+    /// Whether a parent of `path` (a proper prefix of it that ends before a `/`) is here with
+    /// a value that `hides` says yes to.
+    pub(crate) fn has_parent(&self, path: &[u8], hides: impl Fn(&V) -> bool) -> bool {
+        if self.by_hash.is_empty() {
+            return false;
+        }
+        self.running(path)
+            .filter(|(end, _)| *end < path.len())
+            .any(|(end, hash)| self.find(hash, &path[..end]).is_some_and(&hides))
+    }
+
+    /// The ends of the parents of `path` that are not here, shortest first.
+    pub(crate) fn missing_parents(&self, path: &[u8]) -> Vec<usize> {
+        self.running(path)
+            .filter(|(end, hash)| *end < path.len() && self.find(*hash, &path[..*end]).is_none())
+            .map(|(end, _)| end)
+            .collect()
+    }
+}
+
+impl PathSet {
+    /// Adds `path`; whether it was not there.
+    pub(crate) fn insert(&mut self, path: &[u8]) -> bool {
+        self.insert_new(path, ())
+    }
+
+    pub(crate) fn contains(&self, path: &[u8]) -> bool {
+        self.get(path).is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parents_are_found_by_their_running_hash() {
+        let mut set = PathSet::default();
+        assert!(!set.contains(b"a"));
+        assert!(set.insert(b"a/b"));
+        assert!(!set.insert(b"a/b"));
+        assert!(set.contains(b"a/b"));
+        assert!(!set.contains(b"a"));
+        assert!(!set.contains(b"a/b/c"));
+        let any = |_: &()| true;
+        assert!(set.has_parent(b"a/b/c", any));
+        assert!(set.has_parent(b"a/b/c/d", any));
+        assert!(!set.has_parent(b"a/b", any), "a path is not its own parent");
+        assert!(!set.has_parent(b"a/bc/d", any));
+        assert!(!set.has_parent(b"x/a/b/c", any));
+        assert_eq!(set.missing_parents(b"a/b/c/d"), [1, 5]);
+        assert!(set.insert(b"a"));
+        assert_eq!(set.missing_parents(b"a/b/c/d"), [5]);
+        assert_eq!(set.missing_parents(b"top"), Vec::<usize>::new());
+        // Components are told apart however the bytes fall.
+        let mut other = PathSet::default();
+        other.insert(b"ab");
+        assert!(!other.has_parent(b"a/b/c", any));
+        assert!(!other.contains(b"a/b"));
+    }
+
+    #[test]
+    fn values_decide_whether_a_parent_hides() {
+        let mut files = PathMap::default();
+        assert!(files.insert_new(b"a", false));
+        assert!(files.insert_new(b"a/b", true));
+        assert!(!files.insert_new(b"a/b", false), "the first value stays");
+        assert_eq!(files.get(b"a/b"), Some(&true));
+        assert!(files.has_parent(b"a/b/c", |file| *file));
+        assert!(!files.has_parent(b"a/c", |file| *file));
+    }
+}
