@@ -13,11 +13,11 @@ use std::hash::{BuildHasher, Hasher, RandomState};
 #[derive(Debug)]
 pub(crate) struct PathMap<V> {
     keys: RandomState,
-    by_hash: HashMap<u64, SameHash<V>>,
+    by_hash: HashMap<u64, (Box<[u8]>, V)>,
+    /// Paths whose hash another path has already: with 64-bit keyed hashes, next to never
+    /// (kept apart so that the usual entry costs no more than a `HashMap<Vec<u8>, V>`'s).
+    collided: Vec<(u64, Box<[u8]>, V)>,
 }
-
-/// The paths (and their values) whose hashes are equal: almost always one.
-type SameHash<V> = Vec<(Box<[u8]>, V)>;
 
 /// Paths without values.
 pub(crate) type PathSet = PathMap<()>;
@@ -27,6 +27,7 @@ impl<V> Default for PathMap<V> {
         Self {
             keys: RandomState::new(),
             by_hash: HashMap::new(),
+            collided: Vec::new(),
         }
     }
 }
@@ -52,23 +53,33 @@ impl<V> PathMap<V> {
     }
 
     fn find(&self, hash: u64, path: &[u8]) -> Option<&V> {
-        self.by_hash
-            .get(&hash)?
+        let (first, value) = self.by_hash.get(&hash)?;
+        if **first == *path {
+            return Some(value);
+        }
+        self.collided
             .iter()
-            .find(|(p, _)| **p == *path)
-            .map(|(_, value)| value)
+            .find(|(h, p, _)| *h == hash && **p == *path)
+            .map(|(_, _, value)| value)
     }
 
     /// Adds `path` with `value` unless it is here; whether it was added.
     pub(crate) fn insert_new(&mut self, path: &[u8], value: V) -> bool {
-        let hash = self.hash_of(path);
+        self.insert_hashed(self.hash_of(path), path, value)
+    }
+
+    fn insert_hashed(&mut self, hash: u64, path: &[u8], value: V) -> bool {
         if self.find(hash, path).is_some() {
             return false;
         }
-        self.by_hash
-            .entry(hash)
-            .or_default()
-            .push((path.into(), value));
+        match self.by_hash.entry(hash) {
+            std::collections::hash_map::Entry::Vacant(vacant) => {
+                vacant.insert((path.into(), value));
+            }
+            std::collections::hash_map::Entry::Occupied(_) => {
+                self.collided.push((hash, path.into(), value));
+            }
+        }
         true
     }
 
@@ -138,6 +149,18 @@ mod tests {
         other.insert(b"ab");
         assert!(!other.has_parent(b"a/b/c", any));
         assert!(!other.contains(b"a/b"));
+    }
+
+    #[test]
+    fn paths_with_one_hash_are_told_apart() {
+        let mut map = PathMap::default();
+        assert!(map.insert_hashed(7, b"a", 1));
+        assert!(map.insert_hashed(7, b"b", 2));
+        assert!(!map.insert_hashed(7, b"b", 3));
+        assert_eq!(map.find(7, b"a"), Some(&1));
+        assert_eq!(map.find(7, b"b"), Some(&2));
+        assert_eq!(map.find(7, b"c"), None);
+        assert_eq!(map.find(8, b"a"), None);
     }
 
     #[test]
