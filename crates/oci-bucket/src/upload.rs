@@ -301,20 +301,12 @@ impl BucketWriter {
 
     /// Reads the tail and its segments into the front of the buffer (they are then no
     /// longer the state's, and removed once a state without them is written).
+    /// A failure changes nothing: the state still names all of them.
     async fn read_stored(&mut self) -> Result<()> {
-        let stored: Vec<Tail> = self
-            .state
-            .tail
-            .take()
-            .into_iter()
-            .chain(std::mem::take(&mut self.state.segments))
-            .collect();
-        if stored.is_empty() {
-            return Ok(());
-        }
         let inner = Arc::clone(&self.store.inner);
         let mut joined = BytesMut::new();
-        for piece in &stored {
+        let mut names = Vec::new();
+        for piece in self.state.tail.iter().chain(&self.state.segments) {
             let name = tail_name(piece.generation);
             let path = self.file(&name);
             let bytes = inner
@@ -327,8 +319,14 @@ impl BucketWriter {
                     .into());
             }
             joined.extend_from_slice(&bytes);
-            self.superseded.push(name);
+            names.push(name);
         }
+        if names.is_empty() {
+            return Ok(());
+        }
+        self.state.tail = None;
+        self.state.segments.clear();
+        self.superseded.extend(names);
         // Covered by the running hash already, as the hashed part of the buffer is.
         self.hashed += joined.len();
         joined.extend_from_slice(&self.buffer);
