@@ -161,12 +161,14 @@ async fn parts_changed_in_the_bucket_after_they_were_written_are_not_published()
     }
 }
 
-/// An in-memory bucket that counts the bytes written into it and read out of it.
+/// An in-memory bucket that counts the bytes written into it and read out of it, and can
+/// fail the next read of an upload's tail or segment (a storage error that passes).
 #[derive(Debug, Default)]
 struct Counted {
     inner: object_store::memory::InMemory,
     written: std::sync::atomic::AtomicUsize,
     read: std::sync::atomic::AtomicUsize,
+    fail_next_tail_read: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Display for Counted {
@@ -215,6 +217,14 @@ mod counted {
             location: &Path,
             options: GetOptions,
         ) -> object_store::Result<GetResult> {
+            if location.as_ref().contains("/tail-")
+                && self.fail_next_tail_read.swap(false, Ordering::SeqCst)
+            {
+                return Err(object_store::Error::Generic {
+                    store: "Counted",
+                    source: "the storage failed this once".into(),
+                });
+            }
             let found = self.inner.get_opts(location, options).await?;
             if !matches!(found.payload, GetResultPayload::Stream(_)) {
                 return Ok(found);
@@ -326,6 +336,46 @@ async fn small_chunks_cost_their_own_bytes_not_a_rewrite_of_the_tail() {
         .unwrap();
     let digest = Digest::sha256(&content);
     assert_eq!(resumed.written_digest().as_ref(), Some(&digest));
+    resumed.commit(&digest).await.unwrap();
+    let back = store
+        .get_blob_bytes(&repo, &digest, u64::MAX)
+        .await
+        .unwrap();
+    assert_eq!(back, content);
+}
+
+/// A write that cannot read the stored tail (a storage error that passes) fails, and the
+/// server's close after it leaves the upload as it was: resumed again, it completes.
+#[tokio::test]
+async fn a_failed_read_of_the_tail_leaves_the_upload_resumable() {
+    let bucket = Arc::new(Counted::default());
+    let store = BucketStore::new(Arc::clone(&bucket) as Arc<dyn ObjectStore>).with_part_size(PART);
+    let repo: Repository = "team/app".parse().unwrap();
+    let content = seeded_bytes(5, 2 * PART);
+    let mut writer = store.push_blob_chunked(&repo, None).await.unwrap();
+    let id = writer.id().to_owned();
+    writer.write(content.slice(..PART / 2)).await.unwrap();
+    writer.close().await.unwrap();
+
+    // Another half part makes a part of the tail: the tail's read fails this once.
+    bucket
+        .fail_next_tail_read
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let mut failing = store
+        .push_blob_chunked_resume(&repo, &id, Some(PART as u64 / 2), None)
+        .await
+        .unwrap();
+    assert!(failing.write(content.slice(PART / 2..PART)).await.is_err());
+    // As the server does after a body that failed.
+    failing.close().await.unwrap();
+
+    let mut resumed = store
+        .push_blob_chunked_resume(&repo, &id, None, None)
+        .await
+        .unwrap();
+    let at = resumed.size() as usize;
+    resumed.write(content.slice(at..)).await.unwrap();
+    let digest = Digest::sha256(&content);
     resumed.commit(&digest).await.unwrap();
     let back = store
         .get_blob_bytes(&repo, &digest, u64::MAX)
