@@ -1024,8 +1024,8 @@ pub(crate) struct ServeArgs {
     pub(crate) storage: Option<String>,
     /// Serve as a pull-through cache of this registry (https://registry-1.docker.io,
     /// host:port, http://host:port): pulls are served from the storage, and what it lacks is
-    /// fetched from upstream once, verified, and kept (credentials for upstream come from the
-    /// usual files, as for every command). Pushes and deletes are refused unless an --access
+    /// fetched from upstream once, passed on as it arrives, verified, and kept (credentials for
+    /// upstream come from the usual files, as for every command). Pushes and deletes are refused unless an --access
     /// policy is given (they then go upstream).
     #[arg(long, value_name = "UPSTREAM")]
     pub(crate) mirror: Option<String>,
