@@ -120,6 +120,12 @@ impl Inner {
     /// turns out to be, is reported corrupt before it is held, whatever the storage says.
     pub(crate) async fn get_small(&self, path: &Path) -> Result<Option<Bytes>> {
         let limit = self.part_size.max(oci_types::MAX_MANIFEST_SIZE) as u64;
+        self.get_bounded(path, limit).await
+    }
+
+    /// An object read whole if it has at most `limit` bytes (else it is reported corrupt);
+    /// `None` when it does not exist.
+    pub(crate) async fn get_bounded(&self, path: &Path, limit: u64) -> Result<Option<Bytes>> {
         let found = match self.store.get(path).await {
             Ok(found) => found,
             Err(object_store::Error::NotFound { .. }) => return Ok(None),

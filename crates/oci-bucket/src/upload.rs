@@ -19,7 +19,10 @@
 //! Every object is written create-only, and a writer takes the upload over by creating the
 //! next generation of its state before it writes anything: of two writers that resumed the
 //! same upload, the second to write finds the generation taken and fails with
-//! `RANGE_INVALID`, never mixing its bytes into the other's. (Only a writer stalled for longer
+//! `RANGE_INVALID`, never mixing its bytes into the other's. (A writer removes the state it
+//! superseded, so one that stalled can still write a generation after a newer writer removed
+//! it; such a state is never the newest, and its writer removes the tail and segments it read
+//! only when its own state is the newest, since the newer writer's state may still name them.) (Only a writer stalled for longer
 //! than another takes to resume and write the same part number could still replace that
 //! part in a multipart upload; S3 then refuses the completion, since the ETag of the part
 //! differs from the one recorded.)
@@ -190,17 +193,7 @@ impl BucketWriter {
             return Err(unknown());
         }
         let inner = &store.inner;
-        let names = inner.list(&inner.keys.upload(id), None).await?;
-        let latest = names
-            .iter()
-            .filter_map(|path| {
-                last_segment(path)
-                    .strip_prefix("state-")?
-                    .parse::<u64>()
-                    .ok()
-            })
-            .max()
-            .ok_or_else(unknown)?;
+        let latest = latest_state(&store, id).await?.ok_or_else(unknown)?;
         let path = inner.keys.upload_file(id, &state_name(latest));
         let state: UploadState = inner.get_json(&path).await?.ok_or_else(unknown)?;
         if state.repo != repo.as_str() {
@@ -210,6 +203,7 @@ impl BucketWriter {
         if !state.sha256.is_consistent()
             || state.sha256.len() != state.parts_size().saturating_add(stored)
             || state.segments.len() > MAX_SEGMENTS
+            || stored > max_stored(store.inner.part_size)
         {
             return Err(inner
                 .corrupt(&path, "its hash does not cover its parts")
@@ -310,7 +304,7 @@ impl BucketWriter {
             let name = tail_name(piece.generation);
             let path = self.file(&name);
             let bytes = inner
-                .get_small(&path)
+                .get_bounded(&path, piece.size)
                 .await?
                 .ok_or_else(|| self.moved_on())?;
             if bytes.len() as u64 != piece.size {
@@ -342,11 +336,23 @@ impl BucketWriter {
     }
 
     /// Sends the first `part_size` bytes of the buffer as the next part.
+    /// The buffer and the running hash change only once the part is stored: after a failure,
+    /// a `close` saves the upload as it was.
     async fn flush_part(&mut self, len: usize) -> Result<()> {
         self.hash_buffer_upto(len);
         let part = self.buffer.split_to(len).freeze();
+        let id = match self.put_part(part.clone()).await {
+            Ok(id) => id,
+            Err(error) => {
+                // Back in front of the rest; the hashed length still counts them.
+                let mut restored = BytesMut::with_capacity(part.len() + self.buffer.len());
+                restored.extend_from_slice(&part);
+                restored.extend_from_slice(&self.buffer);
+                self.buffer = restored;
+                return Err(error);
+            }
+        };
         self.hashed = self.hashed.saturating_sub(len);
-        let id = self.put_part(part.clone()).await?;
         self.state.parts.push(Part {
             id,
             size: part.len() as u64,
@@ -603,8 +609,18 @@ impl BlobWriter for BucketWriter {
         let previous = self.state.generation;
         self.write_state(next).await?;
         self.forget(&state_name(previous)).await;
-        for name in std::mem::take(&mut self.superseded) {
-            self.forget(&name).await;
+        let superseded = std::mem::take(&mut self.superseded);
+        if !superseded.is_empty() {
+            // A writer that stalled can write a generation that a newer writer had removed,
+            // after it; the newer writer's state may still name what this one read. Only the
+            // newest state's writer removes them (the rest go when the upload ends).
+            if latest_state(&self.store, &self.id).await? == Some(next) {
+                for name in superseded {
+                    self.forget(&name).await;
+                }
+            } else {
+                tracing::warn!(upload = %self.id, generation = next, "a newer writer moved the upload on: keeping what this one read");
+            }
         }
         Ok(())
     }
@@ -676,6 +692,27 @@ impl BlobWriter for BucketWriter {
         self.discard().await;
         Ok(())
     }
+}
+
+/// The newest generation of the upload `id`'s state; `None` when it has none.
+async fn latest_state(store: &BucketStore, id: &str) -> Result<Option<u64>> {
+    let inner = &store.inner;
+    let names = inner.list(&inner.keys.upload(id), None).await?;
+    Ok(names
+        .iter()
+        .filter_map(|path| {
+            last_segment(path)
+                .strip_prefix("state-")?
+                .parse::<u64>()
+                .ok()
+        })
+        .max())
+}
+
+/// The most bytes an upload may keep below its parts: less than a part normally, more after
+/// a part's upload failed (the buffer is then saved whole), never more than this.
+fn max_stored(part_size: usize) -> u64 {
+    (part_size as u64).saturating_mul(4).max(64 << 20)
 }
 
 /// The digest whose hash is `hash`.

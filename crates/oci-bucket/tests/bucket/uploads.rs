@@ -169,6 +169,7 @@ struct Counted {
     written: std::sync::atomic::AtomicUsize,
     read: std::sync::atomic::AtomicUsize,
     fail_next_tail_read: std::sync::atomic::AtomicBool,
+    fail_next_part_put: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Display for Counted {
@@ -199,6 +200,14 @@ mod counted {
             payload: PutPayload,
             opts: PutOptions,
         ) -> object_store::Result<PutResult> {
+            if location.as_ref().contains("/part-")
+                && self.fail_next_part_put.swap(false, Ordering::SeqCst)
+            {
+                return Err(object_store::Error::Generic {
+                    store: "Counted",
+                    source: "the storage failed this once".into(),
+                });
+            }
             self.written
                 .fetch_add(payload.content_length(), Ordering::SeqCst);
             self.inner.put_opts(location, payload, opts).await
@@ -382,4 +391,101 @@ async fn a_failed_read_of_the_tail_leaves_the_upload_resumable() {
         .await
         .unwrap();
     assert_eq!(back, content);
+}
+
+/// A part that fails to upload (a storage error that passes), then the server's close: the
+/// upload keeps every byte, and a later resume completes it.
+#[tokio::test]
+async fn a_failed_part_upload_leaves_the_upload_resumable() {
+    let bucket = Arc::new(Counted::default());
+    let store = BucketStore::new(Arc::clone(&bucket) as Arc<dyn ObjectStore>).with_part_size(PART);
+    let repo: Repository = "team/app".parse().unwrap();
+    let content = seeded_bytes(6, 3 * PART);
+    let mut writer = store.push_blob_chunked(&repo, None).await.unwrap();
+    let id = writer.id().to_owned();
+    writer.write(content.slice(..PART / 2)).await.unwrap();
+    writer.close().await.unwrap();
+
+    bucket
+        .fail_next_part_put
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let mut failing = store
+        .push_blob_chunked_resume(&repo, &id, Some(PART as u64 / 2), None)
+        .await
+        .unwrap();
+    assert!(
+        failing
+            .write(content.slice(PART / 2..2 * PART))
+            .await
+            .is_err()
+    );
+    failing.close().await.unwrap();
+
+    let mut resumed = store
+        .push_blob_chunked_resume(&repo, &id, None, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        resumed.size(),
+        2 * PART as u64,
+        "every byte written was kept"
+    );
+    resumed.write(content.slice(2 * PART..)).await.unwrap();
+    let digest = Digest::sha256(&content);
+    resumed.commit(&digest).await.unwrap();
+    let back = store
+        .get_blob_bytes(&repo, &digest, u64::MAX)
+        .await
+        .unwrap();
+    assert_eq!(back, content);
+}
+
+/// A writer that stalled after reading the tail into a part, closing after another writer
+/// moved the upload on: it writes a generation the other had removed, and must not remove the
+/// tail that the newest state still names.
+#[tokio::test]
+async fn a_stalled_writer_closing_late_removes_nothing_the_newest_state_needs() {
+    let dir = tempfile::tempdir().unwrap();
+    for (first, second) in replicas(&dir) {
+        let repo: Repository = "team/app".parse().unwrap();
+        let content = seeded_bytes(7, 2 * PART);
+        let mut writer = first.push_blob_chunked(&repo, None).await.unwrap();
+        let id = writer.id().to_owned();
+        writer.write(content.slice(..PART / 2)).await.unwrap();
+        writer.close().await.unwrap();
+
+        // A reads the tail into a part, then stalls before its close.
+        let mut stalled = first
+            .push_blob_chunked_resume(&repo, &id, Some(PART as u64 / 2), None)
+            .await
+            .unwrap();
+        stalled.write(Bytes::from(vec![0u8; PART])).await.unwrap();
+        // The client gives up on A and sends the chunk again through B, which takes the
+        // upload over and closes.
+        let mut retried = second
+            .push_blob_chunked_resume(&repo, &id, Some(PART as u64 / 2), None)
+            .await
+            .unwrap();
+        retried
+            .write(content.slice(PART / 2..PART / 2 + 10))
+            .await
+            .unwrap();
+        retried.close().await.unwrap();
+        // A wakes and closes late.
+        stalled.close().await.unwrap();
+
+        let mut resumed = second
+            .push_blob_chunked_resume(&repo, &id, None, None)
+            .await
+            .unwrap();
+        assert_eq!(resumed.size(), PART as u64 / 2 + 10, "{second}");
+        resumed.write(content.slice(PART / 2 + 10..)).await.unwrap();
+        let digest = Digest::sha256(&content);
+        resumed.commit(&digest).await.unwrap();
+        let back = first
+            .get_blob_bytes(&repo, &digest, u64::MAX)
+            .await
+            .unwrap();
+        assert_eq!(back, content, "{first}");
+    }
 }
