@@ -1,7 +1,7 @@
 //! [`DockerClient`]: the requests, on top of the transport.
 
 use std::io;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -102,7 +102,8 @@ impl DockerClient {
     }
 
     /// Fails a load or a save once no byte moved for `timeout` (10 minutes by default; a
-    /// load's daemon gets a second more per 10 MiB sent once it has the whole archive).
+    /// load's daemon gets a second more per 10 MiB sent once it has the whole archive; zero:
+    /// no limit).
     #[must_use]
     pub fn with_stall_timeout(mut self, timeout: Duration) -> Self {
         self.stall_timeout = timeout;
@@ -281,8 +282,11 @@ impl DockerClient {
     ///
     /// An error item in `body` aborts the request (the connection is closed in the middle of
     /// the chunked body, so the daemon never sees the clean end of a truncated archive) and is
-    /// returned as [`Error::Body`]. There is no time limit: the daemon reads at its own pace,
-    /// and podman reads the whole archive before it answers.
+    /// returned as [`Error::Body`]. There is no time limit as a whole: the daemon reads at its
+    /// own pace, and podman reads the whole archive before it answers; but the load fails
+    /// once the daemon takes nothing, and says nothing, for the stall timeout. Time that
+    /// `body` itself takes to give its next piece (a build still making its layers) does not
+    /// count.
     ///
     /// # Errors
     ///
@@ -303,6 +307,16 @@ impl DockerClient {
         let slot = Arc::clone(&failure);
         let moved = Arc::new(AtomicU64::new(0));
         let sent = Arc::clone(&moved);
+        // Whether hyper is waiting for the body's next piece: the caller is slow, not the
+        // daemon.
+        let producing = Arc::new(AtomicBool::new(false));
+        let waiting = Arc::clone(&producing);
+        let mut body = Box::pin(body);
+        let body = futures::stream::poll_fn(move |cx| {
+            let polled = body.poll_next_unpin(cx);
+            waiting.store(polled.is_pending(), Ordering::Relaxed);
+            polled
+        });
         let frames = body.map(move |item| match item {
             Ok(bytes) => {
                 sent.fetch_add(bytes.len() as u64, Ordering::Relaxed);
@@ -341,7 +355,8 @@ impl DockerClient {
             self.load_answer(&request, response, &moved, &body_failure)
                 .await
         };
-        self.within_stall(&request, &moved, work).await
+        self.within_stall(&request, &moved, Some(&producing), work)
+            .await
     }
 
     /// Reads a load's answer (counting its bytes in `moved`).
@@ -412,7 +427,7 @@ impl DockerClient {
         let request = format!("GET {path}");
         let nothing_moved = AtomicU64::new(0);
         let response = self
-            .within_stall(&request, &nothing_moved, async {
+            .within_stall(&request, &nothing_moved, None, async {
                 let response = self
                     .transport()
                     .send(Method::GET, &path, None, empty())
@@ -439,13 +454,18 @@ impl DockerClient {
     }
 
     /// Runs `work` until it ends, or fails it once `moved` stayed the same for a whole
-    /// period: the stall timeout, plus a second per 10 MiB moved so far.
+    /// period (the stall timeout, plus a second per 10 MiB moved so far) while `producing`,
+    /// if given, did not say that the wait was for the caller's own body.
     async fn within_stall<T>(
         &self,
         request: &str,
         moved: &AtomicU64,
+        producing: Option<&AtomicBool>,
         work: impl Future<Output = Result<T>>,
     ) -> Result<T> {
+        if self.stall_timeout.is_zero() {
+            return work.await;
+        }
         let mut work = std::pin::pin!(work);
         let mut seen = moved.load(Ordering::Relaxed);
         loop {
@@ -456,7 +476,8 @@ impl DockerClient {
                 Ok(result) => return result,
                 Err(_) => {
                     let now = moved.load(Ordering::Relaxed);
-                    if now == seen {
+                    let ours = producing.is_some_and(|p| p.load(Ordering::Relaxed));
+                    if now == seen && !ours {
                         return Err(Error::Timeout {
                             host: self.host().to_owned(),
                             request: request.to_owned(),
@@ -477,6 +498,9 @@ impl DockerClient {
         request: String,
     ) -> BoxStream<'static, io::Result<Bytes>> {
         let (stall, host) = (self.stall_timeout, self.host().to_owned());
+        if stall.is_zero() {
+            return stream;
+        }
         futures::stream::unfold(Some(stream), move |state| {
             let (host, request) = (host.clone(), request.clone());
             async move {
@@ -1021,6 +1045,23 @@ mod tests {
             assert!(matches!(error, Error::Timeout { .. }), "{error:?}");
             assert!(error.to_string().contains("images/load"), "{error}");
         }
+    }
+
+    #[tokio::test]
+    async fn a_body_that_is_slow_to_come_is_not_a_stalled_daemon() {
+        let mut daemon = FakeDaemon::start(newer_daemon);
+        let client = daemon
+            .client()
+            .with_stall_timeout(Duration::from_millis(300));
+        // Each piece takes three stall timeouts to make (a build making its layers).
+        let pieces = futures::stream::iter(0..3).then(|_| async {
+            tokio::time::sleep(Duration::from_millis(900)).await;
+            Ok(Bytes::from(vec![1u8; 1000]))
+        });
+        let report = client.load(pieces).await.unwrap();
+        assert_eq!(report.names, ["a:1"]);
+        daemon.next().await;
+        assert_eq!(daemon.next().await.body, Ok(3000));
     }
 
     #[tokio::test]
