@@ -31,6 +31,8 @@ use crate::{
 ///   cached. Concurrent misses for one digest make one fetch, unless the fill takes longer
 ///   than a moment: a later reader then reads the remote itself rather than wait with nothing
 ///   to send. At most 64 fills run at once; beyond, blobs are read from the remote uncached.
+///   A reader that holds its fill back (for 30 s in all, and more than half of the fill's
+///   time) is let go: the fill goes on, and the reader reads the rest from the cache.
 ///   (It spawns tokio tasks: use it within a tokio runtime.)
 /// - A range read of a whole blob (from byte 0 to its end: how a server that serves blobs
 ///   unverified reads them) fills the cache as a full read does; other ranges of a blob not

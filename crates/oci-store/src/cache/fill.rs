@@ -9,10 +9,10 @@
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use futures::stream::{Stream, StreamExt};
+use futures::stream::{BoxStream, Stream, StreamExt};
 use oci_types::{Descriptor, Digest, MAX_MANIFEST_SIZE, MediaType, Repository, Tag};
 use tokio::sync::{Semaphore, mpsc};
 
@@ -35,6 +35,13 @@ pub(super) const FILLS_AT_ONCE: usize = 64;
 /// Pieces buffered between the remote's body and each of its two readers (the reader of the
 /// cache and the local store's push).
 const PIECES_BUFFERED: usize = 8;
+
+/// How long either reader of a fill may hold it back in all before it is let go, unless it
+/// held it back for less than half of the fill's time: a client that reads slowly (on
+/// purpose or not) must not make the fill crawl for everyone, holding its digest's turn and
+/// one of the fills; a reader let go reads the rest from the cache once the fill is done. A
+/// local store that is let go caches nothing this time.
+pub(super) const LAG_ALLOWED: Duration = Duration::from_secs(30);
 
 /// At most this many manifests, of at most this many bytes in all, wait for their content to
 /// be cached; the oldest are dropped beyond (they are cached on a later read instead).
@@ -115,6 +122,10 @@ impl<R: OciInterface + 'static, L: OciInterface + 'static> Shared<R, L> {
             .verified_as()
             .map(|(digest, size)| (digest.clone(), size));
         let (to_reader, for_reader) = mpsc::channel(PIECES_BUFFERED);
+        let body = BlobBody::passing_on(
+            self.follow(repo, &descriptor, read, received(for_reader)),
+            verified_as,
+        );
         let shared = Arc::clone(self);
         let (repo, filled) = (repo.clone(), descriptor.clone());
         tokio::spawn(async move {
@@ -123,13 +134,83 @@ impl<R: OciInterface + 'static, L: OciInterface + 'static> Shared<R, L> {
             drop(turn);
             drop(permit);
         });
-        let body = BlobBody::passing_on(received(for_reader), verified_as);
         Ok(match read {
             WholeRead::Verified => BlobReader::verified(descriptor, body),
             WholeRead::AsRange => {
                 let all = 0..descriptor.size;
                 BlobReader::ranged(descriptor, all, body)
             }
+        })
+    }
+
+    /// The reader's side of a fill: the pieces the fill sends it, then, if the fill let it go
+    /// before the end (it held the fill back, see [`LAG_ALLOWED`]), the rest from the local
+    /// store once the fill is done.
+    fn follow(
+        self: &Arc<Self>,
+        repo: &Repository,
+        descriptor: &Descriptor,
+        read: WholeRead,
+        pieces: impl Stream<Item = Result<Bytes>> + Send + 'static,
+    ) -> impl Stream<Item = Result<Bytes>> + Send + 'static {
+        enum Stage {
+            Fill(BoxStream<'static, Result<Bytes>>, u64),
+            Cache(BlobBody),
+            Done,
+        }
+        let shared = Arc::clone(self);
+        let (repo, digest, size) = (repo.clone(), descriptor.digest.clone(), descriptor.size);
+        futures::stream::unfold(Stage::Fill(pieces.boxed(), 0), move |stage| {
+            let (shared, repo, digest) = (Arc::clone(&shared), repo.clone(), digest.clone());
+            async move {
+                match stage {
+                    Stage::Fill(mut pieces, seen) => match pieces.next().await {
+                        Some(Ok(piece)) => {
+                            let seen = seen + piece.len() as u64;
+                            Some((Ok(piece), Stage::Fill(pieces, seen)))
+                        }
+                        Some(Err(error)) => Some((Err(error), Stage::Done)),
+                        None if seen >= size => None,
+                        None => match shared.rest_from_cache(&repo, &digest, read, seen).await {
+                            Ok(mut rest) => {
+                                let item = rest.next().await?;
+                                Some((item, Stage::Cache(rest)))
+                            }
+                            Err(error) => Some((Err(error), Stage::Done)),
+                        },
+                    },
+                    Stage::Cache(mut rest) => {
+                        let item = rest.next().await?;
+                        Some((item, Stage::Cache(rest)))
+                    }
+                    Stage::Done => None,
+                }
+            }
+        })
+    }
+
+    /// The blob from byte `from` on, from the local store once the fill under way is done.
+    async fn rest_from_cache(
+        &self,
+        repo: &Repository,
+        digest: &Digest,
+        read: WholeRead,
+        from: u64,
+    ) -> Result<BlobBody> {
+        // The fill holds the digest's turn until it is done.
+        drop(self.in_flight.turn(digest).await);
+        tracing::debug!(%repo, %digest, from, "a reader let go by its fill reads on from the cache");
+        Ok(match read {
+            // A full read is verified whole: read whole again, the first bytes left out.
+            WholeRead::Verified => {
+                let whole = self.local.get_blob(repo, digest).await?.into_stream();
+                BlobBody::new(skip_bytes(whole, from))
+            }
+            WholeRead::AsRange => self
+                .local
+                .get_blob_range(repo, digest, from, None)
+                .await?
+                .into_stream(),
         })
     }
 
@@ -150,7 +231,11 @@ impl<R: OciInterface + 'static, L: OciInterface + 'static> Shared<R, L> {
         let (to_local, for_local) = mpsc::channel(PIECES_BUFFERED);
         let digest = &descriptor.digest;
         let feed = async move {
-            let (mut to_local, mut to_reader) = (Some(to_local), Some(to_reader));
+            let started = Instant::now();
+            let (mut to_local, mut to_reader) = (
+                Some(Lagging::new(to_local, "the local store")),
+                Some(Lagging::new(to_reader, "the reader")),
+            );
             while let Some(item) = remote_body.next().await {
                 let failed = item.is_err();
                 let (for_local, for_reader) = match item {
@@ -163,15 +248,14 @@ impl<R: OciInterface + 'static, L: OciInterface + 'static> Shared<R, L> {
                         Err(error),
                     ),
                 };
-                if let Some(sender) = &to_local
-                    && sender.send(for_local).await.is_err()
+                if let Some(sender) = &mut to_local
+                    && !sender.send(for_local, started, digest).await
                 {
                     to_local = None;
                 }
-                if let Some(sender) = &to_reader
-                    && sender.send(for_reader).await.is_err()
+                if let Some(sender) = &mut to_reader
+                    && !sender.send(for_reader, started, digest).await
                 {
-                    tracing::debug!(%digest, "the reader left: the fill goes on");
                     to_reader = None;
                 }
                 if failed || (to_local.is_none() && to_reader.is_none()) {
@@ -292,6 +376,66 @@ impl<R: OciInterface + 'static, L: OciInterface + 'static> Shared<R, L> {
             }
         }
     }
+}
+
+/// One reader of a fill: what it is sent, and how long it has held the fill back.
+struct Lagging {
+    sender: mpsc::Sender<Result<Bytes>>,
+    what: &'static str,
+    waited: Duration,
+}
+
+impl Lagging {
+    fn new(sender: mpsc::Sender<Result<Bytes>>, what: &'static str) -> Self {
+        Self {
+            sender,
+            what,
+            waited: Duration::ZERO,
+        }
+    }
+
+    /// Sends `item`, waiting for room no longer than [`LAG_ALLOWED`] allows; `false` once
+    /// this reader is gone or let go.
+    async fn send(&mut self, item: Result<Bytes>, started: Instant, digest: &Digest) -> bool {
+        let allowed = LAG_ALLOWED.max(started.elapsed() / 2);
+        let patience = allowed.saturating_sub(self.waited);
+        let before = Instant::now();
+        let sent = self.sender.send_timeout(item, patience).await;
+        self.waited += before.elapsed();
+        match sent {
+            Ok(()) => true,
+            Err(mpsc::error::SendTimeoutError::Closed(_)) => {
+                tracing::debug!(%digest, "{} left: the fill goes on", self.what);
+                false
+            }
+            Err(mpsc::error::SendTimeoutError::Timeout(_)) => {
+                tracing::info!(%digest, waited = ?self.waited, "{} held the fill back: let go", self.what);
+                false
+            }
+        }
+    }
+}
+
+/// `body` without its first `count` bytes.
+fn skip_bytes(body: BlobBody, mut count: u64) -> impl Stream<Item = Result<Bytes>> {
+    body.filter_map(move |item| {
+        let kept = match item {
+            Ok(mut piece) => {
+                let len = piece.len() as u64;
+                if count >= len {
+                    count -= len;
+                    None
+                } else {
+                    // `count < len`, a `usize`.
+                    let rest = piece.split_off(usize::try_from(count).unwrap_or(0));
+                    count = 0;
+                    Some(Ok(rest))
+                }
+            }
+            Err(error) => Some(Err(error)),
+        };
+        std::future::ready(kept)
+    })
 }
 
 /// What a channel's receiver gets, as a stream.

@@ -534,3 +534,52 @@ async fn manifests_kept_aside_are_bounded_in_bytes() {
         "{count} kept"
     );
 }
+
+/// A reader that stops taking what the fill sends holds it back for `LAG_ALLOWED` at most:
+/// then the fill goes on into the cache without it, and the reader, when it reads again,
+/// gets the rest from the cache. Both ways of reading a whole blob.
+#[tokio::test(start_paused = true)]
+async fn a_reader_that_holds_the_fill_back_is_let_go_and_reads_on_from_the_cache() {
+    for as_range in [false, true] {
+        let origin = MemoryStore::new();
+        let content = seeded_bytes(10, 100 << 10);
+        let blob = push_layer(&origin, 10, 100 << 10).await;
+        let remote = Faulty::new(origin);
+        remote.split_blob_reads(1024);
+        let cache = Cached::new(remote.clone(), MemoryStore::new());
+        let reader = if as_range {
+            cache.get_blob_range(&repo(), &blob.digest, 0, None).await
+        } else {
+            cache.get_blob(&repo(), &blob.digest).await
+        };
+        let mut body = reader.unwrap().into_stream();
+        let mut read = read_at_least(&mut body, 1024).await;
+
+        // The reader stops reading; the fill waits for it, then lets it go and finishes.
+        let started = tokio::time::Instant::now();
+        let cached = async {
+            while cache
+                .local()
+                .resolve_blob(&repo(), &blob.digest)
+                .await
+                .is_err()
+            {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        };
+        tokio::time::timeout(super::fill::LAG_ALLOWED * 4, cached)
+            .await
+            .expect("the fill went on without its reader");
+        assert!(
+            started.elapsed() >= super::fill::LAG_ALLOWED,
+            "{:?}",
+            started.elapsed()
+        );
+
+        while let Some(piece) = body.next().await {
+            read.extend_from_slice(&piece.unwrap());
+        }
+        assert_eq!(read, content, "as a range: {as_range}");
+        assert_eq!(remote.calls("get_blob"), 1);
+    }
+}

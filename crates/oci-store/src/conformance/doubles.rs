@@ -39,6 +39,8 @@ pub struct Faulty {
     calls: Arc<Mutex<BTreeMap<&'static str, u64>>>,
     /// Full blob reads stop after this many bytes until released (`u64::MAX`: never).
     hold_after: Arc<AtomicU64>,
+    /// Full blob reads come in pieces of at most this many bytes (0: as the store gives them).
+    piece_size: Arc<AtomicU64>,
     released: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
@@ -56,6 +58,7 @@ impl Faulty {
             offline: Arc::default(),
             calls: Arc::default(),
             hold_after: Arc::new(AtomicU64::new(u64::MAX)),
+            piece_size: Arc::default(),
             released: Arc::new(tokio::sync::watch::Sender::new(false)),
         }
     }
@@ -66,6 +69,12 @@ impl Faulty {
     pub fn hold_blob_reads_after(&self, bytes: u64) {
         self.released.send_replace(false);
         self.hold_after.store(bytes, Ordering::SeqCst);
+    }
+
+    /// Full blob reads begun from now on come in pieces of at most `bytes` bytes (a network
+    /// read's pieces, rather than the whole blob at once).
+    pub fn split_blob_reads(&self, bytes: u64) {
+        self.piece_size.store(bytes, Ordering::SeqCst);
     }
 
     /// Lets every held blob read go on, and reads begun later go through.
@@ -168,10 +177,24 @@ impl OciInterface for Faulty {
         self.enter("get_blob")?;
         let reader = self.inner.get_blob(repo, digest).await?;
         let hold_after = self.hold_after.load(Ordering::SeqCst);
-        if hold_after == u64::MAX {
+        let piece_size = self.piece_size.load(Ordering::SeqCst);
+        if hold_after == u64::MAX && piece_size == 0 {
             return Ok(reader);
         }
         let (descriptor, body) = reader.into_parts();
+        let body = match usize::try_from(piece_size) {
+            Ok(size) if size > 0 => BlobBody::new(body.flat_map(move |item| {
+                let pieces: Vec<Result<Bytes>> = match item {
+                    Ok(bytes) => (0..bytes.len())
+                        .step_by(size)
+                        .map(|at| Ok(bytes.slice(at..(at + size).min(bytes.len()))))
+                        .collect(),
+                    Err(error) => vec![Err(error)],
+                };
+                stream::iter(pieces)
+            })),
+            _ => body,
+        };
         let held = held_after(body, hold_after, self.released.subscribe());
         Ok(BlobReader::verified(descriptor, BlobBody::new(held)))
     }
