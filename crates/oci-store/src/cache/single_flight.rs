@@ -16,42 +16,63 @@ pub(super) struct InFlight {
     gates: Mutex<HashMap<Digest, Gate>>,
 }
 
+/// One request's hold on a digest's gate (waiting for it or holding it). The gate is
+/// forgotten by the last hold to go, whichever way it goes (cancelled included): each hold's
+/// own clone of the gate is dropped under the map's lock, after any other clone the hold made
+/// (a lock's guard or a waiting future).
+#[derive(Debug)]
+struct Hold {
+    in_flight: Arc<InFlight>,
+    digest: Digest,
+    gate: Option<Gate>,
+}
+
+impl Drop for Hold {
+    fn drop(&mut self) {
+        let mut gates = self
+            .in_flight
+            .gates
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        drop(self.gate.take());
+        if gates
+            .get(&self.digest)
+            .is_some_and(|gate| Arc::strong_count(gate) == 1)
+        {
+            gates.remove(&self.digest);
+        }
+    }
+}
+
 /// The right to fill one digest: while it is held, other requests for the digest wait (or stop
 /// waiting and do without the cache). Dropping it lets the next one in, and forgets the gate
 /// when nobody else holds or waits for it.
 #[derive(Debug)]
 pub(super) struct Turn {
-    in_flight: Arc<InFlight>,
-    digest: Digest,
-    gate: Gate,
-    guard: Option<OwnedMutexGuard<()>>,
+    // Dropped in this order: the guard before the hold.
+    _guard: OwnedMutexGuard<()>,
+    _hold: Hold,
 }
 
 impl InFlight {
-    fn gate(&self, digest: &Digest) -> Gate {
+    fn hold(self: &Arc<Self>, digest: &Digest) -> (Hold, Gate) {
         let mut gates = self.gates.lock().unwrap_or_else(PoisonError::into_inner);
-        Arc::clone(gates.entry(digest.clone()).or_default())
-    }
-
-    /// Forgets `gate` if the only holders left are the map and the caller. Clones of a gate
-    /// are made under the map's lock (or from a clone that is counted), so none appears
-    /// between the count and the removal.
-    fn release(&self, digest: &Digest, gate: &Gate) {
-        let mut gates = self.gates.lock().unwrap_or_else(PoisonError::into_inner);
-        if gates.get(digest).is_some_and(|g| Arc::ptr_eq(g, gate)) && Arc::strong_count(gate) <= 2 {
-            gates.remove(digest);
-        }
+        let gate = Arc::clone(gates.entry(digest.clone()).or_default());
+        let hold = Hold {
+            in_flight: Arc::clone(self),
+            digest: digest.clone(),
+            gate: Some(Arc::clone(&gate)),
+        };
+        (hold, gate)
     }
 
     /// Waits for `digest`'s turn, however long the fill before it takes.
     pub(super) async fn turn(self: &Arc<Self>, digest: &Digest) -> Turn {
-        let gate = self.gate(digest);
-        let guard = Arc::clone(&gate).lock_owned().await;
+        let (hold, gate) = self.hold(digest);
+        let guard = gate.lock_owned().await;
         Turn {
-            in_flight: Arc::clone(self),
-            digest: digest.clone(),
-            gate,
-            guard: Some(guard),
+            _guard: guard,
+            _hold: hold,
         }
     }
 
@@ -61,19 +82,12 @@ impl InFlight {
         digest: &Digest,
         wait: Duration,
     ) -> Option<Turn> {
-        let gate = self.gate(digest);
-        match tokio::time::timeout(wait, Arc::clone(&gate).lock_owned()).await {
-            Ok(guard) => Some(Turn {
-                in_flight: Arc::clone(self),
-                digest: digest.clone(),
-                gate,
-                guard: Some(guard),
-            }),
-            Err(_) => {
-                self.release(digest, &gate);
-                None
-            }
-        }
+        let (hold, gate) = self.hold(digest);
+        let guard = tokio::time::timeout(wait, gate.lock_owned()).await.ok()?;
+        Some(Turn {
+            _guard: guard,
+            _hold: hold,
+        })
     }
 
     #[cfg(test)]
@@ -82,13 +96,6 @@ impl InFlight {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .len()
-    }
-}
-
-impl Drop for Turn {
-    fn drop(&mut self) {
-        drop(self.guard.take());
-        self.in_flight.release(&self.digest, &self.gate);
     }
 }
 
