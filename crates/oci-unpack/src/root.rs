@@ -121,10 +121,13 @@ impl Root {
     /// Removes `name` of the directory `dir`, whatever it is; a directory with everything
     /// in it. Symlinks are removed, never followed.
     ///
-    /// A directory is emptied depth first with one directory open at a time and no
-    /// recursion, going back up through `..`: a tree can be deeper than a thread's stack or
-    /// the process's open files allow, since symlinks let each layer build on the depth of
-    /// the one before.
+    /// A directory is emptied depth first without recursion: a tree can be deeper than a
+    /// thread's stack allows, since symlinks let each layer build on the depth of the one
+    /// before. The directories of the first [`KEEP_OPEN`] levels stay open while their
+    /// contents go; deeper ones are closed while below them (a tree may be deeper than the
+    /// process may open files) and found again through `..`, checked to be the same
+    /// directory (device and inode), so that a tree moved meanwhile stops the removal rather
+    /// than removing elsewhere.
     pub(crate) fn remove(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<()> {
         let stat = match rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
             Ok(stat) => stat,
@@ -135,37 +138,87 @@ impl Root {
             rustix::fs::unlinkat(dir, name, AtFlags::empty())?;
             return Ok(());
         }
-        let mut current = open_directory(dir, name)?;
-        // Each level being emptied: its name in its parent, and the names left in it.
-        let mut levels = vec![(name.as_bytes().to_vec(), list(current.as_fd())?)];
-        while let Some((_, left)) = levels.last_mut() {
-            if let Some(child) = left.pop() {
+        let top = open_directory(dir, name)?;
+        let mut levels = vec![Level::new(name.as_bytes().to_vec(), top)?];
+        loop {
+            let deep = levels.len() > KEEP_OPEN;
+            let Some(level) = levels.last_mut() else {
+                break;
+            };
+            let Some(current) = level.fd.as_ref() else {
+                return Err(io::Error::other("a directory being removed is not open"));
+            };
+            if let Some(child) = level.left.pop() {
                 let child = OsStr::from_bytes(&child);
-                match rustix::fs::statat(&current, child, AtFlags::SYMLINK_NOFOLLOW) {
+                match rustix::fs::statat(current, child, AtFlags::SYMLINK_NOFOLLOW) {
                     Err(rustix::io::Errno::NOENT) => {}
                     Err(e) => return Err(e.into()),
                     Ok(stat) if is_directory(&stat) => {
                         let below = open_directory(current.as_fd(), child)?;
-                        let names = list(below.as_fd())?;
-                        current = below;
-                        levels.push((child.as_bytes().to_vec(), names));
+                        if deep {
+                            // Found again through `..` once what is below it is gone.
+                            level.fd = None;
+                        }
+                        levels.push(Level::new(child.as_bytes().to_vec(), below)?);
                     }
-                    Ok(_) => rustix::fs::unlinkat(&current, child, AtFlags::empty())?,
+                    Ok(_) => rustix::fs::unlinkat(current, child, AtFlags::empty())?,
                 }
                 continue;
             }
-            let Some((emptied, _)) = levels.pop() else {
+            let Some(done) = levels.pop() else {
                 break;
             };
-            let emptied = OsStr::from_bytes(&emptied);
-            if levels.is_empty() {
+            let emptied = OsStr::from_bytes(&done.name);
+            let Some(parent) = levels.last_mut() else {
                 rustix::fs::unlinkat(dir, emptied, AtFlags::REMOVEDIR)?;
-            } else {
-                current = open_directory(current.as_fd(), OsStr::new(".."))?;
-                rustix::fs::unlinkat(&current, emptied, AtFlags::REMOVEDIR)?;
-            }
+                break;
+            };
+            let parent_fd = match parent.fd.take() {
+                Some(fd) => fd,
+                None => {
+                    let Some(from) = done.fd.as_ref() else {
+                        return Err(io::Error::other("a directory being removed is not open"));
+                    };
+                    let up = open_directory(from.as_fd(), OsStr::new(".."))?;
+                    let found = rustix::fs::fstat(&up)?;
+                    if found.st_dev != parent.stat.st_dev || found.st_ino != parent.stat.st_ino {
+                        return Err(io::Error::other(
+                            "a directory being removed was moved: stopped, nothing removed elsewhere",
+                        ));
+                    }
+                    up
+                }
+            };
+            rustix::fs::unlinkat(&parent_fd, emptied, AtFlags::REMOVEDIR)?;
+            parent.fd = Some(parent_fd);
         }
         Ok(())
+    }
+}
+
+/// How many levels of a tree being removed stay open at once.
+const KEEP_OPEN: usize = 256;
+
+/// A directory being emptied by [`Root::remove`].
+struct Level {
+    /// Its name in its parent.
+    name: Vec<u8>,
+    /// The names in it still to remove.
+    left: Vec<Vec<u8>>,
+    /// The open directory, unless it is closed while below it.
+    fd: Option<OwnedFd>,
+    /// What it is (device and inode), to know it again through `..`.
+    stat: rustix::fs::Stat,
+}
+
+impl Level {
+    fn new(name: Vec<u8>, fd: OwnedFd) -> io::Result<Self> {
+        Ok(Self {
+            name,
+            left: list(fd.as_fd())?,
+            stat: rustix::fs::fstat(&fd)?,
+            fd: Some(fd),
+        })
     }
 }
 
