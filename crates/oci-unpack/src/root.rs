@@ -179,14 +179,7 @@ impl Root {
                     let Some(from) = done.fd.as_ref() else {
                         return Err(io::Error::other("a directory being removed is not open"));
                     };
-                    let up = open_directory(from.as_fd(), OsStr::new(".."))?;
-                    let found = rustix::fs::fstat(&up)?;
-                    if found.st_dev != parent.stat.st_dev || found.st_ino != parent.stat.st_ino {
-                        return Err(io::Error::other(
-                            "a directory being removed was moved: stopped, nothing removed elsewhere",
-                        ));
-                    }
-                    up
+                    parent_again(from.as_fd(), &parent.stat)?
                 }
             };
             rustix::fs::unlinkat(&parent_fd, emptied, AtFlags::REMOVEDIR)?;
@@ -194,6 +187,19 @@ impl Root {
         }
         Ok(())
     }
+}
+
+/// The directory above `from`, if it is still the one `expected` describes (device and
+/// inode): a tree moved while it is removed stops the removal.
+fn parent_again(from: BorrowedFd<'_>, expected: &rustix::fs::Stat) -> io::Result<OwnedFd> {
+    let up = open_directory(from, OsStr::new(".."))?;
+    let found = rustix::fs::fstat(&up)?;
+    if found.st_dev != expected.st_dev || found.st_ino != expected.st_ino {
+        return Err(io::Error::other(
+            "a directory being removed was moved: stopped, nothing removed elsewhere",
+        ));
+    }
+    Ok(up)
 }
 
 /// How many levels of a tree being removed stay open at once.
@@ -253,6 +259,28 @@ pub(crate) fn list(dir: BorrowedFd<'_>) -> io::Result<Vec<Vec<u8>>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_parent_found_again_must_be_the_same_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("a/b")).unwrap();
+        std::fs::create_dir_all(dir.path().join("elsewhere")).unwrap();
+        let open = |path: &str| {
+            rustix::fs::open(
+                dir.path().join(path),
+                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .unwrap()
+        };
+        let (a, b) = (open("a"), open("a/b"));
+        let stat_a = rustix::fs::fstat(&a).unwrap();
+        assert!(parent_again(b.as_fd(), &stat_a).is_ok());
+        // Moved under another parent: `..` leads elsewhere now.
+        std::fs::rename(dir.path().join("a/b"), dir.path().join("elsewhere/b")).unwrap();
+        let error = parent_again(b.as_fd(), &stat_a).unwrap_err();
+        assert!(error.to_string().contains("was moved"), "{error}");
+    }
 
     #[test]
     fn a_tree_deeper_than_a_stack_and_the_open_files_allow_is_removed() {
