@@ -275,15 +275,18 @@ impl<R: OciInterface + 'static, L: OciInterface + 'static> Shared<R, L> {
     }
 
     /// Fetches a manifest from the remote, records it (and `tags`) locally where the local
-    /// store accepts it, and serves the fetched bytes. A manifest is small: requests for it
-    /// wait for one another.
+    /// store accepts it, and serves the fetched bytes. Requests for one manifest wait for one
+    /// another, for [`FILL_WAIT`] at most.
     pub(super) async fn fill_manifest(
         &self,
         repo: &Repository,
         digest: &Digest,
         tags: Vec<Tag>,
     ) -> Result<BlobReader> {
-        let _turn = self.in_flight.turn(digest).await;
+        // A fetch under way that takes longer than a moment (an upstream that is slow to
+        // answer) is not waited for: this request fetches the manifest itself rather than
+        // stay silent meanwhile. What both fetch is kept aside once (`keep_pending`).
+        let _turn = self.in_flight.turn_within(digest, FILL_WAIT).await;
         if tags.is_empty()
             && let Ok(reader) = self.local.get_manifest(repo, digest).await
         {

@@ -583,3 +583,34 @@ async fn a_reader_that_holds_the_fill_back_is_let_go_and_reads_on_from_the_cache
         assert_eq!(remote.calls("get_blob"), 1);
     }
 }
+
+/// A manifest whose fetch by another request is taking long is fetched again rather than
+/// waited for in silence (the paused clock moves on while it waits).
+#[tokio::test(start_paused = true)]
+async fn a_manifest_request_does_not_wait_long_for_another_ones_fetch() {
+    let origin = MemoryStore::new();
+    let manifest = push_image(&origin, "v1", 11).await;
+    let remote = Faulty::new(origin);
+    let cache = Cached::new(remote.clone(), MemoryStore::new());
+    // Another request's fetch, under way and not ending.
+    let held = cache.shared.in_flight.turn(&manifest.digest).await;
+    let started = tokio::time::Instant::now();
+    let read = tokio::time::timeout(
+        Duration::from_secs(60),
+        cache.get_manifest(&repo(), &manifest.digest),
+    )
+    .await
+    .expect("not waited for in silence")
+    .unwrap()
+    .bytes(1 << 20)
+    .await
+    .unwrap();
+    assert_eq!(oci_types::Digest::sha256(&read), manifest.digest);
+    let waited = started.elapsed();
+    assert!(
+        waited >= super::fill::FILL_WAIT && waited < super::fill::FILL_WAIT * 2,
+        "{waited:?}"
+    );
+    assert_eq!(remote.calls("get_manifest"), 1);
+    drop(held);
+}
