@@ -23,9 +23,10 @@
 //! is still there, since a sweep removes its marker once it has removed the content: a
 //! writer that found the content before the sweep and looks for markers after it sees none.
 //! On a store whose listings are consistent with writes (S3, GCS, Azure, moto, local files)
-//! one of the two always sees the other, so a push that succeeded never loses its content. The sweep removes a candidate's
-//! links, then its content, then its marker, and stops if it runs longer than half a
-//! marker's lifetime, so a writer never ignores a marker that still matters.
+//! one of the two always sees the other, so a push that succeeded never loses its content.
+//! The sweep removes a candidate's links, then its content, then its marker, and stops if it
+//! runs longer than half a marker's lifetime, so a writer never ignores a marker that still
+//! matters.
 //!
 //! **Uploads.** An upload none of whose objects changed within the grace period is removed:
 //! its state, tail and parts, and its multipart upload (from the id in its state) aborted.

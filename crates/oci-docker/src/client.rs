@@ -3,6 +3,7 @@
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -315,13 +316,13 @@ impl DockerClient {
         let body = futures::stream::poll_fn(move |cx| {
             let polled = body.poll_next_unpin(cx);
             waiting.store(polled.is_pending(), Ordering::Relaxed);
+            if let Poll::Ready(Some(Ok(bytes))) = &polled {
+                sent.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+            }
             polled
         });
         let frames = body.map(move |item| match item {
-            Ok(bytes) => {
-                sent.fetch_add(bytes.len() as u64, Ordering::Relaxed);
-                Ok(Frame::data(bytes))
-            }
+            Ok(bytes) => Ok(Frame::data(bytes)),
             Err(error) => {
                 tracing::debug!(%error, "the body of the load failed: aborting the request");
                 let copy: BoxError = Box::new(io::Error::new(error.kind(), error.to_string()));
@@ -438,7 +439,7 @@ impl DockerClient {
                 Ok(response)
             })
             .await?;
-        let host = self.host().to_owned();
+        let (host, stalled_request) = (self.host().to_owned(), request.clone());
         let stream = BodyStream::new(response.into_body()).filter_map(move |frame| {
             let item = match frame {
                 Ok(frame) => frame.into_data().ok().map(Ok),
@@ -450,7 +451,7 @@ impl DockerClient {
             };
             std::future::ready(item)
         });
-        Ok(self.each_within_stall(stream.boxed(), format!("GET {path}")))
+        Ok(self.each_within_stall(stream.boxed(), stalled_request))
     }
 
     /// Runs `work` until it ends, or fails it once `moved` stayed the same for a whole

@@ -124,12 +124,14 @@ impl<R: OciInterface + 'static, L: OciInterface + 'static> Shared<R, L> {
         let (to_reader, for_reader) = mpsc::channel(PIECES_BUFFERED);
         let body = BlobBody::passing_on(
             self.follow(repo, &descriptor, read, received(for_reader)),
-            verified_as,
+            verified_as.clone(),
         );
         let shared = Arc::clone(self);
         let (repo, filled) = (repo.clone(), descriptor.clone());
         tokio::spawn(async move {
-            shared.fill(&repo, &filled, remote_body, to_reader).await;
+            shared
+                .fill(&repo, &filled, remote_body, verified_as, to_reader)
+                .await;
             // The blob is cached (or failed to be) before the next request's turn.
             drop(turn);
             drop(permit);
@@ -217,17 +219,16 @@ impl<R: OciInterface + 'static, L: OciInterface + 'static> Shared<R, L> {
     /// Passes the remote's body to the reader and into the local store; when the reader
     /// leaves, on into the local store alone. The remote's body verifies itself, so the
     /// reader and the push get its error instead of its last piece when the content is not
-    /// what its digest says, and nothing is cached.
+    /// what its digest says, and nothing is cached. `verified_as` is what the remote's body
+    /// verifies ([`BlobBody::verified_as`]).
     async fn fill(
         &self,
         repo: &Repository,
         descriptor: &Descriptor,
         mut remote_body: BlobBody,
+        verified_as: Option<(Digest, u64)>,
         to_reader: mpsc::Sender<Result<Bytes>>,
     ) {
-        let verified_as = remote_body
-            .verified_as()
-            .map(|(digest, size)| (digest.clone(), size));
         let (to_local, for_local) = mpsc::channel(PIECES_BUFFERED);
         let digest = &descriptor.digest;
         let feed = async move {

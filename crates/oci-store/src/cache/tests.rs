@@ -318,14 +318,23 @@ async fn push_layer(store: &MemoryStore, seed: u64, len: usize) -> oci_types::De
         .unwrap()
 }
 
-/// Waits (a while at most) until `local` has `digest`.
+/// Waits (30 s at most) until `local` has `digest`.
 async fn until_cached(local: &impl OciInterface, digest: &oci_types::Digest) {
+    until_cached_within(local, digest, Duration::from_secs(30)).await;
+}
+
+/// Waits (`within` at most) until `local` has `digest`.
+async fn until_cached_within(
+    local: &impl OciInterface,
+    digest: &oci_types::Digest,
+    within: Duration,
+) {
     let cached = async {
         while local.resolve_blob(&repo(), digest).await.is_err() {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     };
-    tokio::time::timeout(Duration::from_secs(30), cached)
+    tokio::time::timeout(within, cached)
         .await
         .expect("the blob was cached");
 }
@@ -557,19 +566,7 @@ async fn a_reader_that_holds_the_fill_back_is_let_go_and_reads_on_from_the_cache
 
         // The reader stops reading; the fill waits for it, then lets it go and finishes.
         let started = tokio::time::Instant::now();
-        let cached = async {
-            while cache
-                .local()
-                .resolve_blob(&repo(), &blob.digest)
-                .await
-                .is_err()
-            {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        };
-        tokio::time::timeout(super::fill::LAG_ALLOWED * 4, cached)
-            .await
-            .expect("the fill went on without its reader");
+        until_cached_within(cache.local(), &blob.digest, super::fill::LAG_ALLOWED * 4).await;
         assert!(
             started.elapsed() >= super::fill::LAG_ALLOWED,
             "{:?}",
