@@ -210,3 +210,79 @@ fn blob_get_uncompressed_writes_the_layer_tar() {
     assert!(!fresh.join("sha256").join(diff_id).exists());
     assert_eq!(std::fs::read_dir(fresh.join(".tmp")).unwrap().count(), 0);
 }
+
+/// The limits on what layers may hold are the command line's to raise or lower: each command
+/// that reads layers stops at the bound it was given, naming it, leaves no output behind, and
+/// succeeds once the bound allows the image. (The three layers hold 2, 2 and 1 files of about
+/// 30 KB each, up to 3 components deep.)
+#[test]
+fn the_limits_on_layers_are_set_on_the_command_line() {
+    let work = Work::new();
+    let hoist = Hoist::new();
+    let image = three_layer_image(&hoist, &work);
+    let refused = |args: &[&str], expected: &str| {
+        let (code, stderr) = hoist.fails(args);
+        assert!(code != 0 && stderr.contains(expected), "{args:?}: {stderr}");
+    };
+
+    let rootfs = work.at("rootfs");
+    let shallow = ["unpack", "--max-path-depth", "2", &image, &rootfs];
+    refused(&shallow, "a path of 3 components is over the limit of 2");
+    let few = ["unpack", "--max-image-entries", "6", &image, &rootfs];
+    refused(&few, "more than 6 entries");
+    let small = ["unpack", "--max-image-size", "100KiB", &image, &rootfs];
+    refused(&small, "limit");
+    let rootfs = work.at("rootfs-deeper");
+    hoist.ok(&["unpack", "--max-path-depth", "3", &image, &rootfs]);
+    assert!(work.path("rootfs-deeper/app/lib/util.py").is_file());
+
+    let tar = work.at("rootfs.tar");
+    let crowded = ["export", "--max-layer-entries", "2", &image, &tar];
+    refused(&crowded, "more than 2 entries");
+    let named = ["export", "--max-image-names", "40B", &image, &tar];
+    refused(&named, "more than 40 bytes of paths");
+    assert!(!work.path("rootfs.tar").exists());
+    hoist.ok(&["export", "--max-layer-entries", "5", &image, &tar]);
+
+    let flat = work.oci("flat", "v1");
+    refused(
+        &["flatten", "--max-layer-size", "16KiB", &image, &flat],
+        "limit",
+    );
+    let zstd = work.oci("zstd", "v1");
+    refused(
+        &[
+            "recompress",
+            "--compression",
+            "zstd",
+            "--max-layer-size",
+            "16K",
+            &image,
+            &zstd,
+        ],
+        "limit",
+    );
+    for layout in ["flat", "zstd"] {
+        let index = std::fs::read(work.path(layout).join("index.json")).unwrap_or_default();
+        let tagged = String::from_utf8_lossy(&index).contains("\"v1\"");
+        assert!(!tagged, "{layout}: {}", String::from_utf8_lossy(&index));
+    }
+    hoist.ok(&["flatten", "--max-layer-size", "1MiB", &image, &flat]);
+
+    let dir = work.at("layers");
+    refused(
+        &["layers", "--max-image-size", "100KiB", &image, &dir],
+        "limit",
+    );
+    refused(
+        &["layers", "--max-layer-size", "16KiB", &image, &dir],
+        "limit",
+    );
+    let (paths, _) = layers(&hoist, &["--max-image-size", "1MiB", &image, &dir]);
+    assert_eq!(paths.len(), 3);
+
+    let (code, stderr) =
+        hoist.fails(&["unpack", "--max-layer-size", "12 parsecs", &image, &rootfs]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("12 parsecs"), "{stderr}");
+}

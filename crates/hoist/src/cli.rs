@@ -517,6 +517,10 @@ pub(crate) struct FlattenArgs {
     pub(crate) platform: Option<Platform>,
     #[command(flatten)]
     pub(crate) layers: LayerArgs,
+    #[command(flatten)]
+    pub(crate) layer_size: LayerSizeArg,
+    #[command(flatten)]
+    pub(crate) entries: EntryLimitArgs,
 }
 
 #[derive(Debug, Args)]
@@ -551,6 +555,8 @@ pub(crate) struct RecompressArgs {
     pub(crate) platform: Option<Platform>,
     #[command(flatten)]
     pub(crate) layers: LayerArgs,
+    #[command(flatten)]
+    pub(crate) layer_size: LayerSizeArg,
 }
 
 #[derive(Debug, Args)]
@@ -567,6 +573,61 @@ pub(crate) struct UnpackArgs {
     /// Leave owners as they come and make device nodes empty files, even as root.
     #[arg(long)]
     pub(crate) rootless: bool,
+    #[command(flatten)]
+    pub(crate) layer_size: LayerSizeArg,
+    #[command(flatten)]
+    pub(crate) image_size: ImageSizeArg,
+    #[command(flatten)]
+    pub(crate) entries: EntryLimitArgs,
+    /// Most entries in all the layers (each an inode made, or work done).
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 4_000_000,
+        help_heading = "Limits"
+    )]
+    pub(crate) max_image_entries: u64,
+}
+
+// The most uncompressed bytes of one layer read; beyond it, the command stops with an error.
+// (Plain comments on these structs: a doc comment would replace the command's about text.)
+#[derive(Debug, Args)]
+pub(crate) struct LayerSizeArg {
+    /// Most uncompressed bytes of one layer (B, KiB, MiB, GiB, TiB; K, M, G, T the same).
+    #[arg(long, value_name = "SIZE", default_value = "64GiB", value_parser = parse_size, help_heading = "Limits")]
+    pub(crate) max_layer_size: u64,
+}
+
+// The most uncompressed bytes of all the layers of an image.
+#[derive(Debug, Args)]
+pub(crate) struct ImageSizeArg {
+    /// Most uncompressed bytes of all the layers.
+    #[arg(long, value_name = "SIZE", default_value = "256GiB", value_parser = parse_size, help_heading = "Limits")]
+    pub(crate) max_image_size: u64,
+}
+
+// What the layers' tar streams may hold. The defaults are far above real images (a large
+// distribution has about 100,000 files, a few dozen directories deep) and bound what a
+// hostile layer can cost; raise one for an image that needs more.
+#[derive(Debug, Args)]
+pub(crate) struct EntryLimitArgs {
+    /// Most entries (files, directories, links) in one layer.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 1_000_000,
+        help_heading = "Limits"
+    )]
+    pub(crate) max_layer_entries: u64,
+    /// Most components of a path in a layer.
+    #[arg(long, value_name = "N", default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..), help_heading = "Limits")]
+    pub(crate) max_path_depth: u32,
+    /// Most bytes of names (paths, link targets, extended attributes) in one layer.
+    #[arg(long, value_name = "SIZE", default_value = "256MiB", value_parser = parse_size, help_heading = "Limits")]
+    pub(crate) max_layer_names: u64,
+    /// Most bytes of names in all the layers.
+    #[arg(long, value_name = "SIZE", default_value = "1GiB", value_parser = parse_size, help_heading = "Limits")]
+    pub(crate) max_image_names: u64,
 }
 
 #[derive(Debug, Args)]
@@ -580,6 +641,10 @@ pub(crate) struct ExportArgs {
     /// The image for this platform out of an index (default: this machine's).
     #[arg(long, value_name = "PLATFORM", value_parser = parse_platform)]
     pub(crate) platform: Option<Platform>,
+    #[command(flatten)]
+    pub(crate) layer_size: LayerSizeArg,
+    #[command(flatten)]
+    pub(crate) entries: EntryLimitArgs,
 }
 
 // `hoist layers`.
@@ -597,6 +662,10 @@ pub(crate) struct LayersArgs {
     /// How many layers to fetch and write at once.
     #[arg(short, long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..))]
     pub(crate) jobs: u16,
+    #[command(flatten)]
+    pub(crate) layer_size: LayerSizeArg,
+    #[command(flatten)]
+    pub(crate) image_size: ImageSizeArg,
 }
 
 #[derive(Debug, Subcommand)]
@@ -1085,11 +1154,11 @@ pub(crate) struct ServeArgs {
     /// The PEM private key of --tls-cert.
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     pub(crate) tls_key: Option<PathBuf>,
-    /// Limit blob uploads to this many bytes each.
-    #[arg(long, value_name = "BYTES")]
+    /// Limit blob uploads to this many bytes each (a number, or with a unit: MiB, GiB).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub(crate) max_blob_size: Option<u64>,
     /// Require upload chunks of at least this many bytes (announced as OCI-Chunk-Min-Length).
-    #[arg(long, value_name = "BYTES")]
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub(crate) min_chunk_size: Option<u64>,
     /// How many uploads may stream at once.
     #[arg(long, value_name = "N", default_value_t = 64)]
@@ -1146,6 +1215,35 @@ pub(crate) struct ServeArgs {
 
 fn parse_platform(input: &str) -> Result<Platform, oci_types::Error> {
     Platform::parse(input)
+}
+
+/// A number of bytes: digits, then a unit or none. `K`, `M`, `G`, `T` and `KiB` to `TiB` are
+/// powers of 1024; `KB` to `TB` powers of 1000 (as `dd` reads them); case does not matter.
+fn parse_size(input: &str) -> Result<u64, String> {
+    let digits = input.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let unit = &input[digits.len()..];
+    let number: u64 = digits.parse().map_err(|_| {
+        format!("{input:?} is not a size (a number of bytes, then B, KiB, MiB, GiB or TiB)")
+    })?;
+    let scale: u64 = match unit.to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kib" => 1 << 10,
+        "m" | "mib" => 1 << 20,
+        "g" | "gib" => 1 << 30,
+        "t" | "tib" => 1 << 40,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        "tb" => 1_000_000_000_000,
+        _ => {
+            return Err(format!(
+                "{input:?}: unknown unit {unit:?} (B, KiB, MiB, GiB or TiB)"
+            ));
+        }
+    };
+    number
+        .checked_mul(scale)
+        .ok_or_else(|| format!("{input:?} is more bytes than a 64-bit count holds"))
 }
 
 fn parse_tag(input: &str) -> Result<Tag, oci_types::Error> {
@@ -1262,6 +1360,106 @@ mod tests {
             let error = Cli::try_parse_from(args).unwrap_err();
             assert_eq!(error.exit_code(), 2, "{args:?}: {error}");
         }
+    }
+
+    #[test]
+    fn sizes_take_units() {
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert_eq!(parse_size("0"), Ok(0));
+        assert_eq!(parse_size("3B"), Ok(3));
+        assert_eq!(parse_size("2k"), Ok(2048));
+        assert_eq!(parse_size("5MiB"), Ok(5 << 20));
+        assert_eq!(parse_size("64GiB"), Ok(64 << 30));
+        assert_eq!(parse_size("1T"), Ok(1 << 40));
+        assert_eq!(parse_size("3MB"), Ok(3_000_000));
+        assert_eq!(parse_size("16777215TiB"), Ok(16_777_215 << 40));
+        for bad in [
+            "",
+            "GiB",
+            "-1",
+            "1.5G",
+            "12 MiB",
+            "7PiB",
+            "16777216TiB",
+            "1e9",
+        ] {
+            let error = parse_size(bad).unwrap_err();
+            assert!(error.contains(&format!("{bad:?}")), "{bad}: {error}");
+        }
+    }
+
+    /// The limits the command line shows as defaults are the libraries' own: a command given
+    /// no limit flag reads layers as a library caller would.
+    #[test]
+    fn limit_defaults_are_the_libraries() {
+        let cli = Cli::try_parse_from(["hoist", "unpack", "oci:./a:v1", "out"]).unwrap();
+        let Command::Unpack(args) = cli.command else {
+            panic!("not an unpack: {:?}", cli.command)
+        };
+        let library = oci_unpack::UnpackOptions::default();
+        let limits = crate::commands::unpack::layer_limits(&args.entries);
+        assert_eq!(limits, library.limits);
+        assert_eq!(args.layer_size.max_layer_size, library.max_layer_bytes);
+        assert_eq!(args.image_size.max_image_size, library.max_image_bytes);
+        assert_eq!(args.max_image_entries, library.max_image_entries);
+
+        let cli = Cli::try_parse_from(["hoist", "layers", "oci:./a:v1", "out"]).unwrap();
+        let Command::Layers(args) = cli.command else {
+            panic!("not layers: {:?}", cli.command)
+        };
+        let extract = oci_unpack::ExtractOptions::default();
+        assert_eq!(args.layer_size.max_layer_size, extract.max_layer_bytes);
+        assert_eq!(args.image_size.max_image_size, extract.max_total_bytes);
+
+        let cli = Cli::try_parse_from(["hoist", "flatten", "oci:./a:v1", "oci:./b:v1"]).unwrap();
+        let Command::Flatten(args) = cli.command else {
+            panic!("not a flatten: {:?}", cli.command)
+        };
+        let mutate = oci_build::MutateOptions::default();
+        let limits = crate::commands::unpack::layer_limits(&args.entries);
+        assert_eq!(limits, mutate.limits);
+        assert_eq!(args.layer_size.max_layer_size, mutate.max_layer_bytes);
+    }
+
+    #[test]
+    fn limits_are_set_by_flags() {
+        let cli = Cli::try_parse_from([
+            "hoist",
+            "unpack",
+            "--max-layer-size",
+            "2GiB",
+            "--max-image-size",
+            "3G",
+            "--max-layer-entries",
+            "7",
+            "--max-path-depth",
+            "300",
+            "--max-layer-names",
+            "1MiB",
+            "--max-image-names",
+            "2MiB",
+            "--max-image-entries",
+            "9",
+            "oci:./a:v1",
+            "out",
+        ])
+        .unwrap();
+        let Command::Unpack(args) = cli.command else {
+            panic!("not an unpack: {:?}", cli.command)
+        };
+        let limits = crate::commands::unpack::layer_limits(&args.entries);
+        let expected = oci_unpack::LayerLimits::default()
+            .with_max_entries(7)
+            .with_max_depth(300)
+            .with_max_metadata(1 << 20)
+            .with_max_image_metadata(2 << 20);
+        assert_eq!(limits, expected);
+        assert_eq!(args.layer_size.max_layer_size, 2 << 30);
+        assert_eq!(args.image_size.max_image_size, 3 << 30);
+        assert_eq!(args.max_image_entries, 9);
+        let error = Cli::try_parse_from(["hoist", "export", "--max-path-depth", "0", "a", "f"])
+            .unwrap_err();
+        assert_eq!(error.exit_code(), 2, "{error}");
     }
 
     #[test]

@@ -18,6 +18,41 @@ use crate::unpack::LayerRef;
 /// newline in the content.
 const OUTPUT_BUFFER: usize = 256 << 10;
 
+/// What an [`export`] accepts of the layers it reads.
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub struct ExportOptions {
+    /// What the layers' tar streams may hold (entries, names, depth).
+    pub limits: LayerLimits,
+    /// Uncompressed bytes of one layer (default 64 GiB).
+    pub max_layer_bytes: u64,
+}
+
+impl Default for ExportOptions {
+    fn default() -> Self {
+        Self {
+            limits: LayerLimits::default(),
+            max_layer_bytes: DEFAULT_LAYER_LIMIT,
+        }
+    }
+}
+
+impl ExportOptions {
+    /// Sets what the layers' tar streams may hold.
+    #[must_use]
+    pub fn with_limits(mut self, limits: LayerLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Sets the most uncompressed bytes of one layer.
+    #[must_use]
+    pub fn with_max_layer_bytes(mut self, max: u64) -> Self {
+        self.max_layer_bytes = max;
+        self
+    }
+}
+
 /// Writes the merged tar of `layers` (lowest first) of `repo` in `store` into `out`, and
 /// gives `out` back, flushed. A hard link whose target a later layer removed becomes a
 /// regular file. The same image gives the same bytes. `out` need not be buffered: the tar
@@ -27,14 +62,14 @@ pub async fn export<W: Write + Send + 'static>(
     repo: &Repository,
     layers: &[LayerRef],
     out: W,
-    limits: &LayerLimits,
+    options: &ExportOptions,
 ) -> Result<W> {
     let sources = layers
         .iter()
         .map(|l| (l.descriptor.clone(), l.diff_id.clone()))
         .collect();
-    let (mut opener, server) = layer_opener(store, repo, sources, DEFAULT_LAYER_LIMIT);
-    let limits = *limits;
+    let (mut opener, server) = layer_opener(store, repo, sources, options.max_layer_bytes);
+    let limits = options.limits;
     let context = format!("exporting {repo}");
     let merging = tokio::task::spawn_blocking(move || {
         let mut out = BufWriter::with_capacity(OUTPUT_BUFFER, out);

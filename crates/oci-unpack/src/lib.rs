@@ -59,7 +59,7 @@ mod root;
 mod unpack;
 
 pub use error::{Error, Result};
-pub use export::export;
+pub use export::{ExportOptions, export};
 pub use extract::{
     ExtractOptions, ExtractReport, ExtractedLayer, extract_layers, layer_file, write_uncompressed,
 };

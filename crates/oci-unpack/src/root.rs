@@ -118,6 +118,20 @@ impl Root {
         Ok(at)
     }
 
+    /// Removes everything in the root, never following a symlink.
+    pub(crate) fn remove_contents(&self) -> io::Result<()> {
+        let dir = rustix::fs::openat(
+            &self.fd,
+            ".",
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        for name in list(dir.as_fd())? {
+            Self::remove(dir.as_fd(), OsStr::from_bytes(&name))?;
+        }
+        Ok(())
+    }
+
     /// Removes `name` of the directory `dir`, whatever it is; a directory with everything
     /// in it. Symlinks are removed, never followed.
     ///

@@ -208,6 +208,10 @@ pub struct UnpackReport {
 
 /// Unpacks `layers` (lowest first) of `repo` in `store` into `dir`, which must be empty or
 /// not exist. Nothing is created, changed or followed outside `dir`.
+///
+/// An unpack that fails leaves `dir` as it found it: what it unpacked is removed, and `dir`
+/// too if the unpack made it. (A half-unpacked tree looks like a whole one to whatever runs
+/// it next, and a retry would find the directory not empty.)
 pub async fn unpack(
     store: &dyn OciInterface,
     repo: &Repository,
@@ -224,7 +228,38 @@ pub async fn unpack(
             source: None,
         });
     }
+    let existed = std::fs::symlink_metadata(dir).is_ok();
     let root = Root::open(dir).map_err(|e| Error::target(dir, "cannot make the directory", e))?;
+    let unpacked = unpack_into(store, repo, layers, root, options).await;
+    if unpacked.is_err() {
+        let dir = dir.to_path_buf();
+        let removed = tokio::task::spawn_blocking(move || -> io::Result<()> {
+            Root::open(&dir)?.remove_contents()?;
+            if !existed {
+                std::fs::remove_dir(&dir)?;
+            }
+            Ok(())
+        })
+        .await;
+        match removed {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "what the failed unpack wrote could not all be removed")
+            }
+            Err(e) => tracing::warn!(error = %e, "the removal after a failed unpack failed"),
+        }
+    }
+    unpacked
+}
+
+/// [`unpack`]'s work, into `root`.
+async fn unpack_into(
+    store: &dyn OciInterface,
+    repo: &Repository,
+    layers: &[LayerRef],
+    root: Root,
+    options: &UnpackOptions,
+) -> Result<UnpackReport> {
     let is_root = rustix::process::geteuid().is_root();
     let rootless = options.rootless.unwrap_or(!is_root);
     let privileges = Privileges {

@@ -15,7 +15,8 @@ use bytes::Bytes;
 use oci_store::{MemoryStore, OciInterface, OciInterfaceExt};
 use oci_types::{Digest, ImageManifest, MediaType, Repository, media_type};
 use oci_unpack::{
-    Error, LayerLimits, LayerRef, Result, UnpackOptions, UnpackReport, export, image_layers, unpack,
+    Error, ExportOptions, LayerLimits, LayerRef, Result, UnpackOptions, UnpackReport, export,
+    image_layers, unpack,
 };
 
 const T0: u64 = 1_700_000_000;
@@ -208,9 +209,11 @@ impl Image {
     }
 
     async fn export(&self) -> Vec<u8> {
-        let limits = LayerLimits::default();
-        let exported = export(&self.store, &self.repo, &self.layers, Vec::new(), &limits);
-        exported.await.unwrap()
+        self.export_with(&ExportOptions::default()).await.unwrap()
+    }
+
+    async fn export_with(&self, options: &ExportOptions) -> Result<Vec<u8>> {
+        export(&self.store, &self.repo, &self.layers, Vec::new(), options).await
     }
 
     fn digest(&self, layer: usize) -> String {
@@ -635,12 +638,77 @@ async fn a_decompression_bomb_stops_at_a_limit() {
         text.contains("limit") && text.contains(&image.digest(0)),
         "{text}"
     );
-    let written = std::fs::metadata(target.join("bomb")).map_or(0, |m| m.len());
-    let expected = limit - (4 << 20)..=limit;
-    assert!(expected.contains(&written), "{written} bytes written");
+    assert!(
+        !target.exists(),
+        "a failed unpack removes the directory it made"
+    );
+}
+
+/// A failed unpack leaves its directory as it found it: made by the unpack, it is gone; there
+/// before (empty), it is empty again. What the layers made there goes, a tree several levels
+/// deep, a symlink to outside (removed, not followed) and a read-only file among it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_unpack_leaves_its_directory_as_it_found_it() {
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("kept"), b"not the unpack's").unwrap();
+    let link = format!("out->{}", outside.path().display());
+    let image = image(&[
+        tar(&format!("a/ a/b/ a/b/c/ a/b/c/f=deep ro=x@0444 {link}")),
+        tar("x/ x/y=1 x/z=2"),
+    ])
+    .await;
+    let options = rootless().with_max_image_entries(8);
+
+    let (target, result) = image.unpack("new", &options).await;
+    let text = chain(&result.unwrap_err());
+    assert!(text.contains("more than 8 entries"), "{text}");
+    assert!(!target.exists());
+
+    let target = image.dir.path().join("there");
+    std::fs::create_dir(&target).unwrap();
+    let (target, result) = image.unpack("there", &options).await;
+    result.unwrap_err();
+    assert_eq!(std::fs::read_dir(&target).unwrap().count(), 0);
+    assert_eq!(
+        std::fs::read(outside.path().join("kept")).unwrap(),
+        b"not the unpack's"
+    );
+
+    image
+        .unpack("there", &options.with_max_image_entries(9))
+        .await
+        .1
+        .unwrap();
+    assert_eq!(std::fs::read(target.join("a/b/c/f")).unwrap(), b"deep");
 }
 
 // ---- export ----
+
+/// Export's limits are its caller's: a layer over the uncompressed bytes allowed, or over the
+/// entries allowed, is refused with the layer named; within them the same image exports.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn export_takes_its_limits_from_its_options() {
+    let image = image(&[tar("a=1 b=2 c=3"), tar("d=4")]).await;
+    let whole = image.export().await;
+
+    let small = ExportOptions::default().with_max_layer_bytes(2048);
+    let text = chain(&image.export_with(&small).await.unwrap_err());
+    assert!(
+        text.contains("limit") && text.contains(&image.digest(0)),
+        "{text}"
+    );
+    let few = ExportOptions::default().with_limits(LayerLimits::default().with_max_entries(2));
+    let text = chain(&image.export_with(&few).await.unwrap_err());
+    assert!(
+        text.contains("more than 2 entries") && text.contains(&image.digest(0)),
+        "{text}"
+    );
+
+    let enough = ExportOptions::default()
+        .with_max_layer_bytes(8192)
+        .with_limits(LayerLimits::default().with_max_entries(3));
+    assert_eq!(image.export_with(&enough).await.unwrap(), whole);
+}
 
 /// A hard link whose target a later layer removed is exported as a regular file with the
 /// content; a second link to the same target links to it; whiteouts are applied.
@@ -686,11 +754,16 @@ impl std::io::Write for CountingWriter {
 async fn export_writes_in_large_pieces() {
     let spec: Vec<String> = (0..2000).map(|i| format!("dir/f{i}={i}")).collect();
     let image = image(&[tar(&spec.join(" "))]).await;
-    let limits = LayerLimits::default();
     let out = CountingWriter::default();
-    let out = export(&image.store, &image.repo, &image.layers, out, &limits)
-        .await
-        .unwrap();
+    let out = export(
+        &image.store,
+        &image.repo,
+        &image.layers,
+        out,
+        &ExportOptions::default(),
+    )
+    .await
+    .unwrap();
     assert_eq!(out.bytes, image.export().await, "the same bytes");
     // 2000 files of a header and a padded block each: about 2 MiB.
     let most = out.bytes.len() / (128 << 10) + 2;

@@ -16,6 +16,7 @@ use crate::cli::{
     RebaseArgs, RecompressArgs,
 };
 use crate::commands::Ctx;
+use crate::commands::unpack::layer_limits;
 use crate::exit::{Failed, Failure};
 use crate::location::Location;
 use crate::open::Place;
@@ -116,6 +117,8 @@ async fn change(
 pub(crate) async fn flatten(ctx: &Ctx, args: FlattenArgs) -> Result<()> {
     let dst = args.dst.clone();
     let mut options = mutate_options(args.platform.clone(), &args.layers)?;
+    options.limits = layer_limits(&args.entries);
+    options.max_layer_bytes = args.layer_size.max_layer_size;
     let source = ctx.opener.open(&args.src).await?;
     require_platform(&source, &args.src, args.platform.as_ref()).await?;
     let target = ctx.opener.open_target(&dst, args.platform.as_ref()).await?;
@@ -164,6 +167,7 @@ pub(crate) async fn rebase(ctx: &Ctx, args: RebaseArgs) -> Result<()> {
 pub(crate) async fn recompress(ctx: &Ctx, args: RecompressArgs) -> Result<()> {
     let dst = args.dst.clone();
     let mut options = mutate_options(args.platform.clone(), &args.layers)?;
+    options.max_layer_bytes = args.layer_size.max_layer_size;
     let source = ctx.opener.open(&args.src).await?;
     require_platform(&source, &args.src, args.platform.as_ref()).await?;
     let target = ctx.opener.open_target(&dst, args.platform.as_ref()).await?;

@@ -5,8 +5,8 @@ use std::io::Write;
 use anyhow::{Context, Result};
 use oci_build::fetch_image;
 use oci_unpack::{
-    ExtractOptions, LayerLimits, LayerRef, UnpackOptions, export, extract_layers, image_layers,
-    unpack,
+    ExportOptions, ExtractOptions, LayerLimits, LayerRef, UnpackOptions, export, extract_layers,
+    image_layers, unpack,
 };
 
 use std::sync::Arc;
@@ -14,7 +14,7 @@ use std::sync::Arc;
 use oci_build::BuildEvent;
 use oci_unpack::UnpackEvent;
 
-use crate::cli::{ExportArgs, LayersArgs, UnpackArgs};
+use crate::cli::{EntryLimitArgs, ExportArgs, LayersArgs, UnpackArgs};
 use crate::commands::Ctx;
 use crate::location::Location;
 use crate::open::Place;
@@ -39,10 +39,23 @@ async fn layers_of(
         .with_context(|| format!("cannot read the layers of {location}"))
 }
 
+/// What the layers' tar streams may hold, as the command line set it.
+pub(crate) fn layer_limits(args: &EntryLimitArgs) -> LayerLimits {
+    LayerLimits::default()
+        .with_max_entries(args.max_layer_entries)
+        .with_max_depth(usize::try_from(args.max_path_depth).unwrap_or(usize::MAX))
+        .with_max_metadata(args.max_layer_names)
+        .with_max_image_metadata(args.max_image_names)
+}
+
 pub(crate) async fn run(ctx: &Ctx, args: UnpackArgs) -> Result<()> {
     let place = ctx.opener.open(&args.image).await?;
     let layers = layers_of(&place, &args.image, args.platform.as_ref()).await?;
-    let mut options = UnpackOptions::default();
+    let mut options = UnpackOptions::default()
+        .with_limits(layer_limits(&args.entries))
+        .with_max_layer_bytes(args.layer_size.max_layer_size)
+        .with_max_image_bytes(args.image_size.max_image_size)
+        .with_max_image_entries(args.max_image_entries);
     if args.rootless {
         options = options.with_rootless(true);
     }
@@ -93,7 +106,9 @@ pub(crate) async fn run(ctx: &Ctx, args: UnpackArgs) -> Result<()> {
 pub(crate) async fn export_image(ctx: &Ctx, args: ExportArgs) -> Result<()> {
     let place = ctx.opener.open(&args.image).await?;
     let layers = layers_of(&place, &args.image, args.platform.as_ref()).await?;
-    let limits = LayerLimits::default();
+    let limits = ExportOptions::default()
+        .with_limits(layer_limits(&args.entries))
+        .with_max_layer_bytes(args.layer_size.max_layer_size);
     if args.output.as_os_str() == "-" {
         let mut out = export(
             &*place.store,
@@ -137,7 +152,10 @@ pub(crate) async fn export_image(ctx: &Ctx, args: ExportArgs) -> Result<()> {
 pub(crate) async fn layers(ctx: &Ctx, args: LayersArgs) -> Result<()> {
     let place = ctx.opener.open(&args.image).await?;
     let layers = layers_of(&place, &args.image, args.platform.as_ref()).await?;
-    let options = ExtractOptions::default().with_jobs(usize::from(args.jobs));
+    let options = ExtractOptions::default()
+        .with_jobs(usize::from(args.jobs))
+        .with_max_layer_bytes(args.layer_size.max_layer_size)
+        .with_max_total_bytes(args.image_size.max_image_size);
     let report = extract_layers(&*place.store, &place.repo, &layers, &args.dir, &options)
         .await
         .with_context(|| {

@@ -264,7 +264,8 @@ pub async fn build_image(
             count,
         };
         let tar = tar.clone();
-        let layer = push_layer_from_layers(new, target, Vec::new(), move |out, _| {
+        let nothing_read = (target, Vec::new(), 0);
+        let layer = push_layer_from_layers(new, nothing_read, move |out, _| {
             write_tar(&source, &tar, out)
         })
         .await?;

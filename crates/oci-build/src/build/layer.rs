@@ -10,7 +10,7 @@
 use std::io::{self, Write};
 
 use bytes::{Bytes, BytesMut};
-use oci_store::layer::{DEFAULT_LAYER_LIMIT, LayerOpener, layer_opener};
+use oci_store::layer::{LayerOpener, layer_opener};
 use oci_store::{BlobWriter, OciInterface};
 use oci_types::{Algorithm, Descriptor, Digest, Digester, Repository};
 use tokio::sync::mpsc;
@@ -111,8 +111,7 @@ where
     };
     push_layer_from_layers(
         new,
-        Endpoint::new(store, repo),
-        Vec::new(),
+        (Endpoint::new(store, repo), Vec::new(), 0),
         move |out, _| produce(out),
     )
     .await
@@ -135,13 +134,15 @@ pub(crate) struct NewLayer<'a> {
     pub(crate) count: usize,
 }
 
-/// Stores a layer made out of the layers `sources` of `source` (lowest first, each with the
-/// `diff_id` its config gives): `produce` runs on a blocking thread and reads them, each as
-/// often as it needs, through the [`LayerOpener`] it is given.
+/// The layers a new layer is made of: where they are, which (lowest first, each with the
+/// `diff_id` its config gives), and the most uncompressed bytes one of them may have.
+pub(crate) type LayersRead<'a> = (Endpoint<'a>, Vec<(Descriptor, Digest)>, u64);
+
+/// Stores a layer made out of the layers `read`: `produce` runs on a blocking thread and
+/// reads them, each as often as it needs, through the [`LayerOpener`] it is given.
 pub(crate) async fn push_layer_from_layers<F>(
     new: NewLayer<'_>,
-    source: Endpoint<'_>,
-    sources: Vec<(Descriptor, Digest)>,
+    (source, sources, max_layer_bytes): LayersRead<'_>,
     produce: F,
 ) -> Result<BuiltLayer>
 where
@@ -162,8 +163,7 @@ where
         .await
         .map_err(|e| Error::store(context(), e))?;
     let (sender, mut pieces) = mpsc::channel::<Bytes>(PIECES_QUEUED);
-    let (mut opener, server) =
-        layer_opener(source.store, source.repo, sources, DEFAULT_LAYER_LIMIT);
+    let (mut opener, server) = layer_opener(source.store, source.repo, sources, max_layer_bytes);
     let encoding = compression.clone();
     let producer = tokio::task::spawn_blocking(move || -> Result<Digest> {
         let sink = PieceSender {

@@ -17,7 +17,7 @@ use super::layer::{BuildProgress, BuiltLayer, NewLayer, push_layer_from_layers};
 use crate::copy::Endpoint;
 use crate::error::{Error, Result};
 use crate::platform::{Image, fetch_image};
-use oci_store::layer::{LayerLimits, merge_layers};
+use oci_store::layer::{DEFAULT_LAYER_LIMIT, LayerLimits, merge_layers};
 
 /// What a mutation of layers needs besides the image.
 #[derive(Clone)]
@@ -37,6 +37,10 @@ pub struct MutateOptions {
     pub jobs: usize,
     /// Where progress events go.
     pub progress: Option<BuildProgress>,
+    /// What the layers read (flatten's, recompress's) may hold: entries, names, depth.
+    pub limits: LayerLimits,
+    /// Uncompressed bytes of one layer read (default 64 GiB).
+    pub max_layer_bytes: u64,
 }
 
 impl std::fmt::Debug for MutateOptions {
@@ -48,6 +52,8 @@ impl std::fmt::Debug for MutateOptions {
             .field("docker", &self.docker)
             .field("jobs", &self.jobs)
             .field("progress", &self.progress.is_some())
+            .field("limits", &self.limits)
+            .field("max_layer_bytes", &self.max_layer_bytes)
             .finish()
     }
 }
@@ -61,6 +67,8 @@ impl Default for MutateOptions {
             docker: None,
             jobs: 4,
             progress: None,
+            limits: LayerLimits::default(),
+            max_layer_bytes: DEFAULT_LAYER_LIMIT,
         }
     }
 }
@@ -92,15 +100,12 @@ pub async fn flatten_image(
         count: 1,
     };
     let context = format!("flattening {}{reference}", source.repo);
-    let layer = push_layer_from_layers(new, source, sources, move |out, opener| {
+    let limits = options.limits;
+    let read = (source, sources, options.max_layer_bytes);
+    let layer = push_layer_from_layers(new, read, move |out, opener| {
         let count = opener.count();
-        merge_layers(
-            out,
-            count,
-            &mut |index| opener.open(index),
-            &LayerLimits::default(),
-        )
-        .map_err(|e| Error::store(context, e))
+        merge_layers(out, count, &mut |index| opener.open(index), &limits)
+            .map_err(|e| Error::store(context, e))
     })
     .await?;
     config.set_diff_ids(std::slice::from_ref(&layer.diff_id));
@@ -258,8 +263,11 @@ pub async fn recompress_image(
         };
         let new = push_layer_from_layers(
             new_layer,
-            source,
-            vec![(layer.clone(), diff_id.clone())],
+            (
+                source,
+                vec![(layer.clone(), diff_id.clone())],
+                options.max_layer_bytes,
+            ),
             move |out, opener| {
                 let mut reader = opener
                     .open(0)
