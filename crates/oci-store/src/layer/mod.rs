@@ -31,6 +31,7 @@ pub use entries::{
 };
 pub use merge::{ImageMetadata, merge_layers};
 pub use opener::{LayerOpener, LayerServer, layer_opener};
+pub use paths::{PathMap, PathSet};
 pub use write::{EntryMeta, append_entry};
 
 /// The first bytes of a gzip member.

@@ -10,8 +10,10 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher, RandomState};
 
+/// Image paths (`a/b/c`, the root as the empty path), each with a value, that can be asked
+/// about all the parents of a path in one pass over it.
 #[derive(Debug)]
-pub(crate) struct PathMap<V> {
+pub struct PathMap<V> {
     keys: RandomState,
     by_hash: HashMap<u64, (Box<[u8]>, V)>,
     /// Paths whose hash another path has already: with 64-bit keyed hashes, next to never
@@ -20,7 +22,7 @@ pub(crate) struct PathMap<V> {
 }
 
 /// Paths without values.
-pub(crate) type PathSet = PathMap<()>;
+pub type PathSet = PathMap<()>;
 
 impl<V> Default for PathMap<V> {
     fn default() -> Self {
@@ -52,6 +54,17 @@ impl<V> PathMap<V> {
         self.running(path).last().map_or(0, |(_, hash)| hash)
     }
 
+    /// Forgets every path (keeping the memory and the hash key).
+    pub fn clear(&mut self) {
+        self.by_hash.clear();
+        self.collided.clear();
+    }
+
+    /// Whether no path is here.
+    pub fn is_empty(&self) -> bool {
+        self.by_hash.is_empty()
+    }
+
     fn find(&self, hash: u64, path: &[u8]) -> Option<&V> {
         let (first, value) = self.by_hash.get(&hash)?;
         if **first == *path {
@@ -64,7 +77,7 @@ impl<V> PathMap<V> {
     }
 
     /// Adds `path` with `value` unless it is here; whether it was added.
-    pub(crate) fn insert_new(&mut self, path: &[u8], value: V) -> bool {
+    pub fn insert_new(&mut self, path: &[u8], value: V) -> bool {
         self.insert_hashed(self.hash_of(path), path, value)
     }
 
@@ -83,7 +96,8 @@ impl<V> PathMap<V> {
         true
     }
 
-    pub(crate) fn get(&self, path: &[u8]) -> Option<&V> {
+    /// The value of `path`, if it is here.
+    pub fn get(&self, path: &[u8]) -> Option<&V> {
         if self.by_hash.is_empty() {
             return None;
         }
@@ -92,7 +106,7 @@ impl<V> PathMap<V> {
 
     /// Whether a parent of `path` (a proper prefix of it that ends before a `/`) is here with
     /// a value that `hides` says yes to.
-    pub(crate) fn has_parent(&self, path: &[u8], hides: impl Fn(&V) -> bool) -> bool {
+    pub fn has_parent(&self, path: &[u8], hides: impl Fn(&V) -> bool) -> bool {
         if self.by_hash.is_empty() {
             return false;
         }
@@ -102,7 +116,7 @@ impl<V> PathMap<V> {
     }
 
     /// The ends of the parents of `path` that are not here, shortest first.
-    pub(crate) fn missing_parents(&self, path: &[u8]) -> Vec<usize> {
+    pub fn missing_parents(&self, path: &[u8]) -> Vec<usize> {
         self.running(path)
             .filter(|(end, hash)| *end < path.len() && self.find(*hash, &path[..*end]).is_none())
             .map(|(end, _)| end)
@@ -112,12 +126,18 @@ impl<V> PathMap<V> {
 
 impl PathSet {
     /// Adds `path`; whether it was not there.
-    pub(crate) fn insert(&mut self, path: &[u8]) -> bool {
+    pub fn insert(&mut self, path: &[u8]) -> bool {
         self.insert_new(path, ())
     }
 
-    pub(crate) fn contains(&self, path: &[u8]) -> bool {
+    /// Whether `path` is here.
+    pub fn contains(&self, path: &[u8]) -> bool {
         self.get(path).is_some()
+    }
+
+    /// Whether `path` or a parent of it is here.
+    pub fn contains_or_within(&self, path: &[u8]) -> bool {
+        self.contains(path) || self.has_parent(path, |()| true)
     }
 }
 
@@ -149,6 +169,14 @@ mod tests {
         other.insert(b"ab");
         assert!(!other.has_parent(b"a/b/c", any));
         assert!(!other.contains(b"a/b"));
+        // The root is the empty path, a parent of nothing by this reckoning: asked apart.
+        assert!(set.contains_or_within(b"a/b"));
+        assert!(set.contains_or_within(b"a/b/c/d"));
+        assert!(!set.contains_or_within(b"b"));
+        assert!(other.insert(b""));
+        assert!(other.contains(b"") && !other.contains_or_within(b"x"));
+        set.clear();
+        assert!(set.is_empty() && !set.contains_or_within(b"a/b/c"));
     }
 
     #[test]
