@@ -65,6 +65,9 @@ pub(crate) struct Applier {
     /// Paths, link targets and extended attributes, some of which are remembered across
     /// layers (directories' metadata).
     metadata: ImageMetadata,
+    /// Bytes of the parents in `made_parents`, against the layer's limit on names.
+    implied_names: u64,
+    max_layer_names: u64,
 }
 
 impl Applier {
@@ -89,6 +92,8 @@ impl Applier {
             entries: 0,
             max_entries,
             metadata: ImageMetadata::new(limits),
+            implied_names: 0,
+            max_layer_names: limits.max_metadata,
         }
     }
 
@@ -96,6 +101,7 @@ impl Applier {
     pub(crate) fn begin_layer(&mut self) {
         self.made.clear();
         self.made_parents.clear();
+        self.implied_names = 0;
         self.emptied.clear();
     }
 
@@ -112,10 +118,17 @@ impl Applier {
             .count(layer, &entry)
             .map_err(|e| Error::store("reading the layers", e))?;
         self.entries += 1;
-        if self.entries > self.max_entries {
+        // Directories made as missing parents are inodes and work too (a path of 120
+        // components can imply 119 of them).
+        let implied = self.root.implied_dirs;
+        if self.entries.saturating_add(implied) > self.max_entries {
+            let counting = match implied {
+                0 => String::new(),
+                n => format!(", counting {n} directories its paths imply"),
+            };
             return Err(Error::Invalid {
                 message: format!(
-                    "the image has more than {} entries (the limit), at layer {layer}",
+                    "the image has more than {} entries (the limit){counting}, at layer {layer}",
                     self.max_entries
                 ),
             });
@@ -159,7 +172,7 @@ impl Applier {
                 .owner_and_xattrs(root.as_fd(), &entry, self.privileges)
                 .map_err(|e| failed("cannot set the root's owner or attributes", e));
         }
-        self.note_made(&entry.path);
+        self.note_made(layer, &entry.path)?;
         if entry.kind != EntryKind::Directory {
             // Whatever was there goes, and with it the metadata of directories it held.
             self.forget_dirs(&entry.path);
@@ -376,15 +389,32 @@ impl Applier {
         Ok(self.root)
     }
 
-    fn note_made(&mut self, path: &[u8]) {
+    /// Remembers that this layer made `path`, and so everything above it. The parents are
+    /// counted against the layer's limit on names: remembered whole, each parent of each
+    /// entry of a layer of deep, distinct paths was 100 times the layer's names in memory.
+    fn note_made(&mut self, layer: &Digest, path: &[u8]) -> Result<()> {
         self.made.insert(path.to_vec());
         let mut rest = path;
         while let Some(slash) = rest.iter().rposition(|b| *b == b'/') {
             rest = &rest[..slash];
-            if !self.made_parents.insert(rest.to_vec()) {
+            if self.made_parents.contains(rest) {
                 break;
             }
+            self.implied_names = self.implied_names.saturating_add(rest.len() as u64);
+            if self.implied_names > self.max_layer_names {
+                return Err(Error::Apply {
+                    layer: layer.clone(),
+                    entry: String::from_utf8_lossy(path).into_owned(),
+                    message: format!(
+                        "the layer's paths imply more than {} bytes of directories' paths (the limit of a layer's names)",
+                        self.max_layer_names
+                    ),
+                    source: None,
+                });
+            }
+            self.made_parents.insert(rest.to_vec());
         }
+        Ok(())
     }
 
     /// The parent directory of a new entry `name`, with whatever was at the entry's path

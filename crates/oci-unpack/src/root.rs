@@ -27,6 +27,9 @@ pub(crate) struct Root {
     /// together, so this saves most resolutions. Forgotten whenever anything is removed or
     /// replaced.
     cached: Option<(Vec<u8>, OwnedFd)>,
+    /// Directories made as missing parents, with no entry of their own: inodes and work
+    /// that the image's entry limit counts too.
+    pub(crate) implied_dirs: u64,
 }
 
 impl Root {
@@ -42,6 +45,7 @@ impl Root {
             fd,
             path: path.to_path_buf(),
             cached: None,
+            implied_dirs: 0,
         })
     }
 
@@ -96,24 +100,54 @@ impl Root {
         }
     }
 
-    /// Makes every missing directory of `path`, each in its resolved parent.
+    /// Makes every missing directory of `path` (which does not resolve), each in its
+    /// resolved parent.
+    ///
+    /// The longest prefix that resolves is found by bisection, and the directories below it
+    /// are made and opened one inside the other: resolving every prefix from the root cost
+    /// as many lookups as the square of the depth, for each entry of a layer of deep paths.
     fn make_parents(&mut self, path: &[u8]) -> io::Result<OwnedFd> {
         let components: Vec<&[u8]> = path.split(|b| *b == b'/').collect();
+        // `prefix(d)`: the first `d` components.
+        let ends: Vec<usize> = path
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| **b == b'/')
+            .map(|(at, _)| at)
+            .chain([path.len()])
+            .collect();
+        let prefix = |depth: usize| &path[..ends[depth - 1]];
+        // `found` resolves (0 is the root), `missing` does not.
+        let (mut found, mut missing) = (0, components.len());
         let mut at = self.fd.try_clone()?;
-        for depth in 1..=components.len() {
-            let prefix = components[..depth].join(&b'/');
-            match self.resolve(&prefix, OFlags::PATH | OFlags::DIRECTORY) {
-                Ok(fd) => at = fd,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                    let name = OsStr::from_bytes(components[depth - 1]);
-                    match rustix::fs::mkdirat(&at, name, Mode::from_raw_mode(0o755)) {
-                        Ok(()) | Err(rustix::io::Errno::EXIST) => {}
-                        Err(e) => return Err(e.into()),
-                    }
-                    at = self.resolve(&prefix, OFlags::PATH | OFlags::DIRECTORY)?;
-                }
+        while missing - found > 1 {
+            let middle = found + (missing - found) / 2;
+            match self.resolve(prefix(middle), OFlags::PATH | OFlags::DIRECTORY) {
+                Ok(fd) => (found, at) = (middle, fd),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => missing = middle,
                 Err(e) => return Err(e),
             }
+        }
+        for depth in found + 1..=components.len() {
+            let name = OsStr::from_bytes(components[depth - 1]);
+            at = match rustix::fs::mkdirat(&at, name, Mode::from_raw_mode(0o755)) {
+                Ok(()) => {
+                    self.implied_dirs += 1;
+                    // Made just now, inside a directory of the root: opened as what it is,
+                    // a directory, never through a symlink.
+                    rustix::fs::openat(
+                        &at,
+                        name,
+                        OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                        Mode::empty(),
+                    )?
+                }
+                // Something is there after all: resolved inside the root, as any path.
+                Err(rustix::io::Errno::EXIST) => {
+                    self.resolve(prefix(depth), OFlags::PATH | OFlags::DIRECTORY)?
+                }
+                Err(e) => return Err(e.into()),
+            };
         }
         Ok(at)
     }

@@ -580,6 +580,94 @@ async fn the_entries_of_an_image_are_limited() {
     done.unwrap();
 }
 
+/// The directories an entry's path implies without entries of their own are inodes too, and
+/// are remembered for the layer: they count against the image's entries and names. A file
+/// 5 levels deep is 1 entry and 4 directories.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_directories_paths_imply_are_counted() {
+    let image = image(&[tar("a/b/c/d/f=x"), tar("a/b/c/d/g=y")]).await;
+    let error = image
+        .unpack("t", &rootless().with_max_image_entries(5))
+        .await
+        .1
+        .unwrap_err();
+    let text = error.to_string();
+    assert!(
+        text.contains("more than 5 entries (the limit), counting 4 directories its paths imply")
+            && text.contains(&image.digest(1)),
+        "{text}"
+    );
+    image
+        .unpack("u", &rootless().with_max_image_entries(6))
+        .await
+        .1
+        .unwrap();
+
+    // Names: the parents a layer's paths imply are remembered for the layer, and count
+    // against its limit on names: 7, 5, 3 and 1 bytes here, besides the entry's 9.
+    let limits = LayerLimits::default().with_max_metadata(15);
+    let text = chain(
+        &image
+            .unpack("v", &rootless().with_limits(limits))
+            .await
+            .1
+            .unwrap_err(),
+    );
+    assert!(
+        text.contains("imply more than 15 bytes of directories' paths")
+            && text.contains(&image.digest(0)),
+        "{text}"
+    );
+    let limits = limits.with_max_metadata(16);
+    image
+        .unpack("w", &rootless().with_limits(limits))
+        .await
+        .1
+        .unwrap();
+}
+
+/// A layer whose entries are deep paths that share nothing but their first part: each makes
+/// the directories below that part, inside one another, and every path stays inside the
+/// target, through a symlink the layer below put in the middle as well.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deep_missing_parents_are_made_inside_the_target() {
+    let deep = |top: &str, leaf: &str| {
+        let middle: Vec<String> = (0..40).map(|i| format!("d{i}")).collect();
+        format!("{top}/{}/{leaf}=x", middle.join("/"))
+    };
+    let outside = tempfile::tempdir().unwrap();
+    let lower = format!(
+        "base/ base/real/ base/link->/base/real out->{}",
+        outside.path().display()
+    );
+    let upper = [
+        deep("p0", "f"),
+        deep("p1", "f"),
+        deep("base/link", "f"),
+        deep("base/link/d0/d1", "g"),
+    ]
+    .join(" ");
+    let layered = image(&[tar(&lower), tar(&upper)]).await;
+    let target = layered.unpacked("t").await;
+    let middle: Vec<String> = (0..40).map(|i| format!("d{i}")).collect();
+    let middle = middle.join("/");
+    for path in [
+        format!("p0/{middle}/f"),
+        format!("p1/{middle}/f"),
+        format!("base/real/{middle}/f"),
+        format!("base/real/d0/d1/{middle}/g"),
+    ] {
+        assert_eq!(std::fs::read(target.join(&path)).unwrap(), b"x", "{path}");
+    }
+    assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0);
+    // Under a symlink to outside, the parents are looked for inside the target, where they
+    // are missing: refused, as before (`unpack_hostile` has the rest), and nothing outside.
+    let outward = image(&[tar(&lower), tar(&deep("out/d0", "f"))]).await;
+    let text = chain(&outward.unpack("u", &rootless()).await.1.unwrap_err());
+    assert!(text.contains("out/d0/d0/d1"), "{text}");
+    assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0);
+}
+
 /// The names of an image are counted over all its layers (directories' are remembered until
 /// the end): each layer within its own limit, all of them over the image's.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -64,6 +64,24 @@ impl ImageMetadata {
         }
         Ok(())
     }
+
+    /// Counts the directory `path` that an entry of `layer` implies without an entry of its
+    /// own, for a consumer that remembers it: a path of 120 components implies 119 more,
+    /// so that remembering each parent of each entry would have cost 100 times the limit.
+    pub fn count_implied(&mut self, layer: &oci_types::Digest, path: &[u8]) -> Result<()> {
+        self.seen = self.seen.saturating_add(path.len() as u64);
+        if self.seen > self.max {
+            return Err(Error::LayerInvalid {
+                layer: layer.clone(),
+                entry: Some(String::from_utf8_lossy(path).into_owned()),
+                reason: format!(
+                    "the image has more than {} bytes of paths, link targets and extended attributes (the limit), counting the directories its paths imply",
+                    self.max
+                ),
+            });
+        }
+        Ok(())
+    }
 }
 
 /// Where a path's final entry is.
@@ -175,11 +193,13 @@ impl Plan {
 }
 
 /// The directories written so far.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct WrittenDirs {
     all: PathSet,
     /// Those written as implicit parents, with no entry of theirs known then.
     implicit: HashSet<Vec<u8>>,
+    /// The image's paths so far, implicit parents among them.
+    metadata: ImageMetadata,
 }
 
 /// Hard links whose target is gone or replaced above them: by (the layer holding the
@@ -213,7 +233,11 @@ pub fn merge_layers(
 
     let mut builder = tar::Builder::new(out);
     let mut orphans = Orphans::new();
-    let mut written_dirs = WrittenDirs::default();
+    let mut written_dirs = WrittenDirs {
+        all: PathSet::default(),
+        implicit: HashSet::new(),
+        metadata,
+    };
     // The layer holding each path's content as the layers are applied in order.
     let mut holder: HashMap<Vec<u8>, usize> = HashMap::new();
     for index in 0..count {
@@ -221,7 +245,7 @@ pub fn merge_layers(
         let layer = reader.layer().digest.clone();
         read_entries(&layer, &mut reader, limits, |entry| {
             if index == 0 {
-                metadata.count(&layer, &entry)?;
+                written_dirs.metadata.count(&layer, &entry)?;
                 // What pass 1 would have learnt of it, learnt before it is needed: the
                 // plan of an entry of the lowest layer depends only on the layers above and
                 // on the entries before it.
@@ -365,10 +389,14 @@ fn append_dir<W: Write>(
         mtime: 0,
         xattrs: Vec::new(),
     };
-    let meta = plan.dirs.get(path).unwrap_or_else(|| {
-        written.implicit.insert(path.to_vec());
-        &implicit
-    });
+    let meta = match plan.dirs.get(path) {
+        Some(meta) => meta,
+        None => {
+            written.metadata.count_implied(layer, path)?;
+            written.implicit.insert(path.to_vec());
+            &implicit
+        }
+    };
     let dir = EntryMeta {
         path,
         kind: EntryKind::Directory,
@@ -537,7 +565,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_names_of_all_layers_are_limited() {
-        // Three layers of 30 bytes of names each (three 10-byte paths), within a layer's
+        // Three layers of 27 bytes of names each (three 9-byte paths), within a layer's
         // limit of 40, all three over the image's limit of 80: whichever pass reads them.
         let layers: Vec<Bytes> = (0..3)
             .map(|n| {
@@ -577,7 +605,18 @@ mod tests {
                 .contains("the image has more than 80 bytes"),
             "{error}"
         );
-        merge(limits.with_max_image_metadata(90))
+        // The directories `0`, `1` and `2`, written as implicit parents, count too: 84.
+        let error = merge(limits.with_max_image_metadata(83))
+            .await
+            .unwrap()
+            .unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("counting the directories its paths imply"),
+            "{error}"
+        );
+        merge(limits.with_max_image_metadata(84))
             .await
             .unwrap()
             .unwrap();
