@@ -195,9 +195,9 @@ impl Plan {
 /// The directories written so far.
 #[derive(Debug)]
 struct WrittenDirs {
-    all: PathSet,
-    /// Those written as implicit parents, with no entry of theirs known then.
-    implicit: HashSet<Vec<u8>>,
+    /// Each with whether it was written as an implicit parent, with no entry of its own
+    /// known then.
+    all: PathMap<bool>,
     /// The image's paths so far, implicit parents among them.
     metadata: ImageMetadata,
 }
@@ -234,8 +234,7 @@ pub fn merge_layers(
     let mut builder = tar::Builder::new(out);
     let mut orphans = Orphans::new();
     let mut written_dirs = WrittenDirs {
-        all: PathSet::default(),
-        implicit: HashSet::new(),
+        all: PathMap::default(),
         metadata,
     };
     // The layer holding each path's content as the layers are applied in order.
@@ -261,19 +260,19 @@ pub fn merge_layers(
             // metadata, so that it comes before what the layers put in it. (Its parents stay
             // too, since it does.)
             if entry.kind == EntryKind::Directory && plan.dirs.contains_key(&entry.path) {
-                if !written_dirs.all.contains(&entry.path) {
+                let Some(implicit) = written_dirs.all.get_mut(&entry.path) else {
                     write_parents(&mut builder, &plan, &mut written_dirs, &entry.path, &layer)?;
                     return write_dir(&mut builder, &plan, &mut written_dirs, &entry.path, &layer);
-                }
-                if written_dirs.implicit.remove(&entry.path) {
+                };
+                if std::mem::take(implicit) {
                     // Only in the lowest layer, whose plan is learnt as it is written: the
                     // directory came after something it holds and was written as an
                     // implicit parent. Again, with its own metadata, which a tar applies to
                     // the directory it already made.
-                    return append_dir(&mut builder, &plan, &mut written_dirs, &entry.path, &layer);
+                    return append_dir(&mut builder, &plan, &entry.path, &layer);
                 }
             }
-            if entry.kind == EntryKind::Directory && written_dirs.all.contains(&entry.path) {
+            if entry.kind == EntryKind::Directory && written_dirs.all.get(&entry.path).is_some() {
                 return Ok(());
             }
             if plan
@@ -368,17 +367,20 @@ fn write_dir<W: Write>(
     path: &[u8],
     layer: &oci_types::Digest,
 ) -> Result<()> {
-    if !written.all.insert(path) {
+    let implicit = !plan.dirs.contains_key(path);
+    if !written.all.insert_new(path, implicit) {
         return Ok(());
     }
-    append_dir(builder, plan, written, path, layer)
+    if implicit {
+        written.metadata.count_implied(layer, path)?;
+    }
+    append_dir(builder, plan, path, layer)
 }
 
 /// Appends an entry for the directory `path`, as [`write_dir`] describes, written or not.
 fn append_dir<W: Write>(
     builder: &mut tar::Builder<W>,
     plan: &Plan,
-    written: &mut WrittenDirs,
     path: &[u8],
     layer: &oci_types::Digest,
 ) -> Result<()> {
@@ -389,14 +391,7 @@ fn append_dir<W: Write>(
         mtime: 0,
         xattrs: Vec::new(),
     };
-    let meta = match plan.dirs.get(path) {
-        Some(meta) => meta,
-        None => {
-            written.metadata.count_implied(layer, path)?;
-            written.implicit.insert(path.to_vec());
-            &implicit
-        }
-    };
+    let meta = plan.dirs.get(path).unwrap_or(&implicit);
     let dir = EntryMeta {
         path,
         kind: EntryKind::Directory,

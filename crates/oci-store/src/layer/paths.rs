@@ -104,6 +104,23 @@ impl<V> PathMap<V> {
         self.find(self.hash_of(path), path)
     }
 
+    /// The value of `path`, to change, if it is here.
+    pub fn get_mut(&mut self, path: &[u8]) -> Option<&mut V> {
+        if self.by_hash.is_empty() {
+            return None;
+        }
+        let hash = self.hash_of(path);
+        match self.by_hash.get_mut(&hash) {
+            Some((first, value)) if **first == *path => Some(value),
+            Some(_) => self
+                .collided
+                .iter_mut()
+                .find(|(h, p, _)| *h == hash && **p == *path)
+                .map(|(_, _, value)| value),
+            None => None,
+        }
+    }
+
     /// Whether a parent of `path` (a proper prefix of it that ends before a `/`) is here with
     /// a value that `hides` says yes to.
     pub fn has_parent(&self, path: &[u8], hides: impl Fn(&V) -> bool) -> bool {
@@ -200,5 +217,14 @@ mod tests {
         assert_eq!(files.get(b"a/b"), Some(&true));
         assert!(files.has_parent(b"a/b/c", |file| *file));
         assert!(!files.has_parent(b"a/c", |file| *file));
+        *files.get_mut(b"a").unwrap() = true;
+        assert!(files.has_parent(b"a/c", |file| *file));
+        assert!(files.get_mut(b"a/c").is_none());
+        // `x` kept apart, under the hash `y` holds: changed where it is.
+        let mut shared = PathMap::default();
+        assert!(shared.insert_hashed(shared.hash_of(b"x"), b"y", 2));
+        assert!(shared.insert_hashed(shared.hash_of(b"x"), b"x", 1));
+        *shared.get_mut(b"x").unwrap() += 10;
+        assert_eq!(shared.get(b"x"), Some(&11));
     }
 }
