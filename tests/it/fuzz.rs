@@ -31,6 +31,7 @@ pub const TARGETS: &[Target] = &[
     ("image_config", image_config),
     ("tar", tar),
     ("merge", merge),
+    ("unpack", unpack),
     ("www_authenticate", www_authenticate),
     ("token_response", token_response),
     ("server_request", server_request),
@@ -206,19 +207,99 @@ pub fn merged_paths(data: &[u8]) -> Option<Vec<String>> {
 /// A reader of `layer` as an uncompressed tar layer (or whatever compression it turns out
 /// to have), pulled through a runtime of the fuzzing process's own.
 fn layer_reader(layer: Bytes) -> LayerReader {
-    static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
-    let runtime = RUNTIME.get_or_init(|| {
-        tokio::runtime::Builder::new_current_thread()
-            .build()
-            .expect("a tokio runtime")
-    });
     let descriptor =
         Descriptor::of_bytes(MediaType::from_static(media_type::OCI_LAYER_TAR), &layer);
-    let _entered = runtime.enter();
+    let _entered = runtime().enter();
     LayerReader::new(
         BlobReader::verified(descriptor, oci_store::body_from_bytes(layer)),
         None,
     )
+}
+
+/// Unpacking: up to four layers' tars (split as for [`merge`]), unpacked rootless into a new
+/// directory beside one that stands for the host. Whatever the layers hold, the host's
+/// directory keeps what it had and gains nothing, nothing else appears beside the target, and
+/// an unpack that fails leaves no target behind.
+pub fn unpack(data: &[u8]) {
+    let _ = unpacked_paths(data);
+}
+
+/// What the host's directory holds.
+const HOST_FILE: (&str, &[u8]) = ("kept", b"the host's");
+
+/// The body of [`unpack`]: the unpacked tree's paths (sorted, relative to the target), or
+/// `None` when the unpack refused the layers.
+pub fn unpacked_paths(data: &[u8]) -> Option<Vec<String>> {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let host = dir.path().join("host");
+    std::fs::create_dir(&host).expect("the host's directory");
+    std::fs::write(host.join(HOST_FILE.0), HOST_FILE.1).expect("the host's file");
+    let target = dir.path().join("rootfs");
+    let store = oci_store::MemoryStore::new();
+    let repo = Repository::parse("fuzz/unpack").expect("a repository name");
+    let result = runtime().block_on(async {
+        let mut layers = Vec::new();
+        for layer in split_layers(data) {
+            let media = MediaType::from_static(media_type::OCI_LAYER_TAR);
+            let bytes = Bytes::copy_from_slice(layer);
+            let descriptor =
+                oci_store::OciInterfaceExt::push_blob_bytes(&store, &repo, media, bytes)
+                    .await
+                    .expect("a blob pushed into memory");
+            // An uncompressed layer's diff_id is its digest; one that turns out to be
+            // compressed fails that check after its entries are applied.
+            let diff_id = descriptor.digest.clone();
+            layers.push(oci_unpack::LayerRef::new(descriptor, diff_id));
+        }
+        let options = oci_unpack::UnpackOptions::default().with_rootless(true);
+        oci_unpack::unpack(&store, &repo, &layers, &target, &options).await
+    });
+
+    let mut host_names: Vec<_> = std::fs::read_dir(&host)
+        .expect("the host's directory is still there")
+        .map(|entry| entry.expect("a directory entry").file_name())
+        .collect();
+    host_names.sort();
+    assert_eq!(host_names, [HOST_FILE.0], "the host's directory changed");
+    let kept = std::fs::read(host.join(HOST_FILE.0)).expect("the host's file");
+    assert_eq!(kept, HOST_FILE.1, "the host's file changed");
+    let beside = std::fs::read_dir(dir.path())
+        .expect("the temporary directory")
+        .count();
+    match result {
+        Ok(_) => {
+            assert_eq!(beside, 2, "something was made beside the target");
+            let mut paths = Vec::new();
+            let mut pending = vec![std::path::PathBuf::new()];
+            while let Some(relative) = pending.pop() {
+                for entry in std::fs::read_dir(target.join(&relative)).expect("a directory") {
+                    let entry = entry.expect("a directory entry");
+                    let path = relative.join(entry.file_name());
+                    if entry.file_type().expect("a file type").is_dir() {
+                        pending.push(path.clone());
+                    }
+                    paths.push(path.to_string_lossy().into_owned());
+                }
+            }
+            paths.sort();
+            Some(paths)
+        }
+        Err(_) => {
+            assert!(!target.exists(), "a failed unpack left its target");
+            assert_eq!(beside, 1, "something was made beside the target");
+            None
+        }
+    }
+}
+
+/// A runtime of the fuzzing process's own, for the targets that call async code.
+fn runtime() -> &'static tokio::runtime::Runtime {
+    static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RUNTIME.get_or_init(|| {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("a tokio runtime")
+    })
 }
 
 /// The layers of a `merge` input: at most four, the last taking the rest.

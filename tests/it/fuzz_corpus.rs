@@ -84,3 +84,31 @@ fn the_merge_target_merges_its_seeds() {
     .concat();
     assert_eq!(hoist_tests::fuzz::merged_paths(&damaged), None);
 }
+
+/// The unpack target's harness unpacks for real: its escapes seed lands every file that aimed
+/// outside (through `..`, through `/..`, two levels up) in the image's own `host` directory,
+/// and the whiteout through a symlink removes the image's file, not the host's (which the
+/// harness checks itself); a hard link to the host's file is refused, leaving no target.
+#[test]
+fn the_unpack_target_unpacks_its_seeds() {
+    let seed = |name: &str| std::fs::read(workspace_root().join("fuzz/corpus/unpack").join(name));
+    let paths = hoist_tests::fuzz::unpacked_paths(&seed("seed-escapes").unwrap());
+    let expected = [
+        "abs",
+        "d",
+        "d/deeper",
+        "host",
+        "host/evil",
+        "host/evil2",
+        "host/evil3",
+        "up",
+    ];
+    assert_eq!(paths.expect("the seed unpacks"), expected);
+    let refused = seed("seed-escape-hardlink").unwrap();
+    assert_eq!(hoist_tests::fuzz::unpacked_paths(&refused), None);
+    let deep = hoist_tests::fuzz::unpacked_paths(&seed("seed-deep-parents").unwrap()).unwrap();
+    assert!(deep.contains(&"a/real/kept".to_owned()), "{deep:?}");
+    // The opaque whiteout of the third layer emptied `a/real` of what the second put there.
+    assert!(!deep.iter().any(|p| p.starts_with("a/real/d0")), "{deep:?}");
+    assert!(deep.iter().any(|p| p.ends_with("/d29/f")), "{deep:?}");
+}
