@@ -206,6 +206,7 @@ fn blob_get_uncompressed_writes_the_layer_tar() {
     let fresh = work.path("fresh");
     let (code, stderr) = hoist.fails(&["layers", &image, fresh.to_str().unwrap()]);
     assert_eq!(code, 6, "{stderr}");
+    assert!(!stderr.contains("hint:"), "no limit stopped it: {stderr}");
     let diff_id = paths[1].file_name().unwrap();
     assert!(!fresh.join("sha256").join(diff_id).exists());
     assert_eq!(std::fs::read_dir(fresh.join(".tmp")).unwrap().count(), 0);
@@ -223,6 +224,11 @@ fn the_limits_on_layers_are_set_on_the_command_line() {
     let refused = |args: &[&str], expected: &str| {
         let (code, stderr) = hoist.fails(args);
         assert!(code != 0 && stderr.contains(expected), "{args:?}: {stderr}");
+        let hint = format!(
+            "hint: a limit on layers stopped this; most are flags of this command (--max-layer-size, --max-path-depth and more: see `hoist {} --help`",
+            args[0]
+        );
+        assert!(stderr.contains(&hint), "{args:?}: {stderr}");
     };
 
     let rootfs = work.at("rootfs");
@@ -285,4 +291,5 @@ fn the_limits_on_layers_are_set_on_the_command_line() {
         hoist.fails(&["unpack", "--max-layer-size", "12 parsecs", &image, &rootfs]);
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("12 parsecs"), "{stderr}");
+    assert!(!stderr.contains("hint:"), "{stderr}");
 }

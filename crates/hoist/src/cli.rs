@@ -340,6 +340,19 @@ impl Command {
                 | Self::Man
         )
     }
+
+    /// The command's name when it takes the limits on layers as flags (`--max-layer-size`
+    /// and the others), for the hint after an error that a limit stopped it.
+    pub(crate) fn layer_limits_command(&self) -> Option<&'static str> {
+        match self {
+            Self::Unpack(_) => Some("unpack"),
+            Self::Export(_) => Some("export"),
+            Self::Layers(_) => Some("layers"),
+            Self::Flatten(_) => Some("flatten"),
+            Self::Recompress(_) => Some("recompress"),
+            _ => None,
+        }
+    }
 }
 
 // Which platforms of an index to copy.

@@ -77,6 +77,20 @@ impl fmt::Display for StdoutClosed {
 
 impl StdError for StdoutClosed {}
 
+/// What to say after the error of `command` (one that takes the limits on layers as flags)
+/// when a limit stopped it: the error names the limit, not the flag that moves it.
+pub(crate) fn limit_hint(error: &anyhow::Error, command: &str) -> Option<String> {
+    let stopped_by_a_limit = error.chain().any(|cause| {
+        let text = cause.to_string();
+        text.contains("(the limit") || text.contains("over the limit of")
+    });
+    stopped_by_a_limit.then(|| {
+        format!(
+            "a limit on layers stopped this; most are flags of this command (--max-layer-size, --max-path-depth and more: see `hoist {command} --help`, Limits)"
+        )
+    })
+}
+
 /// Whether the error only says that the reader of stdout went away.
 pub(crate) fn is_stdout_closed(error: &anyhow::Error) -> bool {
     error.chain().any(|cause| cause.is::<StdoutClosed>())

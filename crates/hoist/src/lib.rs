@@ -56,6 +56,7 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let limits_command = cli.command.layer_limits_command();
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         // `hoist ls | head -1`: the reader has what it wanted.
@@ -64,6 +65,9 @@ pub fn main() -> ExitCode {
             eprintln!("hoist: {error}");
             for cause in error.chain().skip(1) {
                 eprintln!("  caused by: {cause}");
+            }
+            if let Some(hint) = limits_command.and_then(|name| exit::limit_hint(&error, name)) {
+                eprintln!("hint: {hint}");
             }
             ExitCode::from(exit::classify(&error).code())
         }
