@@ -106,7 +106,7 @@ pub(crate) async fn run(ctx: &Ctx, args: UnpackArgs) -> Result<()> {
 pub(crate) async fn export_image(ctx: &Ctx, args: ExportArgs) -> Result<()> {
     let place = ctx.opener.open(&args.image).await?;
     let layers = layers_of(&place, &args.image, args.platform.as_ref()).await?;
-    let limits = ExportOptions::default()
+    let options = ExportOptions::default()
         .with_limits(layer_limits(&args.entries))
         .with_max_layer_bytes(args.layer_size.max_layer_size);
     if args.output.as_os_str() == "-" {
@@ -115,7 +115,7 @@ pub(crate) async fn export_image(ctx: &Ctx, args: ExportArgs) -> Result<()> {
             &place.repo,
             &layers,
             std::io::stdout(),
-            &limits,
+            &options,
         )
         .await
         .with_context(|| format!("cannot export {}", args.image))?;
@@ -130,7 +130,7 @@ pub(crate) async fn export_image(ctx: &Ctx, args: ExportArgs) -> Result<()> {
     let temp = tempfile::NamedTempFile::new_in(&parent)
         .with_context(|| format!("cannot write in {}", parent.display()))?;
     let (file, temp_path) = temp.into_parts();
-    let mut file = export(&*place.store, &place.repo, &layers, file, &limits)
+    let mut file = export(&*place.store, &place.repo, &layers, file, &options)
         .await
         .with_context(|| format!("cannot export {}", args.image))?;
     file.flush()?;
