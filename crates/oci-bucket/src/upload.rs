@@ -19,13 +19,13 @@
 //! Every object is written create-only, and a writer takes the upload over by creating the
 //! next generation of its state before it writes anything: of two writers that resumed the
 //! same upload, the second to write finds the generation taken and fails with
-//! `RANGE_INVALID`, never mixing its bytes into the other's. (A writer removes the state it
+//! `RANGE_INVALID`, never mixing its bytes into the other's. A writer removes the state it
 //! superseded, so one that stalled can still write a generation after a newer writer removed
 //! it; such a state is never the newest, and its writer removes the tail and segments it read
-//! only when its own state is the newest, since the newer writer's state may still name them.) (Only a writer stalled for longer
-//! than another takes to resume and write the same part number could still replace that
-//! part in a multipart upload; S3 then refuses the completion, since the ETag of the part
-//! differs from the one recorded.)
+//! only when its own state is the newest, since the newer writer's state may still name them.
+//! (Only a writer stalled for longer than another takes to resume and write the same part
+//! number could still replace that part in a multipart upload; S3 then refuses the
+//! completion, since the ETag of the part differs from the one recorded.)
 
 use std::fmt;
 use std::sync::Arc;

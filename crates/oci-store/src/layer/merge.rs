@@ -51,31 +51,32 @@ impl ImageMetadata {
 
     /// Counts `entry` of `layer`; an error once the image is over the limit.
     pub fn count(&mut self, layer: &oci_types::Digest, entry: &TarEntry<'_>) -> Result<()> {
-        self.seen = self.seen.saturating_add(entry.metadata_len());
-        if self.seen > self.max {
-            return Err(Error::LayerInvalid {
-                layer: layer.clone(),
-                entry: Some(entry.raw_name.clone()),
-                reason: format!(
-                    "the image has more than {} bytes of paths, link targets and extended attributes (the limit)",
-                    self.max
-                ),
-            });
-        }
-        Ok(())
+        self.add(entry.metadata_len(), layer, || entry.raw_name.clone(), "")
     }
 
     /// Counts the directory `path` that an entry of `layer` implies without an entry of its
     /// own, for a consumer that remembers it: a path of 120 components implies 119 more,
     /// so that remembering each parent of each entry would have cost 100 times the limit.
     pub fn count_implied(&mut self, layer: &oci_types::Digest, path: &[u8]) -> Result<()> {
-        self.seen = self.seen.saturating_add(path.len() as u64);
+        let name = || String::from_utf8_lossy(path).into_owned();
+        let counting = ", counting the directories its paths imply";
+        self.add(path.len() as u64, layer, name, counting)
+    }
+
+    fn add(
+        &mut self,
+        bytes: u64,
+        layer: &oci_types::Digest,
+        entry: impl FnOnce() -> String,
+        counting: &str,
+    ) -> Result<()> {
+        self.seen = self.seen.saturating_add(bytes);
         if self.seen > self.max {
             return Err(Error::LayerInvalid {
                 layer: layer.clone(),
-                entry: Some(String::from_utf8_lossy(path).into_owned()),
+                entry: Some(entry()),
                 reason: format!(
-                    "the image has more than {} bytes of paths, link targets and extended attributes (the limit), counting the directories its paths imply",
+                    "the image has more than {} bytes of paths, link targets and extended attributes (the limit){counting}",
                     self.max
                 ),
             });
@@ -506,6 +507,17 @@ mod tests {
         Bytes::from(builder.into_inner().unwrap())
     }
 
+    /// A reader of the uncompressed layer `bytes`, its store's side on `handle`'s runtime.
+    fn tar_reader(bytes: Bytes, handle: &tokio::runtime::Handle) -> LayerReader {
+        let descriptor =
+            Descriptor::of_bytes(MediaType::from_static(media_type::OCI_LAYER_TAR), &bytes);
+        let _guard = handle.enter();
+        LayerReader::new(
+            BlobReader::verified(descriptor, body_from_bytes(bytes)),
+            None,
+        )
+    }
+
     /// The merged tar of `layers`, as `path kind [data or link]` lines.
     async fn merged(layers: Vec<Bytes>) -> Vec<String> {
         merged_with(layers, |_| String::new()).await.0
@@ -522,16 +534,9 @@ mod tests {
             let mut out = Vec::new();
             let count = layers.len();
             let mut opened = vec![0; count];
-            let mut open = |index: usize| -> Result<LayerReader> {
+            let mut open = |index: usize| {
                 opened[index] += 1;
-                let bytes = layers[index].clone();
-                let descriptor =
-                    Descriptor::of_bytes(MediaType::from_static(media_type::OCI_LAYER_TAR), &bytes);
-                let _guard = handle.enter();
-                Ok(LayerReader::new(
-                    BlobReader::verified(descriptor, body_from_bytes(bytes)),
-                    None,
-                ))
+                Ok(tar_reader(layers[index].clone(), &handle))
             };
             merge_layers(&mut out, count, &mut open, &LayerLimits::default()).unwrap();
             let digest = oci_types::Digest::parse(&format!("sha256:{}", "0".repeat(64))).unwrap();
@@ -575,18 +580,7 @@ mod tests {
         let merge = move |limits: LayerLimits| {
             let (layers, handle) = (layers.clone(), handle.clone());
             tokio::task::spawn_blocking(move || {
-                let mut open = |index: usize| -> Result<LayerReader> {
-                    let bytes: Bytes = layers[index].clone();
-                    let descriptor = Descriptor::of_bytes(
-                        MediaType::from_static(media_type::OCI_LAYER_TAR),
-                        &bytes,
-                    );
-                    let _guard = handle.enter();
-                    Ok(LayerReader::new(
-                        BlobReader::verified(descriptor, body_from_bytes(bytes)),
-                        None,
-                    ))
-                };
+                let mut open = |index: usize| Ok(tar_reader(layers[index].clone(), &handle));
                 merge_layers(&mut Vec::new(), layers.len(), &mut open, &limits)
             })
         };

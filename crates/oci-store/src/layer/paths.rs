@@ -152,9 +152,12 @@ impl PathSet {
         self.get(path).is_some()
     }
 
-    /// Whether `path` or a parent of it is here.
+    /// Whether `path` or a parent of it is here (one pass: the running hash ends at `path`).
     pub fn contains_or_within(&self, path: &[u8]) -> bool {
-        self.contains(path) || self.has_parent(path, |()| true)
+        !self.is_empty()
+            && self
+                .running(path)
+                .any(|(end, hash)| self.find(hash, &path[..end]).is_some())
     }
 }
 
