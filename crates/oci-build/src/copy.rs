@@ -449,11 +449,12 @@ impl Copier<'_> {
             Some(sink) => {
                 let digest = descriptor.digest.clone();
                 // Keeps what the body verifies itself, if anything, so that the target does
-                // not hash the content a second time.
-                body.inspect_chunks(move |chunk| {
+                // not hash the content a second time, and the file it lies in, if any, so
+                // that the target can send it unread.
+                body.on_progress(move |bytes| {
                     sink(&CopyEvent::BlobProgress {
                         digest: digest.clone(),
-                        bytes: chunk.len() as u64,
+                        bytes,
                     });
                 })
             }

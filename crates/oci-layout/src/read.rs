@@ -3,10 +3,11 @@
 
 use std::io::Read;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::stream::StreamExt;
-use oci_store::{BlobBody, BlobReader, Error, Result, body_from_bytes};
+use oci_store::{BlobBody, BlobReader, Error, FileSpan, Result, body_from_bytes};
 use oci_types::Descriptor;
 use tokio::io::AsyncReadExt;
 
@@ -68,6 +69,10 @@ const READ_AHEAD_BYTES: usize = 512 << 10;
 /// blocking thread of its own, given back as soon as the piece is read: a consumer that reads
 /// slowly (a client downloading at a crawl) holds no thread while it waits, so a few hundred
 /// slow downloads cannot take tokio's blocking pool from everyone else.
+///
+/// The reading starts when the body is first polled. A whole file's body also carries it as
+/// a [`FileSpan`]: a push to a plain-HTTP registry sends it with `sendfile(2)` and drops the
+/// body unpolled, so nothing is read into memory at all.
 pub(crate) fn file_body(
     file: tokio::fs::File,
     path: PathBuf,
@@ -102,6 +107,37 @@ pub(crate) fn file_body(
             .min(read_buffer)
             .max(1)
     });
+    let file = Arc::new(file);
+    let span = match (limit, content) {
+        (None, Some(len)) => Some(FileSpan::new(
+            Arc::clone(&file),
+            0,
+            len,
+            path.display().to_string(),
+        )),
+        _ => None,
+    };
+    let pieces = futures::stream::once(async move {
+        read_ahead_of_consumer(file, path, limit, piece_size, read_ahead)
+    })
+    .flatten()
+    .boxed();
+    let body = BlobBody::from(pieces);
+    match span {
+        Some(span) => body.with_file(span),
+        None => body,
+    }
+}
+
+/// Starts the task that reads `file` into pieces of `piece_size`, `read_ahead` of them ahead of
+/// the stream it returns.
+fn read_ahead_of_consumer(
+    file: Arc<std::fs::File>,
+    path: PathBuf,
+    limit: Option<u64>,
+    piece_size: usize,
+    read_ahead: usize,
+) -> impl futures::Stream<Item = Result<Bytes>> + Send + 'static {
     let (sender, receiver) = tokio::sync::mpsc::channel::<Result<Bytes>>(read_ahead);
     tokio::spawn(async move {
         use std::io::Read;
@@ -141,8 +177,6 @@ pub(crate) fn file_body(
     futures::stream::unfold(receiver, |mut receiver| async move {
         receiver.recv().await.map(|item| (item, receiver))
     })
-    .boxed()
-    .into()
 }
 
 /// Runs blocking file work off the async threads, or here when `inline`

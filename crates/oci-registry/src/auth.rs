@@ -340,7 +340,7 @@ impl RegistryClient {
             Some(Err(e)) => {
                 let what = format!("cannot reach the token endpoint {realm}");
                 return Err(self
-                    .permanent(&what, &call.uri, &e)
+                    .permanent(&what, &call.uri, &*e)
                     .unwrap_or_else(|| Error::unavailable(what, e)));
             }
             None => {

@@ -190,7 +190,14 @@ impl RegistryClient {
             let span =
                 tracing::debug_span!("request", method = %call.method, path = call.uri.path());
             let stall = self.inner.stall_timeout;
-            let answer = self.inner.http.request(request).instrument(span);
+            let answer = match call.body.file_span() {
+                Some(file) => self
+                    .inner
+                    .http
+                    .send_file(request, file.clone(), Arc::clone(&progress)),
+                None => self.inner.http.request(request),
+            }
+            .instrument(span);
             let result = answer_within(answer, &progress, stall).await;
             let can_retry = call.retryable() && attempt < self.inner.retry.attempts;
             match result {
@@ -214,7 +221,7 @@ impl RegistryClient {
                 }
                 Some(Err(error)) => {
                     let what = format!("{} {} on {self}", call.method, call.uri.path());
-                    if let Some(permanent) = self.permanent(&what, &call.uri, &error) {
+                    if let Some(permanent) = self.permanent(&what, &call.uri, &*error) {
                         return Err(permanent);
                     }
                     if can_retry {
@@ -264,7 +271,7 @@ impl RegistryClient {
         &self,
         what: &str,
         uri: &Uri,
-        error: &hyper_util::client::legacy::Error,
+        error: &(dyn std::error::Error + 'static),
     ) -> Option<Error> {
         match permanent_failure(error)? {
             Permanent::Tls(tls) => {

@@ -20,6 +20,7 @@ use crate::response::{
     content_length, content_range_total, header_digest, header_media_type, incoming_stream,
     read_manifest,
 };
+use crate::send_file;
 use crate::transport::{Body, Call};
 use crate::upload::{BodyFailure, RegistryWriter, checked_body, chunk_below_refused};
 use tracing::{debug, warn};
@@ -380,6 +381,16 @@ impl OciInterface for RegistryClient {
             )
             .await?;
         let mut put = self.closing_put(&response, descriptor, Body::Stream(Some(body)))?;
+        // A body that lies in a file goes to a plain-HTTP registry unread, by sendfile; one
+        // whose file has been cut short streams, and its reader names what is missing.
+        if put.uri.scheme_str() == Some("http")
+            && let Body::Stream(Some(body)) = &put.body
+            && let Some(span) = body.file_span()
+            && send_file::SUPPORTED
+            && span.is_held()
+        {
+            put.body = Body::File(span.clone());
+        }
         match self
             .expect(&mut put, &scope, &[StatusCode::CREATED], target)
             .await

@@ -39,6 +39,7 @@ mod listing;
 mod proxy;
 mod referrers;
 mod response;
+mod send_file;
 mod transport;
 mod trust;
 mod upload;

@@ -418,6 +418,19 @@ pub(crate) struct ProxyStream {
     forwarded: bool,
 }
 
+impl ProxyStream {
+    /// Whether this is a connection to a proxy that forwards plain-HTTP requests (which are
+    /// then sent in absolute form).
+    pub(crate) fn is_forwarded(&self) -> bool {
+        self.forwarded
+    }
+
+    /// The TCP connection.
+    pub(crate) fn into_tcp(self) -> TcpStream {
+        self.io.into_inner()
+    }
+}
+
 impl Connection for ProxyStream {
     fn connected(&self) -> Connected {
         self.io.connected().proxy(self.forwarded)

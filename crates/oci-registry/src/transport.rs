@@ -14,10 +14,11 @@ use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use oci_store::{BlobBody, Error as StoreError};
+use oci_store::{BlobBody, Error as StoreError, FileSpan};
 use rand::Rng;
 
 use crate::proxy::{ProxyConnector, ProxyError, ProxyRules, redacted};
+use crate::send_file;
 
 /// The body of a request.
 pub(crate) type RequestBody = UnsyncBoxBody<Bytes, StoreError>;
@@ -25,16 +26,38 @@ pub(crate) type RequestBody = UnsyncBoxBody<Bytes, StoreError>;
 /// The pooled client, and the proxy rules its connector follows.
 pub(crate) struct HttpClient {
     client: Client<HttpsConnector<ProxyConnector>, RequestBody>,
+    /// The connector under TLS, for requests sent beside the pool (a file's span).
+    plain: ProxyConnector,
     proxies: Arc<ProxyRules>,
 }
 
 impl HttpClient {
     /// Sends a request, with the proxy's credentials when it is forwarded to a proxy (a
     /// tunnel carries them in its `CONNECT` instead).
-    pub(crate) fn request(
+    pub(crate) fn request(&self, mut request: Request<RequestBody>) -> send_file::Answer {
+        self.add_proxy_authorization(&mut request);
+        let answer = self.client.request(request);
+        Box::pin(async move { answer.await.map_err(send_file::SendError::from) })
+    }
+
+    /// Sends `request` (a plain-HTTP one) with `span` as its body, by `sendfile(2)` on a
+    /// connection of its own ([`send_file`]).
+    pub(crate) fn send_file(
         &self,
         mut request: Request<RequestBody>,
-    ) -> hyper_util::client::legacy::ResponseFuture {
+        span: FileSpan,
+        progress: Arc<BodyProgress>,
+    ) -> send_file::Answer {
+        self.add_proxy_authorization(&mut request);
+        Box::pin(send_file::send(
+            self.plain.clone(),
+            request,
+            span,
+            progress,
+        ))
+    }
+
+    fn add_proxy_authorization(&self, request: &mut Request<RequestBody>) {
         if request.uri().scheme_str() == Some("http")
             && let Some(proxy) = self.proxies.route(request.uri())
             && let Some(authorization) = proxy.basic_auth()
@@ -43,7 +66,6 @@ impl HttpClient {
                 .headers_mut()
                 .insert(header::PROXY_AUTHORIZATION, authorization.clone());
         }
-        self.client.request(request)
     }
 
     /// The proxy a request to `uri` goes through, with its password hidden.
@@ -141,6 +163,9 @@ pub(crate) enum Body {
     Bytes(Bytes),
     /// Sent once: a request with this body is not retried.
     Stream(Option<BlobBody>),
+    /// A span of a file, sent by `sendfile(2)` over plain HTTP ([`send_file`]); like a
+    /// stream, not sent twice: a registry may keep what reached it of a broken upload.
+    File(FileSpan),
 }
 
 impl Body {
@@ -160,11 +185,24 @@ impl Body {
                 });
                 StreamBody::new(pieces).boxed_unsync()
             }
+            // Sent beside the request, which has an empty body of its own.
+            Self::File(_) => {
+                progress.streamed.store(true, Ordering::Relaxed);
+                Empty::new().map_err(|never| match never {}).boxed_unsync()
+            }
         })
     }
 
     pub(crate) fn replayable(&self) -> bool {
-        !matches!(self, Self::Stream(_))
+        !matches!(self, Self::Stream(_) | Self::File(_))
+    }
+
+    /// The file's span this body is, if it is one.
+    pub(crate) fn file_span(&self) -> Option<&FileSpan> {
+        match self {
+            Self::File(span) => Some(span),
+            _ => None,
+        }
     }
 }
 
@@ -201,7 +239,7 @@ impl BodyProgress {
         }
     }
 
-    fn mark(&self, bytes: usize) {
+    pub(crate) fn mark(&self, bytes: usize) {
         let now = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
         self.last.store(now, Ordering::Relaxed);
         self.sent.fetch_add(bytes as u64, Ordering::Relaxed);
@@ -335,22 +373,27 @@ pub(crate) fn http_client(tls: rustls::ClientConfig, proxies: ProxyRules) -> Htt
     tcp.set_nodelay(true);
     tcp.set_connect_timeout(Some(Duration::from_secs(30)));
     let proxies = Arc::new(proxies);
+    let plain = ProxyConnector {
+        tcp,
+        rules: Arc::clone(&proxies),
+    };
     let connector = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(tls)
         .https_or_http()
         .enable_http1()
         .enable_http2()
-        .wrap_connector(ProxyConnector {
-            tcp,
-            rules: Arc::clone(&proxies),
-        });
+        .wrap_connector(plain.clone());
     let client = Client::builder(TokioExecutor::new())
         // hyper grows a connection's read buffer up to ~400 KiB while the body is consumed
         // as fast as it arrives, and a piece handed on keeps its buffer alive while the next
         // is read: four downloads at once then held more memory than skopeo's whole process.
         .http1_max_buf_size(HTTP1_MAX_BUFFER)
         .build(connector);
-    HttpClient { client, proxies }
+    HttpClient {
+        client,
+        plain,
+        proxies,
+    }
 }
 
 /// A failure of a request that sending it again will not mend.
@@ -393,7 +436,7 @@ pub(crate) fn permanent_failure<'a>(
 /// The largest read buffer of an HTTP/1 connection (also the limit of a response head, which a
 /// registry keeps to a few KiB): small enough that a pull of many layers four at a time stays
 /// within oras's memory, at the cost of more, smaller reads.
-const HTTP1_MAX_BUFFER: usize = 64 << 10;
+pub(crate) const HTTP1_MAX_BUFFER: usize = 64 << 10;
 
 #[cfg(test)]
 mod tests {

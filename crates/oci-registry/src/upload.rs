@@ -415,6 +415,11 @@ pub(crate) fn checked_body(
     body: BlobBody,
     failure: BodyFailure,
 ) -> BlobBody {
+    // Sent from its file, the body is the span's length, which must be the descriptor's.
+    let span = body
+        .file_span()
+        .filter(|span| span.len() == descriptor.size)
+        .cloned();
     let mut check = Some(PushCheck::counting(descriptor));
     let record = move |error: Error| -> Error {
         let message = error.to_string();
@@ -425,7 +430,8 @@ pub(crate) fn checked_body(
             source: None,
         }
     };
-    body.map(Some)
+    let checked = body
+        .map(Some)
         .chain(stream::once(async { None }))
         .filter_map(move |item| {
             let out = match item {
@@ -443,8 +449,12 @@ pub(crate) fn checked_body(
             };
             futures::future::ready(out)
         })
-        .boxed()
-        .into()
+        .boxed();
+    let checked = BlobBody::from(checked);
+    match span {
+        Some(span) => checked.with_file(span),
+        None => checked,
+    }
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ use bytes::{Bytes, BytesMut};
 use futures::stream::{BoxStream, Stream, StreamExt};
 use oci_types::{Descriptor, Digest, Digester};
 
+use crate::file_span::{FileSpan, ProgressObserver};
 use crate::{Error, Result};
 
 /// A blob's content as it streams: pieces of [`Bytes`], or an error that ends the stream.
@@ -24,6 +25,8 @@ pub struct BlobBody {
     /// Set only by [`BlobReader::verified`]: the stream ends in an error unless its content
     /// is this many bytes that hash to this digest.
     verified_as: Option<(Digest, u64)>,
+    /// The same content as a span of an open file, for a consumer that sends it unread.
+    file: Option<FileSpan>,
 }
 
 impl BlobBody {
@@ -32,7 +35,24 @@ impl BlobBody {
         Self {
             stream: stream.boxed(),
             verified_as: None,
+            file: None,
         }
+    }
+
+    /// Says that the stream's content is also `span` of a file (see [`FileSpan`]). A store
+    /// sets this on the body of a read it gives out for a push; a body that verifies its own
+    /// content gets no span, since whoever takes it would skip that check.
+    pub fn with_file(mut self, span: FileSpan) -> Self {
+        if self.verified_as.is_none() {
+            self.file = Some(span);
+        }
+        self
+    }
+
+    /// The content as a span of an open file, if the body has one: a consumer that sends it
+    /// (and calls [`FileSpan::sent`] as it goes) drops the body without polling it.
+    pub fn file_span(&self) -> Option<&FileSpan> {
+        self.file.as_ref()
     }
 
     /// The digest and size this body's own stream verifies: when it is `Some`, the stream
@@ -54,6 +74,7 @@ impl BlobBody {
         Self {
             stream: stream.boxed(),
             verified_as,
+            file: None,
         }
     }
 
@@ -63,20 +84,23 @@ impl BlobBody {
         self.verified_as() == Some((&descriptor.digest, descriptor.size))
     }
 
-    /// Calls `observe` with every piece as it passes (progress, counting), keeping what the
-    /// body verifies.
-    pub fn inspect_chunks(self, mut observe: impl FnMut(&Bytes) + Send + 'static) -> Self {
-        let verified_as = self.verified_as;
+    /// Calls `observe` with the size of every piece as it passes (progress, counting), or of
+    /// every part of the [`FileSpan`] as it is sent, keeping what the body verifies and its
+    /// span.
+    pub fn on_progress(self, observe: impl Fn(u64) + Send + Sync + 'static) -> Self {
+        let observe: ProgressObserver = std::sync::Arc::new(observe);
+        let in_stream = std::sync::Arc::clone(&observe);
         Self {
             stream: self
                 .stream
                 .inspect(move |item| {
                     if let Ok(chunk) = item {
-                        observe(chunk);
+                        in_stream(chunk.len() as u64);
                     }
                 })
                 .boxed(),
-            verified_as,
+            verified_as: self.verified_as,
+            file: self.file.map(|span| span.observed_by(observe)),
         }
     }
 }
@@ -98,6 +122,7 @@ impl From<BoxStream<'static, Result<Bytes>>> for BlobBody {
         Self {
             stream,
             verified_as: None,
+            file: None,
         }
     }
 }
@@ -106,6 +131,7 @@ impl fmt::Debug for BlobBody {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("BlobBody")
             .field("verified_as", &self.verified_as)
+            .field("file", &self.file)
             .finish_non_exhaustive()
     }
 }
@@ -162,8 +188,9 @@ impl BlobReader {
         let Self {
             descriptor,
             range,
-            inner,
+            mut inner,
         } = self;
+        let file = inner.file.take();
         if let Some(range) = range {
             let checked = Checked {
                 inner,
@@ -180,6 +207,9 @@ impl BlobReader {
         let digester = (hash && !hashed_inside).then(|| descriptor.digest.digester());
         let verified_as =
             (hash || hashed_inside).then(|| (descriptor.digest.clone(), descriptor.size));
+        // Sent from the file, the content skips this reader's checks: only where there are
+        // none but its length, which the span states.
+        let file = file.filter(|span| verified_as.is_none() && span.len() == descriptor.size);
         let checked = Checked {
             inner,
             digester,
@@ -192,6 +222,7 @@ impl BlobReader {
         BlobBody {
             stream: checked.boxed(),
             verified_as,
+            file,
         }
     }
 
@@ -217,7 +248,8 @@ impl BlobReader {
     /// is still verified; a range read is the same as [`into_stream`](Self::into_stream).
     ///
     /// A store's body that hashes the content itself (a wrapper passing on another store's
-    /// verified read) still does.
+    /// verified read) still does. A body read from a file keeps its [`FileSpan`], so that a
+    /// push can send the file unread.
     pub fn into_stream_for_push(self) -> BlobBody {
         self.checked(false)
     }
@@ -556,13 +588,88 @@ mod tests {
         let descriptor = descriptor_of(b"content");
         let observed = read_claiming(&descriptor, b"content")
             .into_stream()
-            .inspect_chunks(|_| {});
+            .on_progress(|_| {});
         assert_eq!(
             observed.verified_as(),
             Some((&descriptor.digest, descriptor.size))
         );
         let rewrapped = BlobBody::new(observed.map(|item| item));
         assert_eq!(rewrapped.verified_as(), None);
+    }
+
+    /// A file holding `content`, and a span of all of it.
+    fn file_with(content: &[u8]) -> (tempfile::NamedTempFile, crate::FileSpan) {
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        std::io::Write::write_all(&mut file, content).unwrap();
+        let open = std::sync::Arc::new(file.reopen().unwrap());
+        let span = crate::FileSpan::new(open, 0, content.len() as u64, "the test's file");
+        (file, span)
+    }
+
+    #[test]
+    fn only_a_full_unhashed_read_of_the_stated_size_keeps_its_file() {
+        let descriptor = descriptor_of(b"content");
+        let (_file, span) = file_with(b"content");
+        let read = |span: crate::FileSpan| {
+            BlobReader::verified(
+                descriptor.clone(),
+                body_from_bytes("content").with_file(span),
+            )
+        };
+        let for_push = read(span.clone()).into_stream_for_push();
+        assert_eq!(for_push.file_span().map(crate::FileSpan::len), Some(7));
+        // A consumer that hashes must read the stream.
+        assert!(read(span.clone()).into_stream().file_span().is_none());
+        let ranged = BlobReader::ranged(
+            descriptor.clone(),
+            0..7,
+            body_from_bytes("content").with_file(span.clone()),
+        );
+        assert!(ranged.into_stream_for_push().file_span().is_none());
+        // A span that is not the content the descriptor states is not offered.
+        let short = crate::FileSpan::new(
+            std::sync::Arc::new(span.file().try_clone().unwrap()),
+            0,
+            6,
+            "short",
+        );
+        assert!(read(short).into_stream_for_push().file_span().is_none());
+        // A body that verifies itself keeps its check: no span to skip it by.
+        let verifying = read_claiming(&descriptor, b"content").into_stream();
+        assert!(verifying.with_file(span).file_span().is_none());
+    }
+
+    #[tokio::test]
+    async fn progress_is_told_by_the_stream_or_by_the_span() {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        let descriptor = descriptor_of(b"content");
+        let (file, span) = file_with(b"content");
+        let seen = std::sync::Arc::new(AtomicU64::new(0));
+        let body = || {
+            let seen = std::sync::Arc::clone(&seen);
+            BlobReader::verified(
+                descriptor.clone(),
+                body_from_bytes("content").with_file(span.clone()),
+            )
+            .into_stream_for_push()
+            .on_progress(move |bytes| {
+                seen.fetch_add(bytes, Ordering::Relaxed);
+            })
+        };
+        let mut streamed = body();
+        while let Some(piece) = streamed.next().await {
+            piece.unwrap();
+        }
+        assert_eq!(seen.swap(0, Ordering::Relaxed), 7);
+        let sent = body();
+        let span = sent.file_span().unwrap();
+        assert!(span.is_held());
+        span.sent(4);
+        span.sent(3);
+        assert_eq!(seen.load(Ordering::Relaxed), 7);
+        // Cut short after it was opened, the file no longer holds the span.
+        file.as_file().set_len(3).unwrap();
+        assert!(!span.is_held());
     }
 
     #[tokio::test]

@@ -47,6 +47,7 @@ mod cache;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 mod error;
+mod file_span;
 mod gc;
 mod inspect;
 mod interface;
@@ -60,6 +61,7 @@ mod pool;
 pub use blob::{BlobBody, BlobReader, BlobWriter, PushCheck, body_from_bytes, check_range};
 pub use cache::Cached;
 pub use error::{Error, ErrorCode, Result};
+pub use file_span::FileSpan;
 pub use gc::GcOptions;
 pub use inspect::{InspectedManifest, inspect_manifest};
 pub use interface::{
