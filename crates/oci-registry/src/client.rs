@@ -191,10 +191,11 @@ impl RegistryClient {
                 tracing::debug_span!("request", method = %call.method, path = call.uri.path());
             let stall = self.inner.stall_timeout;
             let answer = match call.body.file_span() {
-                Some(file) => self
-                    .inner
-                    .http
-                    .send_file(request, file.clone(), Arc::clone(&progress)),
+                Some(file) => {
+                    self.inner
+                        .http
+                        .send_file(request, file.clone(), Arc::clone(&progress))
+                }
                 None => self.inner.http.request(request),
             }
             .instrument(span);

@@ -49,12 +49,7 @@ impl HttpClient {
         progress: Arc<BodyProgress>,
     ) -> send_file::Answer {
         self.add_proxy_authorization(&mut request);
-        Box::pin(send_file::send(
-            self.plain.clone(),
-            request,
-            span,
-            progress,
-        ))
+        Box::pin(send_file::send(self.plain.clone(), request, span, progress))
     }
 
     fn add_proxy_authorization(&self, request: &mut Request<RequestBody>) {

@@ -1,7 +1,8 @@
 //! `oci-registry`'s public API against small registries served in process: a reference to a
 //! plain-HTTP loopback registry, the bearer-token flow with a clock the test moves, basic
 //! credentials from a docker `config.json` written by [`DockerConfig`], and blob redirects that
-//! keep credentials on the registry's own host.
+//! keep credentials on the registry's own host; bodies that lie in files, sent to a plain-HTTP
+//! registry unread.
 //!
 //! The fixture answers from a closure and records every request (method, target and
 //! `Authorization`), so each test states the exact exchange it expects. The cross-crate suites
@@ -17,11 +18,12 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use bytes::Bytes;
 use http::{Request, Response};
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use oci_registry::{Clock, Credentials, DockerConfig, RegistryClient, credentials_from_files};
+use oci_store::FileSpan;
 use oci_store::{OciInterface, OciInterfaceExt};
 use oci_types::{Digest, Reference, Repository, Tag, docker_hub};
 
@@ -76,6 +78,8 @@ type Handler = dyn Fn(SocketAddr, &Seen) -> Answer + Send + Sync;
 struct Fixture {
     addr: SocketAddr,
     log: Arc<Mutex<Vec<Seen>>>,
+    /// The body of every request with one, after its method and target.
+    bodies: Arc<Mutex<Vec<(String, Bytes)>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -84,12 +88,15 @@ impl Fixture {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let log: Arc<Mutex<Vec<Seen>>> = Arc::default();
+        let bodies: Arc<Mutex<Vec<(String, Bytes)>>> = Arc::default();
         let handler: Arc<Handler> = Arc::new(handler);
         let task = tokio::spawn({
             let log = Arc::clone(&log);
+            let bodies = Arc::clone(&bodies);
             async move {
                 while let Ok((stream, _)) = listener.accept().await {
                     let log = Arc::clone(&log);
+                    let bodies = Arc::clone(&bodies);
                     let handler = Arc::clone(&handler);
                     let service = service_fn(move |request: Request<Incoming>| {
                         let seen = Seen {
@@ -105,13 +112,21 @@ impl Fixture {
                                 .map(|v| v.to_str().unwrap().to_owned()),
                         };
                         log.lock().unwrap().push(seen.clone());
-                        let answer = handler(addr, &seen);
-                        let mut response = Response::builder().status(answer.status);
-                        for (name, value) in answer.headers {
-                            response = response.header(name, value);
+                        let (bodies, handler) = (Arc::clone(&bodies), Arc::clone(&handler));
+                        async move {
+                            let body = request.into_body().collect().await.unwrap().to_bytes();
+                            if !body.is_empty() {
+                                let request = format!("{} {}", seen.method, seen.target);
+                                bodies.lock().unwrap().push((request, body));
+                            }
+                            let answer = handler(addr, &seen);
+                            let mut response = Response::builder().status(answer.status);
+                            for (name, value) in answer.headers {
+                                response = response.header(name, value);
+                            }
+                            let response = response.body(Full::new(answer.body)).unwrap();
+                            Ok::<_, Infallible>(response)
                         }
-                        let response = response.body(Full::new(answer.body)).unwrap();
-                        async move { Ok::<_, Infallible>(response) }
                     });
                     tokio::spawn(async move {
                         let _ = hyper::server::conn::http1::Builder::new()
@@ -121,7 +136,12 @@ impl Fixture {
                 }
             }
         });
-        Self { addr, log, task }
+        Self {
+            addr,
+            log,
+            bodies,
+            task,
+        }
     }
 
     /// `127.0.0.1:PORT`.
@@ -135,6 +155,10 @@ impl Fixture {
 
     fn clear_log(&self) {
         self.log.lock().unwrap().clear();
+    }
+
+    fn bodies(&self) -> Vec<(String, Bytes)> {
+        self.bodies.lock().unwrap().clone()
     }
 }
 
@@ -615,4 +639,169 @@ async fn blob_redirects_keep_credentials_on_the_registrys_host() {
         [step("GET", "/bucket/blob", None)],
         "another host gets none"
     );
+}
+
+/// A registry that opens an upload on POST and takes it whole on PUT.
+async fn uploading_registry() -> Fixture {
+    Fixture::start(|_, seen| match (seen.method.as_str(), seen.path()) {
+        ("POST", "/v2/team/app/blobs/uploads/") => {
+            Answer::new(202).header("location", "/v2/team/app/blobs/uploads/u1")
+        }
+        ("PUT", "/v2/team/app/blobs/uploads/u1") => Answer::new(201),
+        _ => Answer::new(404),
+    })
+    .await
+}
+
+/// A file holding `content`, and a span of all of it.
+fn file_of(content: &[u8]) -> (tempfile::NamedTempFile, FileSpan) {
+    let mut file = tempfile::NamedTempFile::new().unwrap();
+    std::io::Write::write_all(&mut file, content).unwrap();
+    let open = Arc::new(file.reopen().unwrap());
+    let span = FileSpan::new(open, 0, content.len() as u64, "the test's file");
+    (file, span)
+}
+
+/// Bytes that differ from one offset to the next, so that a shifted or repeated part shows.
+fn counting_bytes(len: usize) -> Bytes {
+    (0..len)
+        .map(|i| (i % 251) as u8 ^ (i >> 16) as u8)
+        .collect()
+}
+
+/// A read for a push whose stream gives `streamed` and whose file's span is `span`: which of
+/// the two reaches the registry shows which way it went.
+fn read_for_push(content: &Bytes, streamed: Bytes, span: FileSpan) -> oci_store::BlobBody {
+    let descriptor =
+        oci_types::Descriptor::octet_stream(&Digest::sha256(content), content.len() as u64);
+    oci_store::BlobReader::verified(
+        descriptor,
+        oci_store::body_from_bytes(streamed).with_file(span),
+    )
+    .into_stream_for_push()
+}
+
+/// A body that lies in a file goes to a plain-HTTP registry by `sendfile`, unread: the
+/// registry gets the file's bytes although the body's stream gives others, and the body's
+/// progress is told of every byte.
+#[tokio::test]
+async fn a_body_in_a_file_goes_to_a_plain_http_registry_unread() {
+    let registry = uploading_registry().await;
+    let client = RegistryClient::builder(&registry.host())
+        .build()
+        .await
+        .unwrap();
+    let repo: Repository = "team/app".parse().unwrap();
+    // Over the size sent in one POST, and over one `sendfile` step.
+    let content = counting_bytes((5 << 20) + 123);
+    let (_file, span) = file_of(&content);
+    let told = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let body = read_for_push(&content, Bytes::from(vec![b'x'; content.len()]), span).on_progress({
+        let told = Arc::clone(&told);
+        move |bytes| {
+            told.fetch_add(bytes, std::sync::atomic::Ordering::Relaxed);
+        }
+    });
+    let descriptor =
+        oci_types::Descriptor::octet_stream(&Digest::sha256(&content), content.len() as u64);
+    client.push_blob(&repo, &descriptor, body).await.unwrap();
+    let bodies = registry.bodies();
+    assert_eq!(bodies.len(), 1, "one PUT with a body");
+    assert!(
+        bodies[0]
+            .0
+            .starts_with("PUT /v2/team/app/blobs/uploads/u1?digest=sha256:"),
+        "{}",
+        bodies[0].0
+    );
+    assert!(bodies[0].1 == content, "the registry got the file's bytes");
+    assert_eq!(
+        told.load(std::sync::atomic::Ordering::Relaxed),
+        content.len() as u64
+    );
+}
+
+/// A file cut short since it was opened is not sent from: the body streams, and its reader
+/// (here, one that has every byte) decides.
+#[tokio::test]
+async fn a_file_cut_short_is_streamed_instead() {
+    let registry = uploading_registry().await;
+    let client = RegistryClient::builder(&registry.host())
+        .build()
+        .await
+        .unwrap();
+    let repo: Repository = "team/app".parse().unwrap();
+    let content = counting_bytes(3 << 20);
+    let (file, span) = file_of(&content);
+    file.as_file().set_len(1 << 20).unwrap();
+    let body = read_for_push(&content, content.clone(), span);
+    let descriptor =
+        oci_types::Descriptor::octet_stream(&Digest::sha256(&content), content.len() as u64);
+    client.push_blob(&repo, &descriptor, body).await.unwrap();
+    let bodies = registry.bodies();
+    assert_eq!(bodies.len(), 1);
+    assert!(
+        bodies[0].1 == content,
+        "the registry got the stream's bytes"
+    );
+}
+
+/// A registry that refuses the upload as soon as it sees the head (413), and closes without
+/// reading the body: the client reports the registry's answer, not the broken pipe, and sends
+/// blobs this big in chunks from then on.
+#[tokio::test]
+async fn a_refusal_before_the_body_is_read_is_the_answer() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let puts = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let server = tokio::spawn({
+        let puts = Arc::clone(&puts);
+        async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let puts = Arc::clone(&puts);
+                tokio::spawn(async move {
+                    let mut head = Vec::new();
+                    loop {
+                        // One request head at a time; the POSTs have no body.
+                        while !head.ends_with(b"\r\n\r\n") {
+                            let mut byte = [0u8];
+                            if stream.read(&mut byte).await.unwrap_or(0) == 0 {
+                                return;
+                            }
+                            head.push(byte[0]);
+                        }
+                        if head.starts_with(b"PUT ") {
+                            puts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            let refusal = "HTTP/1.1 413 Payload Too Large\r\ncontent-length: 0\r\nconnection: close\r\n\r\n";
+                            stream.write_all(refusal.as_bytes()).await.unwrap();
+                            // Closed with the body unread: the client's sending breaks.
+                            return;
+                        }
+                        let accepted = "HTTP/1.1 202 Accepted\r\nlocation: /v2/team/app/blobs/uploads/u1\r\ncontent-length: 0\r\n\r\n";
+                        stream.write_all(accepted.as_bytes()).await.unwrap();
+                        head.clear();
+                    }
+                });
+            }
+        }
+    });
+    let client = RegistryClient::builder(&addr.to_string())
+        .build()
+        .await
+        .unwrap();
+    let repo: Repository = "team/app".parse().unwrap();
+    // Far more than the socket's buffers take: the sending cannot finish before the close.
+    let content = counting_bytes(64 << 20);
+    let (_file, span) = file_of(&content);
+    let body = read_for_push(&content, content.clone(), span);
+    let descriptor =
+        oci_types::Descriptor::octet_stream(&Digest::sha256(&content), content.len() as u64);
+    let error = client
+        .push_blob(&repo, &descriptor, body)
+        .await
+        .unwrap_err();
+    assert_eq!(error.http_status(), 413, "{error}");
+    assert_eq!(puts.load(std::sync::atomic::Ordering::Relaxed), 1);
+    server.abort();
 }
