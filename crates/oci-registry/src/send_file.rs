@@ -50,7 +50,8 @@ pub(crate) async fn send(
     let connection = connector.call(request.uri.clone()).await?;
     let forwarded = connection.is_forwarded();
     let mut tcp = connection.into_tcp();
-    tcp.write_all(&head(&request, forwarded, span.len())).await?;
+    tcp.write_all(&head(&request, forwarded, span.len()))
+        .await?;
     progress.mark(0);
     match send_span(&tcp, &span, &progress).await {
         Ok(()) => read_answer(tcp, &request).await,

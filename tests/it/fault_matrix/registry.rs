@@ -491,3 +491,77 @@ async fn a_copy_to_a_registry_ends_complete_or_failed_cleanly_whatever_the_fault
         .await;
     }
 }
+
+/// The push side from a layout: the big layer lies in a file, so the client sends it to the
+/// plain-HTTP server by `sendfile` (the precondition is checked), and the faults meet that
+/// sending: the PUT's body cut at every offset, its answer lost, a refusal (413) before the
+/// body is read, a corrupted byte, and a server that stops reading.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_from_a_layout_sends_files_and_ends_complete_or_failed_cleanly_whatever_the_faults()
+{
+    let dir = tempfile::tempdir().unwrap();
+    let layout = oci_layout::LayoutStore::open(dir.path()).await.unwrap();
+    let src_repo = repo("source");
+    let image = image(&layout, &src_repo, REGISTRY_LAYERS).await;
+    let shared = image.blob(2);
+    let read = layout.get_blob(&src_repo, &shared.digest).await.unwrap();
+    assert!(
+        read.into_stream_for_push().file_span().is_some(),
+        "the layout's read of the big layer carries its file"
+    );
+    let uploads = "/blobs/uploads/";
+    let once = |fault: Fault| vec![Rule::new(Some("PUT"), uploads, 1, fault)];
+    let always = |fault: Fault| vec![Rule::new(Some("PUT"), uploads, 100, fault)];
+    let mut cases = Vec::new();
+    for at in offsets(shared.size) {
+        cases.push(Case::new(
+            format!("file PUT reset after {at} bytes of the body"),
+            once(Fault::ResetRequestAfter(at)),
+            Expect::Complete,
+        ));
+    }
+    cases.push(Case::new(
+        "file PUT answer reset in its head (the server committed)",
+        once(Fault::ResetInHead(12)),
+        Expect::Complete,
+    ));
+    // The client sends the layer in chunks on the copy's second attempt.
+    cases.push(Case::new(
+        "file PUT refused with 413 before its body",
+        once(answer(413)),
+        Expect::Complete,
+    ));
+    cases.push(Case::new(
+        "file PUT reset in the middle every time",
+        always(Fault::ResetRequestAfter(shared.size as usize / 2)),
+        fails(&[shared.digest.as_str()]),
+    ));
+    // The server checks what it gets: a byte changed on the way is refused, not stored.
+    cases.push(Case::new(
+        "file PUT with a byte of its body corrupted",
+        once(Fault::CorruptRequest(65_537)),
+        fails(&[shared.digest.as_str(), "DIGEST_INVALID"]),
+    ));
+    cases.push(
+        Case::new(
+            "file PUT no longer read after 65537 bytes, every time",
+            always(Fault::StallRequestAfter(65_537)),
+            fails(&[shared.digest.as_str(), "no answer"]),
+        )
+        .client(ClientKind::Stall(Duration::from_millis(300))),
+    );
+    for (n, case) in cases.iter().enumerate() {
+        let (_target, target_memory, target_proxy) = registry().await;
+        let client = matrix_client(&target_proxy, case.client).await;
+        let dst_repo = repo(&format!("target-{n}"));
+        run_copy_case(
+            case,
+            &target_proxy,
+            Endpoint::new(&layout, &src_repo),
+            Endpoint::new(&client, &dst_repo),
+            &target_memory,
+            &image,
+        )
+        .await;
+    }
+}
