@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use bytes::Bytes;
 use futures::StreamExt;
 use oci_store::layer::{EntryKind, LayerLimits, clean, read_entries, sniff_compression};
-use oci_store::{BlobBody, BufferPool};
+use oci_store::{BlobBody, BufferPool, FileSpan};
 use oci_types::Compression;
 use oci_types::{Algorithm, Digester};
 
@@ -243,19 +243,40 @@ impl TarFile {
         Ok(prefix)
     }
 
-    /// An extent's bytes as a blob body, read a piece ahead on a blocking thread.
+    /// An extent's bytes as a blob body, read a piece ahead on a blocking thread once it is
+    /// first polled; the body also says where they lie in the archive (a [`FileSpan`]), so that
+    /// a push to a plain-HTTP registry sends them from the file unread.
     pub(crate) fn body(&self, extent: Extent) -> BlobBody {
+        let span = FileSpan::new(
+            Arc::clone(&self.file),
+            extent.offset,
+            extent.size,
+            self.path.display().to_string(),
+        );
         file_body(
             Arc::clone(&self.file),
             extent,
             format!("cannot read archive {}", self.path.display()),
         )
+        .with_file(span)
     }
 }
 
 /// `extent` of `file` as a blob body, read a piece ahead on a blocking thread into reused
-/// buffers; a read error ends the body with `failure` as its context.
+/// buffers from when it is first polled; a read error ends the body with `failure` as its
+/// context.
 pub(crate) fn file_body(file: Arc<File>, extent: Extent, failure: String) -> BlobBody {
+    futures::stream::once(async move { read_ahead(file, extent, failure) })
+        .flatten()
+        .boxed()
+        .into()
+}
+
+fn read_ahead(
+    file: Arc<File>,
+    extent: Extent,
+    failure: String,
+) -> impl futures::Stream<Item = oci_store::Result<Bytes>> + Send + 'static {
     let (sender, receiver) = tokio::sync::mpsc::channel::<oci_store::Result<Bytes>>(2);
     tokio::task::spawn_blocking(move || {
         let pool = BufferPool::new(READ_PIECE, 4);
@@ -278,8 +299,6 @@ pub(crate) fn file_body(file: Arc<File>, extent: Extent, failure: String) -> Blo
     futures::stream::unfold(receiver, |mut receiver| async move {
         receiver.recv().await.map(|item| (item, receiver))
     })
-    .boxed()
-    .into()
 }
 
 /// Fills as much of `prefix` as the file has.

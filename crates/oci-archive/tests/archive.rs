@@ -137,6 +137,18 @@ async fn an_oci_archive_round_trips_with_its_digests() {
                 &read_all(&reader, &default, &descriptor.digest).await,
                 bytes
             );
+            // A read for a push says where the blob lies in the archive, for a push that
+            // sends it from there unread.
+            let for_push = reader
+                .get_blob(&default, &descriptor.digest)
+                .await
+                .unwrap()
+                .into_stream_for_push();
+            let span = for_push.file_span().expect("a span of the archive");
+            let mut there = vec![0u8; usize::try_from(span.len()).unwrap()];
+            std::os::unix::fs::FileExt::read_exact_at(span.file(), &mut there, span.offset())
+                .unwrap();
+            assert_eq!(&there, bytes);
         }
         let tags: Vec<Tag> = reader
             .tags(&default, &Default::default())

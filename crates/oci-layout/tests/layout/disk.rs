@@ -788,6 +788,42 @@ async fn reads_come_in_pieces_of_the_read_buffer() {
     }
 }
 
+/// A whole blob's read for a push carries the file it lies in, all of it; a read that is
+/// hashed, or a range, does not (whoever sent the span would skip the check).
+#[tokio::test]
+async fn a_read_for_a_push_carries_its_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = LayoutStore::open(dir.path()).await.unwrap();
+    let repo = default_repo();
+    let content = Bytes::from(oci_store::conformance::seeded_bytes(7, (5 << 20) + 17).to_vec());
+    let blob = store
+        .push_blob_bytes(
+            &repo,
+            MediaType::from_static(media_type::OCTET_STREAM),
+            content.clone(),
+        )
+        .await
+        .unwrap();
+    let read = || store.get_blob(&repo, &blob.digest);
+    let for_push = read().await.unwrap().into_stream_for_push();
+    let span = for_push.file_span().expect("a span of the blob's file");
+    assert_eq!((span.offset(), span.len()), (0, content.len() as u64));
+    let mut there = vec![0u8; content.len()];
+    std::os::unix::fs::FileExt::read_exact_at(span.file(), &mut there, 0).unwrap();
+    assert!(there == content);
+    assert!(
+        span.name().ends_with(blob.digest.encoded()),
+        "{}",
+        span.name()
+    );
+    assert!(read().await.unwrap().into_stream().file_span().is_none());
+    let ranged = store
+        .get_blob_range(&repo, &blob.digest, 1, None)
+        .await
+        .unwrap();
+    assert!(ranged.into_stream_for_push().file_span().is_none());
+}
+
 /// A read buffer set to nothing (the field is public) is read as the smallest usable one.
 #[tokio::test]
 async fn a_zero_read_buffer_reads_in_small_pieces() {
