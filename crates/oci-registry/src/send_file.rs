@@ -12,6 +12,7 @@ use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
@@ -53,16 +54,18 @@ pub(crate) async fn send(
     tcp.write_all(&head(&request, forwarded, span.len()))
         .await?;
     progress.mark(0);
-    match send_span(&tcp, &span, &progress).await {
-        Ok(()) => read_answer(tcp, &request).await,
+    match send_span(tcp, &span, &progress).await {
+        (Some(tcp), Ok(())) => read_answer(tcp, &request).await,
+        (None, Ok(())) => Err(io::Error::other("the connection was lost after the body").into()),
         // The file ended early: the registry waits for the rest, and will never answer.
-        Err(error) if error.kind() == io::ErrorKind::UnexpectedEof => Err(error.into()),
+        (_, Err(error)) if error.kind() == io::ErrorKind::UnexpectedEof => Err(error.into()),
         // A registry may answer before it has the whole body (a refusal, a 413) and close:
         // that answer says more than the broken pipe, when it can still be read.
-        Err(error) => match read_answer(tcp, &request).await {
+        (Some(tcp), Err(error)) => match read_answer(tcp, &request).await {
             Ok(response) if !response.status().is_success() => Ok(response),
             _ => Err(error.into()),
         },
+        (None, Err(error)) => Err(error.into()),
     }
 }
 
@@ -95,40 +98,115 @@ fn head(request: &http::request::Parts, forwarded: bool, len: u64) -> Vec<u8> {
     head
 }
 
-/// Sends the span's bytes to `tcp`, [`STEP`] at most at a time, waiting while the socket's
-/// buffer is full.
+/// Sends the span's bytes to `tcp`, [`STEP`] at most at a time, on a blocking thread: a part
+/// of the file that is not in the page cache is read from the disk inside `sendfile`, which
+/// would otherwise hold one of the runtime's few workers, and every task queued on it, for as
+/// long as the disk takes. Gives the connection back.
 #[cfg(target_os = "linux")]
-async fn send_span(tcp: &TcpStream, span: &FileSpan, progress: &BodyProgress) -> io::Result<()> {
+async fn send_span(
+    tcp: TcpStream,
+    span: &FileSpan,
+    progress: &Arc<BodyProgress>,
+) -> (Option<TcpStream>, io::Result<()>) {
+    let socket = match tcp.into_std() {
+        Ok(socket) => socket,
+        Err(error) => return (None, Err(error)),
+    };
+    // Set when this future is dropped (the request given up): the thread stops at its next
+    // step or wait.
+    let given_up = GivenUp::default();
+    let sending = tokio::task::spawn_blocking({
+        let (span, progress, given_up) = (span.clone(), Arc::clone(progress), given_up.flag());
+        move || {
+            let sent = send_blocking(&socket, &span, &progress, &given_up);
+            (socket, sent)
+        }
+    });
+    match sending.await {
+        Ok((socket, sent)) => match TcpStream::from_std(socket) {
+            Ok(tcp) => (Some(tcp), sent),
+            Err(error) => (None, sent.and(Err(error))),
+        },
+        Err(join) => (None, Err(io::Error::other(join))),
+    }
+}
+
+/// The loop of [`send_span`], on the blocking thread; the socket stays non-blocking, so that a
+/// full send buffer is waited for in `poll`, which wakes now and then to see whether the
+/// request was given up.
+#[cfg(target_os = "linux")]
+fn send_blocking(
+    socket: &std::net::TcpStream,
+    span: &FileSpan,
+    progress: &BodyProgress,
+    given_up: &AtomicBool,
+) -> io::Result<()> {
+    use rustix::event::{PollFd, PollFlags, Timespec, poll};
+    use rustix::io::Errno;
+    let look_again = Timespec {
+        tv_sec: 0,
+        tv_nsec: 200_000_000,
+    };
     let mut offset = span.offset();
     let end = span.offset().saturating_add(span.len());
     while offset < end {
-        let count = usize::try_from((end - offset).min(STEP)).unwrap_or(usize::MAX);
-        let sent = tcp
-            .async_io(tokio::io::Interest::WRITABLE, || {
-                rustix::fs::sendfile(tcp, span.file(), Some(&mut offset), count)
-                    .map_err(io::Error::from)
-            })
-            .await?;
-        if sent == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                format!(
-                    "{} ended after {} of the {} bytes being sent",
-                    span.name(),
-                    offset - span.offset(),
-                    span.len()
-                ),
-            ));
+        if given_up.load(Ordering::Relaxed) {
+            return Err(io::Error::from(io::ErrorKind::Interrupted));
         }
-        progress.mark(sent);
-        span.sent(sent as u64);
+        let count = usize::try_from((end - offset).min(STEP)).unwrap_or(usize::MAX);
+        match rustix::fs::sendfile(socket, span.file(), Some(&mut offset), count) {
+            Ok(0) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!(
+                        "{} ended after {} of the {} bytes being sent",
+                        span.name(),
+                        offset - span.offset(),
+                        span.len()
+                    ),
+                ));
+            }
+            Ok(sent) => {
+                progress.mark(sent);
+                span.sent(sent as u64);
+            }
+            Err(Errno::AGAIN) => {
+                let mut writable = [PollFd::new(socket, PollFlags::OUT)];
+                match poll(&mut writable, Some(&look_again)) {
+                    Ok(_) | Err(Errno::INTR) => {}
+                    Err(error) => return Err(error.into()),
+                }
+            }
+            Err(Errno::INTR) => {}
+            Err(error) => return Err(error.into()),
+        }
     }
     Ok(())
 }
 
 #[cfg(not(target_os = "linux"))]
-async fn send_span(_: &TcpStream, _: &FileSpan, _: &BodyProgress) -> io::Result<()> {
-    Err(io::Error::from(io::ErrorKind::Unsupported))
+async fn send_span(
+    tcp: TcpStream,
+    _: &FileSpan,
+    _: &Arc<BodyProgress>,
+) -> (Option<TcpStream>, io::Result<()>) {
+    (Some(tcp), Err(io::Error::from(io::ErrorKind::Unsupported)))
+}
+
+/// A flag set when it is dropped.
+#[derive(Default)]
+struct GivenUp(Arc<AtomicBool>);
+
+impl GivenUp {
+    fn flag(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.0)
+    }
+}
+
+impl Drop for GivenUp {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
 }
 
 /// The answer on `tcp` to the request sent on it, read by hyper.
