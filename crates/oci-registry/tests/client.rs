@@ -99,6 +99,12 @@ impl Fixture {
                     let bodies = Arc::clone(&bodies);
                     let handler = Arc::clone(&handler);
                     let service = service_fn(move |request: Request<Incoming>| {
+                        // As it came: absolute form from a client that takes this for a proxy.
+                        let uri = request.uri().to_string();
+                        let proxy_authorization = request
+                            .headers()
+                            .get(http::header::PROXY_AUTHORIZATION)
+                            .map(|v| v.to_str().unwrap().to_owned());
                         let seen = Seen {
                             method: request.method().to_string(),
                             target: request
@@ -116,7 +122,12 @@ impl Fixture {
                         async move {
                             let body = request.into_body().collect().await.unwrap().to_bytes();
                             if !body.is_empty() {
-                                let request = format!("{} {}", seen.method, seen.target);
+                                let mut request = format!("{} {uri}", seen.method);
+                                if let Some(credentials) = proxy_authorization {
+                                    request.push_str(&format!(
+                                        " (Proxy-Authorization: {credentials})"
+                                    ));
+                                }
                                 bodies.lock().unwrap().push((request, body));
                             }
                             let answer = handler(addr, &seen);
@@ -719,6 +730,44 @@ async fn a_body_in_a_file_goes_to_a_plain_http_registry_unread() {
         told.load(std::sync::atomic::Ordering::Relaxed),
         content.len() as u64
     );
+}
+
+/// Through a proxy that forwards plain HTTP, the file's PUT goes to the proxy in absolute
+/// form, with the proxy's credentials, as hyper sends every other request there.
+#[tokio::test]
+async fn a_body_in_a_file_goes_through_a_forwarding_proxy() {
+    let proxy = uploading_registry().await;
+    // Not loopback, which is never proxied; never resolved, since the proxy is asked.
+    let client = RegistryClient::builder("registry.invalid:5000")
+        .with_plain_http(true)
+        .with_proxy(format!("http://ci:pw@{}", proxy.host()))
+        .build()
+        .await
+        .unwrap();
+    let repo: Repository = "team/app".parse().unwrap();
+    let content = counting_bytes(2 << 20);
+    let (_file, span) = file_of(&content);
+    let body = read_for_push(&content, Bytes::from(vec![b'x'; content.len()]), span);
+    let descriptor =
+        oci_types::Descriptor::octet_stream(&Digest::sha256(&content), content.len() as u64);
+    client.push_blob(&repo, &descriptor, body).await.unwrap();
+    let bodies = proxy.bodies();
+    assert_eq!(bodies.len(), 1, "one PUT with a body");
+    let (request, received) = &bodies[0];
+    assert!(
+        request.starts_with(
+            "PUT http://registry.invalid:5000/v2/team/app/blobs/uploads/u1?digest=sha256:"
+        ),
+        "{request}"
+    );
+    assert!(
+        request.ends_with(&format!(
+            "(Proxy-Authorization: {})",
+            basic_header("ci", "pw")
+        )),
+        "{request}"
+    );
+    assert!(received == &content, "the proxy got the file's bytes");
 }
 
 /// A file cut short since it was opened is not sent from: the body streams, and its reader
