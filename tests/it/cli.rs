@@ -701,3 +701,39 @@ async fn error_snapshots() {
     let unreachable = failure_snapshot(&hoist, &["ls", "127.0.0.1:9/app"], &replace);
     assert!(unreachable.contains("exit code 5"), "{unreachable}");
 }
+
+/// `hoist blob put` of a file over the single-request size, to the CNCF registry on plain
+/// HTTP (the file goes by `sendfile`) and into a layout (read in pieces), read back whole by
+/// `hoist blob get`; a second put finds the blob there.
+#[test]
+fn cncf_blob_put_sends_a_file_and_blob_get_reads_it_back() {
+    let Some(registry) = shared_cncf() else {
+        return;
+    };
+    let hoist = Hoist::new();
+    let work = tempfile::tempdir().unwrap();
+    let content = oci_store::conformance::seeded_bytes(42, (3 << 20) + 5).to_vec();
+    let file = work.path().join("layer.bin");
+    std::fs::write(&file, &content).unwrap();
+    let digest = Digest::sha256(&content);
+    let layout = work.path().join("layout");
+    for repository in [
+        format!("{}/blobput/app", registry.addr),
+        format!("oci:{}", layout.display()),
+    ] {
+        let out = hoist.ok(&["blob", "put", &repository, file.to_str().unwrap()]);
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), digest.as_str());
+        let back = work.path().join("back.bin");
+        hoist.ok(&[
+            "blob",
+            "get",
+            &format!("{repository}@{digest}"),
+            "-o",
+            back.to_str().unwrap(),
+        ]);
+        assert!(std::fs::read(&back).unwrap() == content, "{repository}");
+        let again = hoist.ok(&["blob", "put", &repository, file.to_str().unwrap()]);
+        let said = String::from_utf8_lossy(&again.stderr);
+        assert!(said.contains("is already in"), "{repository}: {said}");
+    }
+}

@@ -3,15 +3,14 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use bytes::Bytes;
-use futures::TryStreamExt;
-use oci_store::{BlobBody, OciInterface, PushManifestParams, body_from_bytes};
+use oci_store::{BlobBody, FileSpan, OciInterface, PushManifestParams, body_from_bytes};
 use oci_types::{
     Algorithm, Descriptor, Digester, ImageManifest, MediaType, Repository, Tag, media_type,
 };
 use tokio::io::AsyncReadExt;
-use tokio_util::io::ReaderStream;
 
 use crate::find::TITLE;
 use crate::{Error, Result};
@@ -141,7 +140,7 @@ pub async fn push_artifact(
     for file in files {
         let (digest, size) = hash_file(&file.path).await?;
         let mut descriptor = Descriptor::new(file.media_type.clone(), digest, size);
-        let body = file_body(&file.path).await?;
+        let body = file_body(&file.path, size).await?;
         store
             .push_blob(repo, &descriptor, body)
             .await
@@ -212,11 +211,10 @@ async fn hash_file(path: &Path) -> Result<(oci_types::Digest, u64)> {
     Ok((digester.finish(), size))
 }
 
-/// The file at `path` as a blob body (the store checks it against the digest and size).
-async fn file_body(path: &Path) -> Result<BlobBody> {
-    let file = open(path).await?;
-    let shown = path.display().to_string();
-    let stream = ReaderStream::with_capacity(file, 1 << 20)
-        .map_err(move |e| oci_store::Error::io(format!("reading {shown}"), e));
-    Ok(BlobBody::new(stream))
+/// The `size` bytes hashed of the file at `path` as a blob body (the store checks them against
+/// the digest), which a push to a plain-HTTP registry sends from the file unread.
+async fn file_body(path: &Path, size: u64) -> Result<BlobBody> {
+    let file = open(path).await?.into_std().await;
+    let span = FileSpan::new(Arc::new(file), 0, size, path.display().to_string());
+    Ok(span.into_body(1 << 20))
 }

@@ -5,6 +5,10 @@ use std::fmt;
 use std::fs::File;
 use std::sync::Arc;
 
+use bytes::Bytes;
+
+use crate::{BlobBody, Error};
+
 /// Called with the number of bytes of a body that were sent, as they are.
 pub(crate) type ProgressObserver = Arc<dyn Fn(u64) + Send + Sync>;
 
@@ -80,6 +84,39 @@ impl FileSpan {
         }
     }
 
+    /// The span as a body that carries it: whoever can send it unread takes the span, and
+    /// anyone else reads the stream, which reads the file a piece of `piece_size` bytes at a
+    /// time on a blocking thread, from when it is first polled. For content whose digest is
+    /// already known (a file hashed before it is pushed): nothing here checks it.
+    pub fn into_body(self, piece_size: usize) -> BlobBody {
+        let piece_size = piece_size.max(1) as u64;
+        let span = self.clone();
+        let pieces = futures::stream::try_unfold(0u64, move |at| {
+            let span = span.clone();
+            async move {
+                if at >= span.len {
+                    return Ok(None);
+                }
+                let want = (span.len - at).min(piece_size);
+                let name = std::sync::Arc::clone(&span.name);
+                let piece = tokio::task::spawn_blocking(move || {
+                    let mut piece = vec![0u8; usize::try_from(want).unwrap_or(usize::MAX)];
+                    std::os::unix::fs::FileExt::read_exact_at(
+                        span.file.as_ref(),
+                        &mut piece,
+                        span.offset.saturating_add(at),
+                    )
+                    .map(|()| Bytes::from(piece))
+                })
+                .await
+                .map_err(|e| Error::io(format!("cannot read {name}"), std::io::Error::other(e)))?
+                .map_err(|e| Error::io(format!("cannot read {name}"), e))?;
+                Ok(Some((piece, at + want)))
+            }
+        });
+        BlobBody::new(pieces).with_file(self)
+    }
+
     pub(crate) fn observed_by(mut self, observer: ProgressObserver) -> Self {
         self.progress.push(observer);
         self
@@ -93,5 +130,30 @@ impl fmt::Debug for FileSpan {
             .field("offset", &self.offset)
             .field("len", &self.len)
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use futures::TryStreamExt;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_span_as_a_body_streams_its_bytes_and_carries_itself() {
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        let content: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
+        std::io::Write::write_all(&mut file, &content).unwrap();
+        let open = Arc::new(file.reopen().unwrap());
+        let span = FileSpan::new(Arc::clone(&open), 100, 5_000, "the test's file");
+        let body = span.into_body(1024);
+        assert_eq!(body.file_span().map(FileSpan::len), Some(5_000));
+        let pieces: Vec<Bytes> = body.try_collect().await.unwrap();
+        assert!(pieces.iter().all(|piece| piece.len() <= 1024));
+        assert_eq!(pieces.concat(), &content[100..5_100]);
+        // Past the end of the file: the read fails, naming the file.
+        let past = FileSpan::new(open, 9_000, 2_000, "the test's file").into_body(1024);
+        let error = past.try_collect::<Vec<Bytes>>().await.unwrap_err();
+        assert!(error.to_string().contains("the test's file"), "{error}");
     }
 }

@@ -4,10 +4,11 @@
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use futures::{StreamExt, TryStreamExt};
-use oci_store::{BlobBody, ErrorCode};
+use futures::StreamExt;
+use oci_store::{BlobBody, ErrorCode, FileSpan};
 use oci_types::{Algorithm, Descriptor, Digest, Digester};
 use oci_unpack::{ExtractOptions, write_uncompressed};
 use tokio::io::AsyncWriteExt;
@@ -201,14 +202,10 @@ pub(crate) async fn put(ctx: &Ctx, args: BlobPutArgs) -> Result<()> {
             ) => {}
         Err(error) => return Err(error).with_context(what),
     }
-    let file = tokio::fs::File::open(&path)
-        .await
-        .with_context(|| format!("cannot open {}", path.display()))?;
-    let shown = path.display().to_string();
-    let body: BlobBody = tokio_util::io::ReaderStream::with_capacity(file, CHUNK)
-        .map_err(move |e| oci_store::Error::io(format!("reading {shown}"), e))
-        .boxed()
-        .into();
+    let file =
+        std::fs::File::open(&path).with_context(|| format!("cannot open {}", path.display()))?;
+    // Sent from the file unread to a plain-HTTP registry; read in pieces to any other store.
+    let body = FileSpan::new(Arc::new(file), 0, size, path.display().to_string()).into_body(CHUNK);
     place
         .store
         .push_blob(&place.repo, &Descriptor::octet_stream(&digest, size), body)
