@@ -409,7 +409,9 @@ pub(crate) type BodyFailure = Arc<Mutex<Option<Error>>>;
 /// upload before the registry can commit it. The digest is the registry's to check: it
 /// verifies every upload when it commits it (distribution-spec) and answers a mismatch with
 /// `DIGEST_INVALID`, which the push returns; hashing here too would spend a core on what the
-/// registry does anyway (a body that verifies itself, a store's read, still does).
+/// registry does anyway (a body that verifies itself, a store's read, still does). A body that
+/// lies in a file keeps that file's span, when it is the descriptor's size, for a PUT that
+/// sends it unread (`send_file.rs`), which sends exactly that many bytes.
 pub(crate) fn checked_body(
     descriptor: &Descriptor,
     body: BlobBody,
