@@ -15,10 +15,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use bytes::Bytes;
-use futures::StreamExt;
 use oci_store::layer::{EntryKind, LayerLimits, clean, read_entries, sniff_compression};
-use oci_store::{BlobBody, BufferPool, FileSpan};
+use oci_store::{BlobBody, FileSpan};
 use oci_types::Compression;
 use oci_types::{Algorithm, Digester};
 
@@ -81,7 +79,7 @@ impl ArchiveLimits {
 /// Expansion below this is never judged by [`ArchiveLimits::max_ratio`].
 const RATIO_GRACE: u64 = 64 << 20;
 /// Pieces a blob is read in.
-const READ_PIECE: usize = 1 << 20;
+pub(crate) const READ_PIECE: usize = 1 << 20;
 
 /// An entry of the tar, by cleaned name.
 #[derive(Debug, Clone)]
@@ -247,58 +245,14 @@ impl TarFile {
     /// first polled; the body also says where they lie in the archive (a [`FileSpan`]), so that
     /// a push to a plain-HTTP registry sends them from the file unread.
     pub(crate) fn body(&self, extent: Extent) -> BlobBody {
-        let span = FileSpan::new(
+        FileSpan::new(
             Arc::clone(&self.file),
             extent.offset,
             extent.size,
-            self.path.display().to_string(),
-        );
-        file_body(
-            Arc::clone(&self.file),
-            extent,
-            format!("cannot read archive {}", self.path.display()),
+            format!("archive {}", self.path.display()),
         )
-        .with_file(span)
+        .into_body(READ_PIECE)
     }
-}
-
-/// `extent` of `file` as a blob body, read a piece ahead on a blocking thread into reused
-/// buffers from when it is first polled; a read error ends the body with `failure` as its
-/// context.
-pub(crate) fn file_body(file: Arc<File>, extent: Extent, failure: String) -> BlobBody {
-    futures::stream::once(async move { read_ahead(file, extent, failure) })
-        .flatten()
-        .boxed()
-        .into()
-}
-
-fn read_ahead(
-    file: Arc<File>,
-    extent: Extent,
-    failure: String,
-) -> impl futures::Stream<Item = oci_store::Result<Bytes>> + Send + 'static {
-    let (sender, receiver) = tokio::sync::mpsc::channel::<oci_store::Result<Bytes>>(2);
-    tokio::task::spawn_blocking(move || {
-        let pool = BufferPool::new(READ_PIECE, 4);
-        let mut at = 0u64;
-        while at < extent.size {
-            let want =
-                usize::try_from((extent.size - at).min(READ_PIECE as u64)).unwrap_or(READ_PIECE);
-            let mut piece = pool.take_sized(want);
-            let item = file
-                .read_exact_at(&mut piece, extent.offset + at)
-                .map(|()| pool.hand_out(piece))
-                .map_err(|e| oci_store::Error::io(failure.clone(), e));
-            let failed = item.is_err();
-            if sender.blocking_send(item).is_err() || failed {
-                return;
-            }
-            at += want as u64;
-        }
-    });
-    futures::stream::unfold(receiver, |mut receiver| async move {
-        receiver.recv().await.map(|item| (item, receiver))
-    })
 }
 
 /// Fills as much of `prefix` as the file has.

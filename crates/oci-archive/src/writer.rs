@@ -16,12 +16,12 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use bytes::Bytes;
 use futures::stream::StreamExt;
-use oci_store::{BlobBody, Error as StoreError, PushCheck, Result as StoreResult};
+use oci_store::{BlobBody, Error as StoreError, FileSpan, PushCheck, Result as StoreResult};
 use oci_types::{Algorithm, Descriptor, Digest, Digester, MediaType, Platform, Repository, Tag};
 use tokio::sync::mpsc;
 
 use crate::format::{ArchiveFormat, DockerFormat, blob_path};
-use crate::scan::{Extent, file_body};
+use crate::scan::READ_PIECE;
 use crate::sink::{Output, TarSink};
 use crate::stored::StoredManifest;
 use crate::{Error, Result};
@@ -399,11 +399,8 @@ impl ArchiveWriter {
     ) -> StoreResult<Descriptor> {
         let name = self.entry_name(descriptor);
         let size = descriptor.size;
-        let mut body = file_body(
-            Arc::new(file),
-            Extent { offset: 0, size },
-            "cannot read an upload back from its temporary file".to_owned(),
-        );
+        let mut body = FileSpan::new(Arc::new(file), 0, size, "an upload's temporary file")
+            .into_body(READ_PIECE);
         self.write_entry(name.clone(), size, async |to_tar: &mpsc::Sender<Piece>| {
             let mut seen = 0u64;
             while let Some(piece) = body.next().await {

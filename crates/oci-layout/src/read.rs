@@ -122,11 +122,7 @@ pub(crate) fn file_body(
     })
     .flatten()
     .boxed();
-    let body = BlobBody::from(pieces);
-    match span {
-        Some(span) => body.with_file(span),
-        None => body,
-    }
+    BlobBody::from(pieces).with_file(span)
 }
 
 /// Starts the task that reads `file` into pieces of `piece_size`, `read_ahead` of them ahead of

@@ -452,11 +452,7 @@ pub(crate) fn checked_body(
             futures::future::ready(out)
         })
         .boxed();
-    let checked = BlobBody::from(checked);
-    match span {
-        Some(span) => checked.with_file(span),
-        None => checked,
-    }
+    BlobBody::from(checked).with_file(span)
 }
 
 #[cfg(test)]

@@ -39,12 +39,12 @@ impl BlobBody {
         }
     }
 
-    /// Says that the stream's content is also `span` of a file (see [`FileSpan`]). A store
-    /// sets this on the body of a read it gives out for a push; a body that verifies its own
-    /// content gets no span, since whoever takes it would skip that check.
-    pub fn with_file(mut self, span: FileSpan) -> Self {
+    /// Says that the stream's content is also `span` of a file (see [`FileSpan`]), if there
+    /// is one. A store sets this on the body of a read it gives out for a push; a body that
+    /// verifies its own content gets no span, since whoever takes it would skip that check.
+    pub fn with_file(mut self, span: impl Into<Option<FileSpan>>) -> Self {
         if self.verified_as.is_none() {
-            self.file = Some(span);
+            self.file = span.into();
         }
         self
     }

@@ -6,8 +6,9 @@ use std::fs::File;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use futures::{Stream, StreamExt};
 
-use crate::{BlobBody, Error};
+use crate::{BlobBody, BufferPool, Error, Result};
 
 /// Called with the number of bytes of a body that were sent, as they are.
 pub(crate) type ProgressObserver = Arc<dyn Fn(u64) + Send + Sync>;
@@ -85,36 +86,45 @@ impl FileSpan {
     }
 
     /// The span as a body that carries it: whoever can send it unread takes the span, and
-    /// anyone else reads the stream, which reads the file a piece of `piece_size` bytes at a
-    /// time on a blocking thread, from when it is first polled. For content whose digest is
-    /// already known (a file hashed before it is pushed): nothing here checks it.
+    /// anyone else reads the stream, which reads the file from when it is first polled, on a
+    /// blocking thread, a piece of `piece_size` bytes ahead, into buffers that come back to a
+    /// pool when the consumer drops them. For content whose digest is already known (a file
+    /// hashed before it is pushed, an archive's indexed blob): nothing here checks it.
     pub fn into_body(self, piece_size: usize) -> BlobBody {
-        let piece_size = piece_size.max(1) as u64;
         let span = self.clone();
-        let pieces = futures::stream::try_unfold(0u64, move |at| {
-            let span = span.clone();
-            async move {
-                if at >= span.len {
-                    return Ok(None);
+        let pieces =
+            futures::stream::once(async move { span.read_ahead(piece_size.max(1)) }).flatten();
+        BlobBody::new(pieces).with_file(self)
+    }
+
+    /// Starts the blocking thread that reads the span for [`into_body`](Self::into_body).
+    fn read_ahead(self, piece_size: usize) -> impl Stream<Item = Result<Bytes>> + Send + 'static {
+        let (sender, receiver) = tokio::sync::mpsc::channel::<Result<Bytes>>(2);
+        tokio::task::spawn_blocking(move || {
+            let pool = BufferPool::new(piece_size, 4);
+            let mut at = 0u64;
+            while at < self.len {
+                let want =
+                    usize::try_from((self.len - at).min(piece_size as u64)).unwrap_or(piece_size);
+                let mut piece = pool.take_sized(want);
+                let item = std::os::unix::fs::FileExt::read_exact_at(
+                    self.file.as_ref(),
+                    &mut piece,
+                    self.offset.saturating_add(at),
+                )
+                .map(|()| pool.hand_out(piece))
+                .map_err(|e| Error::io(format!("cannot read {}", self.name), e));
+                let failed = item.is_err();
+                // A dropped receiver (the consumer went away) ends the reading.
+                if sender.blocking_send(item).is_err() || failed {
+                    return;
                 }
-                let want = (span.len - at).min(piece_size);
-                let name = std::sync::Arc::clone(&span.name);
-                let piece = tokio::task::spawn_blocking(move || {
-                    let mut piece = vec![0u8; usize::try_from(want).unwrap_or(usize::MAX)];
-                    std::os::unix::fs::FileExt::read_exact_at(
-                        span.file.as_ref(),
-                        &mut piece,
-                        span.offset.saturating_add(at),
-                    )
-                    .map(|()| Bytes::from(piece))
-                })
-                .await
-                .map_err(|e| Error::io(format!("cannot read {name}"), std::io::Error::other(e)))?
-                .map_err(|e| Error::io(format!("cannot read {name}"), e))?;
-                Ok(Some((piece, at + want)))
+                at += want as u64;
             }
         });
-        BlobBody::new(pieces).with_file(self)
+        futures::stream::unfold(receiver, |mut receiver| async move {
+            receiver.recv().await.map(|item| (item, receiver))
+        })
     }
 
     pub(crate) fn observed_by(mut self, observer: ProgressObserver) -> Self {
