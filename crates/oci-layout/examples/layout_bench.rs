@@ -11,9 +11,10 @@
 //! the time of the operation in this process (opening the store included) and `peak_rss_kib`
 //! the process's peak resident set (`VmHWM` of `/proc/self/status`) at the end.
 //!
-//! The source is read as the layout reads its own blobs (`tokio::fs::File` through
-//! `ReaderStream`, 1 MiB buffers). Reading it on a thread of its own, a few buffers ahead, made
-//! no measurable difference once the layout's writer thread queues up to 8 MiB.
+//! The source is read as hoist reads a local file it pushes (`hoist blob put`):
+//! `FileSpan::into_body`, 1 MiB pieces read on blocking threads into pooled buffers. Through
+//! `tokio::fs::File`, every piece was copied once more (from tokio's buffer into a fresh one),
+//! which took as much CPU as hashing it.
 //!
 //! Build it with `cargo build --release -p oci-layout --example layout_bench`; `cargo xtask
 //! bench` does so and compares it with `dd` and `openssl` on the same bytes.
@@ -22,15 +23,17 @@
 #![allow(clippy::print_stdout)]
 
 use std::error::Error;
+use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 use futures::StreamExt;
 use oci_layout::{LayoutOptions, LayoutStore};
-use oci_store::OciInterface;
+use oci_store::{FileSpan, OciInterface};
 use oci_types::{Descriptor, Digest, MediaType, media_type};
 
-/// The read size of the source file: what the layout gathers into one write anyway.
+/// The read size of the source file: the pieces a push from a local file reads.
 const READ_BUFFER: usize = 1 << 20;
 
 const USAGE: &str = "usage: layout_bench push SRC_FILE LAYOUT_DIR DIGEST\n       \
@@ -66,17 +69,10 @@ async fn main() -> Result<(), Box<dyn Error>> {
 async fn push(src: &Path, dir: PathBuf, digest: Digest) -> Result<u64, Box<dyn Error>> {
     let store = LayoutStore::open(dir).await?;
     let repo = LayoutOptions::default().default_repository;
-    let file = tokio::fs::File::open(src)
-        .await
-        .map_err(|e| format!("cannot open {}: {e}", src.display()))?;
-    let size = file.metadata().await?.len();
-    let shown = src.display().to_string();
-    let body = tokio_util::io::ReaderStream::with_capacity(file, READ_BUFFER)
-        .map(move |chunk| {
-            chunk.map_err(|e| oci_store::Error::io(format!("cannot read {shown}"), e))
-        })
-        .boxed()
-        .into();
+    let file = File::open(src).map_err(|e| format!("cannot open {}: {e}", src.display()))?;
+    let size = file.metadata()?.len();
+    let body =
+        FileSpan::new(Arc::new(file), 0, size, src.display().to_string()).into_body(READ_BUFFER);
     let descriptor = Descriptor::new(
         MediaType::from_static(media_type::OCI_LAYER_TAR),
         digest,

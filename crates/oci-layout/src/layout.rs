@@ -367,11 +367,13 @@ impl Layout {
         let abandoned = Arc::new(AtomicBool::new(false));
         let writer_abandoned = Arc::clone(&abandoned);
         let (tmp_owned, target_owned) = (tmp.to_path_buf(), target.to_path_buf());
+        let gather = gathering_size(descriptor.size);
         // The writing thread also moves the file into place: one hand-off per blob, not three.
         let writer = tokio::task::spawn_blocking(move || -> oci_store::Result<()> {
             let (tmp, target) = (tmp_owned, target_owned);
             write_new_file(
                 &tmp,
+                gather,
                 || receiver.blocking_recv(),
                 |buffer| {
                     let _ = give_back.send(buffer);
@@ -388,7 +390,6 @@ impl Layout {
             fs::rename(&tmp, &target).map_err(io("cannot rename into place", &target))
         });
         let mut check = PushCheck::for_body(descriptor, &body);
-        let gather = gathering_size(descriptor.size);
         let fed: oci_store::Result<()> = async {
             let mut filling = AlignedBuffer::with_capacity(gather);
             let mut buffers = 1;
