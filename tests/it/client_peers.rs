@@ -569,6 +569,72 @@ async fn cncf_client() -> Option<RegistryClient> {
     )
 }
 
+/// A manifest with one tag is pushed by that tag, in one PUT, on a registry without `?tag=`
+/// (the CNCF registry 2.8 answers no `OCI-Tag`); several tags go with a push by digest and
+/// are then pushed one by one. Seen through a proxy that logs every request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cncf_a_manifest_with_one_tag_is_put_once() {
+    let Some(registry) = tokio::task::spawn_blocking(shared_cncf).await.unwrap() else {
+        return;
+    };
+    let proxy = Proxy::start(registry.addr).await;
+    let client = RegistryClient::builder(&proxy.host())
+        .with_credential_files(Vec::new())
+        .build()
+        .await
+        .unwrap();
+    let repo: Repository = format!("tags-{}", std::process::id()).parse().unwrap();
+    let (pushed, _) = push_image(&client, &repo, 40).await;
+    let manifest_puts = |log: Vec<Seen>| -> Vec<String> {
+        log.into_iter()
+            .filter(|s| s.method == "PUT" && s.target.contains("/manifests/"))
+            .map(|s| s.target)
+            .collect()
+    };
+    assert_eq!(
+        manifest_puts(proxy.log()),
+        [format!("/v2/{repo}/manifests/v1")]
+    );
+    assert_eq!(
+        client.resolve_tag(&repo, &tag("v1")).await.unwrap().digest,
+        pushed.digest
+    );
+
+    proxy.clear_log();
+    let bytes = client
+        .get_manifest(&repo, &pushed.digest)
+        .await
+        .unwrap()
+        .bytes(1 << 20)
+        .await
+        .unwrap();
+    client
+        .push_manifest(
+            &repo,
+            bytes,
+            &MediaType::from_static(media_type::OCI_MANIFEST),
+            &PushManifestParams::new()
+                .with_tag(tag("a"))
+                .with_tag(tag("b")),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        manifest_puts(proxy.log()),
+        [
+            format!("/v2/{repo}/manifests/{}?tag=a&tag=b", pushed.digest),
+            format!("/v2/{repo}/manifests/a"),
+            format!("/v2/{repo}/manifests/b"),
+        ]
+    );
+    for name in ["a", "b"] {
+        assert_eq!(
+            client.resolve_tag(&repo, &tag(name)).await.unwrap().digest,
+            pushed.digest
+        );
+    }
+}
+
 /// `_catalog` through the client: repositories that hold blobs are listed in order, from
 /// `start_after`, and paged through the registry's `Link` headers (the suite's
 /// `repositories_paged` cannot show it: its repositories hold manifests only, which this

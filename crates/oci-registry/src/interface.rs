@@ -11,7 +11,7 @@ use oci_store::{
     BlobBody, BlobReader, BlobWriter, Error, ListParams, OciInterface, PushManifestParams,
     ReferrersParams, Result, body_from_bytes,
 };
-use oci_types::{Descriptor, Digest, Manifest, MediaType, Repository, Tag};
+use oci_types::{Algorithm, Descriptor, Digest, Manifest, MediaType, Repository, Tag};
 
 use crate::client::{ACCEPT_MANIFESTS, RegistryClient, Target};
 use crate::download::content_range_start;
@@ -477,14 +477,24 @@ impl OciInterface for RegistryClient {
     ) -> Result<Descriptor> {
         let inspected = oci_store::inspect_manifest(repo, &contents, media_type, params)?;
         let digest = inspected.digest.clone();
-        // Tags go with the push by digest (`?tag=`, distribution-spec end-7b): one request, and
-        // the manifest keeps its digest's algorithm. A registry that does not support it
-        // confirms no tag with `OCI-Tag`; those tags are pushed one by one below.
-        let mut reference = digest.to_string();
-        if !params.tags.is_empty() {
-            let tags: Vec<String> = params.tags.iter().map(|t| format!("tag={t}")).collect();
-            reference = format!("{reference}?{}", tags.join("&"));
-        }
+        // One tag, and a SHA-256 digest (what a registry names a manifest pushed by tag with):
+        // the push is by that tag, one request on every registry. Otherwise the tags go with
+        // the push by digest (`?tag=`, distribution-spec end-7b): one request where the
+        // registry supports it, and the manifest keeps its digest's algorithm. A registry that
+        // does not (most in use) confirms no tag with `OCI-Tag`; those tags are pushed one by
+        // one below, which for a single tag would be a second PUT of the same manifest.
+        let by_tag = match params.tags.as_slice() {
+            [tag] if digest.algorithm() == Algorithm::Sha256 => Some(tag),
+            _ => None,
+        };
+        let reference = match (by_tag, params.tags.as_slice()) {
+            (Some(tag), _) => tag.to_string(),
+            (None, []) => digest.to_string(),
+            (None, tags) => {
+                let query: Vec<String> = tags.iter().map(|t| format!("tag={t}")).collect();
+                format!("{digest}?{}", query.join("&"))
+            }
+        };
         let response = self
             .put_manifest(repo, &reference, &contents, media_type)
             .await?;
@@ -508,7 +518,7 @@ impl OciInterface for RegistryClient {
         for tag in params
             .tags
             .iter()
-            .filter(|t| !confirmed.iter().any(|c| c == t.as_str()))
+            .filter(|t| by_tag != Some(*t) && !confirmed.iter().any(|c| c == t.as_str()))
         {
             self.put_manifest(repo, tag.as_str(), &contents, media_type)
                 .await?;

@@ -434,8 +434,8 @@ async fn a_copy_to_a_registry_ends_complete_or_failed_cleanly_whatever_the_fault
     );
     // Manifests: the tagged index and a child, cut mid-body, answers lost, 503s.
     for (what, path, size) in [
-        // The tag goes with the push by digest (`?tag=v1`).
-        ("index", format!("/manifests/{}", root.digest), root.size),
+        // The tagged index is pushed by its one tag.
+        ("index", "/manifests/v1".to_owned(), root.size),
         (
             "child manifest",
             format!("/manifests/{}", child.digest),
