@@ -218,8 +218,8 @@ impl DirectFile {
 
     /// Stages `capacity` bytes (rounded up to whole blocks) before each direct write, rather
     /// than [`WRITE_BUFFER`]: a direct write waits for the disk, so a large file written in
-    /// small ones takes as many waits (a GiB pushed from a local file in 1 MiB pieces took
-    /// 8,192 of them, and twice `openssl dgst`'s time, on a disk that writes 1.7 GB/s).
+    /// small ones waits as many times (a blob pushed from a local file comes in whole 1 MiB
+    /// pieces, which are staged; `cargo xtask bench layout` measures it).
     pub(crate) fn staging(mut self, capacity: usize) -> Self {
         if self.staging.is_empty() {
             self.staging = AlignedBuffer::with_capacity(capacity);
