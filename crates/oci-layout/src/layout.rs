@@ -397,7 +397,8 @@ impl Layout {
                 let chunk: Bytes = chunk?;
                 check.update(&chunk)?;
                 if filling.is_empty() && chunk.len() >= gather {
-                    // Already large: written as it is, without a copy.
+                    // Already large: handed over as it is. Through the page cache it is written
+                    // without a copy; a direct write stages it on the writer's thread, not here.
                     if sender.send(Piece::Whole(chunk)).await.is_err() {
                         break;
                     }
