@@ -176,7 +176,17 @@ impl Root {
     /// process may open files) and found again through `..`, checked to be the same
     /// directory (device and inode), so that a tree moved meanwhile stops the removal rather
     /// than removing elsewhere.
+    ///
+    /// `name` must be one entry of `dir`: `.`, `..`, an empty name or one with a `/` is
+    /// refused, since it would remove `dir` itself, what is above it, or something below.
     pub(crate) fn remove(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<()> {
+        let bytes = name.as_bytes();
+        if matches!(bytes, b"" | b"." | b"..") || bytes.contains(&b'/') {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{name:?} is not the name of an entry of its directory: not removed"),
+            ));
+        }
         let stat = match rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
             Ok(stat) => stat,
             Err(rustix::io::Errno::NOENT) => return Ok(()),
@@ -307,6 +317,33 @@ pub(crate) fn list(dir: BorrowedFd<'_>) -> io::Result<Vec<Vec<u8>>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Only an entry of the directory is removed: never the directory itself, what is above
+    /// it, or a path below it.
+    #[test]
+    fn remove_refuses_names_that_are_not_an_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("top/sub")).unwrap();
+        std::fs::write(dir.path().join("top/sub/f"), b"kept").unwrap();
+        std::fs::write(dir.path().join("beside"), b"kept").unwrap();
+        let top = rustix::fs::open(
+            dir.path().join("top"),
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .unwrap();
+        for name in ["", ".", "..", "sub/f", "/"] {
+            let error = Root::remove(top.as_fd(), OsStr::new(name)).unwrap_err();
+            assert_eq!(error.kind(), io::ErrorKind::InvalidInput, "{name:?}");
+        }
+        assert_eq!(
+            std::fs::read(dir.path().join("top/sub/f")).unwrap(),
+            b"kept"
+        );
+        assert_eq!(std::fs::read(dir.path().join("beside")).unwrap(), b"kept");
+        Root::remove(top.as_fd(), OsStr::new("sub")).unwrap();
+        assert!(!dir.path().join("top/sub").exists());
+    }
 
     #[test]
     fn a_parent_found_again_must_be_the_same_directory() {

@@ -545,6 +545,33 @@ async fn hostile_names_stay_inside_or_are_refused() {
     assert_eq!(written, 0, "written outside");
 }
 
+/// A whiteout of `..` or `.` (`.wh...`, `.wh..`: at the top, through a symlink to the top,
+/// or in a directory) is refused naming the entry, before anything is removed: `.wh...` at
+/// the top emptied the directory the target is in. What is beside the target stays, and the
+/// failed unpack leaves no target.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn whiteouts_of_dot_and_dot_dot_are_refused_and_remove_nothing() {
+    for hostile in [".wh...=x", ".wh..=x", "top->/ top/.wh...=x", "d/.wh...=x"] {
+        let image = image(&[tar("kept=lower d/ d/f=lower"), tar(hostile)]).await;
+        let beside = image.dir.path().join("beside");
+        std::fs::write(&beside, b"not the unpack's").unwrap();
+
+        let (target, result) = image.unpack("t", &rootless()).await;
+        let text = chain(&result.unwrap_err());
+        assert!(
+            text.contains("a whiteout that names no entry"),
+            "{hostile}: {text}"
+        );
+        assert!(text.contains(&image.digest(1)), "{hostile}: {text}");
+        assert_eq!(
+            std::fs::read(&beside).unwrap(),
+            b"not the unpack's",
+            "{hostile}"
+        );
+        assert!(!target.exists(), "{hostile}");
+    }
+}
+
 // ---- limits ----
 
 /// The files of an image over `max_image_bytes` stop the unpack naming the limit.

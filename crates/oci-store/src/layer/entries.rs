@@ -370,10 +370,13 @@ pub fn read_entries(
             }
             // aufs' own bookkeeping (`.wh..wh.plnk`, `.wh..wh.aufs`): not content.
             (_, name) if name.starts_with(b".wh..wh.") => continue,
-            (_, b".wh.") => {
+            // `.wh..` and `.wh...` would delete the directory they are in, or the one above
+            // it: not a name in it.
+            (_, b".wh." | b".wh.." | b".wh...") => {
                 return Err(bad(
                     Some(&raw_name),
-                    "a whiteout that names nothing".to_owned(),
+                    "a whiteout that names no entry of its directory (nothing, `.` or `..`)"
+                        .to_owned(),
                 ));
             }
             (parent, name) if name.starts_with(WHITEOUT_PREFIX) => {

@@ -68,6 +68,41 @@ fn names_are_taken_inside_the_root_and_whiteouts_recognised() {
     assert_eq!(clean(b"/../a//./b/"), b"a/b");
 }
 
+/// A whiteout must name an entry of its directory: `.wh.` names nothing, and `.wh..` and
+/// `.wh...` would delete the directory itself or the one above it (above the root, at the
+/// top). Each is refused naming the entry, at the top or below.
+#[test]
+fn a_whiteout_of_nothing_of_dot_or_of_dot_dot_is_refused() {
+    use tar::EntryType::{Directory, Regular};
+    for name in [
+        ".wh.",
+        ".wh..",
+        ".wh...",
+        "d/.wh..",
+        "d/.wh...",
+        "./d/../.wh...",
+    ] {
+        let tar = tar_of(&[(b"d/", Directory, b""), (name.as_bytes(), Regular, b"")]);
+        let error = collect(&tar, &LayerLimits::default()).unwrap_err();
+        let text = error.to_string();
+        assert!(
+            text.contains(name) && text.contains("a whiteout that names no entry"),
+            "{name}: {text}"
+        );
+    }
+    // Names that only start with dots are still whiteouts of those names.
+    let tar = tar_of(&[(b".wh....", Regular, b""), (b".wh..profile", Regular, b"")]);
+    let seen = collect(&tar, &LayerLimits::default()).unwrap();
+    let summary: Vec<(&str, EntryKind)> = seen.iter().map(|(p, k, _)| (p.as_str(), *k)).collect();
+    assert_eq!(
+        summary,
+        [
+            ("...", EntryKind::Whiteout),
+            (".profile", EntryKind::Whiteout)
+        ]
+    );
+}
+
 /// A PAX header whose size record disagrees with the ustar size (CVE-2026-33055: readers
 /// disagreed on where the next entry starts) is refused, naming the entry.
 #[test]
