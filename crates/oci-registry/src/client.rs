@@ -152,9 +152,22 @@ impl RegistryClient {
         }
     }
 
+    /// Whether `uri` is on the registry's own host, reached at least as safely as the
+    /// registry is: credentials go only there. The same host and port over plain HTTP, from a
+    /// registry reached over HTTPS, is not (a `Location` through a TLS-terminating proxy
+    /// would otherwise carry them in clear).
     pub(crate) fn is_own_host(&self, uri: &Uri) -> bool {
-        uri.authority()
-            .is_some_and(|a| a.as_str().eq_ignore_ascii_case(&self.inner.host))
+        let own_authority = uri
+            .authority()
+            .is_some_and(|a| a.as_str().eq_ignore_ascii_case(&self.inner.host));
+        let as_safe = match uri.scheme_str() {
+            Some(scheme) if scheme.eq_ignore_ascii_case("https") => true,
+            Some(scheme) if scheme.eq_ignore_ascii_case("http") => {
+                self.inner.base.starts_with("http://")
+            }
+            _ => false,
+        };
+        own_authority && as_safe
     }
 
     /// The scope of a request on a repository.
@@ -245,9 +258,13 @@ impl RegistryClient {
                     if status == StatusCode::PROXY_AUTHENTICATION_REQUIRED {
                         return Err(self.proxy_refused(&call.uri));
                     }
+                    // Only the registry's own host is answered with credentials: another
+                    // host (a redirect's, an upload's or a listing's `Location`) asking for
+                    // them gets its 401 back as the answer, and its realm nothing.
                     if status == StatusCode::UNAUTHORIZED
                         && !authenticated
                         && call.body.replayable()
+                        && self.is_own_host(&call.uri)
                     {
                         authenticated = true;
                         if self.authenticate(&response, scope).await? {
@@ -343,5 +360,40 @@ impl fmt::Debug for RegistryClient {
 impl fmt::Display for RegistryClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "registry {}", self.inner.name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Credentials go to the registry's own host and port, over its scheme or HTTPS: never
+    /// over plain HTTP from a registry reached over HTTPS, nor to another port or host.
+    #[tokio::test]
+    async fn own_host_is_the_same_authority_reached_at_least_as_safely() {
+        let https = RegistryClient::builder("registry.example:5000")
+            .with_plain_http(false)
+            .build()
+            .await
+            .unwrap();
+        let plain = RegistryClient::builder("registry.example:5000")
+            .with_plain_http(true)
+            .build()
+            .await
+            .unwrap();
+        let uri = |text: &str| text.parse::<Uri>().unwrap();
+        let cases = [
+            ("https://registry.example:5000/v2/", true, true),
+            ("https://REGISTRY.example:5000/v2/", true, true),
+            ("http://registry.example:5000/v2/", false, true),
+            ("https://registry.example:5001/v2/", false, false),
+            ("https://registry.example/v2/", false, false),
+            ("https://evil.example:5000/v2/", false, false),
+            ("/v2/", false, false),
+        ];
+        for (text, for_https, for_plain) in cases {
+            assert_eq!(https.is_own_host(&uri(text)), for_https, "{text} (https)");
+            assert_eq!(plain.is_own_host(&uri(text)), for_plain, "{text} (plain)");
+        }
     }
 }

@@ -11,8 +11,9 @@
 //! commits the upload (a mismatch is `DIGEST_INVALID`, nothing stored); idempotent requests
 //! are retried with backoff on connection errors, 408, 429 (honouring `Retry-After`) and 5xx; a
 //! broken blob download resumes with `Range`; redirects of blob downloads are followed without
-//! sending credentials to another host; listings follow `Link`; referrers fall back to the tag
-//! schema on registries without the API.
+//! sending credentials to another host (nor answering its challenge), or over plain HTTP to an
+//! HTTPS registry's own; listings follow `Link`; referrers fall back to the tag schema on
+//! registries without the API.
 //!
 //! ```no_run
 //! # async fn example() -> Result<(), Box<dyn std::error::Error>> {

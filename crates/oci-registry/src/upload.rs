@@ -166,13 +166,16 @@ impl RegistryWriter {
                 client.resolve(&url).map_err(|_| unknown())?
             }
         };
-        let own = location
-            .authority()
-            .is_some_and(|a| a.as_str().eq_ignore_ascii_case(&client.inner.host));
-        if !own
-            || !location
-                .path()
-                .starts_with(&format!("/v2/{repo}/blobs/uploads/"))
+        // The path, as it will be sent: dot segments (plain or percent-encoded) could lead
+        // a server that resolves them from this repository's uploads elsewhere.
+        let path = location.path();
+        let dot_segment = path.split('/').any(|segment| {
+            let segment = segment.to_ascii_lowercase().replace("%2e", ".");
+            segment == "." || segment == ".."
+        });
+        if !client.is_own_host(&location)
+            || dot_segment
+            || !path.starts_with(&format!("/v2/{repo}/blobs/uploads/"))
         {
             return Err(unknown());
         }

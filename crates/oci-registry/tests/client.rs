@@ -652,6 +652,101 @@ async fn blob_redirects_keep_credentials_on_the_registrys_host() {
     );
 }
 
+/// Another host that a registry's redirect leads to gets no credentials even when it asks
+/// for them: its 401 (a bearer challenge whose realm is its own, or a basic one) is the
+/// answer, and neither its realm nor it sees the user's password.
+#[tokio::test]
+async fn another_host_asking_for_credentials_gets_none() {
+    for challenge in ["bearer", "basic"] {
+        let storage = Fixture::start(move |host, seen| match seen.path() {
+            "/token" => Answer::new(200)
+                .header("content-type", "application/json")
+                .body(Bytes::from_static(br#"{"token":"stolen"}"#)),
+            _ if challenge == "bearer" => Answer::new(401).header(
+                "www-authenticate",
+                format!(r#"Bearer realm="http://{host}/token",service="evil""#),
+            ),
+            _ => Answer::new(401).header("www-authenticate", r#"Basic realm="evil""#),
+        })
+        .await;
+        let storage_host = storage.host();
+        let expected = basic_header("ci", "pw");
+        let registry = Fixture::start({
+            let expected = expected.clone();
+            move |_, seen| {
+                if seen.authorization.as_deref() != Some(expected.as_str()) {
+                    return Answer::new(401).header("www-authenticate", r#"Basic realm="fixture""#);
+                }
+                Answer::new(307).header("location", format!("http://{storage_host}/bucket/blob"))
+            }
+        })
+        .await;
+        let client = RegistryClient::builder(&registry.host())
+            .with_credentials(Credentials::Basic {
+                username: "ci".to_owned(),
+                password: "pw".to_owned(),
+            })
+            .build()
+            .await
+            .unwrap();
+        let repo: Repository = "team/app".parse().unwrap();
+        let digest = Digest::sha256(b"x");
+        client
+            .get_blob_bytes(&repo, &digest, 1 << 20)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            storage.log(),
+            [step("GET", "/bucket/blob", None)],
+            "{challenge}: the other host is asked once, without credentials"
+        );
+        assert_eq!(registry.log().len(), 2, "{challenge}: {:?}", registry.log());
+    }
+}
+
+/// An upload id from outside (as `hoist serve --mirror` passes its clients' ids on) is
+/// resumed only when it is an upload URL of this repository on the registry's own host:
+/// another host, plain HTTP from an HTTPS registry's id, another repository, or dot
+/// segments (plain or percent-encoded) that a server could resolve to another path are
+/// `BLOB_UPLOAD_UNKNOWN`, with no request sent.
+#[tokio::test]
+async fn an_upload_id_from_outside_must_be_an_upload_of_the_repository_on_this_host() {
+    let registry = Fixture::start(|_, seen| match seen.path() {
+        "/v2/team/app/blobs/uploads/u1" => Answer::new(204).header("range", "0-9"),
+        _ => Answer::new(404),
+    })
+    .await;
+    let host = registry.host();
+    let client = RegistryClient::builder(&host).build().await.unwrap();
+    let repo: Repository = "team/app".parse().unwrap();
+    let id = |url: String| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(url);
+    let refused = [
+        "http://elsewhere.example/v2/team/app/blobs/uploads/u1".to_owned(),
+        format!("http://{host}/v2/team/other/blobs/uploads/u1"),
+        format!("http://{host}/v2/team/app/blobs/uploads/../../other/manifests/latest"),
+        format!("http://{host}/v2/team/app/blobs/uploads/%2E%2e/%2e./other/blobs/uploads/u1"),
+        format!("http://{host}/v2/team/app/blobs/uploads/./u1"),
+    ];
+    for url in refused {
+        let error = client
+            .push_blob_chunked_resume(&repo, &id(url.clone()), None, None)
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("{url} resumed"));
+        assert!(
+            matches!(error, oci_store::Error::BlobUploadUnknown { .. }),
+            "{url}: {error}"
+        );
+    }
+    assert_eq!(registry.log(), [], "no request for a refused id");
+    let url = format!("http://{host}/v2/team/app/blobs/uploads/u1");
+    let writer = client
+        .push_blob_chunked_resume(&repo, &id(url), None, None)
+        .await
+        .unwrap();
+    assert_eq!(writer.size(), 10);
+}
+
 /// A registry that opens an upload on POST and takes it whole on PUT.
 async fn uploading_registry() -> Fixture {
     Fixture::start(|_, seen| match (seen.method.as_str(), seen.path()) {
