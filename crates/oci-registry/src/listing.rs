@@ -58,7 +58,12 @@ impl RegistryClient {
         let client = self.clone();
         let page = params.limit.map_or(LIST_PAGE, |l| l.clamp(1, LIST_PAGE));
         let first = match &params.start_after {
-            Some(last) => format!("{path}?n={page}&last={last}"),
+            // Encoded: `last` may come from outside (a mirror's client), and must stay one
+            // value of the query.
+            Some(last) => {
+                let last: String = form_urlencoded::byte_serialize(last.as_bytes()).collect();
+                format!("{path}?n={page}&last={last}")
+            }
             None => format!("{path}?n={page}"),
         };
         if params.limit == Some(0) {

@@ -445,6 +445,34 @@ async fn an_endless_listing_stops_with_an_error() {
     assert!(error.to_string().contains("past 10000 pages"), "{error}");
 }
 
+/// A listing's `last` may come from outside (a mirror's client): it goes to the registry as
+/// one encoded value of the query, not as more parameters.
+#[tokio::test]
+async fn a_listings_last_is_one_value_of_the_query() {
+    let registry = Fixture::start(|_, _| {
+        Answer::new(200)
+            .header("content-type", "application/json")
+            .body(r#"{"name":"team/app","tags":[]}"#.to_owned())
+    })
+    .await;
+    let client = RegistryClient::builder(&registry.host())
+        .with_credential_files(Vec::new())
+        .build()
+        .await
+        .unwrap();
+    let repo: Repository = "team/app".parse().unwrap();
+    let mut params = oci_store::ListParams::new();
+    params.start_after = Some("a&n=99999&x=y z".to_owned());
+    let listed: Vec<oci_store::Result<Tag>> =
+        futures::StreamExt::collect(client.tags(&repo, &params)).await;
+    assert!(listed.is_empty(), "{listed:?}");
+    let targets: Vec<String> = registry.log().into_iter().map(|s| s.target).collect();
+    assert_eq!(
+        targets,
+        ["/v2/team/app/tags/list?n=1000&last=a%26n%3D99999%26x%3Dy+z"]
+    );
+}
+
 /// A token endpoint is outside input: one that says its tokens last `u64::MAX` seconds (past
 /// what the clock's type can hold) gets its token used, not a panic, and the token is fetched
 /// again after a day, the longest the client keeps one.

@@ -36,10 +36,11 @@ mod serve;
 mod wire;
 
 pub use auth::{
-    Auth, AuthConfig, DEFAULT_REFRESH_LIFETIME, Htpasswd, MAX_BCRYPT_COST, MAX_TOKEN_LIFETIME,
-    MAX_TOKEN_REQUEST_SIZE, TOKEN_SERVICE,
+    Auth, AuthConfig, DEFAULT_REFRESH_LIFETIME, Htpasswd, MAX_BCRYPT_COST,
+    MAX_CONCURRENT_TOKEN_FORMS, MAX_TOKEN_LIFETIME, MAX_TOKEN_REQUEST_SIZE, TOKEN_SERVICE,
 };
 pub use error::{Error, Result};
+pub use handler::MAX_LISTING_PAGE;
 pub use policy::{AccessPolicy, Action, Actions, MAX_POLICY_FILE_SIZE, PolicyFormat};
 pub use serve::{Listening, MAX_TIME_LIMIT, RegistryServer, ServerOptions};
 

@@ -17,7 +17,6 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use http::{Request, StatusCode, header};
-use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
 use oci_store::ErrorCode;
 use oci_types::Digest;
@@ -42,6 +41,10 @@ use crate::wire::{self, Reply, set};
 pub const TOKEN_SERVICE: &str = "hoist";
 /// The largest body of a `POST /token` (an OAuth2 form of a few fields); larger ones get 413.
 pub const MAX_TOKEN_REQUEST_SIZE: u64 = 64 * 1024;
+
+/// How many `POST /token` bodies are read at once; one beyond gets 429. Each is held whole,
+/// so this bounds the memory that token requests sent slowly can hold.
+pub const MAX_CONCURRENT_TOKEN_FORMS: usize = 256;
 /// How long a refresh token lasts unless told ([`Auth::with_refresh_lifetime`]).
 pub const DEFAULT_REFRESH_LIFETIME: Duration = Duration::from_secs(24 * 60 * 60);
 
@@ -193,6 +196,8 @@ pub(crate) struct Authenticator {
     /// the costs allowed), so the checks run on blocking threads, a few at a time, and never
     /// on the threads that serve every connection.
     password_checks: Semaphore,
+    /// `POST /token` bodies being read ([`MAX_CONCURRENT_TOKEN_FORMS`]).
+    token_forms: Semaphore,
     policy: Arc<AccessPolicy>,
     refresh_lifetime: Duration,
     clock: Clock,
@@ -250,6 +255,7 @@ impl Authenticator {
             scheme,
             users: config.users.map(Arc::new),
             password_checks: Semaphore::new(checks),
+            token_forms: Semaphore::new(MAX_CONCURRENT_TOKEN_FORMS),
             policy: Arc::new(policy),
             refresh_lifetime: config.refresh_lifetime.min(MAX_TOKEN_LIFETIME),
             clock: config.clock,

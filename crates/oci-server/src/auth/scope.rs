@@ -117,8 +117,9 @@ impl Access {
     }
 }
 
-/// The scope a request needs: pull to read, push to write, delete to delete; the catalog needs
-/// `registry:catalog:*`; `/v2/` needs only a valid token.
+/// The scope a request needs: pull to read, push to write (an upload's status too: it is
+/// part of a push), delete to delete; the catalog needs `registry:catalog:*`; `/v2/` needs
+/// only a valid token.
 pub(super) fn needed_scope(method: &Method, route: &Route<'_>) -> Option<Scope> {
     let name = match route {
         Route::Base | Route::Token => return None,
@@ -131,7 +132,7 @@ pub(super) fn needed_scope(method: &Method, route: &Route<'_>) -> Option<Scope> 
         | Route::Referrers { name, .. } => name,
     };
     let action = match *method {
-        Method::GET | Method::HEAD => Action::Pull,
+        Method::GET | Method::HEAD if !matches!(route, Route::Upload { .. }) => Action::Pull,
         Method::DELETE if !matches!(route, Route::Upload { .. }) => Action::Delete,
         _ => Action::Push,
     };

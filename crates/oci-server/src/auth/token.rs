@@ -9,6 +9,7 @@ use oci_store::ErrorCode;
 use rand::Rng;
 
 use super::*;
+use crate::body::{MinRate, body_stream};
 use crate::wire::{self, Reply};
 
 impl Authenticator {
@@ -17,6 +18,7 @@ impl Authenticator {
     pub(crate) async fn token_endpoint(
         &self,
         request: Request<Incoming>,
+        rate: MinRate,
     ) -> std::result::Result<Reply, Reply> {
         let Scheme::Token { lifetime } = self.scheme else {
             return Err(wire::refusal(
@@ -50,7 +52,12 @@ impl Authenticator {
             // OAuth2: a form with a password or refresh_token grant; a password grant also
             // gets a refresh token (what `docker login` keeps as an identity token).
             Method::POST => {
-                let body = read_form(request).await?;
+                let _slot = self.token_forms.try_acquire().map_err(|_| {
+                    wire::error(&oci_store::Error::TooManyRequests {
+                        retry_after: Some(Duration::from_secs(1)),
+                    })
+                })?;
+                let body = read_form(request, rate).await?;
                 let form: Vec<(String, String)> =
                     form_urlencoded::parse(&body).into_owned().collect();
                 let field = |name: &str| {
@@ -152,10 +159,12 @@ impl Authenticator {
     }
 }
 
-/// The body of a `POST /token`, at most [`MAX_TOKEN_REQUEST_SIZE`] bytes: a larger
-/// `Content-Length` is refused before anything is read, and a body without one is cut off.
+/// The body of a `POST /token`, at most [`MAX_TOKEN_REQUEST_SIZE`] bytes (a larger
+/// `Content-Length` is refused before anything is read, and a body without one is cut off),
+/// arriving at the server's minimum `rate` for bodies (408 below it).
 pub(super) async fn read_form(
     request: Request<Incoming>,
+    rate: MinRate,
 ) -> std::result::Result<bytes::Bytes, Reply> {
     let too_large = || {
         wire::refusal(
@@ -172,19 +181,36 @@ pub(super) async fn read_form(
     if length.is_some_and(|length| length > MAX_TOKEN_REQUEST_SIZE) {
         return Err(too_large());
     }
-    let limit = usize::try_from(MAX_TOKEN_REQUEST_SIZE).unwrap_or(usize::MAX);
-    match http_body_util::Limited::new(request.into_body(), limit)
-        .collect()
-        .await
-    {
-        Ok(body) => Ok(body.to_bytes()),
-        Err(error) if error.is::<http_body_util::LengthLimitError>() => Err(too_large()),
-        Err(error) => Err(wire::refusal(
-            StatusCode::BAD_REQUEST,
-            ErrorCode::Unsupported,
-            &format!("cannot read the token request: {error}"),
-        )),
+    let (mut body, watch) = body_stream(
+        request.into_body(),
+        Some(MAX_TOKEN_REQUEST_SIZE),
+        Some(rate),
+    );
+    let mut form = bytes::BytesMut::new();
+    while let Some(chunk) = futures::StreamExt::next(&mut body).await {
+        match chunk {
+            Ok(chunk) => form.extend_from_slice(&chunk),
+            Err(_) if watch.overflowed() => return Err(too_large()),
+            Err(_) if watch.too_slow() => {
+                return Err(wire::refusal(
+                    StatusCode::REQUEST_TIMEOUT,
+                    ErrorCode::Unsupported,
+                    &format!(
+                        "the token request arrived slower than {} bytes/s over {:?}: cut off",
+                        rate.bytes_per_second, rate.window
+                    ),
+                ));
+            }
+            Err(error) => {
+                return Err(wire::refusal(
+                    StatusCode::BAD_REQUEST,
+                    ErrorCode::Unsupported,
+                    &format!("cannot read the token request: {error}"),
+                ));
+            }
+        }
     }
+    Ok(form.freeze())
 }
 
 pub(super) fn random_token() -> String {

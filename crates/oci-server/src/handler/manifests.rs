@@ -2,6 +2,7 @@
 
 #![allow(clippy::result_large_err)]
 
+use super::uploads::{upload_failure, upload_slot};
 use super::*;
 
 pub(super) fn manifest_headers(response: &mut Reply, descriptor: &Descriptor) {
@@ -66,12 +67,11 @@ pub(super) async fn put_manifest(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .map(|v| v.split(';').next().unwrap_or_default().trim().to_owned());
-    let bytes = collect(request.into_body(), limit)
-        .await
-        .map_err(|e| match e {
-            Collect::TooLarge => too_large("manifest", limit),
-            Collect::Failed(error) => fail(error),
-        })?;
+    // A manifest is held whole while it is read and checked: it takes one of the slots
+    // uploads take, and must arrive at the rate they must, so that bodies sent slowly on
+    // many streams cannot hold more than the slots' worth of memory.
+    let _slot = upload_slot(state)?;
+    let bytes = collect(state, request.into_body(), limit).await?;
     let media_type = match declared.filter(|t| !t.is_empty()) {
         Some(text) => MediaType::parse(&text).map_err(|e| {
             fail(Error::ManifestInvalid {
@@ -139,25 +139,19 @@ pub(super) fn subject_of(bytes: &[u8], media_type: &MediaType) -> Option<Digest>
         .map(|s| s.digest.clone())
 }
 
-pub(super) enum Collect {
-    TooLarge,
-    Failed(Error),
-}
-
-pub(super) async fn collect(body: Incoming, limit: u64) -> Result<Bytes, Collect> {
-    let mut stream = body.into_data_stream();
+/// A manifest's body, at most `limit` bytes (413 past it), arriving at the server's minimum
+/// rate (408 below it).
+async fn collect(state: &State, body: Incoming, limit: u64) -> Result<Bytes, Reply> {
+    let rate = state.body_rate();
+    let (body, watch) = body_stream(body, Some(limit), Some(rate));
+    let mut body = body;
     let mut buffer = BytesMut::new();
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| {
-            Collect::Failed(Error::io(
-                "reading the request body",
-                std::io::Error::other(e),
-            ))
-        })?;
-        if buffer.len() as u64 + chunk.len() as u64 > limit {
-            return Err(Collect::TooLarge);
+    while let Some(chunk) = body.next().await {
+        match chunk {
+            Ok(chunk) => buffer.extend_from_slice(&chunk),
+            Err(_) if watch.overflowed() => return Err(too_large("manifest", limit)),
+            Err(error) => return Err(upload_failure(state, &watch, error)),
         }
-        buffer.extend_from_slice(&chunk);
     }
     Ok(buffer.freeze())
 }

@@ -11,7 +11,6 @@ use std::time::Instant;
 use bytes::{Bytes, BytesMut};
 use futures::{StreamExt, TryStreamExt};
 use http::{HeaderMap, Method, Request, StatusCode, header};
-use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use oci_store::{
     BlobBody, BlobLocator, BlobWriter, Error, ErrorCode, ListParams, OciInterface,
@@ -81,6 +80,17 @@ pub(crate) struct State {
     pub(crate) redirects: Option<BlobRedirects>,
 }
 
+impl State {
+    /// The least a request body must bring in each window: uploads, manifests and token
+    /// requests alike.
+    pub(crate) fn body_rate(&self) -> MinRate {
+        MinRate {
+            bytes_per_second: self.options.min_body_rate,
+            window: self.options.body_rate_window,
+        }
+    }
+}
+
 /// Blob GETs answered with a redirect to a URL of the storage itself.
 #[derive(Debug, Clone)]
 pub(crate) struct BlobRedirects {
@@ -141,7 +151,10 @@ async fn dispatch(state: &Arc<State>, request: Request<Incoming>) -> Outcome {
     };
     if route == Route::Token {
         return match &state.auth {
-            Some(auth) => auth.token_endpoint(request).await,
+            Some(auth) => {
+                let rate = state.body_rate();
+                auth.token_endpoint(request, rate).await
+            }
             None => Err(wire::refusal(
                 StatusCode::NOT_FOUND,
                 ErrorCode::Unsupported,
@@ -405,48 +418,56 @@ fn too_large(what: &str, limit: u64) -> Reply {
 
 // ---- listings ----
 
-fn page_size(query: &[(String, String)]) -> Result<Option<usize>, Reply> {
-    first(query, "n")
-        .map(|n| {
-            n.parse::<usize>().map_err(|_| {
-                wire::refusal(
-                    StatusCode::BAD_REQUEST,
-                    ErrorCode::Unsupported,
-                    &format!("n={n:?} is not a count"),
-                )
-            })
-        })
-        .transpose()
+/// The most names one listing answer holds: a larger `n`, or none, gets this many and a
+/// `Link` to the rest (the spec lets a registry return fewer than asked), so that no request
+/// makes the server collect and render every tag or repository at once.
+pub const MAX_LISTING_PAGE: usize = 10_000;
+
+/// The page size a listing answers with: `n` up to [`MAX_LISTING_PAGE`], which is also the default.
+fn page_size(query: &[(String, String)]) -> Result<usize, Reply> {
+    let Some(n) = first(query, "n") else {
+        return Ok(MAX_LISTING_PAGE);
+    };
+    let n = n.parse::<usize>().map_err(|_| {
+        wire::refusal(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::Unsupported,
+            &format!("n={n:?} is not a count"),
+        )
+    })?;
+    Ok(n.min(MAX_LISTING_PAGE))
 }
 
 /// Fetches one page (one more than asked, to know whether a next page exists); returns the page
 /// and the `last` of the next one.
 async fn page<T: ToString>(
     list: impl FnOnce(ListParams) -> futures::stream::BoxStream<'static, oci_store::Result<T>>,
+    n: usize,
     query: &[(String, String)],
 ) -> Result<(Vec<String>, Option<String>), Reply> {
-    let n = page_size(query)?;
+    if n == 0 {
+        return Ok((Vec::new(), None));
+    }
     let mut params = ListParams::new();
     params.start_after = first(query, "last").map(str::to_owned);
-    params.limit = n.map(|n| n.saturating_add(1));
+    params.limit = Some(n.saturating_add(1));
     let mut items: Vec<String> = list(params)
         .map_ok(|t| t.to_string())
         .try_collect()
         .await
         .map_err(fail)?;
-    match n {
-        Some(0) => Ok((Vec::new(), None)),
-        Some(n) if items.len() > n => {
-            items.truncate(n);
-            let next = items.last().cloned();
-            Ok((items, next))
-        }
-        _ => Ok((items, None)),
+    if items.len() > n {
+        items.truncate(n);
+        let next = items.last().cloned();
+        Ok((items, next))
+    } else {
+        Ok((items, None))
     }
 }
 
-fn link(response: &mut Reply, path: &str, n: Option<usize>, last: Option<String>) {
-    if let (Some(n), Some(last)) = (n, last) {
+fn link(response: &mut Reply, path: &str, n: usize, last: Option<String>) {
+    if let Some(last) = last {
+        let last: String = form_urlencoded::byte_serialize(last.as_bytes()).collect();
         set(
             response,
             header::LINK,
@@ -461,18 +482,14 @@ async fn tags(
     repo: &Repository,
     query: &[(String, String)],
 ) -> Outcome {
-    let (tags, next) = page(|params| store.tags(repo, &params), query).await?;
+    let n = page_size(query)?;
+    let (tags, next) = page(|params| store.tags(repo, &params), n, query).await?;
     let mut response = wire::json(
         StatusCode::OK,
         &serde_json::json!({"name": name, "tags": tags}),
         "application/json",
     );
-    link(
-        &mut response,
-        &format!("/v2/{repo}/tags/list"),
-        page_size(query)?,
-        next,
-    );
+    link(&mut response, &format!("/v2/{repo}/tags/list"), n, next);
     Ok(response)
 }
 
@@ -489,13 +506,14 @@ async fn catalog(store: &dyn OciInterface, query: &[(String, String)], access: A
             None => repositories,
         }
     };
-    let (repositories, next) = page(listed, query).await?;
+    let n = page_size(query)?;
+    let (repositories, next) = page(listed, n, query).await?;
     let mut response = wire::json(
         StatusCode::OK,
         &serde_json::json!({"repositories": repositories}),
         "application/json",
     );
-    link(&mut response, "/v2/_catalog", page_size(query)?, next);
+    link(&mut response, "/v2/_catalog", n, next);
     Ok(response)
 }
 

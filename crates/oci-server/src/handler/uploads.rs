@@ -27,10 +27,7 @@ pub(super) fn upload_body(
     body: Incoming,
     room: Option<u64>,
 ) -> (BlobBody, Arc<BodyWatch>) {
-    let rate = MinRate {
-        bytes_per_second: state.options.min_body_rate,
-        window: state.options.body_rate_window,
-    };
+    let rate = state.body_rate();
     body_stream(body, room, Some(rate))
 }
 

@@ -6,11 +6,16 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use http::StatusCode;
-use oci_server::{AccessPolicy, Auth, Htpasswd, PolicyFormat, RegistryServer, ServerOptions};
+use oci_server::{
+    AccessPolicy, Auth, Htpasswd, MAX_CONCURRENT_TOKEN_FORMS, PolicyFormat, RegistryServer,
+    ServerOptions,
+};
 use oci_store::{MemoryStore, OciInterface};
 use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 
-use crate::support::{Client, MANIFEST, digest, serve};
+use crate::support::{Client, MANIFEST, TIMEOUT, digest, serve};
 
 const PASSWORD: &str = "wonderland";
 
@@ -171,6 +176,19 @@ async fn basic_auth_lets_each_user_do_what_the_policy_allows() {
         .send()
         .await
         .assert_error(StatusCode::FORBIDDEN, "DENIED");
+    // An upload is part of a push: its status is not for one who may only pull (it would
+    // tell how far another's push is, and hold the upload's lock).
+    let started = open.post("/v2/team/app/blobs/uploads/").send().await;
+    assert_eq!(started.status, StatusCode::ACCEPTED);
+    let upload = started.header("Location").unwrap().to_owned();
+    bob.get(&upload)
+        .send()
+        .await
+        .assert_error(StatusCode::FORBIDDEN, "DENIED");
+    assert_eq!(
+        alice.get(&upload).send().await.status,
+        StatusCode::NO_CONTENT
+    );
 
     // alice pushes to team/other and deletes there; she may not delete in public/*.
     let pushed = alice.push_image("team/other", "v1", b"alice's layer").await;
@@ -336,4 +354,55 @@ async fn password_checks_leave_the_server_to_everyone_else() {
     for check in checks {
         assert_eq!(check.await.unwrap(), StatusCode::UNAUTHORIZED);
     }
+}
+
+/// A `POST /token` body is held whole while it is read: at most
+/// `MAX_CONCURRENT_TOKEN_FORMS` are read at once (one more gets 429), and each must arrive at
+/// the server's minimum rate for bodies (408 below it), so that token requests sent slowly
+/// on many connections hold bounded memory, anonymous as they may be.
+#[tokio::test]
+async fn token_request_bodies_are_read_a_bounded_number_at_a_time_and_at_the_minimum_rate() {
+    let window = Duration::from_millis(1500);
+    let options = ServerOptions::default().with_min_body_rate(1024, window);
+    let store: Arc<dyn OciInterface> = Arc::new(MemoryStore::new());
+    let server = RegistryServer::new(store)
+        .with_options(options)
+        .with_auth(Auth::token(None, Duration::from_secs(60)));
+    let listening = serve(server).await;
+    let client = Client::new(&listening);
+    let slow_head = "POST /token HTTP/1.1\r\nHost: registry\r\n\
+        Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 1000\r\n\r\n\
+        grant_type=";
+    let mut slow = Vec::new();
+    for _ in 0..MAX_CONCURRENT_TOKEN_FORMS {
+        let mut stream = TcpStream::connect(client.addr()).await.unwrap();
+        stream.write_all(slow_head.as_bytes()).await.unwrap();
+        slow.push(stream);
+    }
+    // Every slow body has been taken up before the next request is sent.
+    tokio::time::sleep(window / 3).await;
+    let form = "grant_type=password&service=hoist&client_id=test&username=a&password=b";
+    let refused = client
+        .post("/token")
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body(form.as_bytes().to_vec())
+        .send()
+        .await;
+    refused.assert_error(StatusCode::TOO_MANY_REQUESTS, "TOOMANYREQUESTS");
+
+    for mut stream in slow {
+        let mut answer = Vec::new();
+        let read = tokio::time::timeout(TIMEOUT, stream.read_to_end(&mut answer)).await;
+        assert!(read.is_ok(), "a slow token request was not cut off");
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    }
+    let answered = client
+        .post("/token")
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body(form.as_bytes().to_vec())
+        .send()
+        .await;
+    assert_ne!(answered.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_ne!(answered.status, StatusCode::REQUEST_TIMEOUT);
 }

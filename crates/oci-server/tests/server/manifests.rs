@@ -1,10 +1,15 @@
 //! Manifests: push by tag and by digest, reads, tag listing with pagination, deletes, and the
 //! referrers API.
 
+use std::sync::Arc;
+
 use http::StatusCode;
+use oci_server::{MAX_LISTING_PAGE, RegistryServer};
+use oci_store::{MemoryStore, OciInterface, PushManifestParams};
+use oci_types::{MediaType, Repository, Tag};
 use serde_json::{Value, json};
 
-use crate::support::{EMPTY_JSON, INDEX, MANIFEST, digest, start_default};
+use crate::support::{Client, EMPTY_JSON, INDEX, MANIFEST, digest, serve, start_default};
 
 #[tokio::test]
 async fn a_manifest_pushed_by_tag_reads_back_identical_by_tag_and_by_digest() {
@@ -126,6 +131,53 @@ async fn tags_are_listed_in_pages_linked_by_n_and_last() {
 
     let not_a_count = client.get("/v2/r/tags/list?n=many").send().await;
     assert_eq!(not_a_count.status, StatusCode::BAD_REQUEST);
+}
+
+/// However many tags there are and whatever `n` asks, one answer lists at most
+/// `MAX_LISTING_PAGE` of them and links to the rest: no request makes the server collect
+/// and render them all at once.
+#[tokio::test]
+async fn a_tag_listing_holds_at_most_the_largest_page_and_links_to_the_rest() {
+    let store = Arc::new(MemoryStore::new());
+    let listening = serve(RegistryServer::new(
+        Arc::clone(&store) as Arc<dyn OciInterface>
+    ))
+    .await;
+    let client = Client::new(&listening);
+    let image = client.push_image("r", "t", b"layer").await;
+    let repo = Repository::parse("r").unwrap();
+    let tags: Vec<Tag> = (0..MAX_LISTING_PAGE + 5)
+        .map(|i| Tag::parse(&format!("x{i:06}")).unwrap())
+        .collect();
+    for batch in tags.chunks(1000) {
+        let params = PushManifestParams::new().with_tags(batch.iter().cloned());
+        let manifest = image.manifest.clone();
+        store
+            .push_manifest(&repo, manifest, &MediaType::from_static(MANIFEST), &params)
+            .await
+            .unwrap();
+    }
+    let last = format!("x{:06}", MAX_LISTING_PAGE - 2);
+    for path in [
+        "/v2/r/tags/list".to_owned(),
+        format!("/v2/r/tags/list?n={}", usize::MAX),
+    ] {
+        let first = client.get(&path).send().await;
+        assert_eq!(first.status, StatusCode::OK, "{path}");
+        let listed = first.json()["tags"].as_array().unwrap().len();
+        assert_eq!(listed, MAX_LISTING_PAGE, "{path}");
+        let link = format!("</v2/r/tags/list?n={MAX_LISTING_PAGE}&last={last}>; rel=\"next\"");
+        assert_eq!(first.header("Link"), Some(link.as_str()), "{path}");
+        let rest = client
+            .get(&format!("/v2/r/tags/list?n={MAX_LISTING_PAGE}&last={last}"))
+            .send()
+            .await;
+        let rest: Vec<String> = serde_json::from_value(rest.json()["tags"].clone()).unwrap();
+        let expected: Vec<String> = (MAX_LISTING_PAGE - 1..MAX_LISTING_PAGE + 5)
+            .map(|i| format!("x{i:06}"))
+            .collect();
+        assert_eq!(rest, expected, "{path}");
+    }
 }
 
 #[tokio::test]

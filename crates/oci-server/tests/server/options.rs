@@ -83,6 +83,40 @@ async fn an_upload_below_the_minimum_rate_is_cut_off_with_408() {
     assert!(answer.contains("BLOB_UPLOAD_INVALID"), "{answer}");
 }
 
+/// A manifest is held whole while it is read: its body takes an upload slot (one more
+/// push beyond the slots gets 429) and must arrive at the minimum rate (408 below it), so
+/// that slow bodies on many streams cannot hold unbounded memory.
+#[tokio::test]
+async fn a_manifest_body_takes_an_upload_slot_and_must_arrive_at_the_minimum_rate() {
+    let window = Duration::from_millis(800);
+    let options = ServerOptions::default()
+        .with_max_concurrent_uploads(1)
+        .with_min_body_rate(1024, window);
+    let (_server, client) = start(options).await;
+    let image = client.push_image("r", "v1", b"layer").await;
+
+    let mut slow = TcpStream::connect(client.addr()).await.unwrap();
+    let request = head_of("PUT", "/v2/r/manifests/slow", 1000) + "{\"schemaVersion\"";
+    slow.write_all(request.as_bytes()).await.unwrap();
+    tokio::time::sleep(window / 4).await;
+    client
+        .put("/v2/r/manifests/v2")
+        .header("Content-Type", MANIFEST)
+        .body(image.manifest.clone())
+        .send()
+        .await
+        .assert_error(StatusCode::TOO_MANY_REQUESTS, "TOOMANYREQUESTS");
+
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(TIMEOUT, slow.read_to_end(&mut answer)).await;
+    assert!(read.is_ok(), "the slow manifest was not cut off");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    client
+        .push_manifest("r", "v2", MANIFEST, &image.manifest)
+        .await;
+}
+
 #[tokio::test]
 async fn blobs_above_the_size_limit_are_refused_with_413() {
     let options = ServerOptions::default().with_max_blob_size(Some(16));
