@@ -505,3 +505,85 @@ fn a_pax_size_that_disagrees_with_the_header_is_refused() {
         assert!(!work.path("target/smuggled").exists(), "{stderr}");
     }
 }
+
+/// A directory whose POSIX ACL shuts everyone out, its owner too, holding a file: an unpack
+/// without privileges makes the file, then gives the directory its mode and ACL, last (the
+/// ACL set at once refused the file, and then the cleanup). As root, `hoist unpack` runs as
+/// `nobody` through `setpriv`, since root passes every permission check.
+#[test]
+fn a_directory_acl_that_shuts_its_owner_out_is_set_after_what_it_holds() {
+    use std::os::unix::fs::PermissionsExt;
+    let root = std::fs::metadata("/proc/self").unwrap().uid() == 0;
+    let setpriv = Path::new("/usr/bin/setpriv");
+    if root && !setpriv.exists() {
+        crate::support::skip(
+            "running as root without /usr/bin/setpriv (util-linux) to run as nobody",
+        );
+        return;
+    }
+    // ACL version 2; USER_OBJ, GROUP_OBJ and OTHER entries, each without a permission.
+    let mut acl = 2u32.to_le_bytes().to_vec();
+    for tag in [0x01u16, 0x04, 0x20] {
+        acl.extend_from_slice(&tag.to_le_bytes());
+        acl.extend_from_slice(&0u16.to_le_bytes());
+        acl.extend_from_slice(&u32::MAX.to_le_bytes());
+    }
+    let mut builder = tar::Builder::new(Vec::new());
+    builder
+        .append_pax_extensions([("SCHILY.xattr.system.posix_acl_access", acl.as_slice())])
+        .unwrap();
+    let mut header = tar::Header::new_ustar();
+    header.set_path("d/").unwrap();
+    header.set_entry_type(tar::EntryType::Directory);
+    header.set_mode(0o755);
+    header.set_size(0);
+    header.set_mtime(EPOCH);
+    header.set_cksum();
+    builder.append(&header, &b""[..]).unwrap();
+    let content = b"inside\n";
+    let mut header = tar::Header::new_ustar();
+    header.set_path("d/f").unwrap();
+    header.set_mode(0o644);
+    header.set_size(content.len() as u64);
+    header.set_mtime(EPOCH);
+    header.set_cksum();
+    builder.append(&header, &content[..]).unwrap();
+    let layer = builder.into_inner().unwrap();
+
+    let work = Work::new();
+    let (image, _) = image(&work, &[layer]);
+    // Where nobody may read the layout and make the target.
+    let open = |path: &Path, mode: u32| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    };
+    open(&work.path(""), 0o755);
+    work.dir("out", 0o777);
+    work.dir("home", 0o777);
+    let target = work.at("out/target");
+    let hoist = Hoist::new();
+    let mut command = if root {
+        let mut command = std::process::Command::new(setpriv);
+        command.args(["--reuid=65534", "--regid=65534", "--clear-groups"]);
+        command.arg(crate::support::hoist_binary());
+        command
+    } else {
+        hoist.command(&[])
+    };
+    let home = work.path("home");
+    let output = command
+        .args(["unpack", "--rootless", &image, &target])
+        .env("HOME", &home)
+        .env("DOCKER_CONFIG", &home)
+        .env("XDG_RUNTIME_DIR", &home)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "hoist unpack failed:\n{stderr}");
+    let dir = work.path("out/target/d");
+    // The ACL took the place of the mode, as it came last.
+    let mode = std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0, "the directory's ACL was not set last");
+    if root {
+        assert_eq!(std::fs::read(dir.join("f")).unwrap(), content);
+    }
+}

@@ -34,10 +34,27 @@ pub(crate) struct Privileges {
 }
 
 /// A directory's metadata, set after all layers.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct DirMeta {
     mode: u32,
     mtime: u64,
+    /// Its POSIX ACLs (`system.posix_acl_access`, `system.posix_acl_default`), set last with
+    /// its mode: an access ACL sets the permission bits as a mode does, and a restrictive one
+    /// set at once would keep the unpack (rootless) from making what the directory holds,
+    /// and the cleanup of a failed unpack from removing it.
+    acls: Vec<(String, Vec<u8>)>,
+}
+
+/// Whether an extended attribute is a POSIX ACL, which directories get last.
+fn is_acl(key: &str) -> bool {
+    key.starts_with("system.posix_acl_")
+}
+
+/// The ACLs among a directory entry's extended attributes.
+fn acls_of(entry: &TarEntry<'_>) -> Vec<(String, Vec<u8>)> {
+    let acls = entry.xattrs.iter().filter(|(key, _)| is_acl(key));
+    acls.map(|(key, value)| (key.clone(), value.clone()))
+        .collect()
 }
 
 /// Applies layers to a root, in order.
@@ -162,6 +179,7 @@ impl Applier {
                 DirMeta {
                     mode: entry.mode,
                     mtime: entry.mtime,
+                    acls: acls_of(&entry),
                 },
             );
             let root = self
@@ -215,6 +233,7 @@ impl Applier {
                     DirMeta {
                         mode: entry.mode,
                         mtime: entry.mtime,
+                        acls: acls_of(&entry),
                     },
                 );
             }
@@ -385,6 +404,9 @@ impl Applier {
                 message: "cannot set the directory's mode and time".to_owned(),
                 source: Some(e.into()),
             })?;
+            for (key, value) in &meta.acls {
+                self.set_xattr(fd.as_fd(), &path, key, value);
+            }
         }
         Ok(self.root)
     }
@@ -472,18 +494,27 @@ impl Applier {
                 Some(Gid::from_raw(id(entry.gid))),
             )?;
         }
+        // A directory's ACLs wait for its mode, at the end (`DirMeta::acls`).
+        let directory = entry.kind == EntryKind::Directory;
         for (key, value) in &entry.xattrs {
-            if let Err(e) = rustix::fs::fsetxattr(fd, key.as_str(), value, XattrFlags::empty()) {
-                // Without privileges, `trusted.*` and `security.*` are refused; some
-                // filesystems take none at all.
-                if !self.warned_xattrs {
-                    tracing::warn!(entry = %entry.raw_name, attribute = %key, error = %e,
-                        "extended attributes that cannot be set here are left out");
-                    self.warned_xattrs = true;
-                }
+            if !(directory && is_acl(key)) {
+                self.set_xattr(fd, entry.raw_name.as_bytes(), key, value);
             }
         }
         Ok(())
+    }
+
+    /// Sets an extended attribute; one that cannot be set is left out, with a warning (once).
+    fn set_xattr(&mut self, fd: BorrowedFd<'_>, entry: &[u8], key: &str, value: &[u8]) {
+        if let Err(e) = rustix::fs::fsetxattr(fd, key, value, XattrFlags::empty()) {
+            // Without privileges, `trusted.*` and `security.*` are refused; some
+            // filesystems take none at all.
+            if !self.warned_xattrs {
+                tracing::warn!(entry = %String::from_utf8_lossy(entry), attribute = %key, error = %e,
+                    "extended attributes that cannot be set here are left out");
+                self.warned_xattrs = true;
+            }
+        }
     }
 
     /// Removes what lower layers put at `path`, keeping what this layer made there.
