@@ -4,9 +4,10 @@
 //! an anonymous request) may do, which both schemes enforce: basic auth on every request, token
 //! auth by narrowing the scopes a token is issued for.
 //!
-//! All state is bounded: verified credentials, tokens and refresh tokens are kept in
-//! [`Expiring`] maps with a capacity, which evict the oldest entry when full and drop expired
-//! entries from the front of a queue (each entry once: no pass over the whole map per request).
+//! All state is bounded: tokens and refresh tokens are signed and carry their grant
+//! (`signed.rs`), so none is stored; verified basic credentials are kept in an [`Expiring`]
+//! map with a capacity, which evicts the oldest entry when full and drops expired entries
+//! from the front of a queue (each entry once: no pass over the whole map per request).
 
 // A refused request is answered with its response: the `Err` is that response, built once
 // per request and sent as it is, so boxing it would only add an allocation.
@@ -25,6 +26,7 @@ use tokio::sync::Semaphore;
 mod expiring;
 mod htpasswd;
 mod scope;
+mod signed;
 mod token;
 
 pub use htpasswd::{Htpasswd, MAX_BCRYPT_COST};
@@ -32,6 +34,7 @@ pub(crate) use scope::Access;
 
 use expiring::Expiring;
 use scope::{Grant, Granted, Scope, needed_scope};
+use signed::{Kind, Signer};
 
 use crate::policy::{AccessPolicy, Action, Actions};
 use crate::route::{Route, TOKEN_PATH};
@@ -57,21 +60,13 @@ pub const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(365 * 24 * 60 * 60)
 const VERIFIED_FOR: Duration = Duration::from_secs(300);
 
 /// How many entries the auth state keeps; beyond, the oldest goes (its client authenticates
-/// again). A token's grant is a few hundred bytes (one to three scopes), at most about 6 KiB
-/// (16 scopes, `token::MAX_SCOPES`, of names up to 255 bytes): the bounds keep the whole state
-/// to a few MiB in use and about 100 MiB at worst, however many clients come.
+/// again).
 #[derive(Debug, Clone, Copy)]
 struct Limits {
     verified: usize,
-    tokens: usize,
-    refresh_tokens: usize,
 }
 
-const LIMITS: Limits = Limits {
-    verified: 4096,
-    tokens: 16_384,
-    refresh_tokens: 16_384,
-};
+const LIMITS: Limits = Limits { verified: 4096 };
 
 /// A source of the current time; tests move it instead of sleeping.
 type Clock = Arc<dyn Fn() -> Instant + Send + Sync>;
@@ -204,9 +199,9 @@ pub(crate) struct Authenticator {
     /// Credentials already checked (with their user), by a hash of the header: bcrypt is slow
     /// on purpose, and clients send the same header with every request.
     verified: Mutex<Expiring<Digest, String>>,
-    tokens: Mutex<Expiring<String, Arc<Grant>>>,
-    /// Refresh tokens issued by password grants, with their user.
-    refresh_tokens: Mutex<Expiring<String, Option<String>>>,
+    /// Issues and checks access tokens (claims: a [`Grant`]) and refresh tokens, issued by
+    /// password grants (claims: their user).
+    signer: Signer,
 }
 
 /// 401 asking for basic credentials: what basic auth answers, and the token endpoint too.
@@ -258,10 +253,9 @@ impl Authenticator {
             token_forms: Semaphore::new(MAX_CONCURRENT_TOKEN_FORMS),
             policy: Arc::new(policy),
             refresh_lifetime: config.refresh_lifetime.min(MAX_TOKEN_LIFETIME),
+            signer: Signer::new((config.clock)()),
             clock: config.clock,
             verified: Mutex::new(Expiring::new(config.limits.verified)),
-            tokens: Mutex::new(Expiring::new(config.limits.tokens)),
-            refresh_tokens: Mutex::new(Expiring::new(config.limits.refresh_tokens)),
         }
     }
 
@@ -386,11 +380,8 @@ impl Authenticator {
                 let token = authorization
                     .and_then(|a| a.strip_prefix("Bearer "))
                     .map(str::trim);
-                let grant = token.and_then(|t| {
-                    lock(&self.tokens)
-                        .get(&t.to_owned(), self.now())
-                        .map(Arc::clone)
-                });
+                let grant =
+                    token.and_then(|t| self.signer.open::<Grant>(Kind::Access, t, self.now()));
                 if let Some(grant) = &grant
                     && needed
                         .as_ref()
@@ -558,10 +549,7 @@ mod tests {
         let (now, read) = clock();
         let auth = config(
             Auth::basic(Some(users)).with_clock(read),
-            Limits {
-                verified: 2,
-                ..LIMITS
-            },
+            Limits { verified: 2 },
         );
         let authenticator = Authenticator::new(auth);
         let header = |user: &str| {
@@ -649,42 +637,38 @@ anonymous = ["pull"]
     }
 
     #[test]
-    fn grants_expire_with_the_clock_and_are_bounded() {
+    fn grants_expire_with_the_clock_and_no_number_of_them_pushes_one_out() {
         let (now, read) = clock();
-        let auth = config(
-            Auth::token(None, Duration::from_secs(60)).with_clock(read),
-            Limits {
-                tokens: 2,
-                ..LIMITS
-            },
-        );
-        let authenticator = Authenticator::new(auth);
-        let issue = |name: &str| {
-            let at = authenticator.now();
-            lock(&authenticator.tokens).insert(
-                name.to_owned(),
-                Arc::new(Grant {
-                    user: None,
-                    scopes: Vec::new(),
-                }),
-                at + Duration::from_secs(60),
-                at,
-            );
+        let authenticator =
+            Authenticator::new(Auth::token(None, Duration::from_secs(60)).with_clock(read));
+        let issue = |user: &str| {
+            let grant = Grant {
+                user: Some(user.to_owned()),
+                scopes: scopes("repository:a:pull"),
+            };
+            let expires = authenticator.now() + Duration::from_secs(60);
+            authenticator.signer.issue(Kind::Access, grant, expires)
         };
-        let known = |name: &str| {
-            lock(&authenticator.tokens)
-                .get(&name.to_owned(), authenticator.now())
-                .is_some()
+        let user = |token: &str| {
+            let grant =
+                authenticator
+                    .signer
+                    .open::<Grant>(Kind::Access, token, authenticator.now());
+            grant.and_then(|g| g.user)
         };
-        issue("one");
+        let first = issue("first");
+        // As many as anyone could ask for while the first is good: it stays good.
+        for n in 0..20_000 {
+            issue(&format!("u{n}"));
+        }
         *now.lock().unwrap() += Duration::from_secs(30);
-        issue("two");
-        issue("three");
-        assert!(!known("one"), "evicted: the capacity is 2");
-        assert!(known("two") && known("three"));
-        *now.lock().unwrap() += Duration::from_secs(60);
-        assert!(!known("two") && !known("three"), "expired");
-        assert_eq!(lock(&authenticator.tokens).len(), 0);
+        let second = issue("second");
+        assert_eq!(user(&first).as_deref(), Some("first"));
+        *now.lock().unwrap() += Duration::from_secs(30);
+        assert_eq!(user(&first), None, "expired");
+        assert_eq!(user(&second).as_deref(), Some("second"));
+        *now.lock().unwrap() += Duration::from_secs(30);
+        assert_eq!(user(&second), None, "expired");
     }
 
     #[test]
@@ -695,19 +679,24 @@ anonymous = ["pull"]
                 .with_refresh_lifetime(Duration::from_secs(3600))
                 .with_clock(read),
         );
-        let at = authenticator.now();
-        lock(&authenticator.refresh_tokens).insert(
-            "r".to_owned(),
-            Some("alice".to_owned()),
-            at + authenticator.refresh_lifetime,
-            at,
-        );
+        let expires = authenticator.now() + authenticator.refresh_lifetime;
+        let alice = Some("alice".to_owned());
+        let refresh = authenticator.signer.issue(Kind::Refresh, &alice, expires);
         let user = |authenticator: &Authenticator| {
-            lock(&authenticator.refresh_tokens)
-                .get(&"r".to_owned(), authenticator.now())
-                .cloned()
+            let now = authenticator.now();
+            authenticator
+                .signer
+                .open::<Option<String>>(Kind::Refresh, &refresh, now)
         };
-        assert_eq!(user(&authenticator), Some(Some("alice".to_owned())));
+        assert_eq!(user(&authenticator), Some(alice.clone()));
+        assert_eq!(
+            authenticator
+                .signer
+                .open::<Grant>(Kind::Access, &refresh, authenticator.now())
+                .map(|g| g.user),
+            None,
+            "a refresh token is no access token"
+        );
         *now.lock().unwrap() += Duration::from_secs(3600);
         assert_eq!(user(&authenticator), None);
     }

@@ -4,18 +4,19 @@
 use std::sync::Arc;
 
 use http::Method;
+use serde::{Deserialize, Serialize};
 
 use crate::policy::{AccessPolicy, Action};
 use crate::route::Route;
 
-/// A token's grant: whose it is and what it allows.
-#[derive(Debug)]
+/// A token's grant: whose it is and what it allows (the claims of a signed access token).
+#[derive(Debug, Serialize, Deserialize)]
 pub(super) struct Grant {
     pub(super) user: Option<String>,
     pub(super) scopes: Vec<Scope>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(super) struct Scope {
     pub(super) kind: String,
     pub(super) name: String,

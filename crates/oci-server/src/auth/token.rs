@@ -79,21 +79,14 @@ impl Authenticator {
                             Some(_) => return Err(basic_challenge("wrong user name or password")),
                             None => None,
                         };
-                        let refresh = random_token();
-                        let now = self.now();
-                        lock(&self.refresh_tokens).insert(
-                            refresh.clone(),
-                            user.clone(),
-                            now + self.refresh_lifetime,
-                            now,
-                        );
+                        let expires = self.now() + self.refresh_lifetime;
+                        let refresh = self.signer.issue(Kind::Refresh, &user, expires);
                         (user, requested, Some(refresh))
                     }
                     Some("refresh_token") => {
                         let known = field("refresh_token").and_then(|t| {
-                            lock(&self.refresh_tokens)
-                                .get(&t.to_owned(), self.now())
-                                .cloned()
+                            self.signer
+                                .open::<Option<String>>(Kind::Refresh, t, self.now())
                         });
                         let Some(user) = known else {
                             return Err(basic_challenge("unknown or expired refresh token"));
@@ -137,14 +130,9 @@ impl Authenticator {
             granted = %scope_text,
             "token issued"
         );
-        let token = random_token();
-        let now = self.now();
-        lock(&self.tokens).insert(
-            token.clone(),
-            Arc::new(Grant { user, scopes }),
-            now + lifetime,
-            now,
-        );
+        let token = self
+            .signer
+            .issue(Kind::Access, Grant { user, scopes }, self.now() + lifetime);
         let mut answer = serde_json::json!({
             "token": token,
             "access_token": token,
@@ -222,8 +210,8 @@ pub(super) fn random_token() -> String {
 }
 
 /// The most scopes one token is issued for. Clients ask for one to three (a pull, a push, the
-/// source of a mount); each granted scope lives with the token, so a request naming thousands
-/// would make every token of the bounded map that large.
+/// source of a mount); each granted scope is carried in the token, so a request naming
+/// thousands would make a token too large to send back as a header.
 pub(super) const MAX_SCOPES: usize = 16;
 
 /// The scopes of `scope` parameters (each may hold several, separated by spaces): the first

@@ -321,6 +321,62 @@ async fn token_auth_issues_tokens_narrowed_to_the_policy() {
     assert_eq!(denied.status, StatusCode::UNAUTHORIZED);
 }
 
+/// Tokens carry their grant, signed: anonymous clients asking for more tokens than a server
+/// could keep (17,000 here; a map of issued tokens held 16,384) push no one's token out. A
+/// token signed by another server (another key) is no token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_number_of_tokens_asked_for_pushes_another_out() {
+    let (open, guarded, _servers) = two_servers(|server| {
+        server.with_auth(Auth::token(Some(users()), Duration::from_secs(60)).with_policy(policy()))
+    })
+    .await;
+    open.push_image("public/base", "v1", b"layer").await;
+    let token = |client: Client| async move {
+        let reply = client
+            .get("/token?service=hoist&scope=repository:public/base:pull")
+            .send()
+            .await;
+        assert_eq!(reply.status, StatusCode::OK);
+        reply.json()["token"].as_str().unwrap().to_owned()
+    };
+    let kept = token(guarded.clone()).await;
+    let flood: Vec<_> = (0..8)
+        .map(|_| {
+            let guarded = guarded.clone();
+            tokio::spawn(async move {
+                for _ in 0..17_000 / 8 {
+                    token(guarded.clone()).await;
+                }
+            })
+        })
+        .collect();
+    for task in flood {
+        task.await.unwrap();
+    }
+    let pull = guarded
+        .authorized(&format!("Bearer {kept}"))
+        .get("/v2/public/base/manifests/v1")
+        .send()
+        .await;
+    assert_eq!(pull.status, StatusCode::OK, "the first token still pulls");
+
+    let (_, elsewhere, _other) = two_servers(|server| {
+        server.with_auth(Auth::token(Some(users()), Duration::from_secs(60)).with_policy(policy()))
+    })
+    .await;
+    let foreign = token(elsewhere).await;
+    let refused = guarded
+        .authorized(&format!("Bearer {foreign}"))
+        .get("/v2/public/base/manifests/v1")
+        .send()
+        .await;
+    assert_eq!(
+        refused.status,
+        StatusCode::UNAUTHORIZED,
+        "another server's token"
+    );
+}
+
 /// bcrypt is slow on purpose: wrong passwords arriving together must not take the threads
 /// that serve every connection. Four checks of a cost-12 hash (a few hundred milliseconds
 /// each) are under way while an anonymous request is answered at once; before, the checks ran
