@@ -1215,8 +1215,9 @@ pub(crate) struct ServeArgs {
         help_heading = "Time limits"
     )]
     pub(crate) tls_handshake_timeout: u64,
-    /// Cut off an upload body that brings less than this many bytes per second, on average
-    /// over each 30 s (0: never).
+    /// Cut off an upload body (a blob, a manifest, a token request) that brings less than
+    /// this many bytes per second, on average over each 30 s, and a download whose client
+    /// takes less (0: never).
     #[arg(
         long,
         value_name = "BYTES",

@@ -41,7 +41,8 @@ pub(crate) struct MinRate {
 }
 
 impl MinRate {
-    fn per_window(self) -> u64 {
+    /// The bytes each window must bring.
+    pub(crate) fn per_window(self) -> u64 {
         let per_window = u128::from(self.bytes_per_second) * self.window.as_millis() / 1000;
         u64::try_from(per_window).unwrap_or(u64::MAX)
     }

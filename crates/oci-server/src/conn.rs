@@ -2,16 +2,19 @@
 //! client from holding it (and its memory, file descriptor and task) for ever.
 //!
 //! hyper limits how long a request's head may take (HTTP/1's header read timeout, which also
-//! ends idle keep-alive connections); everything else is one rule on the socket itself: a
-//! connection on which no byte moved either way for the idle timeout is closed. That covers a
+//! ends idle keep-alive connections); everything else is two rules on the socket itself: a
+//! connection on which no byte moved either way for the idle timeout is closed, which covers a
 //! body that stalls, a download nobody reads, an idle HTTP/2 connection, and a handshake that
-//! never ends, without timing any request that is moving, however slowly.
+//! never ends; and a connection whose client takes a blob slower than the minimum body rate
+//! (on average over a window, with the socket full) is closed, so that slow readers cannot
+//! hold the download slots for ever; a body the server itself has slowly (a mirror's slow
+//! upstream) is not cut. No request that moves at the rate is timed, however long it takes.
 
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -24,17 +27,36 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 
+use crate::body::MinRate;
 use crate::handler::{State, handle};
 
 /// Concurrent requests on one HTTP/2 connection.
 const MAX_STREAMS: u32 = 128;
 
-/// When a byte last moved on a connection.
+/// When a byte last moved on a connection, how many it wrote, and how many blob bodies it is
+/// sending. Requests find it in their extensions.
 #[derive(Debug)]
 pub(crate) struct Activity {
     epoch: Instant,
     /// Milliseconds from `epoch` to the last byte read or written.
     last: AtomicU64,
+    /// Bytes written to the socket.
+    written: AtomicU64,
+    /// Blob bodies being sent.
+    downloads: AtomicUsize,
+    /// The last write found the socket full: the client is not taking what is sent (rather
+    /// than the server having nothing to send, as when a mirror's upstream is slow).
+    blocked: AtomicBool,
+}
+
+/// A blob body being sent on a connection, counted until it drops.
+#[derive(Debug)]
+pub(crate) struct Download(Arc<Activity>);
+
+impl Drop for Download {
+    fn drop(&mut self) {
+        self.0.downloads.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Activity {
@@ -42,7 +64,53 @@ impl Activity {
         Arc::new(Self {
             epoch: Instant::now(),
             last: AtomicU64::new(0),
+            written: AtomicU64::new(0),
+            downloads: AtomicUsize::new(0),
+            blocked: AtomicBool::new(false),
         })
+    }
+
+    /// Counts a blob body being sent on this connection until the guard drops.
+    pub(crate) fn download(self: &Arc<Self>) -> Download {
+        self.downloads.fetch_add(1, Ordering::Relaxed);
+        Download(Arc::clone(self))
+    }
+
+    /// Records the outcome of a write.
+    fn wrote(&self, polled: &Poll<io::Result<usize>>) {
+        match polled {
+            Poll::Ready(Ok(n)) if *n > 0 => {
+                self.written.fetch_add(*n as u64, Ordering::Relaxed);
+                self.blocked.store(false, Ordering::Relaxed);
+                self.touch();
+            }
+            Poll::Pending => self.blocked.store(true, Ordering::Relaxed),
+            _ => {}
+        }
+    }
+
+    /// Whether a blob body is being sent and the socket is full.
+    fn held_up(&self) -> bool {
+        self.downloads.load(Ordering::Relaxed) > 0 && self.blocked.load(Ordering::Relaxed)
+    }
+
+    /// Returns once a window of `rate` passes that starts and ends with a blob body being
+    /// sent into a full socket and brings fewer bytes than the rate asks: the client takes
+    /// the blob too slowly. Never with the rate off.
+    pub(crate) async fn too_slow(&self, rate: MinRate) {
+        let needed = rate.per_window();
+        if needed == 0 || rate.window.is_zero() {
+            return std::future::pending().await;
+        }
+        loop {
+            let held_up = self.held_up();
+            let before = self.written.load(Ordering::Relaxed);
+            tokio::time::sleep(rate.window).await;
+            let sent = self.written.load(Ordering::Relaxed).saturating_sub(before);
+            if held_up && self.held_up() && sent < needed {
+                return;
+            }
+        }
     }
 
     fn touch(&self) {
@@ -103,9 +171,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Watched<T> {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
-        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
-            self.activity.touch();
-        }
+        self.activity.wrote(&polled);
         polled
     }
 
@@ -115,9 +181,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Watched<T> {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let polled = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
-        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
-            self.activity.touch();
-        }
+        self.activity.wrote(&polled);
         polled
     }
 
@@ -176,8 +240,12 @@ pub(crate) async fn serve(
         .timer(TokioTimer::new())
         .max_concurrent_streams(MAX_STREAMS);
     let handler_state = Arc::clone(&state);
-    let service = service_fn(move |request: hyper::Request<Incoming>| {
+    let request_activity = Arc::clone(&activity);
+    let service = service_fn(move |mut request: hyper::Request<Incoming>| {
         let state = Arc::clone(&handler_state);
+        request
+            .extensions_mut()
+            .insert(Arc::clone(&request_activity));
         async move { Ok::<_, std::convert::Infallible>(handle(state, request).await) }
     });
     let served = async {
@@ -213,6 +281,9 @@ pub(crate) async fn serve(
         () = activity.idle(idle_limit), if !idle_limit.is_zero() => {
             tracing::debug!(%peer, ?idle_limit, "closing a connection on which nothing moved");
         }
+        () = activity.too_slow(state.body_rate()) => {
+            tracing::debug!(%peer, "closing a connection that takes a blob slower than the minimum rate");
+        }
     }
 }
 
@@ -240,5 +311,52 @@ mod tests {
         // Idle is reported once the limit has passed since the last byte, not before.
         activity.idle(Duration::from_millis(50)).await;
         assert!(activity.quiet_for() >= Duration::from_millis(50));
+    }
+
+    /// Only a client that does not take what is sent is too slow: a blob body sent into a
+    /// full socket with fewer bytes than the rate per window is; one the server has nothing
+    /// of to send (its source is slow), or no blob body at all, is not.
+    #[tokio::test]
+    async fn too_slow_is_a_full_socket_under_a_blob_body_below_the_rate() {
+        let rate = MinRate {
+            bytes_per_second: 1 << 20,
+            window: Duration::from_millis(50),
+        };
+        let within = |activity: Arc<Activity>| async move {
+            let checked = activity.too_slow(rate);
+            tokio::time::timeout(rate.window * 4, checked).await.is_ok()
+        };
+        // A full socket: the duplex takes 64 bytes, and nobody reads them.
+        let (a, _b) = tokio::io::duplex(64);
+        let activity = Activity::new();
+        let mut watched = Watched::new(a, Arc::clone(&activity));
+        let download = activity.download();
+        let filling = tokio::spawn(async move {
+            let _ = watched.write_all(&[0u8; 1024]).await;
+        });
+        assert!(
+            within(Arc::clone(&activity)).await,
+            "a reader that takes nothing"
+        );
+        drop(download);
+        assert!(
+            !within(Arc::clone(&activity)).await,
+            "no blob body is being sent"
+        );
+        filling.abort();
+
+        // A blob body with nothing to send: the socket is not full.
+        let (a, _b) = tokio::io::duplex(64);
+        let activity = Activity::new();
+        let _watched = Watched::new(a, Arc::clone(&activity));
+        let _download = activity.download();
+        assert!(!within(Arc::clone(&activity)).await, "a slow source");
+
+        let off = MinRate {
+            bytes_per_second: 0,
+            window: rate.window,
+        };
+        let never = tokio::time::timeout(rate.window * 4, activity.too_slow(off));
+        assert!(never.await.is_err(), "the rule is off");
     }
 }

@@ -67,16 +67,17 @@ pub struct ServerOptions {
     pub idle_timeout: Duration,
     /// How long a TLS handshake may take.
     pub tls_handshake_timeout: Duration,
-    /// The slowest a request body (an upload) may arrive, on average over each
-    /// [`body_rate_window`](Self::body_rate_window): a body that stalls, or trickles below this,
-    /// is cut off with an error; a slow but moving upload of any size is not. 0 turns the
-    /// check off.
+    /// The slowest a request body (an upload, a manifest, a token request) may arrive, on
+    /// average over each [`body_rate_window`](Self::body_rate_window): a body that stalls, or
+    /// trickles below this, is cut off with an error; a slow but moving upload of any size is
+    /// not. A client that takes a blob slower than this (the socket full) has its connection
+    /// closed, so that slow readers cannot hold the download slots. 0 turns both off.
     pub min_body_rate: u64,
     /// The window over which [`min_body_rate`](Self::min_body_rate) is measured.
     pub body_rate_window: Duration,
     /// How many blob bodies are served at once; a download beyond waits for one to end.
     /// Each holds a few read buffers (up to about 3 MiB with 1 MiB reads), so this bounds
-    /// what stalled downloads can hold until the idle timeout closes them.
+    /// what stalled downloads can hold until the minimum rate or the idle timeout closes them.
     pub max_concurrent_downloads: usize,
     /// How many connections are served at once; a connection beyond that is closed as soon as
     /// it is accepted (and logged), so that the clients already served keep their service.

@@ -48,10 +48,14 @@ pub(super) fn blob_headers(response: &mut Reply, digest: &Digest) {
 }
 
 /// `body`, holding `slot` until it is dropped (sent whole, failed, or its client gone).
-pub(super) fn holding(body: wire::Body, slot: tokio::sync::OwnedSemaphorePermit) -> wire::Body {
+pub(super) fn holding(
+    body: wire::Body,
+    slot: tokio::sync::OwnedSemaphorePermit,
+    download: Option<Download>,
+) -> wire::Body {
     use http_body_util::BodyExt as _;
     body.map_frame(move |frame| {
-        let _held = &slot;
+        let _held = (&slot, &download);
         frame
     })
     .boxed_unsync()

@@ -22,6 +22,7 @@ use tokio::sync::Semaphore;
 use crate::ServerOptions;
 use crate::auth::{Access, Authenticator};
 use crate::body::{BodyWatch, MinRate, body_stream};
+use crate::conn::{Activity, Download};
 use crate::policy::Action;
 use crate::route::{self, Route};
 use crate::wire::{self, Reply, append, set};
@@ -230,7 +231,11 @@ async fn dispatch(state: &Arc<State>, request: Request<Incoming>) -> Outcome {
             let mut response =
                 get_blob(store.as_ref(), &repo, &digest, request.headers(), read).await?;
             if let Some(slot) = slot {
-                response = response.map(|body| holding(body, slot));
+                // Counted on its connection, which is closed if it takes the body slower than
+                // the minimum rate: a slow reader must not hold the slot for ever.
+                let activity = request.extensions().get::<Arc<Activity>>();
+                let download = activity.map(Activity::download);
+                response = response.map(|body| holding(body, slot, download));
             }
             Ok(response)
         }

@@ -117,6 +117,39 @@ async fn a_manifest_body_takes_an_upload_slot_and_must_arrive_at_the_minimum_rat
         .await;
 }
 
+/// A blob taken slower than the minimum body rate is cut off (its connection closed), so
+/// that slow readers cannot hold the download slots for ever; one read at the rate comes
+/// whole.
+#[tokio::test]
+async fn a_download_read_slower_than_the_minimum_rate_is_cut_off() {
+    let window = Duration::from_millis(300);
+    let options = ServerOptions::default().with_min_body_rate(1 << 20, window);
+    let (_server, client) = start(options).await;
+    let blob = vec![7u8; 64 << 20];
+    let digest = client.push_blob("r", &blob).await;
+    let path = format!("/v2/r/blobs/{digest}");
+    let whole = client.get(&path).send().await;
+    assert_eq!(whole.body.len(), blob.len(), "read at once, it comes whole");
+
+    let mut stream = TcpStream::connect(client.addr()).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: registry\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    // Nothing read for a few windows: the sockets' buffers fill, and nothing more moves.
+    tokio::time::sleep(window * 5).await;
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(TIMEOUT, stream.read_to_end(&mut answer)).await;
+    assert!(
+        read.is_ok(),
+        "the connection was still open after {TIMEOUT:?}"
+    );
+    assert!(answer.starts_with(b"HTTP/1.1 200"));
+    assert!(
+        answer.len() < blob.len(),
+        "the whole blob came ({} bytes): not cut off",
+        answer.len()
+    );
+}
+
 #[tokio::test]
 async fn blobs_above_the_size_limit_are_refused_with_413() {
     let options = ServerOptions::default().with_max_blob_size(Some(16));
