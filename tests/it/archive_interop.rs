@@ -437,3 +437,34 @@ fn bad_archives_are_clear_errors_and_failed_writes_leave_nothing() {
         .collect();
     assert!(partial.is_empty(), "{partial:?}");
 }
+
+/// An archive is made with the user's umask, as `docker save -o` and skopeo make theirs:
+/// 0600 under `umask 077` (a fixed 0644 made a private image world-readable), 0644 under 022.
+#[test]
+fn archives_are_made_with_the_users_umask() {
+    use std::os::unix::fs::PermissionsExt;
+    let work = Work::new();
+    let hoist = Hoist::new();
+    built_image(&hoist, &work);
+    for (umask, expected) in [("077", 0o600), ("022", 0o644)] {
+        let archive = work.path(&format!("umask-{umask}.tar"));
+        let command = hoist.command(&[]);
+        let program = command.get_program().to_owned();
+        let args = [
+            "copy".to_owned(),
+            work.oci("image", "v1"),
+            format!("docker-archive:{}:x/y:v1", archive.display()),
+        ];
+        let status = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!("umask {umask} && exec \"$0\" \"$@\""))
+            .arg(program)
+            .args(args)
+            .envs(command.get_envs().filter_map(|(k, v)| Some((k, v?))))
+            .status()
+            .unwrap();
+        assert!(status.success(), "umask {umask}");
+        let mode = std::fs::metadata(&archive).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, expected, "umask {umask}");
+    }
+}

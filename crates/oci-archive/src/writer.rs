@@ -155,19 +155,19 @@ impl ArchiveWriter {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let temporary = tempfile::Builder::new()
-            .prefix(&format!(".{name}."))
-            .suffix(".hoist-partial")
-            .tempfile_in(&dir)
-            .map_err(|e| Error::io("cannot create a temporary file in", &dir, e))?;
-        let (file, temporary) = temporary.into_parts();
-        // A temporary file is private (0600); the archive is an ordinary file, as `docker
-        // save -o` and skopeo make it.
-        {
+        // The archive is an ordinary file, as `docker save -o` and skopeo make it: 0666 less
+        // the umask, applied by the kernel as it is created (not a temporary file's 0600, nor
+        // a fixed mode that would ignore the user's umask).
+        let temporary = {
             use std::os::unix::fs::PermissionsExt;
-            file.set_permissions(std::fs::Permissions::from_mode(0o644))
-                .map_err(|e| Error::io("cannot set the mode of", &*temporary, e))?;
-        }
+            tempfile::Builder::new()
+                .prefix(&format!(".{name}."))
+                .suffix(".hoist-partial")
+                .permissions(std::fs::Permissions::from_mode(0o666))
+                .tempfile_in(&dir)
+                .map_err(|e| Error::io("cannot create a temporary file in", &dir, e))?
+        };
+        let (file, temporary) = temporary.into_parts();
         let output = match format {
             // The content is mostly compressed layers already: the fastest level costs least
             // and loses almost nothing.

@@ -554,13 +554,39 @@ async fn hostile_and_broken_archives_are_refused_with_reasons() {
     let bomb = bomb.finish().unwrap();
     let error = open_error(&bomb, ReadAs::Docker, limits()).await;
     assert!(error.contains("decompression bomb"), "{error}");
+    // A plain layer that is not the one the config states, and a config stating fewer
+    // layers than manifest.json lists: images no runtime could use.
+    let stated = Digest::sha256(b"another layer");
+    let wrong = format!(
+        r#"{{"architecture":"amd64","os":"linux","rootfs":{{"type":"layers","diff_ids":["{stated}"]}}}}"#
+    );
+    let mismatch = raw_tar(&[
+        ("manifest.json", manifest(r#""l.tar""#).as_bytes()),
+        ("c.json", wrong.as_bytes()),
+        ("l.tar", b"x"),
+    ]);
+    let error = open_error(&mismatch, ReadAs::Docker, limits()).await;
+    assert!(
+        error.contains("l.tar") && error.contains("diff_id") && error.contains(stated.as_str()),
+        "{error}"
+    );
+    let short = raw_tar(&[
+        ("manifest.json", manifest(r#""l.tar""#).as_bytes()),
+        ("c.json", config),
+        ("l.tar", b"x"),
+    ]);
+    let error = open_error(&short, ReadAs::Docker, limits()).await;
+    assert!(error.contains("states 0 layers"), "{error}");
 }
 
 #[tokio::test]
 async fn blobs_are_verified_as_they_are_read() {
     // A classic archive whose layer under blobs/sha256/HEX does not hash to HEX.
-    let config =
-        br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
+    let config = format!(
+        r#"{{"architecture":"amd64","os":"linux","rootfs":{{"type":"layers","diff_ids":["{}"]}}}}"#,
+        Digest::sha256(b"truth")
+    );
+    let config = config.as_bytes();
     let liar = format!("blobs/sha256/{}", Digest::sha256(b"truth").encoded());
     let manifest = format!(r#"[{{"Config":"c.json","RepoTags":["x:1"],"Layers":["{liar}"]}}]"#);
     let bytes = raw_tar(&[
@@ -706,9 +732,16 @@ async fn write_with_layer_source(dir: &tempfile::TempDir, one: &Image) -> std::p
     path
 }
 
-/// `image` with its gzip layer replaced by `layer` (labelled gzip).
+/// `image` with its gzip layer replaced by `layer` (labelled gzip), and the config's
+/// `diff_ids` to match (as far as `layer` inflates: some tests give a broken one).
 fn with_gzip_layer(mut one: Image, layer: Vec<u8>) -> Image {
     let descriptor = descriptor(media_type::OCI_LAYER_GZIP, &layer);
+    let mut plain = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&layer[..]), &mut plain);
+    let mut config: serde_json::Value = serde_json::from_slice(&one.blobs[0].1).unwrap();
+    config["rootfs"]["diff_ids"][0] = Digest::sha256(&plain).to_string().into();
+    let config = serde_json::to_vec(&config).unwrap();
+    one.blobs[0] = (self::descriptor(media_type::OCI_CONFIG, &config), config);
     let config = &one.blobs[0];
     let b = &one.blobs[2];
     let manifest =
@@ -790,8 +823,8 @@ async fn gzip_layers_are_written_uncompressed_with_a_layer_source() {
 /// own that `manifest.json` names; the entry begun with the wrong size is completed (cut or
 /// padded) and named by nothing. Three ways: two gzip members (the trailer counts only the
 /// second: content longer than announced), a trailer that claims more than the content (short,
-/// and the decompressor refuses the trailer), a plain tar labelled gzip (a trailer that cannot
-/// be a size: sent as stored from the start).
+/// and the decompressor refuses the trailer), a plain tar labelled gzip and a small layer
+/// claiming 4 GiB (trailers that cannot be a size: sent as stored from the start).
 #[tokio::test]
 async fn gzip_layers_whose_trailer_is_not_their_size_are_sent_as_stored() {
     let two_members = [
@@ -804,10 +837,16 @@ async fn gzip_layers_whose_trailer_is_not_their_size_are_sent_as_stored() {
     let claimed = u32::from_le_bytes(lying[end - 4..].try_into().unwrap()) + 4096;
     lying[end - 4..].copy_from_slice(&claimed.to_le_bytes());
     let plain = layer_tar("plain", &[b'p'; 4000]);
+    // A few bytes claiming 4 GiB, more than deflate can make of them: its entry would have
+    // been padded with zeros to that size.
+    let mut boasting = gzip(&layer_tar("small", b"small"));
+    let end = boasting.len();
+    boasting[end - 4..].copy_from_slice(&u32::MAX.to_le_bytes());
     for (case, layer, wasted) in [
         ("two members", two_members, true),
         ("lying trailer", lying, true),
         ("plain tar", plain, false),
+        ("impossible trailer", boasting, false),
     ] {
         let dir = tempfile::tempdir().unwrap();
         let one = with_gzip_layer(image(case, "amd64"), layer.clone());
@@ -873,24 +912,48 @@ async fn an_inflated_layer_is_still_checked_against_its_digest() {
 /// listing more layers than a manifest holds is refused, naming the count.
 #[tokio::test]
 async fn a_docker_archive_naming_one_layer_many_times_hashes_it_once() {
-    let config =
-        br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
     let layer = vec![7u8; 4 << 20];
-    let manifest = |references: usize, images: usize| {
+    // A config stating `layers` copies of the layer, padded to `padding` bytes.
+    let config = |layers: usize, padding: usize| {
+        let diff_id = Digest::sha256(&layer).to_string();
+        let config = serde_json::json!({
+            "architecture": "amd64",
+            "os": "linux",
+            "rootfs": {"type": "layers", "diff_ids": vec![diff_id; layers]},
+            "padding": "x".repeat(padding),
+        });
+        serde_json::to_vec(&config).unwrap()
+    };
+    let manifest = |references: usize, images: usize, config: &dyn Fn(usize) -> String| {
         let layers = vec![r#""l.tar""#; references].join(",");
-        let image = format!(r#"{{"Config":"c.json","Layers":[{layers}]}}"#);
-        format!("[{}]", vec![image; images].join(","))
+        let images: Vec<String> = (0..images)
+            .map(|n| format!(r#"{{"Config":"{}","Layers":[{layers}]}}"#, config(n)))
+            .collect();
+        format!("[{}]", images.join(","))
     };
     let dir = tempfile::tempdir().unwrap();
-    let many = manifest(20_000, 1);
-    let images = manifest(1, 20_000);
-    for (name, text, expected) in [("one-image", &many, 1), ("many-images", &images, 20_000)] {
+    let many = manifest(20_000, 1, &|_| "c.json".to_owned());
+    let images = manifest(1, 20_000, &|_| "c.json".to_owned());
+    // One config (of almost 8 MiB, the limit) under 20,000 names: each was read, parsed and
+    // hashed again, 160 GB of work.
+    let variants = manifest(1, 20_000, &|n| format!("{n}/../c.json"));
+    let cases = [
+        ("one-image", &many, config(20_000, 0), 1),
+        ("many-images", &images, config(1, 0), 20_000),
+        (
+            "config-names",
+            &variants,
+            config(1, (8 << 20) - 4096),
+            20_000,
+        ),
+    ];
+    for (name, text, config, expected) in cases {
         let path = dir.path().join(format!("{name}.tar"));
         std::fs::write(
             &path,
             raw_tar(&[
                 ("manifest.json", text.as_bytes()),
-                ("c.json", config),
+                ("c.json", &config),
                 ("l.tar", &layer),
             ]),
         )
@@ -908,11 +971,11 @@ async fn a_docker_archive_naming_one_layer_many_times_hashes_it_once() {
             .unwrap();
         assert_eq!(images, expected, "{name}");
     }
-    let too_many = manifest(40_000, 1);
+    let too_many = manifest(40_000, 1, &|_| "c.json".to_owned());
     let error = open_error(
         &raw_tar(&[
             ("manifest.json", too_many.as_bytes()),
-            ("c.json", config),
+            ("c.json", &config(0, 0)),
             ("l.tar", b"x"),
         ]),
         ReadAs::Docker,

@@ -24,8 +24,9 @@ const MAX_LAYER_REFERENCES: usize = MAX_MANIFEST_SIZE / 120;
 /// naming one large layer a million times must not take a million hashes.
 #[derive(Default)]
 struct DockerSeen {
-    /// Configs by their path in the archive: digest and size.
-    configs: HashMap<String, (Digest, u64)>,
+    /// Configs by where their content is in the archive (however many names lead there):
+    /// digest, size and the `diff_ids` they state.
+    configs: HashMap<u64, (Digest, u64, Vec<String>)>,
     /// Layers by where their content is in the archive: digest and first bytes.
     layers: HashMap<u64, (Digest, Vec<u8>)>,
     /// Image manifests by their config's digest.
@@ -92,22 +93,38 @@ impl Catalog {
                 ),
             ));
         }
-        let (config_digest, config_size) = match seen.configs.get(&image.config) {
+        // Read and hashed once per content, not per name: `c.json`, `./c.json` and
+        // `N/../c.json` are one config, which an archive could otherwise have read again for
+        // each of hundreds of thousands of images.
+        let config_extent = self.tar.find(&image.config)?;
+        let (config_digest, config_size, diff_ids) = match seen.configs.get(&config_extent.offset) {
             Some(known) => known.clone(),
             None => {
                 let config_bytes = self.tar.read_small(&image.config, limits.max_json)?;
-                serde_json::from_slice::<serde_json::Value>(&config_bytes).map_err(|e| {
-                    self.invalid(&image.config, format!("the image config is not JSON: {e}"))
-                })?;
-                let known = (Digest::sha256(&config_bytes), config_bytes.len() as u64);
-                seen.configs.insert(image.config.clone(), known.clone());
+                let config: serde_json::Value =
+                    serde_json::from_slice(&config_bytes).map_err(|e| {
+                        self.invalid(&image.config, format!("the image config is not JSON: {e}"))
+                    })?;
+                let diff_ids = config["rootfs"]["diff_ids"]
+                    .as_array()
+                    .map(|ids| {
+                        let ids = ids.iter().map(|id| id.as_str().unwrap_or_default());
+                        ids.map(str::to_owned).collect()
+                    })
+                    .unwrap_or_default();
+                let known = (
+                    Digest::sha256(&config_bytes),
+                    config_bytes.len() as u64,
+                    diff_ids,
+                );
+                seen.configs.insert(config_extent.offset, known.clone());
                 known
             }
         };
         if let Some(descriptor) = seen.by_config.get(&config_digest) {
             return Ok(descriptor.clone());
         }
-        let config_extent = self.tar.find(&image.config)?;
+
         self.blobs.insert(
             config_digest.clone(),
             (
@@ -136,10 +153,35 @@ impl Catalog {
                 Compression::Zstd => media_type::OCI_LAYER_ZSTD,
                 _ => media_type::OCI_LAYER_TAR,
             };
+            // An uncompressed layer's digest is its diff_id: one the config does not state
+            // makes an image no runtime can use (a compressed one is checked when unpacked).
+            let index = layers.len();
+            let stated = diff_ids.get(index).map(String::as_str);
+            if layer_type == media_type::OCI_LAYER_TAR
+                && stated.is_some_and(|id| id != digest.as_str())
+            {
+                return Err(self.invalid(
+                    path,
+                    format!(
+                        "layer {index} is {digest}, but the config states its diff_id is {:?}",
+                        stated.unwrap_or_default()
+                    ),
+                ));
+            }
             let layer_type = MediaType::from_static(layer_type);
             self.blobs
                 .insert(digest.clone(), (extent, layer_type.clone()));
             layers.push(Descriptor::new(layer_type, digest, extent.size));
+        }
+        if diff_ids.len() != layers.len() {
+            return Err(self.invalid(
+                &image.config,
+                format!(
+                    "the config states {} layers (rootfs.diff_ids), and manifest.json lists {}",
+                    diff_ids.len(),
+                    layers.len()
+                ),
+            ));
         }
         let config = Descriptor::new(
             MediaType::from_static(media_type::OCI_CONFIG),

@@ -148,12 +148,13 @@ impl ArchiveWriter {
 }
 
 /// The uncompressed size the last gzip member of `descriptor` states, if it can be the
-/// layer's: at least half the compressed size, less 1 KiB of a header's optional fields.
-/// Deflate stores what it cannot shrink (5 bytes more per 64 KiB), but a fast encoder may code
-/// random bytes into about 5 % more, and a trailer that passes this check yet is wrong only
-/// costs the wasted entry; one that fails it, such as the zeros at the end of a plain tar
-/// labelled gzip, sends the layer as stored. `None` when it cannot be read or cannot be the
-/// size.
+/// layer's: at least half the compressed size, less 1 KiB of a header's optional fields, and
+/// at most what deflate can expand it to (1032 times). Deflate stores what it cannot shrink
+/// (5 bytes more per 64 KiB), but a fast encoder may code random bytes into about 5 % more,
+/// and a trailer that passes this check yet is wrong only costs the wasted entry; one that
+/// fails it, such as the zeros at the end of a plain tar labelled gzip, or a 20-byte layer
+/// claiming 4 GiB (whose entry would be padded with zeros to that size, for a daemon to store),
+/// sends the layer as stored. `None` when it cannot be read or cannot be the size.
 async fn announced_size(source: &LayerSource, descriptor: &Descriptor) -> Option<u64> {
     let compressed = descriptor.size;
     let trailer = async {
@@ -171,7 +172,8 @@ async fn announced_size(source: &LayerSource, descriptor: &Descriptor) -> Option
         <[u8; 4]>::try_from(bytes.as_ref()).ok()
     };
     let size = u64::from(u32::from_le_bytes(trailer.await?));
-    (size >= compressed.saturating_sub(1024) / 2).then_some(size)
+    let possible = compressed.saturating_sub(1024) / 2..=compressed.saturating_mul(1032);
+    possible.contains(&size).then_some(size)
 }
 
 /// Sends exactly `size` bytes of `reader`'s content to the tar (padded with zeros, or cut),
