@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use oci_store::GcOptions;
-use oci_types::{Algorithm, Descriptor, Digest, Digester, MAX_MANIFEST_SIZE, Manifest, Repository};
+use oci_types::{Algorithm, Digest, Digester, MAX_MANIFEST_SIZE, Manifest, Repository};
 
 use crate::layout::Layout;
 use crate::{Error, LayoutStore, Result};
@@ -101,19 +101,15 @@ impl LayoutStore {
 /// Everything reachable from `index.json`: the manifests of every entry and, through them,
 /// configs, layers and index children. Returns the blobs found and the ones that are needed but
 /// absent or unreadable (blocking).
-fn reachable(
-    layout: &Layout,
-    default: &Repository,
-) -> Result<(BTreeSet<Digest>, Vec<Digest>, usize)> {
+fn reachable(layout: &Layout, default: &Repository) -> Result<Reachable> {
     let index = layout.read_index()?;
     let unreadable = index.unreadable_entries(default);
     let mut seen = BTreeSet::new();
     let mut missing = Vec::new();
-    let mut pending: Vec<Descriptor> = index
-        .entries(default)
-        .into_iter()
-        .map(|e| e.descriptor)
-        .collect();
+    // Every entry is a root, including those whose `ref.name` hoist cannot read: their
+    // images are the layout's too, and gc removed them.
+    let (mut pending, undecodable) = index.all_descriptors();
+    let undecodable = undecodable.len();
     while let Some(descriptor) = pending.pop() {
         if !seen.insert(descriptor.digest.clone()) {
             continue;
@@ -137,7 +133,24 @@ fn reachable(
             pending.extend(manifest.references().into_iter().cloned());
         }
     }
-    Ok((seen, missing, unreadable))
+    Ok(Reachable {
+        blobs: seen,
+        missing,
+        unreadable,
+        undecodable,
+    })
+}
+
+/// What [`reachable`] found.
+struct Reachable {
+    /// Every blob reachable from `index.json` that is there.
+    blobs: BTreeSet<Digest>,
+    /// Those needed but absent or unreadable.
+    missing: Vec<Digest>,
+    /// Entries whose repository hoist cannot tell (their descriptors are still roots).
+    unreadable: usize,
+    /// Entries that are not descriptors: what they reference cannot be known.
+    undecodable: usize,
 }
 
 fn read_limited(path: &Path, limit: u64) -> std::io::Result<Vec<u8>> {
@@ -213,7 +226,21 @@ fn gc_layout(layout: &Layout, default: &Repository, options: &GcOptions) -> Resu
         return Ok(report);
     }
     let _lock = layout.lock_for_maintenance()?;
-    let (needed, missing, _) = reachable(layout, default)?;
+    let Reachable {
+        blobs: needed,
+        missing,
+        undecodable,
+        ..
+    } = reachable(layout, default)?;
+    if undecodable > 0 {
+        return Err(Error::InvalidLayout {
+            path: layout.dir().join("index.json"),
+            reason: format!(
+                "{undecodable} entries are not descriptors; run fsck: gc will not guess which \
+                 blobs they reference"
+            ),
+        });
+    }
     if let Some(digest) = missing.iter().find(|d| layout.blob_path(d).is_file()) {
         return Err(Error::InvalidLayout {
             path: layout.blob_path(digest),
@@ -280,7 +307,11 @@ fn fsck_layout(layout: &Layout, default: &Repository) -> Result<FsckReport> {
     if !layout.exists() {
         return Ok(report);
     }
-    let (_, missing, unreadable) = reachable(layout, default)?;
+    let Reachable {
+        missing,
+        unreadable,
+        ..
+    } = reachable(layout, default)?;
     report.unreadable_entries = unreadable;
     let files = blob_files(layout)?;
     report.stray = files.stray;

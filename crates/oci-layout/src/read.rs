@@ -2,7 +2,7 @@
 //! tokio's blocking pool; and the rule for where the store's other short file work runs.
 
 use std::io::Read;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -52,6 +52,19 @@ pub(crate) async fn read_blob(
         descriptor.clone(),
         file_body(file, path, None, read_buffer),
     ))
+}
+
+/// Opens the blob file at `path` for a read that is not verified (a range, as a server
+/// serves), never through a symlink: a symlink in a blob's place (a hostile layout, or a root
+/// others can write to) must not serve a host file such as `/etc/shadow`. Verified reads
+/// follow symlinks, as layouts that share blobs that way (Bazel's rules_oci) need: a file
+/// that is not the blob fails its digest.
+pub(crate) async fn open_unverified(path: &Path) -> std::io::Result<tokio::fs::File> {
+    tokio::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .await
 }
 
 /// The largest blob a store with [`LayoutOptions::inline_io`] reads on the calling task.

@@ -372,6 +372,88 @@ async fn a_digest_in_the_wrong_form_is_refused_or_reported() {
     assert_eq!(report.stray, [odd], "{report:?}");
 }
 
+/// A symlink in a blob's place is not followed by a read that is not verified (a range, what
+/// a server serves): a hostile layout, or a root others can write to, could otherwise serve
+/// `/etc/shadow`. A verified read follows it (layouts share blobs so), and fails when what it
+/// finds is not the blob.
+#[tokio::test]
+async fn a_symlink_in_a_blobs_place_is_not_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    let secret = outside.path().join("secret");
+    std::fs::write(&secret, b"the host's secret").unwrap();
+    let store = LayoutStore::open(dir.path()).await.unwrap();
+    let (image, layer) = push_image(&store, &default_repo(), "linked", &["v1"]).await;
+    // A blob shared by a symlink to the same bytes elsewhere reads whole.
+    let path = dir.path().join("blobs/sha256").join(layer.digest.encoded());
+    let shared = outside.path().join("shared");
+    std::fs::copy(&path, &shared).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    std::os::unix::fs::symlink(&shared, &path).unwrap();
+    let reader = store
+        .get_blob(&default_repo(), &layer.digest)
+        .await
+        .unwrap();
+    let read = reader.bytes(1 << 20).await.unwrap();
+    assert_eq!(read.as_ref(), std::fs::read(&shared).unwrap());
+    for digest in [&layer.digest, &image.digest] {
+        let path = dir.path().join("blobs/sha256").join(digest.encoded());
+        std::fs::remove_file(&path).unwrap();
+        std::os::unix::fs::symlink(&secret, &path).unwrap();
+    }
+    let store = LayoutStore::open(dir.path()).await.unwrap();
+    let repo = default_repo();
+    let ranged = store.get_blob_range(&repo, &layer.digest, 0, None).await;
+    assert!(ranged.is_err(), "{ranged:?}");
+    let whole = match store.get_blob(&repo, &layer.digest).await {
+        Ok(reader) => reader.bytes(1 << 20).await.map(|b| b.to_vec()),
+        Err(error) => Err(error),
+    };
+    assert!(whole.is_err(), "{whole:?}");
+    let manifest = store.get_manifest(&repo, &image.digest).await;
+    let read = match manifest {
+        Ok(reader) => reader.bytes(1 << 20).await.map(|b| b.to_vec()),
+        Err(error) => Err(error),
+    };
+    assert!(read.is_err(), "{read:?}");
+}
+
+/// An entry of `index.json` whose `ref.name` hoist cannot read (`localhost:5000/app:v1`, as
+/// other tools write a full reference) is still a root: gc keeps its image, which it removed
+/// before. An entry that is not a descriptor at all stops gc, naming `index.json`: what it
+/// references cannot be known.
+#[tokio::test]
+async fn gc_keeps_the_images_of_entries_whose_names_it_cannot_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = LayoutStore::open(dir.path()).await.unwrap();
+    let (image, layer) = push_image(&store, &default_repo(), "foreign", &["v1"]).await;
+    let mut index = index_json(dir.path());
+    index["manifests"][0]["annotations"]["org.opencontainers.image.ref.name"] =
+        "localhost:5000/app:v1".into();
+    std::fs::write(dir.path().join("index.json"), index.to_string()).unwrap();
+    let store = LayoutStore::open(dir.path()).await.unwrap();
+    let all = GcOptions::default().with_grace(Duration::ZERO);
+    let report = store.gc(&all).await.unwrap();
+    assert!(report.removed_blobs.is_empty(), "{report:?}");
+    for digest in [&image.digest, &layer.digest] {
+        let path = dir.path().join("blobs/sha256").join(digest.encoded());
+        assert!(path.is_file(), "{digest} was removed");
+    }
+
+    index["manifests"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({"digest": "not a digest"}));
+    std::fs::write(dir.path().join("index.json"), index.to_string()).unwrap();
+    let error = store.gc(&all).await.unwrap_err().to_string();
+    assert!(
+        error.contains("index.json") && error.contains("not descriptors"),
+        "{error}"
+    );
+    let path = dir.path().join("blobs/sha256").join(layer.digest.encoded());
+    assert!(path.is_file());
+}
+
 #[tokio::test]
 async fn gc_removes_only_what_nothing_reachable_needs() {
     let dir = tempfile::tempdir().unwrap();
