@@ -32,8 +32,10 @@ pub struct InspectedManifest {
 
 /// Checks a manifest push the way every store must: at most [`MAX_MANIFEST_SIZE`] bytes, the
 /// expected digest if one is given, and, for the image and index media types, a valid manifest
-/// of that kind. Other media types (artifacts of unknown kinds, Docker schema 1) must be JSON and
-/// are otherwise stored as they are.
+/// of that kind. Other media types (artifacts of unknown kinds, Docker schema 1) must be JSON
+/// whose usual reference fields (`config`, `layers`, `blobs`, `fsLayers`) hold digests, and
+/// whose `manifests` entries are descriptors of manifests that exist, as an index's; they are
+/// otherwise stored as they are.
 pub fn inspect_manifest(
     repo: &Repository,
     contents: &[u8],
@@ -82,15 +84,85 @@ pub fn inspect_manifest(
             annotations: manifest.annotations().clone(),
         });
     }
-    serde_json::from_slice::<serde_json::Value>(contents)
+    let json = serde_json::from_slice::<serde_json::Value>(contents)
         .map_err(|e| invalid(format!("not valid JSON: {e}")))?;
+    // What reads a manifest of another kind (a collection of garbage, a copy) takes the
+    // digests in its usual fields for references: they must be digests, and `manifests`
+    // entries are children that must be there, as an index's are. Otherwise one push could
+    // stop every later collection, which fails closed on a reference it cannot follow.
+    let digest_at = |value: &serde_json::Value, what: &str| match value {
+        serde_json::Value::Null => Ok(()),
+        serde_json::Value::String(text) => text
+            .parse::<Digest>()
+            .map(drop)
+            .map_err(|e| invalid(format!("{what}: {e}"))),
+        other => Err(invalid(format!("{what} is not a digest: {other}"))),
+    };
+    digest_at(&json["config"]["digest"], "config.digest")?;
+    for (list, field) in [
+        ("layers", "digest"),
+        ("blobs", "digest"),
+        ("fsLayers", "blobSum"),
+    ] {
+        for item in json[list].as_array().map_or(&[][..], Vec::as_slice) {
+            digest_at(&item[field], &format!("{list}[].{field}"))?;
+        }
+    }
+    let children = json["manifests"].as_array().map_or(&[][..], Vec::as_slice);
+    let required = children
+        .iter()
+        .map(|child| {
+            serde_json::from_value::<Descriptor>(child.clone())
+                .map_err(|e| invalid(format!("manifests[] holds {child}, not a descriptor: {e}")))
+        })
+        .collect::<Result<Vec<_>>>()?;
     Ok(InspectedManifest {
         digest,
         descriptor,
-        required: Vec::new(),
-        is_index: false,
+        is_index: !required.is_empty(),
+        required,
         subject: None,
         artifact_type: None,
         annotations: BTreeMap::new(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A manifest of an unknown kind is stored as it is, its `manifests` entries required as
+    /// an index's children, and refused when a reference field holds no digest.
+    #[test]
+    fn a_manifest_of_an_unknown_kind_has_its_references_checked() {
+        let repo = Repository::parse("r").unwrap();
+        let kind = MediaType::from_static("application/vnd.example.thing+json");
+        let child = Descriptor::of_bytes(
+            MediaType::from_static(oci_types::media_type::OCI_MANIFEST),
+            b"{}",
+        );
+        let text = format!(
+            r#"{{"manifests":[{}],"layers":[{{"digest":"{}"}}],"other":"x"}}"#,
+            serde_json::to_string(&child).unwrap(),
+            Digest::sha256(b"layer")
+        );
+        let params = PushManifestParams::new();
+        let inspected = inspect_manifest(&repo, text.as_bytes(), &kind, &params).unwrap();
+        assert!(inspected.is_index);
+        assert_eq!(inspected.required, [child]);
+        let plain = inspect_manifest(&repo, br#"{"anything":[1,2]}"#, &kind, &params).unwrap();
+        assert!(!plain.is_index && plain.required.is_empty());
+        for bad in [
+            r#"{"config":{"digest":"sha256:abc"}}"#,
+            r#"{"layers":[{"digest":7}]}"#,
+            r#"{"fsLayers":[{"blobSum":"x"}]}"#,
+            r#"{"manifests":[{"digest":"x"}]}"#,
+        ] {
+            let error = inspect_manifest(&repo, bad.as_bytes(), &kind, &params).unwrap_err();
+            assert!(
+                matches!(error, Error::ManifestInvalid { .. }),
+                "{bad}: {error}"
+            );
+        }
+    }
 }

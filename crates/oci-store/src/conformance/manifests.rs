@@ -301,6 +301,31 @@ pub async fn manifest_index_missing_child(f: &Fixture) {
     .await;
 }
 
+/// A manifest of a kind the store does not know is refused when its usual reference fields
+/// hold something that is not a digest, or its `manifests` name children that are not there:
+/// whatever reads it (a collection of garbage, a copy) takes them for references, and one such
+/// push stopped every later collection of a bucket.
+pub async fn manifest_unknown_kind_references(f: &Fixture) {
+    let repo = f.repo("manifest_unknown_kind_references");
+    push(f, &repo, "anchor").await;
+    let kind = "application/vnd.example.thing+json";
+    let not_a_digest = Bytes::from_static(br#"{"layers":[{"digest":"x","size":1}]}"#);
+    let codes = [ErrorCode::ManifestInvalid, ErrorCode::Unsupported];
+    push_refused(f, &repo, &not_a_digest, kind, &codes, "a layer digest x").await;
+    let missing = Descriptor::of_bytes(
+        MediaType::from_static(media_type::OCI_MANIFEST),
+        b"{\"schemaVersion\":2,\"missing\":true}",
+    );
+    let child = serde_json::to_string(&missing).unwrap_or_default();
+    let orphan = Bytes::from(format!(r#"{{"manifests":[{child}]}}"#));
+    let codes = [
+        ErrorCode::ManifestBlobUnknown,
+        ErrorCode::ManifestInvalid,
+        ErrorCode::Unsupported,
+    ];
+    push_refused(f, &repo, &orphan, kind, &codes, "a missing child").await;
+}
+
 /// A manifest whose subject does not exist is accepted (referrers may arrive first).
 pub async fn manifest_dangling_subject(f: &Fixture) {
     let repo = f.repo("manifest_dangling_subject");
