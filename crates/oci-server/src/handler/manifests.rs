@@ -51,6 +51,9 @@ pub(super) async fn get_manifest(
     Ok(response)
 }
 
+/// The most tags one manifest push applies (its `?tag=` values, and the tag it is pushed by).
+pub(super) const MAX_TAGS_PER_PUSH: usize = 64;
+
 pub(super) async fn put_manifest(
     state: &State,
     repo: &Repository,
@@ -91,9 +94,12 @@ pub(super) async fn put_manifest(
         Reference::Tag(tag) => params.tags.push(tag),
         Reference::Digest(digest) => params.digest = Some(digest),
     }
+    // At most MAX_TAGS_PER_PUSH of `?tag=`: each costs the store work under its lock, and
+    // the ones beyond are not refused but left unconfirmed (no `OCI-Tag`), which a client
+    // answers by pushing them one by one, as the spec has it.
     for (_, value) in query.iter().filter(|(k, _)| k == "tag") {
         let tag = Tag::parse(value).map_err(|e| fail(e.into()))?;
-        if !params.tags.contains(&tag) {
+        if !params.tags.contains(&tag) && params.tags.len() < MAX_TAGS_PER_PUSH {
             params.tags.push(tag);
         }
     }

@@ -67,6 +67,37 @@ async fn a_manifest_push_answers_its_location_digest_and_tags() {
     assert_eq!(listed["tags"], json!(["a", "b", "v1"]));
 }
 
+/// One push applies at most 64 tags: more `?tag=` values are not refused but left
+/// unconfirmed (no `OCI-Tag`), for the client to push one by one, so that no request makes
+/// the store do unbounded work under its lock.
+#[tokio::test]
+async fn a_push_applies_at_most_64_tags_and_confirms_those() {
+    let (_server, client) = start_default().await;
+    let image = client.push_image("r", "v1", b"layer").await;
+    let query: Vec<String> = (0..100).map(|i| format!("tag=t{i:03}")).collect();
+    let reply = client
+        .put(&format!(
+            "/v2/r/manifests/{}?{}",
+            image.digest,
+            query.join("&")
+        ))
+        .header("Content-Type", MANIFEST)
+        .body(image.manifest.clone())
+        .send()
+        .await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text());
+    let confirmed: Vec<String> = reply
+        .headers
+        .get_all("OCI-Tag")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .collect();
+    let expected: Vec<String> = (0..64).map(|i| format!("t{i:03}")).collect();
+    assert_eq!(confirmed, expected);
+    let listed = client.get("/v2/r/tags/list").send().await.json();
+    assert_eq!(listed["tags"].as_array().unwrap().len(), 64 + 1, "{listed}");
+}
+
 #[tokio::test]
 async fn a_manifest_naming_a_missing_blob_is_refused() {
     let (_server, client) = start_default().await;
