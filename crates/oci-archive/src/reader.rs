@@ -68,6 +68,8 @@ struct Catalog {
     read_as: ReadAs,
     blobs: HashMap<Digest, (Extent, MediaType)>,
     manifests: HashMap<Digest, StoredManifest>,
+    /// Bytes of `manifests`, all held in memory: at most [`ArchiveLimits::max_manifest_bytes`].
+    manifest_bytes: u64,
     tags: BTreeMap<Repository, BTreeMap<Tag, Descriptor>>,
     images: Vec<ArchiveImage>,
 }
@@ -126,6 +128,7 @@ impl ArchiveReader {
             read_as,
             blobs: HashMap::new(),
             manifests: HashMap::new(),
+            manifest_bytes: 0,
             tags: BTreeMap::new(),
             images: Vec::new(),
         };
@@ -223,7 +226,7 @@ impl Catalog {
         let index: IndexFile = self.read_json(INDEX_FILE, limits.max_json)?;
         let repo = ArchiveReader::default_repository();
         for (position, descriptor) in index.manifests.iter().enumerate() {
-            self.load_manifest(descriptor, 0)?;
+            self.load_manifest(descriptor, 0, limits)?;
             let mut names = Vec::new();
             if let Some(name) = descriptor.annotations.get(REF_NAME) {
                 // A ref.name that is not a tag (a whole reference, as some tools write) is
@@ -254,8 +257,30 @@ impl Catalog {
         Ok(())
     }
 
+    /// Counts `size` more bytes of manifests held in memory; an error naming `entry` past
+    /// [`ArchiveLimits::max_manifest_bytes`]: an index reaching tens of thousands of 4 MiB
+    /// "manifests" would otherwise have them all in memory.
+    fn hold_manifest(&mut self, entry: &str, size: usize, limits: &ArchiveLimits) -> Result<()> {
+        self.manifest_bytes = self.manifest_bytes.saturating_add(size as u64);
+        if self.manifest_bytes > limits.max_manifest_bytes {
+            return Err(self.invalid(
+                entry,
+                format!(
+                    "the archive's manifests take more than {} bytes (the limit), all held in memory",
+                    limits.max_manifest_bytes
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// Reads a manifest blob named by `descriptor` into memory, checked, with its children.
-    fn load_manifest(&mut self, descriptor: &Descriptor, depth: usize) -> Result<()> {
+    fn load_manifest(
+        &mut self,
+        descriptor: &Descriptor,
+        depth: usize,
+        limits: &ArchiveLimits,
+    ) -> Result<()> {
         const MAX_DEPTH: usize = 8;
         if self.manifests.contains_key(&descriptor.digest) {
             return Ok(());
@@ -265,6 +290,7 @@ impl Catalog {
             return Err(self.invalid(&entry, "indexes nested too deep"));
         }
         let bytes = self.tar.read_small(&entry, MAX_MANIFEST_SIZE as u64)?;
+        self.hold_manifest(&entry, bytes.len(), limits)?;
         if !descriptor.digest.verify(&bytes) || bytes.len() as u64 != descriptor.size {
             return Err(self.invalid(
                 &entry,
@@ -311,7 +337,7 @@ impl Catalog {
         for child in &children {
             // A child an archive leaves out (one platform of an index) is simply not there.
             if self.tar.contains(&crate::format::blob_path(&child.digest)) {
-                self.load_manifest(child, depth + 1)?;
+                self.load_manifest(child, depth + 1, limits)?;
             }
         }
         Ok(())

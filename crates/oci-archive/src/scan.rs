@@ -33,6 +33,9 @@ pub struct ArchiveLimits {
     pub max_json: u64,
     /// Bytes a compressed archive may expand to (default 1 TiB).
     pub max_expanded: u64,
+    /// Bytes of manifests an archive's index reaches (or that its images are given), all held
+    /// in memory while it is read (default 256 MiB).
+    pub max_manifest_bytes: u64,
     /// How many times its compressed size a compressed archive may expand to, once past its
     /// first 64 MiB (default 100): an archive of compressed layers barely compresses again,
     /// and a decompression bomb is stopped early instead of filling the disk.
@@ -45,6 +48,7 @@ impl Default for ArchiveLimits {
             max_entries: 1_000_000,
             max_json: 8 << 20,
             max_expanded: 1 << 40,
+            max_manifest_bytes: 256 << 20,
             max_ratio: 100,
         }
     }
@@ -66,6 +70,12 @@ impl ArchiveLimits {
     /// Sets [`max_expanded`](Self::max_expanded).
     pub fn with_max_expanded(mut self, max: u64) -> Self {
         self.max_expanded = max;
+        self
+    }
+
+    /// Sets [`max_manifest_bytes`](Self::max_manifest_bytes).
+    pub fn with_max_manifest_bytes(mut self, max: u64) -> Self {
+        self.max_manifest_bytes = max;
         self
     }
 

@@ -984,3 +984,45 @@ async fn a_docker_archive_naming_one_layer_many_times_hashes_it_once() {
     .await;
     assert!(error.contains("40000 layers"), "{error}");
 }
+
+/// The manifests an archive's index reaches are held in memory while it is read: past
+/// `max_manifest_bytes` the archive is refused naming the limit, rather than tens of
+/// thousands of 4 MiB "artifacts" filling memory; within it, the same archive opens.
+#[tokio::test]
+async fn the_manifests_held_in_memory_are_limited() {
+    let blobs: Vec<(String, Vec<u8>)> = (0..8u8)
+        .map(|n| {
+            let content = vec![n; 1 << 20];
+            let name = format!("blobs/sha256/{}", Digest::sha256(&content).encoded());
+            (name, content)
+        })
+        .collect();
+    let descriptors: Vec<serde_json::Value> = blobs
+        .iter()
+        .map(|(_, content)| {
+            serde_json::json!({
+                "mediaType": "application/x-a",
+                "digest": Digest::sha256(content).to_string(),
+                "size": content.len(),
+            })
+        })
+        .collect();
+    let index = serde_json::json!({"schemaVersion": 2, "manifests": descriptors}).to_string();
+    let mut entries: Vec<(&str, &[u8])> = vec![
+        ("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#),
+        ("index.json", index.as_bytes()),
+    ];
+    entries.extend(blobs.iter().map(|(n, c)| (n.as_str(), c.as_slice())));
+    let bytes = raw_tar(&entries);
+    let limits = ArchiveLimits::default().with_max_manifest_bytes(4 << 20);
+    let error = open_error(&bytes, ReadAs::Oci, limits).await;
+    assert!(error.contains("more than 4194304 bytes"), "{error}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("within.tar");
+    std::fs::write(&path, &bytes).unwrap();
+    let reader = ArchiveReader::open(&path, ReadAs::Oci, ArchiveLimits::default())
+        .await
+        .unwrap();
+    assert_eq!(reader.images().len(), 8);
+}

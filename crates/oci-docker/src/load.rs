@@ -167,7 +167,7 @@ impl LoadAnswer {
             .and_then(Value::as_str);
         if let Some(error) = detail.or(text("error")).filter(|e| !e.is_empty()) {
             tracing::debug!(error, "the daemon reported a failure of the load");
-            self.error.get_or_insert_with(|| error.to_owned());
+            self.error.get_or_insert_with(|| printable(error));
             return Ok(());
         }
         if let Some(stream) = text("stream") {
@@ -211,7 +211,7 @@ impl LoadAnswer {
                 if self.messages.len() == MAX_MESSAGES {
                     self.messages.pop_front();
                 }
-                self.messages.push_back(line.to_owned());
+                self.messages.push_back(printable(line));
             }
         }
         Ok(())
@@ -253,12 +253,29 @@ impl LoadAnswer {
 
 /// The start of `bytes` as text, for an error message.
 pub(crate) fn quote(bytes: &[u8]) -> String {
-    let text = String::from_utf8_lossy(&bytes[..bytes.len().min(QUOTE)]).into_owned();
+    let text = printable(&String::from_utf8_lossy(&bytes[..bytes.len().min(QUOTE)]));
     if bytes.len() > QUOTE {
         format!("{text}...")
     } else {
         text
     }
+}
+
+/// `text` from the daemon, safe for a terminal: control characters (escape sequences that
+/// could rewrite what the user sees, or move the cursor) are shown escaped, `\u{1b}`.
+pub(crate) fn printable(text: &str) -> String {
+    if !text.chars().any(char::is_control) {
+        return text.to_owned();
+    }
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -505,6 +522,21 @@ mod tests {
         let messages = read(200, &notes, 1 << 16).unwrap().messages;
         assert_eq!(messages.len(), MAX_MESSAGES);
         assert_eq!(messages.last().map(String::as_str), Some("note 99"));
+    }
+
+    /// What the daemon says reaches the terminal without its control characters.
+    #[test]
+    fn daemon_text_is_printable() {
+        assert_eq!(printable("plain: ok"), "plain: ok");
+        assert_eq!(printable("\u{1b}[2Jgone\r\n"), "\\u{1b}[2Jgone\\r\\n");
+        assert_eq!(quote(b"\x1b]0;title\x07"), "\\u{1b}]0;title\\u{7}");
+        let mut load = LoadAnswer::new(REQUEST, 200);
+        load.push(b"{\"stream\":\"note \\u001b[31mred\\n\"}\n")
+            .unwrap();
+        load.push(b"{\"error\":\"bad \\u001b[2J\"}\n").unwrap();
+        let error = load.daemon_error().unwrap().to_string();
+        assert!(error.contains("bad \\u{1b}[2J"), "{error}");
+        assert!(!error.contains('\u{1b}'), "{error}");
     }
 
     #[test]

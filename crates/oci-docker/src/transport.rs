@@ -17,7 +17,7 @@ use serde::de::DeserializeOwned;
 use tokio::net::{TcpStream, UnixStream};
 
 use crate::host::Endpoint;
-use crate::load::quote;
+use crate::load::{printable, quote};
 use crate::{Error, Result};
 
 /// The body of a request: nothing, or a stream that may fail.
@@ -231,10 +231,10 @@ pub(crate) fn daemon_message(status: StatusCode, body: &[u8]) -> String {
     }
     if let Ok(answer) = serde_json::from_slice::<ErrorAnswer>(body) {
         if let Some(message) = answer.message.filter(|m| !m.trim().is_empty()) {
-            return message.trim().to_owned();
+            return printable(message.trim());
         }
         if let Some(cause) = answer.cause.filter(|c| !c.trim().is_empty()) {
-            return cause.trim().to_owned();
+            return printable(cause.trim());
         }
     }
     let text = body.trim_ascii();

@@ -205,6 +205,7 @@ impl Catalog {
             Digest::sha256(&bytes),
             bytes.len() as u64,
         );
+        self.hold_manifest(DOCKER_MANIFEST_FILE, bytes.len(), limits)?;
         self.manifests.insert(
             descriptor.digest.clone(),
             StoredManifest {
