@@ -737,3 +737,37 @@ fn cncf_blob_put_sends_a_file_and_blob_get_reads_it_back() {
         assert!(said.contains("is already in"), "{repository}: {said}");
     }
 }
+
+/// What a registry says in an error reaches the terminal without its control characters: a
+/// message carrying escape sequences (clear the screen, set the title) is shown escaped.
+#[test]
+fn a_registrys_error_message_cannot_rewrite_the_terminal() {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).unwrap_or(0) == 1 {
+                head.push(byte[0]);
+            }
+            let body =
+                r#"{"errors":[{"code":"DENIED","message":"\u001b[2J\u001b]0;pwned\u0007gone"}]}"#;
+            let answer = format!(
+                "HTTP/1.1 403 Forbidden\r\nContent-Type: application/json\r\n\
+                 Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = stream.write_all(answer.as_bytes());
+        }
+    });
+    let hoist = Hoist::new();
+    let (_, stderr) = hoist.fails(&["inspect", &format!("{addr}/team/app:v1")]);
+    assert!(
+        !stderr.contains('\u{1b}') && !stderr.contains('\u{7}'),
+        "{stderr:?}"
+    );
+    assert!(stderr.contains("\\u{1b}[2J"), "{stderr}");
+}

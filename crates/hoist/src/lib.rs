@@ -62,9 +62,12 @@ pub fn main() -> ExitCode {
         // `hoist ls | head -1`: the reader has what it wanted.
         Err(error) if exit::is_stdout_closed(&error) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("hoist: {error}");
+            // Messages of registries and daemons are in the chain: without their control
+            // characters, they cannot rewrite the terminal.
+            let printable = |text: &dyn std::fmt::Display| oci_types::printable(&text.to_string());
+            eprintln!("hoist: {}", printable(&error));
             for cause in error.chain().skip(1) {
-                eprintln!("  caused by: {cause}");
+                eprintln!("  caused by: {}", printable(&cause));
             }
             if let Some(hint) = limits_command.and_then(|name| exit::limit_hint(&error, name)) {
                 eprintln!("hint: {hint}");

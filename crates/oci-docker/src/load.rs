@@ -8,6 +8,7 @@
 //! `{"stream":"Loaded image: NAME[,NAME..]\n"}` (its own API: `{"Names":[..]}`), and reports
 //! failures with HTTP 500 and `{"cause":..,"message":..,"response":500}` instead.
 
+use oci_types::printable;
 use std::collections::VecDeque;
 
 use serde_json::Value;
@@ -261,23 +262,6 @@ pub(crate) fn quote(bytes: &[u8]) -> String {
     }
 }
 
-/// `text` from the daemon, safe for a terminal: control characters (escape sequences that
-/// could rewrite what the user sees, or move the cursor) are shown escaped, `\u{1b}`.
-pub(crate) fn printable(text: &str) -> String {
-    if !text.chars().any(char::is_control) {
-        return text.to_owned();
-    }
-    text.chars()
-        .map(|c| {
-            if c.is_control() {
-                c.escape_default().to_string()
-            } else {
-                c.to_string()
-            }
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -527,8 +511,6 @@ mod tests {
     /// What the daemon says reaches the terminal without its control characters.
     #[test]
     fn daemon_text_is_printable() {
-        assert_eq!(printable("plain: ok"), "plain: ok");
-        assert_eq!(printable("\u{1b}[2Jgone\r\n"), "\\u{1b}[2Jgone\\r\\n");
         assert_eq!(quote(b"\x1b]0;title\x07"), "\\u{1b}]0;title\\u{7}");
         let mut load = LoadAnswer::new(REQUEST, 200);
         load.push(b"{\"stream\":\"note \\u001b[31mred\\n\"}\n")

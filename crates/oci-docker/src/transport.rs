@@ -17,8 +17,9 @@ use serde::de::DeserializeOwned;
 use tokio::net::{TcpStream, UnixStream};
 
 use crate::host::Endpoint;
-use crate::load::{printable, quote};
+use crate::load::quote;
 use crate::{Error, Result};
+use oci_types::printable;
 
 /// The body of a request: nothing, or a stream that may fail.
 pub(crate) type RequestBody = UnsyncBoxBody<Bytes, BoxError>;

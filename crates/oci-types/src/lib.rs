@@ -40,6 +40,7 @@ pub mod media_type;
 mod name;
 mod platform;
 mod reference;
+mod text;
 
 pub use descriptor::{Descriptor, MAX_DESCRIPTOR_SIZE};
 pub use digest::{Algorithm, Digest, Digester};
@@ -50,3 +51,4 @@ pub use media_type::{Compression, MediaType};
 pub use name::{MAX_REPOSITORY_LEN, MAX_TAG_LEN, Repository, Tag, referrers_tag, referrers_tag_of};
 pub use platform::{Platform, PlatformMatcher};
 pub use reference::{DOCKER_HUB, Reference};
+pub use text::printable;

@@ -39,9 +39,9 @@ impl Ctx {
     }
 
     /// Reports a failure that does not stop the command (one tag of many), on stderr, even
-    /// with `-q`.
+    /// with `-q`; what a registry said in it is shown without its control characters.
     pub(crate) fn warn(&self, message: impl std::fmt::Display) {
-        eprintln!("hoist: {message}");
+        eprintln!("hoist: {}", oci_types::printable(&message.to_string()));
     }
 
     /// How copies show their progress.
