@@ -771,3 +771,101 @@ fn a_registrys_error_message_cannot_rewrite_the_terminal() {
     );
     assert!(stderr.contains("\\u{1b}[2J"), "{stderr}");
 }
+
+/// A copy to a destination that pins a digest (`oci:DIR:v1@sha256:X`) copies that digest,
+/// not the source's tag again: a source whose tag answers a HEAD with X and a GET with other
+/// content (a tag that moved, or a hostile registry) had that content tagged `v1` before the
+/// check after the copy failed.
+#[test]
+fn a_pinned_destination_gets_the_pinned_digest_whatever_the_tag_says_meanwhile() {
+    use std::io::{Read, Write};
+    let config = b"{}";
+    let manifest = |annotation: &str| {
+        serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {
+                "mediaType": "application/vnd.oci.image.config.v1+json",
+                "digest": Digest::sha256(config).to_string(),
+                "size": config.len(),
+            },
+            "layers": [],
+            "annotations": {"which": annotation},
+        })
+        .to_string()
+    };
+    let (pinned, other) = (manifest("pinned"), manifest("other"));
+    let pinned_digest = Digest::sha256(pinned.as_bytes());
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    {
+        let (pinned, other, digest) = (pinned.clone(), other.clone(), pinned_digest.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { return };
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).unwrap_or(0) == 1 {
+                    head.push(byte[0]);
+                }
+                let head = String::from_utf8_lossy(&head).into_owned();
+                let mut words = head.split_whitespace();
+                let (method, path) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
+                let by_digest = format!("/v2/team/app/manifests/{digest}");
+                let (status, kind, body) = match path {
+                    // The tag: HEAD says the pinned digest, GET gives other content.
+                    "/v2/team/app/manifests/v1" if method == "HEAD" => (
+                        "200 OK",
+                        "application/vnd.oci.image.manifest.v1+json",
+                        pinned.clone(),
+                    ),
+                    "/v2/team/app/manifests/v1" => (
+                        "200 OK",
+                        "application/vnd.oci.image.manifest.v1+json",
+                        other.clone(),
+                    ),
+                    p if p == by_digest => (
+                        "200 OK",
+                        "application/vnd.oci.image.manifest.v1+json",
+                        pinned.clone(),
+                    ),
+                    p if p.starts_with("/v2/team/app/blobs/") => {
+                        ("200 OK", "application/octet-stream", "{}".to_owned())
+                    }
+                    "/v2/" => ("200 OK", "application/json", "{}".to_owned()),
+                    _ => ("404 Not Found", "application/json", "{}".to_owned()),
+                };
+                let stated = Digest::sha256(body.as_bytes());
+                let answer = format!(
+                    "HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\n\
+                     Docker-Content-Digest: {}\r\nConnection: close\r\n\r\n",
+                    body.len(),
+                    if path == "/v2/team/app/manifests/v1" && method == "HEAD" {
+                        digest.clone()
+                    } else {
+                        stated
+                    }
+                );
+                let _ = stream.write_all(answer.as_bytes());
+                if method != "HEAD" {
+                    let _ = stream.write_all(body.as_bytes());
+                }
+            }
+        });
+    }
+    let work = tempfile::tempdir().unwrap();
+    let layout = work.path().join("layout");
+    let hoist = Hoist::new();
+    let dst = format!("oci:{}:v1@{pinned_digest}", layout.display());
+    hoist.ok(&["copy", &format!("{addr}/team/app:v1"), &dst]);
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let tagged: Vec<&str> = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["annotations"]["org.opencontainers.image.ref.name"] == "v1")
+        .map(|m| m["digest"].as_str().unwrap())
+        .collect();
+    assert_eq!(tagged, [pinned_digest.as_str()]);
+}

@@ -64,6 +64,15 @@ pub(crate) struct Inner {
     pub(crate) uploads: Mutex<HashMap<String, Uri>>,
 }
 
+/// `uri` for a log line: without its query, where a storage's signed URL (a redirect's
+/// `X-Amz-Signature`, a token) would otherwise end up in CI logs at debug level.
+pub(crate) fn loggable(uri: &Uri) -> String {
+    match (uri.scheme_str(), uri.authority()) {
+        (Some(scheme), Some(authority)) => format!("{scheme}://{authority}{}", uri.path()),
+        _ => uri.path().to_owned(),
+    }
+}
+
 /// What a request was about: used to turn an error answer into the right typed error.
 #[derive(Debug, Clone)]
 pub(crate) enum Target<'a> {
@@ -224,7 +233,7 @@ impl RegistryClient {
                     );
                     if can_retry {
                         let delay = self.inner.retry.delay(attempt, None);
-                        tracing::debug!(?delay, uri = %call.uri, "no answer; retrying");
+                        tracing::debug!(?delay, uri = %loggable(&call.uri), "no answer; retrying");
                         tokio::time::sleep(delay).await;
                         continue;
                     }
@@ -240,7 +249,7 @@ impl RegistryClient {
                     }
                     if can_retry {
                         let delay = self.inner.retry.delay(attempt, None);
-                        tracing::debug!(%error, ?delay, uri = %call.uri, "request failed; retrying");
+                        tracing::debug!(%error, ?delay, uri = %loggable(&call.uri), "request failed; retrying");
                         tokio::time::sleep(delay).await;
                         continue;
                     }
@@ -274,7 +283,7 @@ impl RegistryClient {
                     }
                     if transient(status) && can_retry {
                         let delay = self.inner.retry.delay(attempt, retry_after(&response));
-                        tracing::debug!(status = status.as_u16(), ?delay, uri = %call.uri, "transient answer; retrying");
+                        tracing::debug!(status = status.as_u16(), ?delay, uri = %loggable(&call.uri), "transient answer; retrying");
                         tokio::time::sleep(delay).await;
                         continue;
                     }
@@ -366,6 +375,16 @@ impl fmt::Display for RegistryClient {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A logged URL keeps its host and path, never its query (a signed URL's signature).
+    #[test]
+    fn logged_urls_leave_out_their_query() {
+        let uri: Uri = "https://bucket.example/blob?X-Amz-Signature=secret&X-Amz-Credential=k"
+            .parse()
+            .unwrap();
+        assert_eq!(loggable(&uri), "https://bucket.example/blob");
+        assert_eq!(loggable(&"/v2/a?b=c".parse().unwrap()), "/v2/a");
+    }
 
     /// Credentials go to the registry's own host and port, over its scheme or HTTPS: never
     /// over plain HTTP from a registry reached over HTTPS, nor to another port or host.

@@ -38,7 +38,11 @@ impl RegistryClient {
             let response = self.send(&mut call, &scope).await?;
             if response.status().is_redirection() {
                 let next = self.location(&response)?;
-                tracing::debug!(from = %uri, to = %next, "following a redirect");
+                tracing::debug!(
+                    from = %crate::client::loggable(&uri),
+                    to = %crate::client::loggable(&next),
+                    "following a redirect"
+                );
                 uri = next;
                 continue;
             }

@@ -139,21 +139,28 @@ async fn copy_between(
         .open_target_from(dst, chosen.as_ref(), layers)
         .await?;
     let expected = dst.digest().cloned();
-    // With every platform the copy keeps the source's digest: check it before writing anything.
-    if let (Some(expected), PlatformFilter::All) = (&expected, &platforms) {
-        let actual = from
-            .resolve(&reference)
-            .await
-            .map(|d| d.digest)
-            .with_context(|| format!("cannot read {src}"))?;
-        if actual != *expected {
-            return Err(Failed::new(
-                Failure::Verification,
-                format!("{src} has digest {actual}, not the {expected} that {dst} names"),
-            )
-            .into());
+    // With every platform the copy keeps the source's digest: check it before writing anything,
+    // and then copy that digest, not the tag again: a tag that moved meanwhile (or a source
+    // that answers a HEAD and a GET of it differently) must not move the destination's tag to
+    // other content before the check after the copy could say so.
+    let reference = match (&expected, &platforms) {
+        (Some(expected), PlatformFilter::All) => {
+            let actual = from
+                .resolve(&reference)
+                .await
+                .map(|d| d.digest)
+                .with_context(|| format!("cannot read {src}"))?;
+            if actual != *expected {
+                return Err(Failed::new(
+                    Failure::Verification,
+                    format!("{src} has digest {actual}, not the {expected} that {dst} names"),
+                )
+                .into());
+            }
+            ManifestRef::Digest(actual)
         }
-    }
+        _ => reference,
+    };
     let progress = CopyProgress::new(ctx.progress_mode());
     let options = CopyOptions::default()
         .with_platforms(platforms)
