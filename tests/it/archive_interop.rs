@@ -468,3 +468,29 @@ fn archives_are_made_with_the_users_umask() {
         assert_eq!(mode, expected, "umask {umask}");
     }
 }
+
+/// A name with a registry port keeps it in `manifest.json`: `localhost:5000/app:v1` was
+/// written as `app:v1` (a repository cannot hold the `:`), which `docker load` takes for
+/// Docker Hub's `app`, replacing that image. The archive reads back by the name as typed.
+#[test]
+fn a_registry_port_in_a_docker_archive_name_is_kept() {
+    let work = Work::new();
+    let hoist = Hoist::new();
+    built_image(&hoist, &work);
+    for (name, shown) in [
+        ("localhost:5000/app:v1", "localhost:5000/app:v1"),
+        ("ghcr.io/org/app:v2", "ghcr.io/org/app:v2"),
+        ("team/app:v3", "team/app:v3"),
+    ] {
+        let archive = work.path(&format!("{}.tar", name.replace(['/', ':'], "_")));
+        let dst = format!("docker-archive:{}:{name}", archive.display());
+        hoist!(&hoist, "copy {} {dst}", work.oci("image", "v1"));
+        let manifest = manifest_json(&archive);
+        assert_eq!(
+            manifest[0]["RepoTags"],
+            serde_json::json!([shown]),
+            "{name}"
+        );
+        hoist.ok(&["inspect", &dst]);
+    }
+}

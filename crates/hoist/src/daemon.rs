@@ -137,6 +137,10 @@ pub(crate) async fn start_load(
     let host = client.host().to_owned();
     let load = tokio::spawn(async move { client.load(body).await });
     let mut options = WriteOptions::new().with_platform(platform);
+    if let Some(name) = crate::transports::shown_name(&image.reference) {
+        let repo = oci_archive::archive_repository(&image.reference);
+        options = options.with_name(repo, name);
+    }
     let format = match layers {
         Some(layers) => {
             options = options.with_layer_source(layers);

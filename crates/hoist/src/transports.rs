@@ -17,7 +17,7 @@ use oci_archive::{
     archive_name, archive_repository,
 };
 use oci_build::ManifestRef;
-use oci_types::{Digest, Platform, Repository, Tag};
+use oci_types::{Digest, Platform, Reference, Repository, Tag};
 
 use crate::daemon::DaemonImage;
 
@@ -208,6 +208,14 @@ impl ArchiveLocation {
         if let Some(platform) = platform {
             options = options.with_platform(platform.clone());
         }
+        if let Self::Docker {
+            image: DockerImageRef::Named(repo, _, typed),
+            ..
+        } = self
+            && let Some(name) = Reference::parse(typed).ok().and_then(|r| shown_name(&r))
+        {
+            options = options.with_name(repo.clone(), name);
+        }
         let writer = ArchiveWriter::create(file, format, options)
             .with_context(|| format!("cannot write {self}"))?;
         Ok(Pending::Archive(writer))
@@ -358,6 +366,16 @@ impl fmt::Display for ArchiveLocation {
             Self::Daemon(image) => write!(f, "{DOCKER_DAEMON}{}", image.name),
         }
     }
+}
+
+/// The name `manifest.json` must show for images of `reference` when the archive's repository
+/// cannot carry it: a registry with a port (`localhost:5000/app`), which a repository cannot
+/// hold and [`archive_repository`] drops, so that `docker load` tags them as typed rather
+/// than as Docker Hub's `app`. `None` when the repository says it already.
+pub(crate) fn shown_name(reference: &Reference) -> Option<String> {
+    let full = format!("{}/{}", reference.registry(), reference.repository());
+    let kept = archive_repository(reference);
+    (reference.registry() != oci_types::DOCKER_HUB && kept.as_str() != full).then_some(full)
 }
 
 #[cfg(test)]

@@ -46,6 +46,11 @@ pub struct WriteOptions {
     /// then written uncompressed, their size read from their gzip trailer there (see
     /// [`LayerSource`]).
     pub layer_source: Option<LayerSource>,
+    /// The names `manifest.json` (`RepoTags`) shows for images tagged in a repository, by
+    /// repository, when that is not what the repository reads as: a registry with a port
+    /// (`localhost:5000/app`), which a repository cannot hold, would otherwise be dropped, and
+    /// `docker load` would replace Docker Hub's `app` instead.
+    pub names: BTreeMap<Repository, String>,
 }
 
 impl Default for WriteOptions {
@@ -60,6 +65,7 @@ impl WriteOptions {
         Self {
             platform: None,
             layer_source: None,
+            names: BTreeMap::new(),
         }
     }
 
@@ -72,6 +78,12 @@ impl WriteOptions {
     /// Sets [`layer_source`](Self::layer_source).
     pub fn with_layer_source(mut self, source: LayerSource) -> Self {
         self.layer_source = Some(source);
+        self
+    }
+
+    /// Adds to [`names`](Self::names): images tagged in `repo` are shown as `name:TAG`.
+    pub fn with_name(mut self, repo: Repository, name: impl Into<String>) -> Self {
+        self.names.insert(repo, name.into());
         self
     }
 }
@@ -95,6 +107,8 @@ struct Shared {
     format: ArchiveFormat,
     platform: Platform,
     layer_source: Option<LayerSource>,
+    /// [`WriteOptions::names`].
+    names: BTreeMap<Repository, String>,
     /// Taken by whoever writes an entry, so that entries do not interleave.
     turn: tokio::sync::Mutex<()>,
     state: Mutex<State>,
@@ -212,6 +226,7 @@ impl ArchiveWriter {
                 format,
                 platform: options.platform.unwrap_or_else(Platform::host),
                 layer_source: options.layer_source,
+                names: options.names,
                 turn: tokio::sync::Mutex::new(()),
                 state: Mutex::new(state),
             }),

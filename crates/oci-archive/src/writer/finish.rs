@@ -143,7 +143,10 @@ impl ArchiveWriter {
         if docker.is_some() {
             for (repo, tag, digest) in &tagged {
                 let image = self.docker_image_of(state, digest, &mut notes)?;
-                let name = docker_name(repo, tag);
+                let name = match self.shared.names.get(repo) {
+                    Some(name) => format!("{name}:{tag}"),
+                    None => docker_name(repo, tag),
+                };
                 match images.iter_mut().find(|(d, _)| *d == image) {
                     Some((_, names)) => names.push(name),
                     None => images.push((image, vec![name])),
