@@ -82,6 +82,24 @@ pub(crate) fn body_stream(
     (body.into(), watch)
 }
 
+/// A request body read whole (a manifest, a token form): at most `limit` bytes, at `rate`; on
+/// failure, the error and the watch that tells which limit, if any, cut it off.
+pub(crate) async fn read_whole(
+    body: Incoming,
+    limit: u64,
+    rate: MinRate,
+) -> Result<Bytes, (Error, Arc<BodyWatch>)> {
+    let (mut body, watch) = body_stream(body, Some(limit), Some(rate));
+    let mut whole = bytes::BytesMut::new();
+    while let Some(piece) = body.next().await {
+        match piece {
+            Ok(piece) => whole.extend_from_slice(&piece),
+            Err(error) => return Err((error, watch)),
+        }
+    }
+    Ok(whole.freeze())
+}
+
 /// `inner`, ended with an error when a window of `rate.window` brings less than the rate asks.
 fn at_least<S>(
     inner: S,

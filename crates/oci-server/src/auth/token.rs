@@ -9,7 +9,7 @@ use oci_store::ErrorCode;
 use rand::Rng;
 
 use super::*;
-use crate::body::{MinRate, body_stream};
+use crate::body::{MinRate, read_whole};
 use crate::wire::{self, Reply};
 
 impl Authenticator {
@@ -169,36 +169,28 @@ pub(super) async fn read_form(
     if length.is_some_and(|length| length > MAX_TOKEN_REQUEST_SIZE) {
         return Err(too_large());
     }
-    let (mut body, watch) = body_stream(
-        request.into_body(),
-        Some(MAX_TOKEN_REQUEST_SIZE),
-        Some(rate),
-    );
-    let mut form = bytes::BytesMut::new();
-    while let Some(chunk) = futures::StreamExt::next(&mut body).await {
-        match chunk {
-            Ok(chunk) => form.extend_from_slice(&chunk),
-            Err(_) if watch.overflowed() => return Err(too_large()),
-            Err(_) if watch.too_slow() => {
-                return Err(wire::refusal(
+    read_whole(request.into_body(), MAX_TOKEN_REQUEST_SIZE, rate)
+        .await
+        .map_err(|(error, watch)| {
+            if watch.overflowed() {
+                too_large()
+            } else if watch.too_slow() {
+                wire::refusal(
                     StatusCode::REQUEST_TIMEOUT,
                     ErrorCode::Unsupported,
                     &format!(
                         "the token request arrived slower than {} bytes/s over {:?}: cut off",
                         rate.bytes_per_second, rate.window
                     ),
-                ));
-            }
-            Err(error) => {
-                return Err(wire::refusal(
+                )
+            } else {
+                wire::refusal(
                     StatusCode::BAD_REQUEST,
                     ErrorCode::Unsupported,
                     &format!("cannot read the token request: {error}"),
-                ));
+                )
             }
-        }
-    }
-    Ok(form.freeze())
+        })
 }
 
 pub(super) fn random_token() -> String {

@@ -148,16 +148,13 @@ pub(super) fn subject_of(bytes: &[u8], media_type: &MediaType) -> Option<Digest>
 /// A manifest's body, at most `limit` bytes (413 past it), arriving at the server's minimum
 /// rate (408 below it).
 async fn collect(state: &State, body: Incoming, limit: u64) -> Result<Bytes, Reply> {
-    let rate = state.body_rate();
-    let (body, watch) = body_stream(body, Some(limit), Some(rate));
-    let mut body = body;
-    let mut buffer = BytesMut::new();
-    while let Some(chunk) = body.next().await {
-        match chunk {
-            Ok(chunk) => buffer.extend_from_slice(&chunk),
-            Err(_) if watch.overflowed() => return Err(too_large("manifest", limit)),
-            Err(error) => return Err(upload_failure(state, &watch, error)),
-        }
-    }
-    Ok(buffer.freeze())
+    read_whole(body, limit, state.body_rate())
+        .await
+        .map_err(|(error, watch)| {
+            if watch.overflowed() {
+                too_large("manifest", limit)
+            } else {
+                upload_failure(state, &watch, error)
+            }
+        })
 }

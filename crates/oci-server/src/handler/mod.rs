@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use http::{HeaderMap, Method, Request, StatusCode, header};
 use hyper::body::Incoming;
@@ -21,7 +21,7 @@ use tokio::sync::Semaphore;
 
 use crate::ServerOptions;
 use crate::auth::{Access, Authenticator};
-use crate::body::{BodyWatch, MinRate, body_stream};
+use crate::body::{BodyWatch, MinRate, body_stream, read_whole};
 use crate::conn::{Activity, Download};
 use crate::policy::Action;
 use crate::route::{self, Route};
