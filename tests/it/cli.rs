@@ -738,10 +738,18 @@ fn cncf_blob_put_sends_a_file_and_blob_get_reads_it_back() {
     }
 }
 
-/// What a registry says in an error reaches the terminal without its control characters: a
-/// message carrying escape sequences (clear the screen, set the title) is shown escaped.
-#[test]
-fn a_registrys_error_message_cannot_rewrite_the_terminal() {
+/// An answer of [`raw_registry`]: status line, content type, body, and the digest it states
+/// (the body's when `None`).
+struct RawAnswer {
+    status: &'static str,
+    kind: &'static str,
+    body: String,
+    digest: Option<Digest>,
+}
+
+/// A raw HTTP/1.1 "registry" on a free loopback port, for answers no real one gives: every
+/// request (method, path) is answered by `answer`, one connection each; a HEAD gets the head.
+fn raw_registry(answer: impl Fn(&str, &str) -> RawAnswer + Send + 'static) -> std::net::SocketAddr {
     use std::io::{Read, Write};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
@@ -753,15 +761,40 @@ fn a_registrys_error_message_cannot_rewrite_the_terminal() {
             while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).unwrap_or(0) == 1 {
                 head.push(byte[0]);
             }
-            let body =
-                r#"{"errors":[{"code":"DENIED","message":"\u001b[2J\u001b]0;pwned\u0007gone"}]}"#;
-            let answer = format!(
-                "HTTP/1.1 403 Forbidden\r\nContent-Type: application/json\r\n\
-                 Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            let head = String::from_utf8_lossy(&head).into_owned();
+            let mut words = head.split_whitespace();
+            let (method, path) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
+            let RawAnswer {
+                status,
+                kind,
+                body,
+                digest,
+            } = answer(method, path);
+            let digest = digest.unwrap_or_else(|| Digest::sha256(body.as_bytes()));
+            let head = format!(
+                "HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\n\
+                 Docker-Content-Digest: {digest}\r\nConnection: close\r\n\r\n",
                 body.len()
             );
-            let _ = stream.write_all(answer.as_bytes());
+            let _ = stream.write_all(head.as_bytes());
+            if method != "HEAD" {
+                let _ = stream.write_all(body.as_bytes());
+            }
         }
+    });
+    addr
+}
+
+/// What a registry says in an error reaches the terminal without its control characters: a
+/// message carrying escape sequences (clear the screen, set the title) is shown escaped.
+#[test]
+fn a_registrys_error_message_cannot_rewrite_the_terminal() {
+    let addr = raw_registry(|_, _| RawAnswer {
+        status: "403 Forbidden",
+        kind: "application/json",
+        body: r#"{"errors":[{"code":"DENIED","message":"\u001b[2J\u001b]0;pwned\u0007gone"}]}"#
+            .to_owned(),
+        digest: None,
     });
     let hoist = Hoist::new();
     let (_, stderr) = hoist.fails(&["inspect", &format!("{addr}/team/app:v1")]);
@@ -778,7 +811,6 @@ fn a_registrys_error_message_cannot_rewrite_the_terminal() {
 /// check after the copy failed.
 #[test]
 fn a_pinned_destination_gets_the_pinned_digest_whatever_the_tag_says_meanwhile() {
-    use std::io::{Read, Write};
     let config = b"{}";
     let manifest = |annotation: &str| {
         serde_json::json!({
@@ -796,63 +828,42 @@ fn a_pinned_destination_gets_the_pinned_digest_whatever_the_tag_says_meanwhile()
     };
     let (pinned, other) = (manifest("pinned"), manifest("other"));
     let pinned_digest = Digest::sha256(pinned.as_bytes());
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    {
+    let addr = {
         let (pinned, other, digest) = (pinned.clone(), other.clone(), pinned_digest.clone());
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(mut stream) = stream else { return };
-                let mut head = Vec::new();
-                let mut byte = [0u8; 1];
-                while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).unwrap_or(0) == 1 {
-                    head.push(byte[0]);
+        raw_registry(move |method, path| {
+            let manifest = |body: &String, digest: Option<Digest>| RawAnswer {
+                status: "200 OK",
+                kind: "application/vnd.oci.image.manifest.v1+json",
+                body: body.clone(),
+                digest,
+            };
+            let by_digest = format!("/v2/team/app/manifests/{digest}");
+            match path {
+                // The tag: HEAD says the pinned digest, GET gives other content.
+                "/v2/team/app/manifests/v1" if method == "HEAD" => {
+                    manifest(&pinned, Some(digest.clone()))
                 }
-                let head = String::from_utf8_lossy(&head).into_owned();
-                let mut words = head.split_whitespace();
-                let (method, path) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
-                let by_digest = format!("/v2/team/app/manifests/{digest}");
-                let (status, kind, body) = match path {
-                    // The tag: HEAD says the pinned digest, GET gives other content.
-                    "/v2/team/app/manifests/v1" if method == "HEAD" => (
-                        "200 OK",
-                        "application/vnd.oci.image.manifest.v1+json",
-                        pinned.clone(),
-                    ),
-                    "/v2/team/app/manifests/v1" => (
-                        "200 OK",
-                        "application/vnd.oci.image.manifest.v1+json",
-                        other.clone(),
-                    ),
-                    p if p == by_digest => (
-                        "200 OK",
-                        "application/vnd.oci.image.manifest.v1+json",
-                        pinned.clone(),
-                    ),
-                    p if p.starts_with("/v2/team/app/blobs/") => {
-                        ("200 OK", "application/octet-stream", "{}".to_owned())
-                    }
-                    "/v2/" => ("200 OK", "application/json", "{}".to_owned()),
-                    _ => ("404 Not Found", "application/json", "{}".to_owned()),
-                };
-                let stated = Digest::sha256(body.as_bytes());
-                let answer = format!(
-                    "HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\n\
-                     Docker-Content-Digest: {}\r\nConnection: close\r\n\r\n",
-                    body.len(),
-                    if path == "/v2/team/app/manifests/v1" && method == "HEAD" {
-                        digest.clone()
+                "/v2/team/app/manifests/v1" => manifest(&other, None),
+                p if p == by_digest => manifest(&pinned, None),
+                p if p.starts_with("/v2/team/app/blobs/") => RawAnswer {
+                    status: "200 OK",
+                    kind: "application/octet-stream",
+                    body: "{}".to_owned(),
+                    digest: None,
+                },
+                _ => RawAnswer {
+                    status: if path == "/v2/" {
+                        "200 OK"
                     } else {
-                        stated
-                    }
-                );
-                let _ = stream.write_all(answer.as_bytes());
-                if method != "HEAD" {
-                    let _ = stream.write_all(body.as_bytes());
-                }
+                        "404 Not Found"
+                    },
+                    kind: "application/json",
+                    body: "{}".to_owned(),
+                    digest: None,
+                },
             }
-        });
-    }
+        })
+    };
     let work = tempfile::tempdir().unwrap();
     let layout = work.path().join("layout");
     let hoist = Hoist::new();
