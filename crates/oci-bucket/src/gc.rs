@@ -198,12 +198,8 @@ fn references(bytes: &[u8]) -> std::result::Result<Vec<(Digest, bool)>, String> 
             Ok(())
         };
     take(&json["config"]["digest"], false)?;
-    for (list, field, is_manifest) in [
-        ("layers", "digest", false),
-        ("blobs", "digest", false),
-        ("manifests", "digest", true),
-        ("fsLayers", "blobSum", false),
-    ] {
+    let blobs = oci_store::BLOB_REFERENCE_LISTS.map(|(list, field)| (list, field, false));
+    for (list, field, is_manifest) in blobs.into_iter().chain([("manifests", "digest", true)]) {
         for item in json[list].as_array().map_or(&[][..], Vec::as_slice) {
             take(&item[field], is_manifest)?;
         }

@@ -30,6 +30,17 @@ pub struct InspectedManifest {
     pub annotations: BTreeMap<String, String>,
 }
 
+/// The lists of a manifest of any kind whose entries name blobs, each with the field that
+/// holds the digest (an image's and an artifact's layers and blobs, a schema 1 manifest's
+/// `fsLayers`); besides these, `config.digest` names a blob and `manifests[].digest` a
+/// manifest. What reads manifests as plain JSON (a push of an unknown kind, a bucket's
+/// collection of garbage) takes its references from here.
+pub const BLOB_REFERENCE_LISTS: [(&str, &str); 3] = [
+    ("layers", "digest"),
+    ("blobs", "digest"),
+    ("fsLayers", "blobSum"),
+];
+
 /// Checks a manifest push the way every store must: at most [`MAX_MANIFEST_SIZE`] bytes, the
 /// expected digest if one is given, and, for the image and index media types, a valid manifest
 /// of that kind. Other media types (artifacts of unknown kinds, Docker schema 1) must be JSON
@@ -99,11 +110,7 @@ pub fn inspect_manifest(
         other => Err(invalid(format!("{what} is not a digest: {other}"))),
     };
     digest_at(&json["config"]["digest"], "config.digest")?;
-    for (list, field) in [
-        ("layers", "digest"),
-        ("blobs", "digest"),
-        ("fsLayers", "blobSum"),
-    ] {
+    for (list, field) in BLOB_REFERENCE_LISTS {
         for item in json[list].as_array().map_or(&[][..], Vec::as_slice) {
             digest_at(&item[field], &format!("{list}[].{field}"))?;
         }

@@ -63,7 +63,7 @@ pub use cache::Cached;
 pub use error::{Error, ErrorCode, Result};
 pub use file_span::FileSpan;
 pub use gc::GcOptions;
-pub use inspect::{InspectedManifest, inspect_manifest};
+pub use inspect::{BLOB_REFERENCE_LISTS, InspectedManifest, inspect_manifest};
 pub use interface::{
     ListParams, OciInterface, OciInterfaceExt, PushManifestParams, ReferrersParams,
 };
