@@ -82,15 +82,15 @@ impl IndexFile {
 
     /// The descriptor of every entry, whether or not hoist can tell its repository (a
     /// `ref.name` such as `localhost:5000/app:v1`, as other tools write): what the layout
-    /// holds, for gc and fsck; and the entries that are not descriptors at all (what they
+    /// holds, for gc and fsck; and how many entries are not descriptors at all (what they
     /// reference cannot be known).
-    pub(crate) fn all_descriptors(&self) -> (Vec<Descriptor>, Vec<&Value>) {
+    pub(crate) fn all_descriptors(&self) -> (Vec<Descriptor>, usize) {
         let mut descriptors = Vec::new();
-        let mut undecodable = Vec::new();
+        let mut undecodable = 0;
         for raw in &self.entries {
             match serde_json::from_value::<Descriptor>(raw.clone()) {
                 Ok(descriptor) => descriptors.push(descriptor),
-                Err(_) => undecodable.push(raw),
+                Err(_) => undecodable += 1,
             }
         }
         (descriptors, undecodable)

@@ -109,7 +109,6 @@ fn reachable(layout: &Layout, default: &Repository) -> Result<Reachable> {
     // Every entry is a root, including those whose `ref.name` hoist cannot read: their
     // images are the layout's too, and gc removed them.
     let (mut pending, undecodable) = index.all_descriptors();
-    let undecodable = undecodable.len();
     while let Some(descriptor) = pending.pop() {
         if !seen.insert(descriptor.digest.clone()) {
             continue;
